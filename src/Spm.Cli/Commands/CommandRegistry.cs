@@ -1,0 +1,12 @@
+using System.CommandLine;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>Every verb of the spm tool. Adding a verb = one file in Commands/ plus one line here.</summary>
+internal static class CommandRegistry
+{
+    public static IEnumerable<Command> All()
+    {
+        yield return VersionCommand.Create();
+    }
+}
