@@ -1,0 +1,127 @@
+namespace Spm.Training.LatentAnchoring;
+
+/// <summary>What the trainer optimises (the reference code's <c>action</c>).</summary>
+public enum TrainingAction
+{
+    /// <summary><c>L_era + lambda * L_anc</c>: erasure with latent anchoring (the method).</summary>
+    EraseWithAnchoring,
+
+    /// <summary><c>L_era</c> only: the ablation without anchoring.</summary>
+    Erase,
+}
+
+/// <summary>
+/// Every knob of latent-anchoring training (spec section 2), with the spec's defaults.
+/// </summary>
+public sealed record LatentAnchoringOptions
+{
+    /// <summary>The target concept to erase (c_tar).</summary>
+    public required string Concept { get; init; }
+
+    /// <summary>
+    /// The prompt whose prediction defines the erasure direction; the reference layout's <c>positive</c>.
+    /// Null means the same as <see cref="Concept"/>.
+    /// </summary>
+    public string? Positive { get; init; }
+
+    /// <summary>The surrogate concept c_sur (the reference layout's <c>neutral</c>); default the empty prompt.</summary>
+    public string Surrogate { get; init; } = "";
+
+    /// <summary>The unconditional prompt used by classifier-free guidance while sampling x.</summary>
+    public string Unconditional { get; init; } = "";
+
+    /// <summary>Erasing guidance eta (the reference layout's <c>guidance_scale</c>).</summary>
+    public double Eta { get; init; } = 1.0;
+
+    /// <summary>Anchoring strength lambda (<c>la_strength</c>); 1000 for SD 1.x.</summary>
+    public double AnchorStrength { get; init; } = 1000.0;
+
+    /// <summary>Erase with or without anchoring.</summary>
+    public TrainingAction Action { get; init; } = TrainingAction.EraseWithAnchoring;
+
+    /// <summary>Number of anchors drawn per iteration (<c>sampling_batch_size</c>).</summary>
+    public int AnchorCount { get; init; } = 4;
+
+    /// <summary>
+    /// Reproduce the reference implementation's anchor batch exactly: only half of the anchors are random,
+    /// the other half are copies of E("") (see the spec, section 2.5).
+    /// </summary>
+    public bool ReferenceQuirk { get; init; }
+
+    /// <summary>Training iterations.</summary>
+    public int Iterations { get; init; } = 3000;
+
+    /// <summary>Peak learning rate of AdamW.</summary>
+    public double LearningRate { get; init; } = 1e-4;
+
+    /// <summary>AdamW weight decay.</summary>
+    public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>Linear warm-up steps of the learning rate.</summary>
+    public int WarmupSteps { get; init; } = 500;
+
+    /// <summary>Hard restarts of the cosine schedule after warm-up.</summary>
+    public int CosineCycles { get; init; } = 3;
+
+    /// <summary>Membrane rank.</summary>
+    public int Rank { get; init; } = 1;
+
+    /// <summary>Membrane alpha (scale = alpha / rank).</summary>
+    public double Alpha { get; init; } = 1.0;
+
+    /// <summary>Nominal resolution in pixels; latent sizes are drawn from {res/2, res/2+64, ..., res-64}.</summary>
+    public int Resolution { get; init; } = 512;
+
+    /// <summary>Draw height and width per iteration (the reference's <c>dynamic_resolution</c>); false = always the nominal size.</summary>
+    public bool DynamicResolution { get; init; } = true;
+
+    /// <summary>Batch size (prompts per iteration). Only 1 is supported, as in the reference configs.</summary>
+    public int BatchSize { get; init; } = 1;
+
+    /// <summary>DDIM sampling steps of the schedule x is drawn from (k is drawn in 1..steps-1).</summary>
+    public int SamplingSteps { get; init; } = 30;
+
+    /// <summary>Classifier-free guidance scale while sampling x.</summary>
+    public double SamplingGuidance { get; init; } = 3.0;
+
+    /// <summary>
+    /// How the query timestep is chosen from k: <see cref="QueryTimestepMode.Reference"/> uses
+    /// <c>999 - floor(k*1000/steps)</c> (slightly noisier than x), <see cref="QueryTimestepMode.Exact"/> the DDIM timestep x sits at.
+    /// </summary>
+    public QueryTimestepMode QueryTimestep { get; init; } = QueryTimestepMode.Reference;
+
+    /// <summary>Random seed for everything (noise, k, sizes, anchors, initialisation).</summary>
+    public ulong Seed { get; init; } = 0;
+
+    /// <summary>Save a checkpoint every this many iterations (0 = never).</summary>
+    public int CheckpointEvery { get; init; } = 500;
+
+    /// <summary>Render a preview grid every this many iterations (0 = never).</summary>
+    public int PreviewEvery { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Concept)) throw new ArgumentException("The concept to erase is empty (--concept).");
+        if (Iterations < 1) throw new ArgumentException($"--iterations must be at least 1 (got {Iterations}).");
+        if (Rank < 1) throw new ArgumentException($"--rank must be at least 1 (got {Rank}).");
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new ArgumentException($"--lr must be positive (got {LearningRate}).");
+        if (Resolution < 128 || Resolution % 64 != 0) throw new ArgumentException($"--resolution must be a multiple of 64 and at least 128 (got {Resolution}).");
+        if (SamplingSteps < 2) throw new ArgumentException($"Sampling steps must be at least 2 (got {SamplingSteps}).");
+        if (AnchorCount < 0) throw new ArgumentException($"Anchor count must be non-negative (got {AnchorCount}).");
+        if (BatchSize != 1) throw new ArgumentException($"Only batch size 1 is supported (got {BatchSize}).");
+        if (CheckpointEvery < 0) throw new ArgumentException($"--checkpoint-every must be non-negative (got {CheckpointEvery}).");
+        if (WarmupSteps < 0 || CosineCycles < 1) throw new ArgumentException("Warm-up steps must be >= 0 and cosine cycles >= 1.");
+        if (double.IsNaN(Eta) || double.IsNaN(AnchorStrength) || AnchorStrength < 0) throw new ArgumentException("eta must be a number and the anchor strength non-negative.");
+    }
+}
+
+/// <summary>How the timestep used for the erasure and anchoring predictions is derived from the sampled step count.</summary>
+public enum QueryTimestepMode
+{
+    /// <summary>The reference code's <c>999 - floor(k * 1000 / steps)</c>.</summary>
+    Reference,
+
+    /// <summary>The DDIM timestep at which x actually sits after k steps.</summary>
+    Exact,
+}
