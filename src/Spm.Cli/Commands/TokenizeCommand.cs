@@ -1,0 +1,47 @@
+using System.CommandLine;
+using Spm.Core;
+using Spm.Diffusion.Text;
+
+namespace Spm.Cli.Commands;
+
+/// <summary><c>spm tokenize [--model DIR] [--json] "text"</c>: prints the 77 CLIP token ids of a prompt.</summary>
+internal static class TokenizeCommand
+{
+    /// <summary>Environment variable naming the default model folder when --model is not given.</summary>
+    public const string DefaultModelVariable = "SPM_MODEL";
+
+    public static Command Create()
+    {
+        var text = new Argument<string>("text") { Description = "The prompt to tokenize." };
+        var model = new Option<string?>("--model")
+        {
+            Description = $"Model folder (its tokenizer/ is used) or tokenizer folder. Default: ${DefaultModelVariable}, else ../shared/clip-tokenizer.",
+        };
+        var json = new Option<bool>("--json") { Description = "Print one JSON array of integers." };
+        var cmd = new Command("tokenize", "Print the CLIP token ids (BOS, tokens, EOS, padding to 77) of a prompt.") { text, model, json };
+        cmd.SetAction(parse =>
+        {
+            var (folder, source) = Locate(parse.GetValue(model));
+            var tokenizer = ClipTokenizer.Load(folder);
+            // The chosen tokenizer goes to stderr so stdout stays machine-readable.
+            Console.Error.WriteLine($"tokenizer: {tokenizer.Folder} ({source})");
+            var ids = tokenizer.Encode(parse.GetValue(text) ?? "");
+            Console.WriteLine(Format(ids, parse.GetValue(json)));
+            return 0;
+        });
+        return cmd;
+    }
+
+    internal static string Format(int[] ids, bool json) =>
+        json ? "[" + string.Join(",", ids) + "]" : string.Join(' ', ids);
+
+    internal static (string Folder, string Source) Locate(string? model)
+    {
+        if (!string.IsNullOrEmpty(model)) return (model, "--model");
+        var env = Environment.GetEnvironmentVariable(DefaultModelVariable);
+        if (!string.IsNullOrEmpty(env)) return (env, $"default model from ${DefaultModelVariable}");
+        var shared = ClipTokenizer.FindFolder()
+            ?? throw new SpmException($"No tokenizer: pass --model DIR, set ${DefaultModelVariable}, or provide ../shared/clip-tokenizer.");
+        return (shared, "shared CLIP vocabulary");
+    }
+}
