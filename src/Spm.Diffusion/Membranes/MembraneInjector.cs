@@ -1,0 +1,209 @@
+using Google.Protobuf;
+using Spm.Core;
+using Spm.Diffusion.Onnx;
+using Spm.Diffusion.Onnx.Proto;
+
+namespace Spm.Diffusion.Membranes;
+
+/// <summary>
+/// Graph surgery that puts membrane branches beside the layers of a <see cref="MembraneLayout"/>.
+/// For a layer with activation input x and output y, y becomes <c>y + up(coef * down(x))</c> where
+/// <c>coef[b, j] = gates[b, j] * scales[j]</c>:
+/// linear (MatMul/Gemm): <c>((x · downᵀ) ⊙ coef[b, None, :]) · upᵀ</c>;
+/// conv: <c>Conv1x1(Conv(x, down; same kernel, strides, pads, dilations, group 1) ⊙ coef[b, :, None, None], up)</c>.
+/// The branch of an fp16 layer runs in fp32 (Cast in, Cast out): the membrane inputs stay fp32 for every model, and a
+/// rank-1 delta is small relative to the weights, where fp16 rounding would eat most of it; the two Casts cost little
+/// next to the layer itself. Input names: see <see cref="MembraneNames"/>.
+/// </summary>
+public static class MembraneInjector
+{
+    private const string CoefName = "spm.coef";
+    private const string CoefLinearName = "spm.coef.linear";
+    private const string CoefConvName = "spm.coef.conv";
+    private const string ShapeLinearName = "spm.const.shape_b1r";
+    private const string ShapeConvName = "spm.const.shape_br11";
+    private const string ShapeUpConvName = "spm.const.shape_or11";
+
+    /// <summary>
+    /// Returns a copy of <paramref name="model"/> with a branch beside every layer of <paramref name="layout"/> and the
+    /// membrane inputs declared. The original model is not modified; external-data references are kept as they are.
+    /// </summary>
+    /// <exception cref="SpmMismatchException">A layout layer is not found in the graph as described.</exception>
+    /// <exception cref="SpmException">The model already has membrane inputs.</exception>
+    public static ModelProto Inject(ModelProto model, MembraneLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(layout);
+        return Inject(model, layout.Layers);
+    }
+
+    /// <summary>Injects branches beside <paramref name="layers"/> (the membrane inputs get a symbolic rank).</summary>
+    /// <inheritdoc cref="Inject(ModelProto, MembraneLayout)"/>
+    public static ModelProto Inject(ModelProto model, IReadOnlyList<AdaptableLayer> layers)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(layers);
+        var result = model.Clone();
+        var g = result.Graph;
+        if (g.Input.Any(i => MembraneNames.IsMembraneInput(i.Name)))
+            throw new SpmException("The model already has membrane inputs (it was injected before); inject into the original model.");
+
+        string batchDim = BatchDimName(g);
+        var inits = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
+        foreach (var t in g.Initializer) inits.TryAdd(t.Name, t);
+        var producer = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < g.Node.Count; i++)
+            foreach (var o in g.Node[i].Output) producer[o] = i;
+        var nodeByName = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var n in g.Node) if (n.Name.Length > 0) nodeByName.TryAdd(n.Name, n);
+
+        // Branches to insert after a node index, in order.
+        var after = new Dictionary<int, List<NodeProto>>();
+        bool needLinear = false, needGemm = false, needConv = false;
+        foreach (var layer in layers)
+        {
+            if (!nodeByName.TryGetValue(layer.NodeName, out var node))
+                throw new SpmMismatchException($"Layer '{layer.ModulePath}': node '{layer.NodeName}' is not in the graph.", layer.ModulePath);
+            if (!producer.TryGetValue(layer.OutputName, out int producerIndex))
+                throw new SpmMismatchException($"Layer '{layer.ModulePath}': no node produces '{layer.OutputName}'.", layer.ModulePath);
+            var half = inits.TryGetValue(layer.WeightName, out var w) && w.DataType == (int)TensorProto.Types.DataType.Float16;
+
+            var prod = g.Node[producerIndex];
+            string baseName = $"spm.{layer.ModulePath}.base";
+            int outIndex = prod.Output.IndexOf(layer.OutputName);
+            prod.Output[outIndex] = baseName;
+
+            var branch = new List<NodeProto>();
+            string p = $"spm.{layer.ModulePath}";
+            string x = layer.InputName;
+            if (half)
+            {
+                branch.Add(Node("Cast", $"{p}/CastIn", [x], [$"{p}.x32"], Int("to", (long)TensorProto.Types.DataType.Float)));
+                x = $"{p}.x32";
+            }
+            string delta;
+            if (layer.IsConv)
+            {
+                needConv = true;
+                var conv = new NodeProto { OpType = "Conv", Name = $"{p}/DownConv" };
+                conv.Input.Add(x);
+                conv.Input.Add(MembraneNames.Down(layer.ModulePath));
+                conv.Output.Add($"{p}.h");
+                foreach (var a in node.Attribute)
+                    if (a.Name is "strides" or "pads" or "dilations" or "auto_pad" or "kernel_shape") conv.Attribute.Add(a.Clone());
+                branch.Add(conv);
+                branch.Add(Node("Mul", $"{p}/Gate", [$"{p}.h", CoefConvName], [$"{p}.hg"]));
+                branch.Add(Node("Reshape", $"{p}/UpKernel", [MembraneNames.Up(layer.ModulePath), ShapeUpConvName], [$"{p}.up4"]));
+                branch.Add(Node("Conv", $"{p}/UpConv", [$"{p}.hg", $"{p}.up4"], [$"{p}.delta"]));
+            }
+            else
+            {
+                bool gemm = layer.Kind == LayerKind.Gemm;
+                if (gemm && node.Attribute.Any(a => a.Name == "transA" && a.I != 0))
+                    throw new SpmMismatchException($"Layer '{layer.ModulePath}': Gemm with transA is not supported.", layer.ModulePath);
+                if (gemm) needGemm = true; else needLinear = true;
+                branch.Add(Node("Transpose", $"{p}/DownT", [MembraneNames.Down(layer.ModulePath)], [$"{p}.downT"]));
+                branch.Add(Node("MatMul", $"{p}/Down", [x, $"{p}.downT"], [$"{p}.h"]));
+                branch.Add(Node("Mul", $"{p}/Gate", [$"{p}.h", gemm ? CoefName : CoefLinearName], [$"{p}.hg"]));
+                branch.Add(Node("Transpose", $"{p}/UpT", [MembraneNames.Up(layer.ModulePath)], [$"{p}.upT"]));
+                branch.Add(Node("MatMul", $"{p}/Up", [$"{p}.hg", $"{p}.upT"], [$"{p}.delta"]));
+            }
+            delta = $"{p}.delta";
+            if (half)
+            {
+                branch.Add(Node("Cast", $"{p}/CastOut", [delta], [$"{p}.delta16"], Int("to", (long)TensorProto.Types.DataType.Float16)));
+                delta = $"{p}.delta16";
+            }
+            branch.Add(Node("Add", $"{p}/Add", [baseName, delta], [layer.OutputName]));
+            if (!after.TryGetValue(producerIndex, out var list)) after[producerIndex] = list = [];
+            list.AddRange(branch);
+
+            g.Input.Add(Input(MembraneNames.Down(layer.ModulePath), layer.IsConv
+                ? [Sym(MembraneNames.RankDim), Fixed(layer.InFeatures), Fixed(KernelDim(layer, 0)), Fixed(KernelDim(layer, 1))]
+                : [Sym(MembraneNames.RankDim), Fixed(layer.InFeatures)]));
+            g.Input.Add(Input(MembraneNames.Up(layer.ModulePath), [Fixed(layer.OutFeatures), Sym(MembraneNames.RankDim)]));
+        }
+
+        // Shared preamble: coef = gates * scales and its broadcast views.
+        var preamble = new List<NodeProto> { Node("Mul", "spm/Coef", [MembraneNames.Gates, MembraneNames.Scales], [CoefName]) };
+        if (needLinear)
+        {
+            g.Initializer.Add(Int64Tensor(ShapeLinearName, [0, 1, -1]));
+            preamble.Add(Node("Reshape", "spm/CoefLinear", [CoefName, ShapeLinearName], [CoefLinearName]));
+        }
+        if (needConv)
+        {
+            g.Initializer.Add(Int64Tensor(ShapeConvName, [0, -1, 1, 1]));
+            g.Initializer.Add(Int64Tensor(ShapeUpConvName, [0, 0, 1, 1]));
+            preamble.Add(Node("Reshape", "spm/CoefConv", [CoefName, ShapeConvName], [CoefConvName]));
+        }
+        _ = needGemm;
+
+        var nodes = new List<NodeProto>(g.Node.Count + preamble.Count + after.Sum(a => a.Value.Count));
+        nodes.AddRange(preamble);
+        for (int i = 0; i < g.Node.Count; i++)
+        {
+            nodes.Add(g.Node[i]);
+            if (after.TryGetValue(i, out var extra)) nodes.AddRange(extra);
+        }
+        g.Node.Clear();
+        g.Node.AddRange(nodes);
+        g.Input.Add(Input(MembraneNames.Gates, [Sym(batchDim), Sym(MembraneNames.RankDim)]));
+        g.Input.Add(Input(MembraneNames.Scales, [Sym(MembraneNames.RankDim)]));
+        return result;
+    }
+
+    private static int KernelDim(AdaptableLayer layer, int i) => layer.KernelShape.Length > i ? layer.KernelShape[i] : 1;
+
+    /// <summary>The symbolic batch dimension of the first graph input (so gates share it), or "batch".</summary>
+    private static string BatchDimName(GraphProto g)
+    {
+        var first = g.Input.FirstOrDefault(i => !MembraneNames.IsMembraneInput(i.Name));
+        var dims = first?.Type?.TensorType?.Shape?.Dim;
+        return dims is { Count: > 0 } && dims[0].DimParam.Length > 0 ? dims[0].DimParam : "batch";
+    }
+
+    internal static NodeProto Node(string op, string name, string[] inputs, string[] outputs, params AttributeProto[] attrs)
+    {
+        var n = new NodeProto { OpType = op, Name = name };
+        n.Input.AddRange(inputs);
+        n.Output.AddRange(outputs);
+        n.Attribute.AddRange(attrs);
+        return n;
+    }
+
+    private static AttributeProto Int(string name, long value)
+        => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    internal static TensorProto Int64Tensor(string name, long[] values)
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        t.Dims.Add(values.Length);
+        t.Int64Data.AddRange(values);
+        return t;
+    }
+
+    private static TensorShapeProto.Types.Dimension Sym(string name) => new() { DimParam = name };
+
+    private static TensorShapeProto.Types.Dimension Fixed(long value) => new() { DimValue = value };
+
+    private static ValueInfoProto Input(string name, TensorShapeProto.Types.Dimension[] dims)
+    {
+        var shape = new TensorShapeProto();
+        shape.Dim.AddRange(dims);
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
+        };
+    }
+
+    /// <summary>Serialises a float tensor as an initializer with raw little-endian data.</summary>
+    internal static TensorProto FloatInitializer(string name, int[] shape, ReadOnlySpan<float> data)
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        foreach (var d in shape) t.Dims.Add(d);
+        t.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data));
+        return t;
+    }
+}
