@@ -1,0 +1,41 @@
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+using Spm.Diffusion.Onnx.Proto;
+
+namespace Spm.Training.Autodiff;
+
+/// <summary>How ONNX Runtime sessions for forward probes and gradient graphs are created.</summary>
+/// <param name="ExternalDataFolder">Folder holding the model's external weight files (e.g. the UNet folder with <c>weights.pb</c>); null when all weights are inline.</param>
+/// <param name="IntraOpThreads">ORT intra-op threads; 0 lets ORT decide.</param>
+/// <param name="UseCuda">Append the CUDA execution provider (falls back to an error if it is not available).</param>
+public sealed record GradientSessionSettings(
+    string? ExternalDataFolder = null,
+    int IntraOpThreads = 0,
+    bool UseCuda = false);
+
+/// <summary>Creates in-memory ORT sessions for models held as <see cref="ModelProto"/>.</summary>
+internal static class GradientSessionFactory
+{
+    public static InferenceSession Create(ModelProto model, GradientSessionSettings settings)
+    {
+        var options = new SessionOptions();
+        try
+        {
+            options.GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL;
+            if (settings.IntraOpThreads > 0) options.IntraOpNumThreads = settings.IntraOpThreads;
+            if (settings.ExternalDataFolder is not null)
+                options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(settings.ExternalDataFolder));
+            if (settings.UseCuda) options.AppendExecutionProvider_CUDA(0);
+            return new InferenceSession(model.ToByteArray(), options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new SpmException($"ONNX Runtime could not load the graph '{model.Graph?.Name}': {e.Message}", e);
+        }
+        finally
+        {
+            options.Dispose();
+        }
+    }
+}
