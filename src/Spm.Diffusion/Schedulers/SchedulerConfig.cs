@@ -4,7 +4,7 @@ namespace Spm.Diffusion.Schedulers;
 /// The diffusers scheduler configuration (scheduler/scheduler_config.json). Property names follow diffusers'
 /// keys in PascalCase; defaults are diffusers' defaults for SD 1.x.
 /// </summary>
-public sealed record SchedulerConfig
+public sealed partial record SchedulerConfig
 {
     /// <summary>Number of diffusion steps the model was trained with (num_train_timesteps).</summary>
     public int NumTrainTimesteps { get; init; } = 1000;
@@ -27,8 +27,12 @@ public sealed record SchedulerConfig
     /// <summary>steps_offset.</summary>
     public int StepsOffset { get; init; } = 1;
 
-    /// <summary>timestep_spacing: "leading", "trailing" or "linspace".</summary>
-    public string TimestepSpacing { get; init; } = "leading";
+    /// <summary>
+    /// timestep_spacing: "leading", "trailing" or "linspace"; null (the config has no such key, as in SD 1.x
+    /// configs) means each scheduler's own diffusers default: leading for PNDM and DDIM, linspace for Euler,
+    /// Euler ancestral, LMS and DPM-Solver++.
+    /// </summary>
+    public string? TimestepSpacing { get; init; }
 
     /// <summary>set_alpha_to_one (DDIM/PNDM final step).</summary>
     public bool SetAlphaToOne { get; init; }
