@@ -110,6 +110,22 @@ internal static class Ref
                 Assert.Fail($"{what}: {Worst(actual, expected)}");
     }
 
+    /// <summary>
+    /// Like <see cref="AssertClose(ReadOnlySpan{float}, double[], double, string)"/> but the tolerance also scales with
+    /// the step's input magnitude: float32 arithmetic (as in diffusers) on an input of size |x| carries ~|x| * 6e-8
+    /// rounding, which cancellation (x + derivative * dt at large sigma) leaves in a much smaller result.
+    /// </summary>
+    public static void AssertClose(ReadOnlySpan<float> actual, double[] expected, double[] input, double tol, string what)
+    {
+        Assert.That(actual.Length, Is.EqualTo(expected.Length), what);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double scale = Math.Max(1.0, Math.Max(Math.Abs(expected[i]), Math.Abs(input[i])));
+            if (Math.Abs(actual[i] - expected[i]) > tol * scale)
+                Assert.Fail($"{what}: at {i} actual {actual[i]:R}, expected {expected[i]:R}, input {input[i]:R}");
+        }
+    }
+
     /// <summary>Integral over [a, b] of the Lagrange basis polynomial L_j on nodes (exact, by expanding the polynomial).</summary>
     public static double LagrangeIntegral(double[] nodes, int j, double a, double b)
     {
