@@ -49,4 +49,7 @@ public sealed record AdaptableLayer(
 {
     /// <summary>True for Conv layers.</summary>
     public bool IsConv => Kind == LayerKind.Conv;
+
+    /// <summary>The transformer container holding the layer (e.g. <c>down_blocks.1.attentions.0</c>), or null outside one.</summary>
+    public string? Container => AdaptableLayerFinder.ContainerOf(ModulePath);
 }
