@@ -22,22 +22,11 @@ internal static class MembraneFixtures
 
     public static IReadOnlyList<AdaptableLayer> Layers => LayersLazy.Value;
 
-    /// <summary>Reads an SPM file in the official key layout, resolving keys against the fixture's module paths.</summary>
+    /// <summary>Reads an SPM file through the library loader, resolving keys against the fixture's layers.</summary>
     public static MembraneSet LoadSpm(string path, string? name = null)
     {
-        using var f = SafeTensorsFile.Open(path);
-        var membranes = new List<LayerMembrane>();
-        int rank = int.Parse(f.Metadata["rank"], System.Globalization.CultureInfo.InvariantCulture);
-        foreach (var layer in Layers)
-        {
-            var key = "lora_unet_" + layer.ModulePath.Replace('.', '_');
-            if (!f.Contains(key + ".lora_down.weight")) continue;
-            var down = f.ReadFloat(key + ".lora_down.weight");
-            var up = f.ReadFloat(key + ".lora_up.weight");
-            float alpha = f.ReadFloat(key + ".alpha").Data[0];
-            membranes.Add(new LayerMembrane(layer.ModulePath, down, up, alpha / rank));
-        }
-        return new MembraneSet(name ?? Path.GetFileName(path), f.Metadata["prompts"].Split(','), membranes);
+        var set = MembraneSetLoader.Load(path, Layers);
+        return name is null ? set : new MembraneSet(name, set.Concepts, set.Membranes);
     }
 
     public sealed record ReferenceCase(string Name, MembraneSet Spm, float Multiplier, Dictionary<string, FloatTensor> Inputs,

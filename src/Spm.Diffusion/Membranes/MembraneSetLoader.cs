@@ -1,0 +1,33 @@
+using Spm.Core.Membranes;
+using Spm.Diffusion.Onnx;
+
+namespace Spm.Diffusion.Membranes;
+
+/// <summary>Turns SPM files and adapters into <see cref="MembraneSet"/>s resolved against a model's layers.</summary>
+public static class MembraneSetLoader
+{
+    /// <summary>
+    /// Loads an SPM file, resolving its keys against the module paths of <paramref name="modelLayers"/>. Keys the model
+    /// lacks stay as raw keys, so <see cref="MembraneLayout.Create"/> reports them as missing layers.
+    /// </summary>
+    /// <param name="path">The SPM (.safetensors) file.</param>
+    /// <param name="modelLayers">All adaptable layers of the target model.</param>
+    /// <param name="options">Extra load options (metadata overrides); module paths are filled in here.</param>
+    /// <exception cref="Spm.Core.SpmFormatException">The file is malformed (see <see cref="SpmFile.Load"/>).</exception>
+    public static MembraneSet Load(string path, IReadOnlyList<AdaptableLayer> modelLayers, SpmLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(modelLayers);
+        var opts = (options ?? new SpmLoadOptions()) with { ModulePaths = modelLayers.Select(l => l.ModulePath).Distinct(StringComparer.Ordinal).ToList() };
+        var adapter = SpmFile.Load(path, opts);
+        return FromAdapter(adapter, Path.GetFileName(path));
+    }
+
+    /// <summary>Wraps a loaded adapter; unresolved membranes keep their key as path (and will not match any layer).</summary>
+    public static MembraneSet FromAdapter(SpmAdapter adapter, string name)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        var membranes = adapter.Membranes.Select(m => new LayerMembrane(m.ModulePath ?? m.Key, m.Down, m.Up, m.Scale));
+        return new MembraneSet(name, adapter.Config.Prompts, membranes);
+    }
+}
