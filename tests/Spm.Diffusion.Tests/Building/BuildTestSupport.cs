@@ -110,3 +110,29 @@ internal static class BuildTestSupport
         return loaded.Count;
     }
 }
+
+/// <summary>Parameters keyed by module path, for graphs whose node names differ (the fixture's text encoder).</summary>
+internal static class ModuleParams
+{
+    /// <summary>
+    /// Named initializers (and the exporter's Identity aliases of deduplicated ones) by name; MatMul weights
+    /// (<c>onnx::MatMul_N</c>) as <c>&lt;module&gt;.weight_t</c>, the module found from the bias Add that follows.
+    /// </summary>
+    public static Dictionary<string, TensorProto> Of(ModelProto m)
+    {
+        var inits = m.Graph.Initializer.GroupBy(i => i.Name).ToDictionary(g => g.Key, g => g.First());
+        var result = new Dictionary<string, TensorProto>();
+        foreach (var (name, t) in inits)
+            if (!name.StartsWith("onnx::")) result[name] = t;
+        foreach (var n in m.Graph.Node.Where(n => n.OpType == "Identity" && inits.ContainsKey(n.Input[0]) && !n.Input[0].StartsWith("onnx::")))
+            result[n.Output[0]] = inits[n.Input[0]];
+        foreach (var mm in m.Graph.Node.Where(n => n.OpType == "MatMul" && n.Input[1].StartsWith("onnx::MatMul") && inits.ContainsKey(n.Input[1])))
+        {
+            var add = m.Graph.Node.Single(n => n.OpType == "Add" && n.Input.Contains(mm.Output[0]));
+            var bias = add.Input.Single(i => i != mm.Output[0]);
+            Assert.That(bias, Does.EndWith(".bias"), $"{mm.Name} is followed by a bias Add");
+            result[bias[..^".bias".Length] + ".weight_t"] = inits[mm.Input[1]];
+        }
+        return result;
+    }
+}

@@ -68,8 +68,8 @@ public static class NnLayers
         return g.Node("Add", [g.Node("Mul", [back, w]), b]);
     }
 
-    /// <summary>LayerNorm over the last axis, decomposed as the opset-14 exporter writes it.</summary>
-    public static string LayerNorm(this GraphBuilder g, string module, string x, long features, float eps)
+    /// <summary>LayerNorm over the last axis, decomposed as the opset-14 exporter writes it; <paramref name="outputName"/> names its output.</summary>
+    public static string LayerNorm(this GraphBuilder g, string module, string x, long features, float eps, string? outputName = null)
     {
         using var _ = g.Scope(module);
         var mean = g.Node("ReduceMean", [x], Attr.Ints("axes", -1));
@@ -80,7 +80,7 @@ public static class NnLayers
         var normed = g.Node("Div", [centered, std]);
         var w = g.Parameter("weight", [features], TensorInit.Ones);
         var b = g.Parameter("bias", [features], TensorInit.Zeros);
-        return g.Node("Add", [g.Node("Mul", [normed, w]), b]);
+        return g.NodeNamed("Add", [g.Node("Mul", [normed, w]), b], outputName);
     }
 
     /// <summary>SiLU as x·Sigmoid(x) in its own scope (e.g. <c>nonlinearity</c>, <c>act</c>).</summary>
