@@ -9,5 +9,6 @@ internal static class CommandRegistry
     {
         yield return VersionCommand.Create();
         yield return TokenizeCommand.Create();
+        yield return InspectCommand.Create();
     }
 }

@@ -1,0 +1,205 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Spectre.Console;
+using Spm.Core;
+using Spm.Core.Membranes;
+using Spm.Diffusion.Onnx;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>
+/// <c>spm inspect PATH [--model DIR] [--json]</c>: describes an SPM file (concepts, rank, alpha, dtype, membranes,
+/// parameters) or an ONNX model (inputs, outputs, opset, external data, adaptable layers); with <c>--model</c>, how an
+/// SPM's membranes match the model's layers.
+/// </summary>
+internal static class InspectCommand
+{
+    public static Command Create()
+    {
+        var path = new Argument<string>("path") { Description = "An SPM file (.safetensors), a model folder (pipeline or component) or a .onnx file." };
+        var model = new Option<string?>("--model") { Description = "For an SPM file: a model folder or .onnx to match its membranes against." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of tables." };
+        var cmd = new Command("inspect", "Describe an SPM file or an ONNX model, and how an SPM fits a model.") { path, model, json };
+        cmd.SetAction(parse =>
+        {
+            var report = Build(parse.GetValue(path)!, parse.GetValue(model));
+            if (parse.GetValue(json))
+                Console.Out.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            else
+                InspectRenderer.Render(report, CreateConsole());
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>Builds the report for <paramref name="path"/> as one JSON object (the --json output; the tables render it too).</summary>
+    internal static JsonObject Build(string path, string? modelPath)
+    {
+        if (IsModelPath(path))
+        {
+            if (modelPath is not null)
+                throw new SpmException($"--model applies to SPM files; '{path}' is a model.");
+            return ModelReport(OnnxModel.Load(path));
+        }
+        if (!File.Exists(path)) throw new SpmException($"'{path}' does not exist.");
+        return SpmReport(path, modelPath);
+    }
+
+    private static bool IsModelPath(string path) =>
+        Directory.Exists(path) || path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+
+    internal static JsonObject ModelReport(OnnxModel model)
+    {
+        var all = AdaptableLayerFinder.FindAll(model);
+        var transformer = all.Where(l => l.InTransformer).ToList();
+        var other = all.Where(l => !l.InTransformer).ToList();
+        var initializers = model.DescribeInitializers().ToList();
+        return new JsonObject
+        {
+            ["type"] = "model",
+            ["file"] = model.FilePath,
+            ["irVersion"] = model.Proto.IrVersion,
+            ["opset"] = model.OpsetVersion,
+            ["producer"] = $"{model.Proto.ProducerName} {model.Proto.ProducerVersion}".Trim(),
+            ["inputs"] = ValueArray(model.Inputs),
+            ["outputs"] = ValueArray(model.Outputs),
+            ["initializers"] = initializers.Count,
+            ["parameters"] = initializers.Sum(i => i.ElementCount),
+            ["externalDataBytes"] = initializers.Where(i => i.IsExternal).Sum(i => i.External!.Length),
+            ["externalDataFiles"] = new JsonArray(model.ExternalDataFiles.Select(f => (JsonNode)f).ToArray()),
+            ["containers"] = new JsonArray(transformer.GroupBy(l => l.Container!).Select(g => (JsonNode)new JsonObject
+            {
+                ["container"] = g.Key,
+                ["layers"] = g.Count(),
+                ["kinds"] = KindCounts(g),
+            }).ToArray()),
+            ["layers"] = new JsonArray(transformer.Select(l => (JsonNode)LayerJson(l)).ToArray()),
+            ["otherLayers"] = new JsonObject { ["count"] = other.Count, ["kinds"] = KindCounts(other) },
+        };
+    }
+
+    internal static JsonObject SpmReport(string path, string? modelPath)
+    {
+        // Non-finite weights are loaded (and counted) rather than rejected: inspecting a broken file should show it.
+        var adapter = SpmFile.Load(path, new SpmLoadOptions { AllowNonFinite = true });
+        OnnxModel? model = modelPath is null ? null : OnnxModel.Load(modelPath);
+        IReadOnlyList<AdaptableLayer> layers = model is null ? [] : AdaptableLayerFinder.FindAll(model);
+        if (model is not null) adapter = adapter.Resolve(layers.Select(l => l.ModulePath));
+        var byPath = layers.ToDictionary(l => l.ModulePath, StringComparer.Ordinal);
+
+        var metadata = new JsonObject();
+        foreach (var kv in adapter.Config.ToMetadata()) metadata[kv.Key] = kv.Value;
+        var membranes = new JsonArray();
+        var unmatched = new JsonArray();
+        var mismatched = new JsonArray();
+        int matched = 0;
+        long nonFinite = 0;
+        foreach (var m in adapter.Membranes)
+        {
+            nonFinite += CountNonFinite(m.Down.Data) + CountNonFinite(m.Up.Data) + (float.IsFinite(m.Alpha) ? 0 : 1);
+            var item = new JsonObject { ["key"] = m.Key };
+            if (m.ModulePath is not null) item["path"] = m.ModulePath;
+            item["rank"] = m.Rank;
+            item["kind"] = m.IsConv ? "conv" : "linear";
+            item["in"] = m.InFeatures;
+            item["out"] = m.OutFeatures;
+            item["alpha"] = m.Alpha;
+            membranes.Add(item);
+            if (model is null) continue;
+            if (m.ModulePath is null) { unmatched.Add(m.Key); continue; }
+            var why = Misfit(m, byPath[m.ModulePath]);
+            if (why is null) matched++;
+            else mismatched.Add(new JsonObject { ["key"] = m.Key, ["path"] = m.ModulePath, ["reason"] = why });
+        }
+
+        var report = new JsonObject
+        {
+            ["type"] = "spm",
+            ["file"] = Path.GetFullPath(path),
+            ["metadata"] = metadata,
+            ["concepts"] = new JsonArray(adapter.Config.Prompts.Select(p => (JsonNode)p).ToArray()),
+            ["rank"] = adapter.Config.Rank,
+            ["alpha"] = adapter.Config.Alpha,
+            ["dtype"] = adapter.StorageDType.ToString().ToUpperInvariant(),
+            ["membraneCount"] = adapter.Membranes.Count,
+            ["parameterCount"] = adapter.ParameterCount,
+            ["nonFiniteValues"] = nonFinite,
+            ["membranes"] = membranes,
+        };
+        if (model is not null)
+        {
+            var covered = adapter.Membranes.Where(m => m.ModulePath is not null).Select(m => m.ModulePath!).ToHashSet(StringComparer.Ordinal);
+            report["model"] = model.FilePath;
+            report["matched"] = matched;
+            report["unmatched"] = unmatched;
+            report["mismatched"] = mismatched;
+            report["transformerLayers"] = layers.Count(l => l.InTransformer);
+            report["transformerLayersWithoutMembrane"] = layers.Count(l => l.InTransformer && !covered.Contains(l.ModulePath));
+        }
+        return report;
+    }
+
+    /// <summary>Why a membrane cannot sit on a layer (kind, in/out sizes, conv kernel), or null when it fits.</summary>
+    internal static string? Misfit(Membrane m, AdaptableLayer layer)
+    {
+        if (m.IsConv != layer.IsConv)
+            return $"the membrane is {(m.IsConv ? "a conv" : "linear")} but the layer is {(layer.IsConv ? "a conv" : "linear")}";
+        if (m.InFeatures != layer.InFeatures || m.OutFeatures != layer.OutFeatures)
+            return $"membrane {m.InFeatures}->{m.OutFeatures} vs layer {layer.InFeatures}->{layer.OutFeatures}";
+        if (layer.IsConv && (m.Kernel.Height != layer.KernelShape[0] || m.Kernel.Width != layer.KernelShape[1]))
+            return $"membrane kernel {m.Kernel.Height}x{m.Kernel.Width} vs layer {layer.KernelShape[0]}x{layer.KernelShape[1]}";
+        return null;
+    }
+
+    private static JsonObject LayerJson(AdaptableLayer l)
+    {
+        var o = new JsonObject
+        {
+            ["path"] = l.ModulePath,
+            ["kind"] = l.Kind.ToString(),
+            ["in"] = l.InFeatures,
+            ["out"] = l.OutFeatures,
+            ["container"] = l.Container,
+            ["node"] = l.NodeName,
+            ["weight"] = l.WeightName,
+        };
+        if (l.IsConv) o["kernel"] = new JsonArray(l.KernelShape.Select(k => (JsonNode)k).ToArray());
+        return o;
+    }
+
+    private static JsonObject KindCounts(IEnumerable<AdaptableLayer> layers)
+    {
+        var o = new JsonObject();
+        foreach (var g in layers.GroupBy(l => l.Kind).OrderBy(g => g.Key)) o[g.Key.ToString()] = g.Count();
+        return o;
+    }
+
+    private static JsonArray ValueArray(IEnumerable<OnnxValueInfo> values) =>
+        new(values.Select(v => (JsonNode)new JsonObject
+        {
+            ["name"] = v.Name,
+            ["dtype"] = v.ElementType,
+            ["shape"] = v.Dims is null ? null : new JsonArray(v.Dims.Select(d => (JsonNode)d).ToArray()),
+        }).ToArray());
+
+    private static long CountNonFinite(float[] data)
+    {
+        long n = 0;
+        foreach (var v in data) if (!float.IsFinite(v)) n++;
+        return n;
+    }
+
+    private static IAnsiConsole CreateConsole()
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(Console.Out),
+            Ansi = AnsiSupport.Detect,
+            ColorSystem = ColorSystemSupport.Detect,
+        });
+        // Redirected output has no terminal width; module paths are long, so do not wrap them at 80 columns.
+        if (Console.IsOutputRedirected) console.Profile.Width = 160;
+        return console;
+    }
+}
