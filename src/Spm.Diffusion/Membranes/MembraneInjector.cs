@@ -66,7 +66,7 @@ public static class MembraneInjector
                 throw new SpmMismatchException($"Layer '{layer.ModulePath}': node '{layer.NodeName}' is not in the graph.", layer.ModulePath);
             if (!producer.TryGetValue(layer.OutputName, out int producerIndex))
                 throw new SpmMismatchException($"Layer '{layer.ModulePath}': no node produces '{layer.OutputName}'.", layer.ModulePath);
-            var half = inits.TryGetValue(layer.WeightName, out var w) && w.DataType == (int)TensorProto.Types.DataType.Float16;
+            bool half = ComputesInHalf(node, inits, producer, g);
 
             var prod = g.Node[producerIndex];
             string baseName = $"spm.{layer.ModulePath}.base";
@@ -151,6 +151,26 @@ public static class MembraneInjector
         g.Input.Add(Input(MembraneNames.Gates, [Sym(batchDim), Sym(MembraneNames.RankDim)]));
         g.Input.Add(Input(MembraneNames.Scales, [Sym(MembraneNames.RankDim)]));
         return result;
+    }
+
+    /// <summary>
+    /// Whether the layer computes in fp16: follows the node's weight operand back through Identity nodes to either a
+    /// Cast (its target type decides) or the initializer (its type decides).
+    /// </summary>
+    private static bool ComputesInHalf(NodeProto node, Dictionary<string, TensorProto> inits, Dictionary<string, int> producer, GraphProto g)
+    {
+        const int Half = (int)TensorProto.Types.DataType.Float16;
+        string value = node.Input.Count > 1 ? node.Input[1] : "";
+        for (int hops = 0; hops < 8; hops++)
+        {
+            if (inits.TryGetValue(value, out var t)) return t.DataType == Half;
+            if (!producer.TryGetValue(value, out int p)) return false;
+            var n = g.Node[p];
+            if (n.OpType == "Cast") return n.Attribute.FirstOrDefault(a => a.Name == "to")?.I == Half;
+            if (n.OpType != "Identity" || n.Input.Count == 0) return false;
+            value = n.Input[0];
+        }
+        return false;
     }
 
     private static int KernelDim(AdaptableLayer layer, int i) => layer.KernelShape.Length > i ? layer.KernelShape[i] : 1;

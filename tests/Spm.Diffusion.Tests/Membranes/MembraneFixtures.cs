@@ -18,7 +18,7 @@ internal static class MembraneFixtures
 
     public static ModelProto Unet => UnetLazy.Value;
 
-    private static readonly Lazy<IReadOnlyList<AdaptableLayer>> LayersLazy = new(() => TestLayerFinder.Find(Unet));
+    private static readonly Lazy<IReadOnlyList<AdaptableLayer>> LayersLazy = new(() => AdaptableLayerFinder.FindAll(Unet.Graph));
 
     public static IReadOnlyList<AdaptableLayer> Layers => LayersLazy.Value;
 
