@@ -8,11 +8,13 @@ namespace Spm.Training.Autodiff;
 /// <summary>How ONNX Runtime sessions for forward probes and gradient graphs are created.</summary>
 /// <param name="ExternalDataFolder">Folder holding the model's external weight files (e.g. the UNet folder with <c>weights.pb</c>); null when all weights are inline.</param>
 /// <param name="IntraOpThreads">ORT intra-op threads; 0 lets ORT decide.</param>
-/// <param name="UseCuda">Append the CUDA execution provider (falls back to an error if it is not available).</param>
+/// <param name="UseCuda">Append the CUDA execution provider (an error if it is not available).</param>
+/// <param name="OptimizationLevel">ORT graph optimization level.</param>
 public sealed record GradientSessionSettings(
     string? ExternalDataFolder = null,
     int IntraOpThreads = 0,
-    bool UseCuda = false);
+    bool UseCuda = false,
+    GraphOptimizationLevel OptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL);
 
 /// <summary>Creates in-memory ORT sessions for models held as <see cref="ModelProto"/>.</summary>
 internal static class GradientSessionFactory
@@ -22,7 +24,7 @@ internal static class GradientSessionFactory
         var options = new SessionOptions();
         try
         {
-            options.GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL;
+            options.GraphOptimizationLevel = settings.OptimizationLevel;
             if (settings.IntraOpThreads > 0) options.IntraOpNumThreads = settings.IntraOpThreads;
             if (settings.ExternalDataFolder is not null)
                 options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(settings.ExternalDataFolder));
