@@ -15,7 +15,8 @@ namespace Spm.Core.SafeTensors;
 /// depth limit and duplicate keys are rejected, every shape's byte size is computed with overflow checks and must
 /// equal its <c>data_offsets</c> span, and the tensors must tile the data buffer exactly (contiguous,
 /// non-overlapping, no gap, nothing left over). Every failure is a <see cref="SpmFormatException"/> naming the file
-/// and the key.</para>
+/// and the key. Opening allocates in proportion to the header only (a few times its length in the degenerate
+/// case of thousands of empty tensors; for real files far less than the file), never to a declared size.</para>
 /// <para>Spans returned by <see cref="GetBytes"/> and <see cref="GetSpan{T}"/> point into the mapping and are
 /// valid only until <see cref="Dispose"/>. Reads are thread-safe. The file must not be truncated in place while
 /// open (the project's writers replace files by rename, which keeps an open mapping valid).</para>
@@ -32,7 +33,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private readonly long _bufferStart;
 
     private SafeTensorsFile(string path, MemoryMappedViewAccessor view, byte* basePtr,
-        long bufferStart, long length, List<SafeTensorInfo> tensors, Dictionary<string, string> metadata)
+        long bufferStart, long length, List<SafeTensorInfo> tensors, Dictionary<string, int> index, Dictionary<string, string> metadata)
     {
         Path = path;
         _view = view;
@@ -41,8 +42,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         FileLength = length;
         _tensors = tensors;
         Metadata = metadata;
-        _index = new Dictionary<string, int>(tensors.Count, StringComparer.Ordinal);
-        for (int i = 0; i < tensors.Count; i++) _index[tensors[i].Name] = i;
+        _index = index;
     }
 
     /// <summary>The path the file was opened from.</summary>
@@ -92,8 +92,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
             long bufferStart = 8 + (long)headerLength;
             var header = new ReadOnlySpan<byte>(basePtr + 8, (int)headerLength);
-            var (tensors, metadata) = SafeTensorsHeader.Parse(header, length - bufferStart, path);
-            return new SafeTensorsFile(path, view, basePtr, bufferStart, length, tensors, metadata);
+            var (tensors, index, metadata) = SafeTensorsHeader.Parse(header, length - bufferStart, path);
+            return new SafeTensorsFile(path, view, basePtr, bufferStart, length, tensors, index, metadata);
         }
         catch
         {

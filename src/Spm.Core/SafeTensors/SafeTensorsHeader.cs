@@ -17,11 +17,11 @@ internal static class SafeTensorsHeader
 
     internal const string MetadataKey = "__metadata__";
 
-    internal static (List<SafeTensorInfo> Tensors, Dictionary<string, string> Metadata) Parse(
+    internal static (List<SafeTensorInfo> Tensors, Dictionary<string, int> Index, Dictionary<string, string> Metadata) Parse(
         ReadOnlySpan<byte> header, long bufferLength, string path)
     {
         var tensors = new List<SafeTensorInfo>();
-        var names = new HashSet<string>(StringComparer.Ordinal);
+        var names = new Dictionary<string, int>(StringComparer.Ordinal); // name -> position in tensors
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         bool sawMetadata = false;
         string? current = null;
@@ -49,7 +49,7 @@ internal static class SafeTensorsHeader
                     ReadMetadata(ref reader, metadata, path);
                     continue;
                 }
-                if (!names.Add(name)) throw Fail(path, name, "duplicate tensor key");
+                if (!names.TryAdd(name, tensors.Count)) throw Fail(path, name, "duplicate tensor key");
                 tensors.Add(ReadTensor(ref reader, name, bufferLength, path));
             }
             current = null;
@@ -67,7 +67,7 @@ internal static class SafeTensorsHeader
         }
 
         CheckLayout(tensors, bufferLength, path);
-        return (tensors, metadata);
+        return (tensors, names, metadata);
     }
 
     private static void Next(ref Utf8JsonReader reader, string path)

@@ -57,14 +57,28 @@ public static class SafeTensorsWriter
         ArgumentNullException.ThrowIfNull(tensors);
         var list = tensors.ToList();
         var header = BuildHeader(list, metadata);
-        AtomicFile.Write(path, s =>
-        {
-            Span<byte> prefix = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
-            s.Write(prefix);
-            s.Write(header);
-            foreach (var t in list) s.Write(t.Data.Span);
-        }, overwrite);
+        AtomicFile.Write(path, s => WriteBody(s, header, list), overwrite);
+    }
+
+    /// <summary>
+    /// Writes the same bytes as <see cref="Write(string, IEnumerable{SafeTensorEntry}, IReadOnlyDictionary{string, string}?, bool)"/>
+    /// to a stream (not atomic: for in-memory files and callers that manage their own files).
+    /// </summary>
+    public static void Write(Stream stream, IEnumerable<SafeTensorEntry> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(tensors);
+        var list = tensors.ToList();
+        WriteBody(stream, BuildHeader(list, metadata), list);
+    }
+
+    private static void WriteBody(Stream s, byte[] header, List<SafeTensorEntry> list)
+    {
+        Span<byte> prefix = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
+        s.Write(prefix);
+        s.Write(header);
+        foreach (var t in list) s.Write(t.Data.Span);
     }
 
     /// <summary>

@@ -1,0 +1,59 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Spm.Core.Tests.Fuzz;
+
+/// <summary>Shared settings and bookkeeping of the fuzz suites.</summary>
+internal sealed class FuzzRun
+{
+    /// <summary>Cases per suite: <c>SPM_FUZZ_CASES</c> (default 10,000; set 1000000+ for a long run by hand).</summary>
+    public static int Cases(int fallback = 10_000)
+        => int.TryParse(Environment.GetEnvironmentVariable("SPM_FUZZ_CASES"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : fallback;
+
+    /// <summary>Base seed: <c>SPM_FUZZ_SEED</c> (default fixed, so CI runs are reproducible).</summary>
+    public static ulong Seed(ulong fallback)
+        => ulong.TryParse(Environment.GetEnvironmentVariable("SPM_FUZZ_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var s) ? s : fallback;
+
+    /// <summary>
+    /// A scratch folder for the case files: in RAM (/dev/shm) where there is one, since the suite writes one file per
+    /// case and disk writes would dominate its time; the system temp folder otherwise.
+    /// </summary>
+    public static string NewScratchDir()
+    {
+        const string shm = "/dev/shm";
+        if (Directory.Exists(shm))
+        {
+            try { return Directory.CreateDirectory(Path.Combine(shm, $"spm-fuzz-{Environment.ProcessId}-{Guid.NewGuid():N}")).FullName; }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return Directory.CreateTempSubdirectory("spm-fuzz").FullName;
+    }
+
+    /// <summary>No single case may take longer than this: a hang guard, not a performance target.</summary>
+    public static readonly TimeSpan CaseTimeLimit = TimeSpan.FromSeconds(5);
+
+    public int Accepted, Rejected;
+    public long MaxOverheadBytes = long.MinValue;
+    public double MaxRatio;
+    public TimeSpan MaxCaseTime;
+    public readonly List<string> Failures = new();
+    private readonly Stopwatch _total = Stopwatch.StartNew();
+
+    public void Fail(int i, string description, string why)
+    {
+        if (Failures.Count < 20) Failures.Add($"case {i} [{description}]: {why}");
+        else if (Failures.Count == 20) Failures.Add("...");
+    }
+
+    public void Record(long allocated, long fileLength, TimeSpan elapsed)
+    {
+        MaxOverheadBytes = Math.Max(MaxOverheadBytes, allocated - fileLength);
+        if (fileLength > 0) MaxRatio = Math.Max(MaxRatio, (double)allocated / fileLength);
+        if (elapsed > MaxCaseTime) MaxCaseTime = elapsed;
+    }
+
+    public string Summary(string name, int cases)
+        => $"{name}: {cases} cases in {_total.Elapsed.TotalSeconds:F1} s, {Accepted} accepted, {Rejected} rejected, "
+         + $"max allocation over file size {MaxOverheadBytes} B (max ratio {MaxRatio:F2}), slowest case {MaxCaseTime.TotalMilliseconds:F1} ms, failures {Failures.Count}";
+}
