@@ -25,6 +25,7 @@ internal static class SafeTensorsHeader
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         bool sawMetadata = false;
         string? current = null;
+        CheckLiterals(header, path);
         try
         {
             var reader = new Utf8JsonReader(header, new JsonReaderOptions
@@ -58,16 +59,55 @@ internal static class SafeTensorsHeader
         }
         catch (JsonException ex)
         {
-            throw new SpmFormatException(path, current ?? "header", $"header is not valid JSON ({ex.Message})", ex);
+            throw new SpmFormatException(path, current ?? "header",
+                $"header is not valid JSON (line {ex.LineNumber}, byte {ex.BytePositionInLine}: {Clip(ex.Message)})", ex);
         }
         catch (InvalidOperationException ex)
         {
             // GetString on invalid UTF-8 or escaped lone surrogates.
-            throw new SpmFormatException(path, current ?? "header", $"header holds an invalid string ({ex.Message})", ex);
+            throw new SpmFormatException(path, current ?? "header", $"header holds an invalid string ({Clip(ex.Message)})", ex);
         }
 
         CheckLayout(tensors, bufferLength, path);
         return (tensors, names, metadata);
+    }
+
+    private static string Clip(string message) => message.Length <= 160 ? message : message[..160] + "...";
+
+    /// <summary>
+    /// Utf8JsonReader quotes the rest of the buffer in its message when a bare word is not <c>null</c>, <c>true</c>
+    /// or <c>false</c>, which makes one bad byte cost an allocation the size of the header. Bare words are checked
+    /// here first (outside strings, a token starting with a letter must be one of the three literals).
+    /// </summary>
+    private static void CheckLiterals(ReadOnlySpan<byte> header, string path)
+    {
+        bool inString = false;
+        byte previous = (byte)' ';
+        for (int i = 0; i < header.Length; i++)
+        {
+            byte b = header[i];
+            if (inString)
+            {
+                if (b == (byte)'\\') i++;
+                else if (b == (byte)'"') inString = false;
+                previous = b;
+                continue;
+            }
+            if (b == (byte)'"') inString = true;
+            else if (IsLetter(b) && !IsLetter(previous) && !IsDigitLike(previous))
+            {
+                var rest = header[i..];
+                int len = rest.StartsWith("null"u8) || rest.StartsWith("true"u8) ? 4 : rest.StartsWith("false"u8) ? 5 : 0;
+                if (len == 0 || (rest.Length > len && IsLetter(rest[len])))
+                    throw Fail(path, "header", $"header is not valid JSON (unexpected bare word at byte {i})");
+                i += len - 1;
+                b = rest[len - 1];
+            }
+            previous = b;
+        }
+
+        static bool IsLetter(byte c) => (uint)((c | 0x20) - 'a') <= 'z' - 'a';
+        static bool IsDigitLike(byte c) => (uint)(c - '0') <= 9 || c is (byte)'.' or (byte)'-' or (byte)'+';
     }
 
     private static void Next(ref Utf8JsonReader reader, string path)

@@ -30,6 +30,15 @@ internal sealed class FuzzRun
         return Directory.CreateTempSubdirectory("spm-fuzz").FullName;
     }
 
+    /// <summary>With <c>SPM_FUZZ_KEEP=DIR</c>, failing case files are copied there for replay.</summary>
+    public static void Keep(string path, int caseIndex)
+    {
+        var dir = Environment.GetEnvironmentVariable("SPM_FUZZ_KEEP");
+        if (string.IsNullOrEmpty(dir)) return;
+        Directory.CreateDirectory(dir);
+        File.Copy(path, Path.Combine(dir, $"case-{caseIndex}-{Path.GetFileName(path)}"), overwrite: true);
+    }
+
     /// <summary>No single case may take longer than this: a hang guard, not a performance target.</summary>
     public static readonly TimeSpan CaseTimeLimit = TimeSpan.FromSeconds(5);
 

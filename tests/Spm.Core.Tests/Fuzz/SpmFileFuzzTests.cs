@@ -17,7 +17,8 @@ namespace Spm.Core.Tests.Fuzz;
 public class SpmFileFuzzTests
 {
     private const double AllocationFactor = 2.0;
-    private const long AllocationSlack = 64 * 1024;
+    // Beyond the safetensors parse: the adapter's lists and dictionaries, LINQ in validation, module-path index, exception.
+    private const long AllocationSlack = 128 * 1024;
 
     private string _dir = null!;
 
@@ -135,8 +136,8 @@ public class SpmFileFuzzTests
                 var alpha = e.FindIndex(x => x.Name.EndsWith(SpmKeys.AlphaSuffix, StringComparison.Ordinal));
                 if (alpha < 0) return "noop";
                 e[alpha] = rng.NextInt(0, 2) == 0
-                    ? e[alpha] with { Shape = new long[] { 2 }, Data = new byte[8] }
-                    : e[alpha] with { DType = SafeTensorDType.I32 };
+                    ? e[alpha] with { DType = SafeTensorDType.F32, Shape = new long[] { 2 }, Data = new byte[8] }
+                    : e[alpha] with { DType = SafeTensorDTypes.SizeOf(e[alpha].DType) switch { 1 => SafeTensorDType.U8, 2 => SafeTensorDType.I16, 4 => SafeTensorDType.I32, _ => SafeTensorDType.I64 } };
                 return $"alpha {e[alpha].Shape.Length}-D {e[alpha].DType}";
             }
         }
@@ -154,6 +155,7 @@ public class SpmFileFuzzTests
         var path = Path.Combine(_dir, "case.safetensors");
         var modulePaths = Enumerable.Range(0, 4).Select(k => $"up_blocks.{k}.attentions.0.transformer_blocks.0.ff.net.2").ToList();
         var sw = new Stopwatch();
+        int skipped = 0;
         var reference = File.ReadAllBytes(Path.Combine(TestPaths.Reference("attn2-rank4"), "spm.safetensors"));
         for (int i = 0; i < cases; i++)
         {
@@ -162,7 +164,18 @@ public class SpmFileFuzzTests
             int semantic = 1 + rng.NextInt(0, 3);
             var what = new List<string>();
             for (int k = 0; k < semantic; k++) what.Add(MutateSpec(spec, rng));
-            using (var fs = new FileStream(path, FileMode.Create, FileAccess.Write)) SafeTensorsWriter.Write(fs, spec.Entries, spec.Metadata);
+            try
+            {
+                using var fs = new FileStream(path, FileMode.Create, FileAccess.Write);
+                SafeTensorsWriter.Write(fs, spec.Entries, spec.Metadata);
+            }
+            catch (ArgumentException)
+            {
+                // The generator built something the writer refuses (e.g. two mutations combined into a duplicate
+                // name): not a case for the reader. Counted, and kept rare by the assertion below.
+                skipped++;
+                continue;
+            }
             description = string.Join("; ", what);
             // One case in five also gets byte-level damage (of this file or of a reference SPM).
             if (rng.NextInt(0, 5) == 0)
@@ -199,14 +212,16 @@ public class SpmFileFuzzTests
             catch (Exception ex)
             {
                 run.Fail(i, description, $"{ex.GetType().Name}: {ex.Message}");
+                FuzzRun.Keep(path, i);
             }
             long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             sw.Stop();
             run.Record(allocated, length, sw.Elapsed);
-            if (allocated > AllocationFactor * length + AllocationSlack) run.Fail(i, description, $"allocated {allocated} B for a {length}-byte file");
+            if (allocated > AllocationFactor * length + AllocationSlack) { run.Fail(i, description, $"allocated {allocated} B for a {length}-byte file"); FuzzRun.Keep(path, i); }
             if (sw.Elapsed > FuzzRun.CaseTimeLimit) run.Fail(i, description, $"took {sw.Elapsed}");
         }
-        TestContext.Out.WriteLine(run.Summary("SPM fuzz", cases));
+        TestContext.Out.WriteLine(run.Summary("SPM fuzz", cases) + $", {skipped} generator cases skipped");
+        Assert.That(skipped, Is.LessThan(cases / 100 + 1), "the generator must rarely build unwritable files");
         Assert.That(run.Failures, Is.Empty, string.Join("\n", run.Failures));
         Assert.That(run.Rejected, Is.GreaterThan(cases / 2));
         Assert.That(run.Accepted, Is.GreaterThan(0));
