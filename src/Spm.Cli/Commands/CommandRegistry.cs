@@ -10,5 +10,6 @@ internal static class CommandRegistry
         yield return VersionCommand.Create();
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
+        yield return BakeCommand.Create();
     }
 }

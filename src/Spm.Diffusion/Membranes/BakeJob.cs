@@ -46,7 +46,8 @@ public static class BakeJob
         ArgumentNullException.ThrowIfNull(request);
         if (request.SpmPaths.Count == 0) throw new ArgumentException("Give at least one SPM file.", nameof(request));
         var multipliers = ExpandMultipliers(request.Multipliers, request.SpmPaths.Count);
-        bool pipeline = Directory.Exists(request.ModelPath) && !File.Exists(Path.Combine(request.ModelPath, OnnxModel.DefaultFileName));
+        CheckOutput(request);
+        bool pipeline = IsPipelineFolder(request.ModelPath);
 
         var unet = OnnxModel.Load(request.ModelPath);
         var layers = AdaptableLayerFinder.FindAll(unet);
@@ -76,6 +77,31 @@ public static class BakeJob
         baked.Save(outFile, saveOptions);
         return new BakeResult(outFile, outFile, layout.Layers.Count, layout.Warnings, false);
     }
+
+    /// <summary>
+    /// Fails early (before any work) when the output exists without <see cref="BakeRequest.Overwrite"/>, or is the input.
+    /// </summary>
+    /// <exception cref="IOException">The output cannot be written.</exception>
+    public static void CheckOutput(BakeRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var dest = Path.GetFullPath(request.OutPath).TrimEnd(Path.DirectorySeparatorChar);
+        if (IsPipelineFolder(request.ModelPath))
+        {
+            var source = Path.GetFullPath(request.ModelPath).TrimEnd(Path.DirectorySeparatorChar);
+            if (string.Equals(source, dest, StringComparison.Ordinal) || dest.StartsWith(source + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new IOException($"'{request.OutPath}' is the input folder or inside it; bake into another folder.");
+            if ((Directory.Exists(dest) || File.Exists(dest)) && !request.Overwrite)
+                throw new IOException($"'{request.OutPath}' already exists (use --force to overwrite).");
+        }
+        else if (File.Exists(dest) && !request.Overwrite)
+        {
+            throw new IOException($"'{dest}' already exists (use --force to overwrite).");
+        }
+    }
+
+    private static bool IsPipelineFolder(string path) =>
+        Directory.Exists(path) && !File.Exists(Path.Combine(path, OnnxModel.DefaultFileName));
 
     /// <summary>One multiplier per SPM: the list as given, or a single value repeated; none means 1.</summary>
     public static IReadOnlyList<float> ExpandMultipliers(IReadOnlyList<float> multipliers, int count)

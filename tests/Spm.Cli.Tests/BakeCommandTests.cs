@@ -1,0 +1,86 @@
+using System.CommandLine;
+using System.Text.Json;
+using Spm.Cli.Commands;
+using Spm.Tests.Common;
+
+namespace Spm.Cli.Tests;
+
+[TestFixture]
+[NonParallelizable] // redirects Console
+public class BakeCommandTests
+{
+    private string _temp = null!;
+
+    [OneTimeSetUp]
+    public void SetUp() => _temp = TestPaths.NewTempDir("spm-bake-cli");
+
+    [OneTimeTearDown]
+    public void TearDown()
+    {
+        try { Directory.Delete(_temp, true); } catch (IOException) { }
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var root = new RootCommand { BakeCommand.Create(), InspectCommand.Create() };
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        using var o = new StringWriter();
+        using var e = new StringWriter();
+        Console.SetOut(o);
+        Console.SetError(e);
+        try
+        {
+            int code = CliGlobals.RunAsync(root, args).GetAwaiter().GetResult();
+            return (code, o.ToString(), e.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+    }
+
+    private static string Spm(string caseName) => Path.Combine(TestPaths.Reference(caseName), "spm.safetensors");
+
+    [TestCase("merge")]
+    [TestCase("branch")]
+    public void Bake_ThenInspect_ShowsNoMembraneInputs(string mode)
+    {
+        var outDir = Path.Combine(_temp, mode);
+        var (code, stdout, stderr) = Run("bake", "--model", TestPaths.TinySd1, "--spm", Spm("all-layers") + ":0.8",
+            "--spm", Spm("attn2-rank4"), "--multiplier", "0.8", "--multiplier", "-1.5", "--mode", mode, "--out", outDir);
+        Assert.That(code, Is.EqualTo(2), "FILE:MULT together with --multiplier is refused: " + stderr);
+        Assert.That(stderr, Does.Contain("not both"));
+
+        (code, stdout, stderr) = Run("bake", "--model", TestPaths.TinySd1, "--spm", Spm("all-layers") + ":0.8",
+            "--spm", Spm("attn2-rank4") + ":-1.5", "--mode", mode, "--out", outDir);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("into 72 layers (" + mode + ")").And.Contain("x0.8").And.Contain("x-1.5"));
+
+        (code, stdout, stderr) = Run("inspect", outDir, "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var inputs = doc.RootElement.GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("name").GetString()).ToList();
+        Assert.That(inputs, Is.EqualTo(new[] { "sample", "timestep", "encoder_hidden_states" }));
+    }
+
+    [Test]
+    public void Bake_ExistingOutput_FailsWithOneLineAndKeepsIt()
+    {
+        var outFile = Path.Combine(_temp, "exists.onnx");
+        File.WriteAllText(outFile, "not mine to lose");
+        var (code, _, stderr) = Run("bake", "--model", Path.Combine(TestPaths.TinySd1, "unet"), "--spm", Spm("attn2-rank4"), "--out", outFile);
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(stderr.Trim(), Does.StartWith("spm: error:").And.Contain("--force"));
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(File.ReadAllText(outFile), Is.EqualTo("not mine to lose"));
+    }
+
+    [Test]
+    public void ParseSpms_SplitsNumericSuffixOnly()
+    {
+        var (paths, mults) = BakeCommand.ParseSpms(["a.safetensors:0.5", "b.safetensors", "c:d.safetensors"]);
+        Assert.That(paths, Is.EqualTo(new[] { "a.safetensors", "b.safetensors", "c:d.safetensors" }));
+        Assert.That(mults, Is.EqualTo(new float?[] { 0.5f, null, null }));
+    }
+}
