@@ -180,16 +180,39 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         var info = GetInfo(name);
         if (destination.Length != info.ElementCount)
             throw new ArgumentException($"Destination holds {destination.Length} floats; tensor '{name}' has {info.ElementCount}.", nameof(destination));
-        var src = GetBytes(name);
-        switch (info.DType)
+        ReadFloatSlice(name, 0, destination);
+    }
+
+    /// <summary>
+    /// Converts elements [<paramref name="startElement"/>, + destination length) of a floating-point tensor into
+    /// <paramref name="destination"/>: for tensors too large to convert at once, or partial reads.
+    /// </summary>
+    /// <exception cref="SpmFormatException">The tensor is not floating-point.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The range is outside the tensor.</exception>
+    public void ReadFloatSlice(string name, long startElement, Span<float> destination)
+    {
+        var info = GetInfo(name);
+        if (!SafeTensorDTypes.IsFloat(info.DType))
+            throw new SpmFormatException(Path, name, $"expected a floating-point tensor, found {SafeTensorDTypes.HeaderName(info.DType)}");
+        if (startElement < 0 || startElement > info.ElementCount - destination.Length)
+            throw new ArgumentOutOfRangeException(nameof(startElement), $"Elements [{startElement}, +{destination.Length}) are outside tensor '{name}' ({info.ElementCount} elements).");
+        int size = SafeTensorDTypes.SizeOf(info.DType);
+        // Spans are int-sized: convert in chunks so tensors over 2 GiB work too.
+        const int chunk = 1 << 24;
+        for (int done = 0; done < destination.Length; done += chunk)
         {
-            case SafeTensorDType.F32: FloatConversion.SingleFromBytes(src, destination); break;
-            case SafeTensorDType.F16: FloatConversion.HalfToSingle(src, destination); break;
-            case SafeTensorDType.BF16: FloatConversion.BFloat16ToSingle(src, destination); break;
-            case SafeTensorDType.F64: FloatConversion.DoubleToSingle(src, destination); break;
-            case SafeTensorDType.F8E4M3: FloatConversion.Float8E4M3ToSingle(src, destination); break;
-            case SafeTensorDType.F8E5M2: FloatConversion.Float8E5M2ToSingle(src, destination); break;
-            default: throw new SpmFormatException(Path, name, $"expected a floating-point tensor, found {SafeTensorDTypes.HeaderName(info.DType)}");
+            int n = Math.Min(chunk, destination.Length - done);
+            var src = GetBytes(name, (startElement + done) * size, n * size);
+            var dst = destination.Slice(done, n);
+            switch (info.DType)
+            {
+                case SafeTensorDType.F32: FloatConversion.SingleFromBytes(src, dst); break;
+                case SafeTensorDType.F16: FloatConversion.HalfToSingle(src, dst); break;
+                case SafeTensorDType.BF16: FloatConversion.BFloat16ToSingle(src, dst); break;
+                case SafeTensorDType.F64: FloatConversion.DoubleToSingle(src, dst); break;
+                case SafeTensorDType.F8E4M3: FloatConversion.Float8E4M3ToSingle(src, dst); break;
+                default: FloatConversion.Float8E5M2ToSingle(src, dst); break;
+            }
         }
     }
 

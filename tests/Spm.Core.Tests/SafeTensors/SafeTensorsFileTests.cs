@@ -282,3 +282,43 @@ public class SafeTensorsFileTests
         Assert.That(f.Metadata, Is.Empty);
     }
 }
+
+public class SafeTensorsLargeFileTests
+{
+    [Test]
+    public void MultiGigabyteTensorIsMappedNotCopied()
+    {
+        // A sparse 3 GiB file: opening maps it, allocates almost nothing, and slices reach past 2 GiB.
+        var dir = TestPaths.NewTempDir("spm-big");
+        try
+        {
+            var path = Path.Combine(dir, "big.safetensors");
+            const long elements = 3L << 28; // 805,306,368 floats = 3 GiB
+            var header = System.Text.Encoding.UTF8.GetBytes($"{{\"big\":{{\"dtype\":\"F32\",\"shape\":[{elements}],\"data_offsets\":[0,{elements * 4}]}}}}");
+            using (var fs = new FileStream(path, FileMode.CreateNew))
+            {
+                fs.Write(BitConverter.GetBytes((ulong)header.Length));
+                fs.Write(header);
+                fs.SetLength(8 + header.Length + elements * 4);
+                fs.Seek(8 + header.Length + elements * 4 - 4, SeekOrigin.Begin);
+                fs.Write(BitConverter.GetBytes(42.5f));
+            }
+            SafeTensorsFile.Open(Path.Combine(TestPaths.Reference("attn2-rank4"), "spm.safetensors")).Dispose(); // warm up
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            using var f = SafeTensorsFile.Open(path);
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.That(allocated, Is.LessThan(64 * 1024), "opening a 3 GiB file copies nothing");
+            Assert.That(f.GetInfo("big").ByteLength, Is.EqualTo(elements * 4));
+            Assert.That(() => f.GetBytes("big"), Throws.TypeOf<NotSupportedException>());
+            var last = f.GetBytes("big", elements * 4 - 4, 4);
+            Assert.That(BitConverter.ToSingle(last), Is.EqualTo(42.5f));
+            Assert.That(BitConverter.ToSingle(f.GetBytes("big", 1L << 31, 4)), Is.EqualTo(0f));
+            Assert.That(() => f.GetBytes("big", elements * 4 - 2, 4), Throws.TypeOf<ArgumentOutOfRangeException>());
+            var tail = new float[3];
+            f.ReadFloatSlice("big", elements - 3, tail);
+            Assert.That(tail, Is.EqualTo(new[] { 0f, 0f, 42.5f }), "conversion reaches past 2 GiB");
+            Assert.That(() => f.ReadFloatSlice("big", elements - 2, tail), Throws.TypeOf<ArgumentOutOfRangeException>());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
