@@ -1,0 +1,73 @@
+using Spm.Core;
+using Spm.Diffusion.Schedulers;
+
+namespace Spm.Diffusion.Pipelines;
+
+/// <summary>A request or its inputs do not make sense (size, steps, counts, latents shape, unknown scheduler).</summary>
+public sealed class InvalidGenerationRequestException : SpmException
+{
+    /// <summary>Creates the error.</summary>
+    public InvalidGenerationRequestException(string message) : base(message) { }
+}
+
+/// <summary>A validated request with everything derived from it, computed before any work starts.</summary>
+internal sealed record GenerationPlan(
+    GenerationRequest Request,
+    ISchedulerFactory Factory,
+    string SchedulerName,
+    bool Guidance,
+    int Width,
+    int Height,
+    int LatentWidth,
+    int LatentHeight,
+    int TotalUNetCalls)
+{
+    public static GenerationPlan Create(StableDiffusionPipeline pipeline, GenerationRequest r)
+    {
+        if (r.Prompt is null) throw new InvalidGenerationRequestException("the prompt is missing.");
+        if (r.NegativePrompt is null) throw new InvalidGenerationRequestException("the negative prompt must not be null (use \"\").");
+        if (r.Steps is < 1 or > 1000) throw new InvalidGenerationRequestException($"steps must be 1..1000, got {r.Steps}.");
+        if (r.Count is < 1 or > 10_000) throw new InvalidGenerationRequestException($"count must be 1..10000, got {r.Count}.");
+        if (r.BatchSize is < 1 or > 256) throw new InvalidGenerationRequestException($"batch size must be 1..256, got {r.BatchSize}.");
+        if (!double.IsFinite(r.GuidanceScale)) throw new InvalidGenerationRequestException($"guidance scale must be finite, got {r.GuidanceScale}.");
+        int f = pipeline.Folder.VaeScaleFactor;
+        int c = pipeline.UNet.InChannels;
+        int width, height;
+        if (r.InitLatents is { } init)
+        {
+            if (init.Rank != 4 || init.Shape[0] != r.Count || init.Shape[1] != c)
+                throw new InvalidGenerationRequestException($"initial latents are {init.ShapeString}; expected [{r.Count},{c},h,w] (one per image).");
+            width = init.Shape[3] * f;
+            height = init.Shape[2] * f;
+            if ((r.Width is { } rw && rw != width) || (r.Height is { } rh && rh != height))
+                throw new InvalidGenerationRequestException($"initial latents {init.ShapeString} give {width}x{height} images, but {r.Width ?? width}x{r.Height ?? height} was requested.");
+        }
+        else
+        {
+            width = r.Width ?? pipeline.Folder.DefaultImageSize;
+            height = r.Height ?? pipeline.Folder.DefaultImageSize;
+        }
+        if (width < f || height < f || width % f != 0 || height % f != 0 || width > 8192 || height > 8192)
+            throw new InvalidGenerationRequestException($"size {width}x{height} must be a multiple of {f} between {f} and 8192.");
+
+        ISchedulerFactory factory;
+        string name;
+        if (r.SchedulerFactory is not null)
+        {
+            factory = r.SchedulerFactory;
+            name = factory.Name;
+        }
+        else
+        {
+            name = r.Scheduler ?? pipeline.DefaultSchedulerName;
+            factory = SchedulerResolver.Find(name)
+                ?? throw new InvalidGenerationRequestException($"unknown scheduler '{name}' (known: {string.Join(", ", SchedulerResolver.Names)}).");
+        }
+        bool guidance = r.GuidanceScale > 1.0;
+        // Steps per batch come from a scheduler instance (PNDM repeats a timestep, so calls can exceed steps).
+        var probe = factory.Create(pipeline.Folder.SchedulerConfig);
+        probe.SetTimesteps(r.Steps);
+        int batches = (r.Count + r.BatchSize - 1) / r.BatchSize;
+        return new GenerationPlan(r, factory, name, guidance, width, height, width / f, height / f, checked(probe.Timesteps.Count * batches));
+    }
+}

@@ -1,0 +1,297 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+using Spm.Core.Randomness;
+using Spm.Core.Tensors;
+using Spm.Diffusion.Images;
+using Spm.Diffusion.Runtime;
+using Spm.Diffusion.Schedulers;
+using Spm.Diffusion.Text;
+
+namespace Spm.Diffusion.Pipelines;
+
+/// <summary>
+/// Text-to-image Stable Diffusion on ONNX Runtime, loaded once from a diffusers/optimum ONNX folder:
+/// tokenizer → text encoder → denoising loop (classifier-free guidance in one UNet call per step on the batch
+/// [uncond…, cond…]) → VAE decoder → RGB pixels. <see cref="GenerateAsync"/> is safe to call from several threads
+/// at once (sessions are shared, all per-call state lives in the call), and a cancelled call leaves the pipeline usable.
+/// </summary>
+public sealed class StableDiffusionPipeline : IDisposable
+{
+    private readonly PipelineOptions _options;
+
+    private StableDiffusionPipeline(ModelFolder folder, PipelineOptions options, ClipTokenizer tokenizer,
+        TextEncoderModel textEncoder, UNetModel unet, VaeDecoderModel vae, ExecutionProviderKind provider, string? fallback)
+    {
+        Folder = folder;
+        _options = options;
+        Tokenizer = tokenizer;
+        TextEncoder = textEncoder;
+        UNet = unet;
+        VaeDecoder = vae;
+        Provider = provider;
+        ProviderFallbackReason = fallback;
+    }
+
+    /// <summary>The model folder and its configuration.</summary>
+    public ModelFolder Folder { get; }
+
+    /// <summary>The CLIP tokenizer of the folder.</summary>
+    public ClipTokenizer Tokenizer { get; }
+
+    /// <summary>The text encoder.</summary>
+    public TextEncoderModel TextEncoder { get; }
+
+    /// <summary>The UNet (the folder's, or <see cref="PipelineOptions.UNetSource"/>).</summary>
+    public UNetModel UNet { get; }
+
+    /// <summary>The VAE decoder.</summary>
+    public VaeDecoderModel VaeDecoder { get; }
+
+    /// <summary>The provider the sessions run on (CPU when CUDA was asked for but could not load).</summary>
+    public ExecutionProviderKind Provider { get; }
+
+    /// <summary>Why the requested provider is not in use, in one line; null when it is.</summary>
+    public string? ProviderFallbackReason { get; }
+
+    /// <summary>Whether the denoising loop runs through IOBinding.</summary>
+    public bool UsesIoBinding => _options.UseIoBinding ?? Provider == ExecutionProviderKind.Cuda;
+
+    /// <summary>Loads the pipeline from a model folder.</summary>
+    /// <exception cref="SpmFormatException">A part of the folder is missing or broken (the message names the file).</exception>
+    public static StableDiffusionPipeline Load(string folder, PipelineOptions? options = null)
+    {
+        options ??= new PipelineOptions();
+        var mf = ModelFolder.Open(folder);
+        ClipTokenizer tokenizer;
+        try
+        {
+            tokenizer = ClipTokenizer.Load(mf.TokenizerFolder);
+        }
+        catch (Exception ex) when (ex is not SpmException and (IOException or FormatException or ArgumentException or InvalidOperationException or System.Text.Json.JsonException))
+        {
+            throw new SpmFormatException(mf.TokenizerFolder, null, $"cannot load the tokenizer: {ex.Message}", ex);
+        }
+        var disposables = new List<IDisposable>();
+        try
+        {
+            var te = OnnxSessionFactory.Create(OnnxModelSource.FromFile(mf.TextEncoderPath), options.Runtime);
+            disposables.Add(te.Session);
+            var un = OnnxSessionFactory.Create(options.UNetSource ?? OnnxModelSource.FromFile(mf.UNetPath), options.Runtime);
+            disposables.Add(un.Session);
+            var va = OnnxSessionFactory.Create(OnnxModelSource.FromFile(mf.VaeDecoderPath), options.Runtime);
+            disposables.Add(va.Session);
+            var textEncoder = new TextEncoderModel(te, mf.TextEncoderPath);
+            var unet = new UNetModel(un, options.UNetSource?.DisplayName ?? mf.UNetPath);
+            var vae = new VaeDecoderModel(va, mf.VaeDecoderPath);
+            return new StableDiffusionPipeline(mf, options, tokenizer, textEncoder, unet, vae, un.Provider, un.FallbackReason ?? te.FallbackReason);
+        }
+        catch
+        {
+            foreach (var d in disposables) d.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The CLI name of the folder's configured scheduler (from its <c>_class_name</c>), or pndm.</summary>
+    public string DefaultSchedulerName => Folder.SchedulerClassName switch
+    {
+        "DDIMScheduler" => "ddim",
+        "EulerDiscreteScheduler" => "euler",
+        "EulerAncestralDiscreteScheduler" => "euler-a",
+        "DPMSolverMultistepScheduler" => "dpmpp-2m",
+        "LMSDiscreteScheduler" => "lms",
+        _ => "pndm",
+    };
+
+    /// <summary>Tokenizes and embeds one prompt: the padded ids and E(prompt) [1,L,D].</summary>
+    public (int[] TokenIds, FloatTensor Embedding) EncodePrompt(string prompt, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        cancellationToken.ThrowIfCancellationRequested();
+        var ids = Tokenizer.Encode(prompt);
+        using var ro = new RunOptions();
+        using var reg = cancellationToken.Register(static o => ((RunOptions)o!).Terminate = true, ro);
+        return (ids, RunCancellable(() => TextEncoder.Encode(ids, 1, ro), cancellationToken));
+    }
+
+    /// <summary>Generates the images of <paramref name="request"/>.</summary>
+    /// <exception cref="InvalidGenerationRequestException">The request is inconsistent (size, steps, latents shape...).</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; the pipeline stays usable.</exception>
+    public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var plan = GenerationPlan.Create(this, request);
+        return Task.Run(() => Generate(plan, progress, cancellationToken), cancellationToken);
+    }
+
+    private GenerationResult Generate(GenerationPlan plan, IProgress<GenerationProgress>? progress, CancellationToken ct)
+    {
+        var total = Stopwatch.StartNew();
+        var request = plan.Request;
+        var textTime = TimeSpan.Zero;
+        var unetTime = TimeSpan.Zero;
+        var vaeTime = TimeSpan.Zero;
+        int unetCalls = 0;
+        using var ro = new RunOptions();
+        using var reg = ct.Register(static o => ((RunOptions)o!).Terminate = true, ro);
+
+        progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, plan.TotalUNetCalls, 0, request.Count));
+        var sw = Stopwatch.StartNew();
+        var cond = EncodeOnce(request.Prompt, ro, ct);
+        var uncond = plan.Guidance ? (request.NegativePrompt == request.Prompt ? cond : EncodeOnce(request.NegativePrompt, ro, ct)) : default;
+        textTime += sw.Elapsed;
+        int L = cond.Embedding.Shape[1], D = cond.Embedding.Shape[2];
+
+        int c = UNet.InChannels, h = plan.LatentHeight, w = plan.LatentWidth, perImage = c * h * w;
+        var allLatents = new FloatTensor(request.Count, c, h, w);
+        var images = new GeneratedImage[request.Count];
+        int step = 0;
+        for (int first = 0; first < request.Count; first += request.BatchSize)
+        {
+            int n = Math.Min(request.BatchSize, request.Count - first);
+            int rows = plan.Guidance ? 2 * n : n;
+
+            // Per image: its scheduler and its generator (noise), so results don't depend on batching.
+            var schedulers = new IScheduler[n];
+            var rngs = new SeededRandom[n];
+            var latents = allLatents.Data.AsMemory(first * perImage, n * perImage);
+            for (int j = 0; j < n; j++)
+            {
+                var s = plan.Factory.Create(Folder.SchedulerConfig);
+                s.SetTimesteps(request.Steps);
+                schedulers[j] = s;
+                var slice = latents.Span.Slice(j * perImage, perImage);
+                var seed = LatentNoise.ImageSeed(request.Seed, first + j);
+                if (request.InitLatents is null)
+                {
+                    rngs[j] = LatentNoise.Fill(seed, slice);
+                }
+                else
+                {
+                    request.InitLatents.Data.AsSpan((first + j) * perImage, perImage).CopyTo(slice);
+                    rngs[j] = new SeededRandom(seed);
+                }
+                TensorPrimitives.Multiply(slice, (float)s.InitNoiseSigma, slice);
+            }
+
+            // Text conditioning rows: [uncond × n, cond × n] with guidance, [cond × n] without.
+            var hidden = new FloatTensor(rows, L, D);
+            var rowKinds = new GuidanceRow[rows];
+            for (int r = 0; r < rows; r++)
+            {
+                bool isCond = !plan.Guidance || r >= n;
+                rowKinds[r] = isCond ? GuidanceRow.Conditional : GuidanceRow.Unconditional;
+                (isCond ? cond : uncond).Embedding.Span.CopyTo(hidden.Span.Slice(r * L * D, L * D));
+            }
+            UNetConditioning? conditioning = request.Conditioner?.Prepare(
+                new UNetConditioningContext(this, request, cond.Embedding, cond.TokenIds, rowKinds, first));
+
+            var timesteps = schedulers[0].Timesteps;
+            using (var runner = UNet.OpenRunner(hidden, conditioning?.Inputs, rows, h, w, UsesIoBinding, ro))
+            {
+                var input = runner.Input;
+                var output = runner.Output;
+                var guided = new float[perImage];
+                for (int i = 0; i < timesteps.Count; i++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    for (int j = 0; j < n; j++)
+                    {
+                        var dst = input.AsSpan((plan.Guidance ? n + j : j) * perImage, perImage);
+                        schedulers[j].ScaleModelInput(latents.Span.Slice(j * perImage, perImage), dst, i);
+                        if (plan.Guidance) dst.CopyTo(input.AsSpan(j * perImage, perImage));
+                    }
+                    sw.Restart();
+                    RunCancellable(() => { runner.Run(timesteps[i]); return 0; }, ct);
+                    unetTime += sw.Elapsed;
+                    unetCalls++;
+                    for (int j = 0; j < n; j++)
+                    {
+                        ReadOnlySpan<float> noise;
+                        if (plan.Guidance)
+                        {
+                            // noise = u + g (c - u)
+                            var u = output.AsSpan(j * perImage, perImage);
+                            var cpred = output.AsSpan((n + j) * perImage, perImage);
+                            TensorPrimitives.Subtract(cpred, u, guided);
+                            TensorPrimitives.MultiplyAdd(guided, (float)request.GuidanceScale, u, guided);
+                            noise = guided;
+                        }
+                        else
+                        {
+                            noise = output.AsSpan(j * perImage, perImage);
+                        }
+                        schedulers[j].Step(noise, i, latents.Span.Slice(j * perImage, perImage), rngs[j]);
+                    }
+                    step++;
+                    progress?.Report(new GenerationProgress(GenerationStage.Denoising, step, plan.TotalUNetCalls, first, request.Count));
+                }
+            }
+
+            string? spmText = conditioning?.ParametersText;
+            if (request.DecodeImages)
+            {
+                ct.ThrowIfCancellationRequested();
+                progress?.Report(new GenerationProgress(GenerationStage.Decoding, step, plan.TotalUNetCalls, first + n, request.Count));
+                var scaled = new FloatTensor([n, c, h, w], new float[n * perImage]);
+                TensorPrimitives.Multiply(latents.Span, (float)(1.0 / Folder.VaeScalingFactor), scaled.Span);
+                sw.Restart();
+                var decoded = RunCancellable(() => VaeDecoder.Decode(scaled, ro), ct);
+                vaeTime += sw.Elapsed;
+                for (int j = 0; j < n; j++)
+                {
+                    int idx = first + j;
+                    var seed = LatentNoise.ImageSeed(request.Seed, idx);
+                    int width = decoded.Shape[3], height = decoded.Shape[2];
+                    images[idx] = new GeneratedImage(idx, seed, width, height, ImageConversion.ToRgb24(decoded, j), Parameters(plan, seed, width, height, spmText));
+                }
+            }
+            else
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    int idx = first + j;
+                    var seed = LatentNoise.ImageSeed(request.Seed, idx);
+                    images[idx] = new GeneratedImage(idx, seed, plan.Width, plan.Height, [], Parameters(plan, seed, plan.Width, plan.Height, spmText));
+                }
+            }
+        }
+        progress?.Report(new GenerationProgress(GenerationStage.Done, step, plan.TotalUNetCalls, request.Count, request.Count));
+        total.Stop();
+        return new GenerationResult(images, allLatents, plan.SchedulerName, new GenerationTimings(textTime, unetTime, vaeTime, total.Elapsed, unetCalls));
+    }
+
+    private string Parameters(GenerationPlan plan, ulong seed, int width, int height, string? extra)
+        => GenerationParameters.Format(plan.Request.Prompt, plan.Request.NegativePrompt, plan.Request.Steps,
+            GenerationParameters.SamplerDisplayName(plan.SchedulerName), plan.Request.GuidanceScale, seed, width, height,
+            Folder.Name, extra is null ? null : [extra]);
+
+    private (int[] TokenIds, FloatTensor Embedding) EncodeOnce(string text, RunOptions ro, CancellationToken ct)
+    {
+        var ids = Tokenizer.Encode(text);
+        return (ids, RunCancellable(() => TextEncoder.Encode(ids, 1, ro), ct));
+    }
+
+    // ORT reports a terminated run as a generic error: turn it into a cancellation when that is what happened.
+    private static T RunCancellable<T>(Func<T> run, CancellationToken ct)
+    {
+        try
+        {
+            return run();
+        }
+        catch (OnnxRuntimeException) when (ct.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(ct);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        TextEncoder.Dispose();
+        UNet.Dispose();
+        VaeDecoder.Dispose();
+    }
+}

@@ -1,0 +1,60 @@
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+using Spm.Core.Tensors;
+using Spm.Diffusion.Runtime;
+
+namespace Spm.Diffusion.Pipelines;
+
+/// <summary>
+/// The CLIP text encoder: token ids [B, L] → <c>last_hidden_state</c> [B, L, D]. The id type (int32/int64) is
+/// read from the session. Thread-safe.
+/// </summary>
+public sealed class TextEncoderModel : IDisposable
+{
+    private readonly InferenceSession _session;
+    private readonly TensorSpec _ids;
+    private readonly TensorSpec _output;
+    private readonly string[] _outputNames;
+
+    internal TextEncoderModel(CreatedSession created, string name)
+    {
+        _session = created.Session;
+        Name = name;
+        Signature = new ModelSignature(_session, name);
+        _ids = Signature.RequireInput("input_ids", 2);
+        _output = Signature.Outputs.Any(o => o.Name == "last_hidden_state")
+            ? Signature.RequireOutput("last_hidden_state")
+            : Signature.RequireOutput();
+        if (_output.Rank != 3) throw new SpmFormatException(name, _output.Name, $"output '{_output.Name}' has rank {_output.Rank}; expected [batch, tokens, width].");
+        _outputNames = [_output.Name];
+        foreach (var extra in Signature.Inputs.Where(i => i.Name != _ids.Name))
+            throw new SpmFormatException(name, extra.Name, $"unexpected text encoder input '{extra.Name}' (only input_ids is supported).");
+    }
+
+    /// <summary>The model file (for messages).</summary>
+    public string Name { get; }
+
+    /// <summary>Inputs and outputs as the session reports them.</summary>
+    public ModelSignature Signature { get; }
+
+    /// <summary>Encodes <paramref name="batch"/> rows of token ids (row-major, equal lengths) into [B, L, D] hidden states.</summary>
+    public FloatTensor Encode(int[] ids, int batch, RunOptions? runOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (batch < 1 || ids.Length == 0 || ids.Length % batch != 0)
+            throw new ArgumentException($"{ids.Length} ids do not split into {batch} rows.", nameof(ids));
+        int len = ids.Length / batch;
+        using var input = OrtTensors.IdInput(ids, [batch, len], _ids, Name);
+        using var ro = runOptions is null ? new RunOptions() : null;
+        using var outputs = _session.Run(runOptions ?? ro!, [_ids.Name], [input], _outputNames);
+        var shape = OrtTensors.ShapeOf(outputs[0]);
+        if (shape.Length != 3 || shape[0] != batch || shape[1] != len || shape[2] < 1 || shape[2] > 1 << 16)
+            throw new SpmFormatException(Name, _output.Name, $"output has shape [{string.Join(",", shape)}]; expected [{batch},{len},D].");
+        var result = new FloatTensor([batch, len, (int)shape[2]], new float[batch * len * (int)shape[2]]);
+        OrtTensors.ReadFloats(outputs[0], result.Span, Name, _output.Name);
+        return result;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _session.Dispose();
+}

@@ -1,0 +1,41 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace Spm.Diffusion.Runtime;
+
+/// <summary>
+/// How sessions are created: execution provider, threads, graph optimization, determinism.
+/// One instance configures every model of a pipeline.
+/// </summary>
+public sealed record OnnxRuntimeOptions
+{
+    /// <summary>The execution provider to ask for (default CPU).</summary>
+    public ExecutionProviderKind Provider { get; init; } = ExecutionProviderKind.Cpu;
+
+    /// <summary>The CUDA device index (ignored on the CPU).</summary>
+    public int DeviceId { get; init; }
+
+    /// <summary>Threads used inside one operator; 0 lets ONNX Runtime choose (one per physical core).</summary>
+    public int IntraOpThreads { get; init; }
+
+    /// <summary>Threads used to run independent operators in parallel; 0 lets ONNX Runtime choose.</summary>
+    public int InterOpThreads { get; init; }
+
+    /// <summary>Graph optimization level (default: all optimizations).</summary>
+    public GraphOptimizationLevel OptimizationLevel { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
+
+    /// <summary>
+    /// Prefer reproducible results over speed: sequential execution, and on CUDA the default cuDNN convolution
+    /// algorithm (no benchmark search, whose pick can vary between runs) with TF32 off.
+    /// On the CPU, results are reproducible for a fixed thread count either way.
+    /// </summary>
+    public bool Deterministic { get; init; }
+
+    /// <summary>Checks the values.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A thread count or device index is negative.</exception>
+    public void Validate()
+    {
+        if (DeviceId < 0) throw new ArgumentOutOfRangeException(nameof(DeviceId), DeviceId, "Device index must be >= 0.");
+        if (IntraOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, "Thread count must be >= 0.");
+        if (InterOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(InterOpThreads), InterOpThreads, "Thread count must be >= 0.");
+    }
+}

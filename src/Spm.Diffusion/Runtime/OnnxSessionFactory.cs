@@ -1,0 +1,136 @@
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+
+namespace Spm.Diffusion.Runtime;
+
+/// <summary>A created session and the provider it actually runs on.</summary>
+/// <param name="Session">The session (owned by the caller).</param>
+/// <param name="Provider">The provider in use: CPU when CUDA was asked for but could not load.</param>
+/// <param name="FallbackReason">Why CUDA was not used, in one line; null when the requested provider is in use.</param>
+public sealed record CreatedSession(InferenceSession Session, ExecutionProviderKind Provider, string? FallbackReason);
+
+/// <summary>
+/// Creates ONNX Runtime sessions from <see cref="OnnxRuntimeOptions"/>: provider selection with CPU fallback,
+/// thread counts, graph optimization, and in-memory models with external weights.
+/// Failures to parse or initialize a model become <see cref="SpmFormatException"/> naming the model.
+/// </summary>
+public static class OnnxSessionFactory
+{
+    // ORT's session config key for resolving external data of a model loaded from bytes.
+    private const string ExternalFolderKey = "session.model_external_initializers_file_folder_path";
+
+    /// <summary>Creates a session for <paramref name="source"/>.</summary>
+    /// <exception cref="SpmFormatException">The model cannot be parsed or initialized.</exception>
+    public static CreatedSession Create(OnnxModelSource source, OnnxRuntimeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        string? fallback = null;
+        var provider = ExecutionProviderKind.Cpu;
+        var so = BuildCpuOptions(options, source);
+        try
+        {
+            if (options.Provider == ExecutionProviderKind.Cuda)
+            {
+                fallback = CudaProbe.TryAppend(so, options);
+                provider = fallback is null ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu;
+                if (fallback is not null)
+                {
+                    // A failed append can leave the options half-configured: start again on the CPU.
+                    so.Dispose();
+                    so = BuildCpuOptions(options, source);
+                }
+            }
+            try
+            {
+                return new CreatedSession(Open(source, so), provider, fallback);
+            }
+            catch (OnnxRuntimeException ex) when (provider == ExecutionProviderKind.Cuda)
+            {
+                // The provider library loaded but the device could not be initialized (no GPU, bad device index, ...).
+                fallback = $"CUDA session could not start on device {options.DeviceId} ({FirstLine(ex.Message)})";
+                so.Dispose();
+                so = BuildCpuOptions(options, source);
+                return new CreatedSession(Open(source, so), ExecutionProviderKind.Cpu, fallback);
+            }
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new SpmFormatException(source.DisplayName, null, $"ONNX Runtime cannot load the model: {FirstLine(ex.Message)}", ex);
+        }
+        finally
+        {
+            // The session keeps its own copy of the options.
+            so.Dispose();
+        }
+    }
+
+    private static InferenceSession Open(OnnxModelSource source, SessionOptions so)
+        => source.Bytes is not null ? new InferenceSession(source.Bytes, so) : new InferenceSession(source.Path!, so);
+
+    private static SessionOptions BuildCpuOptions(OnnxRuntimeOptions options, OnnxModelSource source)
+    {
+        var so = new SessionOptions
+        {
+            GraphOptimizationLevel = options.OptimizationLevel,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            ExecutionMode = options.Deterministic || options.InterOpThreads <= 1 ? ExecutionMode.ORT_SEQUENTIAL : ExecutionMode.ORT_PARALLEL,
+        };
+        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
+        if (options.InterOpThreads > 0) so.InterOpNumThreads = options.InterOpThreads;
+        if (source.Bytes is not null && source.ExternalDataFolder is not null)
+            so.AddSessionConfigEntry(ExternalFolderKey, source.ExternalDataFolder);
+        return so;
+    }
+
+    internal static string FirstLine(string message)
+    {
+        var line = message.ReplaceLineEndings("\n").Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? message;
+        return line.Length > 400 ? line[..400] + "..." : line;
+    }
+}
+
+/// <summary>Appends the CUDA provider, remembering a failure so that later sessions don't retry (and log) again.</summary>
+internal static class CudaProbe
+{
+    private static readonly object Gate = new();
+    private static readonly Dictionary<int, string> KnownFailures = new();
+
+    /// <summary>Appends CUDA to <paramref name="so"/>; returns null on success or the one-line reason it failed.</summary>
+    public static string? TryAppend(SessionOptions so, OnnxRuntimeOptions options)
+    {
+        lock (Gate)
+        {
+            if (KnownFailures.TryGetValue(options.DeviceId, out var known)) return known;
+            var env = OrtEnv.Instance();
+            var level = env.EnvLogLevel;
+            try
+            {
+                // ORT logs the dlopen failure at error level; we report it ourselves in one line.
+                env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+                if (!env.GetAvailableProviders().Contains("CUDAExecutionProvider"))
+                    return KnownFailures[options.DeviceId] = "this ONNX Runtime build has no CUDA execution provider";
+                using var cuda = new OrtCUDAProviderOptions();
+                var settings = new Dictionary<string, string> { ["device_id"] = options.DeviceId.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+                if (options.Deterministic)
+                {
+                    settings["cudnn_conv_algo_search"] = "DEFAULT";
+                    settings["use_tf32"] = "0";
+                }
+                cuda.UpdateOptions(settings);
+                so.AppendExecutionProvider_CUDA(cuda);
+                return null;
+            }
+            catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+            {
+                // The usual cause is a missing CUDA/cuDNN runtime library (libcublasLt, libcudnn) or no GPU/driver.
+                return KnownFailures[options.DeviceId] = $"CUDA execution provider unavailable ({OnnxSessionFactory.FirstLine(ex.Message)}; CUDA 12/13 runtime, cuDNN and a GPU driver are required)";
+            }
+            finally
+            {
+                env.EnvLogLevel = level;
+            }
+        }
+    }
+}
