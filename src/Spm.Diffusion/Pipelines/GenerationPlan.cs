@@ -60,8 +60,9 @@ internal sealed record GenerationPlan(
         else
         {
             name = r.Scheduler ?? pipeline.DefaultSchedulerName;
-            factory = SchedulerResolver.Find(name)
-                ?? throw new InvalidGenerationRequestException($"unknown scheduler '{name}' (known: {string.Join(", ", SchedulerResolver.Names)}).");
+            if (!SchedulerRegistry.TryGet(name, out factory))
+                throw new InvalidGenerationRequestException($"unknown scheduler '{name}' (known: {string.Join(", ", SchedulerRegistry.Names)}).");
+            name = factory.Name;
         }
         bool guidance = r.GuidanceScale > 1.0;
         // Steps per batch come from a scheduler instance (PNDM repeats a timestep, so calls can exceed steps).

@@ -75,11 +75,9 @@ public sealed class ModelFolder
         RequireFile(m.UNetPath, "the UNet");
         RequireFile(m.VaeDecoderPath, "the VAE decoder");
 
+        m.SchedulerConfig = SchedulerConfig.Load(m.SchedulerConfigPath);
         using (var doc = ParseJson(m.SchedulerConfigPath))
-        {
-            m.SchedulerConfig = SchedulerConfigReader.Read(doc.RootElement, m.SchedulerConfigPath);
             m.SchedulerClassName = doc.RootElement.TryGetProperty("_class_name", out var cn) && cn.ValueKind == JsonValueKind.String ? cn.GetString() : null;
-        }
         var unetConfig = Path.Combine(root, "unet", "config.json");
         if (File.Exists(unetConfig))
         {

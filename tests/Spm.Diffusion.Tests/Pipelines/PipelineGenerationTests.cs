@@ -111,11 +111,28 @@ public class PipelineGenerationTests
     }
 
     [Test]
-    public async Task InitLatents_FinalLatentsEqualAcrossThreadCounts()
+    public async Task EveryScheduler_RunsThroughThePipeline()
+    {
+        foreach (var name in Spm.Diffusion.Schedulers.SchedulerRegistry.Names)
+        {
+            var r = PipelineFixture.Request(steps: 3) with { SchedulerFactory = null, Scheduler = name, DecodeImages = false, Count = 2, BatchSize = 2 };
+            var result = await P.GenerateAsync(r);
+            var expectedCalls = Spm.Diffusion.Schedulers.SchedulerRegistry.Create(name, P.Folder.SchedulerConfig);
+            expectedCalls.SetTimesteps(3);
+            Assert.That(result.SchedulerName, Is.EqualTo(name));
+            Assert.That(result.Timings.UNetCalls, Is.EqualTo(expectedCalls.Timesteps.Count), name);
+            Assert.That(result.Latents.Data.All(float.IsFinite), Is.True, name);
+            Assert.That(result.Images[0].Parameters, Does.Contain("Sampler: " + Spm.Diffusion.Images.GenerationParameters.SamplerDisplayName(name)));
+        }
+    }
+
+    [TestCase("pndm")]
+    [TestCase("euler-a")]
+    public async Task InitLatents_FinalLatentsEqualAcrossThreadCounts(string scheduler)
     {
         var init = new FloatTensor(1, 4, 24, 32);
         new Spm.Core.Randomness.SeededRandom(7).FillGaussian(init.Span);
-        var r = PipelineFixture.Request(steps: 5) with { InitLatents = init, DecodeImages = false };
+        var r = PipelineFixture.Request(steps: 5) with { InitLatents = init, DecodeImages = false, SchedulerFactory = null, Scheduler = scheduler };
         using var two = PipelineFixture.Load(threads: 2);
         var a = await P.GenerateAsync(r);
         var b = await two.GenerateAsync(r);
