@@ -12,7 +12,12 @@ internal sealed class EulerAncestralScheduler : SchedulerBase
     private float[] _sigmas = [];
     private float[] _noise = [];
 
-    public EulerAncestralScheduler(SchedulerConfig config) : base(config) { }
+    public EulerAncestralScheduler(SchedulerConfig config) : base(config)
+    {
+        // diffusers raises NotImplementedError for sample prediction here; fail at creation rather than mid-run.
+        if (config.PredictionType == "sample")
+            throw new ArgumentException("Euler ancestral supports prediction_type epsilon or v_prediction, not sample.", nameof(config));
+    }
 
     protected override string DefaultSpacing => "linspace";
 

@@ -19,6 +19,7 @@ public sealed class ClipTokenizer
     private const string StartToken = "<|startoftext|>";
     private const string EndToken = "<|endoftext|>";
     private const int CacheCapacity = 4096;
+    private const int MaxCachedPromptChars = 4096;
 
     private readonly BpeTokenizer _bpe;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
@@ -191,9 +192,13 @@ public sealed class ClipTokenizer
         for (int i = 0; i < keep; i++) framed[i + 1] = content[i];
         framed[keep + 1] = EosId;
 
-        // Bounded cache: prompts repeat across a batch and between generations, but an app must not grow forever.
-        if (_cache.Count >= CacheCapacity) _cache.Clear();
-        _cache.TryAdd(text, framed);
+        // Bounded cache: prompts repeat across a batch and between generations, but an app must not grow forever
+        // (entry count and key size are both capped).
+        if (text.Length <= MaxCachedPromptChars)
+        {
+            if (_cache.Count >= CacheCapacity) _cache.Clear();
+            _cache.TryAdd(text, framed);
+        }
         return framed;
     }
 

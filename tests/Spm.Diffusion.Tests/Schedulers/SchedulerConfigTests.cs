@@ -92,6 +92,8 @@ public class SchedulerConfigTests
         Assert.Throws<NotSupportedException>(() => SchedulerRegistry.Create("pndm", new SchedulerConfig { SkipPrkSteps = false }));
         Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("euler", new SchedulerConfig { PredictionType = "x" }));
         Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("ddim", new SchedulerConfig { Eta = -1 }));
+        Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("euler-a", new SchedulerConfig { PredictionType = "sample" }));
+        Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("pndm", new SchedulerConfig { PredictionType = "sample" }));
         Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("lms", new SchedulerConfig { BetaSchedule = "cubic" }));
     }
 }

@@ -155,6 +155,7 @@ public class StepTests
     [TestCase("euler", "v_prediction", false, null)]
     [TestCase("euler", "epsilon", true, null)]
     [TestCase("euler", "epsilon", false, "leading")]
+    [TestCase("euler", "sample", true, "trailing")]
     [TestCase("euler-a", "epsilon", false, null)]
     [TestCase("euler-a", "v_prediction", false, "trailing")]
     public void Euler_EveryStepIsTheOdeStep(string name, string prediction, bool karras, string? spacing)
@@ -185,7 +186,12 @@ public class StepTests
             for (int i = 0; i < Len; i++)
             {
                 double xi = x[i];
-                double x0 = prediction == "epsilon" ? xi - sg * m[i] : m[i] * (-sg / Math.Sqrt(sg * sg + 1)) + xi / (sg * sg + 1);
+                double x0 = prediction switch
+                {
+                    "epsilon" => xi - sg * m[i],
+                    "sample" => m[i],
+                    _ => m[i] * (-sg / Math.Sqrt(sg * sg + 1)) + xi / (sg * sg + 1),
+                };
                 expected[i] = xi + (xi - x0) / sg * (target - sg) + up * noise[i];
             }
             var input = D(x);
@@ -239,6 +245,7 @@ public class StepTests
     [TestCase("epsilon", true, 20)]
     [TestCase("v_prediction", false, 12)]
     [TestCase("epsilon", false, 1)]
+    [TestCase("sample", false, 7)]
     public void DpmSolverPlusPlus2M_EveryStepIsAlgorithm2(string prediction, bool karras, int steps)
     {
         var s = (DpmSolverMultistepScheduler)SchedulerRegistry.Create("dpmpp-2m", Sd1 with { PredictionType = prediction, UseKarrasSigmas = karras });
@@ -251,7 +258,12 @@ public class StepTests
             var m = FakeModel(x, k);
             // VP parametrisation: alpha = 1/sqrt(1+sigma^2), sigma_t = sigma * alpha, lambda = log(alpha / sigma_t) = -log(sigma).
             double aS = 1 / Math.Sqrt(1 + sig[k] * sig[k]), sS = sig[k] * aS;
-            var x0 = x.Select((xi, i) => prediction == "epsilon" ? (xi - sS * m[i]) / aS : aS * xi - sS * m[i]).ToArray();
+            var x0 = x.Select((xi, i) => prediction switch
+            {
+                "epsilon" => (xi - sS * m[i]) / aS,
+                "sample" => (double)m[i],
+                _ => aS * xi - sS * m[i],
+            }).ToArray();
             var expected = new double[Len];
             if (sig[k + 1] == 0)
             {

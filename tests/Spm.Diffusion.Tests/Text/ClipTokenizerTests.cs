@@ -138,6 +138,7 @@ public class ClipTokenizerTests
     [TestCase("Σ", "σ")]
     [TestCase("İstanbul", "i\u0307stanbul")]
     [TestCase("MIXED Case", "mixed case")]
+    [TestCase("ÅÆŒ ÉÇÑ ПРИВЕТ ΑΒΓΔ ẞ Ǆ", "åæœ éçñ привет αβγδ ß ǆ")]
     public void Lowercasing_IsPythons(string raw, string lower) =>
         Assert.That(ClipTextCleaner.LowerLikePython(raw), Is.EqualTo(lower));
 
