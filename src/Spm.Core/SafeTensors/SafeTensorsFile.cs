@@ -18,7 +18,8 @@ namespace Spm.Core.SafeTensors;
 /// and the key. Opening allocates in proportion to the header only (a few times its length in the degenerate
 /// case of thousands of empty tensors; for real files far less than the file), never to a declared size.</para>
 /// <para>Spans returned by <see cref="GetBytes"/> and <see cref="GetSpan{T}"/> point into the mapping and are
-/// valid only until <see cref="Dispose"/>. Reads are thread-safe. The file must not be truncated in place while
+/// valid only until <see cref="Dispose"/> and while the <see cref="SafeTensorsFile"/> is reachable (an undisposed file
+/// is unmapped by its finalizer). Reads are thread-safe. The file must not be truncated in place while
 /// open (the project's writers replace files by rename, which keeps an open mapping valid).</para>
 /// </remarks>
 public sealed unsafe class SafeTensorsFile : IDisposable
@@ -228,10 +229,22 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// <summary>Unmaps and closes the file. Spans obtained from it must not be used afterwards.</summary>
     public void Dispose()
     {
-        if (_view is null) return;
+        Release();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>
+    /// Unmaps a file that was never disposed. The view's SafeHandle is still usable here (critical handles are
+    /// finalized after ordinary objects), and without this our pointer reference would keep the mapping alive forever.
+    /// </summary>
+    ~SafeTensorsFile() => Release();
+
+    private void Release()
+    {
+        var view = Interlocked.Exchange(ref _view, null);
+        if (view is null) return;
         _base = null;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _view = null;
+        view.SafeMemoryMappedViewHandle.ReleasePointer();
+        view.Dispose();
     }
 }

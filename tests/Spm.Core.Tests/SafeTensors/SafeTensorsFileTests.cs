@@ -322,3 +322,42 @@ public class SafeTensorsLargeFileTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class SafeTensorsLifetimeTests
+{
+    [Test]
+    public void ForgottenFileIsUnmappedByTheFinalizer()
+    {
+        var dir = TestPaths.NewTempDir("spm-final");
+        try
+        {
+            var path = Path.GetFullPath(Path.Combine(dir, "f.safetensors"));
+            SafeTensorsWriter.WriteFloat(path, new Dictionary<string, FloatTensor> { ["t"] = new FloatTensor(new[] { 2 }, new[] { 1f, 2f }) });
+            OpenAndForget(path);
+            Assert.That(File.ReadAllText("/proc/self/maps"), Does.Contain(path));
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+            Assert.That(File.ReadAllText("/proc/self/maps"), Does.Not.Contain(path));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void OpenAndForget(string path) => _ = SafeTensorsFile.Open(path).ReadFloat("t");
+
+    [Test]
+    public void ConcurrentReadersSeeTheSameData()
+    {
+        using var f = SafeTensorsFile.Open(Path.Combine(TestPaths.Reference("all-layers"), "spm.safetensors"));
+        var expected = f.Tensors.Select(t => f.ReadFloat(t.Name).Data).ToArray();
+        var mismatches = 0;
+        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ =>
+        {
+            for (int rep = 0; rep < 5; rep++)
+                for (int i = 0; i < f.Tensors.Count; i++)
+                    if (!f.ReadFloat(f.Tensors[i].Name).Data.AsSpan().SequenceEqual(expected[i])) Interlocked.Increment(ref mismatches);
+        });
+        Assert.That(mismatches, Is.Zero);
+    }
+}
