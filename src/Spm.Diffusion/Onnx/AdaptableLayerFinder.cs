@@ -64,6 +64,8 @@ public static partial class AdaptableLayerFinder
         var byPath = new Dictionary<string, AdaptableLayer>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
         {
+            // A node without an activation input or an output cannot carry a membrane (malformed or pruned).
+            if (node.Input.Count < 2 || node.Input[0].Length == 0 || node.Output.Count < 1 || node.Output[0].Length == 0) continue;
             AdaptableLayer? layer = node.OpType switch
             {
                 "MatMul" when node.Domain is "" or "ai.onnx" => MatMulLayer(node),
@@ -129,11 +131,11 @@ public static partial class AdaptableLayerFinder
             if (groupAttr < 1 || groupAttr > outC || outC % groupAttr != 0)
                 throw new SpmFormatException(sourceName, node.Name, $"Conv group {groupAttr} does not divide {outC} output channels.");
             int group = (int)groupAttr;
-            var kernel = IntsAttr(node, "kernel_shape") ?? [kh, kw];
+            var kernel = IntsAttr(node, "kernel_shape", sourceName) ?? [kh, kw];
             if (kernel.Length != 2 || kernel[0] != kh || kernel[1] != kw)
                 throw new SpmFormatException(sourceName, node.Name, $"Conv kernel_shape [{string.Join(",", kernel)}] does not match weight '{w.Name}' [{string.Join(",", w.Dims)}].");
-            var strides = IntsAttr(node, "strides") ?? [1, 1];
-            var dilations = IntsAttr(node, "dilations") ?? [1, 1];
+            var strides = IntsAttr(node, "strides", sourceName) ?? [1, 1];
+            var dilations = IntsAttr(node, "dilations", sourceName) ?? [1, 1];
             var pads = ConvPads(node, kernel, strides, dilations);
             if (strides.Length != 2 || dilations.Length != 2 || pads.Length != 4 || strides.Any(s => s < 1) || dilations.Any(d => d < 1) || pads.Any(p => p < 0))
                 throw new SpmFormatException(sourceName, node.Name, "Conv strides, dilations or pads are malformed.");
@@ -146,7 +148,7 @@ public static partial class AdaptableLayerFinder
             switch (autoPad)
             {
                 case "NOTSET":
-                    return IntsAttr(node, "pads") ?? [0, 0, 0, 0];
+                    return IntsAttr(node, "pads", sourceName) ?? [0, 0, 0, 0];
                 case "VALID":
                     return [0, 0, 0, 0];
                 case "SAME_UPPER" or "SAME_LOWER" when strides.All(s => s == 1):
@@ -248,14 +250,14 @@ public static partial class AdaptableLayerFinder
         return null;
     }
 
-    private static int[]? IntsAttr(NodeProto node, string name)
+    private static int[]? IntsAttr(NodeProto node, string name, string? sourceName)
     {
         foreach (var a in node.Attribute)
         {
             if (a.Name != name) continue;
             var r = new int[a.Ints.Count];
             for (int i = 0; i < r.Length; i++)
-                r[i] = a.Ints[i] is >= int.MinValue and <= int.MaxValue ? (int)a.Ints[i] : throw new SpmFormatException(null, node.Name, $"attribute '{name}' value {a.Ints[i]} out of range.");
+                r[i] = a.Ints[i] is >= int.MinValue and <= int.MaxValue ? (int)a.Ints[i] : throw new SpmFormatException(sourceName, node.Name, $"attribute '{name}' value {a.Ints[i]} out of range.");
             return r;
         }
         return null;

@@ -97,10 +97,15 @@ public sealed class OnnxModel
         long size = new FileInfo(file).Length;
         if (size >= MaxProtoBytes)
             throw new SpmFormatException(file, null, $"file is {size} bytes; an ONNX protobuf file must be smaller than 2 GB (large weights belong in external data).");
+        return Parse(File.ReadAllBytes(file), file);
+    }
+
+    /// <summary>Parses and validates the bytes of <paramref name="file"/> (already read); external data is relative to its folder.</summary>
+    internal static OnnxModel Parse(byte[] bytes, string file)
+    {
         ModelProto proto;
         try
         {
-            byte[] bytes = File.ReadAllBytes(file);
             proto = ModelProto.Parser.ParseFrom(bytes);
         }
         catch (InvalidProtocolBufferException ex)
@@ -172,17 +177,19 @@ public sealed class OnnxModel
         if (info.ElementCount > Array.MaxLength || info.Shape.Any(d => d > int.MaxValue))
             throw new SpmFormatException(FilePath, name, $"initializer {info.ShapeString} is too large for one float array.");
         var shape = info.Shape.Select(d => (int)d).ToArray();
-        var data = new float[info.ElementCount];
 
-        if (info.External is null && tensor.RawData.IsEmpty && info.DataType == (int)TensorProto.Types.DataType.Float)
+        if (info.External is null && tensor.RawData.IsEmpty && info.DataType == (int)TensorProto.Types.DataType.Float && info.ElementCount > 0)
         {
             if (tensor.FloatData.Count != info.ElementCount)
                 throw new SpmFormatException(FilePath, name, $"float_data holds {tensor.FloatData.Count} values, the shape needs {info.ElementCount}.");
-            tensor.FloatData.CopyTo(data, 0);
-            return new FloatTensor(shape, data);
+            var values = new float[info.ElementCount];
+            tensor.FloatData.CopyTo(values, 0);
+            return new FloatTensor(shape, values);
         }
 
+        // The bytes are validated against the file (or the proto) first: nothing shape-sized is allocated for a lie.
         var bytes = ReadBytes(tensor, info);
+        var data = new float[info.ElementCount];
         switch ((TensorProto.Types.DataType)info.DataType)
         {
             case TensorProto.Types.DataType.Float:
