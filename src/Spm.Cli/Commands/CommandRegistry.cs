@@ -11,5 +11,7 @@ internal static class CommandRegistry
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
         yield return BakeCommand.Create();
+        yield return GenerateCommand.Create();
+        yield return BenchCommand.Create();
     }
 }

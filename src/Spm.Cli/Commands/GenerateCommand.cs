@@ -1,0 +1,187 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Security.Cryptography;
+using Spm.Cli.Rendering;
+using Spm.Core;
+using Spm.Core.SafeTensors;
+using Spm.Core.Tensors;
+using Spm.Diffusion.Images;
+using Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Runtime;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>
+/// <c>spm generate --model DIR --prompt P [...]</c>: text-to-image with the ONNX pipeline, a progress bar, PNG files
+/// with a <c>parameters</c> chunk, optional initial/final latents as safetensors.
+/// </summary>
+internal static class GenerateCommand
+{
+    /// <summary>The options of the verb (kept together so other features can add theirs beside them).</summary>
+    internal sealed class Options
+    {
+        public readonly Option<string?> Model = new("--model") { Description = $"Model folder (diffusers/optimum ONNX layout). Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
+        public readonly Option<string> Prompt = new("--prompt", "-p") { Description = "The prompt.", Required = true };
+        public readonly Option<string> Negative = new("--negative", "-n") { Description = "The negative prompt.", DefaultValueFactory = _ => "" };
+        public readonly Option<int> Steps = new("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 30 };
+        public readonly Option<double> Guidance = new("--guidance", "--cfg") { Description = "Classifier-free guidance scale (1 = no guidance).", DefaultValueFactory = _ => 7.5 };
+        public readonly Option<string?> Scheduler = new("--scheduler") { Description = "pndm, ddim, euler, euler-a, dpmpp-2m or lms (default: the model's)." };
+        public readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the first image (image i uses seed+i). Default: random, printed." };
+        public readonly Option<int?> Width = new("--width", "-W") { Description = "Width in pixels (multiple of 8). Default: the model's size." };
+        public readonly Option<int?> Height = new("--height", "-H") { Description = "Height in pixels (multiple of 8). Default: the model's size." };
+        public readonly Option<int?> Count = new("--count") { Description = "Number of images (default 1, or the batch of --init-latents)." };
+        public readonly Option<int> Batch = new("--batch") { Description = "Images per UNet batch.", DefaultValueFactory = _ => 1 };
+        public readonly Option<string?> Out = new("--out", "-o") { Description = "Output .png file, or a folder (default: outputs/; files NNNNN-SEED.png)." };
+        public readonly Option<string> Provider = new("--provider") { Description = "cpu or cuda (falls back to cpu with the reason).", DefaultValueFactory = _ => "cpu" };
+        public readonly Option<int> Device = new("--device") { Description = "CUDA device index.", DefaultValueFactory = _ => 0 };
+        public readonly Option<int> Threads = new("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
+        public readonly Option<bool> Deterministic = new("--deterministic") { Description = "Prefer reproducible kernels over speed (CUDA)." };
+        public readonly Option<bool> Force = new("--force") { Description = "Overwrite existing output files." };
+        public readonly Option<string?> InitLatents = new("--init-latents") { Description = "safetensors file with tensor 'latents' [B,4,h,w] of unit-variance noise." };
+        public readonly Option<string?> SaveLatents = new("--save-latents") { Description = "Write the final latents (before the VAE) as tensor 'latents' to this safetensors file." };
+
+        public IEnumerable<Option> All() =>
+            [Model, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents];
+    }
+
+    public static Command Create()
+    {
+        var o = new Options();
+        var cmd = new Command("generate", "Generate images from a prompt with an ONNX Stable Diffusion model.");
+        foreach (var opt in o.All()) cmd.Options.Add(opt);
+        cmd.SetAction((parse, ct) => RunAsync(parse, o, ct));
+        return cmd;
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, Options o, CancellationToken ct)
+    {
+        var folder = DefaultModel.Resolve(parse.GetValue(o.Model));
+        var provider = parse.GetValue(o.Provider)?.ToLowerInvariant() switch
+        {
+            "cpu" => ExecutionProviderKind.Cpu,
+            "cuda" => ExecutionProviderKind.Cuda,
+            var p => throw new SpmException($"unknown provider '{p}' (cpu or cuda)."),
+        };
+        bool force = parse.GetValue(o.Force);
+        var seed = parse.GetValue(o.Seed) ?? RandomSeed();
+        FloatTensor? init = null;
+        if (parse.GetValue(o.InitLatents) is { } initPath) init = ReadLatents(initPath);
+        int count = parse.GetValue(o.Count) ?? init?.Shape[0] ?? 1;
+        var saveLatents = parse.GetValue(o.SaveLatents);
+        if (saveLatents is not null && !force && File.Exists(saveLatents))
+            throw new IOException($"'{saveLatents}' already exists (use --force to overwrite).");
+
+        using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
+        {
+            Runtime = new OnnxRuntimeOptions
+            {
+                Provider = provider,
+                DeviceId = parse.GetValue(o.Device),
+                IntraOpThreads = parse.GetValue(o.Threads),
+                Deterministic = parse.GetValue(o.Deterministic),
+            },
+        });
+        if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+
+        var request = new GenerationRequest
+        {
+            Prompt = parse.GetValue(o.Prompt) ?? "",
+            NegativePrompt = parse.GetValue(o.Negative) ?? "",
+            Steps = parse.GetValue(o.Steps),
+            GuidanceScale = parse.GetValue(o.Guidance),
+            Scheduler = parse.GetValue(o.Scheduler),
+            Seed = seed,
+            Width = parse.GetValue(o.Width),
+            Height = parse.GetValue(o.Height),
+            Count = count,
+            BatchSize = Math.Min(parse.GetValue(o.Batch), count),
+            InitLatents = init,
+        };
+        // Output names are fixed (and checked) before any work, so a long run never ends in a refused write.
+        var targets = OutputPaths(parse.GetValue(o.Out), count, seed, force);
+
+        var result = await ProgressBars.RunAsync("generating", request.Count, "step", async bar =>
+        {
+            var progress = new ActionProgress<GenerationProgress>(p => bar.Report(new ProgressUpdate(p.Step, p.TotalSteps, Describe(p))));
+            return await pipeline.GenerateAsync(request, progress, ct);
+        });
+
+        foreach (var image in result.Images)
+        {
+            var png = PngImage.Encode(image.Rgb, image.Width, image.Height, image.Parameters);
+            PngImage.Write(targets[image.Index], png, force);
+            Console.WriteLine($"wrote {targets[image.Index]} ({image.Width}x{image.Height}, seed {image.Seed})");
+        }
+        if (saveLatents is not null)
+        {
+            SafeTensorsWriter.WriteFloat(saveLatents, new Dictionary<string, FloatTensor> { ["latents"] = result.Latents },
+                new Dictionary<string, string> { ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["scheduler"] = result.SchedulerName }, overwrite: force);
+            Console.WriteLine($"wrote {saveLatents} (latents {result.Latents.ShapeString})");
+        }
+        var t = result.Timings;
+        Console.Error.WriteLine(FormattableString.Invariant(
+            $"{result.SchedulerName}: {t.UNetCalls} UNet calls in {t.UNet.TotalSeconds:0.00}s ({(t.UNet.TotalSeconds > 0 ? t.UNetCalls / t.UNet.TotalSeconds : 0):0.00} it/s), total {t.Total.TotalSeconds:0.00}s on {pipeline.Provider.ToString().ToLowerInvariant()}"));
+        return 0;
+    }
+
+    private static string Describe(GenerationProgress p) => p.Stage switch
+    {
+        GenerationStage.Encoding => "encoding prompt",
+        GenerationStage.Decoding => "decoding",
+        GenerationStage.Done => "done",
+        _ => p.ImageCount > 1 ? $"image {Math.Min(p.ImagesDone + 1, p.ImageCount)}/{p.ImageCount}" : "denoising",
+    };
+
+    private static ulong RandomSeed()
+    {
+        // Seeds shown to people stay short enough to retype: 0..2^32-1, like other image tools.
+        Span<byte> b = stackalloc byte[4];
+        RandomNumberGenerator.Fill(b);
+        return BitConverter.ToUInt32(b);
+    }
+
+    private static FloatTensor ReadLatents(string path)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Contains("latents")) throw new SpmFormatException(path, "latents", "the file has no tensor 'latents'.");
+        var t = file.ReadFloat("latents");
+        if (t.Rank != 4) throw new SpmFormatException(path, "latents", $"expected [B,4,h,w], got {t.ShapeString}.");
+        return t;
+    }
+
+    /// <summary>
+    /// The file of each image: <c>--out x.png</c> names the single image (x-0.png, x-1.png, ... for several);
+    /// a folder gets <c>NNNNN-SEED.png</c> numbered after the highest number already there.
+    /// </summary>
+    internal static string[] OutputPaths(string? output, int count, ulong seed, bool force)
+    {
+        output ??= "outputs";
+        string[] paths;
+        if (output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+        {
+            if (count == 1) paths = [output];
+            else
+            {
+                var stem = output[..^4];
+                paths = Enumerable.Range(0, count).Select(i => $"{stem}-{i}.png").ToArray();
+            }
+        }
+        else
+        {
+            int next = 0;
+            if (Directory.Exists(output))
+                foreach (var f in Directory.EnumerateFiles(output, "*.png"))
+                {
+                    var name = Path.GetFileName(f);
+                    int dash = name.IndexOf('-');
+                    if (dash > 0 && int.TryParse(name.AsSpan(0, dash), NumberStyles.None, CultureInfo.InvariantCulture, out var n)) next = Math.Max(next, n + 1);
+                }
+            paths = Enumerable.Range(0, count).Select(i => Path.Combine(output, $"{next + i:D5}-{unchecked(seed + (ulong)i)}.png")).ToArray();
+        }
+        if (!force)
+            foreach (var p in paths)
+                if (File.Exists(p)) throw new IOException($"'{p}' already exists (use --force to overwrite).");
+        return paths;
+    }
+
+}

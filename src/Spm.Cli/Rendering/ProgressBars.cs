@@ -1,0 +1,132 @@
+using Spectre.Console;
+using Spectre.Console.Rendering;
+
+namespace Spm.Cli.Rendering;
+
+/// <summary>A progress report for <see cref="ProgressBars"/>: work done so far, optionally a new total or label.</summary>
+/// <param name="Done">Units done (steps, iterations, files).</param>
+/// <param name="Total">A new total, when it changes.</param>
+/// <param name="Description">A new label, when it changes.</param>
+internal readonly record struct ProgressUpdate(double Done, double? Total = null, string? Description = null);
+
+/// <summary>
+/// Progress bars for long library calls, on stderr so stdout stays for results: label, bar, <c>step/total</c>,
+/// rate (<c>it/s</c>), elapsed and remaining time. The library reports through an <see cref="IProgress{T}"/>
+/// from any thread. When stderr is not a terminal, a line is printed at each tenth of the work instead.
+/// </summary>
+internal static class ProgressBars
+{
+    /// <summary>The console progress goes to (stderr).</summary>
+    public static IAnsiConsole ErrorConsole { get; set; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+
+    /// <summary>Runs <paramref name="work"/> with one progress bar of <paramref name="total"/> <paramref name="unit"/>s.</summary>
+    public static async Task<T> RunAsync<T>(string description, double total, string unit, Func<IProgress<ProgressUpdate>, Task<T>> work)
+    {
+        var console = ErrorConsole;
+        if (!console.Profile.Capabilities.Interactive || Console.IsErrorRedirected)
+        {
+            var lines = new LineProgress(description, total, unit);
+            var result = await work(lines);
+            lines.Finish();
+            return result;
+        }
+        return await console.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(
+                new TaskDescriptionColumn(),
+                new ProgressBarColumn(),
+                new StepCountColumn(),
+                new RateColumn(unit),
+                new ElapsedTimeColumn(),
+                new RemainingTimeColumn())
+            .StartAsync(async ctx =>
+            {
+                var task = ctx.AddTask(description, autoStart: true, maxValue: Math.Max(total, 1));
+                var result = await work(new TaskProgress(task));
+                task.Value = task.MaxValue;
+                task.StopTask();
+                return result;
+            });
+    }
+
+    private sealed class TaskProgress(ProgressTask task) : IProgress<ProgressUpdate>
+    {
+        public void Report(ProgressUpdate value)
+        {
+            if (value.Total is { } t && t > 0) task.MaxValue = t;
+            if (value.Description is { } d) task.Description = Markup.Escape(d);
+            task.Value = Math.Min(value.Done, task.MaxValue);
+        }
+    }
+
+    /// <summary>Plain lines for logs and pipes: one per tenth of the work, with rate and ETA.</summary>
+    private sealed class LineProgress(string description, double total, string unit) : IProgress<ProgressUpdate>
+    {
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+        private readonly object _gate = new();
+        private double _total = total;
+        private string _description = description;
+        private int _lastTenth = -1;
+        private double _done;
+
+        public void Report(ProgressUpdate value)
+        {
+            lock (_gate)
+            {
+                if (value.Total is { } t && t > 0) _total = t;
+                if (value.Description is { } d) _description = d;
+                _done = value.Done;
+                int tenth = _total > 0 ? (int)Math.Floor(10 * _done / _total) : 0;
+                if (tenth <= _lastTenth || tenth >= 10) return;
+                _lastTenth = tenth;
+                Print();
+            }
+        }
+
+        public void Finish()
+        {
+            lock (_gate)
+            {
+                _done = _total;
+                Print();
+            }
+        }
+
+        private void Print()
+        {
+            var elapsed = _clock.Elapsed.TotalSeconds;
+            var rate = elapsed > 0 ? _done / elapsed : 0;
+            var eta = rate > 0 ? TimeSpan.FromSeconds((_total - _done) / rate) : (TimeSpan?)null;
+            Console.Error.WriteLine(FormattableString.Invariant(
+                $"{_description}: {_done:0}/{_total:0} {unit}s, {RateColumn.FormatRate(rate, unit)}, elapsed {elapsed:0.0}s, ETA {(eta is { } e ? e.ToString(@"hh\:mm\:ss") : "--:--:--")}"));
+        }
+    }
+}
+
+/// <summary>An <see cref="IProgress{T}"/> that calls back synchronously on the reporting thread (Progress&lt;T&gt; posts to the thread pool and can reorder reports).</summary>
+internal sealed class ActionProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
+
+/// <summary>Shows <c>done/total</c>.</summary>
+internal sealed class StepCountColumn : ProgressColumn
+{
+    public override IRenderable Render(RenderOptions options, ProgressTask task, TimeSpan deltaTime)
+        => new Text(FormattableString.Invariant($"{task.Value:0}/{task.MaxValue:0}"));
+}
+
+/// <summary>Shows the rate, e.g. <c>3.52 it/s</c>, or seconds per unit below one per second (<c>2.10 s/it</c>).</summary>
+internal sealed class RateColumn(string unit) : ProgressColumn
+{
+    public override IRenderable Render(RenderOptions options, ProgressTask task, TimeSpan deltaTime)
+        => new Text(task.Speed is { } s ? FormatRate(s, unit) : $"-- {Abbrev(unit)}/s", new Style(Color.Grey));
+
+    internal static string FormatRate(double perSecond, string unit)
+        => perSecond >= 1 || perSecond <= 0
+            ? FormattableString.Invariant($"{perSecond:0.00} {Abbrev(unit)}/s")
+            : FormattableString.Invariant($"{1 / perSecond:0.00} s/{Abbrev(unit)}");
+
+    private static string Abbrev(string unit) => unit == "step" ? "it" : unit;
+}
