@@ -39,13 +39,33 @@ internal sealed class FuzzRun
         File.Copy(path, Path.Combine(dir, $"case-{caseIndex}-{Path.GetFileName(path)}"), overwrite: true);
     }
 
-    /// <summary>No single case may take longer than this: a hang guard, not a performance target.</summary>
-    public static readonly TimeSpan CaseTimeLimit = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// No single case may use more CPU than this: a hang guard, not a performance target. CPU time rather than wall
+    /// time, because on a loaded machine a case can wait seconds for a core without doing any work.
+    /// </summary>
+    public static readonly TimeSpan CaseCpuLimit = TimeSpan.FromSeconds(5);
+
+    private readonly Process _process = Process.GetCurrentProcess();
+    private TimeSpan _cpuAtStart;
+
+    /// <summary>Call just before a case (outside any allocation measurement).</summary>
+    public void StartCase()
+    {
+        _process.Refresh();
+        _cpuAtStart = _process.TotalProcessorTime;
+    }
+
+    /// <summary>Process CPU time used since <see cref="StartCase"/>.</summary>
+    public TimeSpan CaseCpu()
+    {
+        _process.Refresh();
+        return _process.TotalProcessorTime - _cpuAtStart;
+    }
 
     public int Accepted, Rejected;
     public long MaxOverheadBytes = long.MinValue;
     public double MaxRatio;
-    public TimeSpan MaxCaseTime;
+    public TimeSpan MaxCaseTime, MaxCaseCpu;
     public readonly List<string> Failures = new();
     private readonly Stopwatch _total = Stopwatch.StartNew();
 
@@ -55,8 +75,9 @@ internal sealed class FuzzRun
         else if (Failures.Count == 20) Failures.Add("...");
     }
 
-    public void Record(long allocated, long fileLength, TimeSpan elapsed)
+    public void Record(long allocated, long fileLength, TimeSpan elapsed, TimeSpan cpu)
     {
+        if (cpu > MaxCaseCpu) MaxCaseCpu = cpu;
         MaxOverheadBytes = Math.Max(MaxOverheadBytes, allocated - fileLength);
         if (fileLength > 0) MaxRatio = Math.Max(MaxRatio, (double)allocated / fileLength);
         if (elapsed > MaxCaseTime) MaxCaseTime = elapsed;
@@ -64,5 +85,5 @@ internal sealed class FuzzRun
 
     public string Summary(string name, int cases)
         => $"{name}: {cases} cases in {_total.Elapsed.TotalSeconds:F1} s, {Accepted} accepted, {Rejected} rejected, "
-         + $"max allocation over file size {MaxOverheadBytes} B (max ratio {MaxRatio:F2}), slowest case {MaxCaseTime.TotalMilliseconds:F1} ms, failures {Failures.Count}";
+         + $"max allocation over file size {MaxOverheadBytes} B (max ratio {MaxRatio:F2}), slowest case {MaxCaseTime.TotalMilliseconds:F1} ms wall / {MaxCaseCpu.TotalMilliseconds:F1} ms CPU, failures {Failures.Count}";
 }

@@ -87,6 +87,7 @@ public class SafeTensorsFuzzTests
         {
             var bytes = mutator.Mutate(Pick(seeds, rng));
             var path = WriteCase(bytes);
+            run.StartCase();
             sw.Restart();
             long before = GC.GetAllocatedBytesForCurrentThread();
             SafeTensorsFile? file = null;
@@ -109,9 +110,10 @@ public class SafeTensorsFuzzTests
             }
             long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             sw.Stop();
-            run.Record(allocated, bytes.Length, sw.Elapsed);
+            var cpu = run.CaseCpu();
+            run.Record(allocated, bytes.Length, sw.Elapsed, cpu);
             if (allocated > bytes.Length + AllocationSlack) { run.Fail(i, mutator.LastDescription, $"allocated {allocated} B for a {bytes.Length}-byte file"); FuzzRun.Keep(path, i); }
-            if (sw.Elapsed > FuzzRun.CaseTimeLimit) run.Fail(i, mutator.LastDescription, $"took {sw.Elapsed}");
+            if (cpu > FuzzRun.CaseCpuLimit) run.Fail(i, mutator.LastDescription, $"used {cpu} of CPU ({sw.Elapsed} wall)");
 
             // Whatever was accepted must also convert without surprises.
             if (file is not null)

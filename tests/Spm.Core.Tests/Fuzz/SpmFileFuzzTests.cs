@@ -191,6 +191,7 @@ public class SpmFileFuzzTests
                 AllowNonFinite = rng.NextInt(0, 4) == 0,
                 IgnoreUnknownTensors = rng.NextInt(0, 4) == 0,
             };
+            run.StartCase();
             sw.Restart();
             long before = GC.GetAllocatedBytesForCurrentThread();
             try
@@ -216,9 +217,10 @@ public class SpmFileFuzzTests
             }
             long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             sw.Stop();
-            run.Record(allocated, length, sw.Elapsed);
+            var cpu = run.CaseCpu();
+            run.Record(allocated, length, sw.Elapsed, cpu);
             if (allocated > AllocationFactor * length + AllocationSlack) { run.Fail(i, description, $"allocated {allocated} B for a {length}-byte file"); FuzzRun.Keep(path, i); }
-            if (sw.Elapsed > FuzzRun.CaseTimeLimit) run.Fail(i, description, $"took {sw.Elapsed}");
+            if (cpu > FuzzRun.CaseCpuLimit) run.Fail(i, description, $"used {cpu} of CPU ({sw.Elapsed} wall)");
         }
         TestContext.Out.WriteLine(run.Summary("SPM fuzz", cases) + $", {skipped} generator cases skipped");
         Assert.That(skipped, Is.LessThan(cases / 100 + 1), "the generator must rarely build unwritable files");
