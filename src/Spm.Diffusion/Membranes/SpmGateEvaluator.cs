@@ -1,0 +1,78 @@
+using System.Collections.Concurrent;
+using Spm.Core.Gating;
+
+namespace Spm.Diffusion.Membranes;
+
+/// <summary>The gate of one SPM for one prompt.</summary>
+/// <param name="Name">The SPM's name (file name).</param>
+/// <param name="Gamma">The SPM's gamma (max over its concepts of max(clipcos, tokenuni)), before the facilitate factor; NaN for a fixed multiplier.</param>
+/// <param name="Multiplier">The multiplier its membranes get.</param>
+/// <param name="IsFixed">Whether a fixed multiplier bypassed the gate.</param>
+public sealed record SpmGate(string Name, float Gamma, float Multiplier, bool IsFixed)
+{
+    /// <summary>Short text for logs and image parameters, e.g. <c>cat.safetensors gate 0.531 (gamma 0.729)</c>.</summary>
+    public override string ToString() => IsFixed
+        ? FormattableString.Invariant($"{Name} x{Multiplier:0.###} (fixed)")
+        : FormattableString.Invariant($"{Name} gate {Multiplier:0.###} (gamma {Gamma:0.###})");
+}
+
+/// <summary>
+/// Facilitated transport wired to a text encoder: per prompt, each loaded SPM's gamma and multiplier (spec section 3,
+/// math in <see cref="FacilitatedTransport"/>). Concept texts are embedded once and cached; thread-safe.
+/// </summary>
+public sealed class SpmGateEvaluator
+{
+    private readonly Func<string, (IReadOnlyList<int> TokenIds, float[] Embedding)> _encode;
+    private readonly int[] _specialIds;
+    private readonly ConcurrentDictionary<string, Lazy<GateText>> _concepts = new(StringComparer.Ordinal);
+
+    /// <summary>Creates an evaluator.</summary>
+    /// <param name="encode">Text -> (padded token ids, flattened padded last hidden state E(text)).</param>
+    /// <param name="specialTokenIds">Ids dropped from the token sets (BOS, EOS, PAD).</param>
+    public SpmGateEvaluator(Func<string, (IReadOnlyList<int> TokenIds, float[] Embedding)> encode, IEnumerable<int> specialTokenIds)
+    {
+        ArgumentNullException.ThrowIfNull(encode);
+        ArgumentNullException.ThrowIfNull(specialTokenIds);
+        _encode = encode;
+        _specialIds = specialTokenIds.Distinct().ToArray();
+    }
+
+    /// <summary>The gate view of a text (no caching).</summary>
+    public GateText TextOf(string text)
+    {
+        var (ids, embedding) = _encode(text);
+        return new GateText(embedding, ids, _specialIds);
+    }
+
+    /// <summary>The gate view of a prompt whose ids and embedding are already known (the pipeline embeds it anyway).</summary>
+    public GateText TextOf(IReadOnlyList<int> tokenIds, float[] embedding) => new(embedding, tokenIds, _specialIds);
+
+    private GateText Concept(string text) =>
+        _concepts.GetOrAdd(text, t => new Lazy<GateText>(() => TextOf(t))).Value;
+
+    /// <summary>
+    /// The gates of <paramref name="sets"/> for <paramref name="prompt"/>. <paramref name="settings"/> holds one entry per
+    /// set (curve, facilitate factor, optional fixed multiplier).
+    /// </summary>
+    public IReadOnlyList<SpmGate> Evaluate(GateText prompt, IReadOnlyList<MembraneSet> sets, IReadOnlyList<GateSettings> settings)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(sets);
+        ArgumentNullException.ThrowIfNull(settings);
+        if (settings.Count != sets.Count) throw new ArgumentException($"Expected {sets.Count} gate settings, got {settings.Count}.", nameof(settings));
+        var gates = new SpmGate[sets.Count];
+        for (int i = 0; i < sets.Count; i++)
+        {
+            var s = settings[i];
+            if (s.FixedMultiplier is { } m)
+            {
+                gates[i] = new SpmGate(sets[i].Name, float.NaN, m, true);
+                continue;
+            }
+            var concepts = sets[i].Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();
+            float gamma = FacilitatedTransport.SpmGamma(prompt, concepts);
+            gates[i] = new SpmGate(sets[i].Name, gamma, FacilitatedTransport.Multiplier(gamma, s), false);
+        }
+        return gates;
+    }
+}
