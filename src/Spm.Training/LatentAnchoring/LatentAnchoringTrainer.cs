@@ -1,0 +1,473 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+using Spm.Core.Membranes;
+using Spm.Core.Randomness;
+using Spm.Core.Tensors;
+using Spm.Diffusion.Membranes;
+using Spm.Diffusion.Onnx;
+using Spm.Diffusion.Onnx.Proto;
+using Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Runtime;
+using Spm.Diffusion.Schedulers;
+using Spm.Diffusion.Text;
+using Spm.Training.Autodiff;
+using Spm.Training.Optimizers;
+
+namespace Spm.Training.LatentAnchoring;
+
+/// <summary>Where a training run writes.</summary>
+/// <param name="Path">The SPM file to write at the end.</param>
+/// <param name="Overwrite">Replace an existing output file.</param>
+/// <param name="Resume">Continue from the checkpoint if one exists.</param>
+/// <param name="CheckpointPath">Checkpoint file; default <c>&lt;output&gt;.checkpoint.safetensors</c>.</param>
+/// <param name="LossLogPath">CSV loss log; default <c>&lt;output&gt;.loss.csv</c>.</param>
+public sealed record TrainingOutput(string Path, bool Overwrite = false, bool Resume = false, string? CheckpointPath = null, string? LossLogPath = null)
+{
+    /// <summary>The checkpoint file in use.</summary>
+    public string Checkpoint => CheckpointPath ?? Path + ".checkpoint.safetensors";
+
+    /// <summary>The loss log in use.</summary>
+    public string LossLog => LossLogPath ?? Path + ".loss.csv";
+}
+
+/// <summary>
+/// Trains one SPM membrane for a concept with latent anchoring (spec section 2) on ONNX Runtime: the UNet runs
+/// with injected membrane branches for sampling and frozen predictions, and a gradient graph built by
+/// <see cref="GradientGraphBuilder"/> gives <c>d(L_era + lambda L_anc)/d membranes</c>. Every random choice comes from
+/// one <see cref="SeededRandom"/>, saved in checkpoints, so runs are reproducible and resumable bit for bit
+/// (same thread count).
+/// </summary>
+public sealed class LatentAnchoringTrainer : IDisposable
+{
+    private const string SetName = "trainee";
+
+    private readonly LatentAnchoringOptions _options;
+    private readonly ModelFolder _folder;
+    private readonly OnnxModel _unet;
+    private readonly MembraneLayout _layout;
+    private readonly InjectedUnet _injected;
+    private readonly ModelProto _trainingModel;
+    private readonly List<TrainableTensor> _parameters;
+    private readonly Dictionary<string, float[]> _gradients;
+    private readonly float[] _scales;
+    private readonly TimestepInput _timestep;
+    private readonly string _sampleInput, _hiddenInput, _outputName;
+    private readonly Dictionary<(int Rows, int H, int W), MembraneTrainingGraph> _graphs = [];
+    private readonly GradientSessionSettings _gradientSettings;
+    private readonly float[] _eTarget, _ePositive, _eSurrogate, _eUncond;
+    private readonly int _tokens, _width;
+    private readonly SchedulerConfig _ddimConfig;
+    private readonly string _baseModelId;
+
+    private LatentAnchoringTrainer(LatentAnchoringOptions options, ModelFolder folder, OnnxModel unet, MembraneLayout layout,
+        InjectedUnet injected, ModelProto trainingModel, GradientSessionSettings gradientSettings,
+        float[][] embeddings, int tokens, int width, string baseModelId)
+    {
+        _options = options;
+        _folder = folder;
+        _unet = unet;
+        _layout = layout;
+        _injected = injected;
+        _trainingModel = trainingModel;
+        _gradientSettings = gradientSettings;
+        (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
+        (_tokens, _width) = (tokens, width);
+        _baseModelId = baseModelId;
+        _ddimConfig = folder.SchedulerConfig with { Eta = 0 };
+
+        // The injected session reads membrane tensors from these arrays (pinned, not copied), so updating the
+        // parameters in place updates the sampling session too.
+        var inputs = injected.Membranes.Inputs;
+        _parameters = [];
+        _gradients = new(StringComparer.Ordinal);
+        foreach (var layer in layout.Layers)
+        {
+            foreach (var name in new[] { MembraneNames.Down(layer.ModulePath), MembraneNames.Up(layer.ModulePath) })
+            {
+                var t = inputs[name];
+                var p = new TrainableTensor(name, t.Shape, t.Data);
+                _parameters.Add(p);
+                _gradients[name] = p.Grad;
+            }
+        }
+        _scales = inputs[MembraneNames.Scales].Data;
+        var graphInputs = unet.Graph.Input.Where(i => !MembraneNames.IsMembraneInput(i.Name)).ToList();
+        _sampleInput = FindInput(graphInputs, "sample", 0, unet.FilePath);
+        _hiddenInput = FindInput(graphInputs, "encoder_hidden_states", 2, unet.FilePath);
+        _timestep = TimestepInput.From(graphInputs.FirstOrDefault(i => i.Name == "timestep") ?? graphInputs[1], unet.FilePath);
+        _outputName = unet.Graph.Output[0].Name;
+    }
+
+    /// <summary>The options of this run.</summary>
+    public LatentAnchoringOptions Options => _options;
+
+    /// <summary>The layers that carry a membrane (module paths).</summary>
+    public IReadOnlyList<AdaptableLayer> Layers => _layout.Layers;
+
+    /// <summary>Trainable parameters (membrane down/up tensors, named as the injected graph's inputs).</summary>
+    public IReadOnlyList<TrainableTensor> Parameters => _parameters;
+
+    /// <summary>
+    /// Loads the model folder, encodes the fixed prompts once, creates fresh membranes (down uniform in
+    /// ±1/sqrt(fan_in), up zero: an exact no-op) and the injected UNet session.
+    /// </summary>
+    public static LatentAnchoringTrainer Create(string modelFolder, LatentAnchoringOptions options, OnnxRuntimeOptions? runtime = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        runtime ??= new OnnxRuntimeOptions();
+        var folder = ModelFolder.Open(modelFolder);
+        var tokenizer = ClipTokenizer.Load(folder.TokenizerFolder);
+        float[][] embeddings;
+        int tokens, width;
+        using (var text = new TextEncoderModel(OnnxSessionFactory.Create(OnnxModelSource.FromFile(folder.TextEncoderPath), runtime), folder.TextEncoderPath))
+        {
+            var prompts = new[] { options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional };
+            var ids = prompts.SelectMany(tokenizer.Encode).ToArray();
+            var e = text.Encode(ids, prompts.Length);
+            tokens = e.Shape[1];
+            width = e.Shape[2];
+            int n = tokens * width;
+            embeddings = Enumerable.Range(0, prompts.Length).Select(i => e.Data.AsSpan(i * n, n).ToArray()).ToArray();
+        }
+
+        var unet = OnnxModel.Load(folder.UNetPath);
+        var layers = AdaptableLayerFinder.FindTransformerLayers(unet);
+        if (layers.Count == 0) throw new SpmMismatchException($"'{folder.UNetPath}' has no adaptable layers inside transformer containers.");
+        var rng = new SeededRandom(options.Seed ^ 0x5350_4D49_4E49_5400UL); // initialisation stream, independent of the run's stream
+        var membranes = layers.Select(l => InitialMembrane(l, options, rng)).ToList();
+        var set = new MembraneSet(SetName, [options.Concept], membranes);
+        var layout = MembraneLayout.Create(layers, [set]);
+
+        using var so = new SessionOptions();
+        so.GraphOptimizationLevel = runtime.OptimizationLevel;
+        if (runtime.IntraOpThreads > 0) so.IntraOpNumThreads = runtime.IntraOpThreads;
+        var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, so);
+        var trainingModel = MembraneTrainingGraph.AddRowLoss(MembraneInjector.Inject(unet.Proto, layout));
+        var settings = new GradientSessionSettings(unet.BaseDirectory, runtime.IntraOpThreads, runtime.Provider == ExecutionProviderKind.Cuda);
+        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder));
+    }
+
+    private static LayerMembrane InitialMembrane(AdaptableLayer layer, LatentAnchoringOptions options, SeededRandom rng)
+    {
+        int r = options.Rank;
+        int kh = layer.IsConv && layer.KernelShape.Length > 0 ? layer.KernelShape[0] : 1;
+        int kw = layer.IsConv && layer.KernelShape.Length > 1 ? layer.KernelShape[1] : 1;
+        int fanIn = layer.InFeatures * kh * kw;
+        var down = layer.IsConv ? new FloatTensor(r, layer.InFeatures, kh, kw) : new FloatTensor(r, layer.InFeatures);
+        float bound = 1f / MathF.Sqrt(fanIn);
+        rng.FillUniform(down.Data, -bound, bound);
+        var up = new FloatTensor(layer.OutFeatures, r);
+        return new LayerMembrane(layer.ModulePath, down, up, (float)(options.Alpha / r));
+    }
+
+    /// <summary>
+    /// Runs the training loop, checkpointing every <see cref="LatentAnchoringOptions.CheckpointEvery"/> steps,
+    /// and writes the SPM file. Cancelling stops after the current iteration, without writing the output (the
+    /// last checkpoint stays for <c>--resume</c>).
+    /// </summary>
+    public Task<TrainingResult> TrainAsync(TrainingOutput output, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+        => Task.Run(() => Train(output, progress, cancellationToken), cancellationToken);
+
+    private TrainingResult Train(TrainingOutput output, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (!output.Overwrite && File.Exists(output.Path) && !output.Resume)
+            throw new IOException($"'{output.Path}' already exists (use --force to overwrite).");
+        var o = _options;
+        var optimizer = new AdamW(weightDecay: o.WeightDecay);
+        var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.Iterations, o.CosineCycles);
+        string fingerprint = Fingerprint();
+        var rng = new SeededRandom(o.Seed);
+        int start = 0;
+        if (output.Resume && File.Exists(output.Checkpoint))
+            (start, rng) = TrainingCheckpoint.Load(output.Checkpoint, _parameters, optimizer, fingerprint);
+        var log = new LossLog(output.LossLog, start);
+
+        var ddim = SchedulerRegistry.Create("ddim", _ddimConfig);
+        ddim.SetTimesteps(o.SamplingSteps);
+        var ddimTimesteps = ddim.Timesteps.ToArray();
+
+        var timings = new TrainingTimings();
+        var history = new List<TrainingProgress>();
+        var total = Stopwatch.StartNew();
+        for (int step = start; step < o.Iterations; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var iterationStart = total.Elapsed;
+            var draw = IterationSampler.Draw(rng, o, ddimTimesteps);
+            var sw = Stopwatch.StartNew();
+            var x = SampleX(draw, rng, ct);
+            timings = timings with { SamplingX = timings.SamplingX + sw.Elapsed };
+
+            // Anchors and frozen predictions.
+            int anchors = o.Action == TrainingAction.EraseWithAnchoring ? o.AnchorCount : 0;
+            var anchorEmbeddings = DrawAnchors(anchors, rng);
+            sw.Restart();
+            var frozenRows = new List<float[]> { _ePositive, _eSurrogate };
+            frozenRows.AddRange(anchorEmbeddings);
+            var frozen = PredictUNet(x, draw, frozenRows, gate: 0f);
+            timings = timings with { Frozen = timings.Frozen + sw.Elapsed };
+
+            int latent = x.Length;
+            var target = new float[(1 + anchors) * latent];
+            var ePos = frozen.AsSpan(0, latent);
+            var eSur = frozen.AsSpan(latent, latent);
+            float eta = (float)o.Eta;
+            for (int i = 0; i < latent; i++) target[i] = eSur[i] - eta * (ePos[i] - eSur[i]);
+            frozen.AsSpan(2 * latent, anchors * latent).CopyTo(target.AsSpan(latent));
+
+            var rowWeights = new float[1 + anchors];
+            rowWeights[0] = 1f;
+            for (int a = 1; a <= anchors; a++) rowWeights[a] = (float)(o.AnchorStrength / anchors);
+
+            sw.Restart();
+            var trainRows = new List<float[]> { _eTarget };
+            trainRows.AddRange(anchorEmbeddings);
+            var (loss, rowLoss) = RunTrainingGraph(x, draw, trainRows, target, rowWeights, ref timings);
+            timings = timings with { ForwardBackward = timings.ForwardBackward + sw.Elapsed };
+            if (!double.IsFinite(loss))
+                throw new SpmException($"The loss became {loss} at step {step + 1}; lower the learning rate (--lr) or the anchor strength.");
+
+            sw.Restart();
+            double lr = schedule.At(o.LearningRate, step);
+            optimizer.Step(_parameters, lr);
+            timings = timings with { Optimizer = timings.Optimizer + sw.Elapsed };
+
+            double lossEra = rowLoss[0];
+            double lossAnc = anchors > 0 ? rowLoss.Skip(1).Average(v => (double)v) : 0;
+            bool checkpoint = o.CheckpointEvery > 0 && (step + 1) % o.CheckpointEvery == 0 && step + 1 < o.Iterations;
+            timings = timings with { Total = timings.Total + (total.Elapsed - iterationStart), Iterations = timings.Iterations + 1 };
+            var report = new TrainingProgress(step + 1, o.Iterations, loss, lossEra, lossAnc, lr, draw, timings, checkpoint);
+            log.Add(report);
+            history.Add(report);
+            if (checkpoint)
+            {
+                TrainingCheckpoint.Save(output.Checkpoint, step + 1, _parameters, optimizer, rng, fingerprint);
+                log.Flush();
+            }
+            progress?.Report(report);
+        }
+
+        SpmFile.Save(output.Path, ToAdapter(), overwrite: true);
+        log.Flush();
+        if (File.Exists(output.Checkpoint)) File.Delete(output.Checkpoint);
+        return new TrainingResult(output.Path, o.Iterations, start, timings, history);
+    }
+
+    /// <summary>Runs the first k of the DDIM steps from Gaussian noise, guided, with the membranes on.</summary>
+    private float[] SampleX(IterationDraw draw, SeededRandom rng, CancellationToken ct)
+    {
+        var o = _options;
+        var scheduler = SchedulerRegistry.Create("ddim", _ddimConfig);
+        scheduler.SetTimesteps(o.SamplingSteps);
+        int latent = 4 * draw.LatentHeight * draw.LatentWidth;
+        var x = new float[latent];
+        rng.FillGaussian(x);
+        if (scheduler.InitNoiseSigma != 1.0)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(x, (float)scheduler.InitNoiseSigma, x);
+        var scaled = new float[latent];
+        var guided = new float[latent];
+        float g = (float)o.SamplingGuidance;
+        for (int i = 0; i < draw.Steps; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            scheduler.ScaleModelInput(x, scaled, i);
+            var eps = PredictUNet(scaled, draw, [_eUncond, _eTarget], gate: 1f, scheduler.Timesteps[i]);
+            var u = eps.AsSpan(0, latent);
+            var c = eps.AsSpan(latent, latent);
+            for (int j = 0; j < latent; j++) guided[j] = u[j] + g * (c[j] - u[j]);
+            scheduler.Step(guided, i, x, null);
+        }
+        return x;
+    }
+
+    private List<float[]> DrawAnchors(int count, SeededRandom rng)
+    {
+        var list = new List<float[]>(count);
+        if (count == 0) return list;
+        var sampler = new AnchorSampler(_eTarget);
+        // The reference code's batching quirk: only half of the anchors are random, the rest are E("").
+        int random = _options.ReferenceQuirk ? (count + 1) / 2 : count;
+        for (int i = 0; i < count; i++)
+        {
+            if (i < random)
+            {
+                var a = new float[sampler.Length];
+                sampler.Sample(rng, a);
+                list.Add(a);
+            }
+            else
+            {
+                list.Add(_eUncond);
+            }
+        }
+        return list;
+    }
+
+    /// <summary>One injected UNet call on the same latents for every conditioning row; returns [rows, 4, h, w].</summary>
+    private float[] PredictUNet(float[] x, IterationDraw draw, IReadOnlyList<float[]> rows, float gate, double? timestep = null)
+    {
+        int b = rows.Count, latent = x.Length;
+        var sample = new float[b * latent];
+        for (int r = 0; r < b; r++) x.CopyTo(sample, r * latent);
+        var hidden = Concat(rows);
+        using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, 4, draw.LatentHeight, draw.LatentWidth]);
+        using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
+        using var tValue = _timestep.Create(timestep ?? draw.QueryTimestep, b);
+        var gates = new FloatTensor(b, _layout.TotalRank);
+        gates.Span.Fill(gate);
+        var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
+        using var outputs = _injected.Run(inputs, gates, [_outputName]);
+        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    private (double Loss, float[] RowLoss) RunTrainingGraph(float[] x, IterationDraw draw, IReadOnlyList<float[]> rows, float[] target, float[] rowWeights, ref TrainingTimings timings)
+    {
+        int b = rows.Count, latent = x.Length;
+        var sample = new float[b * latent];
+        for (int r = 0; r < b; r++) x.CopyTo(sample, r * latent);
+        var hidden = Concat(rows);
+        var gates = new float[b * _layout.TotalRank];
+        Array.Fill(gates, 1f);
+        long[] latentShape = [b, 4, draw.LatentHeight, draw.LatentWidth];
+        var owned = new List<OrtValue>();
+        try
+        {
+            OrtValue Own(OrtValue v) { owned.Add(v); return v; }
+            var feeds = new Dictionary<string, OrtValue>(StringComparer.Ordinal)
+            {
+                [_sampleInput] = Own(OrtValue.CreateTensorValueFromMemory(sample, latentShape)),
+                [_hiddenInput] = Own(OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width])),
+                [_timestep.Name] = Own(_timestep.Create(draw.QueryTimestep, b)),
+                [MembraneNames.Gates] = Own(OrtValue.CreateTensorValueFromMemory(gates, [b, _layout.TotalRank])),
+                [MembraneNames.Scales] = Own(OrtValue.CreateTensorValueFromMemory(_scales, [_scales.Length])),
+                [MembraneTrainingGraph.TargetInput] = Own(OrtValue.CreateTensorValueFromMemory(target, latentShape)),
+                [MembraneTrainingGraph.RowWeightsInput] = Own(OrtValue.CreateTensorValueFromMemory(rowWeights, [b])),
+            };
+            foreach (var p in _parameters)
+                feeds[p.Name] = Own(OrtValue.CreateTensorValueFromMemory(p.Value, p.Shape.Select(d => (long)d).ToArray()));
+            var key = (b, draw.LatentHeight, draw.LatentWidth);
+            if (!_graphs.TryGetValue(key, out var graph))
+            {
+                var sw = Stopwatch.StartNew();
+                graph = MembraneTrainingGraph.Build(_trainingModel, _parameters.Select(p => p.Name).ToList(), feeds, _gradientSettings);
+                _graphs[key] = graph;
+                timings = timings with { GraphBuild = timings.GraphBuild + sw.Elapsed };
+            }
+            return graph.Run(feeds, _gradients);
+        }
+        finally
+        {
+            foreach (var v in owned) v.Dispose();
+        }
+    }
+
+    private static float[] Concat(IReadOnlyList<float[]> rows)
+    {
+        int n = rows[0].Length;
+        var all = new float[rows.Count * n];
+        for (int i = 0; i < rows.Count; i++) rows[i].CopyTo(all, i * n);
+        return all;
+    }
+
+    /// <summary>The trained membranes as an SPM adapter in the official layout with our extra metadata.</summary>
+    public SpmAdapter ToAdapter()
+    {
+        var o = _options;
+        var membranes = new List<Membrane>();
+        foreach (var layer in _layout.Layers)
+        {
+            var down = _injected.Membranes.Inputs[MembraneNames.Down(layer.ModulePath)].Clone();
+            var upFlat = _injected.Membranes.Inputs[MembraneNames.Up(layer.ModulePath)].Clone();
+            var up = layer.IsConv ? upFlat.Reshape(layer.OutFeatures, o.Rank, 1, 1) : upFlat;
+            membranes.Add(new Membrane(SpmKeys.KeyFor(layer.ModulePath), down, up, (float)o.Alpha, layer.ModulePath));
+        }
+        var extra = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["surrogate"] = o.Surrogate,
+            ["base_model"] = _baseModelId,
+            ["training"] = SettingsJson(),
+            ["generator"] = "spm (Spm .NET)",
+        };
+        var config = new SpmConfig([o.Concept], o.Rank, (float)o.Alpha, extra);
+        return new SpmAdapter(config, membranes);
+    }
+
+    private string SettingsJson()
+    {
+        var o = _options;
+        var settings = new SortedDictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["concept"] = o.Concept, ["positive"] = o.Positive, ["surrogate"] = o.Surrogate, ["unconditional"] = o.Unconditional,
+            ["eta"] = o.Eta, ["anchor_strength"] = o.AnchorStrength, ["action"] = o.Action == TrainingAction.Erase ? "erase" : "erase_with_la",
+            ["anchors"] = o.AnchorCount, ["reference_quirk"] = o.ReferenceQuirk, ["iterations"] = o.Iterations, ["lr"] = o.LearningRate,
+            ["weight_decay"] = o.WeightDecay, ["warmup"] = o.WarmupSteps, ["cosine_cycles"] = o.CosineCycles, ["rank"] = o.Rank,
+            ["alpha"] = o.Alpha, ["resolution"] = o.Resolution, ["dynamic_resolution"] = o.DynamicResolution,
+            ["sampling_steps"] = o.SamplingSteps, ["sampling_guidance"] = o.SamplingGuidance,
+            ["query_timestep"] = o.QueryTimestep.ToString(), ["seed"] = o.Seed,
+        };
+        return JsonSerializer.Serialize(settings);
+    }
+
+    private string Fingerprint()
+    {
+        var bytes = SHA256.HashData(Encoding.UTF8.GetBytes(SettingsJson() + "|" + _baseModelId));
+        return Convert.ToHexString(bytes, 0, 16).ToLowerInvariant();
+    }
+
+    private static string BaseModelId(ModelFolder folder)
+    {
+        // The UNet graph file's hash identifies the base model without reading GBs of external weights.
+        using var stream = File.OpenRead(folder.UNetPath);
+        var hash = SHA256.HashData(stream);
+        return $"{folder.Name} (unet sha256 {Convert.ToHexString(hash, 0, 8).ToLowerInvariant()})";
+    }
+
+    private static string FindInput(List<ValueInfoProto> inputs, string name, int fallbackIndex, string file)
+    {
+        var byName = inputs.FirstOrDefault(i => i.Name == name);
+        if (byName is not null) return byName.Name;
+        if (fallbackIndex < inputs.Count) return inputs[fallbackIndex].Name;
+        throw new SpmFormatException(file, name, "the UNet has no such input.");
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var g in _graphs.Values) g.Dispose();
+        _graphs.Clear();
+        _injected.Dispose();
+    }
+
+    /// <summary>The UNet's timestep input as exported: float or int64, shape [B] or scalar.</summary>
+    private sealed record TimestepInput(string Name, int ElemType, int Rank)
+    {
+        public static TimestepInput From(ValueInfoProto input, string file)
+        {
+            var tt = input.Type?.TensorType ?? throw new SpmFormatException(file, input.Name, "the timestep input is not a tensor.");
+            int rank = tt.Shape?.Dim.Count ?? 1;
+            if (rank > 1) throw new SpmFormatException(file, input.Name, $"timestep has rank {rank}; expected a scalar or [batch].");
+            if (tt.ElemType is not ((int)TensorProto.Types.DataType.Float or (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Double))
+                throw new SpmFormatException(file, input.Name, $"timestep has ONNX type {tt.ElemType}; expected float, double or int64.");
+            return new TimestepInput(input.Name, tt.ElemType, rank);
+        }
+
+        public OrtValue Create(double t, int batch)
+        {
+            long[] shape = Rank == 0 ? [] : [batch];
+            int n = Rank == 0 ? 1 : batch;
+            return ElemType switch
+            {
+                (int)TensorProto.Types.DataType.Int64 => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((long)Math.Round(t), n).ToArray(), shape),
+                (int)TensorProto.Types.DataType.Double => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(t, n).ToArray(), shape),
+                _ => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((float)t, n).ToArray(), shape),
+            };
+        }
+    }
+}
