@@ -13,5 +13,6 @@ internal static class CommandRegistry
         yield return BakeCommand.Create();
         yield return GenerateCommand.Create();
         yield return BenchCommand.Create();
+        yield return TrainCommand.Create();
     }
 }

@@ -1,0 +1,149 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Spectre.Console;
+using Spm.Core;
+using Spm.Diffusion.Runtime;
+using Spm.Training.LatentAnchoring;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>
+/// <c>spm train</c>: trains a membrane for a concept with latent anchoring and writes an SPM file.
+/// Options mirror <see cref="LatentAnchoringOptions"/>; <c>--config</c> reads the reference implementation's YAML.
+/// </summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL or the built-in model." };
+        var concept = new Option<string?>("--concept") { Description = "The concept to erase (c_tar)." };
+        var surrogate = new Option<string>("--surrogate") { Description = "Surrogate concept (c_sur).", DefaultValueFactory = _ => "" };
+        var eta = new Option<double>("--eta") { Description = "Erasing guidance eta.", DefaultValueFactory = _ => 1.0 };
+        var anchorStrength = new Option<double>("--anchor-strength") { Description = "Anchoring strength lambda.", DefaultValueFactory = _ => 1000.0 };
+        var noAnchoring = new Option<bool>("--no-anchoring") { Description = "Erase without latent anchoring (the ablation)." };
+        var anchors = new Option<int>("--anchors") { Description = "Anchors per iteration.", DefaultValueFactory = _ => 4 };
+        var quirk = new Option<bool>("--reference-quirk") { Description = "Reproduce the reference code's anchor batch (half the anchors are E(\"\"))." };
+        var iterations = new Option<int>("--iterations") { Description = "Training iterations.", DefaultValueFactory = _ => 3000 };
+        var lr = new Option<double>("--lr") { Description = "AdamW learning rate.", DefaultValueFactory = _ => 1e-4 };
+        var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps of the learning rate.", DefaultValueFactory = _ => 500 };
+        var rank = new Option<int>("--rank") { Description = "Membrane rank.", DefaultValueFactory = _ => 1 };
+        var alpha = new Option<double>("--alpha") { Description = "Membrane alpha (scale = alpha/rank).", DefaultValueFactory = _ => 1.0 };
+        var resolution = new Option<int>("--resolution") { Description = "Nominal resolution in pixels.", DefaultValueFactory = _ => 512 };
+        var fixedSize = new Option<bool>("--fixed-resolution") { Description = "Always train at the nominal resolution instead of drawing sizes." };
+        var seed = new Option<ulong>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 0UL };
+        var provider = new Option<string>("--provider") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime default). Results are reproducible for a fixed count." };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Checkpoint every N iterations (0 = never).", DefaultValueFactory = _ => 500 };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the checkpoint next to --out." };
+        var config = new Option<string?>("--config") { Description = "Prompt config in the reference YAML layout (first entry is trained)." };
+        var output = new Option<string>("--out") { Description = "SPM file to write.", Required = true };
+        var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
+        var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
+        {
+            model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, warmup, rank, alpha,
+            resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, config, output, force,
+        };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var options = new LatentAnchoringOptions
+            {
+                Concept = parse.GetValue(concept) ?? "",
+                Surrogate = parse.GetValue(surrogate) ?? "",
+                Eta = parse.GetValue(eta),
+                AnchorStrength = parse.GetValue(anchorStrength),
+                Action = parse.GetValue(noAnchoring) ? TrainingAction.Erase : TrainingAction.EraseWithAnchoring,
+                AnchorCount = parse.GetValue(anchors),
+                ReferenceQuirk = parse.GetValue(quirk),
+                Iterations = parse.GetValue(iterations),
+                LearningRate = parse.GetValue(lr),
+                WarmupSteps = parse.GetValue(warmup),
+                Rank = parse.GetValue(rank),
+                Alpha = parse.GetValue(alpha),
+                Resolution = parse.GetValue(resolution),
+                DynamicResolution = !parse.GetValue(fixedSize),
+                Seed = parse.GetValue(seed),
+                CheckpointEvery = parse.GetValue(checkpointEvery),
+            };
+            var configPath = parse.GetValue(config);
+            if (configPath is not null)
+            {
+                var fromFile = PromptConfig.Load(configPath, options with { Concept = options.Concept.Length > 0 ? options.Concept : "from-config" });
+                options = fromFile[0];
+                if (fromFile.Count > 1) Console.Error.WriteLine($"spm: {configPath} has {fromFile.Count} entries; training the first ('{options.Concept}').");
+            }
+            if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
+            var runtime = new OnnxRuntimeOptions
+            {
+                Provider = parse.GetValue(provider) switch
+                {
+                    "cpu" => ExecutionProviderKind.Cpu,
+                    "cuda" => ExecutionProviderKind.Cuda,
+                    var p => throw new ArgumentException($"Unknown provider '{p}' (cpu or cuda)."),
+                },
+                IntraOpThreads = parse.GetValue(threads),
+            };
+            var modelDir = ModelLocator.Resolve(parse.GetValue(model));
+            var outPath = parse.GetValue(output)!;
+            var target = new TrainingOutput(outPath, parse.GetValue(force), parse.GetValue(resume));
+            if (File.Exists(outPath) && !target.Overwrite && !target.Resume)
+                throw new IOException($"'{outPath}' already exists (use --force to overwrite).");
+
+            Console.Error.WriteLine($"spm train: erasing '{options.Concept}' from {modelDir}: {options.Iterations} iterations, lr {options.LearningRate.ToString(CultureInfo.InvariantCulture)}, rank {options.Rank}, " +
+                (options.Action == TrainingAction.Erase ? "no anchoring" : $"anchor strength {options.AnchorStrength.ToString(CultureInfo.InvariantCulture)}"));
+            using var trainer = LatentAnchoringTrainer.Create(modelDir, options, runtime);
+            var result = await RunWithProgress(trainer, target, ct);
+            var t = result.Timings;
+            double perIt = t.Iterations > 0 ? t.Total.TotalSeconds / t.Iterations : 0;
+            Console.WriteLine($"wrote {result.OutputPath} ({trainer.Layers.Count} membranes, rank {options.Rank}); loss log {target.LossLog}");
+            if (result.History.Count > 0)
+            {
+                var last = result.History[^1];
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"final loss {last.Loss:G4} (erasure {last.ErasureLoss:G4}, anchor {last.AnchorLoss:G4}); {perIt:F3} s/it: sampling {Share(t.SamplingX, t)}, frozen {Share(t.Frozen, t)}, forward+backward {Share(t.ForwardBackward, t)}, optimizer {Share(t.Optimizer, t)}, graph build {Share(t.GraphBuild, t)}"));
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static string Share(TimeSpan part, TrainingTimings t)
+        => t.Total > TimeSpan.Zero ? (part.TotalSeconds / t.Total.TotalSeconds).ToString("P0", CultureInfo.InvariantCulture) : "-";
+
+    private static async Task<TrainingResult> RunWithProgress(LatentAnchoringTrainer trainer, TrainingOutput output, CancellationToken ct)
+    {
+        int total = trainer.Options.Iterations;
+        if (Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            // Plain lines for logs and CI: one every ~5% of the run.
+            var sw = Stopwatch.StartNew();
+            int every = Math.Max(1, total / 20);
+            var plain = new Progress<TrainingProgress>(p =>
+            {
+                if (p.Step % every != 0 && p.Step != total) return;
+                double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
+                var eta = TimeSpan.FromSeconds((total - p.Step) / Math.Max(1e-9, rate));
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"step {p.Step}/{total} loss {p.Loss:G4} (era {p.ErasureLoss:G4}, anc {p.AnchorLoss:G4}) lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
+            });
+            return await trainer.TrainAsync(output, plain, ct);
+        }
+        TrainingResult? result = null;
+        await AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .StartAsync(async ctx =>
+            {
+                var task = ctx.AddTask("training", maxValue: total);
+                var progress = new Progress<TrainingProgress>(p =>
+                {
+                    double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
+                    task.Description = string.Create(CultureInfo.InvariantCulture,
+                        $"step {p.Step}/{total} loss {p.Loss:G3} era {p.ErasureLoss:G3} anc {p.AnchorLoss:G3} lr {p.LearningRate:G2} {rate:F2} it/s");
+                    task.Value = p.Step;
+                });
+                result = await trainer.TrainAsync(output, progress, ct);
+            });
+        return result!;
+    }
+}
