@@ -1,0 +1,116 @@
+using Spm.Core;
+using Spm.Core.Membranes;
+using Spm.Diffusion.Runtime;
+using Spm.Tests.Common;
+using Spm.Training.LatentAnchoring;
+
+namespace Spm.Training.Tests.LatentAnchoring;
+
+[NonParallelizable]
+public class TrainerTests
+{
+    private static LatentAnchoringOptions Small(int iterations, int checkpointEvery = 0) => new()
+    {
+        Concept = "a photo of a cat",
+        Iterations = iterations,
+        Resolution = 256,
+        LearningRate = 1e-2,
+        WarmupSteps = 2,
+        Seed = 42,
+        SamplingSteps = 6,
+        CheckpointEvery = checkpointEvery,
+    };
+
+    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
+
+    private sealed class SyncProgress(Action<TrainingProgress> onReport) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => onReport(value);
+    }
+
+    [Test]
+    public async Task TrainsWritesOfficialLayoutAndReducesErasureLoss()
+    {
+        var dir = TestPaths.NewTempDir();
+        var output = new TrainingOutput(Path.Combine(dir, "cat.safetensors"));
+        using var trainer = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(12), OneThread);
+        var result = await trainer.TrainAsync(output);
+
+        Assert.That(result.History, Has.Count.EqualTo(12));
+        Assert.That(result.History.All(h => double.IsFinite(h.Loss)), Is.True);
+        // A fresh membrane is a no-op, so the first anchoring loss is exactly zero.
+        Assert.That(result.History[0].AnchorLoss, Is.EqualTo(0).Within(1e-12));
+        var adapter = SpmFile.Load(output.Path);
+        Assert.That(adapter.Config.Prompts, Is.EqualTo(new[] { "a photo of a cat" }));
+        Assert.That(adapter.Membranes, Has.Count.EqualTo(72));
+        Assert.That(adapter.Config.Extra.Keys, Is.SupersetOf(new[] { "surrogate", "base_model", "training" }));
+        Assert.That(adapter.Membranes.Any(m => m.Up.Data.Any(v => v != 0)), Is.True, "up matrices moved away from zero");
+        Assert.That(File.Exists(output.LossLog), Is.True);
+        Assert.That(File.ReadAllLines(output.LossLog), Has.Length.EqualTo(13));
+        Assert.That(File.Exists(output.Checkpoint), Is.False, "the checkpoint is removed after a finished run");
+    }
+
+    [Test]
+    public async Task SameSeedGivesIdenticalFile()
+    {
+        var dir = TestPaths.NewTempDir();
+        var a = new TrainingOutput(Path.Combine(dir, "a.safetensors"));
+        var b = new TrainingOutput(Path.Combine(dir, "b.safetensors"));
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(5), OneThread)) await t.TrainAsync(a);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(5), OneThread)) await t.TrainAsync(b);
+        Assert.That(File.ReadAllBytes(b.Path), Is.EqualTo(File.ReadAllBytes(a.Path)));
+    }
+
+    [Test]
+    public async Task ResumeAfterInterruptionGivesTheSameFile()
+    {
+        var dir = TestPaths.NewTempDir();
+        var straight = new TrainingOutput(Path.Combine(dir, "straight.safetensors"));
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread)) await t.TrainAsync(straight);
+
+        var interrupted = new TrainingOutput(Path.Combine(dir, "resumed.safetensors"), Resume: true);
+        using (var cts = new CancellationTokenSource())
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread))
+        {
+            var stopAfterFifth = new SyncProgress(p => { if (p.Step == 5) cts.Cancel(); });
+            Assert.That(async () => await t.TrainAsync(interrupted, stopAfterFifth, cts.Token), Throws.InstanceOf<OperationCanceledException>());
+        }
+        Assert.That(File.Exists(interrupted.Checkpoint), Is.True, "the step-3 checkpoint survives the interruption");
+        Assert.That(File.Exists(interrupted.Path), Is.False);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread))
+        {
+            var result = await t.TrainAsync(interrupted);
+            Assert.That(result.ResumedFrom, Is.EqualTo(3));
+        }
+        Assert.That(File.ReadAllBytes(interrupted.Path), Is.EqualTo(File.ReadAllBytes(straight.Path)));
+        Assert.That(File.ReadAllLines(interrupted.LossLog), Is.EqualTo(File.ReadAllLines(straight.LossLog)));
+    }
+
+    [Test]
+    public async Task ResumeWithOtherOptionsIsRefused()
+    {
+        var dir = TestPaths.NewTempDir();
+        var output = new TrainingOutput(Path.Combine(dir, "x.safetensors"), Resume: true);
+        using (var cts = new CancellationTokenSource())
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(6, checkpointEvery: 2), OneThread))
+        {
+            var stop = new SyncProgress(p => { if (p.Step == 2) cts.Cancel(); });
+            Assert.That(async () => await t.TrainAsync(output, stop, cts.Token), Throws.InstanceOf<OperationCanceledException>());
+        }
+        using var other = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(6, checkpointEvery: 2) with { Seed = 7 }, OneThread);
+        var ex = Assert.ThrowsAsync<SpmFormatException>(async () => await other.TrainAsync(output))!;
+        Assert.That(ex.Message, Does.Contain("other options"));
+        Assert.That(ex.Message, Does.Contain(output.Checkpoint));
+    }
+
+    [Test]
+    public void ExistingOutputIsNotOverwrittenWithoutForce()
+    {
+        var dir = TestPaths.NewTempDir();
+        var path = Path.Combine(dir, "keep.safetensors");
+        File.WriteAllText(path, "precious");
+        using var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(1), OneThread);
+        Assert.That(async () => await t.TrainAsync(new TrainingOutput(path)), Throws.TypeOf<IOException>().With.Message.Contains("--force"));
+        Assert.That(File.ReadAllText(path), Is.EqualTo("precious"));
+    }
+}
