@@ -125,7 +125,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var tokenizer = ClipTokenizer.Load(folder.TokenizerFolder);
         float[][] embeddings;
         int tokens, width;
-        using (var text = new TextEncoderModel(OnnxSessionFactory.Create(OnnxModelSource.FromFile(folder.TextEncoderPath), runtime), folder.TextEncoderPath))
+        using (var text = new TextEncoderModel(Spm.Diffusion.Runtime.OnnxSessionFactory.Create(OnnxModelSource.FromFile(folder.TextEncoderPath), runtime), folder.TextEncoderPath))
         {
             var prompts = new[] { options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional };
             var ids = prompts.SelectMany(tokenizer.Encode).ToArray();
