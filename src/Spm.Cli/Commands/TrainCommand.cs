@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Spectre.Console;
 using Spm.Core;
+using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
 using Spm.Training.LatentAnchoring;
 
@@ -83,7 +84,7 @@ internal static class TrainCommand
                 },
                 IntraOpThreads = parse.GetValue(threads),
             };
-            var modelDir = ModelLocator.Resolve(parse.GetValue(model));
+            var modelDir = DefaultModel.Resolve(parse.GetValue(model));
             var outPath = parse.GetValue(output)!;
             var target = new TrainingOutput(outPath, parse.GetValue(force), parse.GetValue(resume));
             if (File.Exists(outPath) && !target.Overwrite && !target.Resume)
