@@ -15,7 +15,7 @@ namespace Spm.Core.SafeTensors;
 /// depth limit and duplicate keys are rejected, every shape's byte size is computed with overflow checks and must
 /// equal its <c>data_offsets</c> span, and the tensors must tile the data buffer exactly (contiguous,
 /// non-overlapping, no gap, nothing left over). Every failure is a <see cref="SpmFormatException"/> naming the file
-/// and the key. Opening allocates in proportion to the header only (a few times its length in the degenerate
+/// and the key. Opening allocates in proportion to the header only (about 3x its length in the degenerate
 /// case of thousands of empty tensors; for real files far less than the file), never to a declared size.</para>
 /// <para>Spans returned by <see cref="GetBytes"/> and <see cref="GetSpan{T}"/> point into the mapping and are
 /// valid only until <see cref="Dispose"/> and while the <see cref="SafeTensorsFile"/> is reachable (an undisposed file

@@ -20,20 +20,26 @@ internal static class SafeTensorsHeader
     internal static (List<SafeTensorInfo> Tensors, Dictionary<string, int> Index, Dictionary<string, string> Metadata) Parse(
         ReadOnlySpan<byte> header, long bufferLength, string path)
     {
-        var tensors = new List<SafeTensorInfo>();
-        var names = new Dictionary<string, int>(StringComparer.Ordinal); // name -> position in tensors
+        var options = new JsonReaderOptions
+        {
+            MaxDepth = MaxJsonDepth,
+            CommentHandling = JsonCommentHandling.Disallow,
+            AllowTrailingCommas = false,
+        };
+        CheckLiterals(header, path);
+        List<SafeTensorInfo> tensors;
+        Dictionary<string, int> names; // name -> position in tensors
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         bool sawMetadata = false;
         string? current = null;
-        CheckLiterals(header, path);
         try
         {
-            var reader = new Utf8JsonReader(header, new JsonReaderOptions
-            {
-                MaxDepth = MaxJsonDepth,
-                CommentHandling = JsonCommentHandling.Disallow,
-                AllowTrailingCommas = false,
-            });
+            // Sizing the collections exactly (one cheap, allocation-free pass) keeps the parse's allocation close to
+            // what the entries need, which matters for headers made of thousands of tiny entries.
+            int count = CountTopLevelEntries(header, options);
+            tensors = new List<SafeTensorInfo>(count);
+            names = new Dictionary<string, int>(count, StringComparer.Ordinal);
+            var reader = new Utf8JsonReader(header, options);
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
                 throw Fail(path, "header", "header is not a JSON object");
             while (true)
@@ -70,6 +76,22 @@ internal static class SafeTensorsHeader
 
         CheckLayout(tensors, bufferLength, path);
         return (tensors, names, metadata);
+    }
+
+    private static int CountTopLevelEntries(ReadOnlySpan<byte> header, JsonReaderOptions options)
+    {
+        var reader = new Utf8JsonReader(header, options);
+        int count = 0;
+        try
+        {
+            while (reader.Read())
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1) count++;
+        }
+        catch (JsonException)
+        {
+            // The main pass reports the error with the key it belongs to.
+        }
+        return count;
     }
 
     private static string Clip(string message) => message.Length <= 160 ? message : message[..160] + "...";

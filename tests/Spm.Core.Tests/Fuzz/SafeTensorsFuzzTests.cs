@@ -200,6 +200,6 @@ public class SafeTensorsHostileAllocationTests
         long allocated = AllocatedByOpen(bytes, out var error);
         Assert.That(error, Is.Null);
         TestContext.Out.WriteLine($"20,000 empty tensors: file {bytes.Length} B, open allocated {allocated} B ({(double)allocated / bytes.Length:F2}x)");
-        Assert.That(allocated, Is.LessThan(5L * bytes.Length + SafeTensorsFuzzTests.AllocationSlack));
+        Assert.That(allocated, Is.LessThan(4L * bytes.Length + SafeTensorsFuzzTests.AllocationSlack));
     }
 }
