@@ -258,8 +258,27 @@ public sealed class OnnxModel
     /// <param name="options">Session options (providers, threads). The external-data folder entry is added to them;
     /// when null, CPU defaults are used.</param>
     /// <exception cref="SpmFormatException">The model cannot be serialized or has invalid external references.</exception>
-    public InferenceSession CreateSession(SessionOptions? options = null) =>
-        OnnxSessionFactory.Create(ToBytes(), BaseDirectory, options);
+    public InferenceSession CreateSession(SessionOptions? options = null)
+    {
+        var bytes = ToBytes();
+        if (options is null)
+        {
+            using var own = new SessionOptions();
+            own.AddSessionConfigEntry(ExternalInitializersFolderKey, BaseDirectory);
+            return new InferenceSession(bytes, own);
+        }
+        options.AddSessionConfigEntry(ExternalInitializersFolderKey, BaseDirectory);
+        return new InferenceSession(bytes, options);
+    }
+
+    /// <summary>
+    /// The model as it is in memory, as a source for the pipeline's session factory
+    /// (<see cref="Runtime.OnnxSessionFactory"/>): serialized bytes plus <see cref="BaseDirectory"/> for external data.
+    /// </summary>
+    public Runtime.OnnxModelSource ToSource() => Runtime.OnnxModelSource.FromBytes(ToBytes(), BaseDirectory, FilePath);
+
+    /// <summary>The ONNX Runtime session option naming the folder external data of an in-memory model is read from.</summary>
+    public const string ExternalInitializersFolderKey = "session.model_external_initializers_file_folder_path";
 
     /// <summary>
     /// Writes the model to <paramref name="path"/> (atomically). By default external initializers keep referring to
