@@ -89,6 +89,23 @@ public class ClipTokenizerTests
         Assert.That(_tok.EncodeContent(prompt), Is.EqualTo(content));
     }
 
+    private sealed record HfCase(string Text, int[] Ids);
+
+    [Test]
+    public void SixHundredFuzzedPrompts_MatchHuggingFaceTokenizers()
+    {
+        // Ids from Hugging Face's Rust tokenizers engine configured as CLIPTokenizerFast (see Text/Data/README.md).
+        var path = Path.Combine(TestPaths.RepoRoot, "tests", "Spm.Diffusion.Tests", "Text", "Data", "hf-tokenizers-reference.json");
+        var cases = System.Text.Json.JsonSerializer.Deserialize<HfCase[]>(File.ReadAllText(path),
+            new System.Text.Json.JsonSerializerOptions { PropertyNameCaseInsensitive = true })!;
+        Assert.That(cases, Has.Length.EqualTo(600));
+        var mismatches = cases.Where(c => !_tok.EncodeContent(c.Text).SequenceEqual(c.Ids)).Select(c => c.Text).ToList();
+        Assert.That(mismatches, Is.Empty);
+        // The oracle is not vacuous: the set covers long prompts (truncated by Encode) and non-Latin scripts.
+        Assert.That(cases.Count(c => c.Ids.Length > 75), Is.GreaterThan(50));
+        Assert.That(cases.Count(c => c.Text.Any(ch => ch >= 0x3040 && ch <= 0x9FFF)), Is.GreaterThan(50));
+    }
+
     [Test]
     public void LongPrompt_IsTruncatedTo77KeepingEos()
     {
