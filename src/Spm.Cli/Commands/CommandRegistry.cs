@@ -14,5 +14,6 @@ internal static class CommandRegistry
         yield return GenerateCommand.Create();
         yield return BenchCommand.Create();
         yield return TrainCommand.Create();
+        yield return ShapesCommand.Create();
     }
 }
