@@ -17,6 +17,12 @@ internal static class SafeTensorsHeader
 
     internal const string MetadataKey = "__metadata__";
 
+    /// <summary>
+    /// Longest tensor name or metadata key accepted, in bytes. Real names are under 200 bytes; the cap keeps a hostile
+    /// name from costing twice its size as a string (and again in every error message that quotes it).
+    /// </summary>
+    internal const int MaxKeyBytes = 1024;
+
     internal static (List<SafeTensorInfo> Tensors, Dictionary<string, int> Index, Dictionary<string, string> Metadata) Parse(
         ReadOnlySpan<byte> header, long bufferLength, string path)
     {
@@ -47,7 +53,7 @@ internal static class SafeTensorsHeader
                 current = null;
                 Next(ref reader, path);
                 if (reader.TokenType == JsonTokenType.EndObject) break;
-                var name = reader.GetString()!;
+                var name = ReadKey(ref reader, path);
                 current = name;
                 if (name == MetadataKey)
                 {
@@ -76,6 +82,17 @@ internal static class SafeTensorsHeader
 
         CheckLayout(tensors, bufferLength, path);
         return (tensors, names, metadata);
+    }
+
+    private static string ReadKey(ref Utf8JsonReader reader, string path)
+    {
+        if (reader.HasValueSequence || reader.ValueSpan.Length > MaxKeyBytes)
+        {
+            var raw = reader.ValueSpan;
+            var start = System.Text.Encoding.UTF8.GetString(raw[..Math.Min(raw.Length, 60)]);
+            throw Fail(path, start + "...", $"key is {raw.Length} bytes long (limit {MaxKeyBytes})");
+        }
+        return reader.GetString()!;
     }
 
     private static int CountTopLevelEntries(ReadOnlySpan<byte> header, JsonReaderOptions options)
@@ -146,7 +163,7 @@ internal static class SafeTensorsHeader
         {
             Next(ref reader, path);
             if (reader.TokenType == JsonTokenType.EndObject) return;
-            var key = reader.GetString()!;
+            var key = ReadKey(ref reader, path);
             Next(ref reader, path);
             if (reader.TokenType != JsonTokenType.String)
                 throw Fail(path, $"{MetadataKey}.{key}", "metadata values must be strings");

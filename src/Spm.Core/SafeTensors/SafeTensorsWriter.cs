@@ -107,6 +107,8 @@ public static class SafeTensorsWriter
                 foreach (var kv in metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal))
                 {
                     ArgumentNullException.ThrowIfNull(kv.Value, $"metadata['{kv.Key}']");
+                    if (System.Text.Encoding.UTF8.GetByteCount(kv.Key) > SafeTensorsHeader.MaxKeyBytes)
+                        throw new ArgumentException($"Metadata key '{kv.Key[..40]}...' is longer than {SafeTensorsHeader.MaxKeyBytes} bytes.");
                     w.WriteString(kv.Key, kv.Value);
                 }
                 w.WriteEndObject();
@@ -117,6 +119,8 @@ public static class SafeTensorsWriter
                 ArgumentNullException.ThrowIfNull(t);
                 if (t.Name == SafeTensorsHeader.MetadataKey) throw new ArgumentException($"'{SafeTensorsHeader.MetadataKey}' is reserved and cannot name a tensor.");
                 if (!names.Add(t.Name)) throw new ArgumentException($"Duplicate tensor name '{t.Name}'.");
+                if (System.Text.Encoding.UTF8.GetByteCount(t.Name) > SafeTensorsHeader.MaxKeyBytes)
+                    throw new ArgumentException($"Tensor name '{t.Name[..40]}...' is longer than {SafeTensorsHeader.MaxKeyBytes} bytes.");
                 if (t.Shape.Length > SafeTensorsHeader.MaxRank) throw new ArgumentException($"Tensor '{t.Name}' has more than {SafeTensorsHeader.MaxRank} dimensions.");
                 long count = 1;
                 foreach (var d in t.Shape)

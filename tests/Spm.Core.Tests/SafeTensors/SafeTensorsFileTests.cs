@@ -254,6 +254,20 @@ public class SafeTensorsFileTests
     }
 
     [Test]
+    public void OverlongKeysAreRejectedWithAShortMessage()
+    {
+        var longName = new string('k', 5000);
+        var path = WriteTemp(_dir, Raw("{\"" + longName + "\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", Floats(1f, 2f)));
+        var ex = Assert.Throws<SpmFormatException>(() => SafeTensorsFile.Open(path).Dispose())!;
+        Assert.That(ex.Message, Does.Contain("5000 bytes long"));
+        Assert.That(ex.Message.Length, Is.LessThan(400), "the message quotes only the start of the key");
+        var meta = WriteTemp(_dir, Raw("{\"__metadata__\":{\"" + longName + "\":\"v\"}}", Array.Empty<byte>()));
+        Assert.That(() => SafeTensorsFile.Open(meta), Throws.TypeOf<SpmFormatException>().With.Message.Contains("limit 1024"));
+        var entry = new SafeTensorEntry(longName, SafeTensorDType.U8, new long[] { 1 }, new byte[1]);
+        Assert.That(() => SafeTensorsWriter.Write(Path.Combine(_dir, "w.safetensors"), new[] { entry }), Throws.ArgumentException, "the writer refuses what the reader would");
+    }
+
+    [Test]
     public void RejectsBadHeaderLengths()
     {
         foreach (var (len, detail) in new[] { (ulong.MaxValue, "exceeds the file"), (ulong.MaxValue - 7, "exceeds the file"), (1UL << 63, "exceeds the file"), (0UL, "too small") })
