@@ -141,6 +141,8 @@ public class GenerateCommandTests
         Assert.That(r.GetProperty("unet_calls").GetInt32(), Is.EqualTo(3), "PNDM's repeated step");
         Assert.That(r.GetProperty("batch_rows").GetInt32(), Is.EqualTo(2));
         Assert.That(r.GetProperty("outside_models_share").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(r.GetProperty("measured_outside_share").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(r.GetProperty("models_cpu_ms").GetDouble(), Is.GreaterThan(r.GetProperty("outside_work_cpu_ms").GetDouble()));
         Assert.That(r.GetProperty("bare_unet_ms").GetDouble(), Is.GreaterThan(0));
     }
 }

@@ -11,19 +11,26 @@ namespace Spm.Diffusion.Pipelines;
 /// <param name="Parameters">The generation parameters text (prompt, negative prompt, settings line, SPM information).</param>
 public sealed record GeneratedImage(int Index, ulong Seed, int Width, int Height, byte[] Rgb, string Parameters);
 
-/// <summary>Where the time of a generation went.</summary>
+/// <summary>Where the time of a generation went (wall clock, measured around each piece; the benchmark can ask for CPU time instead).</summary>
 /// <param name="TextEncoder">Text encoder runs.</param>
 /// <param name="UNet">UNet runs (all steps).</param>
 /// <param name="VaeDecoder">VAE decoder runs.</param>
 /// <param name="Total">The whole call, wall clock.</param>
 /// <param name="UNetCalls">Number of UNet runs.</param>
-public sealed record GenerationTimings(TimeSpan TextEncoder, TimeSpan UNet, TimeSpan VaeDecoder, TimeSpan Total, int UNetCalls)
+/// <param name="Tokenizer">Tokenizing the prompts.</param>
+/// <param name="Sampling">Outside the UNet in the denoising loop: initial noise, input scaling, guidance, scheduler steps, adapter hook.</param>
+/// <param name="ImageConversion">VAE output to 8-bit pixels and parameters text.</param>
+public sealed record GenerationTimings(TimeSpan TextEncoder, TimeSpan UNet, TimeSpan VaeDecoder, TimeSpan Total, int UNetCalls,
+    TimeSpan Tokenizer = default, TimeSpan Sampling = default, TimeSpan ImageConversion = default)
 {
     /// <summary>Time in the three models.</summary>
     public TimeSpan Models => TextEncoder + UNet + VaeDecoder;
 
-    /// <summary>Time outside the three models (tokenizer, noise, scheduler, guidance, conversions, adapter hook).</summary>
+    /// <summary>Time outside the three models (tokenizer, noise, scheduler, guidance, conversions, adapter hook, thread hand-offs).</summary>
     public TimeSpan Outside => Total - Models;
+
+    /// <summary>The measured work outside the models: <see cref="Tokenizer"/> + <see cref="Sampling"/> + <see cref="ImageConversion"/>.</summary>
+    public TimeSpan OutsideWork => Tokenizer + Sampling + ImageConversion;
 }
 
 /// <summary>The result of <see cref="StableDiffusionPipeline.GenerateAsync"/>.</summary>

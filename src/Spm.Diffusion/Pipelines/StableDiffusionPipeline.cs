@@ -133,15 +133,18 @@ public sealed class StableDiffusionPipeline : IDisposable
         var textTime = TimeSpan.Zero;
         var unetTime = TimeSpan.Zero;
         var vaeTime = TimeSpan.Zero;
+        var tokTime = TimeSpan.Zero;
+        var samplingTime = TimeSpan.Zero;
+        var convTime = TimeSpan.Zero;
         int unetCalls = 0;
+        var piece = new PieceTimer(request.MeasureCpu);
+        var sw = new PieceTimer(request.MeasureCpu);
         using var ro = new RunOptions();
         using var reg = ct.Register(static o => ((RunOptions)o!).Terminate = true, ro);
 
         progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, plan.TotalUNetCalls, 0, request.Count));
-        var sw = Stopwatch.StartNew();
-        var cond = EncodeOnce(request.Prompt, ro, ct);
-        var uncond = plan.Guidance ? (request.NegativePrompt == request.Prompt ? cond : EncodeOnce(request.NegativePrompt, ro, ct)) : default;
-        textTime += sw.Elapsed;
+        var cond = EncodeOnce(request.Prompt, ro, ct, piece, sw, ref tokTime, ref textTime);
+        var uncond = plan.Guidance ? (request.NegativePrompt == request.Prompt ? cond : EncodeOnce(request.NegativePrompt, ro, ct, piece, sw, ref tokTime, ref textTime)) : default;
         int L = cond.Embedding.Shape[1], D = cond.Embedding.Shape[2];
 
         int c = UNet.InChannels, h = plan.LatentHeight, w = plan.LatentWidth, perImage = c * h * w;
@@ -154,6 +157,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             int rows = plan.Guidance ? 2 * n : n;
 
             // Per image: its scheduler and its generator (noise), so results don't depend on batching.
+            piece.Restart();
             var schedulers = new IScheduler[n];
             var rngs = new SeededRandom[n];
             var latents = allLatents.Data.AsMemory(first * perImage, n * perImage);
@@ -187,6 +191,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             UNetConditioning? conditioning = request.Conditioner?.Prepare(
                 new UNetConditioningContext(this, request, cond.Embedding, cond.TokenIds, rowKinds, first));
+            samplingTime += piece.Elapsed;
 
             var timesteps = schedulers[0].Timesteps;
             using (var runner = UNet.OpenRunner(hidden, conditioning?.Inputs, rows, h, w, UsesIoBinding, ro))
@@ -197,16 +202,19 @@ public sealed class StableDiffusionPipeline : IDisposable
                 for (int i = 0; i < timesteps.Count; i++)
                 {
                     ct.ThrowIfCancellationRequested();
+                    piece.Restart();
                     for (int j = 0; j < n; j++)
                     {
                         var dst = input.AsSpan((plan.Guidance ? n + j : j) * perImage, perImage);
                         schedulers[j].ScaleModelInput(latents.Span.Slice(j * perImage, perImage), dst, i);
                         if (plan.Guidance) dst.CopyTo(input.AsSpan(j * perImage, perImage));
                     }
-                    sw.Restart();
+                    samplingTime += piece.Elapsed;
+                    sw.RestartModel();
                     RunCancellable(() => { runner.Run(timesteps[i]); return 0; }, ct);
                     unetTime += sw.Elapsed;
                     unetCalls++;
+                    piece.Restart();
                     for (int j = 0; j < n; j++)
                     {
                         ReadOnlySpan<float> noise;
@@ -225,6 +233,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                         }
                         schedulers[j].Step(noise, i, latents.Span.Slice(j * perImage, perImage), rngs[j]);
                     }
+                    samplingTime += piece.Elapsed;
                     step++;
                     progress?.Report(new GenerationProgress(GenerationStage.Denoising, step, plan.TotalUNetCalls, first, request.Count));
                 }
@@ -237,9 +246,10 @@ public sealed class StableDiffusionPipeline : IDisposable
                 progress?.Report(new GenerationProgress(GenerationStage.Decoding, step, plan.TotalUNetCalls, first + n, request.Count));
                 var scaled = new FloatTensor([n, c, h, w], new float[n * perImage]);
                 TensorPrimitives.Multiply(latents.Span, (float)(1.0 / Folder.VaeScalingFactor), scaled.Span);
-                sw.Restart();
+                sw.RestartModel();
                 var decoded = RunCancellable(() => VaeDecoder.Decode(scaled, ro), ct);
                 vaeTime += sw.Elapsed;
+                piece.Restart();
                 for (int j = 0; j < n; j++)
                 {
                     int idx = first + j;
@@ -247,6 +257,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                     int width = decoded.Shape[3], height = decoded.Shape[2];
                     images[idx] = new GeneratedImage(idx, seed, width, height, ImageConversion.ToRgb24(decoded, j), Parameters(plan, seed, width, height, spmText));
                 }
+                convTime += piece.Elapsed;
             }
             else
             {
@@ -260,7 +271,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         progress?.Report(new GenerationProgress(GenerationStage.Done, step, plan.TotalUNetCalls, request.Count, request.Count));
         total.Stop();
-        return new GenerationResult(images, allLatents, plan.SchedulerName, new GenerationTimings(textTime, unetTime, vaeTime, total.Elapsed, unetCalls));
+        return new GenerationResult(images, allLatents, plan.SchedulerName, new GenerationTimings(textTime, unetTime, vaeTime, total.Elapsed, unetCalls, tokTime, samplingTime, convTime));
     }
 
     private string Parameters(GenerationPlan plan, ulong seed, int width, int height, string? extra)
@@ -268,10 +279,16 @@ public sealed class StableDiffusionPipeline : IDisposable
             GenerationParameters.SamplerDisplayName(plan.SchedulerName), plan.Request.GuidanceScale, seed, width, height,
             Folder.Name, extra is null ? null : [extra]);
 
-    private (int[] TokenIds, FloatTensor Embedding) EncodeOnce(string text, RunOptions ro, CancellationToken ct)
+    private (int[] TokenIds, FloatTensor Embedding) EncodeOnce(string text, RunOptions ro, CancellationToken ct,
+        PieceTimer piece, PieceTimer model, ref TimeSpan tokenizerTime, ref TimeSpan encoderTime)
     {
+        piece.Restart();
         var ids = Tokenizer.Encode(text);
-        return (ids, RunCancellable(() => TextEncoder.Encode(ids, 1, ro), ct));
+        tokenizerTime += piece.Elapsed;
+        model.RestartModel();
+        var e = RunCancellable(() => TextEncoder.Encode(ids, 1, ro), ct);
+        encoderTime += model.Elapsed;
+        return (ids, e);
     }
 
     // ORT reports a terminated run as a generic error: turn it into a cancellation when that is what happened.
