@@ -15,5 +15,6 @@ internal static class CommandRegistry
         yield return BenchCommand.Create();
         yield return TrainCommand.Create();
         yield return ShapesCommand.Create();
+        yield return BuildModelCommand.Create();
     }
 }
