@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
 using Spm.Cli.Commands;
+using Spm.Core.Membranes;
+using Spm.Core.Tensors;
 using Spm.Tests.Common;
 
 namespace Spm.Cli.Tests;
@@ -116,6 +118,34 @@ public class InspectCommandTests
         Assert.That(r.GetProperty("matched").GetInt32(), Is.EqualTo(0));
         Assert.That(r.GetProperty("unmatched").GetArrayLength(), Is.EqualTo(24));
         Assert.That(r.GetProperty("unmatched")[0].GetString(), Does.StartWith("lora_unet_"));
+    }
+
+    [Test]
+    public void Spm_WithWrongShapesKindsAndNaN_ReportsEachProblem()
+    {
+        // From the rank-4 reference: to_q made 48 wide (model has 64), to_k made a conv (model has a linear),
+        // one key the model lacks, and a NaN in to_v.
+        var src = SpmFile.Load(Spm("attn2-rank4"));
+        var ms = src.Membranes.ToList();
+        ms[0] = new Membrane(ms[0].Key, new FloatTensor(4, 48), new FloatTensor(64, 4), 2f);
+        ms[1] = new Membrane(ms[1].Key, new FloatTensor(4, 32, 1, 1), new FloatTensor(64, 4, 1, 1), 2f);
+        ms[2].Down.Data[3] = float.NaN;
+        ms.Add(new Membrane("lora_unet_down_blocks_7_attentions_0_proj_in", new FloatTensor(4, 64), new FloatTensor(64, 4), 2f));
+        var path = Path.Combine(TestPaths.NewTempDir(), "bad.safetensors");
+        SpmFile.Save(path, new SpmAdapter(src.Config, ms));
+
+        var r = Json("inspect", path, "--model", TestPaths.TinySd1, "--json");
+        Assert.That(r.GetProperty("matched").GetInt32(), Is.EqualTo(22));
+        Assert.That(r.GetProperty("unmatched").EnumerateArray().Select(u => u.GetString()), Is.EqualTo(new[] { "lora_unet_down_blocks_7_attentions_0_proj_in" }));
+        var mism = r.GetProperty("mismatched").EnumerateArray().ToDictionary(m => m.GetProperty("key").GetString()!, m => m.GetProperty("reason").GetString()!);
+        Assert.That(mism, Has.Count.EqualTo(2));
+        Assert.That(mism[ms[0].Key], Is.EqualTo("membrane 48->64 vs layer 64->64"));
+        Assert.That(mism[ms[1].Key], Is.EqualTo("the membrane is a conv but the layer is linear"));
+        Assert.That(r.GetProperty("nonFiniteValues").GetInt64(), Is.EqualTo(1));
+
+        var (code, stdout, _) = Run("inspect", path, "--model", TestPaths.TinySd1);
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(stdout, Does.Contain("22 of 25 membranes").And.Contain("mismatch: down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_q: membrane 48->64 vs layer 64->64"));
     }
 
     [Test]
