@@ -173,7 +173,7 @@ public static partial class AdaptableLayerFinder
             // contribution goes after it so the layer's full output (W x + b) is what gets adapted.
             if (!consumers.TryGetValue(matmulOutput, out var users) || users.Count != 1) return null;
             var add = users[0];
-            if (add.OpType != "Add" || add.Input.Count != 2) return null;
+            if (add.OpType != "Add" || add.Input.Count != 2 || add.Output.Count < 1 || add.Output[0].Length == 0) return null;
             var other = add.Input[0] == matmulOutput ? add.Input[1] : add.Input[0];
             var bias = WeightOf(other);
             if (bias is null || bias.Dims.Count != 1 || bias.Dims[0] != outF) return null;

@@ -163,6 +163,18 @@ public class AdaptableLayerFinderTests
             Throws.TypeOf<SpmFormatException>().With.Message.Contains("'a.b'").And.Message.Contains("hand.onnx"));
     }
 
+    [Test]
+    public void BiasAddWithoutOutput_LeavesTheMatMulOutput()
+    {
+        // Found by the long fuzz run: a malformed Add after a Linear must not crash the finder.
+        var g = new GraphProto();
+        g.Initializer.Add(OnnxTestModels.FloatTensor("w", [2, 3], new float[6]));
+        g.Initializer.Add(OnnxTestModels.FloatTensor("b", [3], new float[3]));
+        g.Node.Add(Node("MatMul", "/l/MatMul", ["x", "w"], ["m"]));
+        g.Node.Add(Node("Add", "/l/Add", ["m", "b"], []));
+        Assert.That(AdaptableLayerFinder.FindAll(g).Single().OutputName, Is.EqualTo("m"));
+    }
+
     [TestCase("/down_blocks.1/attentions.0/transformer_blocks.0/attn1/to_q/MatMul", "MatMul", "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q")]
     [TestCase("/mid_block/attentions.0/proj_in/Conv", "Conv", "mid_block.attentions.0.proj_in")]
     [TestCase("/time_embedding/linear_1/Gemm", "Gemm", "time_embedding.linear_1")]
