@@ -3,9 +3,10 @@ using Spm.Core.Randomness;
 namespace Spm.Diffusion.Schedulers;
 
 /// <summary>
-/// PNDM with skip_prk_steps (the SD 1.x default), equal to diffusers' PNDMScheduler: pseudo linear multistep (PLMS)
-/// with the second timestep repeated, so the first two UNet calls build a second-order start. Arithmetic is float32
-/// in diffusers' order.
+/// PNDM, equal to diffusers' PNDMScheduler. With skip_prk_steps (the SD 1.x setting): pseudo linear multistep
+/// (PLMS) with the second timestep repeated, so the first two UNet calls build a second-order start. Without it:
+/// three pseudo Runge-Kutta steps (4 UNet calls each, at t, t-d/2, t-d/2, t-d) warm up the 4-step PLMS history.
+/// Arithmetic is float32 in diffusers' order.
 /// </summary>
 internal sealed class PndmScheduler : SchedulerBase
 {
@@ -14,11 +15,14 @@ internal sealed class PndmScheduler : SchedulerBase
     private float[]? _curSample;
     private float[] _combined = [];
     private int _counter;
+    private int _prkCalls; // 12 UNet calls of Runge-Kutta warm-up without skip_prk_steps, else 0
+    private float[] _rkAccumulator = [];
+
+    /// <summary>pndm_order: steps of history PLMS needs (and Runge-Kutta steps it takes to build it, plus one).</summary>
+    private const int PndmOrder = 4;
 
     public PndmScheduler(SchedulerConfig config) : base(config)
     {
-        if (!config.SkipPrkSteps)
-            throw new NotSupportedException("PNDM with skip_prk_steps = false (Runge-Kutta warm-up) is not implemented; use skip_prk_steps = true (the Stable Diffusion setting).");
         if (config.PredictionType == "sample")
             throw new ArgumentException("PNDM supports prediction_type epsilon or v_prediction, not sample.", nameof(config));
     }
@@ -32,20 +36,82 @@ internal sealed class PndmScheduler : SchedulerBase
         var grid = DiscreteTimesteps.IntegerGrid(Spacing, Config.NumTrainTimesteps, numInferenceSteps, Config.StepsOffset);
         Array.Reverse(grid); // ascending, like diffusers' _timesteps
         DdimScheduler.CheckRange(grid, Config.NumTrainTimesteps);
-        // plms_timesteps = concat(_timesteps[:-1], _timesteps[-2:-1], _timesteps[-1:])[::-1]
-        var plms = new List<int>(grid.Length + 1);
-        plms.AddRange(grid[..^1]);
-        if (grid.Length >= 2) plms.Add(grid[^2]);
-        plms.Add(grid[^1]);
-        plms.Reverse();
-        _timesteps = plms.ToArray();
+        if (Config.SkipPrkSteps)
+        {
+            // plms_timesteps = concat(_timesteps[:-1], _timesteps[-2:-1], _timesteps[-1:])[::-1]
+            var plms = new List<int>(grid.Length + 1);
+            plms.AddRange(grid[..^1]);
+            if (grid.Length >= 2) plms.Add(grid[^2]);
+            plms.Add(grid[^1]);
+            plms.Reverse();
+            _timesteps = plms.ToArray();
+            _prkCalls = 0;
+        }
+        else
+        {
+            if (numInferenceSteps < PndmOrder)
+                throw new ArgumentOutOfRangeException(nameof(numInferenceSteps),
+                    $"PNDM with Runge-Kutta warm-up (skip_prk_steps = false) needs at least {PndmOrder} steps; got {numInferenceSteps}.");
+            // Each of the top three steps a_k -> a_(k-1) costs four calls, at a_k, a_(k-1) + h, a_(k-1) + h, a_(k-1)
+            // with h = (N // n) // 2 (diffusers' prk_timesteps); the PLMS calls follow from a_(n-4) down.
+            int half = Config.NumTrainTimesteps / numInferenceSteps / 2;
+            var top = grid[^PndmOrder..]; // ascending
+            var prk = new List<int>();
+            for (int k = PndmOrder - 1; k >= 1; k--)
+                prk.AddRange([top[k], top[k - 1] + half, top[k - 1] + half, top[k - 1]]);
+            _prkCalls = prk.Count;
+            _timesteps = prk.Concat(grid[..^(PndmOrder - 1)].Reverse()).ToArray();
+        }
         TimestepValues = _timesteps.Select(t => (double)t).ToArray();
         _ets.Clear();
         _curSample = null;
         _counter = 0;
+        Array.Clear(_rkAccumulator);
     }
 
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, SeededRandom? noise)
+    {
+        if (_counter < _prkCalls) StepPrk(modelOutput, stepIndex, sample);
+        else StepPlms(modelOutput, stepIndex, sample);
+    }
+
+    // diffusers' step_prk: every call restarts from the sample at the start of its Runge-Kutta step; the fourth call
+    // of a step uses the weighted mean (1/6, 1/3, 1/3, 1/6) of the step's four outputs.
+    private void StepPrk(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
+    {
+        int n = sample.Length;
+        int half = Config.NumTrainTimesteps / NumInferenceSteps / 2;
+        int prevTimestep = _timesteps[stepIndex] - (_counter % 2 == 1 ? 0 : half);
+        int timestep = _timesteps[_counter / 4 * 4];
+        if (_combined.Length != n) _combined = new float[n];
+        if (_rkAccumulator.Length != n) _rkAccumulator = new float[n];
+        const float sixth = (float)(1.0 / 6), third = (float)(1.0 / 3);
+        var acc = _rkAccumulator;
+        var e = _combined;
+        switch (_counter % 4)
+        {
+            case 0:
+                for (int i = 0; i < n; i++) acc[i] = sixth * modelOutput[i];
+                _ets.Add(modelOutput.ToArray());
+                _curSample = sample.ToArray();
+                modelOutput.CopyTo(e);
+                break;
+            case 1:
+            case 2:
+                for (int i = 0; i < n; i++) acc[i] += third * modelOutput[i];
+                modelOutput.CopyTo(e);
+                break;
+            default:
+                for (int i = 0; i < n; i++) e[i] = acc[i] + sixth * modelOutput[i];
+                Array.Clear(acc);
+                break;
+        }
+        _curSample!.CopyTo(sample);
+        PrevSample(sample, timestep, prevTimestep, e);
+        _counter++;
+    }
+
+    private void StepPlms(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
     {
         int n = sample.Length;
         int ratio = Config.NumTrainTimesteps / NumInferenceSteps;

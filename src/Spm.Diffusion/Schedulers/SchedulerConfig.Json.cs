@@ -11,7 +11,8 @@ public sealed partial record SchedulerConfig
     /// <summary>
     /// Reads a diffusers <c>scheduler_config.json</c>. Keys Spm does not use (_class_name, _diffusers_version,
     /// thresholding, ...) are ignored; absent keys keep this record's defaults, except timestep_spacing which stays
-    /// null so each scheduler applies its own diffusers default.
+    /// null so each scheduler applies its own diffusers default, and skip_prk_steps which becomes false (diffusers'
+    /// PNDMScheduler default).
     /// </summary>
     /// <exception cref="SpmException">The file is missing.</exception>
     /// <exception cref="SpmFormatException">The JSON is malformed or a known key has a bad value (the key is named).</exception>
@@ -56,7 +57,8 @@ public sealed partial record SchedulerConfig
                 SetAlphaToOne = r.Bool("set_alpha_to_one", false),
                 ClipSample = r.Bool("clip_sample", false),
                 ClipSampleRange = r.Double("clip_sample_range", 1.0, 0, double.MaxValue),
-                SkipPrkSteps = r.Bool("skip_prk_steps", true),
+                // diffusers' PNDMScheduler defaults to Runge-Kutta warm-up when the key is absent (SD configs set it true).
+                SkipPrkSteps = r.Bool("skip_prk_steps", false),
                 UseKarrasSigmas = r.Bool("use_karras_sigmas", false),
             };
             if (c.TrainedBetas is { } tb && tb.Count != c.NumTrainTimesteps)

@@ -43,7 +43,8 @@ public sealed partial record SchedulerConfig
     /// <summary>clip_sample_range.</summary>
     public double ClipSampleRange { get; init; } = 1.0;
 
-    /// <summary>skip_prk_steps (PNDM).</summary>
+    /// <summary>skip_prk_steps (PNDM): true = PLMS only (the SD setting, this record's default); false = three
+    /// pseudo Runge-Kutta steps first (diffusers' class default, used by <see cref="Load"/> when the key is absent).</summary>
     public bool SkipPrkSteps { get; init; } = true;
 
     /// <summary>use_karras_sigmas (Euler, DPM-Solver++, LMS).</summary>

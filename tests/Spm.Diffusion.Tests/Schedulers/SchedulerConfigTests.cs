@@ -34,6 +34,7 @@ public class SchedulerConfigTests
         Assert.That(c.StepsOffset, Is.EqualTo(0));
         Assert.That(c.TrainedBetas, Is.Null);
         Assert.That(c.BetaSchedule, Is.EqualTo("scaled_linear"));
+        Assert.That(c.SkipPrkSteps, Is.False, "diffusers' PNDM default when the key is absent");
     }
 
     [TestCase("{\"beta_schedule\": \"quadratic\"}", "beta_schedule")]
@@ -89,7 +90,8 @@ public class SchedulerConfigTests
     [Test]
     public void UnsupportedSettings_FailClearlyAtCreation()
     {
-        Assert.Throws<NotSupportedException>(() => SchedulerRegistry.Create("pndm", new SchedulerConfig { SkipPrkSteps = false }));
+        var prk = SchedulerRegistry.Create("pndm", new SchedulerConfig { SkipPrkSteps = false });
+        Assert.Throws<ArgumentOutOfRangeException>(() => prk.SetTimesteps(3), "Runge-Kutta warm-up needs 4 steps");
         Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("euler", new SchedulerConfig { PredictionType = "x" }));
         Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("ddim", new SchedulerConfig { Eta = -1 }));
         Assert.Throws<ArgumentException>(() => SchedulerRegistry.Create("euler-a", new SchedulerConfig { PredictionType = "sample" }));

@@ -149,6 +149,59 @@ public class StepTests
         }
     }
 
+    [Test]
+    public void PndmWithRungeKuttaWarmUp_IsThePapersPseudoRungeKuttaThenPlms()
+    {
+        var s = SchedulerRegistry.Create("pndm", Sd1 with { SkipPrkSteps = false });
+        s.SetTimesteps(50);
+        // Three PRK steps 981 -> 961 -> 941 -> 921 at (t, t - d/2, t - d/2, t - d), then PLMS from 921 down to 1.
+        var expectedT = new List<double> { 981, 971, 971, 961, 961, 951, 951, 941, 941, 931, 931, 921 };
+        for (int t = 921; t >= 1; t -= 20) expectedT.Add(t);
+        Assert.That(s.Timesteps, Is.EqualTo(expectedT));
+
+        double[] Phi(double[] x, double[] e, int t, int prev)
+        {
+            double a = AlphaBar[t], ap = prev >= 0 ? AlphaBar[prev] : AlphaBar[0];
+            return x.Select((xi, i) => Math.Sqrt(ap / a) * xi - (ap - a) * e[i] / (a * Math.Sqrt(1 - ap) + Math.Sqrt(a * (1 - a) * ap))).ToArray();
+        }
+
+        var x = InitialNoise(1);
+        var history = new List<double[]>(); // eps at the start of every full step
+        double[] start = [];
+        var stage = new List<double[]>();
+        for (int k = 0; k < s.Timesteps.Count; k++)
+        {
+            var m = FakeModel(x, k);
+            var e = D(m);
+            double[] expected;
+            if (k < 12)
+            {
+                // Liu et al. (2022) eq. 13: e1 at x_t; x1 = phi(x_t, e1, t, t-d/2); e2 at x1; x2 = phi(x_t, e2, t, t-d/2);
+                // e3 at x2; x3 = phi(x_t, e3, t, t-d); e4 at x3; x_(t-d) = phi(x_t, (e1 + 2 e2 + 2 e3 + e4) / 6, t, t-d).
+                int t = 981 - 20 * (k / 4);
+                if (k % 4 == 0) { start = D(x); stage.Clear(); history.Add(e); }
+                stage.Add(e);
+                expected = (k % 4) switch
+                {
+                    0 => Phi(start, e, t, t - 10),
+                    1 => Phi(start, e, t, t - 10),
+                    2 => Phi(start, e, t, t - 20),
+                    _ => Phi(start, stage[0].Select((v, i) => (v + 2 * stage[1][i] + 2 * stage[2][i] + stage[3][i]) / 6).ToArray(), t, t - 20),
+                };
+            }
+            else
+            {
+                history.Add(e);
+                int n = history.Count;
+                var combined = e.Select((_, i) => (55 * history[n - 1][i] - 59 * history[n - 2][i] + 37 * history[n - 3][i] - 9 * history[n - 4][i]) / 24).ToArray();
+                int t = (int)s.Timesteps[k];
+                expected = Phi(D(x), combined, t, t - 20);
+            }
+            s.Step(m, k, x, null);
+            Ref.AssertClose(x, expected, Tol, $"PNDM+PRK call {k} (t={s.Timesteps[k]})");
+        }
+    }
+
     // ----- Euler and Euler ancestral (Karras et al. Algorithm 2; k-diffusion's ancestral step) -----
 
     [TestCase("euler", "epsilon", false, null)]

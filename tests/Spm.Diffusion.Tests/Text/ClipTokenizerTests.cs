@@ -230,6 +230,18 @@ public class ClipTokenizerTests
     }
 
     [Test]
+    public void MergeProducingAnUnknownToken_IsAFormatError()
+    {
+        var dir = TestPaths.NewTempDir();
+        File.WriteAllText(Path.Combine(dir, "vocab.json"),
+            "{\"a\": 0, \"b\": 1, \"a</w>\": 2, \"b</w>\": 3, \"<|startoftext|>\": 4, \"<|endoftext|>\": 5}");
+        File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\na b</w>\n");
+        var ex = Assert.Throws<SpmFormatException>(() => ClipTokenizer.Load(dir));
+        Assert.That(ex!.FilePath, Does.EndWith("merges.txt"));
+        Assert.That(ex.Message, Does.Contain("ab</w>"));
+    }
+
+    [Test]
     public void UnknownPadToken_IsAFormatError()
     {
         var dir = CopyVocab();
