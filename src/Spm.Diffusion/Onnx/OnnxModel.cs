@@ -31,8 +31,9 @@ public sealed class OnnxModel
     /// <summary>Protobuf cannot serialize or parse a message of 2 GB or more.</summary>
     internal const long MaxProtoBytes = int.MaxValue;
 
-    private Dictionary<string, TensorProto>? _index;
-    private int _indexedCount = -1;
+    // Name -> position in Graph.Initializer. Positions are re-checked on every lookup, so callers may replace,
+    // add, remove or reorder initializers through Proto directly and lookups still see the current tensors.
+    private Dictionary<string, int>? _index;
     private readonly object _indexLock = new();
 
     private OnnxModel(string filePath, string baseDirectory, ModelProto proto)
@@ -135,12 +136,12 @@ public sealed class OnnxModel
     }
 
     /// <summary>True when the main graph has an initializer of that name.</summary>
-    public bool HasInitializer(string name) => Index().ContainsKey(name);
+    public bool HasInitializer(string name) => Find(name) is not null;
 
     /// <summary>The initializer's protobuf (its data may be external).</summary>
     /// <exception cref="SpmFormatException">No initializer has that name.</exception>
     public TensorProto GetInitializer(string name) =>
-        Index().TryGetValue(name, out var t) ? t : throw new SpmFormatException(FilePath, name, "no initializer of that name.");
+        Find(name) ?? throw new SpmFormatException(FilePath, name, "no initializer of that name.");
 
     /// <summary>Element type, shape, size and external location of an initializer, from the graph alone.</summary>
     public InitializerInfo DescribeInitializer(string name) => InitializerInfo.Describe(GetInitializer(name), FilePath);
@@ -225,16 +226,11 @@ public sealed class OnnxModel
         if (!BitConverter.IsLittleEndian) ReverseEach(MemoryMarshal.Cast<byte, int>(bytes.AsSpan()));
         var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float, RawData = ByteString.CopyFrom(bytes) };
         tensor.Dims.AddRange(value.Shape.Select(d => (long)d));
-        if (Index().TryGetValue(name, out var existing))
-        {
-            int at = Graph.Initializer.IndexOf(existing);
-            Graph.Initializer[at] = tensor;
-        }
+        var existing = Find(name);
+        if (existing is not null)
+            Graph.Initializer[Graph.Initializer.IndexOf(existing)] = tensor;
         else
-        {
             Graph.Initializer.Add(tensor);
-        }
-        InvalidateIndex();
     }
 
     /// <summary>
@@ -612,25 +608,24 @@ public sealed class OnnxModel
     private static bool SameFolder(string a, string b) =>
         string.Equals(SafePaths.RealPath(a), SafePaths.RealPath(b), OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
-    private Dictionary<string, TensorProto> Index()
+    private TensorProto? Find(string name)
     {
         lock (_indexLock)
         {
-            // Rebuilt when callers add or remove initializers through Proto directly.
-            if (_index is null || _indexedCount != Graph.Initializer.Count)
+            var inits = Graph.Initializer;
+            for (int attempt = 0; attempt < 2; attempt++)
             {
-                var index = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
-                foreach (var t in Graph.Initializer) index.TryAdd(t.Name, t);
-                _index = index;
-                _indexedCount = Graph.Initializer.Count;
+                if (_index is null || attempt == 1)
+                {
+                    var index = new Dictionary<string, int>(StringComparer.Ordinal);
+                    for (int i = 0; i < inits.Count; i++) index.TryAdd(inits[i].Name, i);
+                    _index = index;
+                }
+                if (_index.TryGetValue(name, out int at) && at < inits.Count && inits[at].Name == name) return inits[at];
+                // A miss may be stale (initializers added or moved since the index was built): rebuild once.
             }
-            return _index;
+            return null;
         }
-    }
-
-    private void InvalidateIndex()
-    {
-        lock (_indexLock) _index = null;
     }
 
     private static void ReverseEach(Span<int> values)

@@ -254,6 +254,33 @@ public class OnnxModelTests
     }
 
     [Test]
+    public void Lookups_FollowDirectEditsOfTheProto_AndConcurrentReadsAgree()
+    {
+        var model = OnnxModel.Load(FixtureUnet);
+        var expected = model.Graph.Initializer.Select(t => model.ReadBytes(t.Name)).ToArray();
+        var names = model.Graph.Initializer.Select(t => t.Name).ToArray();
+        var results = new byte[names.Length][];
+        Parallel.For(0, names.Length * 4, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+        {
+            var bytes = model.ReadBytes(names[i % names.Length]);
+            if (i >= names.Length * 3) results[i % names.Length] = bytes;
+        });
+        Assert.That(results, Is.EqualTo(expected));
+
+        // Replace, remove and reorder through the proto itself: lookups see the current graph.
+        int at = model.Graph.Initializer.IndexOf(model.GetInitializer("conv_in.bias"));
+        model.Graph.Initializer[at] = OnnxTestModels.FloatTensor("conv_in.bias", [2], [7f, 8f]);
+        Assert.That(model.ReadFloat("conv_in.bias").Data, Is.EqualTo(new[] { 7f, 8f }));
+        var first = model.Graph.Initializer[0];
+        model.Graph.Initializer.RemoveAt(0);
+        model.Graph.Initializer.Add(first);
+        Assert.That(model.ReadFloat("conv_in.bias").Data, Is.EqualTo(new[] { 7f, 8f }));
+        Assert.That(model.ReadBytes(first.Name), Is.EqualTo(expected[0]));
+        model.Graph.Initializer.Remove(first);
+        Assert.That(model.HasInitializer(first.Name), Is.False);
+    }
+
+    [Test]
     public void LinearModel_ExternalAtOffset_ReadsAndRuns()
     {
         var dir = TestPaths.NewTempDir();
