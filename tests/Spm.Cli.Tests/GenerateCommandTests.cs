@@ -145,4 +145,21 @@ public class GenerateCommandTests
         Assert.That(r.GetProperty("models_cpu_ms").GetDouble(), Is.GreaterThan(r.GetProperty("outside_work_cpu_ms").GetDouble()));
         Assert.That(r.GetProperty("bare_unet_ms").GetDouble(), Is.GreaterThan(0));
     }
+
+    [Test]
+    public void CudaRequest_RunsOrFallsBackToCpuWithAOneLineReason()
+    {
+        var a = Path.Combine(_dir, "cuda.png");
+        var (code, stdout, stderr) = Run(Generate("--steps", "1", "--seed", "1", "--provider", "cuda", "--out", a));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("cuda.png"));
+        if (stderr.Contains("on cpu"))
+        {
+            var warning = stderr.Split('\n').Single(l => l.StartsWith("spm: warning:"));
+            Assert.That(warning, Does.Contain("CUDA").And.EndWith("running on the CPU."));
+        }
+        var bad = Run(Generate("--steps", "1", "--provider", "tpu", "--out", Path.Combine(_dir, "tpu.png")));
+        Assert.That(bad.Code, Is.EqualTo(2));
+        Assert.That(bad.Err, Does.Contain("unknown provider 'tpu'"));
+    }
 }

@@ -125,7 +125,11 @@ internal static class CudaProbe
             catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
             {
                 // The usual cause is a missing CUDA/cuDNN runtime library (libcublasLt, libcudnn) or no GPU/driver.
-                return KnownFailures[options.DeviceId] = $"CUDA execution provider unavailable ({OnnxSessionFactory.FirstLine(ex.Message)}; CUDA 12/13 runtime, cuDNN and a GPU driver are required)";
+                // Keep the dlopen cause ("libcublasLt.so.13: cannot open shared object file") and drop ORT's source location.
+                var cause = OnnxSessionFactory.FirstLine(ex.Message);
+                int at = cause.IndexOf("with error: ", StringComparison.Ordinal);
+                if (at >= 0) cause = cause[(at + "with error: ".Length)..];
+                return KnownFailures[options.DeviceId] = $"CUDA execution provider unavailable ({cause}; it needs the CUDA runtime, cuDNN and a GPU driver)";
             }
             finally
             {
