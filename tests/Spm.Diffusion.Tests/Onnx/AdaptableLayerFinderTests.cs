@@ -164,6 +164,26 @@ public class AdaptableLayerFinderTests
     }
 
     [Test]
+    public void Sd2StyleUnet_LinearProjections_AreMatMulLayers_WithTheOtherCrossWidth()
+    {
+        // SD 2.x uses linear proj_in/proj_out and a wider text encoder; built with the model builder, saved with
+        // external weights, then loaded like an export.
+        var config = Spm.Diffusion.Onnx.Building.UNetPresets.TinySd1 with { UseLinearProjection = true, CrossAttentionDim = 48 };
+        var dir = TestPaths.NewTempDir("spm-sd2ish");
+        Spm.Diffusion.Onnx.Building.UNetBuilder.Create(config, seed: 5).Save(Path.Combine(dir, "model.onnx"), "weights.pb");
+        var model = OnnxModel.Load(dir);
+        Assert.That(model.ExternalDataFiles, Is.EqualTo(new[] { "weights.pb" }));
+        var layers = AdaptableLayerFinder.FindTransformerLayers(model).ToDictionary(l => l.ModulePath);
+        Assert.That(layers, Has.Count.EqualTo(72));
+        var projIn = layers["mid_block.attentions.0.proj_in"];
+        Assert.That((projIn.Kind, projIn.InFeatures, projIn.OutFeatures), Is.EqualTo((LayerKind.MatMul, 64, 64)));
+        Assert.That(projIn.IsConv, Is.False);
+        var k = layers["up_blocks.0.attentions.1.transformer_blocks.0.attn2.to_k"];
+        Assert.That((k.InFeatures, k.OutFeatures), Is.EqualTo((48, 64)));
+        Assert.That(layers.Values.Count(l => l.Kind == LayerKind.Conv), Is.EqualTo(0));
+    }
+
+    [Test]
     public void BiasAddWithoutOutput_LeavesTheMatMulOutput()
     {
         // Found by the long fuzz run: a malformed Add after a Linear must not crash the finder.
