@@ -17,7 +17,7 @@ namespace Spm.Core.SafeTensors;
 /// non-overlapping, no gap, nothing left over). Every failure is a <see cref="SpmFormatException"/> naming the file
 /// and the key. Opening allocates in proportion to the header only (about 3x its length in the degenerate
 /// case of thousands of empty tensors; for real files far less than the file), never to a declared size.</para>
-/// <para>Spans returned by <see cref="GetBytes"/> and <see cref="GetSpan{T}"/> point into the mapping and are
+/// <para>Spans returned by <see cref="GetBytes(string)"/> and <see cref="GetSpan{T}"/> point into the mapping and are
 /// valid only until <see cref="Dispose"/> and while the <see cref="SafeTensorsFile"/> is reachable (an undisposed file
 /// is unmapped by its finalizer). Reads are thread-safe. The file must not be truncated in place while
 /// open (the project's writers replace files by rename, which keeps an open mapping valid).</para>

@@ -5,7 +5,7 @@ namespace Spm.Diffusion.Membranes;
 /// <summary>
 /// The constant membrane inputs of a layout: per layer the stacked down [R, in(, kh, kw)] and up [out, R] tensors
 /// (zero rows/columns where an SPM does not cover the layer), and <c>spm.scales</c> [R]. Built once per loaded set
-/// of SPMs; per request only the gates change (<see cref="Gates"/>).
+/// of SPMs; per request only the gates change (<see cref="Gates(ReadOnlySpan{float})"/>).
 /// </summary>
 public sealed class MembraneTensors
 {

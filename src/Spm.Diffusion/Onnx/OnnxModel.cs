@@ -14,7 +14,7 @@ namespace Spm.Diffusion.Onnx;
 /// </summary>
 /// <remarks>
 /// <para>Loading parses only the .onnx file: external data files (<c>weights.pb</c>, <c>model.onnx_data</c>, ...)
-/// are not opened until an initializer's data is asked for (<see cref="ReadFloat"/>, <see cref="ReadBytes"/>).
+/// are not opened until an initializer's data is asked for (<see cref="ReadFloat"/>, <see cref="ReadBytes(string)"/>).
 /// Every external reference is validated at load: its location must be relative, without <c>..</c>, and (after
 /// following symbolic links) inside the model's folder; offset and length must agree with the tensor's shape and,
 /// when the data is read, with the data file's size, before anything is allocated.</para>
@@ -49,7 +49,7 @@ public sealed class OnnxModel
     /// <summary>The folder external data locations are relative to (the .onnx file's folder).</summary>
     public string BaseDirectory { get; }
 
-    /// <summary>The parsed model. Modify it for graph surgery; initializer data may be external (see <see cref="ReadBytes"/>).</summary>
+    /// <summary>The parsed model. Modify it for graph surgery; initializer data may be external (see <see cref="ReadBytes(string)"/>).</summary>
     public ModelProto Proto { get; }
 
     /// <summary>The main graph.</summary>

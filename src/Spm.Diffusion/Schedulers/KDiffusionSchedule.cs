@@ -7,6 +7,11 @@ namespace Spm.Diffusion.Schedulers;
 /// </summary>
 internal static class KDiffusionSchedule
 {
+    /// <summary>The timesteps and sigmas (with the final 0) for <paramref name="n"/> inference steps.</summary>
+    /// <param name="config">The scheduler configuration.</param>
+    /// <param name="schedule">The training noise schedule (its float32 sigma table).</param>
+    /// <param name="spacing">The timestep spacing (linspace, leading or trailing).</param>
+    /// <param name="n">Number of inference steps.</param>
     /// <param name="timestepsAsFloat32">Euler keeps float32 timesteps (and interpolates at them); LMS keeps float64.</param>
     /// <param name="allowKarras">Whether this scheduler honours use_karras_sigmas.</param>
     public static (double[] Timesteps, float[] Sigmas) Build(SchedulerConfig config, NoiseSchedule schedule, string spacing,
