@@ -8,6 +8,7 @@ internal static class CommandRegistry
     public static IEnumerable<Command> All()
     {
         yield return VersionCommand.Create();
+        yield return GradCommand.Create();
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
         yield return BakeCommand.Create();
