@@ -24,6 +24,7 @@ internal static class BenchCommand
     private static IEnumerable<Command> Benchmarks()
     {
         yield return PipelineBench();
+        yield return TrainStepBenchCommand.Create();
     }
 
     /// <summary><c>spm bench pipeline</c>: it/s of generation and the share of time outside the three models.</summary>

@@ -173,7 +173,23 @@ public static class GradientGraphBuilder
         graph.Output.Add(TensorValueInfo(lossName, lossType, 0));
         foreach (var w in request.Wrt)
             graph.Output.Add(TensorValueInfo(gradOutputs[w], shapes.Get(w).ElemType, shapes.Get(w).Dims.Length));
-        return new GradientGraph(model, lossName, gradOutputs, extraInputs, ctx.Nodes.Count);
+        return new GradientGraph(model, lossName, gradOutputs, extraInputs, ctx.Nodes.Count, SavedBytes(ctx.Nodes, produced, shapes));
+    }
+
+    /// <summary>Bytes of the distinct forward node outputs that backward nodes read.</summary>
+    private static long SavedBytes(IEnumerable<NodeProto> backward, HashSet<string> forwardProduced, TensorShapes shapes)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        long total = 0;
+        foreach (var n in backward)
+            foreach (var i in n.Input)
+            {
+                if (!forwardProduced.Contains(i) || !seen.Add(i) || !shapes.TryGet(i, out int type, out var dims)) continue;
+                long count = 1;
+                foreach (var d in dims) count *= Math.Max(0, d);
+                total += count * (type switch { 11 or 7 or 13 => 8, 10 or 16 or 5 or 4 => 2, 2 or 3 or 9 => 1, _ => 4 });
+            }
+        return total;
     }
 
     private static ValueInfoProto TensorValueInfo(string name, int elemType, int rank)

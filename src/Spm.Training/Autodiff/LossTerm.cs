@@ -53,9 +53,12 @@ public sealed record GradientRequest(
 /// <param name="GradientOutputs">Gradient output name for each wrt tensor.</param>
 /// <param name="ExtraInputs">Graph inputs the loss added (weights, targets), to be fed at run time.</param>
 /// <param name="BackwardNodeCount">Number of nodes the builder added (loss and backward).</param>
+/// <param name="SavedActivationBytes">Bytes (at the probe's shapes) of the forward intermediates the backward nodes read:
+/// what stays alive between the forward and the backward pass.</param>
 public sealed record GradientGraph(
     Diffusion.Onnx.Proto.ModelProto Model,
     string LossOutput,
     IReadOnlyDictionary<string, string> GradientOutputs,
     IReadOnlyList<string> ExtraInputs,
-    int BackwardNodeCount);
+    int BackwardNodeCount,
+    long SavedActivationBytes = 0);
