@@ -69,6 +69,12 @@ public sealed record PipelineWriteOptions
 
     /// <summary>Write only the <c>unet/</c> folder (for benchmarks).</summary>
     public bool UNetOnly { get; init; }
+
+    /// <summary>
+    /// Called with each component's name (<c>unet</c>, <c>text_encoder</c>, <c>vae_decoder</c>) and its declared graph
+    /// before it is written, e.g. to load trained weights with <see cref="GraphBuilder.SetInitializer"/>.
+    /// </summary>
+    public Action<string, GraphBuilder>? Customize { get; init; }
 }
 
 /// <summary>Progress of a pipeline write.</summary>
@@ -105,6 +111,9 @@ public static class PipelineWriter
         var unet = UNetBuilder.Create(preset.UNet, seed);
         var text = options.UNetOnly ? null : ClipTextEncoderBuilder.Create(preset.TextEncoder, seed);
         var vae = options.UNetOnly ? null : VaeDecoderBuilder.Create(preset.VaeDecoder, seed);
+        options.Customize?.Invoke("unet", unet);
+        if (text is not null) options.Customize?.Invoke("text_encoder", text);
+        if (vae is not null) options.Customize?.Invoke("vae_decoder", vae);
         double total = unet.InitializerBytes + (text?.InitializerBytes ?? 0) + (vae?.InitializerBytes ?? 0);
         double done = 0;
         IProgress<double> Part(string component, GraphBuilder g)
