@@ -1,0 +1,46 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using Spm.Diffusion.Images;
+using Spm.Samples.QuickStart;
+using Spm.Tests.Common;
+
+namespace Spm.Cli.Tests;
+
+/// <summary>Runs the QuickStart sample's logic on the tiny fixture (2 steps, 64x64) and checks what it writes.</summary>
+public class QuickStartSampleTests
+{
+    [Test]
+    public async Task QuickStart_WritesDecodablePngsWithGatesFromFacilitatedTransport()
+    {
+        var output = TestPaths.NewTempDir("spm-quickstart");
+        try
+        {
+            var spm = Path.Combine(TestPaths.Reference("all-layers"), "spm.safetensors");
+            var log = new StringWriter();
+            var written = await QuickStart.RunAsync(
+                new QuickStartOptions(TestPaths.TinySd1, [spm], ["the reference concept", "a cat"], output, Steps: 2, Seed: 7, Size: 64),
+                log);
+
+            Assert.That(written, Has.Count.EqualTo(2));
+            var gates = new List<double>();
+            foreach (var path in written)
+            {
+                Assert.That(File.Exists(path), path);
+                using var image = Image.Load<Rgb24>(path);
+                Assert.That((image.Width, image.Height), Is.EqualTo((64, 64)));
+                var parameters = PngImage.ReadParameters(path) ?? "";
+                Assert.That(parameters, Does.Contain("SPM: spm.safetensors gate "));
+                var text = parameters[(parameters.IndexOf("gate ", StringComparison.Ordinal) + 5)..];
+                gates.Add(double.Parse(text[..text.IndexOf(' ')], System.Globalization.CultureInfo.InvariantCulture));
+            }
+            // The prompt naming the SPM's concept opens its gate fully (token union 1, square curve 1); the other less.
+            Assert.That(gates[0], Is.EqualTo(1.0).Within(1e-3));
+            Assert.That(gates[1], Is.LessThan(gates[0]));
+            Assert.That(log.ToString(), Does.Contain("quickstart-0.png"));
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+}
