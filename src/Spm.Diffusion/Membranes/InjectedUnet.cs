@@ -59,17 +59,7 @@ public sealed class InjectedUnet : IDisposable
     public static InferenceSession OpenSession(ModelProto model, string externalDataFolder, SessionOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var owned = options is null ? new SessionOptions() : null;
-        var so = options ?? owned!;
-        try
-        {
-            so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(externalDataFolder));
-            return new InferenceSession(model.ToByteArray(), so);
-        }
-        finally
-        {
-            owned?.Dispose();
-        }
+        return Onnx.OnnxSessionFactory.Create(model.ToByteArray(), externalDataFolder, options);
     }
 
     /// <summary>

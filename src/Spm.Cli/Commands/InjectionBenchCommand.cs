@@ -1,0 +1,76 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+using Spm.Core;
+using Spm.Diffusion.Membranes;
+using Spm.Diffusion.Onnx;
+using Spm.Diffusion.Onnx.Building;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>
+/// <c>spm bench injection</c>: cost of membrane branches on a UNet step, as ratios to the plain UNet in the same run
+/// (targets: 1 SPM ≤ 1.05x, 20 SPMs ≤ 1.25x), on a model folder or a UNet built by our code (<c>--preset sd15</c>).
+/// </summary>
+internal static class InjectionBenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Pipeline folder, UNet folder or .onnx file." };
+        var preset = new Option<string?>("--preset") { Description = $"Build a random-weight UNet with our builder instead ({string.Join(", ", UNetPresets.Names)})." };
+        var buildDir = new Option<string?>("--build-dir") { Description = "Where the preset UNet is built (reused when present). Default: a temp folder." };
+        var batch = new Option<int>("--batch") { Description = "UNet batch rows (2 = one image with guidance).", DefaultValueFactory = _ => 2 };
+        var latent = new Option<int>("--latent") { Description = "Latent height and width.", DefaultValueFactory = _ => 32 };
+        var spms = new Option<int>("--spms") { Description = "SPM count of the 'many' case.", DefaultValueFactory = _ => 20 };
+        var rounds = new Option<int>("--rounds") { Description = "Measured rounds (after a warm-up).", DefaultValueFactory = _ => 5 };
+        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var cmd = new Command("injection", "Membrane branch cost: UNet call with 1 and N SPMs vs the plain UNet, plus the cost of switching SPM sets.")
+        {
+            model, preset, buildDir, batch, latent, spms, rounds, threads, json,
+        };
+        cmd.SetAction((parse, ct) =>
+        {
+            string path = parse.GetValue(model) is { } m ? m
+                : parse.GetValue(preset) is { } p ? BuildPreset(p, parse.GetValue(buildDir), ct)
+                : throw new ArgumentException("Give --model or --preset.");
+            var unet = OnnxModel.Load(path);
+            var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads));
+            var progress = new Progress<string>(s => Console.Error.WriteLine($"spm: bench injection: {s}"));
+            var r = InjectionBenchmark.Run(unet, options, progress, ct);
+            string F(double v, string fmt = "0.000") => v.ToString(fmt, CultureInfo.InvariantCulture);
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    model = unet.FilePath, layers = r.Layers, batch = options.Batch, latent = options.LatentSize, rounds = r.Rounds,
+                    base_ms = Math.Round(r.BaseMs, 2), one_spm_ms = Math.Round(r.OneSpmMs, 2), many_spm_ms = Math.Round(r.ManySpmMs, 2),
+                    many_spms = options.ManySpms, one_spm_ratio = Math.Round(r.OneSpmRatio, 4), many_spm_ratio = Math.Round(r.ManySpmRatio, 4),
+                    switch_ms = Math.Round(r.SwitchMs, 3),
+                }));
+                return Task.FromResult(0);
+            }
+            var table = new Table().AddColumn("case").AddColumn(new TableColumn("median UNet call").RightAligned()).AddColumn(new TableColumn("ratio").RightAligned());
+            table.AddRow("plain UNet (baseline)", F(r.BaseMs, "0.0") + " ms", "1.000");
+            table.AddRow("1 SPM (rank 1)", F(r.OneSpmMs, "0.0") + " ms", F(r.OneSpmRatio) + " (target ≤ 1.05)");
+            table.AddRow($"{options.ManySpms} SPMs (rank 1 each)", F(r.ManySpmMs, "0.0") + " ms", F(r.ManySpmRatio) + " (target ≤ 1.25)");
+            table.AddRow("switch SPM set (same session)", F(r.SwitchMs, "0.00") + " ms", "");
+            AnsiConsole.Write(table);
+            Console.WriteLine(Markup.Escape($"{r.Layers} layers, batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, {r.Rounds} rounds, model {unet.FilePath}"));
+            return Task.FromResult(0);
+        });
+        return cmd;
+    }
+
+    private static string BuildPreset(string name, string? dir, CancellationToken ct)
+    {
+        var folder = dir ?? Path.Combine(Path.GetTempPath(), $"spm-bench-{name}");
+        var file = Path.Combine(folder, "model.onnx");
+        if (File.Exists(file)) return file;
+        Directory.CreateDirectory(folder);
+        Console.Error.WriteLine($"spm: bench injection: building the {name} UNet (random weights) in {folder}");
+        UNetBuilder.Create(UNetPresets.Get(name), 1).Save(file, "weights.pb", cancellationToken: ct);
+        return file;
+    }
+}

@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core.Randomness;
+using Spm.Core.Tensors;
+using Spm.Diffusion.Onnx;
+
+namespace Spm.Diffusion.Membranes;
+
+/// <summary>Settings of <see cref="InjectionBenchmark.Run"/>.</summary>
+/// <param name="Batch">UNet batch rows (2 = one image with classifier-free guidance).</param>
+/// <param name="LatentSize">Latent height and width.</param>
+/// <param name="ManySpms">The "many SPMs" case (rank 1 each).</param>
+/// <param name="Rounds">Measured rounds; each round runs base, 1 SPM and many SPMs once, interleaved so drift hits all alike.</param>
+/// <param name="IntraOpThreads">ONNX Runtime intra-op threads (0 = its default).</param>
+/// <param name="Seed">Seed of the random membranes and inputs.</param>
+public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 32, int ManySpms = 20, int Rounds = 5, int IntraOpThreads = 0, ulong Seed = 1);
+
+/// <summary>Median UNet call times with and without membranes, measured in one run.</summary>
+/// <param name="Layers">Layers with a branch (all transformer layers).</param>
+/// <param name="BaseMs">Median call of the untouched UNet (the baseline).</param>
+/// <param name="OneSpmMs">Median call of the injected UNet with one rank-1 SPM loaded and active.</param>
+/// <param name="ManySpmMs">Median call with <see cref="InjectionBenchmarkOptions.ManySpms"/> rank-1 SPMs loaded and active.</param>
+/// <param name="SwitchMs">Median time to swap the loaded SPM set (1 ↔ many) on the same session (no rebuild: the next call runs at full speed).</param>
+/// <param name="Rounds">Measured rounds.</param>
+public sealed record InjectionBenchmarkResult(int Layers, double BaseMs, double OneSpmMs, double ManySpmMs, double SwitchMs, int Rounds)
+{
+    /// <summary>OneSpmMs / BaseMs (target ≤ 1.05).</summary>
+    public double OneSpmRatio => OneSpmMs / BaseMs;
+
+    /// <summary>ManySpmMs / BaseMs (target ≤ 1.25 for 20).</summary>
+    public double ManySpmRatio => ManySpmMs / BaseMs;
+}
+
+/// <summary>
+/// Cost of membrane branches on a UNet step: the plain UNet against one injected session serving first 1, then N
+/// rank-1 SPMs over every transformer layer (random membranes, all active), switching between the two sets every
+/// round without rebuilding the session.
+/// </summary>
+public static class InjectionBenchmark
+{
+    /// <summary>Runs the benchmark on <paramref name="unet"/>.</summary>
+    public static InjectionBenchmarkResult Run(OnnxModel unet, InjectionBenchmarkOptions options, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(unet);
+        ArgumentNullException.ThrowIfNull(options);
+        var rng = new SeededRandom(options.Seed);
+        var layers = AdaptableLayerFinder.FindTransformerLayers(unet);
+        if (layers.Count == 0) throw new Spm.Core.SpmException($"'{unet.FilePath}' has no transformer layers to put membranes on.");
+        var sets = Enumerable.Range(0, Math.Max(1, options.ManySpms)).Select(i => RandomSet($"bench{i}", layers, rng)).ToList();
+        var many = MembraneTensors.Build(MembraneLayout.Create(layers, sets));
+        var one = MembraneTensors.Build(MembraneLayout.Create(layers, [sets[0]]));
+
+        using var so = new SessionOptions();
+        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
+        progress?.Report("opening the plain UNet session");
+        using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, so);
+        progress?.Report("opening the injected UNet session");
+        using var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, so);
+
+        var inputs = MakeInputs(plain, options, rng);
+        try
+        {
+            var names = inputs.Keys.ToList();
+            var values = inputs.Values.ToList();
+            double RunPlain()
+            {
+                var sw = Stopwatch.StartNew();
+                using var o = plain.Run(new RunOptions(), names, values, plain.OutputNames);
+                return sw.Elapsed.TotalMilliseconds;
+            }
+            double RunInjected(MembraneTensors t)
+            {
+                var gates = t.Gates(options.Batch, Enumerable.Repeat(1f, t.Layout.Sets.Count).ToArray());
+                var sw = Stopwatch.StartNew();
+                using var o = injected.Run(inputs, gates);
+                return sw.Elapsed.TotalMilliseconds;
+            }
+            double Switch(MembraneTensors t)
+            {
+                var sw = Stopwatch.StartNew();
+                injected.SetMembranes(t);
+                return sw.Elapsed.TotalMilliseconds;
+            }
+
+            progress?.Report("warm-up");
+            RunPlain();
+            Switch(one); RunInjected(one);
+            Switch(many); RunInjected(many);
+            var b = new List<double>(); var o1 = new List<double>(); var on = new List<double>(); var sws = new List<double>();
+            for (int r = 0; r < options.Rounds; r++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                progress?.Report($"round {r + 1}/{options.Rounds}");
+                b.Add(RunPlain());
+                sws.Add(Switch(one));
+                o1.Add(RunInjected(one));
+                sws.Add(Switch(many));
+                on.Add(RunInjected(many));
+            }
+            return new InjectionBenchmarkResult(layers.Count, Median(b), Median(o1), Median(on), Median(sws), options.Rounds);
+        }
+        finally
+        {
+            foreach (var v in inputs.Values) v.Dispose();
+        }
+    }
+
+    private static MembraneSet RandomSet(string name, IReadOnlyList<AdaptableLayer> layers, SeededRandom rng)
+    {
+        var ms = new List<LayerMembrane>(layers.Count);
+        foreach (var l in layers)
+        {
+            int kh = l.IsConv && l.KernelShape.Length > 0 ? l.KernelShape[0] : 1, kw = l.IsConv && l.KernelShape.Length > 1 ? l.KernelShape[1] : 1;
+            var down = new FloatTensor(l.IsConv ? [1, l.InFeatures, kh, kw] : [1, l.InFeatures]);
+            var up = new FloatTensor(l.OutFeatures, 1);
+            float bound = 1f / MathF.Sqrt(down.Length);
+            for (int i = 0; i < down.Length; i++) down.Data[i] = (float)((rng.NextDouble() * 2 - 1) * bound);
+            for (int i = 0; i < up.Length; i++) up.Data[i] = (float)(rng.NextGaussian() * 1e-3);
+            ms.Add(new LayerMembrane(l.ModulePath, down, up, 1f));
+        }
+        return new MembraneSet(name, [name], ms);
+    }
+
+    private static Dictionary<string, OrtValue> MakeInputs(InferenceSession session, InjectionBenchmarkOptions o, SeededRandom rng)
+    {
+        var result = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
+        foreach (var (name, meta) in session.InputMetadata)
+        {
+            var dims = meta.Dimensions.Select((d, i) => d > 0 ? d : name switch
+            {
+                _ when i == 0 => o.Batch,
+                "sample" => o.LatentSize,
+                "encoder_hidden_states" => 77,
+                _ => 1,
+            }).Select(d => (long)d).ToArray();
+            long n = dims.Aggregate(1L, (a, d) => a * d);
+            if (meta.ElementType == typeof(long))
+                result[name] = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(500L, (int)n).ToArray(), dims);
+            else if (name == "timestep")
+                result[name] = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(500f, (int)n).ToArray(), dims);
+            else
+            {
+                var data = new float[n];
+                rng.FillGaussian(data);
+                result[name] = OrtValue.CreateTensorValueFromMemory(data, dims);
+            }
+        }
+        return result;
+    }
+
+    private static double Median(List<double> v)
+    {
+        var s = v.OrderBy(x => x).ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+    }
+}
