@@ -40,8 +40,10 @@ internal static class GenerateCommand
         public readonly Option<string?> InitLatents = new("--init-latents") { Description = "safetensors file with tensor 'latents' [B,4,h,w] of unit-variance noise." };
         public readonly Option<string?> SaveLatents = new("--save-latents") { Description = "Write the final latents (before the VAE) as tensor 'latents' to this safetensors file." };
 
+        public readonly SpmGenerateOptions Spm = new();
+
         public IEnumerable<Option> All() =>
-            [Model, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents];
+            [Model, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, .. Spm.All()];
     }
 
     public static Command Create()
@@ -71,8 +73,10 @@ internal static class GenerateCommand
         if (saveLatents is not null && !force && File.Exists(saveLatents))
             throw new IOException($"'{saveLatents}' already exists (use --force to overwrite).");
 
+        var spms = o.Spm.Load(parse, folder);
         using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
         {
+            UNetSource = spms?.UNetSource,
             Runtime = new OnnxRuntimeOptions
             {
                 Provider = provider,
@@ -96,6 +100,7 @@ internal static class GenerateCommand
             Count = count,
             BatchSize = Math.Min(parse.GetValue(o.Batch), count),
             InitLatents = init,
+            Conditioner = o.Spm.CreateConditioner(parse, spms, pipeline, parse.GetValue(o.Prompt) ?? ""),
         };
         // Output names are fixed (and checked) before any work, so a long run never ends in a refused write.
         var targets = OutputPaths(parse.GetValue(o.Out), count, seed, force);

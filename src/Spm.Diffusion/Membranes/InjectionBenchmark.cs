@@ -50,12 +50,14 @@ public static class InjectionBenchmark
         var many = MembraneTensors.Build(MembraneLayout.Create(layers, sets));
         var one = MembraneTensors.Build(MembraneLayout.Create(layers, [sets[0]]));
 
+        // Identical options for both sessions (one object each: the external-data entry is set per session).
         using var so = new SessionOptions();
-        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
+        using var so2 = new SessionOptions();
+        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = so2.IntraOpNumThreads = options.IntraOpThreads;
         progress?.Report("opening the plain UNet session");
         using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, so);
         progress?.Report("opening the injected UNet session");
-        using var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, so);
+        using var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, so2);
 
         var inputs = MakeInputs(plain, options, rng);
         try

@@ -1,0 +1,49 @@
+using System.CommandLine;
+using Spm.Core.Gating;
+using Spm.Diffusion.Membranes;
+using Spm.Diffusion.Pipelines;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>The <c>--spm</c> options of <c>spm generate</c>: which SPMs to load and how their gates are decided.</summary>
+internal sealed class SpmGenerateOptions
+{
+    public readonly Option<string[]> Spm = new("--spm")
+    {
+        Description = "SPM file to apply; repeat for several. FILE:MULT fixes its multiplier (bypasses the gate).",
+    };
+    public readonly Option<string> GateCurve = new("--gate-curve") { Description = "How gamma becomes the multiplier: square (default) or linear.", DefaultValueFactory = _ => "square" };
+    public readonly Option<float> FacilitateFactor = new("--facilitate-factor") { Description = "Scales each SPM's gamma before the curve.", DefaultValueFactory = _ => 1f };
+    public readonly Option<bool> UncondOff = new("--spm-uncond-off") { Description = "Switch the membranes off in the unconditional (negative prompt) row of guidance." };
+    public readonly Option<bool> AllowPartial = new("--allow-partial") { Description = "Apply the matching layers of an SPM that does not fully fit the model (with a warning)." };
+
+    public SpmGenerateOptions() => GateCurve.AcceptOnlyFromAmong("square", "linear");
+
+    public IEnumerable<Option> All() => [Spm, GateCurve, FacilitateFactor, UncondOff, AllowPartial];
+
+    /// <summary>Loads the SPMs (null without --spm); warnings go to stderr.</summary>
+    public LoadedSpms? Load(ParseResult parse, string modelFolder)
+    {
+        var values = parse.GetValue(Spm) ?? [];
+        if (values.Length == 0) return null;
+        var (paths, _) = BakeCommand.ParseSpms(values);
+        var loaded = LoadedSpms.Load(modelFolder, paths, parse.GetValue(AllowPartial));
+        foreach (var w in loaded.Layout.Warnings) Console.Error.WriteLine($"spm: warning: {w}");
+        return loaded;
+    }
+
+    /// <summary>The request's conditioner; prints each SPM's gate for the prompt on stdout.</summary>
+    public SpmConditioner? CreateConditioner(ParseResult parse, LoadedSpms? spms, StableDiffusionPipeline pipeline, string prompt)
+    {
+        if (spms is null) return null;
+        var (_, fixedMults) = BakeCommand.ParseSpms(parse.GetValue(Spm) ?? []);
+        GateCurves.TryParse(parse.GetValue(GateCurve), out var curve);
+        float factor = parse.GetValue(FacilitateFactor);
+        var settings = fixedMults.Select(m => new GateSettings(curve, factor, m)).ToList();
+        bool off = parse.GetValue(UncondOff);
+        var conditioner = spms.CreateConditioner(pipeline, settings, off);
+        foreach (var g in conditioner.GatesFor(prompt)) Console.WriteLine($"gate: {g}");
+        if (off) Console.WriteLine("gate: membranes off in the unconditional row");
+        return conditioner;
+    }
+}
