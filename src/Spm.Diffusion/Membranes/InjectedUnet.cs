@@ -59,7 +59,18 @@ public sealed class InjectedUnet : IDisposable
     public static InferenceSession OpenSession(ModelProto model, string externalDataFolder, SessionOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return Onnx.OnnxSessionFactory.Create(model.ToByteArray(), externalDataFolder, options);
+        ArgumentNullException.ThrowIfNull(externalDataFolder);
+        var owned = options is null ? new SessionOptions() : null;
+        try
+        {
+            var so = options ?? owned!;
+            so.AddSessionConfigEntry(Onnx.OnnxModel.ExternalInitializersFolderKey, Path.GetFullPath(externalDataFolder));
+            return new InferenceSession(model.ToByteArray(), so);
+        }
+        finally
+        {
+            owned?.Dispose();
+        }
     }
 
     /// <summary>
