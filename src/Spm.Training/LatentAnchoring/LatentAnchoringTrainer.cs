@@ -103,6 +103,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
         _outputName = unet.Graph.Output[0].Name;
     }
 
+    /// <summary>Build the gradient graph once and run it at every latent size (true), or once per size (tests compare both).</summary>
+    internal bool ReuseGradientGraphAcrossSizes { get; set; } = true;
+
     /// <summary>The options of this run.</summary>
     public LatentAnchoringOptions Options => _options;
 
@@ -352,7 +355,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
             };
             foreach (var p in _parameters)
                 feeds[p.Name] = Own(OrtValue.CreateTensorValueFromMemory(p.Value, p.Shape.Select(d => (long)d).ToArray()));
-            var key = (b, draw.LatentHeight, draw.LatentWidth);
+            // Gradient graphs read sizes at run time, so one graph serves every latent size; only a probe with a
+            // single row could mistake the batch axis for a broadcast one, so that case keeps one graph per size.
+            var key = b >= 2 && ReuseGradientGraphAcrossSizes ? (b, 0, 0) : (b, draw.LatentHeight, draw.LatentWidth);
             if (!_graphs.TryGetValue(key, out var graph))
             {
                 var sw = Stopwatch.StartNew();

@@ -53,6 +53,24 @@ public class TrainerTests
     }
 
     [Test]
+    public async Task OneGradientGraphServesEveryLatentSize()
+    {
+        var dir = TestPaths.NewTempDir();
+        var options = Small(3) with { Resolution = 256, DynamicResolution = true, Seed = 5 };
+        using var shared = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread);
+        var a = await shared.TrainAsync(new TrainingOutput(Path.Combine(dir, "shared.safetensors")));
+        using var perSize = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread);
+        perSize.ReuseGradientGraphAcrossSizes = false;
+        var b = await perSize.TrainAsync(new TrainingOutput(Path.Combine(dir, "per-size.safetensors")));
+        Assert.That(a.History.Select(h => (h.Draw.Height, h.Draw.Width)).Distinct().Count(), Is.GreaterThan(1), "the seed draws several sizes");
+        for (int i = 0; i < a.History.Count; i++)
+        {
+            Assert.That(a.History[i].Draw, Is.EqualTo(b.History[i].Draw));
+            Assert.That(a.History[i].Loss, Is.EqualTo(b.History[i].Loss).Within(1e-5).Percent);
+        }
+    }
+
+    [Test]
     public async Task SameSeedGivesIdenticalFile()
     {
         var dir = TestPaths.NewTempDir();
