@@ -21,24 +21,7 @@ public class BakeCommandTests
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand { BakeCommand.Create(), InspectCommand.Create() };
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        using var o = new StringWriter();
-        using var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try
-        {
-            int code = CliGlobals.RunAsync(root, args).GetAwaiter().GetResult();
-            return (code, o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+        => CliHarness.Run([BakeCommand.Create(), InspectCommand.Create()], args);
 
     private static string Spm(string caseName) => Path.Combine(TestPaths.Reference(caseName), "spm.safetensors");
 

@@ -24,24 +24,7 @@ public class GenerateCommandTests
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand { GenerateCommand.Create(), BenchCommand.Create() };
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        using var o = new StringWriter();
-        using var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try
-        {
-            int code = CliGlobals.RunAsync(root, args).GetAwaiter().GetResult();
-            return (code, o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+        => CliHarness.Run([GenerateCommand.Create(), BenchCommand.Create()], args);
 
     private static string[] Generate(params string[] extra)
         => ["generate", "--model", TestPaths.TinySd1, "--prompt", "a photo of a cat", .. (extra.Contains("--steps") ? extra : ["--steps", "3", .. extra])];

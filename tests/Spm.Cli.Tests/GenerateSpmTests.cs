@@ -26,24 +26,7 @@ public class GenerateSpmTests
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand { GenerateCommand.Create() };
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        using var o = new StringWriter();
-        using var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try
-        {
-            int code = CliGlobals.RunAsync(root, args).GetAwaiter().GetResult();
-            return (code, o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+        => CliHarness.Run([GenerateCommand.Create()], args);
 
     private static string Spm(string caseName) => Path.Combine(TestPaths.Reference(caseName), "spm.safetensors");
 

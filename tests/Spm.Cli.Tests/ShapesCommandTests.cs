@@ -11,24 +11,7 @@ namespace Spm.Cli.Tests;
 public class ShapesCommandTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand { ShapesCommand.Create() };
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        using var o = new StringWriter();
-        using var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try
-        {
-            int code = CliGlobals.RunAsync(root, args).GetAwaiter().GetResult();
-            return (code, o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+        => CliHarness.Run([ShapesCommand.Create()], args);
 
     [Test]
     public void RenderWritesCaptionedPicturesThatJudgeReadsBack()
