@@ -17,5 +17,6 @@ internal static class CommandRegistry
         yield return TrainCommand.Create();
         yield return ShapesCommand.Create();
         yield return BuildModelCommand.Create();
+        yield return EvalCommand.Create();
     }
 }

@@ -95,6 +95,20 @@ public sealed class ErasureEvaluation
     /// <summary>Creates an evaluation reading images with <paramref name="evaluator"/> (default: the tuned one).</summary>
     public ErasureEvaluation(ShapeEvaluator? evaluator = null) => _evaluator = evaluator ?? new ShapeEvaluator();
 
+    /// <summary>
+    /// The prompts <see cref="Run"/> asks every variant of <paramref name="evalCase"/> (and the baseline) for, in the order
+    /// it asks: each concept's target prompts, then the preservation prompts. A caller can generate these images ahead,
+    /// in batches, and let its <see cref="ImageSource"/>s look them up.
+    /// </summary>
+    public static IReadOnlyList<EvalPrompt> PromptsOf(EvalCase evalCase, EvalOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(evalCase);
+        ArgumentNullException.ThrowIfNull(options);
+        return evalCase.Concepts.SelectMany(concept => EvalPromptSets.Target(concept, options.ImagesPerSet, options.Seed))
+            .Concat(EvalPromptSets.Preservation(evalCase.Concepts, options.ImagesPerSet, options.Seed))
+            .ToArray();
+    }
+
     /// <summary>Runs every case against <paramref name="baseline"/>.</summary>
     /// <exception cref="ArgumentException">No cases, a case without concepts, or unusable options.</exception>
     /// <exception cref="Spm.Core.SpmException">An image source returned an image of the wrong size.</exception>

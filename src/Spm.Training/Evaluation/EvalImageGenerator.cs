@@ -1,0 +1,296 @@
+using System.Collections.Concurrent;
+using System.Numerics.Tensors;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+using Spm.Core.Gating;
+using Spm.Core.Randomness;
+using Spm.Core.Tensors;
+using Spm.Diffusion.Images;
+using Spm.Diffusion.Membranes;
+using Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Schedulers;
+
+namespace Spm.Training.Evaluation;
+
+/// <summary>One image for an evaluation: a prompt, its seed, and the multiplier of every loaded SPM.</summary>
+/// <param name="Prompt">The prompt text.</param>
+/// <param name="Seed">The image seed (the image <c>spm generate --seed Seed</c> makes for the prompt).</param>
+/// <param name="Multipliers">One multiplier per SPM of the generator (in load order), used in both guidance rows; 0 switches an SPM off. Empty without SPMs.</param>
+public sealed record EvalImageRequest(string Prompt, ulong Seed, IReadOnlyList<float> Multipliers);
+
+/// <summary>How evaluation images are generated.</summary>
+public sealed record EvalGenerationSettings
+{
+    /// <summary>Denoising steps.</summary>
+    public int Steps { get; init; } = 20;
+
+    /// <summary>Classifier-free guidance scale (1 or below: no unconditional row).</summary>
+    public double GuidanceScale { get; init; } = 5.0;
+
+    /// <summary>Scheduler name (pndm, ddim, euler, ...); null = the model's configured one.</summary>
+    public string? Scheduler { get; init; }
+
+    /// <summary>Side of the square images in pixels; null = the model's default size.</summary>
+    public int? ImageSize { get; init; }
+
+    /// <summary>Images denoised together per UNet call (the UNet batch is twice this with guidance).</summary>
+    public int BatchSize { get; init; } = 8;
+
+    /// <summary>The negative prompt (the unconditional row).</summary>
+    public string NegativePrompt { get; init; } = "";
+
+    /// <summary>Throws <see cref="InvalidGenerationRequestException"/> for unusable settings.</summary>
+    public void Validate()
+    {
+        if (Steps is < 1 or > 1000) throw new InvalidGenerationRequestException($"steps must be 1..1000, got {Steps}.");
+        if (!double.IsFinite(GuidanceScale)) throw new InvalidGenerationRequestException($"guidance scale must be finite, got {GuidanceScale}.");
+        if (BatchSize is < 1 or > 256) throw new InvalidGenerationRequestException($"batch size must be 1..256, got {BatchSize}.");
+        if (ImageSize is < 16 or > 4096) throw new InvalidGenerationRequestException($"image size must be 16..4096, got {ImageSize}.");
+        ArgumentNullException.ThrowIfNull(NegativePrompt);
+    }
+}
+
+/// <summary>
+/// Generates evaluation images in batches of <em>different</em> prompts, seeds and SPM multipliers on one pipeline
+/// (whose UNet carries every SPM's membranes, <see cref="LoadedSpms.UNetSource"/>): the per-row gates of the injected
+/// UNet let the base model (all multipliers 0) and every erased variant share one UNet batch. Each image equals the one
+/// <see cref="StableDiffusionPipeline.GenerateAsync"/> makes for the same prompt, seed, settings and multipliers (its
+/// own noise from <see cref="LatentNoise"/>, its own scheduler, the same guidance and 8-bit output), so any image of an
+/// evaluation can be reproduced with <c>spm generate</c>. Images are planar RGB [3, S, S] floats in [0, 1] (the 8-bit
+/// values / 255). Not thread-safe (one generation at a time).
+/// </summary>
+public sealed class EvalImageGenerator
+{
+    private readonly StableDiffusionPipeline _pipeline;
+    private readonly LoadedSpms? _spms;
+    private readonly ISchedulerFactory _factory;
+    private readonly ConcurrentDictionary<string, (int[] Ids, float[] Embedding)> _embeddings = new(StringComparer.Ordinal);
+    private readonly SpmGateEvaluator _gates;
+    private readonly int _latentSize;
+    private readonly int _callsPerBatch;
+
+    /// <summary>Creates a generator on <paramref name="pipeline"/>, which must have been loaded with <paramref name="spms"/>' UNet when SPMs are given.</summary>
+    /// <exception cref="InvalidGenerationRequestException">Unusable settings (size, steps, scheduler).</exception>
+    /// <exception cref="SpmMismatchException">The pipeline's UNet does not take the SPMs' inputs (or takes inputs nothing supplies).</exception>
+    public EvalImageGenerator(StableDiffusionPipeline pipeline, LoadedSpms? spms, EvalGenerationSettings? settings = null)
+    {
+        ArgumentNullException.ThrowIfNull(pipeline);
+        settings ??= new EvalGenerationSettings();
+        settings.Validate();
+        _pipeline = pipeline;
+        _spms = spms;
+        Settings = settings;
+        int f = pipeline.Folder.VaeScaleFactor;
+        ImageSize = settings.ImageSize ?? pipeline.Folder.DefaultImageSize;
+        if (ImageSize % f != 0 || ImageSize < f)
+            throw new InvalidGenerationRequestException($"image size {ImageSize} must be a multiple of the VAE factor {f}.");
+        _latentSize = ImageSize / f;
+        var name = settings.Scheduler ?? pipeline.DefaultSchedulerName;
+        if (!SchedulerRegistry.TryGet(name, out var factory))
+            throw new InvalidGenerationRequestException($"unknown scheduler '{name}' (known: {string.Join(", ", SchedulerRegistry.Names)}).");
+        _factory = factory;
+        SchedulerName = factory.Name;
+        var probe = factory.Create(pipeline.Folder.SchedulerConfig);
+        probe.SetTimesteps(settings.Steps);
+        _callsPerBatch = probe.Timesteps.Count;
+
+        var expected = spms?.Tensors.Inputs.Keys.Append(MembraneNames.Gates).ToHashSet(StringComparer.Ordinal) ?? [];
+        var extra = pipeline.UNet.ExtraInputs.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+        if (!extra.SetEquals(expected))
+        {
+            var missing = extra.Except(expected).Concat(expected.Except(extra)).First();
+            throw new SpmMismatchException(spms is null
+                ? $"The UNet '{pipeline.UNet.Name}' takes extra inputs (e.g. '{missing}') but no SPMs were given: load the pipeline without membranes."
+                : $"The UNet '{pipeline.UNet.Name}' was not loaded with these SPMs' membranes (input '{missing}' differs): load it with LoadedSpms.UNetSource.", missing);
+        }
+        var tok = pipeline.Tokenizer;
+        _gates = new SpmGateEvaluator(text =>
+        {
+            var (ids, embedding) = Embed(text, CancellationToken.None);
+            return (ids, embedding);
+        }, [tok.BosId, tok.EosId, tok.PadId]);
+    }
+
+    /// <summary>The settings.</summary>
+    public EvalGenerationSettings Settings { get; }
+
+    /// <summary>Side of the square images in pixels.</summary>
+    public int ImageSize { get; }
+
+    /// <summary>The scheduler's name.</summary>
+    public string SchedulerName { get; }
+
+    /// <summary>Number of loaded SPMs (the length of every request's multipliers).</summary>
+    public int SpmCount => _spms?.Layout.Sets.Count ?? 0;
+
+    /// <summary>The loaded SPMs' sets (names and concepts), in load order; empty without SPMs.</summary>
+    public IReadOnlyList<MembraneSet> Sets => _spms?.Layout.Sets ?? [];
+
+    /// <summary>Images generated since this generator was created.</summary>
+    public int ImagesGenerated { get; private set; }
+
+    /// <summary>UNet calls per batch (steps, plus PNDM's repeated step).</summary>
+    public int UNetCallsPerBatch => _callsPerBatch;
+
+    /// <summary>The gates facilitated transport gives every SPM for <paramref name="prompt"/> under <paramref name="settings"/> (one entry per SPM).</summary>
+    public IReadOnlyList<SpmGate> GatesFor(string prompt, IReadOnlyList<GateSettings> settings)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (_spms is null) return [];
+        var (ids, embedding) = Embed(prompt, CancellationToken.None);
+        return _gates.Evaluate(_gates.TextOf(ids, embedding), _spms.Layout.Sets, settings);
+    }
+
+    /// <summary>
+    /// Generates the images of <paramref name="requests"/> (in order), <see cref="EvalGenerationSettings.BatchSize"/> at a
+    /// time. <paramref name="progress"/> receives the number of images done, in fractions as the denoising advances.
+    /// </summary>
+    /// <exception cref="ArgumentException">A request's multipliers do not match the SPM count.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled (between or inside UNet calls).</exception>
+    public IReadOnlyList<float[]> Generate(IReadOnlyList<EvalImageRequest> requests, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        foreach (var r in requests)
+        {
+            ArgumentNullException.ThrowIfNull(r);
+            ArgumentNullException.ThrowIfNull(r.Prompt);
+            if ((r.Multipliers?.Count ?? 0) != SpmCount)
+                throw new ArgumentException($"The request for \"{r.Prompt}\" has {r.Multipliers?.Count ?? 0} multipliers; the generator has {SpmCount} SPMs.", nameof(requests));
+        }
+        var images = new float[requests.Count][];
+        using var ro = new RunOptions();
+        using var reg = cancellationToken.Register(static o => ((RunOptions)o!).Terminate = true, ro);
+        for (int first = 0; first < requests.Count; first += Settings.BatchSize)
+        {
+            int n = Math.Min(Settings.BatchSize, requests.Count - first);
+            var batch = GenerateBatch(requests, first, n, ro, progress, cancellationToken);
+            batch.CopyTo(images, first);
+            ImagesGenerated += n;
+        }
+        return images;
+    }
+
+    private float[][] GenerateBatch(IReadOnlyList<EvalImageRequest> requests, int first, int n, RunOptions ro, IProgress<double>? progress, CancellationToken ct)
+    {
+        bool guidance = Settings.GuidanceScale > 1.0;
+        int rows = guidance ? 2 * n : n;
+        int c = _pipeline.UNet.InChannels, h = _latentSize, w = _latentSize, perImage = c * h * w;
+
+        // Rows as the pipeline lays them out: [uncond × n, cond × n] with guidance, [cond × n] without.
+        var uncond = guidance ? Embed(Settings.NegativePrompt, ct).Embedding : null;
+        var cond = new float[n][];
+        int tokens = 0;
+        for (int j = 0; j < n; j++)
+        {
+            var e = Embed(requests[first + j].Prompt, ct);
+            tokens = e.Ids.Length;
+            cond[j] = e.Embedding;
+        }
+        int ld = cond[0].Length;
+        if (cond.Any(e => e.Length != ld) || (uncond is not null && uncond.Length != ld))
+            throw new SpmMismatchException($"The text encoder '{_pipeline.TextEncoder.Name}' returned embeddings of different sizes for the prompts of one batch.", "last_hidden_state");
+        var hidden = new FloatTensor(rows, tokens, ld / tokens);
+        var multipliers = new float[rows * SpmCount];
+        for (int r = 0; r < rows; r++)
+        {
+            int j = guidance ? r % n : r;
+            bool isCond = !guidance || r >= n;
+            (isCond ? cond[j] : uncond!).CopyTo(hidden.Data, r * ld);
+            for (int s = 0; s < SpmCount; s++) multipliers[r * SpmCount + s] = requests[first + j].Multipliers[s];
+        }
+        Dictionary<string, FloatTensor>? extras = null;
+        if (_spms is not null)
+            extras = new Dictionary<string, FloatTensor>(_spms.Tensors.Inputs, StringComparer.Ordinal) { [MembraneNames.Gates] = _spms.Tensors.Gates(multipliers) };
+
+        var schedulers = new IScheduler[n];
+        var rngs = new SeededRandom[n];
+        var latents = new float[n * perImage];
+        for (int j = 0; j < n; j++)
+        {
+            var s = _factory.Create(_pipeline.Folder.SchedulerConfig);
+            s.SetTimesteps(Settings.Steps);
+            schedulers[j] = s;
+            var slice = latents.AsSpan(j * perImage, perImage);
+            rngs[j] = LatentNoise.Fill(LatentNoise.ImageSeed(requests[first + j].Seed, 0), slice);
+            TensorPrimitives.Multiply(slice, (float)s.InitNoiseSigma, slice);
+        }
+
+        var sample = new FloatTensor(rows, c, h, w);
+        var guided = new float[perImage];
+        var timesteps = schedulers[0].Timesteps;
+        for (int i = 0; i < timesteps.Count; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            for (int j = 0; j < n; j++)
+            {
+                var dst = sample.Data.AsSpan((guidance ? n + j : j) * perImage, perImage);
+                schedulers[j].ScaleModelInput(latents.AsSpan(j * perImage, perImage), dst, i);
+                if (guidance) dst.CopyTo(sample.Data.AsSpan(j * perImage, perImage));
+            }
+            var output = Cancellable(() => _pipeline.UNet.Predict(sample, timesteps[i], hidden, extras, ro), ct).Data;
+            for (int j = 0; j < n; j++)
+            {
+                ReadOnlySpan<float> noise;
+                if (guidance)
+                {
+                    // noise = u + g (c - u), as the pipeline computes it.
+                    var u = output.AsSpan(j * perImage, perImage);
+                    TensorPrimitives.Subtract(output.AsSpan((n + j) * perImage, perImage), u, guided);
+                    TensorPrimitives.MultiplyAdd(guided, (float)Settings.GuidanceScale, u, guided);
+                    noise = guided;
+                }
+                else
+                {
+                    noise = output.AsSpan(j * perImage, perImage);
+                }
+                schedulers[j].Step(noise, i, latents.AsSpan(j * perImage, perImage), rngs[j]);
+            }
+            progress?.Report(first + n * (i + 1) / (double)timesteps.Count);
+        }
+
+        ct.ThrowIfCancellationRequested();
+        var scaled = new FloatTensor([n, c, h, w], new float[n * perImage]);
+        TensorPrimitives.Multiply(latents, (float)(1.0 / _pipeline.Folder.VaeScalingFactor), scaled.Data);
+        var decoded = Cancellable(() => _pipeline.VaeDecoder.Decode(scaled, ro), ct);
+        if (decoded.Shape[2] != ImageSize || decoded.Shape[3] != ImageSize)
+            throw new SpmMismatchException($"The VAE decoder '{_pipeline.VaeDecoder.Name}' made {decoded.Shape[3]}x{decoded.Shape[2]} images from {w}x{h} latents; expected {ImageSize}x{ImageSize}.", "sample");
+        var images = new float[n][];
+        int plane = ImageSize * ImageSize;
+        for (int j = 0; j < n; j++)
+        {
+            // Through the same 8-bit conversion as a saved PNG, so the evaluator reads exactly what spm generate writes.
+            var rgb = ImageConversion.ToRgb24(decoded, j);
+            var planar = new float[3 * plane];
+            for (int p = 0; p < plane; p++)
+            {
+                planar[p] = rgb[3 * p] / 255f;
+                planar[plane + p] = rgb[3 * p + 1] / 255f;
+                planar[2 * plane + p] = rgb[3 * p + 2] / 255f;
+            }
+            images[j] = planar;
+        }
+        return images;
+    }
+
+    private (int[] Ids, float[] Embedding) Embed(string text, CancellationToken ct)
+    {
+        if (_embeddings.TryGetValue(text, out var cached)) return cached;
+        var (ids, embedding) = _pipeline.EncodePrompt(text, ct);
+        if (embedding.Shape[1] != ids.Length)
+            throw new SpmMismatchException($"The text encoder '{_pipeline.TextEncoder.Name}' returned {embedding.ShapeString} for {ids.Length} tokens.", "last_hidden_state");
+        return _embeddings.GetOrAdd(text, (ids, embedding.Data));
+    }
+
+    // ORT reports a terminated run as a generic error: turn it into a cancellation when that is what happened.
+    private static T Cancellable<T>(Func<T> run, CancellationToken ct)
+    {
+        try
+        {
+            return run();
+        }
+        catch (OnnxRuntimeException) when (ct.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(ct);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+using System.Text.Json;
+using Spm.Cli.Commands;
+using Spm.Core.Membranes;
+using Spm.Tests.Common;
+using Spm.Training.Evaluation;
+
+namespace Spm.Cli.Tests;
+
+/// <summary>
+/// <c>spm eval</c> on the tiny-sd1 fixture with the reference SPMs: its images are noise, so these tests check the
+/// arguments, the cases, the table, the JSON and the grids, not erasure figures.
+/// </summary>
+[TestFixture]
+[NonParallelizable] // redirects Console
+public class EvalCommandTests
+{
+    private string _dir = "";
+    private string _circle = "";
+    private string _red = "";
+    private string _circleNoLa = "";
+
+    [SetUp]
+    public void SetUp()
+    {
+        _dir = TestPaths.NewTempDir("spm-eval-cli");
+        _circle = Copy("all-layers", "circle.safetensors");
+        _red = Copy("attn2-rank4", "red.safetensors");
+        _circleNoLa = Copy("all-layers", "circle-no-la.safetensors");
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    private string Copy(string reference, string name)
+    {
+        var path = Path.Combine(_dir, name);
+        File.Copy(Path.Combine(TestPaths.Reference(reference), "spm.safetensors"), path);
+        return path;
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run([EvalCommand.Create()], args);
+
+    /// <summary>The verb on the fixture at 64 px, 2 steps, 2 images per set, unless <paramref name="extra"/> sets these options itself.</summary>
+    private static string[] Eval(params string[] extra)
+    {
+        string[][] defaults = [["--size", "64"], ["--steps", "2"], ["--images", "2"], ["--grid-prompts", "1"]];
+        return ["eval", "--model", TestPaths.TinySd1, .. defaults.Where(d => !extra.Contains(d[0])).SelectMany(d => d), .. extra];
+    }
+
+    [Test]
+    public void TwoSpmsAndAnAblation_TableJsonAndGrids()
+    {
+        var json = Path.Combine(_dir, "out.json");
+        var grids = Path.Combine(_dir, "grids");
+        var (code, stdout, stderr) = Run(Eval("--spm", _circle, _red, "--concepts", "circle", "red", "circle", "--no-anchoring-spm", _circleNoLa,
+            "--json", json, "--grid-dir", grids, "--seed", "4"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+
+        // The table: a header, then one line per (case, concept, variant).
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines[0], Does.StartWith("case").And.Contain("detected").And.Contain("SSIM"));
+        var rows = lines.Skip(2).Select(l => l.Split("  ", StringSplitOptions.RemoveEmptyEntries).Select(s => s.Trim()).ToArray()).ToArray();
+        Assert.That(rows.Select(r => $"{r[0]}|{r[1]}|{r[2]}"), Is.EqualTo(new[]
+        {
+            "circle|circle|base", "circle|circle|erased", "circle|circle|erased, no transport", "circle|circle|erased, no anchoring",
+            "red|red|base", "red|red|erased", "red|red|erased, no transport",
+            "circle + red|circle|base", "circle + red|circle|erased", "circle + red|circle|erased, no transport",
+            "circle + red|red|base", "circle + red|red|erased", "circle + red|red|erased, no transport",
+        }));
+        Assert.That(rows.Where(r => r[2] == "base").Select(r => r[^1]), Is.All.EqualTo("-"), "no SSIM/PSNR against itself");
+        Assert.That(stderr, Does.Contain("3 case(s)").And.Contain("images generated"));
+
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var root = doc.RootElement;
+        Assert.That(root.GetProperty("options").GetProperty("imagesPerSet").GetInt32(), Is.EqualTo(2));
+        Assert.That(root.GetProperty("options").GetProperty("seed").GetUInt64(), Is.EqualTo(4UL));
+        Assert.That(root.GetProperty("options").GetProperty("imageSize").GetInt32(), Is.EqualTo(64));
+        var jsonRows = root.GetProperty("rows").EnumerateArray().ToArray();
+        Assert.That(jsonRows, Has.Length.EqualTo(13));
+        foreach (var r in jsonRows)
+        {
+            Assert.That(r.GetProperty("targetImages").GetInt32(), Is.EqualTo(2));
+            Assert.That(r.GetProperty("detectionRate").GetDouble(), Is.InRange(0.0, 1.0));
+            Assert.That(r.GetProperty("preservationAccuracy").GetDouble(), Is.InRange(0.0, 1.0));
+            bool isBase = r.GetProperty("variant").GetString() == "base";
+            Assert.That(r.GetProperty("meanSsim").ValueKind, Is.EqualTo(isBase ? JsonValueKind.Null : JsonValueKind.Number));
+            if (!isBase) Assert.That(r.GetProperty("meanSsim").GetDouble(), Is.InRange(-1.0, 1.0));
+        }
+        var run = root.GetProperty("run");
+        Assert.That(run.GetProperty("steps").GetInt32(), Is.EqualTo(2));
+        Assert.That(run.GetProperty("scheduler").GetString(), Is.EqualTo("pndm"), "the fixture's configured scheduler");
+        var spms = run.GetProperty("spms").EnumerateArray().Select(s => (s.GetProperty("name").GetString(), s.GetProperty("concept").GetString(), s.GetProperty("role").GetString())).ToArray();
+        Assert.That(spms, Is.EqualTo(new[] { ("circle.safetensors", "circle", "erase"), ("red.safetensors", "red", "erase"), ("circle-no-la.safetensors", "circle", "no-anchoring") }));
+        // 2 target + 2 preservation prompts per single case, 2 + 2 + 2 for both: base once per distinct prompt, every variant per prompt.
+        int generated = run.GetProperty("imagesGenerated").GetInt32();
+        Assert.That(generated, Is.InRange(4 * 3 + 4 * 2 + 6 * 2 + 8, 4 * 3 + 4 * 2 + 6 * 2 + 12));
+
+        // One grid per case: rows = 1 prompt per set, columns = base + variants, 64 px cells with 2 px gaps.
+        var gridFiles = root.GetProperty("grids").EnumerateArray().Select(g => g.GetProperty("file").GetString()).ToArray();
+        Assert.That(gridFiles, Is.EqualTo(new[] { "grid-circle.png", "grid-red.png", "grid-circle-red.png" }));
+        var (_, h, w) = ImageGrid.LoadRgb(Path.Combine(grids, "grid-circle.png"));
+        Assert.That((h, w), Is.EqualTo((2 * 64 + 3 * 2, 4 * 64 + 5 * 2)));
+        (_, h, w) = ImageGrid.LoadRgb(Path.Combine(grids, "grid-circle-red.png"));
+        Assert.That((h, w), Is.EqualTo((3 * 64 + 4 * 2, 3 * 64 + 4 * 2)));
+    }
+
+    [Test]
+    public void ConceptsComeFromTheSpmsPrompts()
+    {
+        // A copy of the reference membranes whose prompts name a tiny-shapes concept inside a phrase.
+        var adapter = SpmFile.Load(_circle);
+        var striped = Path.Combine(_dir, "striped.safetensors");
+        SpmFile.Save(striped, new SpmAdapter(adapter.Config with { Prompts = ["a striped shape"] }, adapter.Membranes));
+        var json = Path.Combine(_dir, "s.json");
+        var (code, stdout, stderr) = Run(Eval("--spm", striped, "--images", "1", "--json", json, "--batch", "3"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("striped  base").And.Contain("striped  erased, no transport"));
+        Assert.That(stdout, Does.Not.Contain("no anchoring"));
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        Assert.That(doc.RootElement.GetProperty("run").GetProperty("spms")[0].GetProperty("concept").GetString(), Is.EqualTo("striped"));
+        Assert.That(doc.RootElement.GetProperty("run").GetProperty("batch").GetInt32(), Is.EqualTo(3));
+    }
+
+    [TestCase(new string[0], "nothing to evaluate")]
+    [TestCase(new[] { "--fidelity", "--spm", "{circle}" }, "--fidelity measures the base model")]
+    [TestCase(new[] { "--spm", "{circle}", "{red}", "--concepts", "circle" }, "--concepts names 1 concept(s) for 2 --spm file(s)")]
+    [TestCase(new[] { "--spm", "{circle}", "--concepts", "dog" }, "Unknown concept 'dog'")]
+    [TestCase(new[] { "--spm", "{circle}" }, "cannot tell which tiny-shapes concept")]
+    [TestCase(new[] { "--spm", "{dir}/missing.safetensors", "--concepts", "circle" }, "missing.safetensors' not found")]
+    [TestCase(new[] { "--spm", "{circle}", "{red}", "--concepts", "circle", "circle" }, "Two erasing SPMs erase 'circle'")]
+    [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "red", "--no-anchoring-spm", "{red}" }, "'red' has no erasing SPM")]
+    [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "--batch", "0" }, "batch size must be 1..256")]
+    [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "--size", "60" }, "multiple of the VAE factor 8")]
+    [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "--images", "0" }, "--images must be 1..100000")]
+    public void BadArguments_FailWithOneLine(string[] args, string message)
+    {
+        var resolved = args.Select(a => a.Replace("{circle}", _circle).Replace("{red}", _red).Replace("{dir}", _dir)).ToArray();
+        var (code, stdout, stderr) = Run(Eval(resolved));
+        Assert.That(code, Is.EqualTo(2), stderr);
+        Assert.That(stderr.Trim(), Does.StartWith("spm: error:").And.Contain(message));
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(stdout, Is.Empty);
+    }
+
+    [Test]
+    public void ExistingJson_IsKeptUnlessForced_AndCheckedBeforeAnyWork()
+    {
+        var json = Path.Combine(_dir, "keep.json");
+        File.WriteAllText(json, "precious");
+        var (code, _, stderr) = Run(Eval("--spm", _circle, "--concepts", "circle", "--json", json));
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("already exists (use --force to overwrite)").And.Not.Contain("images generated"));
+        Assert.That(File.ReadAllText(json), Is.EqualTo("precious"));
+        (code, _, stderr) = Run(Eval("--spm", _circle, "--concepts", "circle", "--json", json, "--force", "--images", "1"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(File.ReadAllText(json), Does.StartWith("{"));
+    }
+
+    [Test]
+    public void Fidelity_PrintsAttributeAccuracies_AndWritesJson()
+    {
+        var json = Path.Combine(_dir, "fidelity.json");
+        var (code, stdout, stderr) = Run(Eval("--fidelity", "--images", "6", "--json", json, "--batch", "4"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.StartWith("fidelity on 6 images"));
+        foreach (var attribute in new[] { "shape", "colour", "pattern", "background", "object found" })
+            Assert.That(stdout, Does.Match($@"\n  {attribute} +(\d+\.\d%|-)\n"), attribute);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var fidelity = doc.RootElement.GetProperty("fidelity");
+        Assert.That(fidelity.GetProperty("images").GetInt32(), Is.EqualTo(6));
+        Assert.That(fidelity.GetProperty("shapeAccuracy").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(doc.RootElement.GetProperty("run").GetProperty("imagesGenerated").GetInt32(), Is.EqualTo(6));
+    }
+
+    [Test]
+    public void FidelityTable_ShowsUnnamedAttributesAsDash()
+    {
+        var text = EvalCommand.FidelityTable(new FidelityResult(10, 0.9, 0.955, double.NaN, 1.0, 0.8));
+        Assert.That(text, Is.EqualTo(
+            "fidelity on 10 images (attribute read as the caption names it)\n" +
+            "  shape          90.0%\n" +
+            "  colour         95.5%\n" +
+            "  pattern            -\n" +
+            "  background    100.0%\n" +
+            "  object found   80.0%\n"));
+    }
+}
