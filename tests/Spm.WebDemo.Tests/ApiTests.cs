@@ -165,6 +165,26 @@ public class ApiTests
         }
     }
 
+    [Test]
+    public async Task WithoutSpms_TheAppServesThePlainModel_AndBothImagesAreTheBaseImage()
+    {
+        await using var app = WebDemoApp.Build(new WebDemoOptions(TestPaths.TinySd1, [], Port: 0, Steps: 2, Size: 64, Quiet: true));
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = WebDemoApp.Address(app) };
+        var info = await http.GetFromJsonAsync<InfoAnswer>("api/info", Json);
+        Assert.That(info!.Spms, Is.Empty);
+        var gates = await (await http.PostAsJsonAsync("api/gates", new { prompt = "a cat", enabled = Array.Empty<bool>() })).Content.ReadFromJsonAsync<GateView[]>(Json);
+        Assert.That(gates, Is.Empty);
+        var response = await http.PostAsJsonAsync("api/generate", new { prompt = "the reference concept", enabled = Array.Empty<bool>(), seed = 5, steps = 4 });
+        var answer = (await response.Content.ReadFromJsonAsync<GenerateAnswer>(Json))!;
+        Assert.That(answer.Erased, Is.EqualTo(answer.Base));
+        // The plain model draws what the injected model draws with every gate at 0 (the shared app's base image).
+        var shared = await Generate(new { prompt = "the reference concept", enabled = new[] { true, true }, seed = 5 });
+        Assert.That(DemoServer.DecodeDataUrl(answer.Base).Rgb, Is.EqualTo(DemoServer.DecodeDataUrl(shared.Base).Rgb));
+        Assert.That(answer.Parameters, Does.Not.Contain("SPM"));
+        await app.StopAsync();
+    }
+
     private async Task<GenerateAnswer> Generate(object body)
     {
         var response = await _http.PostAsJsonAsync("api/generate", body);

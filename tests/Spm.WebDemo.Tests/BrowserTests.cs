@@ -100,6 +100,10 @@ public class BrowserTests
         Assert.That(await page.InnerTextAsync("#erased-caption"), Does.Contain("attn2-rank4/spm.safetensors").And.Not.Contain("all-layers"));
         Assert.That(await page.InnerTextAsync("#status"), Does.Contain("64x64"));
         Assert.That(consoleErrors, Is.Empty);
+
+        // SPM_WEBDEMO_SCREENSHOT=FILE.png keeps a picture of the finished page (for looking at the layout).
+        if (Environment.GetEnvironmentVariable("SPM_WEBDEMO_SCREENSHOT") is { Length: > 0 } shot)
+            await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
     }
 
     private static async Task<byte[]> LibraryRgb(string prompt, GateSettings[] settings, ulong seed)
