@@ -4,6 +4,9 @@ using Spectre.Console;
 using Spm.Core;
 using Spm.Diffusion.Onnx.Building;
 using Spm.Diffusion.Text;
+using Spm.Cli.Rendering;
+using Spm.Training.Shapes;
+using System.Globalization;
 
 namespace Spm.Cli.Commands;
 
@@ -18,7 +21,7 @@ internal static class BuildModelCommand
     {
         var preset = new Option<string>("--preset")
         {
-            Description = $"Sizes: {string.Join(", ", PipelinePresets.Names)}.",
+            Description = $"Sizes: {string.Join(", ", PipelinePresets.Names)}, or tiny-shapes (trains the built-in model from scratch).",
             DefaultValueFactory = _ => "tiny-sd1",
         };
         var unetConfig = new Option<string?>("--unet-config") { Description = "A diffusers unet config.json replacing the preset's UNet (custom sizes; text width follows cross_attention_dim)." };
@@ -28,12 +31,31 @@ internal static class BuildModelCommand
         var unetOnly = new Option<bool>("--unet-only") { Description = "Write only unet/ (for benchmarks)." };
         var external = new Option<bool?>("--external-data") { Description = "Store the UNet weights in unet/weights.pb (default: when larger than 64 MB)." };
         var force = new Option<bool>("--force") { Description = "Replace an existing folder." };
+        var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 700)." };
+        var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: UNet training steps (default 2800)." };
+        var unetBatch = new Option<int?>("--unet-batch") { Description = "tiny-shapes: latents per UNet step (default 24)." };
+        var pool = new Option<int?>("--latent-pool") { Description = "tiny-shapes: pictures encoded for the UNet phase (default 12000)." };
+        var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
-            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force,
+            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads,
         };
-        cmd.SetAction((parse, ct) =>
+        cmd.SetAction(async (parse, ct) =>
         {
+            if (string.Equals(parse.GetValue(preset), TinyShapesModel.Preset.Name, StringComparison.OrdinalIgnoreCase))
+            {
+                var d = new TinyShapesTrainingOptions();
+                var o = d with
+                {
+                    Seed = parse.GetValue(seed),
+                    AutoencoderSteps = parse.GetValue(aeSteps) ?? d.AutoencoderSteps,
+                    UNetSteps = parse.GetValue(unetSteps) ?? d.UNetSteps,
+                    UNetBatch = parse.GetValue(unetBatch) ?? d.UNetBatch,
+                    LatentPoolSize = parse.GetValue(pool) ?? d.LatentPoolSize,
+                    Threads = parse.GetValue(threads),
+                };
+                return await TrainTinyShapes(parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);
+            }
             var p = PipelinePresets.Get(parse.GetValue(preset)!);
             var unetFile = parse.GetValue(unetConfig);
             if (unetFile is not null) p = WithUNet(p, UNetConfig.Load(unetFile));
@@ -64,9 +86,28 @@ internal static class BuildModelCommand
                 });
             long unetParams = UNetBuilder.Create(p.UNet, 0).ParameterCount;
             Console.WriteLine($"wrote {Path.GetFullPath(outDir)} ({p.Name}, seed {parse.GetValue(seed)}, UNet {unetParams:N0} parameters) in {sw.Elapsed.TotalSeconds:F1} s");
-            return Task.FromResult(0);
+            return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Trains the built-in tiny-shapes model from scratch (see docs/tiny-shapes.md) with a progress bar per phase.</summary>
+    private static async Task<int> TrainTinyShapes(string outDir, string? tokenizerFolder, TinyShapesTrainingOptions options, bool force, CancellationToken ct)
+    {
+        var tok = tokenizerFolder ?? ClipTokenizer.FindFolder();
+        if (tok is null) throw new SpmException("No CLIP tokenizer found: pass --tokenizer DIR (a folder with vocab.json and merges.txt).");
+        var sw = Stopwatch.StartNew();
+        var report = await ProgressBars.RunAsync("tiny-shapes", options.AutoencoderSteps, "it", bar =>
+            TinyShapesModel.TrainAsync(outDir, tok, options, force, new Progress<TinyShapesProgress>(p =>
+                bar.Report(new ProgressUpdate(p.Step, p.Steps,
+                    double.IsNaN(p.Loss) ? p.Phase : string.Create(CultureInfo.InvariantCulture, $"{p.Phase} loss {p.Loss:F4}")))), ct));
+        var log = new System.Text.StringBuilder("phase,step,loss\n");
+        for (int i = 0; i < report.AutoencoderLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"autoencoder,{i + 1},{report.AutoencoderLosses[i]:G6}\n");
+        for (int i = 0; i < report.UNetLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"unet,{i + 1},{report.UNetLosses[i]:G6}\n");
+        Spm.Core.IO.AtomicFile.WriteAllText(Path.Combine(outDir, "training-log.csv"), log.ToString());
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
+        return 0;
     }
 
     /// <summary>The preset with another UNet; the text encoder's width follows its cross-attention width.</summary>

@@ -29,6 +29,12 @@ internal static class GradientSessionFactory
             if (settings.ExternalDataFolder is not null)
                 options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(settings.ExternalDataFolder));
             if (settings.UseCuda) options.AppendExecutionProvider_CUDA(0);
+            // Diagnostics: SPM_ORT_PROFILE=prefix writes ORT's per-node timing JSON (prefix_<date>.json) when the session closes.
+            if (Environment.GetEnvironmentVariable("SPM_ORT_PROFILE") is { Length: > 0 } profile)
+            {
+                options.EnableProfiling = true;
+                options.ProfileOutputPathPrefix = profile;
+            }
             return new InferenceSession(model.ToByteArray(), options);
         }
         catch (OnnxRuntimeException e)

@@ -22,6 +22,12 @@ public sealed record VaeDecoderConfig
     /// <summary>GroupNorm groups.</summary>
     public int NormNumGroups { get; init; } = 32;
 
+    /// <summary>
+    /// The factor latents are multiplied by after encoding (so the diffusion model sees roughly unit variance) and
+    /// divided by before decoding; SD 1.x/2.x: 0.18215. Written to config.json as <c>scaling_factor</c>.
+    /// </summary>
+    public double ScalingFactor { get; init; } = 0.18215;
+
     /// <summary>The tiny fixture's decoder: 8/16/16/16 channels, 1 layer per block, 8 groups (×8 upsampling).</summary>
     public static VaeDecoderConfig Tiny => new() { BlockOutChannels = [8, 16, 16, 16], LayersPerBlock = 1, NormNumGroups = 8 };
 
@@ -34,6 +40,7 @@ public sealed record VaeDecoderConfig
         if (OutChannels is <= 0 or > 64) Fail("out_channels", $"out of range: {OutChannels}");
         if (LayersPerBlock is <= 0 or > 16) Fail("layers_per_block", $"out of range: {LayersPerBlock}");
         if (NormNumGroups <= 0) Fail("norm_num_groups", $"must be positive: {NormNumGroups}");
+        if (!(ScalingFactor > 0) || double.IsInfinity(ScalingFactor)) Fail("scaling_factor", $"must be positive and finite: {ScalingFactor}");
         foreach (var ch in BlockOutChannels)
             if (ch <= 0 || ch > 8192 || ch % NormNumGroups != 0) Fail("block_out_channels", $"{ch} channels are not divisible into {NormNumGroups} groups");
     }
@@ -50,7 +57,7 @@ public sealed record VaeDecoderConfig
         ["layers_per_block"] = LayersPerBlock,
         ["norm_num_groups"] = NormNumGroups,
         ["act_fn"] = "silu",
-        ["scaling_factor"] = 0.18215,
+        ["scaling_factor"] = ScalingFactor,
     };
 }
 
@@ -70,6 +77,18 @@ public static class VaeDecoderBuilder
         c.Validate();
         var g = new GraphBuilder("main_graph", seed);
         var z = g.Input("latent_sample", DataType.Float, "batch", c.LatentChannels, "height", "width");
+        Emit(g, c, z, "sample");
+        g.Output("sample", DataType.Float, "batch", c.OutChannels, "sample_height", "sample_width");
+        return g;
+    }
+
+    /// <summary>
+    /// Emits the decoder into <paramref name="g"/> reading latents <paramref name="z"/> [B, latent, h, w]; its last conv
+    /// writes <paramref name="outputName"/> [B, 3, h·2^(levels−1), w·2^(levels−1)]. Used alone (the shipped decoder)
+    /// and behind <see cref="VaeEncoderBuilder"/> (the autoencoder that is trained end to end).
+    /// </summary>
+    internal static void Emit(GraphBuilder g, VaeDecoderConfig c, string z, string outputName)
+    {
         var h = g.Conv("post_quant_conv", z, c.LatentChannels, c.LatentChannels, 1);
         int n = c.BlockOutChannels.Count;
         long top = c.BlockOutChannels[^1];
@@ -103,13 +122,11 @@ public static class VaeDecoderBuilder
             }
             h = g.GroupNorm("conv_norm_out", h, c.BlockOutChannels[0], c.NormNumGroups, Eps);
             h = g.Silu("conv_act", h);
-            g.Conv("conv_out", h, c.BlockOutChannels[0], c.OutChannels, 3, outputName: "sample");
+            g.Conv("conv_out", h, c.BlockOutChannels[0], c.OutChannels, 3, outputName: outputName);
         }
-        g.Output("sample", DataType.Float, "batch", c.OutChannels, "sample_height", "sample_width");
-        return g;
     }
 
-    private static string Resnet(GraphBuilder g, VaeDecoderConfig c, string module, string x, long inCh, long outCh)
+    internal static string Resnet(GraphBuilder g, VaeDecoderConfig c, string module, string x, long inCh, long outCh)
     {
         using var _ = g.Scope(module);
         var h = g.GroupNorm("norm1", x, inCh, c.NormNumGroups, Eps);
@@ -123,7 +140,7 @@ public static class VaeDecoderBuilder
     }
 
     /// <summary>The decoder's single-head self-attention over all pixels, with a residual.</summary>
-    private static string Attention(GraphBuilder g, VaeDecoderConfig c, string module, string x, long ch)
+    internal static string Attention(GraphBuilder g, VaeDecoderConfig c, string module, string x, long ch)
     {
         using var _ = g.Scope(module);
         var shape = g.Node("Shape", [x]);

@@ -1,0 +1,368 @@
+using System.Diagnostics;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+using Spm.Core.Randomness;
+using Spm.Diffusion.Onnx.Building;
+using Spm.Diffusion.Schedulers;
+using Spm.Diffusion.Text;
+using Spm.Training.Autodiff;
+using Spm.Training.ModelTraining;
+using Spm.Training.Optimizers;
+
+namespace Spm.Training.Shapes;
+
+/// <summary>Settings of <see cref="TinyShapesModel.TrainAsync"/>; the defaults rebuild the shipped model.</summary>
+public sealed record TinyShapesTrainingOptions
+{
+    /// <summary>Seed of the initial weights, the data and the noise.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Autoencoder training steps.</summary>
+    public int AutoencoderSteps { get; init; } = 700;
+
+    /// <summary>Images per autoencoder step.</summary>
+    public int AutoencoderBatch { get; init; } = 12;
+
+    /// <summary>Peak learning rate of the autoencoder (AdamW, warm-up then cosine decay).</summary>
+    public double AutoencoderLearningRate { get; init; } = 2e-3;
+
+    /// <summary>Weight of the latent-size penalty <c>mean(z²)</c> that keeps latents bounded (no KL is used).</summary>
+    public double LatentPenalty { get; init; } = 1e-4;
+
+    /// <summary>Images encoded once for the UNet phase (each with its caption).</summary>
+    public int LatentPoolSize { get; init; } = 12000;
+
+    /// <summary>UNet training steps.</summary>
+    public int UNetSteps { get; init; } = 2800;
+
+    /// <summary>Latents per UNet step.</summary>
+    public int UNetBatch { get; init; } = 24;
+
+    /// <summary>Peak learning rate of the UNet.</summary>
+    public double UNetLearningRate { get; init; } = 1e-3;
+
+    /// <summary>
+    /// γ of Min-SNR loss weighting (Hang et al. 2023): each sample's noise-prediction error is weighted by
+    /// min(SNR(t), γ) / SNR(t), which stops the nearly noise-free steps from dominating and speeds up convergence.
+    /// 0 turns the weighting off.
+    /// </summary>
+    public double MinSnrGamma { get; init; } = 5.0;
+
+    /// <summary>Share of UNet samples whose caption is replaced by the empty prompt (classifier-free guidance).</summary>
+    public double UnconditionalProbability { get; init; } = 0.1;
+
+    /// <summary>Warm-up steps of each phase's learning rate.</summary>
+    public int WarmupSteps { get; init; } = 100;
+
+    /// <summary>Global gradient-norm clip.</summary>
+    public double MaxGradientNorm { get; init; } = 1.0;
+
+    /// <summary>ONNX Runtime intra-op threads (0: all cores).</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Checks the values, naming the first bad one.</summary>
+    public void Validate()
+    {
+        if (AutoencoderSteps < 1 || UNetSteps < 1) throw new SpmException("Step counts must be at least 1.");
+        if (AutoencoderBatch < 2 || UNetBatch < 2) throw new SpmException("Batches must hold at least 2 samples.");
+        if (LatentPoolSize < UNetBatch) throw new SpmException($"The latent pool ({LatentPoolSize}) must hold at least one batch ({UNetBatch}).");
+        if (!(AutoencoderLearningRate > 0) || !(UNetLearningRate > 0)) throw new SpmException("Learning rates must be positive.");
+        if (UnconditionalProbability is < 0 or > 1) throw new SpmException("The unconditional probability must lie in [0, 1].");
+    }
+}
+
+/// <summary>Progress of <see cref="TinyShapesModel.TrainAsync"/>.</summary>
+/// <param name="Phase">"autoencoder", "encode" or "unet".</param>
+/// <param name="Step">Completed steps of the phase.</param>
+/// <param name="Steps">Steps of the phase.</param>
+/// <param name="Loss">Loss of the last step (smoothed), NaN when not applicable.</param>
+/// <param name="StepsPerSecond">Recent speed.</param>
+public readonly record struct TinyShapesProgress(string Phase, int Step, int Steps, double Loss, double StepsPerSecond);
+
+/// <summary>What a training run measured.</summary>
+/// <param name="AutoencoderLoss">Mean reconstruction MSE (in [-1, 1] pixel units) over the last 50 autoencoder steps.</param>
+/// <param name="ScalingFactor">1 / standard deviation of the pooled latents, written to vae_decoder/config.json.</param>
+/// <param name="UNetLoss">Mean noise-prediction MSE over the last 100 UNet steps.</param>
+/// <param name="AutoencoderTime">Time of the autoencoder phase.</param>
+/// <param name="EncodeTime">Time to encode the latent pool.</param>
+/// <param name="UNetTime">Time of the UNet phase.</param>
+/// <param name="AutoencoderLosses">Loss of every autoencoder step.</param>
+/// <param name="UNetLosses">Loss of every UNet step (Min-SNR weighted).</param>
+public sealed record TinyShapesTrainingReport(double AutoencoderLoss, double ScalingFactor, double UNetLoss,
+    TimeSpan AutoencoderTime, TimeSpan EncodeTime, TimeSpan UNetTime, IReadOnlyList<double> AutoencoderLosses, IReadOnlyList<double> UNetLosses);
+
+/// <summary>
+/// The project's built-in text-to-image model: an SD-1.x-architecture pipeline at a small size, trained from scratch on
+/// the tiny-shapes world by the project's own training engine (full mode over ONNX graphs) in three phases:
+/// (1) an autoencoder (SD-structured decoder, mirrored deterministic encoder) on rendered 64×64 pictures;
+/// (2) a pool of pictures encoded once, whose latent standard deviation fixes the VAE scaling factor;
+/// (3) the UNet, ε-prediction on SD's noise schedule, conditioned on a frozen CLIP-architecture text encoder over the
+/// real CLIP vocabulary. The text encoder keeps its seeded random weights: it is a fixed random feature map of the
+/// caption, which the UNet's cross-attention learns to read (freezing it also keeps its 49,408-row token table
+/// out of the optimizer).
+/// </summary>
+public static class TinyShapesModel
+{
+    /// <summary>Image size in pixels.</summary>
+    public const int ImageSize = 64;
+
+    /// <summary>The model's sizes (see docs/tiny-shapes.md).</summary>
+    public static PipelinePreset Preset { get; } = new(
+        "tiny-shapes",
+        new UNetConfig
+        {
+            SampleSize = 16,
+            BlockOutChannels = [32, 64, 64],
+            LayersPerBlock = 1,
+            NormNumGroups = 8,
+            CrossAttentionDim = 32,
+            AttentionHeadDim = [4],
+            DownBlockTypes = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        },
+        new ClipTextConfig { Width = 32, Layers = 2, Heads = 4, IntermediateSize = 128 },
+        new VaeDecoderConfig { BlockOutChannels = [16, 32, 64], LayersPerBlock = 1, NormNumGroups = 8 });
+
+    /// <summary>
+    /// Trains the model and writes a complete pipeline folder to <paramref name="folder"/> (atomically swapped in).
+    /// </summary>
+    /// <param name="folder">Output pipeline folder.</param>
+    /// <param name="tokenizerFolder">Folder with CLIP's vocab.json and merges.txt.</param>
+    /// <param name="options">Sizes of the run.</param>
+    /// <param name="overwrite">Replace an existing folder.</param>
+    /// <param name="progress">Receives per-step progress.</param>
+    /// <param name="cancellationToken">Stops between steps (nothing is written).</param>
+    public static Task<TinyShapesTrainingReport> TrainAsync(string folder, string tokenizerFolder, TinyShapesTrainingOptions options,
+        bool overwrite = false, IProgress<TinyShapesProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        ArgumentNullException.ThrowIfNull(tokenizerFolder);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any() && !overwrite)
+            throw new SpmException($"'{folder}' already exists and is not empty (use --force to replace it).");
+        return Task.Run(() => Train(folder, tokenizerFolder, options, overwrite, progress, cancellationToken), cancellationToken);
+    }
+
+    private static TinyShapesTrainingReport Train(string folder, string tokenizerFolder, TinyShapesTrainingOptions o, bool overwrite,
+        IProgress<TinyShapesProgress>? progress, CancellationToken ct)
+    {
+        var preset = Preset;
+        var settings = new GradientSessionSettings(IntraOpThreads: o.Threads);
+        var world = new ShapeWorld();
+
+        // Phase 1: the autoencoder.
+        var swAe = Stopwatch.StartNew();
+        var aeBuilder = VaeEncoderBuilder.CreateAutoencoder(preset.VaeDecoder, o.Seed);
+        var aeModel = aeBuilder.Build();
+        var dataRng = new SeededRandom(o.Seed ^ 0xA11CE);
+        int ab = o.AutoencoderBatch, pixels = 3 * ImageSize * ImageSize, latentSize = ImageSize / 4;
+        var images = new float[ab * pixels];
+        var zeros = new float[ab * preset.VaeDecoder.LatentChannels * latentSize * latentSize];
+        long[] imageShape = [ab, 3, ImageSize, ImageSize], latentShape = [ab, preset.VaeDecoder.LatentChannels, latentSize, latentSize];
+        void RenderBatch(float[] dst, SeededRandom rng, string[]? captions)
+        {
+            for (int i = 0; i < dst.Length / pixels; i++)
+            {
+                var s = world.Sample(rng);
+                var span = dst.AsSpan(i * pixels, pixels);
+                ShapeRasterizer.Render(s.Scene, span, ImageSize);
+                for (int k = 0; k < span.Length; k++) span[k] = span[k] * 2f - 1f;
+                if (captions is not null) captions[i] = s.Caption;
+            }
+        }
+        RenderBatch(images, dataRng, null);
+        double aeLoss;
+        var aeLosses = new List<double>(o.AutoencoderSteps);
+        var unetLosses = new List<double>(o.UNetSteps);
+        {
+            using var imageValue = OrtValue.CreateTensorValueFromMemory(images, imageShape);
+            using var zeroValue = OrtValue.CreateTensorValueFromMemory(zeros, latentShape);
+            var feeds = new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue, ["latent_target"] = zeroValue };
+            var trainable = aeModel.Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToList();
+            using var trainer = GraphTrainer.Create(aeModel, trainable,
+                [LossTerm.MeanSquaredError(VaeEncoderBuilder.ReconstructionOutput, "image_target"), LossTerm.MeanSquaredError(VaeEncoderBuilder.LatentOutput, "latent_target", o.LatentPenalty)],
+                new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue }, new AdamW(weightDecay: 0), settings);
+            feeds["image_target"] = imageValue;
+            var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.AutoencoderSteps, 1);
+            aeLoss = RunPhase("autoencoder", o.AutoencoderSteps, 50, aeLosses, step =>
+            {
+                RenderBatch(images, dataRng, null);
+                return trainer.Step(feeds, schedule.At(o.AutoencoderLearningRate, step), o.MaxGradientNorm).Loss;
+            }, progress, ct);
+            trainer.CopyTo(aeBuilder);
+        }
+        swAe.Stop();
+
+        // Phase 2: encode a pool of pictures; their spread fixes the scaling factor.
+        var swEnc = Stopwatch.StartNew();
+        var encoder = VaeEncoderBuilder.CreateEncoder(preset.VaeDecoder, o.Seed);
+        WeightTransfer.CopyByConsumer(aeBuilder, encoder);
+        int pool = o.LatentPoolSize, latentLen = preset.VaeDecoder.LatentChannels * latentSize * latentSize;
+        var latents = new float[(long)pool * latentLen];
+        var captions = new string[pool];
+        var poolRng = new SeededRandom(o.Seed ^ 0xB0B);
+        using (var encSession = new InferenceSession(encoder.Build().ToByteArray(), SessionOptionsFor(o.Threads)))
+        {
+            const int chunk = 64;
+            var buffer = new float[chunk * pixels];
+            var chunkCaptions = new string[chunk];
+            var sw = Stopwatch.StartNew();
+            for (int start = 0; start < pool; start += chunk)
+            {
+                ct.ThrowIfCancellationRequested();
+                int n = Math.Min(chunk, pool - start);
+                var view = buffer.AsMemory(0, n * pixels);
+                RenderBatch(buffer, poolRng, chunkCaptions);
+                using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, view, [n, 3, ImageSize, ImageSize]);
+                using var runOptions = new RunOptions();
+                using var result = encSession.Run(runOptions, [VaeEncoderBuilder.ImageInput], [input], [VaeEncoderBuilder.LatentOutput]);
+                result[0].GetTensorDataAsSpan<float>().CopyTo(latents.AsSpan(start * latentLen, n * latentLen));
+                Array.Copy(chunkCaptions, 0, captions, start, n);
+                progress?.Report(new TinyShapesProgress("encode", start + n, pool, double.NaN, (start + n) / Math.Max(1e-9, sw.Elapsed.TotalSeconds)));
+            }
+        }
+        double mean = 0, sq = 0;
+        foreach (var v in latents) { mean += v; sq += (double)v * v; }
+        mean /= latents.Length;
+        double std = Math.Sqrt(Math.Max(1e-12, sq / latents.Length - mean * mean));
+        float scaling = (float)(1.0 / std);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(latents, scaling, latents);
+        swEnc.Stop();
+
+        // Phase 3: the UNet on noised latents, conditioned on the frozen text encoder.
+        var swUnet = Stopwatch.StartNew();
+        var tokenizer = ClipTokenizer.Load(tokenizerFolder);
+        var textBuilder = ClipTextEncoderBuilder.Create(preset.TextEncoder, o.Seed);
+        using var textSession = new InferenceSession(textBuilder.Build().ToByteArray(), SessionOptionsFor(o.Threads));
+        var embeddings = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        int width = preset.TextEncoder.Width, seq = ClipTokenizer.DefaultMaxLength;
+        float[] Embed(string caption)
+        {
+            if (embeddings.TryGetValue(caption, out var e)) return e;
+            var ids = tokenizer.Encode(caption);
+            using var idValue = OrtValue.CreateTensorValueFromMemory(ids, [1, ids.Length]);
+            using var runOptions = new RunOptions();
+            using var r = textSession.Run(runOptions, ["input_ids"], [idValue], ["last_hidden_state"]);
+            e = r[0].GetTensorDataAsSpan<float>().ToArray();
+            embeddings[caption] = e;
+            return e;
+        }
+
+        var unetBuilder = UNetBuilder.Create(preset.UNet, o.Seed);
+        var unetModel = WithLossWeight(unetBuilder.Build());
+        var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
+        var alphas = schedule3.AlphasCumprod;
+        int b = o.UNetBatch;
+        var sample = new float[b * latentLen];
+        var noise = new float[b * latentLen];
+        var timesteps = new float[b];
+        var lossWeights = new float[b];
+        var context = new float[b * seq * width];
+        var rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
+        void FillBatch()
+        {
+            for (int i = 0; i < b; i++)
+            {
+                int idx = rng.NextInt(0, pool);
+                int t = rng.NextInt(0, schedule3.Length);
+                timesteps[i] = t;
+                var z = latents.AsSpan(idx * latentLen, latentLen);
+                var eps = noise.AsSpan(i * latentLen, latentLen);
+                rng.FillGaussian(eps);
+                schedule3.AddNoise(z, eps, t, sample.AsSpan(i * latentLen, latentLen));
+                // Min-SNR: the loss compares sqrt(w)·prediction with sqrt(w)·noise, so w multiplies the squared error.
+                double snr = alphas[t] / (1.0 - alphas[t]);
+                float w = o.MinSnrGamma > 0 ? (float)Math.Sqrt(Math.Min(snr, o.MinSnrGamma) / snr) : 1f;
+                lossWeights[i] = w;
+                System.Numerics.Tensors.TensorPrimitives.Multiply(eps, w, eps);
+                var caption = rng.NextDouble() < o.UnconditionalProbability ? "" : captions[idx];
+                Embed(caption).CopyTo(context.AsSpan(i * seq * width, seq * width));
+            }
+        }
+        FillBatch();
+        double unetLoss;
+        {
+            using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, preset.UNet.InChannels, latentSize, latentSize]);
+            using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [b]);
+            using var contextValue = OrtValue.CreateTensorValueFromMemory(context, [b, seq, width]);
+            using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, [b, preset.UNet.OutChannels, latentSize, latentSize]);
+            using var weightValue = OrtValue.CreateTensorValueFromMemory(lossWeights, [b, 1, 1, 1]);
+            var inputs = new Dictionary<string, OrtValue> { ["sample"] = sampleValue, ["timestep"] = timestepValue, ["encoder_hidden_states"] = contextValue, [LossWeightInput] = weightValue };
+            var trainable = unetModel.Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToList();
+            using var trainer = GraphTrainer.Create(unetModel, trainable, [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
+            var feeds = new Dictionary<string, OrtValue>(inputs) { ["noise_target"] = noiseValue };
+            var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.UNetSteps, 1);
+            unetLoss = RunPhase("unet", o.UNetSteps, 100, unetLosses, step =>
+            {
+                FillBatch();
+                return trainer.Step(feeds, schedule.At(o.UNetLearningRate, step), o.MaxGradientNorm).Loss;
+            }, progress, ct);
+            trainer.CopyTo(unetBuilder);
+        }
+        swUnet.Stop();
+
+        // Write the pipeline folder with the trained weights.
+        var trainedPreset = preset with { VaeDecoder = preset.VaeDecoder with { ScalingFactor = Math.Round(scaling, 5) } };
+        PipelineWriter.Write(folder, trainedPreset, o.Seed, new PipelineWriteOptions
+        {
+            TokenizerFolder = tokenizerFolder,
+            Overwrite = overwrite,
+            Customize = (component, g) =>
+            {
+                if (component == "unet") WeightTransfer.CopyByConsumer(unetBuilder, g);
+                else if (component == "vae_decoder") WeightTransfer.CopyByConsumer(aeBuilder, g);
+            },
+        }, cancellationToken: ct);
+        return new TinyShapesTrainingReport(aeLoss, Math.Round(scaling, 5), unetLoss, swAe.Elapsed, swEnc.Elapsed, swUnet.Elapsed, aeLosses, unetLosses);
+    }
+
+    private const string LossWeightInput = "loss_weight";
+    private const string WeightedOutput = "weighted_out_sample";
+
+    /// <summary>The UNet with one more input, a per-sample factor [B, 1, 1, 1], and its prediction times that factor as an extra output.</summary>
+    private static Diffusion.Onnx.Proto.ModelProto WithLossWeight(Diffusion.Onnx.Proto.ModelProto unet)
+    {
+        var shape = new Diffusion.Onnx.Proto.TensorShapeProto();
+        shape.Dim.Add(new Diffusion.Onnx.Proto.TensorShapeProto.Types.Dimension { DimParam = "batch" });
+        for (int i = 0; i < 3; i++) shape.Dim.Add(new Diffusion.Onnx.Proto.TensorShapeProto.Types.Dimension { DimValue = 1 });
+        unet.Graph.Input.Add(new Diffusion.Onnx.Proto.ValueInfoProto
+        {
+            Name = LossWeightInput,
+            Type = new Diffusion.Onnx.Proto.TypeProto { TensorType = new Diffusion.Onnx.Proto.TypeProto.Types.Tensor { ElemType = 1, Shape = shape } },
+        });
+        var node = new Diffusion.Onnx.Proto.NodeProto { Name = "/loss_weight/Mul", OpType = "Mul" };
+        node.Input.Add("out_sample");
+        node.Input.Add(LossWeightInput);
+        node.Output.Add(WeightedOutput);
+        unet.Graph.Node.Add(node);
+        unet.Graph.Output.Add(new Diffusion.Onnx.Proto.ValueInfoProto { Name = WeightedOutput });
+        return unet;
+    }
+
+    private static double RunPhase(string phase, int steps, int tail, List<double> log, Func<long, double> step, IProgress<TinyShapesProgress>? progress, CancellationToken ct)
+    {
+        var recent = new Queue<double>();
+        double smoothed = double.NaN;
+        var sw = Stopwatch.StartNew();
+        for (int s = 0; s < steps; s++)
+        {
+            ct.ThrowIfCancellationRequested();
+            double loss = step(s);
+            log.Add(loss);
+            smoothed = double.IsNaN(smoothed) ? loss : 0.95 * smoothed + 0.05 * loss;
+            recent.Enqueue(loss);
+            if (recent.Count > tail) recent.Dequeue();
+            progress?.Report(new TinyShapesProgress(phase, s + 1, steps, smoothed, (s + 1) / Math.Max(1e-9, sw.Elapsed.TotalSeconds)));
+        }
+        return recent.Average();
+    }
+
+    private static SessionOptions SessionOptionsFor(int threads)
+    {
+        var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (threads > 0) so.IntraOpNumThreads = threads;
+        return so;
+    }
+}

@@ -1,0 +1,54 @@
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Diffusion.Onnx.Building;
+using static Spm.Diffusion.Tests.Building.BuildTestSupport;
+
+namespace Spm.Diffusion.Tests.Building;
+
+[TestFixture]
+public class VaeEncoderBuilderTests
+{
+    private static readonly VaeDecoderConfig Config = new() { BlockOutChannels = [8, 16, 16], LayersPerBlock = 1, NormNumGroups = 8 };
+
+    [Test]
+    public void WeightTransfer_MatchesWeightsByConsumer_NotByTheirNumberedNames()
+    {
+        var ae = VaeEncoderBuilder.CreateAutoencoder(Config, 3);
+        var encoder = VaeEncoderBuilder.CreateEncoder(Config, 4);
+        var decoder = VaeDecoderBuilder.Create(Config, 5);
+        int floatsIn(GraphBuilder g) => g.Build().Graph.Initializer.Count(i => i.DataType == 1);
+        Assert.That(WeightTransfer.CopyByConsumer(ae, encoder), Is.EqualTo(floatsIn(encoder)));
+        Assert.That(WeightTransfer.CopyByConsumer(ae, decoder), Is.EqualTo(floatsIn(decoder)));
+        Assert.That(floatsIn(encoder) + floatsIn(decoder), Is.EqualTo(floatsIn(ae)));
+        // The decoder's mid-block attention weights are anonymous (onnx::MatMul_N) and numbered differently in the
+        // autoencoder, where the encoder's attention comes first: they must arrive from the decoder half.
+        var aeModel = ae.Build();
+        string WeightOf(Spm.Diffusion.Onnx.Proto.ModelProto m, string node) => m.Graph.Node.Single(n => n.Name == node).Input[1];
+        const string query = "/decoder/mid_block/attentions.0/query/MatMul";
+        var decModel = decoder.Build();
+        Assert.That(WeightOf(decModel, query), Is.Not.EqualTo(WeightOf(aeModel, query)), "the names differ, so copying by name would be wrong");
+        var expected = aeModel.Graph.Initializer.Single(i => i.Name == WeightOf(aeModel, query)).RawData;
+        Assert.That(decModel.Graph.Initializer.Single(i => i.Name == WeightOf(decModel, query)).RawData, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void Autoencoder_DownsamplesByTwoPerLevel_AndItsDecoderHalfEqualsTheStandaloneDecoder()
+    {
+        var ae = VaeEncoderBuilder.CreateAutoencoder(Config, 5);
+        var decoder = VaeDecoderBuilder.Create(Config, 99);
+        WeightTransfer.CopyByConsumer(ae, decoder);
+
+        var image = RandomFloats(2 * 3 * 32 * 32, 7);
+        using var aeSession = new InferenceSession(ae.Build().ToByteArray(), Options());
+        using var inputs = OrtValue.CreateTensorValueFromMemory(image, [2, 3, 32, 32]);
+        using var r = aeSession.Run(new RunOptions(), [VaeEncoderBuilder.ImageInput], [inputs], [VaeEncoderBuilder.LatentOutput, VaeEncoderBuilder.ReconstructionOutput]);
+        Assert.That(r[0].GetTensorTypeAndShape().Shape, Is.EqualTo(new long[] { 2, 4, 8, 8 }));
+        Assert.That(r[1].GetTensorTypeAndShape().Shape, Is.EqualTo(new long[] { 2, 3, 32, 32 }));
+        var latent = r[0].GetTensorDataAsSpan<float>().ToArray();
+        var reconstruction = r[1].GetTensorDataAsSpan<float>().ToArray();
+
+        using var decSession = new InferenceSession(decoder.Build().ToByteArray(), Options());
+        var decoded = Run(decSession, "sample", ("latent_sample", latent, [2, 4, 8, 8]));
+        Assert.That(MaxAbsDiff(decoded, reconstruction), Is.LessThan(1e-5 * Math.Max(1, MaxAbs(reconstruction))));
+    }
+}
