@@ -35,10 +35,13 @@ internal static class BuildModelCommand
         var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: UNet training steps (default 2800)." };
         var unetBatch = new Option<int?>("--unet-batch") { Description = "tiny-shapes: latents per UNet step (default 24)." };
         var pool = new Option<int?>("--latent-pool") { Description = "tiny-shapes: pictures encoded for the UNet phase (default 12000)." };
+        var work = new Option<string?>("--work-dir") { Description = "tiny-shapes: folder for phase snapshots (a finished autoencoder there is reused)." };
+        var continueUnet = new Option<bool>("--continue-unet") { Description = "tiny-shapes: start the UNet from the snapshot in --work-dir (train it further)." };
+        var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak UNet learning rate (default 1e-3)." };
         var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
-            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads,
+            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -53,6 +56,9 @@ internal static class BuildModelCommand
                     UNetBatch = parse.GetValue(unetBatch) ?? d.UNetBatch,
                     LatentPoolSize = parse.GetValue(pool) ?? d.LatentPoolSize,
                     Threads = parse.GetValue(threads),
+                    WorkFolder = parse.GetValue(work),
+                    ContinueUNet = parse.GetValue(continueUnet),
+                    UNetLearningRate = parse.GetValue(unetLr) ?? d.UNetLearningRate,
                 };
                 return await TrainTinyShapes(parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);
             }

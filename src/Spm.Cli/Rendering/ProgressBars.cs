@@ -74,7 +74,12 @@ internal static class ProgressBars
         {
             lock (_gate)
             {
-                if (value.Total is { } t && t > 0) _total = t;
+                // A new total starts a new phase of the work (e.g. the next training phase): count its tenths afresh.
+                if (value.Total is { } t && t > 0 && t != _total)
+                {
+                    _total = t;
+                    _lastTenth = -1;
+                }
                 if (value.Description is { } d) _description = d;
                 _done = value.Done;
                 int tenth = _total > 0 ? (int)Math.Floor(10 * _done / _total) : 0;

@@ -58,6 +58,16 @@ public sealed record TinyShapesTrainingOptions
     /// <summary>Global gradient-norm clip.</summary>
     public double MaxGradientNorm { get; init; } = 1.0;
 
+    /// <summary>
+    /// A folder for phase snapshots (<c>autoencoder.safetensors</c>, <c>unet.safetensors</c>), or null. A finished
+    /// autoencoder of the same seed, steps and batch found there is reused instead of trained again; with
+    /// <see cref="ContinueUNet"/> the UNet starts from the snapshot there (more steps on a model trained before).
+    /// </summary>
+    public string? WorkFolder { get; init; }
+
+    /// <summary>Start the UNet from <c>WorkFolder/unet.safetensors</c> instead of from its seeded initial weights.</summary>
+    public bool ContinueUNet { get; init; }
+
     /// <summary>ONNX Runtime intra-op threads (0: all cores).</summary>
     public int Threads { get; init; }
 
@@ -173,9 +183,16 @@ public static class TinyShapesModel
             }
         }
         RenderBatch(images, dataRng, null);
-        double aeLoss;
+        double aeLoss = double.NaN;
         var aeLosses = new List<double>(o.AutoencoderSteps);
         var unetLosses = new List<double>(o.UNetSteps);
+        var aeTag = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"seed={o.Seed};steps={o.AutoencoderSteps};batch={o.AutoencoderBatch};lr={o.AutoencoderLearningRate}");
+        string? aeSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "autoencoder.safetensors");
+        if (aeSnapshot is not null && File.Exists(aeSnapshot) && TryLoadSnapshot(aeSnapshot, aeTag, aeBuilder))
+        {
+            progress?.Report(new TinyShapesProgress("autoencoder", o.AutoencoderSteps, o.AutoencoderSteps, double.NaN, 0));
+        }
+        else
         {
             using var imageValue = OrtValue.CreateTensorValueFromMemory(images, imageShape);
             using var zeroValue = OrtValue.CreateTensorValueFromMemory(zeros, latentShape);
@@ -192,6 +209,7 @@ public static class TinyShapesModel
                 return trainer.Step(feeds, schedule.At(o.AutoencoderLearningRate, step), o.MaxGradientNorm).Loss;
             }, progress, ct);
             trainer.CopyTo(aeBuilder);
+            if (aeSnapshot is not null) SaveSnapshot(aeSnapshot, aeTag, aeBuilder);
         }
         swAe.Stop();
 
@@ -251,6 +269,12 @@ public static class TinyShapesModel
         }
 
         var unetBuilder = UNetBuilder.Create(preset.UNet, o.Seed);
+        string? unetSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "unet.safetensors");
+        if (o.ContinueUNet)
+        {
+            if (unetSnapshot is null || !File.Exists(unetSnapshot) || !TryLoadSnapshot(unetSnapshot, null, unetBuilder))
+                throw new SpmException($"No UNet snapshot to continue from in '{o.WorkFolder}'.");
+        }
         var unetModel = WithLossWeight(unetBuilder.Build());
         var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
         var alphas = schedule3.AlphasCumprod;
@@ -300,6 +324,7 @@ public static class TinyShapesModel
                 return trainer.Step(feeds, schedule.At(o.UNetLearningRate, step), o.MaxGradientNorm).Loss;
             }, progress, ct);
             trainer.CopyTo(unetBuilder);
+            if (unetSnapshot is not null) SaveSnapshot(unetSnapshot, "unet", unetBuilder);
         }
         swUnet.Stop();
 
@@ -316,6 +341,31 @@ public static class TinyShapesModel
             },
         }, cancellationToken: ct);
         return new TinyShapesTrainingReport(aeLoss, Math.Round(scaling, 5), unetLoss, swAe.Elapsed, swEnc.Elapsed, swUnet.Elapsed, aeLosses, unetLosses);
+    }
+
+    private static void SaveSnapshot(string path, string tag, GraphBuilder g)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        var tensors = new SortedDictionary<string, Core.Tensors.FloatTensor>(StringComparer.Ordinal);
+        foreach (var t in g.Build().Graph.Initializer.Where(i => i.DataType == 1))
+            tensors[t.Name] = new Core.Tensors.FloatTensor(t.Dims.Select(d => (int)d).ToArray(), InitializerValues.ReadFloats(t));
+        Core.SafeTensors.SafeTensorsWriter.WriteFloat(path, tensors, new Dictionary<string, string> { ["spm.snapshot"] = tag });
+    }
+
+    /// <summary>Loads a snapshot into a builder of the same network (same names); false when its tag differs.</summary>
+    private static bool TryLoadSnapshot(string path, string? tag, GraphBuilder g)
+    {
+        using var file = Core.SafeTensors.SafeTensorsFile.Open(path);
+        if (tag is not null && (!file.Metadata.TryGetValue("spm.snapshot", out var found) || found != tag)) return false;
+        var floats = g.Build().Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var (name, shape) in g.Initializers.ToList())
+        {
+            if (!floats.Contains(name)) continue;
+            var t = file.ReadFloat(name);
+            if (!t.Shape.Select(d => (long)d).SequenceEqual(shape)) throw new SpmFormatException(path, name, "has another shape than the model's weight.");
+            g.SetInitializer(name, TensorInit.FromData(t.Data));
+        }
+        return true;
     }
 
     private const string LossWeightInput = "loss_weight";
