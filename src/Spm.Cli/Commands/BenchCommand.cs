@@ -26,6 +26,7 @@ internal static class BenchCommand
         yield return PipelineBench();
         yield return TrainStepBenchCommand.Create();
         yield return InjectionBenchCommand.Create();
+        yield return EvalBenchCommand.Create();
     }
 
     /// <summary><c>spm bench pipeline</c>: it/s of generation and the share of time outside the three models.</summary>

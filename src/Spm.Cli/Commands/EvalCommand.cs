@@ -46,11 +46,12 @@ internal static class EvalCommand
         public readonly Option<bool> Force = new("--force") { Description = "Overwrite existing output files." };
         public readonly Option<string> Provider = new("--provider") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
         public readonly Option<int> Threads = new("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
+        public readonly Option<int> Parallel = new("--parallel") { Description = "Batches generated at once (try 2 with --threads 1 on small CPUs).", DefaultValueFactory = _ => 1 };
 
         public Options() => GateCurve.AcceptOnlyFromAmong("square", "linear");
 
         public IEnumerable<Option> All() =>
-            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, Json, GridDir, GridPrompts, Force, Provider, Threads];
+            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel];
     }
 
     public static Command Create()
@@ -102,6 +103,7 @@ internal static class EvalCommand
             Scheduler = parse.GetValue(o.Scheduler),
             ImageSize = parse.GetValue(o.Size),
             BatchSize = parse.GetValue(o.Batch),
+            Parallelism = parse.GetValue(o.Parallel),
         };
         generation.Validate();
         bool force = parse.GetValue(o.Force);
@@ -316,6 +318,8 @@ internal static class EvalCommand
             ["guidance"] = r.Generation.GuidanceScale,
             ["imageSize"] = generator.ImageSize,
             ["batch"] = r.Generation.BatchSize,
+            ["parallel"] = r.Generation.Parallelism,
+            ["threads"] = r.Runtime.IntraOpThreads,
             ["gateCurve"] = r.Transport.Curve.ToString().ToLowerInvariant(),
             ["facilitateFactor"] = r.Transport.FacilitateFactor,
             ["spms"] = spms,

@@ -110,6 +110,19 @@ public class EvalImageGeneratorTests
     }
 
     [Test]
+    public void ParallelBatches_GiveTheSameImages_AndProgressStillAddsUp()
+    {
+        var requests = Enumerable.Range(0, 5).Select(i => new EvalImageRequest($"a blue star {i}", (ulong)(200 + i), [0f, i % 3 - 1])).ToArray();
+        var sequential = new EvalImageGenerator(_injected, _spms, Settings with { BatchSize = 2 }).Generate(requests);
+        var reports = new List<double>();
+        var parallel = new EvalImageGenerator(_injected, _spms, Settings with { BatchSize = 2, Parallelism = 2 })
+            .Generate(requests, new InlineProgress<double>(d => { lock (reports) reports.Add(d); }));
+        for (int i = 0; i < requests.Length; i++) Assert.That(parallel[i], Is.EqualTo(sequential[i]), $"image {i}");
+        Assert.That(reports, Is.Ordered.Ascending);
+        Assert.That(reports[^1], Is.EqualTo(5.0).Within(1e-9));
+    }
+
+    [Test]
     public void GatesFor_AreTheConditionersGates()
     {
         var generator = new EvalImageGenerator(_injected, _spms, Settings);
