@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Spm.Cli.Rendering;
 using Spm.Core;
+using Spm.Core.Gating;
 using Spm.Core.SafeTensors;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Images;
@@ -40,10 +41,12 @@ internal static class GenerateCommand
         public readonly Option<string?> InitLatents = new("--init-latents") { Description = "safetensors file with tensor 'latents' [B,4,h,w] of unit-variance noise." };
         public readonly Option<string?> SaveLatents = new("--save-latents") { Description = "Write the final latents (before the VAE) as tensor 'latents' to this safetensors file." };
 
+        public readonly Option<bool> Compare = new("--compare") { Description = "With --spm: also write the base image (every SPM off, same seed) as NAME.base.png, to compare." };
+
         public readonly SpmGenerateOptions Spm = new();
 
         public IEnumerable<Option> All() =>
-            [Model, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, .. Spm.All()];
+            [Model, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, Compare, .. Spm.All()];
     }
 
     public static Command Create()
@@ -104,6 +107,12 @@ internal static class GenerateCommand
         };
         // Output names are fixed (and checked) before any work, so a long run never ends in a refused write.
         var targets = OutputPaths(parse.GetValue(o.Out), count, seed, force);
+        bool compare = parse.GetValue(o.Compare);
+        if (compare && spms is null) throw new SpmException("--compare needs at least one --spm (it writes the image without them beside the one with them).");
+        var baseTargets = compare ? targets.Select(BasePath).ToArray() : [];
+        if (!force)
+            foreach (var p in baseTargets)
+                if (File.Exists(p)) throw new IOException($"'{p}' already exists (use --force to overwrite).");
 
         var result = await ProgressBars.RunAsync("generating", request.Count, "step", async bar =>
         {
@@ -117,6 +126,17 @@ internal static class GenerateCommand
             PngImage.Write(targets[image.Index], png, force);
             Console.WriteLine($"wrote {targets[image.Index]} ({image.Width}x{image.Height}, seed {image.Seed})");
         }
+        if (compare)
+        {
+            // The same request with every membrane's multiplier fixed at 0: bit-identical to the original model.
+            var off = spms!.CreateConditioner(pipeline, spms.Layout.Sets.Select(_ => new GateSettings(FixedMultiplier: 0f)).ToList());
+            var baseResult = await pipeline.GenerateAsync(request with { Conditioner = off }, null, ct);
+            foreach (var image in baseResult.Images)
+            {
+                PngImage.Write(baseTargets[image.Index], PngImage.Encode(image.Rgb, image.Width, image.Height, image.Parameters), force);
+                Console.WriteLine($"wrote {baseTargets[image.Index]} ({image.Width}x{image.Height}, seed {image.Seed}, without SPMs)");
+            }
+        }
         if (saveLatents is not null)
         {
             SafeTensorsWriter.WriteFloat(saveLatents, new Dictionary<string, FloatTensor> { ["latents"] = result.Latents },
@@ -128,6 +148,8 @@ internal static class GenerateCommand
             $"{result.SchedulerName}: {t.UNetCalls} UNet calls in {t.UNet.TotalSeconds:0.00}s ({(t.UNet.TotalSeconds > 0 ? t.UNetCalls / t.UNet.TotalSeconds : 0):0.00} it/s), total {t.Total.TotalSeconds:0.00}s on {pipeline.Provider.ToString().ToLowerInvariant()}"));
         return 0;
     }
+
+    private static string BasePath(string path) => Path.Combine(Path.GetDirectoryName(path) ?? "", Path.GetFileNameWithoutExtension(path) + ".base.png");
 
     private static string Describe(GenerationProgress p) => p.Stage switch
     {
