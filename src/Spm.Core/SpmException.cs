@@ -34,11 +34,40 @@ public class SpmFormatException : SpmException
     /// <summary>What is wrong, without the file and key prefix.</summary>
     public string Detail { get; }
 
+    /// <summary>Longest detail kept in the message: a hostile file must not be echoed back whole.</summary>
+    internal const int MaxDetailChars = 400;
+
+    /// <summary>Longest key kept in the message.</summary>
+    internal const int MaxKeyChars = 1100;
+
     private static string Compose(string? filePath, string? key, string detail)
     {
-        var where = filePath is null ? "" : $"'{filePath}'";
+        // Details often quote the file's own bytes (a bad value, a JSON parser's excerpt): keep the message one
+        // short line whatever the file holds, so the CLI's one-line error stays one line.
+        detail = OneLine(detail, MaxDetailChars);
+        if (key is not null) key = OneLine(key, MaxKeyChars);
+        var where = filePath is null ? "" : $"'{OneLine(filePath, int.MaxValue)}'";
         if (key is not null) where = where.Length == 0 ? $"key '{key}'" : $"{where}, key '{key}'";
         return where.Length == 0 ? detail : $"{where}: {detail}";
+    }
+
+    /// <summary>Control characters escaped, cut to <paramref name="max"/> characters (plus an ellipsis).</summary>
+    internal static string OneLine(string text, int max)
+    {
+        bool clean = text.Length <= max;
+        for (int i = 0; clean && i < text.Length; i++) clean = !char.IsControl(text[i]);
+        if (clean) return text;
+        var sb = new System.Text.StringBuilder(Math.Min(text.Length, max) + 8);
+        foreach (char c in text)
+        {
+            if (sb.Length >= max) { sb.Append("..."); break; }
+            if (c == '\n') sb.Append("\\n");
+            else if (c == '\r') sb.Append("\\r");
+            else if (c == '\t') sb.Append(' ');
+            else if (char.IsControl(c)) sb.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
+            else sb.Append(c);
+        }
+        return sb.ToString();
     }
 }
 

@@ -159,14 +159,9 @@ public static class BakeJob
             baked.Save(bakedFile, saveOptions);
             ct.ThrowIfCancellationRequested();
 
-            string? old = null;
-            if (Directory.Exists(dest) || File.Exists(dest))
-            {
-                old = Path.Combine(parent, $".{Path.GetFileName(dest)}.spm-old-{Guid.NewGuid():N}");
-                if (Directory.Exists(dest)) Directory.Move(dest, old); else File.Move(dest, old);
-            }
-            Directory.Move(staging, dest);
-            if (old is not null) DeleteQuietly(old);
+            // One atomic exchange where the OS has it: a kill leaves the old folder or the new one at dest.
+            var old = Path.Combine(parent, $".{Path.GetFileName(dest)}.spm-old-{Guid.NewGuid():N}");
+            if (DirectorySwap.Replace(staging, dest, old)) DeleteQuietly(old);
             return Path.Combine(dest, Path.GetRelativePath(source, unetFile));
         }
         catch

@@ -77,7 +77,7 @@ public sealed class ModelFolder
 
         m.SchedulerConfig = SchedulerConfig.Load(m.SchedulerConfigPath);
         using (var doc = ParseJson(m.SchedulerConfigPath))
-            m.SchedulerClassName = doc.RootElement.TryGetProperty("_class_name", out var cn) && cn.ValueKind == JsonValueKind.String ? cn.GetString() : null;
+            m.SchedulerClassName = doc.RootElement.TryGetProperty("_class_name", out var cn) && cn.ValueKind == JsonValueKind.String ? ReadString(cn, m.SchedulerConfigPath, "_class_name") : null;
         var unetConfig = Path.Combine(root, "unet", "config.json");
         if (File.Exists(unetConfig))
         {
@@ -96,8 +96,7 @@ public sealed class ModelFolder
             var r = doc.RootElement;
             if (r.TryGetProperty("scaling_factor", out var sf) && sf.ValueKind == JsonValueKind.Number)
             {
-                var v = sf.GetDouble();
-                if (!(v > 0) || double.IsInfinity(v)) throw new SpmFormatException(vaeConfig, "scaling_factor", $"invalid value {sf.GetRawText()}.");
+                if (!sf.TryGetDouble(out var v) || !(v > 0) || double.IsInfinity(v)) throw new SpmFormatException(vaeConfig, "scaling_factor", $"invalid value {sf.GetRawText()}.");
                 m.VaeScalingFactor = v;
             }
             if (r.TryGetProperty("block_out_channels", out var boc) && boc.ValueKind == JsonValueKind.Array && boc.GetArrayLength() is > 0 and < 12)
@@ -105,6 +104,13 @@ public sealed class ModelFolder
             break;
         }
         return m;
+    }
+
+    // JsonDocument checks a string's UTF-8 only when it is read: invalid bytes are a format error of the file.
+    private static string? ReadString(JsonElement e, string path, string key)
+    {
+        try { return e.GetString(); }
+        catch (InvalidOperationException ex) { throw new SpmFormatException(path, key, $"not a valid string: {ex.Message}", ex); }
     }
 
     private static void RequireFile(string path, string what)

@@ -161,6 +161,11 @@ public sealed record UNetConfig
         {
             throw new SpmFormatException(source, null, $"a field has the wrong type: {ex.Message}", ex);
         }
+        catch (ArgumentException ex)
+        {
+            // JsonObject builds its dictionary on first access: a key written twice surfaces here.
+            throw new SpmFormatException(source, null, $"a key appears twice: {ex.Message}", ex);
+        }
     }
 
     /// <summary>Writes this config as a diffusers unet config.json object.</summary>
