@@ -36,7 +36,8 @@ internal static partial class DirectorySwap
         return true;
     }
 
-    private static bool TryExchange(string a, string b)
+    /// <summary>Swaps two existing paths in one system call; false where that is not available.</summary>
+    internal static bool TryExchange(string a, string b)
     {
         if (!OperatingSystem.IsLinux()) return false;
         try
