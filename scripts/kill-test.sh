@@ -3,7 +3,7 @@
 # replacing an older baked folder, half kill a training that checkpoints every iteration over an older output.
 # After every kill the outputs must be the old ones or complete new ones. From 10 trials on, every fifth killed
 # training is resumed and must end byte-identical to an uninterrupted run.
-#   scripts/kill-test.sh [TRIALS=50] [SEED=8]
+#   scripts/kill-test.sh [TRIALS=50] [SEED=8]      (SPM_KILL_LOG=FILE also appends a line per trial to FILE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials=${1:-50}

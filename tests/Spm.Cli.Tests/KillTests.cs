@@ -75,6 +75,7 @@ public class KillTests
             Assert.That(isOld || isNew, Is.True, $"bake trial {t}: killed at {delay:F2} s, the folder is neither the old bake nor the new one");
             if (!killed) Assert.That(isNew, Is.True, $"bake trial {t}: finished but the output is not the new bake");
             if (isOld) bakeOld++; else bakeNew++;
+            Log($"bake trial {t}: {(killed ? $"killed at {delay:F2} s" : "finished")}, folder is the {(isOld ? "old" : "new")} bake");
             bakeStaging += CleanLeftovers(_dir, ".bake-out.spm-");
         }
         stats.Add($"bake: {bakeTrials} trials, {bakeOld} left the old folder, {bakeNew} the new one, {bakeStaging} left a staging folder behind (killed mid-assembly)");
@@ -124,7 +125,10 @@ public class KillTests
                     Assert.That(File.Exists(checkpoint), Is.False, $"train trial {t}: a finished run removes its checkpoint");
                 }
                 if (File.Exists(log)) CheckLossLog(log, t);
-                ckptTemp += CleanLeftovers(_dir, ".t.safetensors");
+                int temps = CleanLeftovers(_dir, ".t.safetensors");
+                ckptTemp += temps;
+                Log($"train trial {t}: {(killed ? $"killed {frac:F2} of an iteration after step {k}" : "finished")}, checkpoint {(File.Exists(checkpoint) ? "valid" : "absent")}, " +
+                    $"output {(bytes.AsSpan().SequenceEqual(oldSpm) ? "old" : "new")}{(temps > 0 ? $", {temps} temp file(s) left (killed mid-write)" : "")}");
 
                 // The long run: every fifth killed training is resumed and must end exactly as an uninterrupted run.
                 if (trials >= 10 && t % 5 == 0 && killed && File.Exists(checkpoint))
@@ -134,12 +138,21 @@ public class KillTests
                     Assert.That(r.Code, Is.EqualTo(0), r.Err);
                     Assert.That(File.ReadAllBytes(output), Is.EqualTo(uninterrupted), $"train trial {t}: resumed run differs from the uninterrupted one");
                     resumed++;
+                    Log($"train trial {t}: resumed, equal to the uninterrupted run");
                 }
             }
             stats.Add($"train: {trainTrials} trials, checkpoint present and valid after {ckptPresent}, a checkpoint temp file left (killed mid-write) in {ckptTemp}, " +
                       $"output old {outOld} / new {outNew}, resumed to the uninterrupted file {resumed}");
         }
-        foreach (var s in stats) TestContext.Progress.WriteLine("kill test: " + s);
+        foreach (var s in stats) Log(s);
+    }
+
+    /// <summary>Progress lines: to the test output, and appended to <c>SPM_KILL_LOG</c> when set (long runs).</summary>
+    private static void Log(string line)
+    {
+        TestContext.Progress.WriteLine("kill test: " + line);
+        var log = Environment.GetEnvironmentVariable("SPM_KILL_LOG");
+        if (!string.IsNullOrEmpty(log)) File.AppendAllText(log, $"{DateTime.UtcNow:HH:mm:ss} {line}\n");
     }
 
     private byte[] Uninterrupted(Func<string[], string[]> args)
