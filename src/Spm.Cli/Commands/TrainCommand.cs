@@ -27,6 +27,7 @@ internal static class TrainCommand
         var quirk = new Option<bool>("--reference-quirk") { Description = "Reproduce the reference code's anchor batch (half the anchors are E(\"\"))." };
         var iterations = new Option<int>("--iterations") { Description = "Training iterations.", DefaultValueFactory = _ => 3000 };
         var lr = new Option<double>("--lr") { Description = "AdamW learning rate.", DefaultValueFactory = _ => 1e-4 };
+        var adamEpsilon = new Option<double>("--adam-epsilon") { Description = "AdamW epsilon (matters when gradients are tiny, as on random-weight models).", DefaultValueFactory = _ => 1e-8 };
         var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps of the learning rate.", DefaultValueFactory = _ => 500 };
         var rank = new Option<int>("--rank") { Description = "Membrane rank.", DefaultValueFactory = _ => 1 };
         var alpha = new Option<double>("--alpha") { Description = "Membrane alpha (scale = alpha/rank).", DefaultValueFactory = _ => 1.0 };
@@ -42,7 +43,7 @@ internal static class TrainCommand
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
-            model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, warmup, rank, alpha,
+            model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, config, output, force,
         };
         cmd.SetAction(async (parse, ct) =>
@@ -58,6 +59,7 @@ internal static class TrainCommand
                 ReferenceQuirk = parse.GetValue(quirk),
                 Iterations = parse.GetValue(iterations),
                 LearningRate = parse.GetValue(lr),
+                AdamEpsilon = parse.GetValue(adamEpsilon),
                 WarmupSteps = parse.GetValue(warmup),
                 Rank = parse.GetValue(rank),
                 Alpha = parse.GetValue(alpha),
@@ -96,7 +98,8 @@ internal static class TrainCommand
             var result = await RunWithProgress(trainer, target, ct);
             var t = result.Timings;
             double perIt = t.Iterations > 0 ? t.Total.TotalSeconds / t.Iterations : 0;
-            Console.WriteLine($"wrote {result.OutputPath} ({trainer.Layers.Count} membranes, rank {options.Rank}); loss log {target.LossLog}");
+            Console.WriteLine($"wrote {result.OutputPath} ({trainer.Layers.Count} membranes, rank {options.Rank}); loss log {target.LossLog}" +
+                (result.ResumedFrom > 0 ? $"; resumed from step {result.ResumedFrom}" : ""));
             if (result.History.Count > 0)
             {
                 var last = result.History[^1];
@@ -125,7 +128,7 @@ internal static class TrainCommand
                 double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
                 var eta = TimeSpan.FromSeconds((total - p.Step) / Math.Max(1e-9, rate));
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"step {p.Step}/{total} loss {p.Loss:G4} (era {p.ErasureLoss:G4}, anc {p.AnchorLoss:G4}) lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
+                    $"step {p.Step}/{total} loss {p.Loss:G4} (era {p.ErasureLoss:G4} = {p.RelativeErasureLoss:F3} x frozen, anc {p.AnchorLoss:G4}) |grad| {p.GradientNorm:G3} lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
             });
             return await trainer.TrainAsync(output, plain, ct);
         }

@@ -57,6 +57,13 @@ public sealed record LatentAnchoringOptions
     /// <summary>AdamW weight decay.</summary>
     public double WeightDecay { get; init; } = 0.01;
 
+    /// <summary>
+    /// AdamW epsilon (1e-8 as in the reference). It matters when gradients are tiny: where <c>sqrt(v)</c> falls below
+    /// epsilon the update is no longer normalised and shrinks with the gradient (on the random-weight fixture, gradients
+    /// are ~1e-9..1e-6).
+    /// </summary>
+    public double AdamEpsilon { get; init; } = 1e-8;
+
     /// <summary>Linear warm-up steps of the learning rate.</summary>
     public int WarmupSteps { get; init; } = 500;
 
@@ -110,6 +117,8 @@ public sealed record LatentAnchoringOptions
         if (SamplingSteps < 2) throw new ArgumentException($"Sampling steps must be at least 2 (got {SamplingSteps}).");
         if (AnchorCount < 0) throw new ArgumentException($"Anchor count must be non-negative (got {AnchorCount}).");
         if (BatchSize != 1) throw new ArgumentException($"Only batch size 1 is supported (got {BatchSize}).");
+        if (!(AdamEpsilon > 0) || double.IsInfinity(AdamEpsilon)) throw new ArgumentException($"--adam-epsilon must be positive (got {AdamEpsilon}).");
+        if (PreviewEvery < 0) throw new ArgumentException($"--preview-every must be non-negative (got {PreviewEvery}).");
         if (CheckpointEvery < 0) throw new ArgumentException($"--checkpoint-every must be non-negative (got {CheckpointEvery}).");
         if (WarmupSteps < 0 || CosineCycles < 1) throw new ArgumentException("Warm-up steps must be >= 0 and cosine cycles >= 1.");
         if (double.IsNaN(Eta) || double.IsNaN(AnchorStrength) || AnchorStrength < 0) throw new ArgumentException("eta must be a number and the anchor strength non-negative.");

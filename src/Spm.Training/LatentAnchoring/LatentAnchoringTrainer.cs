@@ -63,6 +63,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly int _tokens, _width;
     private readonly SchedulerConfig _ddimConfig;
     private readonly string _baseModelId;
+    private readonly bool _positiveIsTarget;
 
     private LatentAnchoringTrainer(LatentAnchoringOptions options, ModelFolder folder, OnnxModel unet, MembraneLayout layout,
         InjectedUnet injected, ModelProto trainingModel, GradientSessionSettings gradientSettings,
@@ -78,6 +79,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
         (_tokens, _width) = (tokens, width);
         _baseModelId = baseModelId;
+        _positiveIsTarget = _ePositive.AsSpan().SequenceEqual(_eTarget);
         _ddimConfig = folder.SchedulerConfig with { Eta = 0 };
 
         // The injected session reads membrane tensors from these arrays (pinned, not copied), so updating the
@@ -183,7 +185,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         if (!output.Overwrite && File.Exists(output.Path) && !output.Resume)
             throw new IOException($"'{output.Path}' already exists (use --force to overwrite).");
         var o = _options;
-        var optimizer = new AdamW(weightDecay: o.WeightDecay);
+        var optimizer = new AdamW(epsilon: o.AdamEpsilon, weightDecay: o.WeightDecay);
         var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.Iterations, o.CosineCycles);
         string fingerprint = Fingerprint();
         var rng = new SeededRandom(o.Seed);
@@ -223,6 +225,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
             var eSur = frozen.AsSpan(latent, latent);
             float eta = (float)o.Eta;
             for (int i = 0; i < latent; i++) target[i] = eSur[i] - eta * (ePos[i] - eSur[i]);
+            // With positive == concept, eps(x,t,c_tar) of the frozen model is ePos: the untrained loss at this draw.
+            double frozenEra = _positiveIsTarget ? MeanSquaredDifference(ePos, target.AsSpan(0, latent)) : double.NaN;
             frozen.AsSpan(2 * latent, anchors * latent).CopyTo(target.AsSpan(latent));
 
             var rowWeights = new float[1 + anchors];
@@ -237,6 +241,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             if (!double.IsFinite(loss))
                 throw new SpmException($"The loss became {loss} at step {step + 1}; lower the learning rate (--lr) or the anchor strength.");
 
+            double gradNorm = GradientNorm();
             sw.Restart();
             double lr = schedule.At(o.LearningRate, step);
             optimizer.Step(_parameters, lr);
@@ -245,14 +250,20 @@ public sealed class LatentAnchoringTrainer : IDisposable
             double lossEra = rowLoss[0];
             double lossAnc = anchors > 0 ? rowLoss.Skip(1).Average(v => (double)v) : 0;
             bool checkpoint = o.CheckpointEvery > 0 && (step + 1) % o.CheckpointEvery == 0 && step + 1 < o.Iterations;
-            timings = timings with { Total = timings.Total + (total.Elapsed - iterationStart), Iterations = timings.Iterations + 1 };
-            var report = new TrainingProgress(step + 1, o.Iterations, loss, lossEra, lossAnc, lr, draw, timings, checkpoint);
+            timings = timings with { Total = timings.Total + (total.Elapsed - iterationStart), Iterations = timings.Iterations + 1, SamplingCalls = timings.SamplingCalls + draw.Steps };
+            var report = new TrainingProgress(step + 1, o.Iterations, loss, lossEra, lossAnc, lr, draw, timings, checkpoint)
+            {
+                FrozenErasureLoss = frozenEra,
+                GradientNorm = gradNorm,
+            };
             log.Add(report);
             history.Add(report);
             if (checkpoint)
             {
-                TrainingCheckpoint.Save(output.Checkpoint, step + 1, _parameters, optimizer, rng, fingerprint);
+                // The log first: a kill between the two leaves a log ahead of the checkpoint, and a resume keeps only
+                // the rows up to the checkpoint's step. The other order could lose rows (the SIGKILL test caught it).
                 log.Flush();
+                TrainingCheckpoint.Save(output.Checkpoint, step + 1, _parameters, optimizer, rng, fingerprint);
             }
             progress?.Report(report);
         }
@@ -288,6 +299,28 @@ public sealed class LatentAnchoringTrainer : IDisposable
             scheduler.Step(guided, i, x, null);
         }
         return x;
+    }
+
+    private static double MeanSquaredDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double sum = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            double d = a[i] - b[i];
+            sum += d * d;
+        }
+        return sum / a.Length;
+    }
+
+    private double GradientNorm()
+    {
+        double sum = 0;
+        foreach (var p in _parameters)
+        {
+            double n = System.Numerics.Tensors.TensorPrimitives.Norm(p.Grad);
+            sum += n * n;
+        }
+        return Math.Sqrt(sum);
     }
 
     private List<float[]> DrawAnchors(int count, SeededRandom rng)
@@ -412,7 +445,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             ["concept"] = o.Concept, ["positive"] = o.Positive, ["surrogate"] = o.Surrogate, ["unconditional"] = o.Unconditional,
             ["eta"] = o.Eta, ["anchor_strength"] = o.AnchorStrength, ["action"] = o.Action == TrainingAction.Erase ? "erase" : "erase_with_la",
             ["anchors"] = o.AnchorCount, ["reference_quirk"] = o.ReferenceQuirk, ["iterations"] = o.Iterations, ["lr"] = o.LearningRate,
-            ["weight_decay"] = o.WeightDecay, ["warmup"] = o.WarmupSteps, ["cosine_cycles"] = o.CosineCycles, ["rank"] = o.Rank,
+            ["weight_decay"] = o.WeightDecay, ["adam_epsilon"] = o.AdamEpsilon, ["warmup"] = o.WarmupSteps, ["cosine_cycles"] = o.CosineCycles, ["rank"] = o.Rank,
             ["alpha"] = o.Alpha, ["resolution"] = o.Resolution, ["dynamic_resolution"] = o.DynamicResolution,
             ["sampling_steps"] = o.SamplingSteps, ["sampling_guidance"] = o.SamplingGuidance,
             ["query_timestep"] = o.QueryTimestep.ToString(), ["seed"] = o.Seed,

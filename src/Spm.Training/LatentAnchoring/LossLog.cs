@@ -11,7 +11,7 @@ namespace Spm.Training.LatentAnchoring;
 public sealed class LossLog
 {
     /// <summary>The header row.</summary>
-    public const string Header = "step,loss,loss_erasure,loss_anchor,learning_rate,k,height,width,timestep";
+    public const string Header = "step,loss,loss_erasure,loss_anchor,learning_rate,k,height,width,timestep,loss_erasure_frozen,grad_norm";
 
     private readonly List<string> _rows = [];
 
@@ -46,7 +46,9 @@ public sealed class LossLog
         p.Draw.Steps.ToString(CultureInfo.InvariantCulture),
         p.Draw.Height.ToString(CultureInfo.InvariantCulture),
         p.Draw.Width.ToString(CultureInfo.InvariantCulture),
-        p.Draw.QueryTimestep.ToString(CultureInfo.InvariantCulture)));
+        p.Draw.QueryTimestep.ToString(CultureInfo.InvariantCulture),
+        p.FrozenErasureLoss.ToString("R", CultureInfo.InvariantCulture),
+        p.GradientNorm.ToString("R", CultureInfo.InvariantCulture)));
 
     /// <summary>Writes the whole log atomically.</summary>
     public void Flush()
