@@ -25,6 +25,7 @@ internal static class BenchCommand
     {
         yield return PipelineBench();
         yield return TrainStepBenchCommand.Create();
+        yield return TrainBenchCommand.Create();
         yield return InjectionBenchCommand.Create();
         yield return EvalBenchCommand.Create();
     }

@@ -38,13 +38,16 @@ internal static class TrainCommand
         var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime default). Results are reproducible for a fixed count." };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Checkpoint every N iterations (0 = never).", DefaultValueFactory = _ => 500 };
         var resume = new Option<bool>("--resume") { Description = "Continue from the checkpoint next to --out." };
+        var previewEvery = new Option<int>("--preview-every") { Description = "Write a preview grid PNG (<out>.preview-NNNNNN.png: the concept and other prompts, base | with the membrane) every N iterations (0 = never)." };
+        var previewPrompts = new Option<string[]>("--preview-prompt") { Description = "A preview row besides the concept (repeatable; default: a few unrelated prompts).", AllowMultipleArgumentsPerToken = false };
+        var previewSteps = new Option<int>("--preview-steps") { Description = "DDIM steps of the preview images.", DefaultValueFactory = _ => 20 };
         var config = new Option<string?>("--config") { Description = "Prompt config in the reference YAML layout (first entry is trained)." };
         var output = new Option<string>("--out") { Description = "SPM file to write.", Required = true };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
-            resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, config, output, force,
+            resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, config, output, force,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -67,6 +70,9 @@ internal static class TrainCommand
                 DynamicResolution = !parse.GetValue(fixedSize),
                 Seed = parse.GetValue(seed),
                 CheckpointEvery = parse.GetValue(checkpointEvery),
+                PreviewEvery = parse.GetValue(previewEvery),
+                PreviewPrompts = parse.GetValue(previewPrompts) is { Length: > 0 } rows ? rows : null,
+                PreviewSteps = parse.GetValue(previewSteps),
             };
             var configPath = parse.GetValue(config);
             if (configPath is not null)
@@ -128,7 +134,7 @@ internal static class TrainCommand
                 double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
                 var eta = TimeSpan.FromSeconds((total - p.Step) / Math.Max(1e-9, rate));
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"step {p.Step}/{total} loss {p.Loss:G4} (era {p.ErasureLoss:G4} = {p.RelativeErasureLoss:F3} x frozen, anc {p.AnchorLoss:G4}) |grad| {p.GradientNorm:G3} lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
+                    $"step {p.Step}/{total}{(p.Step % Math.Max(1, trainer.Options.PreviewEvery) == 0 && trainer.Options.PreviewEvery > 0 ? " [preview]" : "")} loss {p.Loss:G4} (era {p.ErasureLoss:G4} = {p.RelativeErasureLoss:F3} x frozen, anc {p.AnchorLoss:G4}) |grad| {p.GradientNorm:G3} lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
             });
             return await trainer.TrainAsync(output, plain, ct);
         }
@@ -143,7 +149,7 @@ internal static class TrainCommand
                 {
                     double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
                     task.Description = string.Create(CultureInfo.InvariantCulture,
-                        $"step {p.Step}/{total} loss {p.Loss:G3} era {p.ErasureLoss:G3} anc {p.AnchorLoss:G3} lr {p.LearningRate:G2} {rate:F2} it/s");
+                        $"step {p.Step}/{total}{(p.Step % Math.Max(1, trainer.Options.PreviewEvery) == 0 && trainer.Options.PreviewEvery > 0 ? " [preview]" : "")} loss {p.Loss:G3} era {p.ErasureLoss:G3} anc {p.AnchorLoss:G3} lr {p.LearningRate:G2} {rate:F2} it/s");
                     task.Value = p.Step;
                 });
                 result = await trainer.TrainAsync(output, progress, ct);

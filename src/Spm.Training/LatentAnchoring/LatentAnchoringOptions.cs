@@ -106,6 +106,24 @@ public sealed record LatentAnchoringOptions
     /// <summary>Render a preview grid every this many iterations (0 = never).</summary>
     public int PreviewEvery { get; init; }
 
+    /// <summary>
+    /// Prompts of the preview grid besides the concept (one row each, base | with the membrane). Null means a small
+    /// built-in set of unrelated prompts. Previews do not touch the training state: they do not change the result.
+    /// </summary>
+    public IReadOnlyList<string>? PreviewPrompts { get; init; }
+
+    /// <summary>DDIM steps of the preview images.</summary>
+    public int PreviewSteps { get; init; } = 20;
+
+    /// <summary>Classifier-free guidance scale of the preview images.</summary>
+    public double PreviewGuidance { get; init; } = 7.5;
+
+    /// <summary>The preview rows: the concept first, then <see cref="PreviewPrompts"/> or the built-in set.</summary>
+    public IReadOnlyList<string> PreviewRows => [Concept, .. PreviewPrompts ?? DefaultPreviewPrompts];
+
+    /// <summary>Unrelated prompts shown by default next to the concept (what anchoring should keep unchanged).</summary>
+    public static IReadOnlyList<string> DefaultPreviewPrompts { get; } = ["a photo of a dog", "a landscape painting", "a red car on a street"];
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {
@@ -119,6 +137,7 @@ public sealed record LatentAnchoringOptions
         if (BatchSize != 1) throw new ArgumentException($"Only batch size 1 is supported (got {BatchSize}).");
         if (!(AdamEpsilon > 0) || double.IsInfinity(AdamEpsilon)) throw new ArgumentException($"--adam-epsilon must be positive (got {AdamEpsilon}).");
         if (PreviewEvery < 0) throw new ArgumentException($"--preview-every must be non-negative (got {PreviewEvery}).");
+        if (PreviewEvery > 0 && (PreviewSteps < 1 || PreviewRows.Count > 16)) throw new ArgumentException("Previews need at least 1 step and at most 16 prompts.");
         if (CheckpointEvery < 0) throw new ArgumentException($"--checkpoint-every must be non-negative (got {CheckpointEvery}).");
         if (WarmupSteps < 0 || CosineCycles < 1) throw new ArgumentException("Warm-up steps must be >= 0 and cosine cycles >= 1.");
         if (double.IsNaN(Eta) || double.IsNaN(AnchorStrength) || AnchorStrength < 0) throw new ArgumentException("eta must be a number and the anchor strength non-negative.");

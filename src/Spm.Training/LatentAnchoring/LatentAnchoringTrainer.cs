@@ -33,6 +33,9 @@ public sealed record TrainingOutput(string Path, bool Overwrite = false, bool Re
 
     /// <summary>The loss log in use.</summary>
     public string LossLog => LossLogPath ?? Path + ".loss.csv";
+
+    /// <summary>The preview grid written after <paramref name="step"/> iterations: <c>&lt;output&gt;.preview-NNNNNN.png</c>.</summary>
+    public string Preview(int step) => $"{Path}.preview-{step:D6}.png";
 }
 
 /// <summary>
@@ -64,10 +67,13 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly SchedulerConfig _ddimConfig;
     private readonly string _baseModelId;
     private readonly bool _positiveIsTarget;
+    private readonly float[][] _previewEmbeddings;
+    private readonly OnnxRuntimeOptions _runtime;
+    private VaeDecoderModel? _vae;
 
     private LatentAnchoringTrainer(LatentAnchoringOptions options, ModelFolder folder, OnnxModel unet, MembraneLayout layout,
         InjectedUnet injected, ModelProto trainingModel, GradientSessionSettings gradientSettings,
-        float[][] embeddings, int tokens, int width, string baseModelId)
+        float[][] embeddings, int tokens, int width, string baseModelId, OnnxRuntimeOptions runtime)
     {
         _options = options;
         _folder = folder;
@@ -77,6 +83,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
         _trainingModel = trainingModel;
         _gradientSettings = gradientSettings;
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
+        _previewEmbeddings = embeddings[4..];
+        _runtime = runtime;
         (_tokens, _width) = (tokens, width);
         _baseModelId = baseModelId;
         _positiveIsTarget = _ePositive.AsSpan().SequenceEqual(_eTarget);
@@ -132,7 +140,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
         int tokens, width;
         using (var text = new TextEncoderModel(Spm.Diffusion.Runtime.OnnxSessionFactory.Create(OnnxModelSource.FromFile(folder.TextEncoderPath), runtime), folder.TextEncoderPath))
         {
-            var prompts = new[] { options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional };
+            string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
+                .. options.PreviewEvery > 0 ? options.PreviewRows : []];
             var ids = prompts.SelectMany(tokenizer.Encode).ToArray();
             var e = text.Encode(ids, prompts.Length);
             tokens = e.Shape[1];
@@ -155,7 +164,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, so);
         var trainingModel = MembraneTrainingGraph.AddRowLoss(MembraneInjector.Inject(unet.Proto, layout));
         var settings = new GradientSessionSettings(unet.BaseDirectory, runtime.IntraOpThreads, runtime.Provider == ExecutionProviderKind.Cuda);
-        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder));
+        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder), runtime);
     }
 
     private static LayerMembrane InitialMembrane(AdaptableLayer layer, LatentAnchoringOptions options, SeededRandom rng)
@@ -265,6 +274,13 @@ public sealed class LatentAnchoringTrainer : IDisposable
                 log.Flush();
                 TrainingCheckpoint.Save(output.Checkpoint, step + 1, _parameters, optimizer, rng, fingerprint);
             }
+            if (o.PreviewEvery > 0 && (step + 1) % o.PreviewEvery == 0)
+            {
+                sw.Restart();
+                RenderPreview(output.Preview(step + 1), ct);
+                timings = timings with { Preview = timings.Preview + sw.Elapsed };
+                report = report with { Timings = timings };
+            }
             progress?.Report(report);
         }
 
@@ -299,6 +315,80 @@ public sealed class LatentAnchoringTrainer : IDisposable
             scheduler.Step(guided, i, x, null);
         }
         return x;
+    }
+
+    /// <summary>
+    /// Writes the preview grid: one row per preview prompt, columns base | with the membrane, from the same noise
+    /// (a generator of its own, so previews never change the training run), guided DDIM, decoded by the VAE.
+    /// Both columns of every row go through one batched UNet call per step (gates 0 and 1 per row).
+    /// </summary>
+    private void RenderPreview(string path, CancellationToken ct)
+    {
+        var o = _options;
+        int prompts = _previewEmbeddings.Length, images = 2 * prompts, lh = o.Resolution / 8, lw = o.Resolution / 8, latent = 4 * lh * lw;
+        var scheduler = SchedulerRegistry.Create("ddim", _ddimConfig);
+        scheduler.SetTimesteps(o.PreviewSteps);
+        var rng = new SeededRandom(o.Seed ^ 0x5052_4556_4945_5700UL);
+        var x = new float[images * latent];
+        for (int p = 0; p < prompts; p++)
+        {
+            var noise = x.AsSpan(2 * p * latent, latent);
+            rng.FillGaussian(noise);
+            System.Numerics.Tensors.TensorPrimitives.Multiply(noise, (float)scheduler.InitNoiseSigma, noise);
+            noise.CopyTo(x.AsSpan((2 * p + 1) * latent, latent));
+        }
+        // Rows: for image i (prompt i/2, membrane on for odd i) an unconditional and a conditional row.
+        var hiddenRows = new List<float[]>(2 * images);
+        var gates = new FloatTensor(2 * images, _layout.TotalRank);
+        for (int i = 0; i < images; i++)
+        {
+            hiddenRows.Add(_eUncond);
+            hiddenRows.Add(_previewEmbeddings[i / 2]);
+            if (i % 2 == 1) gates.Span.Slice(2 * i * _layout.TotalRank, 2 * _layout.TotalRank).Fill(1f);
+        }
+        var hidden = Concat(hiddenRows);
+        var sample = new float[2 * images * latent];
+        var guided = new float[images * latent];
+        float g = (float)o.PreviewGuidance;
+        for (int step = 0; step < o.PreviewSteps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            for (int i = 0; i < images; i++)
+            {
+                var scaled = sample.AsSpan(2 * i * latent, latent);
+                scheduler.ScaleModelInput(x.AsSpan(i * latent, latent), scaled, step);
+                scaled.CopyTo(sample.AsSpan((2 * i + 1) * latent, latent));
+            }
+            using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [2 * images, 4, lh, lw]);
+            using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [2 * images, _tokens, _width]);
+            using var tValue = _timestep.Create(scheduler.Timesteps[step], 2 * images);
+            var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
+            using var outputs = _injected.Run(inputs, gates, [_outputName]);
+            var eps = outputs[0].GetTensorDataAsSpan<float>();
+            for (int i = 0; i < images; i++)
+            {
+                var u = eps.Slice(2 * i * latent, latent);
+                var c = eps.Slice((2 * i + 1) * latent, latent);
+                var dst = guided.AsSpan(i * latent, latent);
+                for (int j = 0; j < latent; j++) dst[j] = u[j] + g * (c[j] - u[j]);
+            }
+            scheduler.Step(guided, step, x, null);
+        }
+
+        _vae ??= new VaeDecoderModel(Spm.Diffusion.Runtime.OnnxSessionFactory.Create(OnnxModelSource.FromFile(_folder.VaeDecoderPath), _runtime), _folder.VaeDecoderPath);
+        var latents = new FloatTensor([images, 4, lh, lw], x);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(latents.Span, (float)(1.0 / _folder.VaeScalingFactor), latents.Span);
+        var decoded = _vae.Decode(latents);
+        int height = decoded.Shape[2], width = decoded.Shape[3], cell = 3 * height * width;
+        var cells = new List<float[]?>(images);
+        for (int i = 0; i < images; i++)
+        {
+            var img = decoded.Data.AsSpan(i * cell, cell).ToArray();
+            for (int j = 0; j < img.Length; j++) img[j] = Math.Clamp((img[j] + 1f) * 0.5f, 0f, 1f); // [-1, 1] -> [0, 1]
+            cells.Add(img);
+        }
+        var grid = Spm.Training.Evaluation.ImageGrid.Compose(cells, prompts, 2, height, width);
+        Spm.Training.Evaluation.ImageGrid.SavePng(path, grid.Image, grid.Height, grid.Width);
     }
 
     private static double MeanSquaredDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
@@ -480,6 +570,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         foreach (var g in _graphs.Values) g.Dispose();
         _graphs.Clear();
+        _vae?.Dispose();
         _injected.Dispose();
     }
 

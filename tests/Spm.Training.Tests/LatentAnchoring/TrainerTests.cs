@@ -124,6 +124,26 @@ public class TrainerTests
     }
 
     [Test]
+    public async Task PreviewGridsAreWrittenAndDoNotChangeTheResult()
+    {
+        var dir = TestPaths.NewTempDir();
+        var plain = new TrainingOutput(Path.Combine(dir, "plain.safetensors"));
+        var previewed = new TrainingOutput(Path.Combine(dir, "previewed.safetensors"));
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(2), OneThread)) await t.TrainAsync(plain);
+        var options = Small(2) with { PreviewEvery = 2, PreviewSteps = 2, PreviewPrompts = ["a photo of a dog", "a red car"] };
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread))
+        {
+            var result = await t.TrainAsync(previewed);
+            Assert.That(result.Timings.Preview, Is.GreaterThan(TimeSpan.Zero));
+        }
+        Assert.That(File.ReadAllBytes(previewed.Path), Is.EqualTo(File.ReadAllBytes(plain.Path)), "previews use their own generator");
+        Assert.That(File.Exists(previewed.Preview(1)), Is.False);
+        var (_, h, w) = Spm.Training.Evaluation.ImageGrid.LoadRgb(previewed.Preview(2));
+        // 3 rows (concept + 2 prompts) x 2 columns (base | membrane) of 128x128 cells with 2-pixel gaps.
+        Assert.That((h, w), Is.EqualTo((3 * 128 + 4 * 2, 2 * 128 + 3 * 2)));
+    }
+
+    [Test]
     public void ExistingOutputIsNotOverwrittenWithoutForce()
     {
         var dir = TestPaths.NewTempDir();
