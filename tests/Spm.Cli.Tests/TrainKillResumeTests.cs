@@ -14,7 +14,8 @@ namespace Spm.Cli.Tests;
 [NonParallelizable] // three training processes; running them beside other tests only makes all of them slower
 public class TrainKillResumeTests
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
+    // Generous: a quiet machine needs ~30 s for the whole test, a shared one under heavy load several minutes.
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(10);
 
     // Tiny but real: 6 iterations at 128x128 (16x16 latents), checkpoints after steps 2 and 4, one thread.
     private static string[] TrainArgs(string output, params string[] extra) =>
@@ -39,6 +40,7 @@ public class TrainKillResumeTests
         var sw = Stopwatch.StartNew();
         while (!File.Exists(checkpoint) && !victim.HasExited && sw.Elapsed < Timeout) Thread.Sleep(20);
         Assert.That(victim.HasExited, Is.False, "the run ended before it could be killed:\n" + victim.Output);
+        Assert.That(File.Exists(checkpoint), Is.True, "no checkpoint appeared in time:\n" + victim.Output);
         victim.KillHard(); // Process.Kill is SIGKILL on Unix: no finally blocks, no flushing
         Assert.That(victim.WaitForExit(Timeout), Is.Not.EqualTo(0), "a killed process does not exit cleanly");
         Assert.That(File.Exists(resumed), Is.False, "no output is written by an interrupted run");
