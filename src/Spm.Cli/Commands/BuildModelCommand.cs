@@ -31,17 +31,19 @@ internal static class BuildModelCommand
         var unetOnly = new Option<bool>("--unet-only") { Description = "Write only unet/ (for benchmarks)." };
         var external = new Option<bool?>("--external-data") { Description = "Store the UNet weights in unet/weights.pb (default: when larger than 64 MB)." };
         var force = new Option<bool>("--force") { Description = "Replace an existing folder." };
-        var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 700)." };
-        var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: UNet training steps (default 2800)." };
+        var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 450)." };
+        var decoderSteps = new Option<int?>("--decoder-steps") { Description = "tiny-shapes: decoder refinement steps on the frozen encoder's latents (default 1500; 0 skips)." };
+        var snapshotEvery = new Option<int?>("--snapshot-every") { Description = "tiny-shapes: with --work-dir, also snapshot the UNet every N steps (default 500; 0: only at the end)." };
+        var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: UNet training steps (default 4000; 0 with --continue-unet writes the model from the snapshots)." };
         var unetBatch = new Option<int?>("--unet-batch") { Description = "tiny-shapes: latents per UNet step (default 24)." };
-        var pool = new Option<int?>("--latent-pool") { Description = "tiny-shapes: pictures encoded for the UNet phase (default 12000)." };
+        var pool = new Option<int?>("--latent-pool") { Description = "tiny-shapes: pictures encoded for the UNet phase (default 8000)." };
         var work = new Option<string?>("--work-dir") { Description = "tiny-shapes: folder for phase snapshots (a finished autoencoder there is reused)." };
         var continueUnet = new Option<bool>("--continue-unet") { Description = "tiny-shapes: start the UNet from the snapshot in --work-dir (train it further)." };
-        var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak UNet learning rate (default 1e-3)." };
+        var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak UNet learning rate (default 2e-3)." };
         var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
-            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr,
+            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -52,6 +54,8 @@ internal static class BuildModelCommand
                 {
                     Seed = parse.GetValue(seed),
                     AutoencoderSteps = parse.GetValue(aeSteps) ?? d.AutoencoderSteps,
+                    DecoderSteps = parse.GetValue(decoderSteps) ?? d.DecoderSteps,
+                    SnapshotEvery = parse.GetValue(snapshotEvery) ?? d.SnapshotEvery,
                     UNetSteps = parse.GetValue(unetSteps) ?? d.UNetSteps,
                     UNetBatch = parse.GetValue(unetBatch) ?? d.UNetBatch,
                     LatentPoolSize = parse.GetValue(pool) ?? d.LatentPoolSize,
@@ -109,10 +113,11 @@ internal static class BuildModelCommand
                     double.IsNaN(p.Loss) ? p.Phase : string.Create(CultureInfo.InvariantCulture, $"{p.Phase} loss {p.Loss:F4}")))), ct));
         var log = new System.Text.StringBuilder("phase,step,loss\n");
         for (int i = 0; i < report.AutoencoderLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"autoencoder,{i + 1},{report.AutoencoderLosses[i]:G6}\n");
+        for (int i = 0; i < report.DecoderLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"decoder,{i + 1},{report.DecoderLosses[i]:G6}\n");
         for (int i = 0; i < report.UNetLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"unet,{i + 1},{report.UNetLosses[i]:G6}\n");
         Spm.Core.IO.AtomicFile.WriteAllText(Path.Combine(outDir, "training-log.csv"), log.ToString());
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
+            $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
         return 0;
     }
 

@@ -31,7 +31,7 @@ internal static class TrainCommand
         var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps of the learning rate.", DefaultValueFactory = _ => 500 };
         var rank = new Option<int>("--rank") { Description = "Membrane rank.", DefaultValueFactory = _ => 1 };
         var alpha = new Option<double>("--alpha") { Description = "Membrane alpha (scale = alpha/rank).", DefaultValueFactory = _ => 1.0 };
-        var resolution = new Option<int>("--resolution") { Description = "Nominal resolution in pixels.", DefaultValueFactory = _ => 512 };
+        var resolution = new Option<int?>("--resolution") { Description = "Nominal resolution in pixels (default: the model's image size, 512 for SD 1.x, 64 for the built-in tiny-shapes model)." };
         var fixedSize = new Option<bool>("--fixed-resolution") { Description = "Always train at the nominal resolution instead of drawing sizes." };
         var seed = new Option<ulong>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 0UL };
         var provider = new Option<string>("--provider") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
@@ -66,7 +66,7 @@ internal static class TrainCommand
                 WarmupSteps = parse.GetValue(warmup),
                 Rank = parse.GetValue(rank),
                 Alpha = parse.GetValue(alpha),
-                Resolution = parse.GetValue(resolution),
+                Resolution = parse.GetValue(resolution) ?? Spm.Diffusion.Pipelines.ModelFolder.Open(DefaultModel.Resolve(parse.GetValue(model))).DefaultImageSize,
                 DynamicResolution = !parse.GetValue(fixedSize),
                 Seed = parse.GetValue(seed),
                 CheckpointEvery = parse.GetValue(checkpointEvery),

@@ -7,13 +7,14 @@ namespace Spm.Training.LatentAnchoring;
 /// <param name="Height">Image height in pixels.</param>
 /// <param name="Width">Image width in pixels.</param>
 /// <param name="QueryTimestep">The timestep (1000-step grid) of the erasure and anchoring predictions.</param>
-public readonly record struct IterationDraw(int Steps, int Height, int Width, int QueryTimestep)
+/// <param name="VaeScaleFactor">Pixels per latent cell of the model's VAE (8 for SD; 4 for the built-in tiny-shapes model).</param>
+public readonly record struct IterationDraw(int Steps, int Height, int Width, int QueryTimestep, int VaeScaleFactor = 8)
 {
-    /// <summary>Latent height (pixels / 8).</summary>
-    public int LatentHeight => Height / 8;
+    /// <summary>Latent height (pixels / VAE scale factor).</summary>
+    public int LatentHeight => Height / VaeScaleFactor;
 
-    /// <summary>Latent width (pixels / 8).</summary>
-    public int LatentWidth => Width / 8;
+    /// <summary>Latent width (pixels / VAE scale factor).</summary>
+    public int LatentWidth => Width / VaeScaleFactor;
 }
 
 /// <summary>Draws k, the image size and the query timestep of an iteration exactly as spec section 2 describes.</summary>
@@ -32,8 +33,10 @@ public static class IterationSampler
     /// <param name="rng">The trainer's generator (advanced).</param>
     /// <param name="options">Training options.</param>
     /// <param name="ddimTimesteps">The DDIM schedule's timesteps, in denoising order (for <see cref="QueryTimestepMode.Exact"/>).</param>
-    public static IterationDraw Draw(SeededRandom rng, LatentAnchoringOptions options, IReadOnlyList<double> ddimTimesteps)
+    /// <param name="vaeScaleFactor">Pixels per latent cell of the model (the latent size is pixels / this).</param>
+    public static IterationDraw Draw(SeededRandom rng, LatentAnchoringOptions options, IReadOnlyList<double> ddimTimesteps, int vaeScaleFactor = 8)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(vaeScaleFactor, 1);
         int k = rng.NextInt(1, options.SamplingSteps);
         int h = options.Resolution, w = options.Resolution;
         if (options.DynamicResolution)
@@ -45,7 +48,7 @@ public static class IterationSampler
         int t = options.QueryTimestep == QueryTimestepMode.Reference
             ? ReferenceQueryTimestep(k, options.SamplingSteps)
             : (int)Math.Round(ddimTimesteps[Math.Min(k, ddimTimesteps.Count - 1)]);
-        return new IterationDraw(k, h, w, t);
+        return new IterationDraw(k, h, w, t, vaeScaleFactor);
     }
 
     /// <summary><c>999 - floor(k * 1000 / steps)</c>: the reference code's query timestep.</summary>

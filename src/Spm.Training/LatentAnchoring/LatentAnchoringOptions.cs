@@ -131,7 +131,7 @@ public sealed record LatentAnchoringOptions
         if (Iterations < 1) throw new ArgumentException($"--iterations must be at least 1 (got {Iterations}).");
         if (Rank < 1) throw new ArgumentException($"--rank must be at least 1 (got {Rank}).");
         if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new ArgumentException($"--lr must be positive (got {LearningRate}).");
-        if (Resolution < 128 || Resolution % 64 != 0) throw new ArgumentException($"--resolution must be a multiple of 64 and at least 128 (got {Resolution}).");
+        if (Resolution < 64 || Resolution % 64 != 0) throw new ArgumentException($"--resolution must be a positive multiple of 64 (got {Resolution}).");
         if (SamplingSteps < 2) throw new ArgumentException($"Sampling steps must be at least 2 (got {SamplingSteps}).");
         if (AnchorCount < 0) throw new ArgumentException($"Anchor count must be non-negative (got {AnchorCount}).");
         if (BatchSize != 1) throw new ArgumentException($"Only batch size 1 is supported (got {BatchSize}).");

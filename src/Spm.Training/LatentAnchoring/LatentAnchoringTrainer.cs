@@ -214,7 +214,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         {
             ct.ThrowIfCancellationRequested();
             var iterationStart = total.Elapsed;
-            var draw = IterationSampler.Draw(rng, o, ddimTimesteps);
+            var draw = IterationSampler.Draw(rng, o, ddimTimesteps, _folder.VaeScaleFactor);
             var sw = Stopwatch.StartNew();
             var x = SampleX(draw, rng, ct);
             timings = timings with { SamplingX = timings.SamplingX + sw.Elapsed };
@@ -325,7 +325,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private void RenderPreview(string path, CancellationToken ct)
     {
         var o = _options;
-        int prompts = _previewEmbeddings.Length, images = 2 * prompts, lh = o.Resolution / 8, lw = o.Resolution / 8, latent = 4 * lh * lw;
+        int prompts = _previewEmbeddings.Length, images = 2 * prompts, lh = o.Resolution / _folder.VaeScaleFactor, lw = o.Resolution / _folder.VaeScaleFactor, latent = 4 * lh * lw;
         var scheduler = SchedulerRegistry.Create("ddim", _ddimConfig);
         scheduler.SetTimesteps(o.PreviewSteps);
         var rng = new SeededRandom(o.Seed ^ 0x5052_4556_4945_5700UL);

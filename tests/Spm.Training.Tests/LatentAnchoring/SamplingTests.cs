@@ -40,6 +40,19 @@ public class SamplingTests
         Assert.That(hs, Is.EquivalentTo(new[] { 256, 320, 384, 448 }));
     }
 
+    [TestCase(8, 128, 8)]
+    [TestCase(4, 64, 16)]
+    [TestCase(4, 128, 16)]
+    public void LatentSizeIsPixelsOverTheModelsVaeFactor(int vaeFactor, int resolution, int expectedLatent)
+    {
+        // Resolution 128 draws 64 px (its only candidate); 64 has no candidate below it and stays at 64 px.
+        var opts = new LatentAnchoringOptions { Concept = "c", Resolution = resolution };
+        opts.Validate();
+        var d = IterationSampler.Draw(new SeededRandom(1), opts, Array.Empty<double>(), vaeFactor);
+        Assert.That((d.LatentHeight, d.LatentWidth), Is.EqualTo((expectedLatent, expectedLatent)));
+        Assert.That(d.VaeScaleFactor, Is.EqualTo(vaeFactor));
+    }
+
     [Test]
     public void AnchorsHaveTargetNormScaledWithin20Percent()
     {

@@ -14,12 +14,13 @@ public class TinyShapesModelTests
         var dir = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var options = new TinyShapesTrainingOptions { AutoencoderSteps = 2, AutoencoderBatch = 2, UNetSteps = 2, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1 };
+            var options = new TinyShapesTrainingOptions { AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetSteps = 2, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1 };
             var phases = new HashSet<string>();
             var report = await TinyShapesModel.TrainAsync(dir, Path.Combine(TestPaths.Shared, "clip-tokenizer"), options,
                 progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
-            Assert.That(phases, Is.EquivalentTo(new[] { "autoencoder", "encode", "unet" }));
+            Assert.That(phases, Is.EquivalentTo(new[] { "autoencoder", "decoder", "encode", "unet" }));
             Assert.That(report.AutoencoderLosses, Has.Count.EqualTo(2));
+            Assert.That(report.DecoderLosses, Has.Count.EqualTo(2));
             Assert.That(report.UNetLosses, Has.Count.EqualTo(2));
             Assert.That(report.ScalingFactor, Is.GreaterThan(0));
 
@@ -36,6 +37,59 @@ public class TinyShapesModelTests
         finally
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [Test]
+    public async Task SnapshotsRebuildTheSameModelWithoutTraining_AndTheTextEncoderSeparatesWords()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
+        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
+        try
+        {
+            var options = new TinyShapesTrainingOptions
+            {
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetSteps = 3, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
+                WorkFolder = Path.Combine(root, "work"), SnapshotEvery = 1,
+            };
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), tokenizer, options);
+            Assert.That(Directory.GetFiles(options.WorkFolder!).Select(Path.GetFileName),
+                Is.EquivalentTo(new[] { "autoencoder.safetensors", "decoder.safetensors", "unet.safetensors" }));
+
+            // 0 UNet steps + continue: every phase comes from its snapshot, so the written model is byte-identical.
+            var phases = new HashSet<string>();
+            var report = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), tokenizer, options with { UNetSteps = 0, ContinueUNet = true },
+                progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
+            Assert.That(report.DecoderLosses, Is.Empty, "the decoder snapshot is reused");
+            Assert.That(report.UNetLosses, Is.Empty);
+            Assert.That(phases, Does.Not.Contain("unet"));
+            foreach (var part in new[] { "unet/model.onnx", "vae_decoder/model.onnx", "text_encoder/model.onnx", "vae_decoder/config.json" })
+                Assert.That(File.ReadAllBytes(Path.Combine(root, "b", part)), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", part))), part);
+
+            Assert.That(() => new TinyShapesTrainingOptions { UNetSteps = 0 }.Validate(), Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("--continue-unet"));
+
+            // The written text encoder is the one the UNet was trained on: token vectors of std 1 dominate, so two captions
+            // differing in one word differ clearly at that word's position (CLIP's 0.02 gives cosine ~0.99 there).
+            using var text = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(root, "a", "text_encoder", "model.onnx"));
+            var tok = ClipTokenizer.Load(tokenizer);
+            float[] Embed(string caption)
+            {
+                var ids = tok.Encode(caption);
+                using var input = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(ids, [1, ids.Length]);
+                using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
+                using var result = text.Run(runOptions, ["input_ids"], [input], ["last_hidden_state"]);
+                return result[0].GetTensorDataAsSpan<float>().ToArray();
+            }
+            var white = Embed("a red circle on a white background");
+            var black = Embed("a red circle on a black background");
+            int width = TinyShapesModel.Preset.TextEncoder.Width, position = 6; // BOS a red circle on a [white|black]
+            double dot = 0, nw = 0, nb = 0;
+            for (int i = position * width; i < (position + 1) * width; i++) { dot += white[i] * black[i]; nw += white[i] * white[i]; nb += black[i] * black[i]; }
+            Assert.That(dot / Math.Sqrt(nw * nb), Is.LessThan(0.6));
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, true);
         }
     }
 
