@@ -41,13 +41,14 @@ internal static class TrainCommand
         var previewEvery = new Option<int>("--preview-every") { Description = "Write a preview grid PNG (<out>.preview-NNNNNN.png: the concept and other prompts, base | with the membrane) every N iterations (0 = never)." };
         var previewPrompts = new Option<string[]>("--preview-prompt") { Description = "A preview row besides the concept (repeatable; default: a few unrelated prompts).", AllowMultipleArgumentsPerToken = false };
         var previewSteps = new Option<int>("--preview-steps") { Description = "DDIM steps of the preview images.", DefaultValueFactory = _ => 20 };
+        var probe = new Option<bool>("--probe") { Description = "Also log the erasure loss on a fixed probe (same x and t for 5 fixed k) every iteration: a measurement independent of the k draw; it does not change the result." };
         var config = new Option<string?>("--config") { Description = "Prompt config in the reference YAML layout (first entry is trained)." };
         var output = new Option<string>("--out") { Description = "SPM file to write.", Required = true };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
-            resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, config, output, force,
+            resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -73,6 +74,7 @@ internal static class TrainCommand
                 PreviewEvery = parse.GetValue(previewEvery),
                 PreviewPrompts = parse.GetValue(previewPrompts) is { Length: > 0 } rows ? rows : null,
                 PreviewSteps = parse.GetValue(previewSteps),
+                ErasureProbe = parse.GetValue(probe),
             };
             var configPath = parse.GetValue(config);
             if (configPath is not null)
@@ -111,6 +113,12 @@ internal static class TrainCommand
                 var last = result.History[^1];
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"final loss {last.Loss:G4} (erasure {last.ErasureLoss:G4}, anchor {last.AnchorLoss:G4}); {perIt:F3} s/it: sampling {Share(t.SamplingX, t)}, frozen {Share(t.Frozen, t)}, forward+backward {Share(t.ForwardBackward, t)}, optimizer {Share(t.Optimizer, t)}, graph build {Share(t.GraphBuild, t)}"));
+                var s = LossWindowSummary.From(result.History);
+                var inv = CultureInfo.InvariantCulture;
+                Console.WriteLine(
+                    string.Create(inv, $"erasure loss last-{s.Window} / first-{s.Window} average: {s.ErasureRatio:G3} ({s.FirstErasure:G3} -> {s.LastErasure:G3}); relative to the frozen model {s.FirstRelative:F3} -> {s.LastRelative:F3}") +
+                    (result.Probe is null ? "" : string.Create(inv, $"; fixed probe {s.FirstProbe:G3} -> {s.LastProbe:G3} ({s.ProbeRatio:G3}), relative {s.FirstProbeRelative:F3} -> {s.LastProbeRelative:F3}")) +
+                    (options.Action == TrainingAction.Erase ? "" : string.Create(inv, $"; anchoring loss below erasure loss in {s.AnchorBelowErasure}/{s.Iterations} iterations")));
             }
             return 0;
         });
@@ -134,7 +142,7 @@ internal static class TrainCommand
                 double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
                 var eta = TimeSpan.FromSeconds((total - p.Step) / Math.Max(1e-9, rate));
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"step {p.Step}/{total}{(p.Step % Math.Max(1, trainer.Options.PreviewEvery) == 0 && trainer.Options.PreviewEvery > 0 ? " [preview]" : "")} loss {p.Loss:G4} (era {p.ErasureLoss:G4} = {p.RelativeErasureLoss:F3} x frozen, anc {p.AnchorLoss:G4}) |grad| {p.GradientNorm:G3} lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
+                    $"step {p.Step}/{total}{(p.Step % Math.Max(1, trainer.Options.PreviewEvery) == 0 && trainer.Options.PreviewEvery > 0 ? " [preview]" : "")} loss {p.Loss:G4} (era {p.ErasureLoss:G4} = {p.RelativeErasureLoss:F3} x frozen, anc {p.AnchorLoss:G4}{(p.Probe is null ? "" : $", probe {p.Probe.MeanRelative:F3} x frozen")}) |grad| {p.GradientNorm:G3} lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
             });
             return await trainer.TrainAsync(output, plain, ct);
         }

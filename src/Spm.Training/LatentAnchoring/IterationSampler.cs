@@ -45,11 +45,14 @@ public static class IterationSampler
             h = sizes[rng.NextInt(0, sizes.Length)];
             w = sizes[rng.NextInt(0, sizes.Length)];
         }
-        int t = options.QueryTimestep == QueryTimestepMode.Reference
+        return new IterationDraw(k, h, w, QueryTimestep(k, options, ddimTimesteps), vaeScaleFactor);
+    }
+
+    /// <summary>The query timestep for <paramref name="k"/> steps under the options' <see cref="QueryTimestepMode"/>.</summary>
+    public static int QueryTimestep(int k, LatentAnchoringOptions options, IReadOnlyList<double> ddimTimesteps)
+        => options.QueryTimestep == QueryTimestepMode.Reference
             ? ReferenceQueryTimestep(k, options.SamplingSteps)
             : (int)Math.Round(ddimTimesteps[Math.Min(k, ddimTimesteps.Count - 1)]);
-        return new IterationDraw(k, h, w, t, vaeScaleFactor);
-    }
 
     /// <summary><c>999 - floor(k * 1000 / steps)</c>: the reference code's query timestep.</summary>
     public static int ReferenceQueryTimestep(int k, int steps) => 999 - (int)Math.Floor(k * 1000.0 / steps);

@@ -103,6 +103,13 @@ public sealed record LatentAnchoringOptions
     /// <summary>Save a checkpoint every this many iterations (0 = never).</summary>
     public int CheckpointEvery { get; init; } = 500;
 
+    /// <summary>
+    /// Also measure the erasure loss on a fixed probe every iteration (see <see cref="ErasureProbeInfo"/>): the same x
+    /// and t for 5 fixed k, logged next to the training loss. A measurement only: it uses a generator of its own and
+    /// never changes the training objective or the result.
+    /// </summary>
+    public bool ErasureProbe { get; init; }
+
     /// <summary>Render a preview grid every this many iterations (0 = never).</summary>
     public int PreviewEvery { get; init; }
 

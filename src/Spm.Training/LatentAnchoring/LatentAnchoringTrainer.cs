@@ -201,13 +201,16 @@ public sealed class LatentAnchoringTrainer : IDisposable
         int start = 0;
         if (output.Resume && File.Exists(output.Checkpoint))
             (start, rng) = TrainingCheckpoint.Load(output.Checkpoint, _parameters, optimizer, fingerprint);
-        var log = new LossLog(output.LossLog, start);
+        var timings = new TrainingTimings();
+        var probeClock = Stopwatch.StartNew();
+        var probe = o.ErasureProbe ? PrepareProbe(ct) : null;
+        timings = timings with { Probe = probeClock.Elapsed };
+        var log = new LossLog(output.LossLog, start, probe?.Info.Steps);
 
         var ddim = SchedulerRegistry.Create("ddim", _ddimConfig);
         ddim.SetTimesteps(o.SamplingSteps);
         var ddimTimesteps = ddim.Timesteps.ToArray();
 
-        var timings = new TrainingTimings();
         var history = new List<TrainingProgress>();
         var total = Stopwatch.StartNew();
         for (int step = start; step < o.Iterations; step++)
@@ -251,6 +254,17 @@ public sealed class LatentAnchoringTrainer : IDisposable
                 throw new SpmException($"The loss became {loss} at step {step + 1}; lower the learning rate (--lr) or the anchor strength.");
 
             double gradNorm = GradientNorm();
+            // The probe reads the same membrane state as this iteration's loss (before the update); its time is
+            // kept out of the iteration's.
+            ErasureProbeReading? probeReading = null;
+            var probeTime = TimeSpan.Zero;
+            if (probe is not null)
+            {
+                sw.Restart();
+                probeReading = MeasureProbe(probe);
+                probeTime = sw.Elapsed;
+                timings = timings with { Probe = timings.Probe + probeTime };
+            }
             sw.Restart();
             double lr = schedule.At(o.LearningRate, step);
             optimizer.Step(_parameters, lr);
@@ -259,11 +273,12 @@ public sealed class LatentAnchoringTrainer : IDisposable
             double lossEra = rowLoss[0];
             double lossAnc = anchors > 0 ? rowLoss.Skip(1).Average(v => (double)v) : 0;
             bool checkpoint = o.CheckpointEvery > 0 && (step + 1) % o.CheckpointEvery == 0 && step + 1 < o.Iterations;
-            timings = timings with { Total = timings.Total + (total.Elapsed - iterationStart), Iterations = timings.Iterations + 1, SamplingCalls = timings.SamplingCalls + draw.Steps };
+            timings = timings with { Total = timings.Total + (total.Elapsed - iterationStart - probeTime), Iterations = timings.Iterations + 1, SamplingCalls = timings.SamplingCalls + draw.Steps };
             var report = new TrainingProgress(step + 1, o.Iterations, loss, lossEra, lossAnc, lr, draw, timings, checkpoint)
             {
                 FrozenErasureLoss = frozenEra,
                 GradientNorm = gradNorm,
+                Probe = probeReading,
             };
             log.Add(report);
             history.Add(report);
@@ -287,7 +302,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         SpmFile.Save(output.Path, ToAdapter(), overwrite: true);
         log.Flush();
         if (File.Exists(output.Checkpoint)) File.Delete(output.Checkpoint);
-        return new TrainingResult(output.Path, o.Iterations, start, timings, history);
+        return new TrainingResult(output.Path, o.Iterations, start, timings, history) { Probe = probe?.Info };
     }
 
     /// <summary>Runs the first k of the DDIM steps from Gaussian noise, guided, with the membranes on.</summary>
@@ -315,6 +330,115 @@ public sealed class LatentAnchoringTrainer : IDisposable
             scheduler.Step(guided, i, x, null);
         }
         return x;
+    }
+
+    /// <summary>The fixed probe's inputs: one x per probe k at the probe size, the query timesteps and the erasure targets.</summary>
+    private sealed record ProbeState(ErasureProbeInfo Info, float[] Samples, float[] Targets, int LatentHeight, int LatentWidth);
+
+    /// <summary>
+    /// Builds the fixed erasure probe (a measurement only): one guided DDIM trajectory from noise of a generator of its
+    /// own, with the membranes off (so the probe does not depend on when a run starts or resumes), x kept after each
+    /// probe k; the query timestep and the erasure target of each as training derives them; the frozen model's loss.
+    /// </summary>
+    private ProbeState PrepareProbe(CancellationToken ct)
+    {
+        var o = _options;
+        int[] ks = ErasureProbePlan.Steps(o.SamplingSteps);
+        int size = ErasureProbePlan.Size(o), lh = size / _folder.VaeScaleFactor, lw = size / _folder.VaeScaleFactor, latent = 4 * lh * lw, n = ks.Length;
+        var scheduler = SchedulerRegistry.Create("ddim", _ddimConfig);
+        scheduler.SetTimesteps(o.SamplingSteps);
+        var ddimTimesteps = scheduler.Timesteps.ToArray();
+        var rng = new SeededRandom(o.Seed ^ 0x5052_4F42_4500_0000UL);
+        var x = new float[latent];
+        rng.FillGaussian(x);
+        if (scheduler.InitNoiseSigma != 1.0)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(x, (float)scheduler.InitNoiseSigma, x);
+        var samples = new float[n * latent];
+        var pair = new float[2 * latent];
+        var guided = new float[latent];
+        float g = (float)o.SamplingGuidance;
+        int done = 0;
+        for (int p = 0; p < n; p++)
+        {
+            for (; done < ks[p]; done++)
+            {
+                ct.ThrowIfCancellationRequested();
+                scheduler.ScaleModelInput(x, pair.AsSpan(0, latent), done);
+                pair.AsSpan(0, latent).CopyTo(pair.AsSpan(latent));
+                double t = scheduler.Timesteps[done];
+                var eps = PredictRows(pair, lh, lw, [_eUncond, _eTarget], [t, t], gate: 0f);
+                for (int j = 0; j < latent; j++) guided[j] = eps[j] + g * (eps[latent + j] - eps[j]);
+                scheduler.Step(guided, done, x, null);
+            }
+            x.CopyTo(samples, p * latent);
+        }
+        var queryT = ks.Select(k => IterationSampler.QueryTimestep(k, o, ddimTimesteps)).ToArray();
+
+        // Frozen rows per probe: c_tar, c_pos, c_sur.
+        var frozenSamples = new float[3 * n * latent];
+        var rows = new List<float[]>(3 * n);
+        var rowT = new List<double>(3 * n);
+        for (int p = 0; p < n; p++)
+        {
+            for (int r = 0; r < 3; r++) samples.AsSpan(p * latent, latent).CopyTo(frozenSamples.AsSpan((3 * p + r) * latent));
+            rows.AddRange([_eTarget, _ePositive, _eSurrogate]);
+            rowT.AddRange([queryT[p], queryT[p], queryT[p]]);
+        }
+        var frozen = PredictRows(frozenSamples, lh, lw, rows, rowT, gate: 0f);
+        var targets = new float[n * latent];
+        var frozenLosses = new double[n];
+        float eta = (float)o.Eta;
+        for (int p = 0; p < n; p++)
+        {
+            var eTar = frozen.AsSpan(3 * p * latent, latent);
+            var ePos = frozen.AsSpan((3 * p + 1) * latent, latent);
+            var eSur = frozen.AsSpan((3 * p + 2) * latent, latent);
+            var target = targets.AsSpan(p * latent, latent);
+            for (int i = 0; i < latent; i++) target[i] = eSur[i] - eta * (ePos[i] - eSur[i]);
+            frozenLosses[p] = MeanSquaredDifference(eTar, target);
+        }
+        return new ProbeState(new ErasureProbeInfo(ks, queryT, frozenLosses), samples, targets, lh, lw);
+    }
+
+    /// <summary>The current membrane's erasure loss at every probe (one forward call, no gradients).</summary>
+    private ErasureProbeReading MeasureProbe(ProbeState probe)
+    {
+        int n = probe.Info.Steps.Count, latent = probe.Samples.Length / n;
+        var eps = PredictRows(probe.Samples, probe.LatentHeight, probe.LatentWidth,
+            Enumerable.Repeat(_eTarget, n).ToList(), probe.Info.Timesteps.Select(t => (double)t).ToList(), gate: 1f);
+        var losses = new double[n];
+        var relative = new double[n];
+        for (int p = 0; p < n; p++)
+        {
+            losses[p] = MeanSquaredDifference(eps.AsSpan(p * latent, latent), probe.Targets.AsSpan(p * latent, latent));
+            relative[p] = losses[p] / probe.Info.FrozenLosses[p];
+        }
+        return new ErasureProbeReading(losses, relative);
+    }
+
+    /// <summary>
+    /// One injected UNet call with a latent, a conditioning row and a timestep per batch row; returns [rows, 4, h, w].
+    /// A UNet whose timestep input is a scalar gets one call per row when the timesteps differ.
+    /// </summary>
+    private float[] PredictRows(float[] samples, int lh, int lw, IReadOnlyList<float[]> rows, IReadOnlyList<double> timesteps, float gate)
+    {
+        int b = rows.Count, latent = samples.Length / b;
+        if (_timestep.Rank == 0 && timesteps.Distinct().Count() > 1)
+        {
+            var all = new float[samples.Length];
+            for (int r = 0; r < b; r++)
+                PredictRows(samples.AsSpan(r * latent, latent).ToArray(), lh, lw, [rows[r]], [timesteps[r]], gate).CopyTo(all, r * latent);
+            return all;
+        }
+        var hidden = Concat(rows);
+        using var sampleValue = OrtValue.CreateTensorValueFromMemory(samples, [b, 4, lh, lw]);
+        using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
+        using var tValue = _timestep.CreateRows(timesteps);
+        var gates = new FloatTensor(b, _layout.TotalRank);
+        gates.Span.Fill(gate);
+        var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
+        using var outputs = _injected.Run(inputs, gates, [_outputName]);
+        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
 
     /// <summary>
@@ -545,7 +669,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
 
     private string Fingerprint()
     {
-        var bytes = SHA256.HashData(Encoding.UTF8.GetBytes(SettingsJson() + "|" + _baseModelId));
+        // The probe is not a training setting (the file's metadata does not mention it), but it adds log columns, so a
+        // checkpoint of a run with the probe resumes only with the probe, and one without only without.
+        var bytes = SHA256.HashData(Encoding.UTF8.GetBytes(SettingsJson() + "|" + _baseModelId + (_options.ErasureProbe ? "|probe" : "")));
         return Convert.ToHexString(bytes, 0, 16).ToLowerInvariant();
     }
 
@@ -585,6 +711,19 @@ public sealed class LatentAnchoringTrainer : IDisposable
             if (tt.ElemType is not ((int)TensorProto.Types.DataType.Float or (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Double))
                 throw new SpmFormatException(file, input.Name, $"timestep has ONNX type {tt.ElemType}; expected float, double or int64.");
             return new TimestepInput(input.Name, tt.ElemType, rank);
+        }
+
+        /// <summary>A timestep per batch row (a scalar input takes the first: callers split rows with different values).</summary>
+        public OrtValue CreateRows(IReadOnlyList<double> t)
+        {
+            if (Rank == 0) return Create(t[0], 1);
+            long[] shape = [t.Count];
+            return ElemType switch
+            {
+                (int)TensorProto.Types.DataType.Int64 => OrtValue.CreateTensorValueFromMemory(t.Select(v => (long)Math.Round(v)).ToArray(), shape),
+                (int)TensorProto.Types.DataType.Double => OrtValue.CreateTensorValueFromMemory(t.ToArray(), shape),
+                _ => OrtValue.CreateTensorValueFromMemory(t.Select(v => (float)v).ToArray(), shape),
+            };
         }
 
         public OrtValue Create(double t, int batch)

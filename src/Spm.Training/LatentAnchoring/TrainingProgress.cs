@@ -34,6 +34,9 @@ public sealed record TrainingProgress(
 
     /// <summary>L2 norm of the gradient of the total loss over all membrane tensors (before the optimizer step).</summary>
     public double GradientNorm { get; init; }
+
+    /// <summary>The fixed probe's erasure losses before this iteration's update (null unless the probe is on).</summary>
+    public ErasureProbeReading? Probe { get; init; }
 }
 
 /// <summary>Accumulated wall time per phase of the iteration (the benchmark's split).</summary>
@@ -65,6 +68,9 @@ public sealed record TrainingTimings
 
     /// <summary>Rendering preview grids (not part of an iteration's cost; excluded from <see cref="Total"/>).</summary>
     public TimeSpan Preview { get; init; }
+
+    /// <summary>Measuring the fixed erasure probe (a measurement, not part of an iteration's cost; excluded from <see cref="Total"/>).</summary>
+    public TimeSpan Probe { get; init; }
 }
 
 /// <summary>The outcome of <see cref="LatentAnchoringTrainer.TrainAsync"/>.</summary>
@@ -78,4 +84,8 @@ public sealed record TrainingResult(
     int Steps,
     int ResumedFrom,
     TrainingTimings Timings,
-    IReadOnlyList<TrainingProgress> History);
+    IReadOnlyList<TrainingProgress> History)
+{
+    /// <summary>The fixed erasure probe of the run (null unless <see cref="LatentAnchoringOptions.ErasureProbe"/> is on).</summary>
+    public ErasureProbeInfo? Probe { get; init; }
+}
