@@ -13,7 +13,7 @@ namespace Spm.Tests.Common;
 /// to a loader and checks that it loads or fails with <see cref="SpmFormatException"/> naming the file (and the field,
 /// when it names one) in a short message, within a CPU bound.
 /// </summary>
-internal sealed class TextFuzz
+internal sealed class TextFuzz : SeededMutator
 {
     /// <summary>Cases per suite: <c>SPM_FUZZ_CASES</c> (default <paramref name="fallback"/>).</summary>
     public static int Cases(int fallback)
@@ -50,36 +50,19 @@ internal sealed class TextFuzz
 
     /// <param name="rng">The generator of the whole run.</param>
     /// <param name="keys">Field names of the format, for value replacement and duplication.</param>
-    public TextFuzz(SeededRandom rng, string[] keys)
+    public TextFuzz(SeededRandom rng, string[] keys) : base(rng)
     {
         _rng = rng;
         _keys = keys;
     }
 
-    /// <summary>What the last <see cref="Mutate"/> did, for failure reports.</summary>
-    public string LastDescription { get; private set; } = "";
 
-    /// <summary>Applies 1 to 3 random mutations to <paramref name="seed"/>.</summary>
-    public byte[] Mutate(byte[] seed)
-    {
-        var bytes = seed;
-        int n = 1 + _rng.NextInt(0, 3);
-        var what = new List<string>();
-        for (int i = 0; i < n; i++)
-        {
-            var (b, d) = MutateOnce(bytes);
-            bytes = b;
-            what.Add(d);
-        }
-        LastDescription = string.Join("; ", what);
-        return bytes;
-    }
 
     private int Pos(int length) => length == 0 ? 0 : _rng.NextInt(0, length + 1);
 
     private T Pick<T>(IReadOnlyList<T> items) => items[_rng.NextInt(0, items.Count)];
 
-    private (byte[], string) MutateOnce(byte[] f)
+    protected override (byte[] Bytes, string Description) MutateOnce(byte[] f)
     {
         switch (_rng.NextInt(0, 13))
         {

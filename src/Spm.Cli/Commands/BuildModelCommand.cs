@@ -33,6 +33,7 @@ internal static class BuildModelCommand
         var force = new Option<bool>("--force") { Description = "Replace an existing folder." };
         var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 450)." };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "tiny-shapes: decoder refinement steps on the frozen encoder's latents (default 1500; 0 skips)." };
+        var textTokenStd = new Option<double?>("--text-token-std") { Description = "tiny-shapes: standard deviation of the frozen text encoder's token embedding (default 1; CLIP's own init is 0.02)." };
         var snapshotEvery = new Option<int?>("--snapshot-every") { Description = "tiny-shapes: with --work-dir, also snapshot the UNet every N steps (default 500; 0: only at the end)." };
         var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: UNet training steps (default 4000; 0 with --continue-unet writes the model from the snapshots)." };
         var unetBatch = new Option<int?>("--unet-batch") { Description = "tiny-shapes: latents per UNet step (default 24)." };
@@ -43,7 +44,7 @@ internal static class BuildModelCommand
         var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
-            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery,
+            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -56,6 +57,7 @@ internal static class BuildModelCommand
                     AutoencoderSteps = parse.GetValue(aeSteps) ?? d.AutoencoderSteps,
                     DecoderSteps = parse.GetValue(decoderSteps) ?? d.DecoderSteps,
                     SnapshotEvery = parse.GetValue(snapshotEvery) ?? d.SnapshotEvery,
+                    TextTokenStd = parse.GetValue(textTokenStd) ?? d.TextTokenStd,
                     UNetSteps = parse.GetValue(unetSteps) ?? d.UNetSteps,
                     UNetBatch = parse.GetValue(unetBatch) ?? d.UNetBatch,
                     LatentPoolSize = parse.GetValue(pool) ?? d.LatentPoolSize,

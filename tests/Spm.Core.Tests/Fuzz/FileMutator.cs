@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.RegularExpressions;
 using Spm.Core.Randomness;
+using Spm.Tests.Common;
 
 namespace Spm.Core.Tests.Fuzz;
 
@@ -10,11 +11,11 @@ namespace Spm.Core.Tests.Fuzz;
 /// length prefixes) and header-level damage (hostile numbers, shapes, dtypes, strings, deep nesting, duplicate keys)
 /// after which the length prefix is rewritten so the damage reaches the JSON parser and the layout checks.
 /// </summary>
-internal sealed partial class FileMutator
+internal sealed partial class FileMutator : SeededMutator
 {
     private readonly SeededRandom _rng;
 
-    public FileMutator(SeededRandom rng) => _rng = rng;
+    public FileMutator(SeededRandom rng) : base(rng) => _rng = rng;
 
     private static readonly string[] HostileNumbers =
     {
@@ -36,25 +37,9 @@ internal sealed partial class FileMutator
         "\\ud800", "\\u0000", "\\\"", "x\\ny", "é", "lora_down.weight", ".alpha", "prompts", "rank", "alpha",
     };
 
-    public string LastDescription { get; private set; } = "";
 
-    /// <summary>Applies 1 to 3 random mutations.</summary>
-    public byte[] Mutate(byte[] seed)
-    {
-        var bytes = seed;
-        int n = 1 + _rng.NextInt(0, 3);
-        var what = new List<string>();
-        for (int i = 0; i < n; i++)
-        {
-            var (b, d) = MutateOnce(bytes);
-            bytes = b;
-            what.Add(d);
-        }
-        LastDescription = string.Join("; ", what);
-        return bytes;
-    }
 
-    private (byte[], string) MutateOnce(byte[] f)
+    protected override (byte[] Bytes, string Description) MutateOnce(byte[] f)
     {
         int kind = _rng.NextInt(0, 12);
         switch (kind)
