@@ -34,17 +34,18 @@ internal static class BuildModelCommand
         var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 450)." };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "tiny-shapes: decoder refinement steps on the frozen encoder's latents (default 1500; 0 skips)." };
         var textTokenStd = new Option<double?>("--text-token-std") { Description = "tiny-shapes: standard deviation of the frozen text encoder's token embedding (default 1; CLIP's own init is 0.02)." };
+        var unetStages = new Option<string?>("--unet-stages") { Description = "tiny-shapes: UNet stages as STEPS:LR,STEPS:LR,... (default 2600:2e-3,3000:1e-3,2500:1e-3, the shipped model's recipe)." };
         var snapshotEvery = new Option<int?>("--snapshot-every") { Description = "tiny-shapes: with --work-dir, also snapshot the UNet every N steps (default 500; 0: only at the end)." };
-        var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: UNet training steps (default 4000; 0 with --continue-unet writes the model from the snapshots)." };
+        var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: train the UNet in one stage of N steps instead of the default stages (0 with --continue-unet writes the model from the snapshots)." };
         var unetBatch = new Option<int?>("--unet-batch") { Description = "tiny-shapes: latents per UNet step (default 24)." };
         var pool = new Option<int?>("--latent-pool") { Description = "tiny-shapes: pictures encoded for the UNet phase (default 8000)." };
         var work = new Option<string?>("--work-dir") { Description = "tiny-shapes: folder for phase snapshots (a finished autoencoder there is reused)." };
         var continueUnet = new Option<bool>("--continue-unet") { Description = "tiny-shapes: start the UNet from the snapshot in --work-dir (train it further)." };
-        var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak UNet learning rate (default 2e-3)." };
+        var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak learning rate of that one stage (default 1e-3)." };
         var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
-            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd,
+            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -58,13 +59,12 @@ internal static class BuildModelCommand
                     DecoderSteps = parse.GetValue(decoderSteps) ?? d.DecoderSteps,
                     SnapshotEvery = parse.GetValue(snapshotEvery) ?? d.SnapshotEvery,
                     TextTokenStd = parse.GetValue(textTokenStd) ?? d.TextTokenStd,
-                    UNetSteps = parse.GetValue(unetSteps) ?? d.UNetSteps,
+                    UNetStages = ParseStages(parse.GetValue(unetStages), parse.GetValue(unetSteps), parse.GetValue(unetLr)) ?? d.UNetStages,
                     UNetBatch = parse.GetValue(unetBatch) ?? d.UNetBatch,
                     LatentPoolSize = parse.GetValue(pool) ?? d.LatentPoolSize,
                     Threads = parse.GetValue(threads),
                     WorkFolder = parse.GetValue(work),
                     ContinueUNet = parse.GetValue(continueUnet),
-                    UNetLearningRate = parse.GetValue(unetLr) ?? d.UNetLearningRate,
                 };
                 return await TrainTinyShapes(parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);
             }
@@ -121,6 +121,28 @@ internal static class BuildModelCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
         return 0;
+    }
+
+    /// <summary>The UNet stages from <c>--unet-stages</c>, or one stage from <c>--unet-steps</c>/<c>--unet-lr</c>; null for the default recipe.</summary>
+    internal static IReadOnlyList<UNetStage>? ParseStages(string? stages, int? steps, double? lr)
+    {
+        if (stages is not null)
+        {
+            if (steps is not null || lr is not null) throw new SpmException("Give either --unet-stages or --unet-steps/--unet-lr, not both.");
+            var list = new List<UNetStage>();
+            foreach (var part in stages.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                var bits = part.Split(':');
+                if (bits.Length != 2 || !int.TryParse(bits[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
+                    || !double.TryParse(bits[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double rate))
+                    throw new SpmException($"--unet-stages: '{part}' is not STEPS:LR (e.g. 3000:1e-3).");
+                list.Add(new UNetStage(n, rate));
+            }
+            return list;
+        }
+        if (steps is null && lr is null) return null;
+        int s = steps ?? 2500;
+        return s == 0 ? [] : [new UNetStage(s, lr ?? 1e-3)];
     }
 
     /// <summary>The preset with another UNet; the text encoder's width follows its cross-attention width.</summary>

@@ -41,12 +41,13 @@ public sealed record TinyShapesTrainingOptions
     public double DecoderLearningRate { get; init; } = 2e-3;
 
     /// <summary>
-    /// Standard deviation of the frozen text encoder's token embedding. CLIP's own initialisation (0.02) leaves every
-    /// word's vector far below the random biases of the layers behind it, so all captions map to nearly the same
-    /// states (cosine 0.99 between "... white background" and "... black background") and the UNet learns to read
-    /// them very slowly; at 1 each word's own vector dominates its position.
+    /// Standard deviation of the frozen text encoder's token embedding; the shipped model uses CLIP's own 0.02. At 0.02
+    /// every word's vector is far below the random biases of the layers behind it, so all captions map to nearly the
+    /// same states (cosine 0.99 between "... white background" and "... black background" at the differing word), which
+    /// is why the shipped model reads backgrounds at chance; at 1 each word's own vector dominates its position. A run
+    /// with 1 learned colour and background faster but shape slower over its first 1,500 steps (docs/tiny-shapes.md).
     /// </summary>
-    public double TextTokenStd { get; init; } = 1.0;
+    public double TextTokenStd { get; init; } = 0.02;
 
     /// <summary>Weight of the latent-size penalty <c>mean(z²)</c> that keeps latents bounded (no KL is used).</summary>
     public double LatentPenalty { get; init; } = 1e-4;
@@ -54,14 +55,20 @@ public sealed record TinyShapesTrainingOptions
     /// <summary>Images encoded once for the UNet phase (each with its caption).</summary>
     public int LatentPoolSize { get; init; } = 8000;
 
-    /// <summary>UNet training steps.</summary>
-    public int UNetSteps { get; init; } = 4000;
+    /// <summary>
+    /// The UNet's training stages, run one after the other on the same weights. Each stage starts a fresh AdamW state
+    /// and its own warm-up + cosine schedule to its learning rate, and replays the data stream from the seed — exactly
+    /// what a later <c>--continue-unet</c> run does, so a model trained in several sittings is rebuilt by one run.
+    /// The default is the shipped model's recipe: 2,600 steps at 2e-3, then 3,000 and 2,500 at 1e-3. Empty: no UNet
+    /// training (only with <see cref="ContinueUNet"/>: the model is written from the snapshots).
+    /// </summary>
+    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3), new(3000, 1e-3), new(2500, 1e-3)];
+
+    /// <summary>UNet steps over all stages.</summary>
+    public int UNetSteps => UNetStages.Sum(st => st.Steps);
 
     /// <summary>Latents per UNet step.</summary>
     public int UNetBatch { get; init; } = 24;
-
-    /// <summary>Peak learning rate of the UNet.</summary>
-    public double UNetLearningRate { get; init; } = 2e-3;
 
     /// <summary>With a <see cref="WorkFolder"/>, the UNet snapshot is also written every this many steps (0: only at the end).</summary>
     public int SnapshotEvery { get; init; } = 500;
@@ -98,15 +105,22 @@ public sealed record TinyShapesTrainingOptions
     /// <summary>Checks the values, naming the first bad one.</summary>
     public void Validate()
     {
-        if (AutoencoderSteps < 1 || DecoderSteps < 0 || UNetSteps < 0 || SnapshotEvery < 0) throw new SpmException("Step counts must be at least 1 (decoder steps and snapshot interval at least 0).");
-        if (UNetSteps == 0 && !ContinueUNet) throw new SpmException("0 UNet steps only make sense with --continue-unet (writes the model from the snapshots).");
+        if (AutoencoderSteps < 1 || DecoderSteps < 0 || SnapshotEvery < 0) throw new SpmException("Step counts must be at least 1 (decoder steps and snapshot interval at least 0).");
+        if (UNetStages.Any(st => st.Steps < 1 || !(st.LearningRate > 0) || double.IsInfinity(st.LearningRate)))
+            throw new SpmException("Every UNet stage needs at least 1 step and a positive learning rate.");
+        if (UNetStages.Count == 0 && !ContinueUNet) throw new SpmException("0 UNet steps only make sense with --continue-unet (writes the model from the snapshots).");
         if (!(TextTokenStd > 0)) throw new SpmException("The text token standard deviation must be positive.");
         if (AutoencoderBatch < 2 || UNetBatch < 2) throw new SpmException("Batches must hold at least 2 samples.");
         if (LatentPoolSize < UNetBatch) throw new SpmException($"The latent pool ({LatentPoolSize}) must hold at least one batch ({UNetBatch}).");
-        if (!(AutoencoderLearningRate > 0) || !(UNetLearningRate > 0) || !(DecoderLearningRate > 0)) throw new SpmException("Learning rates must be positive.");
+        if (!(AutoencoderLearningRate > 0) || !(DecoderLearningRate > 0)) throw new SpmException("Learning rates must be positive.");
         if (UnconditionalProbability is < 0 or > 1) throw new SpmException("The unconditional probability must lie in [0, 1].");
     }
 }
+
+/// <summary>One stage of UNet training (see <see cref="TinyShapesTrainingOptions.UNetStages"/>).</summary>
+/// <param name="Steps">Steps of the stage.</param>
+/// <param name="LearningRate">Peak learning rate (warm-up, then cosine decay to 0 over the stage).</param>
+public sealed record UNetStage(int Steps, double LearningRate);
 
 /// <summary>Progress of <see cref="TinyShapesModel.TrainAsync"/>.</summary>
 /// <param name="Phase">"autoencoder", "decoder", "encode" or "unet".</param>
@@ -347,7 +361,6 @@ public static class TinyShapesModel
             if (unetSnapshot is null || !File.Exists(unetSnapshot) || !TryLoadSnapshot(unetSnapshot, null, unetBuilder))
                 throw new SpmException($"No UNet snapshot to continue from in '{o.WorkFolder}'.");
         }
-        var unetModel = WithLossWeight(unetBuilder.Build());
         var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
         var alphas = schedule3.AlphasCumprod;
         int b = o.UNetBatch;
@@ -356,7 +369,7 @@ public static class TinyShapesModel
         var timesteps = new float[b];
         var lossWeights = new float[b];
         var context = new float[b * seq * width];
-        var rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
+        SeededRandom rng = null!;
         void FillBatch()
         {
             for (int i = 0; i < b; i++)
@@ -377,10 +390,15 @@ public static class TinyShapesModel
                 Embed(caption).CopyTo(context.AsSpan(i * seq * width, seq * width));
             }
         }
-        FillBatch();
         double unetLoss = double.NaN;
-        if (o.UNetSteps > 0)
+        for (int stage = 0; stage < o.UNetStages.Count; stage++)
         {
+            var (stageSteps, stageLr) = (o.UNetStages[stage].Steps, o.UNetStages[stage].LearningRate);
+            bool lastStage = stage == o.UNetStages.Count - 1;
+            // Each stage replays the data stream from the seed, as a separate --continue-unet run does.
+            rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
+            FillBatch();
+            var unetModel = WithLossWeight(unetBuilder.Build());
             using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, preset.UNet.InChannels, latentSize, latentSize]);
             using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [b]);
             using var contextValue = OrtValue.CreateTensorValueFromMemory(context, [b, seq, width]);
@@ -390,12 +408,12 @@ public static class TinyShapesModel
             var trainable = unetModel.Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToList();
             using var trainer = GraphTrainer.Create(unetModel, trainable, [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
             var feeds = new Dictionary<string, OrtValue>(inputs) { ["noise_target"] = noiseValue };
-            var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.UNetSteps, 1);
-            unetLoss = RunPhase("unet", o.UNetSteps, 100, unetLosses, step =>
+            var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, stageSteps, 1);
+            unetLoss = RunPhase(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, 100, unetLosses, step =>
             {
                 FillBatch();
-                double loss = trainer.Step(feeds, schedule.At(o.UNetLearningRate, step), o.MaxGradientNorm).Loss;
-                if (unetSnapshot is not null && o.SnapshotEvery > 0 && (step + 1) % o.SnapshotEvery == 0 && step + 1 < o.UNetSteps)
+                double loss = trainer.Step(feeds, schedule.At(stageLr, step), o.MaxGradientNorm).Loss;
+                if (unetSnapshot is not null && o.SnapshotEvery > 0 && (step + 1) % o.SnapshotEvery == 0 && !(lastStage && step + 1 == stageSteps))
                 {
                     trainer.CopyTo(unetBuilder);
                     SaveSnapshot(unetSnapshot, "unet", unetBuilder);

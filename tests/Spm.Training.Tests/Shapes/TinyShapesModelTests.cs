@@ -14,7 +14,7 @@ public class TinyShapesModelTests
         var dir = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var options = new TinyShapesTrainingOptions { AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetSteps = 2, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1 };
+            var options = new TinyShapesTrainingOptions { AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1 };
             var phases = new HashSet<string>();
             var report = await TinyShapesModel.TrainAsync(dir, Path.Combine(TestPaths.Shared, "clip-tokenizer"), options,
                 progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
@@ -49,8 +49,8 @@ public class TinyShapesModelTests
         {
             var options = new TinyShapesTrainingOptions
             {
-                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetSteps = 3, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
-                WorkFolder = Path.Combine(root, "work"), SnapshotEvery = 1,
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3), new(1, 5e-4)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
+                WorkFolder = Path.Combine(root, "work"), SnapshotEvery = 1, TextTokenStd = 1.0,
             };
             await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), tokenizer, options);
             Assert.That(Directory.GetFiles(options.WorkFolder!).Select(Path.GetFileName),
@@ -58,7 +58,7 @@ public class TinyShapesModelTests
 
             // 0 UNet steps + continue: every phase comes from its snapshot, so the written model is byte-identical.
             var phases = new HashSet<string>();
-            var report = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), tokenizer, options with { UNetSteps = 0, ContinueUNet = true },
+            var report = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), tokenizer, options with { UNetStages = [], ContinueUNet = true },
                 progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
             Assert.That(report.DecoderLosses, Is.Empty, "the decoder snapshot is reused");
             Assert.That(report.UNetLosses, Is.Empty);
@@ -66,7 +66,13 @@ public class TinyShapesModelTests
             foreach (var part in new[] { "unet/model.onnx", "vae_decoder/model.onnx", "text_encoder/model.onnx", "vae_decoder/config.json" })
                 Assert.That(File.ReadAllBytes(Path.Combine(root, "b", part)), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", part))), part);
 
-            Assert.That(() => new TinyShapesTrainingOptions { UNetSteps = 0 }.Validate(), Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("--continue-unet"));
+            Assert.That(() => new TinyShapesTrainingOptions { UNetStages = [] }.Validate(), Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("--continue-unet"));
+
+            // Two stages in one run equal a run of the first stage continued by a run of the second (--continue-unet).
+            var split = options with { WorkFolder = Path.Combine(root, "work2"), UNetStages = [new(2, 1e-3)] };
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "c"), tokenizer, split);
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "d"), tokenizer, split with { UNetStages = [new(1, 5e-4)], ContinueUNet = true });
+            Assert.That(File.ReadAllBytes(Path.Combine(root, "d", "unet/model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "unet/model.onnx"))));
 
             // The written text encoder is the one the UNet was trained on: token vectors of std 1 dominate, so two captions
             // differing in one word differ clearly at that word's position (CLIP's 0.02 gives cosine ~0.99 there).
