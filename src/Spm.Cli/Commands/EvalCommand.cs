@@ -48,10 +48,16 @@ internal static class EvalCommand
         public readonly Option<int> Threads = new("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
         public readonly Option<int> Parallel = new("--parallel") { Description = "Batches generated at once (try 2 with --threads 1 on small CPUs).", DefaultValueFactory = _ => 1 };
 
-        public Options() => GateCurve.AcceptOnlyFromAmong("square", "linear");
+        public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How clipcos counts: none (the spec's raw cosine, default) or empty (above the empty prompt's cosine to the concept).", DefaultValueFactory = _ => "none" };
+
+        public Options()
+        {
+            GateCurve.AcceptOnlyFromAmong("square", "linear");
+            GateCalibration.AcceptOnlyFromAmong("none", "empty");
+        }
 
         public IEnumerable<Option> All() =>
-            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel];
+            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel];
     }
 
     public static Command Create()
@@ -113,7 +119,7 @@ internal static class EvalCommand
         var gridDir = parse.GetValue(o.GridDir);
         if (gridDir is not null && File.Exists(gridDir)) throw new IOException($"--grid-dir '{gridDir}' is a file.");
         return new Request(DefaultModel.Resolve(parse.GetValue(o.Model)), spms, noAnchoring, concepts, fidelity, images, parse.GetValue(o.Seed),
-            generation, new GateSettings(curve, factor), json, gridDir, gridPrompts, force,
+            generation, new GateSettings(curve, factor, Calibration: SpmGenerateOptions.ParseCalibration(parse.GetValue(o.GateCalibration))), json, gridDir, gridPrompts, force,
             new OnnxRuntimeOptions { Provider = provider, IntraOpThreads = parse.GetValue(o.Threads) });
     }
 
@@ -321,6 +327,7 @@ internal static class EvalCommand
             ["parallel"] = r.Generation.Parallelism,
             ["threads"] = r.Runtime.IntraOpThreads,
             ["gateCurve"] = r.Transport.Curve.ToString().ToLowerInvariant(),
+            ["gateCalibration"] = r.Transport.Calibration == Spm.Core.Gating.GateCalibration.EmptyPrompt ? "empty" : "none",
             ["facilitateFactor"] = r.Transport.FacilitateFactor,
             ["spms"] = spms,
             ["imagesGenerated"] = cost.ImagesGenerated,

@@ -17,9 +17,19 @@ internal sealed class SpmGenerateOptions
     public readonly Option<bool> UncondOff = new("--spm-uncond-off") { Description = "Switch the membranes off in the unconditional (negative prompt) row of guidance." };
     public readonly Option<bool> AllowPartial = new("--allow-partial") { Description = "Apply the matching layers of an SPM that does not fully fit the model (with a warning)." };
 
-    public SpmGenerateOptions() => GateCurve.AcceptOnlyFromAmong("square", "linear");
+    public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How clipcos counts: none (the spec's raw cosine, default) or empty (measured above the empty prompt's cosine to the concept).", DefaultValueFactory = _ => "none" };
 
-    public IEnumerable<Option> All() => [Spm, GateCurve, FacilitateFactor, UncondOff, AllowPartial];
+    public SpmGenerateOptions()
+    {
+        GateCurve.AcceptOnlyFromAmong("square", "linear");
+        GateCalibration.AcceptOnlyFromAmong("none", "empty");
+    }
+
+    /// <summary>Reads --gate-calibration.</summary>
+    public static global::Spm.Core.Gating.GateCalibration ParseCalibration(string? text)
+        => text?.Trim().ToLowerInvariant() == "empty" ? global::Spm.Core.Gating.GateCalibration.EmptyPrompt : global::Spm.Core.Gating.GateCalibration.None;
+
+    public IEnumerable<Option> All() => [Spm, GateCurve, FacilitateFactor, GateCalibration, UncondOff, AllowPartial];
 
     /// <summary>Loads the SPMs (null without --spm); warnings go to stderr.</summary>
     public LoadedSpms? Load(ParseResult parse, string modelFolder)
@@ -39,7 +49,8 @@ internal sealed class SpmGenerateOptions
         var (_, fixedMults) = BakeCommand.ParseSpms(parse.GetValue(Spm) ?? []);
         GateCurves.TryParse(parse.GetValue(GateCurve), out var curve);
         float factor = parse.GetValue(FacilitateFactor);
-        var settings = fixedMults.Select(m => new GateSettings(curve, factor, m)).ToList();
+        var calibration = ParseCalibration(parse.GetValue(GateCalibration));
+        var settings = fixedMults.Select(m => new GateSettings(curve, factor, m, calibration)).ToList();
         bool off = parse.GetValue(UncondOff);
         var conditioner = spms.CreateConditioner(pipeline, settings, off);
         foreach (var g in conditioner.GatesFor(prompt)) Console.WriteLine($"gate: {g}");

@@ -47,13 +47,39 @@ public static class FacilitatedTransport
         return MathF.Max(ClipCosine(prompt.Embedding, concept.Embedding), TokenUnion(prompt.TokenSet, concept.TokenSet));
     }
 
-    /// <summary>An SPM's gamma for a prompt: the maximum of <see cref="Gamma"/> over its concepts (0 with no concept).</summary>
-    public static float SpmGamma(GateText prompt, IReadOnlyList<GateText> concepts)
+    /// <summary>
+    /// A cosine measured above a floor: <c>clamp((cosine − floor) / (1 − floor), 0, 1)</c>; a floor of 1 or more leaves
+    /// only an exact match (cosine ≥ 1) at 1. See <see cref="GateCalibration.EmptyPrompt"/>.
+    /// </summary>
+    public static float CalibratedCosine(float cosine, float floor)
+    {
+        if (!(floor < 1f)) return cosine >= 1f ? 1f : 0f;
+        return Math.Clamp((cosine - floor) / (1f - floor), 0f, 1f);
+    }
+
+    /// <summary>
+    /// <c>gamma(p, c)</c> with the clipcos term calibrated against <paramref name="baseline"/> (the empty prompt's view):
+    /// <c>max(CalibratedCosine(clipcos(p, c), clipcos(baseline, c)), tokenuni(p, c))</c>. A null baseline gives <see cref="Gamma(GateText, GateText)"/>.
+    /// </summary>
+    public static float Gamma(GateText prompt, GateText concept, GateText? baseline)
+    {
+        if (baseline is null) return Gamma(prompt, concept);
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(concept);
+        float cos = CalibratedCosine(ClipCosine(prompt.Embedding, concept.Embedding), ClipCosine(baseline.Embedding, concept.Embedding));
+        return MathF.Max(cos, TokenUnion(prompt.TokenSet, concept.TokenSet));
+    }
+
+    /// <summary>An SPM's gamma for a prompt: the maximum of <see cref="Gamma(GateText, GateText)"/> over its concepts (0 with no concept).</summary>
+    public static float SpmGamma(GateText prompt, IReadOnlyList<GateText> concepts) => SpmGamma(prompt, concepts, null);
+
+    /// <summary>An SPM's gamma with the clipcos term calibrated against <paramref name="baseline"/> (null: the spec's raw gamma).</summary>
+    public static float SpmGamma(GateText prompt, IReadOnlyList<GateText> concepts, GateText? baseline)
     {
         ArgumentNullException.ThrowIfNull(concepts);
         if (concepts.Count == 0) return 0f;
         float best = float.NegativeInfinity;
-        foreach (var c in concepts) best = MathF.Max(best, Gamma(prompt, c));
+        foreach (var c in concepts) best = MathF.Max(best, Gamma(prompt, c, baseline));
         return best;
     }
 

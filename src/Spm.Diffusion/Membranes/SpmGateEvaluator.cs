@@ -52,7 +52,7 @@ public sealed class SpmGateEvaluator
 
     /// <summary>
     /// The gates of <paramref name="sets"/> for <paramref name="prompt"/>. <paramref name="settings"/> holds one entry per
-    /// set (curve, facilitate factor, optional fixed multiplier).
+    /// set (curve, facilitate factor, optional fixed multiplier, calibration).
     /// </summary>
     public IReadOnlyList<SpmGate> Evaluate(GateText prompt, IReadOnlyList<MembraneSet> sets, IReadOnlyList<GateSettings> settings)
     {
@@ -70,7 +70,8 @@ public sealed class SpmGateEvaluator
                 continue;
             }
             var concepts = sets[i].Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();
-            float gamma = FacilitatedTransport.SpmGamma(prompt, concepts);
+            var baseline = s.Calibration == GateCalibration.EmptyPrompt ? Concept("") : null;
+            float gamma = FacilitatedTransport.SpmGamma(prompt, concepts, baseline);
             gates[i] = new SpmGate(sets[i].Name, gamma, FacilitatedTransport.Multiplier(gamma, s), false);
         }
         return gates;

@@ -59,10 +59,10 @@ public sealed record TinyShapesTrainingOptions
     /// The UNet's training stages, run one after the other on the same weights. Each stage starts a fresh AdamW state
     /// and its own warm-up + cosine schedule to its learning rate, and replays the data stream from the seed — exactly
     /// what a later <c>--continue-unet</c> run does, so a model trained in several sittings is rebuilt by one run.
-    /// The default is the shipped model's recipe: 2,600 steps at 2e-3, then 3,000 and 2,500 at 1e-3. Empty: no UNet
+    /// The default is the shipped model's recipe: 2,600 steps at 2e-3, then 3,000 at 1e-3. Empty: no UNet
     /// training (only with <see cref="ContinueUNet"/>: the model is written from the snapshots).
     /// </summary>
-    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3), new(3000, 1e-3), new(2500, 1e-3)];
+    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3), new(3000, 1e-3)];
 
     /// <summary>UNet steps over all stages.</summary>
     public int UNetSteps => UNetStages.Sum(st => st.Steps);

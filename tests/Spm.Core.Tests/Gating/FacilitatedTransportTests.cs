@@ -87,6 +87,32 @@ public class FacilitatedTransportTests
     }
 
     [Test]
+    public void CalibratedGammaMeasuresTheCosineAboveTheEmptyPromptsFloor()
+    {
+        var pad = Embedding(30);                                              // what every padded text shares
+        var concept = new GateText(Embedding(31, pad, 0.9f), Ids(2368), Sd1Specials);
+        var baseline = new GateText(Embedding(32, pad, 0.9f), Ids(), Sd1Specials);
+        var related = new GateText(Embedding(33, concept.Embedding, 0.97f), Ids(4444), Sd1Specials);
+        var unrelated = new GateText(Embedding(34, pad, 0.85f), Ids(7777), Sd1Specials);
+        var withToken = new GateText(Embedding(35, pad, 0.85f), Ids(320, 2368), Sd1Specials);
+        double floor = Cos(baseline.Embedding, concept.Embedding);
+        double Calibrated(GateText p) => Math.Clamp((Cos(p.Embedding, concept.Embedding) - floor) / (1 - floor), 0, 1);
+
+        Assert.That(Cos(unrelated.Embedding, concept.Embedding), Is.GreaterThan(0.6), "the raw cosine of an unrelated text is high");
+        Assert.That(FacilitatedTransport.Gamma(unrelated, concept, baseline), Is.EqualTo(0f), "below the floor: 0");
+        Assert.That(Calibrated(related), Is.InRange(0.2, 0.99));
+        Assert.That(FacilitatedTransport.Gamma(related, concept, baseline), Is.EqualTo(Calibrated(related)).Within(1e-4));
+        Assert.That(FacilitatedTransport.Gamma(concept, concept, baseline), Is.EqualTo(1f).Within(1e-5));
+        Assert.That(FacilitatedTransport.Gamma(withToken, concept, baseline), Is.EqualTo(1f), "tokenuni is not calibrated");
+        Assert.That(FacilitatedTransport.Gamma(unrelated, concept, null), Is.EqualTo(FacilitatedTransport.Gamma(unrelated, concept)));
+        Assert.That(FacilitatedTransport.SpmGamma(related, new[] { concept }, baseline), Is.EqualTo(Calibrated(related)).Within(1e-4));
+
+        Assert.That(FacilitatedTransport.CalibratedCosine(0.95f, 0.9f), Is.EqualTo(0.5f).Within(1e-5));
+        Assert.That(FacilitatedTransport.CalibratedCosine(0.5f, 1f), Is.EqualTo(0f), "a floor of 1 leaves only an exact match");
+        Assert.That(FacilitatedTransport.CalibratedCosine(1f, 1f), Is.EqualTo(1f));
+    }
+
+    [Test]
     public void MultiplierAppliesFactorCurveAndFixedBypass()
     {
         Assert.That(FacilitatedTransport.Multiplier(0.6f, GateSettings.Default), Is.EqualTo(0.36f).Within(1e-7));

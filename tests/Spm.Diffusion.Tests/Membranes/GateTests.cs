@@ -78,6 +78,30 @@ public sealed class GateTests
         Assert.That(gate.Multiplier, Is.EqualTo(expected).Within(1e-5));
     }
 
+    [TestCase("a red sports car on a road", "cat")]
+    [TestCase("a photo of a kitten", "cat")]
+    [TestCase("", "nudity")]
+    public void CalibratedGate_MeasuresTheCosineAboveTheEmptyPrompt(string prompt, string concept)
+    {
+        double Cos(string a, string b)
+        {
+            var ea = Embed(_tokenizer.Encode(a));
+            var eb = Embed(_tokenizer.Encode(b));
+            double dot = 0, na = 0, nb = 0;
+            for (int i = 0; i < ea.Length; i++) { dot += (double)ea[i] * eb[i]; na += (double)ea[i] * ea[i]; nb += (double)eb[i] * eb[i]; }
+            return dot / Math.Sqrt(na * nb);
+        }
+        double floor = Cos("", concept);
+        double gamma = Math.Clamp((Cos(prompt, concept) - floor) / (1 - floor), 0, 1);
+        var settings = new GateSettings(Calibration: GateCalibration.EmptyPrompt);
+        var gate = _evaluator.Evaluate(_evaluator.TextOf(prompt), [Set("s", concept)], [settings])[0];
+        TestContext.Out.WriteLine($"'{prompt}' vs '{concept}': raw {Cos(prompt, concept):0.####}, floor {floor:0.####}, calibrated {gate}");
+        Assert.That(gate.Gamma, Is.EqualTo(gamma).Within(1e-4));
+        Assert.That(gate.Multiplier, Is.EqualTo(gamma * gamma).Within(1e-4));
+        var raw = _evaluator.Evaluate(_evaluator.TextOf(prompt), [Set("s", concept)], [GateSettings.Default])[0];
+        Assert.That(gate.Multiplier, Is.LessThan(raw.Multiplier), "calibration lowers the gate of prompts without the concept's tokens");
+    }
+
     [Test]
     public void TokenOverlap_GivesFullGate()
     {
