@@ -1,4 +1,6 @@
+using Spm.Core.Gating;
 using Spm.Core.Membranes;
+using Spm.Training.Shapes;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Tests.Common;
@@ -30,6 +32,51 @@ public class BuiltInModelTests
         Assert.That((a.Images[0].Width, a.Images[0].Height), Is.EqualTo((64, 64)));
         Assert.That(a.Images[0].Rgb, Is.EqualTo(b.Images[0].Rgb));
         Assert.That(a.Images[0].Rgb.Distinct().Count(), Is.GreaterThan(16), "a picture, not a flat image");
+    }
+
+    /// <summary>
+    /// The shipped circle SPM erases circles from circle prompts and leaves a prompt without circles untouched under the
+    /// calibrated gate. Eight fixed seeds (PNDM 20 steps, guidance 5, as spm eval); `spm eval` on 100 prompts measured
+    /// circle detection 92 % -> 2 %.
+    /// </summary>
+    [Test]
+    public async Task ShippedCircleSpm_ErasesCircles_AndTheCalibratedGateLeavesOtherPromptsAlone()
+    {
+        var spm = Path.Combine(Folder, "spm", "circle.safetensors");
+        var loaded = LoadedSpms.Load(Folder, [spm]);
+        using var pipeline = StableDiffusionPipeline.Load(Folder, new PipelineOptions { UNetSource = loaded.UNetSource });
+        var evaluator = new ShapeEvaluator();
+        async Task<GeneratedImage[]> Run(string prompt, GateSettings gate)
+        {
+            var request = new GenerationRequest
+            {
+                Prompt = prompt, Steps = 20, GuidanceScale = 5, Seed = 100, Count = 8, BatchSize = 8,
+                Conditioner = loaded.CreateConditioner(pipeline, [gate]),
+            };
+            return (await pipeline.GenerateAsync(request)).Images.ToArray();
+        }
+        int Circles(IEnumerable<GeneratedImage> images) => images.Count(i => evaluator.Evaluate(Planar(i.Rgb)).Shape.Value == ShapeKind.Circle);
+
+        const string circlePrompt = "a blue circle on a white background";
+        int baseCircles = Circles(await Run(circlePrompt, new GateSettings(FixedMultiplier: 0f)));
+        int erasedCircles = Circles(await Run(circlePrompt, GateSettings.Default));
+        TestContext.Out.WriteLine($"circles: base {baseCircles}/8, erased {erasedCircles}/8");
+        Assert.That(baseCircles, Is.GreaterThanOrEqualTo(6), "the base model draws the circles it is asked for");
+        Assert.That(erasedCircles, Is.LessThanOrEqualTo(1), "the SPM erases them");
+
+        const string other = "a green square on a black background";
+        var baseOther = await Run(other, new GateSettings(FixedMultiplier: 0f));
+        var gatedOther = await Run(other, new GateSettings(Calibration: GateCalibration.EmptyPrompt));
+        for (int i = 0; i < 8; i++) Assert.That(gatedOther[i].Rgb, Is.EqualTo(baseOther[i].Rgb), "gate 0: the base model's image");
+    }
+
+    private static float[] Planar(byte[] rgb)
+    {
+        int plane = rgb.Length / 3;
+        var planar = new float[rgb.Length];
+        for (int p = 0; p < plane; p++)
+            for (int c = 0; c < 3; c++) planar[c * plane + p] = rgb[3 * p + c] / 255f;
+        return planar;
     }
 
     [TestCase("circle", "circle")]
