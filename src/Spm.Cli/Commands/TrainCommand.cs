@@ -21,14 +21,14 @@ internal static class TrainCommand
         var concept = new Option<string?>("--concept") { Description = "The concept to erase (c_tar)." };
         var surrogate = new Option<string>("--surrogate") { Description = "Surrogate concept (c_sur).", DefaultValueFactory = _ => "" };
         var eta = new Option<double>("--eta") { Description = "Erasing guidance eta.", DefaultValueFactory = _ => 1.0 };
-        var anchorStrength = new Option<double>("--anchor-strength") { Description = "Anchoring strength lambda.", DefaultValueFactory = _ => 1000.0 };
+        var anchorStrength = new Option<double?>("--anchor-strength") { Description = "Anchoring strength lambda (default: the model's spm_train_defaults.json, else 1000)." };
         var noAnchoring = new Option<bool>("--no-anchoring") { Description = "Erase without latent anchoring (the ablation)." };
         var anchors = new Option<int>("--anchors") { Description = "Anchors per iteration.", DefaultValueFactory = _ => 4 };
         var quirk = new Option<bool>("--reference-quirk") { Description = "Reproduce the reference code's anchor batch (half the anchors are E(\"\"))." };
-        var iterations = new Option<int>("--iterations") { Description = "Training iterations.", DefaultValueFactory = _ => 3000 };
-        var lr = new Option<double>("--lr") { Description = "AdamW learning rate.", DefaultValueFactory = _ => 1e-4 };
+        var iterations = new Option<int?>("--iterations") { Description = "Training iterations (default: the model's spm_train_defaults.json, else 3000)." };
+        var lr = new Option<double?>("--lr") { Description = "AdamW learning rate (default: the model's spm_train_defaults.json, else 1e-4)." };
         var adamEpsilon = new Option<double>("--adam-epsilon") { Description = "AdamW epsilon (matters when gradients are tiny, as on random-weight models).", DefaultValueFactory = _ => 1e-8 };
-        var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps of the learning rate.", DefaultValueFactory = _ => 500 };
+        var warmup = new Option<int?>("--warmup") { Description = "Linear warm-up steps of the learning rate (default: the model's spm_train_defaults.json, else 500)." };
         var rank = new Option<int>("--rank") { Description = "Membrane rank.", DefaultValueFactory = _ => 1 };
         var alpha = new Option<double>("--alpha") { Description = "Membrane alpha (scale = alpha/rank).", DefaultValueFactory = _ => 1.0 };
         var resolution = new Option<int?>("--resolution") { Description = "Nominal resolution in pixels (default: the model's image size, 512 for SD 1.x, 64 for the built-in tiny-shapes model)." };
@@ -52,19 +52,22 @@ internal static class TrainCommand
         };
         cmd.SetAction(async (parse, ct) =>
         {
+            var modelDefaults = ModelTrainingDefaults.Load(DefaultModel.Resolve(parse.GetValue(model)));
+            if (modelDefaults is not null)
+                Console.Error.WriteLine($"spm train: options not given come from the model's {ModelTrainingDefaults.FileName} ({modelDefaults}).");
             var options = new LatentAnchoringOptions
             {
                 Concept = parse.GetValue(concept) ?? "",
                 Surrogate = parse.GetValue(surrogate) ?? "",
                 Eta = parse.GetValue(eta),
-                AnchorStrength = parse.GetValue(anchorStrength),
+                AnchorStrength = parse.GetValue(anchorStrength) ?? modelDefaults?.AnchorStrength ?? 1000.0,
                 Action = parse.GetValue(noAnchoring) ? TrainingAction.Erase : TrainingAction.EraseWithAnchoring,
                 AnchorCount = parse.GetValue(anchors),
                 ReferenceQuirk = parse.GetValue(quirk),
-                Iterations = parse.GetValue(iterations),
-                LearningRate = parse.GetValue(lr),
+                Iterations = parse.GetValue(iterations) ?? modelDefaults?.Iterations ?? 3000,
+                LearningRate = parse.GetValue(lr) ?? modelDefaults?.LearningRate ?? 1e-4,
                 AdamEpsilon = parse.GetValue(adamEpsilon),
-                WarmupSteps = parse.GetValue(warmup),
+                WarmupSteps = parse.GetValue(warmup) ?? modelDefaults?.WarmupSteps ?? 500,
                 Rank = parse.GetValue(rank),
                 Alpha = parse.GetValue(alpha),
                 Resolution = parse.GetValue(resolution) ?? Spm.Diffusion.Pipelines.ModelFolder.Open(DefaultModel.Resolve(parse.GetValue(model))).DefaultImageSize,

@@ -1,5 +1,6 @@
 using Spm.Core.Gating;
 using Spm.Core.Membranes;
+using Spm.Training.LatentAnchoring;
 using Spm.Training.Shapes;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
@@ -68,6 +69,30 @@ public class BuiltInModelTests
         var baseOther = await Run(other, new GateSettings(FixedMultiplier: 0f));
         var gatedOther = await Run(other, new GateSettings(Calibration: GateCalibration.EmptyPrompt));
         for (int i = 0; i < 8; i++) Assert.That(gatedOther[i].Rgb, Is.EqualTo(baseOther[i].Rgb), "gate 0: the base model's image");
+    }
+
+    [Test]
+    public void RecommendsItsOwnTrainerDefaults_AndBadDefaultFilesNameTheKey()
+    {
+        Assert.That(ModelTrainingDefaults.Load(Folder), Is.EqualTo(new ModelTrainingDefaults(10, 0.01, 200, 15)));
+        Assert.That(ModelTrainingDefaults.Load(Path.Combine(TestPaths.TinySd1)), Is.Null, "no file: the spec's defaults");
+
+        var dir = Path.Combine(Path.GetTempPath(), "spm-defaults-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var file = Path.Combine(dir, ModelTrainingDefaults.FileName);
+            foreach (var (json, key) in new[] { ("{\"lr\": -1}", "lr"), ("{\"iterations\": 2.5}", "iterations"), ("{\"anchor\": 1}", "anchor"), ("{\"lr\": \"x\"}", "lr"), ("[1]", "") })
+            {
+                File.WriteAllText(file, json);
+                var ex = Assert.Throws<Spm.Core.SpmFormatException>(() => ModelTrainingDefaults.Load(dir), json);
+                Assert.That(ex!.Message, Does.Contain(file).And.Contain(key), json);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     private static float[] Planar(byte[] rgb)
