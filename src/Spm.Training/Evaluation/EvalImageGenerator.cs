@@ -298,17 +298,23 @@ public sealed class EvalImageGenerator
         for (int j = 0; j < n; j++)
         {
             // Through the same 8-bit conversion as a saved PNG, so the evaluator reads exactly what spm generate writes.
-            var rgb = ImageConversion.ToRgb24(decoded, j);
-            var planar = new float[3 * plane];
-            for (int p = 0; p < plane; p++)
-            {
-                planar[p] = rgb[3 * p] / 255f;
-                planar[plane + p] = rgb[3 * p + 1] / 255f;
-                planar[2 * plane + p] = rgb[3 * p + 2] / 255f;
-            }
-            images[j] = planar;
+            images[j] = PlanarFromRgb24(ImageConversion.ToRgb24(decoded, j));
         }
         return images;
+    }
+
+    /// <summary>Interleaved 8-bit RGB (as in a PNG or <c>GeneratedImage.Rgb</c>) to the evaluator's planar [3, H, W] floats in [0, 1].</summary>
+    internal static float[] PlanarFromRgb24(ReadOnlySpan<byte> rgb)
+    {
+        int plane = rgb.Length / 3;
+        var planar = new float[3 * plane];
+        for (int p = 0; p < plane; p++)
+        {
+            planar[p] = rgb[3 * p] / 255f;
+            planar[plane + p] = rgb[3 * p + 1] / 255f;
+            planar[2 * plane + p] = rgb[3 * p + 2] / 255f;
+        }
+        return planar;
     }
 
     private (int[] Ids, float[] Embedding) Embed(string text, CancellationToken ct)

@@ -247,7 +247,7 @@ public static class TinyShapesModel
             using var imageValue = OrtValue.CreateTensorValueFromMemory(images, imageShape);
             using var zeroValue = OrtValue.CreateTensorValueFromMemory(zeros, latentShape);
             var feeds = new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue, ["latent_target"] = zeroValue };
-            var trainable = aeModel.Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToList();
+            var trainable = FloatWeights(aeModel);
             using var trainer = GraphTrainer.Create(aeModel, trainable,
                 [LossTerm.MeanSquaredError(VaeEncoderBuilder.ReconstructionOutput, "image_target"), LossTerm.MeanSquaredError(VaeEncoderBuilder.LatentOutput, "latent_target", o.LatentPenalty)],
                 new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue }, new AdamW(weightDecay: 0), settings);
@@ -290,8 +290,8 @@ public static class TinyShapesModel
             Encode(images, ab, decLatents);
             using var imageValue = OrtValue.CreateTensorValueFromMemory(images, imageShape);
             using var latentValue = OrtValue.CreateTensorValueFromMemory(decLatents, latentShape);
-            var trainable = decoder.Build().Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToList();
-            using var trainer = GraphTrainer.Create(decoder.Build(), trainable, [LossTerm.MeanSquaredError("sample", "image_target")],
+            var decoderModel = decoder.Build();
+            using var trainer = GraphTrainer.Create(decoderModel, FloatWeights(decoderModel), [LossTerm.MeanSquaredError("sample", "image_target")],
                 new Dictionary<string, OrtValue> { ["latent_sample"] = latentValue }, new AdamW(weightDecay: 0), settings);
             var feeds = new Dictionary<string, OrtValue> { ["latent_sample"] = latentValue, ["image_target"] = imageValue };
             var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.DecoderSteps, 1);
@@ -405,8 +405,7 @@ public static class TinyShapesModel
             using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, [b, preset.UNet.OutChannels, latentSize, latentSize]);
             using var weightValue = OrtValue.CreateTensorValueFromMemory(lossWeights, [b, 1, 1, 1]);
             var inputs = new Dictionary<string, OrtValue> { ["sample"] = sampleValue, ["timestep"] = timestepValue, ["encoder_hidden_states"] = contextValue, [LossWeightInput] = weightValue };
-            var trainable = unetModel.Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToList();
-            using var trainer = GraphTrainer.Create(unetModel, trainable, [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
+            using var trainer = GraphTrainer.Create(unetModel, FloatWeights(unetModel), [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
             var feeds = new Dictionary<string, OrtValue>(inputs) { ["noise_target"] = noiseValue };
             var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, stageSteps, 1);
             unetLoss = RunPhase(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, 100, unetLosses, step =>
@@ -453,6 +452,10 @@ public static class TinyShapesModel
         return g;
     }
 
+    /// <summary>Names of the float32 initializers of a model: the weights every phase trains and snapshots.</summary>
+    private static List<string> FloatWeights(Diffusion.Onnx.Proto.ModelProto model)
+        => model.Graph.Initializer.Where(i => i.DataType == (int)Diffusion.Onnx.Proto.TensorProto.Types.DataType.Float).Select(i => i.Name).ToList();
+
     private static void SaveSnapshot(string path, string tag, GraphBuilder g)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
@@ -467,7 +470,7 @@ public static class TinyShapesModel
     {
         using var file = Core.SafeTensors.SafeTensorsFile.Open(path);
         if (tag is not null && (!file.Metadata.TryGetValue("spm.snapshot", out var found) || found != tag)) return false;
-        var floats = g.Build().Graph.Initializer.Where(i => i.DataType == 1).Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var floats = FloatWeights(g.Build()).ToHashSet(StringComparer.Ordinal);
         foreach (var (name, shape) in g.Initializers.ToList())
         {
             if (!floats.Contains(name)) continue;

@@ -40,6 +40,14 @@ public sealed class GateTests
     private static MembraneSet Set(string name, params string[] concepts) =>
         new(name, concepts, [new LayerMembrane("x", new FloatTensor(1, 2), new FloatTensor(2, 1), 1f)]);
 
+    /// <summary>Cosine in double precision with a plain loop (independent of the library's TensorPrimitives path).</summary>
+    private static double Cosine(float[] a, float[] b)
+    {
+        double dot = 0, na = 0, nb = 0;
+        for (int i = 0; i < a.Length; i++) { dot += (double)a[i] * b[i]; na += (double)a[i] * a[i]; nb += (double)b[i] * b[i]; }
+        return dot / Math.Sqrt(na * nb);
+    }
+
     /// <summary>The spec formula, written out without the library's gate math.</summary>
     private double Expected(string prompt, string[] concepts, double factor, bool square)
     {
@@ -51,9 +59,7 @@ public sealed class GateTests
         {
             var cIds = _tokenizer.Encode(c);
             var cEmb = Embed(cIds);
-            double dot = 0, np = 0, nc = 0;
-            for (int i = 0; i < pEmb.Length; i++) { dot += (double)pEmb[i] * cEmb[i]; np += (double)pEmb[i] * pEmb[i]; nc += (double)cEmb[i] * cEmb[i]; }
-            double cos = dot / Math.Sqrt(np * nc);
+            double cos = Cosine(pEmb, cEmb);
             var cSet = cIds.Where(i => i != 49406 && i != 49407).ToHashSet();
             double uni = cSet.Count == 0 ? 0 : (double)cSet.Count(pSet.Contains) / cSet.Count;
             best = Math.Max(best, Math.Max(cos, uni));
@@ -83,14 +89,7 @@ public sealed class GateTests
     [TestCase("", "nudity")]
     public void CalibratedGate_MeasuresTheCosineAboveTheEmptyPrompt(string prompt, string concept)
     {
-        double Cos(string a, string b)
-        {
-            var ea = Embed(_tokenizer.Encode(a));
-            var eb = Embed(_tokenizer.Encode(b));
-            double dot = 0, na = 0, nb = 0;
-            for (int i = 0; i < ea.Length; i++) { dot += (double)ea[i] * eb[i]; na += (double)ea[i] * ea[i]; nb += (double)eb[i] * eb[i]; }
-            return dot / Math.Sqrt(na * nb);
-        }
+        double Cos(string a, string b) => Cosine(Embed(_tokenizer.Encode(a)), Embed(_tokenizer.Encode(b)));
         double floor = Cos("", concept);
         double gamma = Math.Clamp((Cos(prompt, concept) - floor) / (1 - floor), 0, 1);
         var settings = new GateSettings(Calibration: GateCalibration.EmptyPrompt);

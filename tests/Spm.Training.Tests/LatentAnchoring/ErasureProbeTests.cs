@@ -11,19 +11,7 @@ public class ErasureProbeTests
 {
     private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
 
-    private static LatentAnchoringOptions Small(int iterations, bool probe) => new()
-    {
-        Concept = "a photo of a cat",
-        Iterations = iterations,
-        Resolution = 128,
-        DynamicResolution = false,
-        LearningRate = 1e-2,
-        WarmupSteps = 2,
-        Seed = 42,
-        SamplingSteps = 4,
-        CheckpointEvery = 0,
-        ErasureProbe = probe,
-    };
+    private static LatentAnchoringOptions Small(int iterations, bool probe) => TrainerTests.Small(iterations) with { ErasureProbe = probe };
 
     [Test]
     public void ProbeStepsSpreadOverTheSchedule()

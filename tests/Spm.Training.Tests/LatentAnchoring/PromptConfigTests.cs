@@ -7,30 +7,33 @@ public class PromptConfigTests
 {
     private static readonly LatentAnchoringOptions Defaults = new() { Concept = "placeholder" };
 
+    /// <summary>Two entries in the reference repository's prompt-config layout (also the fuzzers' seed).</summary>
+    internal const string ReferenceYaml = """
+        - target: "Snoopy"
+          positive: "Snoopy"
+          unconditional: ""
+          neutral: ""
+          action: "erase_with_la"
+          guidance_scale: "1.0"
+          resolution: 512
+          batch_size: 1
+          dynamic_resolution: true
+          la_strength: 1000
+          sampling_batch_size: 4
+        - target: "Van Gogh"
+          neutral: "a painting"
+          action: "erase"
+          guidance_scale: 2.5
+          resolution: 256
+          dynamic_resolution: false
+          la_strength: 500
+          sampling_batch_size: 2
+        """;
+
     [Test]
     public void ReadsReferenceLayout()
     {
-        const string yaml = """
-            - target: "Snoopy"
-              positive: "Snoopy"
-              unconditional: ""
-              neutral: ""
-              action: "erase_with_la"
-              guidance_scale: "1.0"
-              resolution: 512
-              batch_size: 1
-              dynamic_resolution: true
-              la_strength: 1000
-              sampling_batch_size: 4
-            - target: "Van Gogh"
-              neutral: "a painting"
-              action: "erase"
-              guidance_scale: 2.5
-              resolution: 256
-              dynamic_resolution: false
-              la_strength: 500
-              sampling_batch_size: 2
-            """;
+        const string yaml = ReferenceYaml;
         var entries = PromptConfig.Parse(yaml, Defaults, "prompt.yaml");
         Assert.That(entries, Has.Count.EqualTo(2));
         Assert.That(entries[0].Concept, Is.EqualTo("Snoopy"));

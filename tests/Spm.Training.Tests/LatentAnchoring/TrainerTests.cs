@@ -9,7 +9,7 @@ namespace Spm.Training.Tests.LatentAnchoring;
 [NonParallelizable]
 public class TrainerTests
 {
-    private static LatentAnchoringOptions Small(int iterations, int checkpointEvery = 0) => new()
+    internal static LatentAnchoringOptions Small(int iterations, int checkpointEvery = 0) => new()
     {
         Concept = "a photo of a cat",
         Iterations = iterations,

@@ -23,27 +23,7 @@ public class PromptConfigFuzzTests
         "dynamic_resolution", "la_strength", "sampling_batch_size",
     ];
 
-    private const string Reference = """
-        - target: "Snoopy"
-          positive: "Snoopy"
-          unconditional: ""
-          neutral: ""
-          action: "erase_with_la"
-          guidance_scale: "1.0"
-          resolution: 512
-          batch_size: 1
-          dynamic_resolution: true
-          la_strength: 1000
-          sampling_batch_size: 4
-        - target: "Van Gogh"
-          neutral: "a painting"
-          action: "erase"
-          guidance_scale: 2.5
-          resolution: 256
-          dynamic_resolution: false
-          la_strength: 500
-          sampling_batch_size: 2
-        """;
+    private const string Reference = Spm.Training.Tests.LatentAnchoring.PromptConfigTests.ReferenceYaml;
 
     private const string Single = """
         target: cat

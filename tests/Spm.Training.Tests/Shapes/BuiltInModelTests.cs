@@ -56,7 +56,7 @@ public class BuiltInModelTests
             };
             return (await pipeline.GenerateAsync(request)).Images.ToArray();
         }
-        int Circles(IEnumerable<GeneratedImage> images) => images.Count(i => evaluator.Evaluate(Planar(i.Rgb)).Shape.Value == ShapeKind.Circle);
+        int Circles(IEnumerable<GeneratedImage> images) => images.Count(i => evaluator.Evaluate(Spm.Training.Evaluation.EvalImageGenerator.PlanarFromRgb24(i.Rgb)).Shape.Value == ShapeKind.Circle);
 
         const string circlePrompt = "a blue circle on a white background";
         int baseCircles = Circles(await Run(circlePrompt, new GateSettings(FixedMultiplier: 0f)));
@@ -93,15 +93,6 @@ public class BuiltInModelTests
         {
             Directory.Delete(dir, true);
         }
-    }
-
-    private static float[] Planar(byte[] rgb)
-    {
-        int plane = rgb.Length / 3;
-        var planar = new float[rgb.Length];
-        for (int p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++) planar[c * plane + p] = rgb[3 * p + c] / 255f;
-        return planar;
     }
 
     [TestCase("circle", "circle")]
