@@ -166,15 +166,26 @@ public sealed class GraphTrainer : IDisposable
 
     /// <summary>Writes the current parameter values into the same-named initializers of <paramref name="builder"/> (names it lacks are skipped).</summary>
     /// <returns>How many parameters were written.</returns>
-    public int CopyTo(GraphBuilder builder)
+    public int CopyTo(GraphBuilder builder) => CopyTo(builder, "");
+
+    /// <summary>
+    /// Writes the current values of the parameters named <paramref name="prefix"/> + <c>name</c> into the initializers
+    /// <c>name</c> of <paramref name="builder"/> — the way back from a composed graph (<see cref="Spm.Diffusion.Onnx.GraphComposer"/>)
+    /// to one of its parts. Other parameters, and names the builder lacks, are skipped.
+    /// </summary>
+    /// <returns>How many parameters were written.</returns>
+    public int CopyTo(GraphBuilder builder, string prefix)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(prefix);
         var names = new HashSet<string>(builder.Initializers.Select(i => i.Name), StringComparer.Ordinal);
         int n = 0;
         foreach (var p in _parameters)
         {
-            if (!names.Contains(p.Name)) continue;
-            builder.SetInitializer(p.Name, TensorInit.FromData((float[])p.Value.Clone()));
+            if (!p.Name.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            var name = p.Name[prefix.Length..];
+            if (!names.Contains(name)) continue;
+            builder.SetInitializer(name, TensorInit.FromData((float[])p.Value.Clone()));
             n++;
         }
         return n;

@@ -99,6 +99,15 @@ public sealed record TinyShapesTrainingOptions
     /// <summary>Start the UNet from <c>WorkFolder/unet.safetensors</c> instead of from its seeded initial weights.</summary>
     public bool ContinueUNet { get; init; }
 
+    /// <summary>
+    /// Train the text encoder together with the UNet: the two graphs are joined into one (<see cref="Spm.Diffusion.Onnx.GraphComposer"/>) so the gradient reaches every text-encoder weight except the 49,408-row token
+    /// table, which stays frozen at <see cref="TextTokenStd"/> (its gradient would be a one-hot product over the whole
+    /// vocabulary at every step). A frozen random encoder maps captions to fixed features the UNet has to learn to read;
+    /// a trained one learns to put the words that matter where the cross-attention can find them. Its weights are
+    /// snapshotted beside the UNet's (<c>text_encoder.safetensors</c>) and continued with <see cref="ContinueUNet"/>.
+    /// </summary>
+    public bool TrainTextEncoder { get; init; }
+
     /// <summary>ONNX Runtime intra-op threads (0: all cores).</summary>
     public int Threads { get; init; }
 
@@ -339,13 +348,42 @@ public static class TinyShapesModel
         var swUnet = Stopwatch.StartNew();
         var tokenizer = ClipTokenizer.Load(tokenizerFolder);
         var textBuilder = ConditionTextEncoder(ClipTextEncoderBuilder.Create(preset.TextEncoder, o.Seed), o);
-        using var textSession = new InferenceSession(textBuilder.Build().ToByteArray(), SessionOptionsFor(o.Threads));
-        var embeddings = new Dictionary<string, float[]>(StringComparer.Ordinal);
         int width = preset.TextEncoder.Width, seq = ClipTokenizer.DefaultMaxLength;
+        var unetBuilder = UNetBuilder.Create(preset.UNet, o.Seed);
+        string? unetSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "unet.safetensors");
+        string? textSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "text_encoder.safetensors");
+        if (o.ContinueUNet)
+        {
+            if (unetSnapshot is null || !File.Exists(unetSnapshot) || !TryLoadSnapshot(unetSnapshot, null, unetBuilder))
+                throw new SpmException($"No UNet snapshot to continue from in '{o.WorkFolder}'.");
+            // A text encoder trained before continues too; without one (a UNet trained on the frozen encoder) it starts
+            // from its seeded weights.
+            if (o.TrainTextEncoder && textSnapshot is not null && File.Exists(textSnapshot)) TryLoadSnapshot(textSnapshot, null, textBuilder);
+        }
+
+        var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
+        var alphas = schedule3.AlphasCumprod;
+        int b = o.UNetBatch;
+        var sample = new float[b * latentLen];
+        var noise = new float[b * latentLen];
+        var timesteps = new float[b];
+        var lossWeights = new float[b];
+        // The condition: the frozen encoder's states (computed once per caption), or the token ids when the encoder trains.
+        var context = o.TrainTextEncoder ? [] : new float[b * seq * width];
+        var tokenIds = o.TrainTextEncoder ? new int[b * seq] : [];
+        var idCache = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        int[] Tokens(string caption)
+        {
+            if (!idCache.TryGetValue(caption, out var ids)) idCache[caption] = ids = tokenizer.Encode(caption);
+            return ids;
+        }
+        var embeddings = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        InferenceSession? textSession = null;
         float[] Embed(string caption)
         {
             if (embeddings.TryGetValue(caption, out var e)) return e;
-            var ids = tokenizer.Encode(caption);
+            textSession ??= new InferenceSession(textBuilder.Build().ToByteArray(), SessionOptionsFor(o.Threads));
+            var ids = Tokens(caption);
             using var idValue = OrtValue.CreateTensorValueFromMemory(ids, [1, ids.Length]);
             using var runOptions = new RunOptions();
             using var r = textSession.Run(runOptions, ["input_ids"], [idValue], ["last_hidden_state"]);
@@ -354,21 +392,6 @@ public static class TinyShapesModel
             return e;
         }
 
-        var unetBuilder = UNetBuilder.Create(preset.UNet, o.Seed);
-        string? unetSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "unet.safetensors");
-        if (o.ContinueUNet)
-        {
-            if (unetSnapshot is null || !File.Exists(unetSnapshot) || !TryLoadSnapshot(unetSnapshot, null, unetBuilder))
-                throw new SpmException($"No UNet snapshot to continue from in '{o.WorkFolder}'.");
-        }
-        var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
-        var alphas = schedule3.AlphasCumprod;
-        int b = o.UNetBatch;
-        var sample = new float[b * latentLen];
-        var noise = new float[b * latentLen];
-        var timesteps = new float[b];
-        var lossWeights = new float[b];
-        var context = new float[b * seq * width];
         SeededRandom rng = null!;
         void FillBatch()
         {
@@ -387,40 +410,67 @@ public static class TinyShapesModel
                 lossWeights[i] = w;
                 System.Numerics.Tensors.TensorPrimitives.Multiply(eps, w, eps);
                 var caption = rng.NextDouble() < o.UnconditionalProbability ? "" : captions[idx];
-                Embed(caption).CopyTo(context.AsSpan(i * seq * width, seq * width));
+                if (o.TrainTextEncoder) Tokens(caption).CopyTo(tokenIds.AsSpan(i * seq, seq));
+                else Embed(caption).CopyTo(context.AsSpan(i * seq * width, seq * width));
             }
         }
         double unetLoss = double.NaN;
-        for (int stage = 0; stage < o.UNetStages.Count; stage++)
+        try
         {
-            var (stageSteps, stageLr) = (o.UNetStages[stage].Steps, o.UNetStages[stage].LearningRate);
-            bool lastStage = stage == o.UNetStages.Count - 1;
-            // Each stage replays the data stream from the seed, as a separate --continue-unet run does.
-            rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
-            FillBatch();
-            var unetModel = WithLossWeight(unetBuilder.Build());
-            using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, preset.UNet.InChannels, latentSize, latentSize]);
-            using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [b]);
-            using var contextValue = OrtValue.CreateTensorValueFromMemory(context, [b, seq, width]);
-            using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, [b, preset.UNet.OutChannels, latentSize, latentSize]);
-            using var weightValue = OrtValue.CreateTensorValueFromMemory(lossWeights, [b, 1, 1, 1]);
-            var inputs = new Dictionary<string, OrtValue> { ["sample"] = sampleValue, ["timestep"] = timestepValue, ["encoder_hidden_states"] = contextValue, [LossWeightInput] = weightValue };
-            using var trainer = GraphTrainer.Create(unetModel, FloatWeights(unetModel), [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
-            var feeds = new Dictionary<string, OrtValue>(inputs) { ["noise_target"] = noiseValue };
-            var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, stageSteps, 1);
-            unetLoss = RunPhase(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, 100, unetLosses, step =>
+            for (int stage = 0; stage < o.UNetStages.Count; stage++)
             {
+                var (stageSteps, stageLr) = (o.UNetStages[stage].Steps, o.UNetStages[stage].LearningRate);
+                bool lastStage = stage == o.UNetStages.Count - 1;
+                // Each stage replays the data stream from the seed, as a separate --continue-unet run does.
+                rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
                 FillBatch();
-                double loss = trainer.Step(feeds, schedule.At(stageLr, step), o.MaxGradientNorm).Loss;
-                if (unetSnapshot is not null && o.SnapshotEvery > 0 && (step + 1) % o.SnapshotEvery == 0 && !(lastStage && step + 1 == stageSteps))
+                var unetModel = WithLossWeight(unetBuilder.Build());
+                using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, preset.UNet.InChannels, latentSize, latentSize]);
+                using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [b]);
+                using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, [b, preset.UNet.OutChannels, latentSize, latentSize]);
+                using var weightValue = OrtValue.CreateTensorValueFromMemory(lossWeights, [b, 1, 1, 1]);
+                using var conditionValue = o.TrainTextEncoder
+                    ? OrtValue.CreateTensorValueFromMemory(tokenIds, [b, seq])
+                    : OrtValue.CreateTensorValueFromMemory(context, [b, seq, width]);
+                var inputs = new Dictionary<string, OrtValue> { ["sample"] = sampleValue, ["timestep"] = timestepValue, [LossWeightInput] = weightValue };
+                List<string> trained;
+                if (o.TrainTextEncoder)
+                {
+                    unetModel = Spm.Diffusion.Onnx.GraphComposer.Chain(textBuilder.Build(), unetModel,
+                        new Dictionary<string, string> { ["last_hidden_state"] = "encoder_hidden_states" }, TextPrefix);
+                    inputs["input_ids"] = conditionValue;
+                    trained = FloatWeights(unetModel).Where(n => n != TextPrefix + FrozenTokenTable).ToList();
+                }
+                else
+                {
+                    inputs["encoder_hidden_states"] = conditionValue;
+                    trained = FloatWeights(unetModel);
+                }
+                using var trainer = GraphTrainer.Create(unetModel, trained, [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
+                var feeds = new Dictionary<string, OrtValue>(inputs) { ["noise_target"] = noiseValue };
+                var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, stageSteps, 1);
+                void Snapshot()
                 {
                     trainer.CopyTo(unetBuilder);
-                    SaveSnapshot(unetSnapshot, "unet", unetBuilder);
+                    if (unetSnapshot is not null) SaveSnapshot(unetSnapshot, "unet", unetBuilder);
+                    if (!o.TrainTextEncoder) return;
+                    trainer.CopyTo(textBuilder, TextPrefix);
+                    if (textSnapshot is not null) SaveSnapshot(textSnapshot, "text_encoder", textBuilder);
                 }
-                return loss;
-            }, progress, ct);
-            trainer.CopyTo(unetBuilder);
-            if (unetSnapshot is not null) SaveSnapshot(unetSnapshot, "unet", unetBuilder);
+                unetLoss = RunPhase(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, 100, unetLosses, step =>
+                {
+                    FillBatch();
+                    double loss = trainer.Step(feeds, schedule.At(stageLr, step), o.MaxGradientNorm).Loss;
+                    if (unetSnapshot is not null && o.SnapshotEvery > 0 && (step + 1) % o.SnapshotEvery == 0 && !(lastStage && step + 1 == stageSteps))
+                        Snapshot();
+                    return loss;
+                }, progress, ct);
+                Snapshot();
+            }
+        }
+        finally
+        {
+            textSession?.Dispose();
         }
         swUnet.Stop();
 
@@ -434,7 +484,11 @@ public static class TinyShapesModel
             {
                 if (component == "unet") WeightTransfer.CopyByConsumer(unetBuilder, g);
                 else if (component == "vae_decoder") WeightTransfer.CopyByConsumer(decoder, g);
-                else if (component == "text_encoder") ConditionTextEncoder(g, o);
+                else if (component == "text_encoder")
+                {
+                    ConditionTextEncoder(g, o);
+                    if (o.TrainTextEncoder) WeightTransfer.CopyByConsumer(textBuilder, g);
+                }
             },
         }, cancellationToken: ct);
         return new TinyShapesTrainingReport(aeLoss, Math.Round(scaling, 5), unetLoss, swAe.Elapsed, swEnc.Elapsed, swUnet.Elapsed, aeLosses, unetLosses)
@@ -482,6 +536,8 @@ public static class TinyShapesModel
     }
 
     private const string LossWeightInput = "loss_weight";
+    private const string TextPrefix = "text_encoder/";
+    private const string FrozenTokenTable = "tok.weight";
     private const string WeightedOutput = "weighted_out_sample";
 
     /// <summary>The UNet with one more input, a per-sample factor [B, 1, 1, 1], and its prediction times that factor as an extra output.</summary>

@@ -99,6 +99,49 @@ public class TinyShapesModelTests
         }
     }
 
+    [Test]
+    public async Task TrainingTheTextEncoder_ChangesEveryWeightButTheTokenTable_AndContinuesFromItsSnapshot()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
+        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
+        try
+        {
+            var frozen = new TinyShapesTrainingOptions
+            {
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetStages = [new(2, 1e-3)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
+                WorkFolder = Path.Combine(root, "work-frozen"), TextTokenStd = 1.0,
+            };
+            var joint = frozen with { WorkFolder = Path.Combine(root, "work-joint"), TrainTextEncoder = true };
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "frozen"), tokenizer, frozen);
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "joint"), tokenizer, joint);
+            Assert.That(File.Exists(Path.Combine(joint.WorkFolder!, "text_encoder.safetensors")));
+            Assert.That(File.Exists(Path.Combine(frozen.WorkFolder!, "text_encoder.safetensors")), Is.False);
+
+            var before = Weights(Path.Combine(root, "frozen", "text_encoder", "model.onnx"));
+            var after = Weights(Path.Combine(root, "joint", "text_encoder", "model.onnx"));
+            Assert.That(after.Keys, Is.EquivalentTo(before.Keys));
+            Assert.That(after["tok.weight"], Is.EqualTo(before["tok.weight"]), "the token table stays frozen");
+            var changed = before.Keys.Where(k => k != "tok.weight" && !after[k].SequenceEqual(before[k])).ToList();
+            Assert.That(changed, Has.Count.EqualTo(before.Count - 1), "every other weight moved: " + string.Join(", ", before.Keys.Except(changed)));
+
+            // The written pipeline is the trained one: 0 more steps from the snapshots writes the same bytes.
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "again"), tokenizer, joint with { UNetStages = [], ContinueUNet = true });
+            foreach (var part in new[] { "unet/model.onnx", "text_encoder/model.onnx" })
+                Assert.That(File.ReadAllBytes(Path.Combine(root, "again", part)), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "joint", part))), part);
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, true);
+        }
+    }
+
+    private static Dictionary<string, float[]> Weights(string onnxFile)
+    {
+        var model = Spm.Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(onnxFile));
+        return model.Graph.Initializer.Where(t => t.DataType == 1).ToDictionary(t => t.Name,
+            t => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray());
+    }
+
     private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);
