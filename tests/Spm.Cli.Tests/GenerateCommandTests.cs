@@ -30,6 +30,34 @@ public class GenerateCommandTests
         => ["generate", "--model", TestPaths.TinySd1, "--prompt", "a photo of a cat", .. (extra.Contains("--steps") ? extra : ["--steps", "3", .. extra])];
 
     [Test]
+    public void AModelsSamplingDefaults_FillTheOptionsNotGiven_AndBadFilesNameTheKey()
+    {
+        var builtIn = Path.Combine(TestPaths.RepoRoot, Spm.Diffusion.Pipelines.DefaultModel.RelativePath);
+        Assert.That(Spm.Diffusion.Pipelines.ModelGenerationDefaults.Load(builtIn), Is.EqualTo(new Spm.Diffusion.Pipelines.ModelGenerationDefaults(3, 20)));
+        Assert.That(Spm.Diffusion.Pipelines.ModelGenerationDefaults.Load(TestPaths.TinySd1), Is.Null, "no file: SD's defaults");
+
+        var a = Path.Combine(_dir, "a.png");
+        var r = Run("generate", "--model", builtIn, "--prompt", "a red circle", "--seed", "1", "--out", a);
+        Assert.That(r.Code, Is.EqualTo(0), r.Err);
+        Assert.That(r.Err, Does.Contain("spm_generate_defaults.json (guidance 3, 20 steps)"));
+        Assert.That(PngImage.ReadParameters(a), Does.Contain("Steps: 20,").And.Contain("CFG scale: 3,"));
+        r = Run("generate", "--model", builtIn, "--prompt", "a red circle", "--seed", "1", "--out", a, "--force", "--steps", "4", "--guidance", "4.5");
+        Assert.That(r.Code, Is.EqualTo(0), r.Err);
+        Assert.That(r.Err, Does.Not.Contain("spm_generate_defaults.json"), "both given: the file is not used");
+        Assert.That(PngImage.ReadParameters(a), Does.Contain("Steps: 4,").And.Contain("CFG scale: 4.5,"));
+
+        var model = Path.Combine(_dir, "model");
+        Directory.CreateDirectory(model);
+        var file = Path.Combine(model, Spm.Diffusion.Pipelines.ModelGenerationDefaults.FileName);
+        foreach (var (json, key) in new[] { ("{\"steps\": 0}", "steps"), ("{\"steps\": 2.5}", "steps"), ("{\"cfg\": 1}", "cfg"), ("{\"guidance_scale\": \"x\"}", "guidance_scale"), ("[1]", "") })
+        {
+            File.WriteAllText(file, json);
+            var ex = Assert.Throws<Spm.Core.SpmFormatException>(() => Spm.Diffusion.Pipelines.ModelGenerationDefaults.Load(model), json);
+            Assert.That(ex!.Message, Does.Contain(file).And.Contain(key), json);
+        }
+    }
+
+    [Test]
     public void SameCommandTwice_WritesByteIdenticalPngWithParameters()
     {
         var a = Path.Combine(_dir, "a.png");

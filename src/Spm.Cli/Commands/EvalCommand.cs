@@ -33,8 +33,8 @@ internal static class EvalCommand
         public readonly Option<bool> Fidelity = new("--fidelity") { Description = "Measure the base model's fidelity to random captions (shape/colour/pattern/background accuracy) instead." };
         public readonly Option<int?> Images = new("--images") { Description = "Images per prompt set (default 100; 200 with --fidelity)." };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of the prompt sets and image seeds.", DefaultValueFactory = _ => 0 };
-        public readonly Option<int> Steps = new("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 20 };
-        public readonly Option<double> Guidance = new("--guidance", "--cfg") { Description = "Classifier-free guidance scale.", DefaultValueFactory = _ => 5.0 };
+        public readonly Option<int?> Steps = new("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
+        public readonly Option<double?> Guidance = new("--guidance", "--cfg") { Description = "Classifier-free guidance scale (default: the model's spm_generate_defaults.json, else 5)." };
         public readonly Option<string?> Scheduler = new("--scheduler") { Description = "pndm, ddim, euler, euler-a, dpmpp-2m or lms (default: the model's)." };
         public readonly Option<int?> Size = new("--size") { Description = "Image side in pixels (default: the model's size)." };
         public readonly Option<int> Batch = new("--batch") { Description = "Images per UNet batch (base and variants mixed).", DefaultValueFactory = _ => 8 };
@@ -102,10 +102,14 @@ internal static class EvalCommand
             "cuda" => ExecutionProviderKind.Cuda,
             var p => throw new SpmException($"unknown provider '{p}' (cpu or cuda)."),
         };
+        var modelFolder = DefaultModel.Resolve(parse.GetValue(o.Model));
+        var sampling = ModelGenerationDefaults.Load(modelFolder);
+        if (sampling is not null && (parse.GetValue(o.Steps) is null || parse.GetValue(o.Guidance) is null))
+            Console.Error.WriteLine($"spm eval: sampling options not given come from the model's {ModelGenerationDefaults.FileName} ({sampling}).");
         var generation = new EvalGenerationSettings
         {
-            Steps = parse.GetValue(o.Steps),
-            GuidanceScale = parse.GetValue(o.Guidance),
+            Steps = parse.GetValue(o.Steps) ?? sampling?.Steps ?? 20,
+            GuidanceScale = parse.GetValue(o.Guidance) ?? sampling?.GuidanceScale ?? 5.0,
             Scheduler = parse.GetValue(o.Scheduler),
             ImageSize = parse.GetValue(o.Size),
             BatchSize = parse.GetValue(o.Batch),
@@ -118,7 +122,7 @@ internal static class EvalCommand
         if (json is not null && !force && File.Exists(json)) throw new IOException($"'{json}' already exists (use --force to overwrite).");
         var gridDir = parse.GetValue(o.GridDir);
         if (gridDir is not null && File.Exists(gridDir)) throw new IOException($"--grid-dir '{gridDir}' is a file.");
-        return new Request(DefaultModel.Resolve(parse.GetValue(o.Model)), spms, noAnchoring, concepts, fidelity, images, parse.GetValue(o.Seed),
+        return new Request(modelFolder, spms, noAnchoring, concepts, fidelity, images, parse.GetValue(o.Seed),
             generation, new GateSettings(curve, factor, Calibration: SpmGenerateOptions.ParseCalibration(parse.GetValue(o.GateCalibration))), json, gridDir, gridPrompts, force,
             new OnnxRuntimeOptions { Provider = provider, IntraOpThreads = parse.GetValue(o.Threads) });
     }

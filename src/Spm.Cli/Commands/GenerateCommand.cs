@@ -24,8 +24,8 @@ internal static class GenerateCommand
         public readonly Option<string?> Model = new("--model") { Description = $"Model folder (diffusers/optimum ONNX layout). Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
         public readonly Option<string> Prompt = new("--prompt", "-p") { Description = "The prompt.", Required = true };
         public readonly Option<string> Negative = new("--negative", "-n") { Description = "The negative prompt.", DefaultValueFactory = _ => "" };
-        public readonly Option<int> Steps = new("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 30 };
-        public readonly Option<double> Guidance = new("--guidance", "--cfg") { Description = "Classifier-free guidance scale (1 = no guidance).", DefaultValueFactory = _ => 7.5 };
+        public readonly Option<int?> Steps = new("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 30)." };
+        public readonly Option<double?> Guidance = new("--guidance", "--cfg") { Description = "Classifier-free guidance scale, 1 = no guidance (default: the model's spm_generate_defaults.json, else 7.5)." };
         public readonly Option<string?> Scheduler = new("--scheduler") { Description = "pndm, ddim, euler, euler-a, dpmpp-2m or lms (default: the model's)." };
         public readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the first image (image i uses seed+i). Default: random, printed." };
         public readonly Option<int?> Width = new("--width", "-W") { Description = "Width in pixels (multiple of 8). Default: the model's size." };
@@ -90,12 +90,15 @@ internal static class GenerateCommand
         });
         if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
 
+        var sampling = ModelGenerationDefaults.Load(folder);
+        if (sampling is not null && (parse.GetValue(o.Steps) is null || parse.GetValue(o.Guidance) is null))
+            Console.Error.WriteLine($"spm generate: sampling options not given come from the model's {ModelGenerationDefaults.FileName} ({sampling}).");
         var request = new GenerationRequest
         {
             Prompt = parse.GetValue(o.Prompt) ?? "",
             NegativePrompt = parse.GetValue(o.Negative) ?? "",
-            Steps = parse.GetValue(o.Steps),
-            GuidanceScale = parse.GetValue(o.Guidance),
+            Steps = parse.GetValue(o.Steps) ?? sampling?.Steps ?? 30,
+            GuidanceScale = parse.GetValue(o.Guidance) ?? sampling?.GuidanceScale ?? 7.5,
             Scheduler = parse.GetValue(o.Scheduler),
             Seed = seed,
             Width = parse.GetValue(o.Width),

@@ -1,5 +1,5 @@
-using System.Text.Json;
 using Spm.Core;
+using Spm.Diffusion.Pipelines;
 
 namespace Spm.Training.LatentAnchoring;
 
@@ -29,45 +29,22 @@ public sealed record ModelTrainingDefaults(double? AnchorStrength, double? Learn
         return parts.Count == 0 ? "nothing set" : string.Join(", ", parts);
     }
 
+    private static readonly Dictionary<string, (double, double, bool)> Keys = new(StringComparer.Ordinal)
+    {
+        ["anchor_strength"] = (0, 1e9, false),
+        ["lr"] = (double.Epsilon, 10, false),
+        ["iterations"] = (1, 10_000_000, true),
+        ["warmup"] = (0, 10_000_000, true),
+    };
+
     /// <summary>Reads the folder's defaults; null when it has none.</summary>
     /// <exception cref="SpmFormatException">The file is not a JSON object of the known keys with valid values (names the key).</exception>
     public static ModelTrainingDefaults? Load(string modelFolder)
     {
         ArgumentNullException.ThrowIfNull(modelFolder);
-        var path = Path.Combine(modelFolder, FileName);
-        if (!File.Exists(path)) return null;
-        if (new FileInfo(path).Length > 64 * 1024) throw new SpmFormatException(path, "", "is larger than 64 KB.");
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { MaxDepth = 8 }); }
-        catch (JsonException e) { throw new SpmFormatException(path, "", $"is not valid JSON ({e.Message})."); }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new SpmFormatException(path, "", "must be a JSON object.");
-            double? anchor = null, lr = null;
-            int? iterations = null, warmup = null;
-            foreach (var p in doc.RootElement.EnumerateObject())
-            {
-                switch (p.Name)
-                {
-                    case "anchor_strength": anchor = Number(path, p, 0, 1e9); break;
-                    case "lr": lr = Number(path, p, double.Epsilon, 10); break;
-                    case "iterations": iterations = (int)Number(path, p, 1, 10_000_000, integer: true); break;
-                    case "warmup": warmup = (int)Number(path, p, 0, 10_000_000, integer: true); break;
-                    default:
-                        if (!p.Name.StartsWith('_')) throw new SpmFormatException(path, p.Name, "is not a known key (anchor_strength, lr, iterations, warmup; keys starting with '_' are comments).");
-                        break;
-                }
-            }
-            return new ModelTrainingDefaults(anchor, lr, iterations, warmup);
-        }
-    }
-
-    private static double Number(string path, JsonProperty p, double min, double max, bool integer = false)
-    {
-        if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetDouble(out double v) || !double.IsFinite(v))
-            throw new SpmFormatException(path, p.Name, "must be a number.");
-        if (v < min || v > max || (integer && v != Math.Floor(v)))
-            throw new SpmFormatException(path, p.Name, $"is out of range: {p.Value.GetRawText()}.");
-        return v;
+        var values = ModelDefaultsFile.Read(Path.Combine(modelFolder, FileName), Keys);
+        if (values is null) return null;
+        double? Get(string key) => values.TryGetValue(key, out var v) ? v : null;
+        return new ModelTrainingDefaults(Get("anchor_strength"), Get("lr"), (int?)Get("iterations"), (int?)Get("warmup"));
     }
 }
