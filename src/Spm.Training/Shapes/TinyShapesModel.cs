@@ -41,13 +41,14 @@ public sealed record TinyShapesTrainingOptions
     public double DecoderLearningRate { get; init; } = 2e-3;
 
     /// <summary>
-    /// Standard deviation of the frozen text encoder's token embedding; the shipped model uses CLIP's own 0.02. At 0.02
-    /// every word's vector is far below the random biases of the layers behind it, so all captions map to nearly the
-    /// same states (cosine 0.99 between "... white background" and "... black background" at the differing word), which
-    /// is why the shipped model reads backgrounds at chance; at 1 each word's own vector dominates its position. A run
-    /// with 1 learned colour and background faster but shape slower over its first 1,500 steps (docs/tiny-shapes.md).
+    /// Standard deviation of the frozen text encoder's token embedding, for the stages that do not set their own (see
+    /// <see cref="UNetStage.TextTokenStd"/>) and for the written model when no stage runs. At CLIP's own 0.02 every word's
+    /// vector is far below the random biases of the layers behind it, so all captions map to nearly the same states
+    /// (cosine 0.99 between "... white background" and "... black background" at the differing word) and a UNet trained
+    /// on them reads backgrounds at chance; at 1 each word's own vector dominates its position. The shipped recipe
+    /// learns to draw on 0.02 and then reads captions on 1 (docs/tiny-shapes.md).
     /// </summary>
-    public double TextTokenStd { get; init; } = 0.02;
+    public double TextTokenStd { get; init; } = 1.0;
 
     /// <summary>Weight of the latent-size penalty <c>mean(z²)</c> that keeps latents bounded (no KL is used).</summary>
     public double LatentPenalty { get; init; } = 1e-4;
@@ -59,10 +60,12 @@ public sealed record TinyShapesTrainingOptions
     /// The UNet's training stages, run one after the other on the same weights. Each stage starts a fresh AdamW state
     /// and its own warm-up + cosine schedule to its learning rate, and replays the data stream from the seed — exactly
     /// what a later <c>--continue-unet</c> run does, so a model trained in several sittings is rebuilt by one run.
-    /// The default is the shipped model's recipe: 2,600 steps at 2e-3, then 3,000 at 1e-3. Empty: no UNet
-    /// training (only with <see cref="ContinueUNet"/>: the model is written from the snapshots).
+    /// The default is the shipped model's recipe: 2,600 steps at 2e-3 and 3,000 at 1e-3 on the text encoder with
+    /// CLIP's token scale 0.02 (the first model's UNet, which learned to draw shapes), then 3,000 at 1.5e-3 and 3,000 at
+    /// 1e-3 on token scale 1 (where it learns to read the captions). Empty: no UNet training (only with
+    /// <see cref="ContinueUNet"/>: the model is written from the snapshots).
     /// </summary>
-    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3), new(3000, 1e-3)];
+    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3, 0.02), new(3000, 1e-3, 0.02), new(3000, 1.5e-3), new(3000, 1e-3)];
 
     /// <summary>UNet steps over all stages.</summary>
     public int UNetSteps => UNetStages.Sum(st => st.Steps);
@@ -117,6 +120,8 @@ public sealed record TinyShapesTrainingOptions
         if (AutoencoderSteps < 1 || DecoderSteps < 0 || SnapshotEvery < 0) throw new SpmException("Step counts must be at least 1 (decoder steps and snapshot interval at least 0).");
         if (UNetStages.Any(st => st.Steps < 1 || !(st.LearningRate > 0) || double.IsInfinity(st.LearningRate)))
             throw new SpmException("Every UNet stage needs at least 1 step and a positive learning rate.");
+        if (UNetStages.Any(st => st.TextTokenStd is { } std && !(std > 0 && std < 1e6)))
+            throw new SpmException("A stage's text token standard deviation must be positive.");
         if (UNetStages.Count == 0 && !ContinueUNet) throw new SpmException("0 UNet steps only make sense with --continue-unet (writes the model from the snapshots).");
         if (!(TextTokenStd > 0)) throw new SpmException("The text token standard deviation must be positive.");
         if (AutoencoderBatch < 2 || UNetBatch < 2) throw new SpmException("Batches must hold at least 2 samples.");
@@ -129,7 +134,9 @@ public sealed record TinyShapesTrainingOptions
 /// <summary>One stage of UNet training (see <see cref="TinyShapesTrainingOptions.UNetStages"/>).</summary>
 /// <param name="Steps">Steps of the stage.</param>
 /// <param name="LearningRate">Peak learning rate (warm-up, then cosine decay to 0 over the stage).</param>
-public sealed record UNetStage(int Steps, double LearningRate);
+/// <param name="TextTokenStd">Token-embedding scale of the frozen text encoder during this stage, or null for
+/// <see cref="TinyShapesTrainingOptions.TextTokenStd"/>. The written model's text encoder is the last stage's.</param>
+public sealed record UNetStage(int Steps, double LearningRate, double? TextTokenStd = null);
 
 /// <summary>Progress of <see cref="TinyShapesModel.TrainAsync"/>.</summary>
 /// <param name="Phase">"autoencoder", "decoder", "encode" or "unet".</param>
@@ -347,7 +354,9 @@ public static class TinyShapesModel
         // Phase 3: the UNet on noised latents, conditioned on the frozen text encoder.
         var swUnet = Stopwatch.StartNew();
         var tokenizer = ClipTokenizer.Load(tokenizerFolder);
-        var textBuilder = ConditionTextEncoder(ClipTextEncoderBuilder.Create(preset.TextEncoder, o.Seed), o);
+        double StdOf(UNetStage stage) => stage.TextTokenStd ?? o.TextTokenStd;
+        double textStd = o.UNetStages.Count > 0 ? StdOf(o.UNetStages[0]) : o.TextTokenStd;
+        var textBuilder = ConditionTextEncoder(ClipTextEncoderBuilder.Create(preset.TextEncoder, o.Seed), textStd);
         int width = preset.TextEncoder.Width, seq = ClipTokenizer.DefaultMaxLength;
         var unetBuilder = UNetBuilder.Create(preset.UNet, o.Seed);
         string? unetSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "unet.safetensors");
@@ -421,6 +430,15 @@ public static class TinyShapesModel
             {
                 var (stageSteps, stageLr) = (o.UNetStages[stage].Steps, o.UNetStages[stage].LearningRate);
                 bool lastStage = stage == o.UNetStages.Count - 1;
+                if (StdOf(o.UNetStages[stage]) != textStd)
+                {
+                    // Another token scale: the frozen encoder's states change, so cached ones go (trained layers stay).
+                    textStd = StdOf(o.UNetStages[stage]);
+                    ConditionTextEncoder(textBuilder, textStd);
+                    embeddings.Clear();
+                    textSession?.Dispose();
+                    textSession = null;
+                }
                 // Each stage replays the data stream from the seed, as a separate --continue-unet run does.
                 rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
                 FillBatch();
@@ -486,7 +504,7 @@ public static class TinyShapesModel
                 else if (component == "vae_decoder") WeightTransfer.CopyByConsumer(decoder, g);
                 else if (component == "text_encoder")
                 {
-                    ConditionTextEncoder(g, o);
+                    ConditionTextEncoder(g, textStd);
                     if (o.TrainTextEncoder) WeightTransfer.CopyByConsumer(textBuilder, g);
                 }
             },
@@ -499,10 +517,10 @@ public static class TinyShapesModel
         };
     }
 
-    /// <summary>Re-draws the frozen text encoder's token embedding at <see cref="TinyShapesTrainingOptions.TextTokenStd"/> (seeded, so training and the written model agree).</summary>
-    private static GraphBuilder ConditionTextEncoder(GraphBuilder g, TinyShapesTrainingOptions o)
+    /// <summary>Re-draws the frozen text encoder's token embedding at standard deviation <paramref name="std"/> (seeded, so training and the written model agree).</summary>
+    private static GraphBuilder ConditionTextEncoder(GraphBuilder g, double std)
     {
-        g.SetInitializer("tok.weight", TensorInit.Normal((float)o.TextTokenStd));
+        g.SetInitializer(FrozenTokenTable, TensorInit.Normal((float)std));
         return g;
     }
 

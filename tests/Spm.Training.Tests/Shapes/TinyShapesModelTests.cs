@@ -49,7 +49,7 @@ public class TinyShapesModelTests
         {
             var options = new TinyShapesTrainingOptions
             {
-                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3), new(1, 5e-4)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3, 0.02), new(1, 5e-4)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
                 WorkFolder = Path.Combine(root, "work"), SnapshotEvery = 1, TextTokenStd = 1.0,
             };
             await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), tokenizer, options);
@@ -68,11 +68,16 @@ public class TinyShapesModelTests
 
             Assert.That(() => new TinyShapesTrainingOptions { UNetStages = [] }.Validate(), Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("--continue-unet"));
 
-            // Two stages in one run equal a run of the first stage continued by a run of the second (--continue-unet).
-            var split = options with { WorkFolder = Path.Combine(root, "work2"), UNetStages = [new(2, 1e-3)] };
+            // Two stages in one run equal a run of the first stage continued by a run of the second (--continue-unet), also
+            // when the stages use different token scales (the first on CLIP's 0.02, the second on the options' 1).
+            var split = options with { WorkFolder = Path.Combine(root, "work2"), UNetStages = [new(2, 1e-3, 0.02)] };
             await TinyShapesModel.TrainAsync(Path.Combine(root, "c"), tokenizer, split);
             await TinyShapesModel.TrainAsync(Path.Combine(root, "d"), tokenizer, split with { UNetStages = [new(1, 5e-4)], ContinueUNet = true });
             Assert.That(File.ReadAllBytes(Path.Combine(root, "d", "unet/model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "unet/model.onnx"))));
+            Assert.That(File.ReadAllBytes(Path.Combine(root, "d", "text_encoder/model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "text_encoder/model.onnx"))));
+            Assert.That(File.ReadAllBytes(Path.Combine(root, "c", "text_encoder/model.onnx")), Is.Not.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "text_encoder/model.onnx"))),
+                "the written text encoder is the last stage's (0.02 in c, 1 in a)");
+            Assert.That(() => (options with { UNetStages = [new(1, 1e-3, 0)] }).Validate(), Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("token standard deviation"));
 
             // The written text encoder is the one the UNet was trained on: token vectors of std 1 dominate, so two captions
             // differing in one word differ clearly at that word's position (CLIP's 0.02 gives cosine ~0.99 there).
