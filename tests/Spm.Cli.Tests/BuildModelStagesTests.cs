@@ -1,0 +1,30 @@
+using Spm.Cli.Commands;
+using Spm.Core;
+using Spm.Training.Shapes;
+
+namespace Spm.Cli.Tests;
+
+[TestFixture]
+public class BuildModelStagesTests
+{
+    [Test]
+    public void UNetStages_ParseStepsRateAndOptionalTokenScale()
+    {
+        Assert.That(BuildModelCommand.ParseStages("2600:2e-3:0.02, 3000:1e-3", null, null),
+            Is.EqualTo(new[] { new UNetStage(2600, 2e-3, 0.02), new UNetStage(3000, 1e-3) }));
+        Assert.That(BuildModelCommand.ParseStages(null, null, null), Is.Null, "nothing given: the recipe's stages");
+        foreach (var bad in new[] { "3000", "3000:x", "3000:1e-3:y", "1:2:3:4" })
+            Assert.That(() => BuildModelCommand.ParseStages(bad, null, null),
+                Throws.TypeOf<SpmException>().With.Message.Contains($"'{bad}' is not STEPS:LR or STEPS:LR:TOKEN_STD"), bad);
+        Assert.That(() => BuildModelCommand.ParseStages("10:1e-3", 5, null), Throws.TypeOf<SpmException>().With.Message.Contains("not both"));
+    }
+
+    [Test]
+    public void TheDefaultRecipe_IsTheFirstModelOnClipScaleThenTwoStagesOnScaleOne()
+    {
+        var o = new TinyShapesTrainingOptions();
+        Assert.That(o.TextTokenStd, Is.EqualTo(1.0));
+        Assert.That(o.UNetStages.Select(s => (s.Steps, s.LearningRate, s.TextTokenStd ?? o.TextTokenStd)),
+            Is.EqualTo(new[] { (2600, 2e-3, 0.02), (3000, 1e-3, 0.02), (3000, 1.5e-3, 1.0), (3000, 1e-3, 1.0) }));
+    }
+}
