@@ -26,14 +26,15 @@ public static class QuickStart
         //    (square gate curve, facilitate factor 1; GateSettings.FixedMultiplier would bypass the gate).
         var conditioner = spms.CreateConditioner(sd, spms.Layout.Sets.Select(_ => GateSettings.Default).ToList());
 
-        // 4. Generate and save.
+        // 4. Generate and save, at the guidance the model recommends for itself (spm_generate_defaults.json; SD's 7.5 otherwise).
+        double guidance = ModelGenerationDefaults.Load(o.ModelFolder)?.GuidanceScale ?? 7.5;
         Directory.CreateDirectory(o.OutputFolder);
         var written = new List<string>();
         for (int i = 0; i < o.Prompts.Count; i++)
         {
             var request = new GenerationRequest
             {
-                Prompt = o.Prompts[i], Steps = o.Steps, Seed = o.Seed, Width = o.Size, Height = o.Size, Conditioner = conditioner,
+                Prompt = o.Prompts[i], Steps = o.Steps, GuidanceScale = guidance, Seed = o.Seed, Width = o.Size, Height = o.Size, Conditioner = conditioner,
             };
             var result = await sd.GenerateAsync(request, progress: null, ct);
             var image = result.Images[0];

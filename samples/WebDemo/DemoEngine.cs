@@ -95,6 +95,11 @@ public sealed class DemoEngine : IDisposable
     /// <summary>Image side used when a request gives none.</summary>
     public int DefaultSize => Options.Size ?? Pipeline.Folder.DefaultImageSize;
 
+    /// <summary>Guidance when a request gives none: the model's <c>spm_generate_defaults.json</c>, else SD's 7.5.</summary>
+    public double DefaultGuidance => _defaultGuidance ??= ModelGenerationDefaults.Load(Options.ModelFolder)?.GuidanceScale ?? 7.5;
+
+    private double? _defaultGuidance;
+
     /// <summary>Loads the model and SPMs of <paramref name="options"/> (the slow part: done once at start-up).</summary>
     /// <exception cref="SpmException">The model or an SPM file is broken or does not fit (the message names it).</exception>
     public static DemoEngine Load(WebDemoOptions options)

@@ -18,7 +18,7 @@ public sealed record GatesBody(string? Prompt, bool[]? Enabled);
 /// <param name="Steps">Denoising steps (default: the server's <c>--steps</c>).</param>
 /// <param name="Size">Image side (default: <c>--size</c> or the model's).</param>
 /// <param name="NegativePrompt">Negative prompt.</param>
-/// <param name="Guidance">Guidance scale (default 7.5).</param>
+/// <param name="Guidance">Guidance scale (default: the model's spm_generate_defaults.json, else 7.5).</param>
 public sealed record GenerateBody(string? Prompt, bool[]? Enabled, ulong? Seed, int? Steps, int? Size, string? NegativePrompt, double? Guidance);
 
 /// <summary>Answer of <c>POST /api/generate</c>: both images as PNG data URLs.</summary>
@@ -117,7 +117,7 @@ public static class WebDemoApp
         app.MapPost("/api/generate", async (GenerateBody body, DemoEngine e, HttpContext http) =>
         {
             var request = new DemoRequest(body.Prompt ?? "", body.Enabled ?? [], body.Seed ?? 1, body.Steps ?? e.Options.Steps,
-                body.Size, body.NegativePrompt ?? "", body.Guidance ?? 7.5);
+                body.Size, body.NegativePrompt ?? "", body.Guidance ?? e.DefaultGuidance);
             var images = await e.GenerateAsync(request, http.RequestAborted);
             return new GenerateAnswer(DataUrl(images.BasePng), DataUrl(images.ErasedPng), images.Width, images.Height,
                 images.Gates, images.Parameters, Math.Round(images.Elapsed.TotalSeconds, 3));
