@@ -25,6 +25,6 @@ public class BuildModelStagesTests
         var o = new TinyShapesTrainingOptions();
         Assert.That(o.TextTokenStd, Is.EqualTo(1.0));
         Assert.That(o.UNetStages.Select(s => (s.Steps, s.LearningRate, s.TextTokenStd ?? o.TextTokenStd)),
-            Is.EqualTo(new[] { (2600, 2e-3, 0.02), (3000, 1e-3, 0.02), (3000, 1.5e-3, 1.0), (3000, 1e-3, 1.0) }));
+            Is.EqualTo(new[] { (2600, 2e-3, 0.02), (3000, 1e-3, 0.02), (3000, 1.5e-3, 1.0), (2000, 1e-3, 1.0) }));
     }
 }

@@ -61,11 +61,11 @@ public sealed record TinyShapesTrainingOptions
     /// and its own warm-up + cosine schedule to its learning rate, and replays the data stream from the seed — exactly
     /// what a later <c>--continue-unet</c> run does, so a model trained in several sittings is rebuilt by one run.
     /// The default is the shipped model's recipe: 2,600 steps at 2e-3 and 3,000 at 1e-3 on the text encoder with
-    /// CLIP's token scale 0.02 (the first model's UNet, which learned to draw shapes), then 3,000 at 1.5e-3 and 3,000 at
+    /// CLIP's token scale 0.02 (the first model's UNet, which learned to draw shapes), then 3,000 at 1.5e-3 and 2,000 at
     /// 1e-3 on token scale 1 (where it learns to read the captions). Empty: no UNet training (only with
     /// <see cref="ContinueUNet"/>: the model is written from the snapshots).
     /// </summary>
-    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3, 0.02), new(3000, 1e-3, 0.02), new(3000, 1.5e-3), new(3000, 1e-3)];
+    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3, 0.02), new(3000, 1e-3, 0.02), new(3000, 1.5e-3), new(2000, 1e-3)];
 
     /// <summary>UNet steps over all stages.</summary>
     public int UNetSteps => UNetStages.Sum(st => st.Steps);
