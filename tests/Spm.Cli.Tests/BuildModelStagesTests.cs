@@ -12,10 +12,12 @@ public class BuildModelStagesTests
     {
         Assert.That(BuildModelCommand.ParseStages("2600:2e-3:0.02, 3000:1e-3", null, null),
             Is.EqualTo(new[] { new UNetStage(2600, 2e-3, 0.02), new UNetStage(3000, 1e-3) }));
+        Assert.That(BuildModelCommand.ParseStages("3000:5e-4:text,10:1e-3:0.5:TEXT", null, null),
+            Is.EqualTo(new[] { new UNetStage(3000, 5e-4, null, true), new UNetStage(10, 1e-3, 0.5, true) }), "a last field 'text' trains the text encoder");
         Assert.That(BuildModelCommand.ParseStages(null, null, null), Is.Null, "nothing given: the recipe's stages");
-        foreach (var bad in new[] { "3000", "3000:x", "3000:1e-3:y", "1:2:3:4" })
+        foreach (var bad in new[] { "3000", "3000:x", "3000:1e-3:y", "1:2:3:4", "3000:text", "1:2:3:4:text" })
             Assert.That(() => BuildModelCommand.ParseStages(bad, null, null),
-                Throws.TypeOf<SpmException>().With.Message.Contains($"'{bad}' is not STEPS:LR or STEPS:LR:TOKEN_STD"), bad);
+                Throws.TypeOf<SpmException>().With.Message.Contains($"'{bad}' is not STEPS:LR[:TOKEN_STD][:text]"), bad);
         Assert.That(() => BuildModelCommand.ParseStages("10:1e-3", 5, null), Throws.TypeOf<SpmException>().With.Message.Contains("not both"));
     }
 

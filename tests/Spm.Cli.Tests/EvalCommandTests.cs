@@ -176,6 +176,17 @@ public class EvalCommandTests
     }
 
     [Test]
+    public void FidelityTable_ListsTheValuesThatWereMisread()
+    {
+        var colours = new Spm.Training.Evaluation.AttributeConfusion("colour", ["red", "orange", "yellow"], [[4, 0, 0], [0, 1, 3], [0, 1, 0]]);
+        var text = EvalCommand.FidelityTable(new FidelityResult(9, 1, 5 / 9.0, double.NaN, double.NaN, 1) { Confusion = [colours] });
+        Assert.That(text, Does.EndWith(
+            "misread (objects found; named value, share read right, most common misreading)\n" +
+            "  colour       orange        25.0% of   4  (read as yellow: 3)\n" +
+            "  colour       yellow         0.0% of   1  (read as orange: 1)\n"));
+    }
+
+    [Test]
     public void FidelityTable_ShowsUnnamedAttributesAsDash()
     {
         var text = EvalCommand.FidelityTable(new FidelityResult(10, 0.9, 0.955, double.NaN, 1.0, 0.8));

@@ -34,7 +34,7 @@ internal static class BuildModelCommand
         var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 450)." };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "tiny-shapes: decoder refinement steps on the frozen encoder's latents (default 1500; 0 skips)." };
         var textTokenStd = new Option<double?>("--text-token-std") { Description = "tiny-shapes: standard deviation of the frozen text encoder's token embedding for stages that do not give their own (default 1; CLIP's own init is 0.02)." };
-        var unetStages = new Option<string?>("--unet-stages") { Description = "tiny-shapes: UNet stages as STEPS:LR[:TOKEN_STD],... (default 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3, the shipped model's recipe)." };
+        var unetStages = new Option<string?>("--unet-stages") { Description = "tiny-shapes: UNet stages as STEPS:LR[:TOKEN_STD][:text],... (text: the stage also trains the text encoder; default 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3, the shipped model's recipe)." };
         var snapshotEvery = new Option<int?>("--snapshot-every") { Description = "tiny-shapes: with --work-dir, also snapshot the UNet every N steps (default 500; 0: only at the end)." };
         var unetSteps = new Option<int?>("--unet-steps") { Description = "tiny-shapes: train the UNet in one stage of N steps instead of the default stages (0 with --continue-unet writes the model from the snapshots)." };
         var unetBatch = new Option<int?>("--unet-batch") { Description = "tiny-shapes: latents per UNet step (default 24)." };
@@ -134,13 +134,16 @@ internal static class BuildModelCommand
             var list = new List<UNetStage>();
             foreach (var part in stages.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
-                var bits = part.Split(':');
+                var bits = part.Split(':').ToList();
+                // An optional last field "text" trains the text encoder in that stage.
+                bool text = bits.Count > 2 && bits[^1].Equals("text", StringComparison.OrdinalIgnoreCase);
+                if (text) bits.RemoveAt(bits.Count - 1);
                 double std = 0;
-                if (bits.Length is not (2 or 3) || !int.TryParse(bits[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
+                if (bits.Count is not (2 or 3) || !int.TryParse(bits[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
                     || !double.TryParse(bits[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double rate)
-                    || (bits.Length == 3 && !double.TryParse(bits[2], NumberStyles.Float, CultureInfo.InvariantCulture, out std)))
-                    throw new SpmException($"--unet-stages: '{part}' is not STEPS:LR or STEPS:LR:TOKEN_STD (e.g. 3000:1e-3 or 2600:2e-3:0.02).");
-                list.Add(new UNetStage(n, rate, bits.Length == 3 ? std : null));
+                    || (bits.Count == 3 && !double.TryParse(bits[2], NumberStyles.Float, CultureInfo.InvariantCulture, out std)))
+                    throw new SpmException($"--unet-stages: '{part}' is not STEPS:LR[:TOKEN_STD][:text] (e.g. 3000:1e-3, 2600:2e-3:0.02 or 3000:5e-4:text).");
+                list.Add(new UNetStage(n, rate, bits.Count == 3 ? std : null, text));
             }
             return list;
         }

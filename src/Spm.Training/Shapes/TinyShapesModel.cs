@@ -136,7 +136,9 @@ public sealed record TinyShapesTrainingOptions
 /// <param name="LearningRate">Peak learning rate (warm-up, then cosine decay to 0 over the stage).</param>
 /// <param name="TextTokenStd">Token-embedding scale of the frozen text encoder during this stage, or null for
 /// <see cref="TinyShapesTrainingOptions.TextTokenStd"/>. The written model's text encoder is the last stage's.</param>
-public sealed record UNetStage(int Steps, double LearningRate, double? TextTokenStd = null);
+/// <param name="TrainTextEncoder">Train the text encoder (all but its token table) together with the UNet in this stage, as
+/// <see cref="TinyShapesTrainingOptions.TrainTextEncoder"/> does for every stage. Later frozen stages keep the trained encoder.</param>
+public sealed record UNetStage(int Steps, double LearningRate, double? TextTokenStd = null, bool TrainTextEncoder = false);
 
 /// <summary>Progress of <see cref="TinyShapesModel.TrainAsync"/>.</summary>
 /// <param name="Phase">"autoencoder", "decoder", "encode" or "unet".</param>
@@ -252,7 +254,9 @@ public static class TinyShapesModel
         double aeLoss = double.NaN;
         var aeLosses = new List<double>(o.AutoencoderSteps);
         var unetLosses = new List<double>(o.UNetSteps);
-        var aeTag = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"seed={o.Seed};steps={o.AutoencoderSteps};batch={o.AutoencoderBatch};lr={o.AutoencoderLearningRate}");
+        var aeTag = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"seed={o.Seed};steps={o.AutoencoderSteps};batch={o.AutoencoderBatch};lr={o.AutoencoderLearningRate}")
+            // The penalty joined the tag later: at its default the tag stays as before, so existing snapshots still match.
+            + (o.LatentPenalty == 1e-4 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";penalty={o.LatentPenalty}"));
         string? aeSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "autoencoder.safetensors");
         if (aeSnapshot is not null && File.Exists(aeSnapshot) && TryLoadSnapshot(aeSnapshot, aeTag, aeBuilder))
         {
@@ -361,13 +365,17 @@ public static class TinyShapesModel
         var unetBuilder = UNetBuilder.Create(preset.UNet, o.Seed);
         string? unetSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "unet.safetensors");
         string? textSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "text_encoder.safetensors");
+        bool TrainsText(UNetStage stage) => o.TrainTextEncoder || stage.TrainTextEncoder;
+        // textTrained: the encoder's weights are no longer the seeded ones (snapshotted and written with the model);
+        // trainsText: the current stage trains it (the condition is then token ids, not cached states).
+        bool textTrained = false, trainsText = false;
         if (o.ContinueUNet)
         {
             if (unetSnapshot is null || !File.Exists(unetSnapshot) || !TryLoadSnapshot(unetSnapshot, null, unetBuilder))
                 throw new SpmException($"No UNet snapshot to continue from in '{o.WorkFolder}'.");
-            // A text encoder trained before continues too; without one (a UNet trained on the frozen encoder) it starts
-            // from its seeded weights.
-            if (o.TrainTextEncoder && textSnapshot is not null && File.Exists(textSnapshot)) TryLoadSnapshot(textSnapshot, null, textBuilder);
+            // A text encoder trained before continues too (the UNet was trained against it, so it is loaded whether or not
+            // this run trains it further); without one (a UNet trained on the frozen encoder) it starts from its seeded weights.
+            if (textSnapshot is not null && File.Exists(textSnapshot) && TryLoadSnapshot(textSnapshot, null, textBuilder)) textTrained = true;
         }
 
         var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
@@ -378,8 +386,8 @@ public static class TinyShapesModel
         var timesteps = new float[b];
         var lossWeights = new float[b];
         // The condition: the frozen encoder's states (computed once per caption), or the token ids when the encoder trains.
-        var context = o.TrainTextEncoder ? [] : new float[b * seq * width];
-        var tokenIds = o.TrainTextEncoder ? new int[b * seq] : [];
+        var context = new float[b * seq * width];
+        var tokenIds = new int[b * seq];
         var idCache = new Dictionary<string, int[]>(StringComparer.Ordinal);
         int[] Tokens(string caption)
         {
@@ -419,7 +427,7 @@ public static class TinyShapesModel
                 lossWeights[i] = w;
                 System.Numerics.Tensors.TensorPrimitives.Multiply(eps, w, eps);
                 var caption = rng.NextDouble() < o.UnconditionalProbability ? "" : captions[idx];
-                if (o.TrainTextEncoder) Tokens(caption).CopyTo(tokenIds.AsSpan(i * seq, seq));
+                if (trainsText) Tokens(caption).CopyTo(tokenIds.AsSpan(i * seq, seq));
                 else Embed(caption).CopyTo(context.AsSpan(i * seq * width, seq * width));
             }
         }
@@ -430,15 +438,19 @@ public static class TinyShapesModel
             {
                 var (stageSteps, stageLr) = (o.UNetStages[stage].Steps, o.UNetStages[stage].LearningRate);
                 bool lastStage = stage == o.UNetStages.Count - 1;
-                if (StdOf(o.UNetStages[stage]) != textStd)
+                bool newScale = StdOf(o.UNetStages[stage]) != textStd;
+                if (newScale || trainsText)
                 {
-                    // Another token scale: the frozen encoder's states change, so cached ones go (trained layers stay).
+                    // Another token scale, or an encoder trained by the stage before: the encoder's states change, so
+                    // cached ones go (trained layers stay).
                     textStd = StdOf(o.UNetStages[stage]);
-                    ConditionTextEncoder(textBuilder, textStd);
+                    if (newScale) ConditionTextEncoder(textBuilder, textStd);
                     embeddings.Clear();
                     textSession?.Dispose();
                     textSession = null;
                 }
+                trainsText = TrainsText(o.UNetStages[stage]);
+                textTrained |= trainsText;
                 // Each stage replays the data stream from the seed, as a separate --continue-unet run does.
                 rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
                 FillBatch();
@@ -447,12 +459,12 @@ public static class TinyShapesModel
                 using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [b]);
                 using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, [b, preset.UNet.OutChannels, latentSize, latentSize]);
                 using var weightValue = OrtValue.CreateTensorValueFromMemory(lossWeights, [b, 1, 1, 1]);
-                using var conditionValue = o.TrainTextEncoder
+                using var conditionValue = trainsText
                     ? OrtValue.CreateTensorValueFromMemory(tokenIds, [b, seq])
                     : OrtValue.CreateTensorValueFromMemory(context, [b, seq, width]);
                 var inputs = new Dictionary<string, OrtValue> { ["sample"] = sampleValue, ["timestep"] = timestepValue, [LossWeightInput] = weightValue };
                 List<string> trained;
-                if (o.TrainTextEncoder)
+                if (trainsText)
                 {
                     unetModel = Spm.Diffusion.Onnx.GraphComposer.Chain(textBuilder.Build(), unetModel,
                         new Dictionary<string, string> { ["last_hidden_state"] = "encoder_hidden_states" }, TextPrefix);
@@ -471,9 +483,8 @@ public static class TinyShapesModel
                 {
                     trainer.CopyTo(unetBuilder);
                     if (unetSnapshot is not null) SaveSnapshot(unetSnapshot, "unet", unetBuilder);
-                    if (!o.TrainTextEncoder) return;
-                    trainer.CopyTo(textBuilder, TextPrefix);
-                    if (textSnapshot is not null) SaveSnapshot(textSnapshot, "text_encoder", textBuilder);
+                    if (trainsText) trainer.CopyTo(textBuilder, TextPrefix);
+                    if (textTrained && textSnapshot is not null) SaveSnapshot(textSnapshot, "text_encoder", textBuilder);
                 }
                 unetLoss = RunPhase(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, 100, unetLosses, step =>
                 {
@@ -505,7 +516,7 @@ public static class TinyShapesModel
                 else if (component == "text_encoder")
                 {
                     ConditionTextEncoder(g, textStd);
-                    if (o.TrainTextEncoder) WeightTransfer.CopyByConsumer(textBuilder, g);
+                    if (textTrained) WeightTransfer.CopyByConsumer(textBuilder, g);
                 }
             },
         }, cancellationToken: ct);

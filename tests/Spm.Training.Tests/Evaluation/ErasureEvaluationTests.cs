@@ -164,6 +164,20 @@ public class ErasureEvaluationTests
         }, 120, 5);
         Assert.That(circlesOnly.ShapeAccuracy, Is.EqualTo(circles / 120.0));
         Assert.That(circlesOnly.ColorAccuracy, Is.EqualTo(1.0));
+
+        // The confusion matrices say what the misses are: every shape was read as a circle, every colour as named.
+        var shapes = circlesOnly.Confusion.Single(c => c.Attribute == "shape");
+        int circle = shapes.Labels.ToList().IndexOf("circle");
+        Assert.That(shapes.Counts.Select(row => row.Sum() - row[circle]), Is.All.EqualTo(0));
+        Assert.That(shapes.Counts.Sum(row => row[circle]), Is.EqualTo(120));
+        Assert.That(shapes.Named("circle"), Is.EqualTo(circles));
+        Assert.That(shapes.Accuracy("square"), Is.EqualTo(0.0));
+        Assert.That(shapes.MostCommonMisreading("square"), Is.EqualTo(("circle", shapes.Named("square"))));
+        Assert.That(shapes.MostCommonMisreading("circle"), Is.Null);
+        var colours = circlesOnly.Confusion.Single(c => c.Attribute == "colour");
+        Assert.That(Enumerable.Range(0, colours.Labels.Count).Sum(i => colours.Counts[i][i]), Is.EqualTo(colours.Counts.Sum(row => row.Sum())));
+        Assert.That(perfect.Confusion.Select(c => c.Attribute), Is.EqualTo(new[] { "shape", "colour", "pattern", "background" }));
+        Assert.That(() => shapes.Accuracy("hexagon"), Throws.ArgumentException.With.Message.Contains("'hexagon' is not a shape"));
     }
 
     /// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool).</summary>

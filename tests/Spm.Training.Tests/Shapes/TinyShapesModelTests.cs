@@ -140,6 +140,44 @@ public class TinyShapesModelTests
         }
     }
 
+    [Test]
+    public async Task AStageThatTrainsTheTextEncoder_IsKeptByLaterStages_AndEqualsTheSameStagesRunInSittings()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
+        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
+        try
+        {
+            var options = new TinyShapesTrainingOptions
+            {
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
+                WorkFolder = Path.Combine(root, "work-one"), TextTokenStd = 1.0,
+                UNetStages = [new(2, 1e-3), new(2, 1e-3, null, TrainTextEncoder: true), new(2, 5e-4)], // 2 steps each: the first is warm-up at rate 0
+            };
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "one"), tokenizer, options);
+
+            // The same three stages in three sittings: the middle one writes the text snapshot, the last one (frozen)
+            // loads it, so the UNet it trains reads the trained encoder's states, not the seeded one's.
+            var sittings = options with { WorkFolder = Path.Combine(root, "work-three") };
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "s1"), tokenizer, sittings with { UNetStages = [options.UNetStages[0]] });
+            Assert.That(File.Exists(Path.Combine(sittings.WorkFolder!, "text_encoder.safetensors")), Is.False, "a frozen stage leaves the encoder seeded");
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "s2"), tokenizer, sittings with { UNetStages = [options.UNetStages[1]], ContinueUNet = true });
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "s3"), tokenizer, sittings with { UNetStages = [options.UNetStages[2]], ContinueUNet = true });
+            foreach (var part in new[] { "unet/model.onnx", "text_encoder/model.onnx" })
+                Assert.That(File.ReadAllBytes(Path.Combine(root, "s3", part)), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "one", part))), part);
+
+            var seeded = Weights(Path.Combine(root, "s1", "text_encoder", "model.onnx"));
+            var trained = Weights(Path.Combine(root, "one", "text_encoder", "model.onnx"));
+            Assert.That(trained["tok.weight"], Is.EqualTo(seeded["tok.weight"]));
+            Assert.That(seeded.Keys.Count(k => !trained[k].SequenceEqual(seeded[k])), Is.EqualTo(seeded.Count - 1), "the middle stage trained the encoder");
+            Assert.That(Weights(Path.Combine(root, "s2", "text_encoder", "model.onnx")), Is.EqualTo(trained), "the last stage does not change it");
+            Assert.That(Weights(Path.Combine(root, "s2", "unet", "model.onnx")), Is.Not.EqualTo(Weights(Path.Combine(root, "one", "unet", "model.onnx"))));
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, true);
+        }
+    }
+
     private static Dictionary<string, float[]> Weights(string onnxFile)
     {
         var model = Spm.Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(onnxFile));
