@@ -51,4 +51,29 @@ public class VaeEncoderBuilderTests
         var decoded = Run(decSession, "sample", ("latent_sample", latent, [2, 4, 8, 8]));
         Assert.That(MaxAbsDiff(decoded, reconstruction), Is.LessThan(1e-5 * Math.Max(1, MaxAbs(reconstruction))));
     }
+
+    [Test]
+    public void LatentNoise_IsAddedToTheLatentTheDecoderReads_AndLeavesTheWeightsAsTheyAre()
+    {
+        var plain = VaeEncoderBuilder.CreateAutoencoder(Config, 5);
+        var noisy = VaeEncoderBuilder.CreateAutoencoder(Config, 5, latentNoise: true);
+        Assert.That(noisy.Build().Graph.Input.Select(i => i.Name), Is.EqualTo(new[] { VaeEncoderBuilder.ImageInput, VaeEncoderBuilder.LatentNoiseInput }));
+        var decoder = VaeDecoderBuilder.Create(Config, 99);
+        WeightTransfer.CopyByConsumer(noisy, decoder);
+
+        var image = RandomFloats(2 * 3 * 32 * 32, 7);
+        var noise = RandomFloats(2 * 4 * 8 * 8, 8);
+        using var plainSession = new InferenceSession(plain.Build().ToByteArray(), Options());
+        using var noisySession = new InferenceSession(noisy.Build().ToByteArray(), Options());
+        using var decSession = new InferenceSession(decoder.Build().ToByteArray(), Options());
+        var latent = Run(plainSession, VaeEncoderBuilder.LatentOutput, (VaeEncoderBuilder.ImageInput, image, [2, 3, 32, 32]));
+        var zero = Run(noisySession, VaeEncoderBuilder.ReconstructionOutput, (VaeEncoderBuilder.ImageInput, image, [2, 3, 32, 32]), (VaeEncoderBuilder.LatentNoiseInput, new float[noise.Length], [2, 4, 8, 8]));
+        Assert.That(zero, Is.EqualTo(Run(plainSession, VaeEncoderBuilder.ReconstructionOutput, (VaeEncoderBuilder.ImageInput, image, [2, 3, 32, 32]))), "zero noise: the plain autoencoder");
+        // With noise, the reconstruction is the decoder's output for latent + noise.
+        var shifted = latent.Zip(noise, (z, e) => z + e).ToArray();
+        var withNoise = Run(noisySession, VaeEncoderBuilder.ReconstructionOutput, (VaeEncoderBuilder.ImageInput, image, [2, 3, 32, 32]), (VaeEncoderBuilder.LatentNoiseInput, noise, [2, 4, 8, 8]));
+        var expected = Run(decSession, "sample", ("latent_sample", shifted, [2, 4, 8, 8]));
+        Assert.That(MaxAbsDiff(withNoise, expected), Is.LessThan(1e-5 * Math.Max(1, MaxAbs(expected))));
+        Assert.That(MaxAbsDiff(withNoise, zero), Is.GreaterThan(1e-3));
+    }
 }

@@ -19,6 +19,9 @@ public static class VaeEncoderBuilder
     /// <summary>Name of the latent output ([B, latent, H / f, W / f], not yet multiplied by the scaling factor).</summary>
     public const string LatentOutput = "latent";
 
+    /// <summary>Name of the optional noise input of <see cref="CreateAutoencoder"/> (added to the latent the decoder reads).</summary>
+    public const string LatentNoiseInput = "latent_noise";
+
     /// <summary>Name of the reconstruction output of <see cref="CreateAutoencoder"/>.</summary>
     public const string ReconstructionOutput = "sample";
 
@@ -39,13 +42,27 @@ public static class VaeEncoderBuilder
     /// Initializer names are those of <see cref="CreateEncoder"/> and <see cref="VaeDecoderBuilder.Create"/>, so the
     /// trained values carry over to either by name.
     /// </summary>
-    public static GraphBuilder CreateAutoencoder(VaeDecoderConfig c, ulong seed)
+    /// <param name="c">The decoder's configuration (the encoder mirrors it).</param>
+    /// <param name="seed">Seed of the initial weights.</param>
+    /// <param name="latentNoise">
+    /// Add an input <see cref="LatentNoiseInput"/> (shaped like the latent) that is added to the latent before the
+    /// decoder reads it. Fed with Gaussian noise during training, it makes the decoder tolerate small latent errors, so
+    /// the encoder has to keep codes that decode differently (two close colours) further apart than the noise, as a
+    /// VAE's sampling does: a diffusion model's small errors then stay within one code.
+    /// </param>
+    public static GraphBuilder CreateAutoencoder(VaeDecoderConfig c, ulong seed, bool latentNoise = false)
     {
         ArgumentNullException.ThrowIfNull(c);
         c.Validate();
         var g = new GraphBuilder("main_graph", seed);
         var x = g.Input(ImageInput, DataType.Float, "batch", c.OutChannels, "height", "width");
         var z = Emit(g, c, x, LatentOutput);
+        if (latentNoise)
+        {
+            var noise = g.Input(LatentNoiseInput, DataType.Float, "batch", c.LatentChannels, "latent_height", "latent_width");
+            using (g.Scope("latent_noise"))
+                z = g.Node("Add", [z, noise]);
+        }
         VaeDecoderBuilder.Emit(g, c, z, ReconstructionOutput);
         g.Output(LatentOutput, DataType.Float, "batch", c.LatentChannels, "latent_height", "latent_width");
         g.Output(ReconstructionOutput, DataType.Float, "batch", c.OutChannels, "sample_height", "sample_width");
