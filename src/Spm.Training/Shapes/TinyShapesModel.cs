@@ -56,7 +56,7 @@ public sealed record TinyShapesTrainingOptions
     /// <summary>
     /// Standard deviation of Gaussian noise added to the latent the decoder reads during autoencoder training (0: none).
     /// Without it the encoder squeezes close colours together (orange and yellow 0.12 apart in a latent of RMS 1.56,
-    /// four times closer than any other pair) because nothing asks a decoded colour to survive a small latent error, which
+    /// three times closer than any other pair) because nothing asks a decoded colour to survive a small latent error, which
     /// is what a diffusion model's latents carry; with it, codes that must decode differently are kept apart.
     /// </summary>
     public double AutoencoderLatentNoise { get; init; }
