@@ -32,6 +32,7 @@ internal static class BuildModelCommand
         var external = new Option<bool?>("--external-data") { Description = "Store the UNet weights in unet/weights.pb (default: when larger than 64 MB)." };
         var force = new Option<bool>("--force") { Description = "Replace an existing folder." };
         var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 450)." };
+        var aeChroma = new Option<double?>("--ae-chroma-weight") { Description = "tiny-shapes: weight of colour against lightness in the autoencoder's reconstruction loss (default 0: plain RGB MSE)." };
         var aeNoise = new Option<double?>("--ae-latent-noise") { Description = "tiny-shapes: standard deviation of noise added to the latent the decoder reads while the autoencoder trains (default 0: none); keeps close colours apart in the latent." };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "tiny-shapes: decoder refinement steps on the frozen encoder's latents (default 1500; 0 skips)." };
         var textTokenStd = new Option<double?>("--text-token-std") { Description = "tiny-shapes: standard deviation of the frozen text encoder's token embedding for stages that do not give their own (default 1; CLIP's own init is 0.02)." };
@@ -47,7 +48,7 @@ internal static class BuildModelCommand
         var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
-            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise,
+            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -59,6 +60,7 @@ internal static class BuildModelCommand
                     Seed = parse.GetValue(seed),
                     AutoencoderSteps = parse.GetValue(aeSteps) ?? d.AutoencoderSteps,
                     AutoencoderLatentNoise = parse.GetValue(aeNoise) ?? d.AutoencoderLatentNoise,
+                    AutoencoderChromaWeight = parse.GetValue(aeChroma) ?? d.AutoencoderChromaWeight,
                     DecoderSteps = parse.GetValue(decoderSteps) ?? d.DecoderSteps,
                     SnapshotEvery = parse.GetValue(snapshotEvery) ?? d.SnapshotEvery,
                     TextTokenStd = parse.GetValue(textTokenStd) ?? d.TextTokenStd,

@@ -61,6 +61,14 @@ public sealed record TinyShapesTrainingOptions
     /// </summary>
     public double AutoencoderLatentNoise { get; init; }
 
+    /// <summary>
+    /// Weight of colour (chroma) against lightness in the autoencoder's reconstruction loss (1 or 0: plain RGB MSE). The
+    /// error is measured in an orthonormal opponent basis (lightness (R+G+B)/√3, red–green (R−G)/√2, yellow–blue
+    /// (R+G−2B)/√6) with the two chroma axes scaled by this weight, so the encoder spends more of its latent on hue: in
+    /// RGB, orange and yellow differ by 0.31 while a grey background differs from white by 0.87.
+    /// </summary>
+    public double AutoencoderChromaWeight { get; init; }
+
     /// <summary>Images encoded once for the UNet phase (each with its caption).</summary>
     public int LatentPoolSize { get; init; } = 8000;
 
@@ -135,6 +143,7 @@ public sealed record TinyShapesTrainingOptions
         if (AutoencoderBatch < 2 || UNetBatch < 2) throw new SpmException("Batches must hold at least 2 samples.");
         if (LatentPoolSize < UNetBatch) throw new SpmException($"The latent pool ({LatentPoolSize}) must hold at least one batch ({UNetBatch}).");
         if (!(AutoencoderLearningRate > 0) || !(DecoderLearningRate > 0)) throw new SpmException("Learning rates must be positive.");
+        if (!(AutoencoderChromaWeight >= 0 && AutoencoderChromaWeight < 1e3)) throw new SpmException("The autoencoder's chroma weight must be 0 (off) or positive.");
         if (!(AutoencoderLatentNoise >= 0 && AutoencoderLatentNoise < 1e3)) throw new SpmException("The autoencoder's latent noise must be 0 or a positive standard deviation.");
         if (!(LatentPenalty >= 0 && LatentPenalty < 1e6)) throw new SpmException("The latent penalty must be 0 or positive.");
         if (UnconditionalProbability is < 0 or > 1) throw new SpmException("The unconditional probability must lie in [0, 1].");
@@ -242,7 +251,8 @@ public static class TinyShapesModel
 
         // Phase 1: the autoencoder.
         var swAe = Stopwatch.StartNew();
-        var aeBuilder = VaeEncoderBuilder.CreateAutoencoder(preset.VaeDecoder, o.Seed, latentNoise: o.AutoencoderLatentNoise > 0);
+        bool chroma = o.AutoencoderChromaWeight > 0 && o.AutoencoderChromaWeight != 1;
+        var aeBuilder = VaeEncoderBuilder.CreateAutoencoder(preset.VaeDecoder, o.Seed, latentNoise: o.AutoencoderLatentNoise > 0, colourTransform: chroma);
         var aeModel = aeBuilder.Build();
         var dataRng = new SeededRandom(o.Seed ^ 0xA11CE);
         int ab = o.AutoencoderBatch, pixels = 3 * ImageSize * ImageSize, latentSize = ImageSize / 4;
@@ -267,7 +277,8 @@ public static class TinyShapesModel
         var aeTag = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"seed={o.Seed};steps={o.AutoencoderSteps};batch={o.AutoencoderBatch};lr={o.AutoencoderLearningRate}")
             // The penalty joined the tag later: at its default the tag stays as before, so existing snapshots still match.
             + (o.LatentPenalty == 1e-4 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";penalty={o.LatentPenalty}"))
-            + (o.AutoencoderLatentNoise == 0 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";noise={o.AutoencoderLatentNoise}"));
+            + (o.AutoencoderLatentNoise == 0 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";noise={o.AutoencoderLatentNoise}"))
+            + (!chroma ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";chroma={o.AutoencoderChromaWeight}"));
         string? aeSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "autoencoder.safetensors");
         if (aeSnapshot is not null && File.Exists(aeSnapshot) && TryLoadSnapshot(aeSnapshot, aeTag, aeBuilder))
         {
@@ -283,15 +294,24 @@ public static class TinyShapesModel
             var feeds = new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue, ["latent_target"] = zeroValue };
             var inputs = new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue };
             if (o.AutoencoderLatentNoise > 0) feeds[VaeEncoderBuilder.LatentNoiseInput] = inputs[VaeEncoderBuilder.LatentNoiseInput] = noiseValue;
+            float[] colourMatrix = OpponentMatrix((float)o.AutoencoderChromaWeight), colourTarget = chroma ? new float[images.Length] : [];
+            using var matrixValue = OrtValue.CreateTensorValueFromMemory(colourMatrix, [3, 3, 1, 1]);
+            using var colourTargetValue = OrtValue.CreateTensorValueFromMemory(colourTarget, chroma ? imageShape : [0]);
+            if (chroma) feeds[VaeEncoderBuilder.ColourTransformInput] = inputs[VaeEncoderBuilder.ColourTransformInput] = matrixValue;
             var trainable = FloatWeights(aeModel);
+            var reconstruction = chroma
+                ? LossTerm.MeanSquaredError(VaeEncoderBuilder.ColourOutput, "colour_target")
+                : LossTerm.MeanSquaredError(VaeEncoderBuilder.ReconstructionOutput, "image_target");
             using var trainer = GraphTrainer.Create(aeModel, trainable,
-                [LossTerm.MeanSquaredError(VaeEncoderBuilder.ReconstructionOutput, "image_target"), LossTerm.MeanSquaredError(VaeEncoderBuilder.LatentOutput, "latent_target", o.LatentPenalty)],
+                [reconstruction, LossTerm.MeanSquaredError(VaeEncoderBuilder.LatentOutput, "latent_target", o.LatentPenalty)],
                 inputs, new AdamW(weightDecay: 0), settings);
-            feeds["image_target"] = imageValue;
+            if (chroma) feeds["colour_target"] = colourTargetValue;
+            else feeds["image_target"] = imageValue;
             var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.AutoencoderSteps, 1);
             aeLoss = RunPhase("autoencoder", o.AutoencoderSteps, 50, aeLosses, step =>
             {
                 RenderBatch(images, dataRng, null);
+                if (chroma) ApplyColourMatrix(colourMatrix, images, colourTarget, ab, ImageSize * ImageSize);
                 if (o.AutoencoderLatentNoise > 0)
                 {
                     // A separate stream, so the pictures are those of a run without noise.
@@ -548,6 +568,30 @@ public static class TinyShapesModel
             DecoderTime = swDec.Elapsed,
             DecoderLosses = decLosses,
         };
+    }
+
+    /// <summary>The opponent colour basis of <see cref="TinyShapesTrainingOptions.AutoencoderChromaWeight"/> as a [3, 3, 1, 1] conv kernel (row = output channel).</summary>
+    internal static float[] OpponentMatrix(float chromaWeight)
+    {
+        float l = 1 / MathF.Sqrt(3), a = chromaWeight / MathF.Sqrt(2), b = chromaWeight / MathF.Sqrt(6);
+        return [l, l, l, a, -a, 0, b, b, -2 * b];
+    }
+
+    /// <summary>destination[n, o, p] = sum_i m[o, i] * source[n, i, p] for NCHW pictures of <paramref name="pixels"/> pixels.</summary>
+    internal static void ApplyColourMatrix(float[] m, ReadOnlySpan<float> source, Span<float> destination, int count, int pixels)
+    {
+        for (int n = 0; n < count; n++)
+        {
+            var src = source.Slice(n * 3 * pixels, 3 * pixels);
+            var dst = destination.Slice(n * 3 * pixels, 3 * pixels);
+            for (int o = 0; o < 3; o++)
+            {
+                var d = dst.Slice(o * pixels, pixels);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(src[..pixels], m[3 * o], d);
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(src.Slice(pixels, pixels), m[3 * o + 1], d, d);
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(src.Slice(2 * pixels, pixels), m[3 * o + 2], d, d);
+            }
+        }
     }
 
     /// <summary>Re-draws the frozen text encoder's token embedding at standard deviation <paramref name="std"/> (seeded, so training and the written model agree).</summary>

@@ -76,4 +76,27 @@ public class VaeEncoderBuilderTests
         Assert.That(MaxAbsDiff(withNoise, expected), Is.LessThan(1e-5 * Math.Max(1, MaxAbs(expected))));
         Assert.That(MaxAbsDiff(withNoise, zero), Is.GreaterThan(1e-3));
     }
+
+    [Test]
+    public void ColourTransform_OutputsTheReconstructionInTheGivenColourBasis()
+    {
+        var ae = VaeEncoderBuilder.CreateAutoencoder(Config, 5, colourTransform: true);
+        var model = ae.Build();
+        Assert.That(model.Graph.Output.Select(o => o.Name), Does.Contain(VaeEncoderBuilder.ColourOutput));
+        Assert.That(model.Graph.Initializer.Select(i => i.Name), Does.Not.Contain(VaeEncoderBuilder.ColourTransformInput), "an input, so it is never trained");
+        float[] m = [0.2f, 0.5f, 0.3f, 1, -1, 0, 0.5f, 0.5f, -1];
+        var image = RandomFloats(2 * 3 * 32 * 32, 7);
+        using var session = new InferenceSession(model.ToByteArray(), Options());
+        var inputs = new (string, Array, int[])[] { (VaeEncoderBuilder.ImageInput, image, [2, 3, 32, 32]), (VaeEncoderBuilder.ColourTransformInput, m, [3, 3, 1, 1]) };
+        var rgb = Run(session, VaeEncoderBuilder.ReconstructionOutput, inputs);
+        var colour = Run(session, VaeEncoderBuilder.ColourOutput, inputs);
+        int pixels = 32 * 32;
+        var expected = new float[colour.Length];
+        for (int n = 0; n < 2; n++)
+            for (int o = 0; o < 3; o++)
+                for (int p = 0; p < pixels; p++)
+                    for (int i = 0; i < 3; i++)
+                        expected[(n * 3 + o) * pixels + p] += m[3 * o + i] * rgb[(n * 3 + i) * pixels + p];
+        Assert.That(MaxAbsDiff(colour, expected), Is.LessThan(1e-5 * Math.Max(1, MaxAbs(expected))));
+    }
 }

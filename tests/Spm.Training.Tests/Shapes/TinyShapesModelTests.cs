@@ -178,6 +178,62 @@ public class TinyShapesModelTests
         }
     }
 
+    [Test]
+    public async Task AnAutoencoderTrainedWithChromaWeightAndLatentNoise_IsReusedOnlyWithTheSameSettings()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
+        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
+        try
+        {
+            var plain = new TinyShapesTrainingOptions
+            {
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 0, UNetStages = [new(1, 1e-3)], UNetBatch = 2, LatentPoolSize = 2, WarmupSteps = 1,
+                WorkFolder = Path.Combine(root, "work"),
+            };
+            var tuned = plain with { AutoencoderChromaWeight = 3, AutoencoderLatentNoise = 0.3 };
+            var first = await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), tokenizer, tuned);
+            Assert.That(first.AutoencoderLosses, Has.Count.EqualTo(2));
+            Assert.That(first.AutoencoderLosses.All(double.IsFinite));
+            var again = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), tokenizer, tuned);
+            Assert.That(again.AutoencoderLosses, Is.Empty, "same settings: the snapshot is reused");
+            Assert.That(File.ReadAllBytes(Path.Combine(root, "b", "vae_decoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "vae_decoder", "model.onnx"))));
+            var other = await TinyShapesModel.TrainAsync(Path.Combine(root, "c"), tokenizer, plain);
+            Assert.That(other.AutoencoderLosses, Has.Count.EqualTo(2), "other settings: trained again, not taken from the snapshot");
+            Assert.That(File.ReadAllBytes(Path.Combine(root, "c", "vae_decoder", "model.onnx")), Is.Not.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "vae_decoder", "model.onnx"))));
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, true);
+        }
+    }
+
+    [Test]
+    public void TheOpponentBasis_IsOrthonormalAtWeightOne_AndScalesOnlyTheChromaAxes()
+    {
+        var m = TinyShapesModel.OpponentMatrix(1f);
+        for (int r = 0; r < 3; r++)
+            for (int c = 0; c < 3; c++)
+            {
+                double dot = 0;
+                for (int k = 0; k < 3; k++) dot += m[3 * r + k] * m[3 * c + k];
+                Assert.That(dot, Is.EqualTo(r == c ? 1.0 : 0.0).Within(1e-6), $"rows {r}, {c}");
+            }
+        // Grey has no chroma at any weight; orange and yellow differ mostly in chroma.
+        var w3 = TinyShapesModel.OpponentMatrix(3f);
+        float[] grey = [0.5f, 0.5f, 0.5f], out3 = new float[3], out1 = new float[3];
+        TinyShapesModel.ApplyColourMatrix(w3, grey, out3, 1, 1);
+        Assert.That(out3[1..], Is.EqualTo(new[] { 0f, 0f }).Within(1e-6));
+        Assert.That(out3[0], Is.EqualTo(0.5 * Math.Sqrt(3)).Within(1e-6));
+        float[] diff = [1.00f - 0.95f, 0.55f - 0.85f, 0.05f - 0.10f];
+        TinyShapesModel.ApplyColourMatrix(w3, diff, out3, 1, 1);
+        TinyShapesModel.ApplyColourMatrix(m, diff, out1, 1, 1);
+        Assert.That(out3[0], Is.EqualTo(out1[0]).Within(1e-6));
+        Assert.That(out3[1], Is.EqualTo(3 * out1[1]).Within(1e-6));
+        Assert.That(out3[2], Is.EqualTo(3 * out1[2]).Within(1e-6));
+        Assert.That(() => new TinyShapesTrainingOptions { AutoencoderChromaWeight = -1 }.Validate(),
+            Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("chroma weight"));
+    }
+
     private static Dictionary<string, float[]> Weights(string onnxFile)
     {
         var model = Spm.Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(onnxFile));

@@ -19,6 +19,12 @@ public static class VaeEncoderBuilder
     /// <summary>Name of the latent output ([B, latent, H / f, W / f], not yet multiplied by the scaling factor).</summary>
     public const string LatentOutput = "latent";
 
+    /// <summary>Name of the optional colour-matrix input of <see cref="CreateAutoencoder"/>.</summary>
+    public const string ColourTransformInput = "colour_transform";
+
+    /// <summary>Name of the optional output of <see cref="CreateAutoencoder"/>: the reconstruction times the colour matrix.</summary>
+    public const string ColourOutput = "sample_colour";
+
     /// <summary>Name of the optional noise input of <see cref="CreateAutoencoder"/> (added to the latent the decoder reads).</summary>
     public const string LatentNoiseInput = "latent_noise";
 
@@ -50,7 +56,12 @@ public static class VaeEncoderBuilder
     /// the encoder has to keep codes that decode differently (two close colours) further apart than the noise, as a
     /// VAE's sampling does: a diffusion model's small errors then stay within one code.
     /// </param>
-    public static GraphBuilder CreateAutoencoder(VaeDecoderConfig c, ulong seed, bool latentNoise = false)
+    /// <param name="colourTransform">
+    /// Add an input <see cref="ColourTransformInput"/> ([3, 3, 1, 1], a per-pixel 3x3 colour matrix) and an output
+    /// <see cref="ColourOutput"/>: the reconstruction in that colour basis, for a reconstruction loss that weighs colour
+    /// directions unequally (say hue over lightness).
+    /// </param>
+    public static GraphBuilder CreateAutoencoder(VaeDecoderConfig c, ulong seed, bool latentNoise = false, bool colourTransform = false)
     {
         ArgumentNullException.ThrowIfNull(c);
         c.Validate();
@@ -66,6 +77,13 @@ public static class VaeEncoderBuilder
         VaeDecoderBuilder.Emit(g, c, z, ReconstructionOutput);
         g.Output(LatentOutput, DataType.Float, "batch", c.LatentChannels, "latent_height", "latent_width");
         g.Output(ReconstructionOutput, DataType.Float, "batch", c.OutChannels, "sample_height", "sample_width");
+        if (colourTransform)
+        {
+            var m = g.Input(ColourTransformInput, DataType.Float, c.OutChannels, c.OutChannels, 1, 1);
+            using (g.Scope("colour_transform"))
+                g.NodeNamed("Conv", [ReconstructionOutput, m], ColourOutput);
+            g.Output(ColourOutput, DataType.Float, "batch", c.OutChannels, "sample_height", "sample_width");
+        }
         return g;
     }
 
