@@ -42,44 +42,77 @@ internal static class ProgressBars
                 new RemainingTimeColumn())
             .StartAsync(async ctx =>
             {
-                var task = ctx.AddTask(description, autoStart: true, maxValue: Math.Max(total, 1));
-                var result = await work(new TaskProgress(task));
-                task.Value = task.MaxValue;
-                task.StopTask();
+                var bars = new TaskProgress(ctx, ctx.AddTask(description, autoStart: true, maxValue: Math.Max(total, 1)));
+                var result = await work(bars);
+                bars.Current.Value = bars.Current.MaxValue;
+                bars.Current.StopTask();
                 return result;
             });
     }
 
-    private sealed class TaskProgress(ProgressTask task) : IProgress<ProgressUpdate>
+    /// <summary>
+    /// One bar per phase: a report with a new total, or with less done than before (the next training phase, even of
+    /// the same length), finishes the current bar and starts another, so each phase's rate and remaining time are its own.
+    /// </summary>
+    private sealed class TaskProgress(ProgressContext context, ProgressTask first) : IProgress<ProgressUpdate>
     {
+        private ProgressTask _task = first;
+
+        public ProgressTask Current => _task;
+
         public void Report(ProgressUpdate value)
         {
-            if (value.Total is { } t && t > 0) task.MaxValue = t;
-            if (value.Description is { } d) task.Description = Markup.Escape(d);
-            task.Value = Math.Min(value.Done, task.MaxValue);
+            if (LineProgress.StartsNewPhase(value, _task.MaxValue, _task.Value) && _task.Value > 0)
+            {
+                _task.Value = _task.MaxValue;
+                _task.StopTask();
+                _task = context.AddTask(Markup.Escape(value.Description ?? _task.Description), autoStart: true,
+                    maxValue: value.Total is { } nt && nt > 0 ? nt : _task.MaxValue);
+            }
+            if (value.Total is { } t && t > 0) _task.MaxValue = t;
+            if (value.Description is { } d) _task.Description = Markup.Escape(d);
+            _task.Value = Math.Min(value.Done, _task.MaxValue);
         }
     }
 
-    /// <summary>Plain lines for logs and pipes: one per tenth of the work, with rate and ETA.</summary>
-    private sealed class LineProgress(string description, double total, string unit) : IProgress<ProgressUpdate>
+    /// <summary>
+    /// Plain lines for logs and pipes: one per tenth of each phase, with the phase's rate and remaining time and the
+    /// total elapsed time. A phase starts when the total changes or less is done than before.
+    /// </summary>
+    internal sealed class LineProgress(string description, double total, string unit, TextWriter? output = null, Func<double>? clock = null) : IProgress<ProgressUpdate>
     {
-        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+        private readonly Func<double> _clock = clock ?? WallClock();
+        private readonly TextWriter _output = output ?? Console.Error;
         private readonly object _gate = new();
         private double _total = total;
         private string _description = description;
         private int _lastTenth = -1;
         private double _done;
+        private double _phaseStart, _lastReport;
+
+        private static Func<double> WallClock()
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            return () => watch.Elapsed.TotalSeconds;
+        }
+
+        /// <summary>Whether <paramref name="value"/> begins another phase after one at <paramref name="done"/> of <paramref name="total"/>.</summary>
+        internal static bool StartsNewPhase(ProgressUpdate value, double total, double done)
+            => (value.Total is { } t && t > 0 && t != total) || value.Done < done;
 
         public void Report(ProgressUpdate value)
         {
             lock (_gate)
             {
-                // A new total starts a new phase of the work (e.g. the next training phase): count its tenths afresh.
-                if (value.Total is { } t && t > 0 && t != _total)
+                double now = _clock();
+                if (StartsNewPhase(value, _total, _done))
                 {
-                    _total = t;
+                    if (value.Total is { } t && t > 0) _total = t;
                     _lastTenth = -1;
+                    // The phase began when the one before it last reported (its end), not at this first report.
+                    _phaseStart = _lastReport;
                 }
+                _lastReport = now;
                 if (value.Description is { } d) _description = d;
                 _done = value.Done;
                 int tenth = _total > 0 ? (int)Math.Floor(10 * _done / _total) : 0;
@@ -100,10 +133,11 @@ internal static class ProgressBars
 
         private void Print()
         {
-            var elapsed = _clock.Elapsed.TotalSeconds;
-            var rate = elapsed > 0 ? _done / elapsed : 0;
+            var elapsed = _lastReport = _clock();
+            var inPhase = elapsed - _phaseStart;
+            var rate = inPhase > 0 ? _done / inPhase : 0;
             var eta = rate > 0 ? TimeSpan.FromSeconds((_total - _done) / rate) : (TimeSpan?)null;
-            Console.Error.WriteLine(FormattableString.Invariant(
+            _output.WriteLine(FormattableString.Invariant(
                 $"{_description}: {_done:0}/{_total:0} {unit}s, {RateColumn.FormatRate(rate, unit)}, elapsed {elapsed:0.0}s, ETA {(eta is { } e ? e.ToString(@"hh\:mm\:ss") : "--:--:--")}"));
         }
     }
