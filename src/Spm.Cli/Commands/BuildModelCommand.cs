@@ -43,7 +43,7 @@ internal static class BuildModelCommand
         var pool = new Option<int?>("--latent-pool") { Description = "tiny-shapes: pictures encoded for the UNet phase (default 8000)." };
         var work = new Option<string?>("--work-dir") { Description = "tiny-shapes: folder for phase snapshots (a finished autoencoder there is reused)." };
         var continueUnet = new Option<bool>("--continue-unet") { Description = "tiny-shapes: start the UNet from the snapshot in --work-dir (train it further)." };
-        var trainText = new Option<bool?>("--train-text-encoder") { Description = "tiny-shapes: train the text encoder with the UNet (all but its token table); with --continue-unet it continues from text_encoder.safetensors in --work-dir when there is one." };
+        var trainText = new Option<bool?>("--train-text-encoder") { Description = "tiny-shapes: train the text encoder with the UNet in every stage (all but its token table). With --continue-unet, a text_encoder.safetensors in --work-dir (left by a run that trained it) is loaded either way." };
         var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak learning rate of that one stage (default 1e-3)." };
         var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
