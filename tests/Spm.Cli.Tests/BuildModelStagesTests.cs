@@ -26,6 +26,8 @@ public class BuildModelStagesTests
     {
         var o = new TinyShapesTrainingOptions();
         Assert.That(o.TextTokenStd, Is.EqualTo(1.0));
+        Assert.That(o.AutoencoderChromaWeight, Is.EqualTo(3.0), "the autoencoder weighs colour 3x (model v3)");
+        Assert.That(o.AutoencoderLatentNoise, Is.EqualTo(0.0));
         Assert.That(o.UNetStages.Select(s => (s.Steps, s.LearningRate, s.TextTokenStd ?? o.TextTokenStd)),
             Is.EqualTo(new[] { (2600, 2e-3, 0.02), (3000, 1e-3, 0.02), (3000, 1.5e-3, 1.0), (2000, 1e-3, 1.0) }));
     }

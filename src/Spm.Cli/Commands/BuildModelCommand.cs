@@ -32,7 +32,7 @@ internal static class BuildModelCommand
         var external = new Option<bool?>("--external-data") { Description = "Store the UNet weights in unet/weights.pb (default: when larger than 64 MB)." };
         var force = new Option<bool>("--force") { Description = "Replace an existing folder." };
         var aeSteps = new Option<int?>("--ae-steps") { Description = "tiny-shapes: autoencoder training steps (default 450)." };
-        var aeChroma = new Option<double?>("--ae-chroma-weight") { Description = "tiny-shapes: weight of colour against lightness in the autoencoder's reconstruction loss (default 0: plain RGB MSE)." };
+        var aeChroma = new Option<double?>("--ae-chroma-weight") { Description = "tiny-shapes: weight of colour against lightness in the autoencoder's reconstruction loss (default 3, the shipped recipe; 0 or 1: plain RGB MSE)." };
         var aeNoise = new Option<double?>("--ae-latent-noise") { Description = "tiny-shapes: standard deviation of noise added to the latent the decoder reads while the autoencoder trains (default 0: none); keeps close colours apart in the latent." };
         var decoderSteps = new Option<int?>("--decoder-steps") { Description = "tiny-shapes: decoder refinement steps on the frozen encoder's latents (default 1500; 0 skips)." };
         var textTokenStd = new Option<double?>("--text-token-std") { Description = "tiny-shapes: standard deviation of the frozen text encoder's token embedding for stages that do not give their own (default 1; CLIP's own init is 0.02)." };

@@ -188,7 +188,7 @@ public class TinyShapesModelTests
             var plain = new TinyShapesTrainingOptions
             {
                 AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 0, UNetStages = [new(1, 1e-3)], UNetBatch = 2, LatentPoolSize = 2, WarmupSteps = 1,
-                WorkFolder = Path.Combine(root, "work"),
+                WorkFolder = Path.Combine(root, "work"), AutoencoderChromaWeight = 0,
             };
             var tuned = plain with { AutoencoderChromaWeight = 3, AutoencoderLatentNoise = 0.3 };
             var first = await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), tokenizer, tuned);
