@@ -118,7 +118,7 @@ internal static class ProgressBars
                 int tenth = _total > 0 ? (int)Math.Floor(10 * _done / _total) : 0;
                 if (tenth <= _lastTenth || tenth >= 10) return;
                 _lastTenth = tenth;
-                Print();
+                Print(now);
             }
         }
 
@@ -127,13 +127,12 @@ internal static class ProgressBars
             lock (_gate)
             {
                 _done = _total;
-                Print();
+                Print(_lastReport = _clock());
             }
         }
 
-        private void Print()
+        private void Print(double elapsed)
         {
-            var elapsed = _lastReport = _clock();
             var inPhase = elapsed - _phaseStart;
             var rate = inPhase > 0 ? _done / inPhase : 0;
             var eta = rate > 0 ? TimeSpan.FromSeconds((_total - _done) / rate) : (TimeSpan?)null;

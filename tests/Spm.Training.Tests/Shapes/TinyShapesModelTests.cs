@@ -43,22 +43,20 @@ public class TinyShapesModelTests
     [Test]
     public async Task SnapshotsRebuildTheSameModelWithoutTraining_AndTheTextEncoderSeparatesWords()
     {
-        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
-        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
-        try
+        await InScratchFolder(async root =>
         {
             var options = new TinyShapesTrainingOptions
             {
                 AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3, 0.02), new(1, 5e-4)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
                 WorkFolder = Path.Combine(root, "work"), SnapshotEvery = 1, TextTokenStd = 1.0,
             };
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), tokenizer, options);
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), Tokenizer, options);
             Assert.That(Directory.GetFiles(options.WorkFolder!).Select(Path.GetFileName),
                 Is.EquivalentTo(new[] { "autoencoder.safetensors", "decoder.safetensors", "unet.safetensors" }));
 
             // 0 UNet steps + continue: every phase comes from its snapshot, so the written model is byte-identical.
             var phases = new HashSet<string>();
-            var report = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), tokenizer, options with { UNetStages = [], ContinueUNet = true },
+            var report = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), Tokenizer, options with { UNetStages = [], ContinueUNet = true },
                 progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
             Assert.That(report.DecoderLosses, Is.Empty, "the decoder snapshot is reused");
             Assert.That(report.UNetLosses, Is.Empty);
@@ -71,8 +69,8 @@ public class TinyShapesModelTests
             // Two stages in one run equal a run of the first stage continued by a run of the second (--continue-unet), also
             // when the stages use different token scales (the first on CLIP's 0.02, the second on the options' 1).
             var split = options with { WorkFolder = Path.Combine(root, "work2"), UNetStages = [new(2, 1e-3, 0.02)] };
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "c"), tokenizer, split);
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "d"), tokenizer, split with { UNetStages = [new(1, 5e-4)], ContinueUNet = true });
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "c"), Tokenizer, split);
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "d"), Tokenizer, split with { UNetStages = [new(1, 5e-4)], ContinueUNet = true });
             Assert.That(File.ReadAllBytes(Path.Combine(root, "d", "unet/model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "unet/model.onnx"))));
             Assert.That(File.ReadAllBytes(Path.Combine(root, "d", "text_encoder/model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "text_encoder/model.onnx"))));
             Assert.That(File.ReadAllBytes(Path.Combine(root, "c", "text_encoder/model.onnx")), Is.Not.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "text_encoder/model.onnx"))),
@@ -82,7 +80,7 @@ public class TinyShapesModelTests
             // The written text encoder is the one the UNet was trained on: token vectors of std 1 dominate, so two captions
             // differing in one word differ clearly at that word's position (CLIP's 0.02 gives cosine ~0.99 there).
             using var text = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(root, "a", "text_encoder", "model.onnx"));
-            var tok = ClipTokenizer.Load(tokenizer);
+            var tok = ClipTokenizer.Load(Tokenizer);
             float[] Embed(string caption)
             {
                 var ids = tok.Encode(caption);
@@ -97,19 +95,13 @@ public class TinyShapesModelTests
             double dot = 0, nw = 0, nb = 0;
             for (int i = position * width; i < (position + 1) * width; i++) { dot += white[i] * black[i]; nw += white[i] * white[i]; nb += black[i] * black[i]; }
             Assert.That(dot / Math.Sqrt(nw * nb), Is.LessThan(0.6));
-        }
-        finally
-        {
-            if (Directory.Exists(root)) Directory.Delete(root, true);
-        }
+        });
     }
 
     [Test]
     public async Task TrainingTheTextEncoder_ChangesEveryWeightButTheTokenTable_AndContinuesFromItsSnapshot()
     {
-        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
-        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
-        try
+        await InScratchFolder(async root =>
         {
             var frozen = new TinyShapesTrainingOptions
             {
@@ -117,8 +109,8 @@ public class TinyShapesModelTests
                 WorkFolder = Path.Combine(root, "work-frozen"), TextTokenStd = 1.0,
             };
             var joint = frozen with { WorkFolder = Path.Combine(root, "work-joint"), TrainTextEncoder = true };
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "frozen"), tokenizer, frozen);
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "joint"), tokenizer, joint);
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "frozen"), Tokenizer, frozen);
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "joint"), Tokenizer, joint);
             Assert.That(File.Exists(Path.Combine(joint.WorkFolder!, "text_encoder.safetensors")));
             Assert.That(File.Exists(Path.Combine(frozen.WorkFolder!, "text_encoder.safetensors")), Is.False);
 
@@ -130,22 +122,16 @@ public class TinyShapesModelTests
             Assert.That(changed, Has.Count.EqualTo(before.Count - 1), "every other weight moved: " + string.Join(", ", before.Keys.Except(changed)));
 
             // The written pipeline is the trained one: 0 more steps from the snapshots writes the same bytes.
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "again"), tokenizer, joint with { UNetStages = [], ContinueUNet = true });
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "again"), Tokenizer, joint with { UNetStages = [], ContinueUNet = true });
             foreach (var part in new[] { "unet/model.onnx", "text_encoder/model.onnx" })
                 Assert.That(File.ReadAllBytes(Path.Combine(root, "again", part)), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "joint", part))), part);
-        }
-        finally
-        {
-            if (Directory.Exists(root)) Directory.Delete(root, true);
-        }
+        });
     }
 
     [Test]
     public async Task AStageThatTrainsTheTextEncoder_IsKeptByLaterStages_AndEqualsTheSameStagesRunInSittings()
     {
-        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
-        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
-        try
+        await InScratchFolder(async root =>
         {
             var options = new TinyShapesTrainingOptions
             {
@@ -153,15 +139,15 @@ public class TinyShapesModelTests
                 WorkFolder = Path.Combine(root, "work-one"), TextTokenStd = 1.0,
                 UNetStages = [new(2, 1e-3), new(2, 1e-3, null, TrainTextEncoder: true), new(2, 5e-4)], // 2 steps each: the first is warm-up at rate 0
             };
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "one"), tokenizer, options);
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "one"), Tokenizer, options);
 
             // The same three stages in three sittings: the middle one writes the text snapshot, the last one (frozen)
             // loads it, so the UNet it trains reads the trained encoder's states, not the seeded one's.
             var sittings = options with { WorkFolder = Path.Combine(root, "work-three") };
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "s1"), tokenizer, sittings with { UNetStages = [options.UNetStages[0]] });
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "s1"), Tokenizer, sittings with { UNetStages = [options.UNetStages[0]] });
             Assert.That(File.Exists(Path.Combine(sittings.WorkFolder!, "text_encoder.safetensors")), Is.False, "a frozen stage leaves the encoder seeded");
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "s2"), tokenizer, sittings with { UNetStages = [options.UNetStages[1]], ContinueUNet = true });
-            await TinyShapesModel.TrainAsync(Path.Combine(root, "s3"), tokenizer, sittings with { UNetStages = [options.UNetStages[2]], ContinueUNet = true });
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "s2"), Tokenizer, sittings with { UNetStages = [options.UNetStages[1]], ContinueUNet = true });
+            await TinyShapesModel.TrainAsync(Path.Combine(root, "s3"), Tokenizer, sittings with { UNetStages = [options.UNetStages[2]], ContinueUNet = true });
             foreach (var part in new[] { "unet/model.onnx", "text_encoder/model.onnx" })
                 Assert.That(File.ReadAllBytes(Path.Combine(root, "s3", part)), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "one", part))), part);
 
@@ -171,19 +157,13 @@ public class TinyShapesModelTests
             Assert.That(seeded.Keys.Count(k => !trained[k].SequenceEqual(seeded[k])), Is.EqualTo(seeded.Count - 1), "the middle stage trained the encoder");
             Assert.That(Weights(Path.Combine(root, "s2", "text_encoder", "model.onnx")), Is.EqualTo(trained), "the last stage does not change it");
             Assert.That(Weights(Path.Combine(root, "s2", "unet", "model.onnx")), Is.Not.EqualTo(Weights(Path.Combine(root, "one", "unet", "model.onnx"))));
-        }
-        finally
-        {
-            if (Directory.Exists(root)) Directory.Delete(root, true);
-        }
+        });
     }
 
     [Test]
     public async Task AnAutoencoderTrainedWithChromaWeightAndLatentNoise_IsReusedOnlyWithTheSameSettings()
     {
-        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
-        string tokenizer = Path.Combine(TestPaths.Shared, "clip-tokenizer");
-        try
+        await InScratchFolder(async root =>
         {
             var plain = new TinyShapesTrainingOptions
             {
@@ -191,20 +171,16 @@ public class TinyShapesModelTests
                 WorkFolder = Path.Combine(root, "work"), AutoencoderChromaWeight = 0,
             };
             var tuned = plain with { AutoencoderChromaWeight = 3, AutoencoderLatentNoise = 0.3 };
-            var first = await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), tokenizer, tuned);
+            var first = await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), Tokenizer, tuned);
             Assert.That(first.AutoencoderLosses, Has.Count.EqualTo(2));
             Assert.That(first.AutoencoderLosses.All(double.IsFinite));
-            var again = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), tokenizer, tuned);
+            var again = await TinyShapesModel.TrainAsync(Path.Combine(root, "b"), Tokenizer, tuned);
             Assert.That(again.AutoencoderLosses, Is.Empty, "same settings: the snapshot is reused");
             Assert.That(File.ReadAllBytes(Path.Combine(root, "b", "vae_decoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "vae_decoder", "model.onnx"))));
-            var other = await TinyShapesModel.TrainAsync(Path.Combine(root, "c"), tokenizer, plain);
+            var other = await TinyShapesModel.TrainAsync(Path.Combine(root, "c"), Tokenizer, plain);
             Assert.That(other.AutoencoderLosses, Has.Count.EqualTo(2), "other settings: trained again, not taken from the snapshot");
             Assert.That(File.ReadAllBytes(Path.Combine(root, "c", "vae_decoder", "model.onnx")), Is.Not.EqualTo(File.ReadAllBytes(Path.Combine(root, "a", "vae_decoder", "model.onnx"))));
-        }
-        finally
-        {
-            if (Directory.Exists(root)) Directory.Delete(root, true);
-        }
+        });
     }
 
     [Test]
@@ -232,6 +208,22 @@ public class TinyShapesModelTests
         Assert.That(out3[2], Is.EqualTo(3 * out1[2]).Within(1e-6));
         Assert.That(() => new TinyShapesTrainingOptions { AutoencoderChromaWeight = -1 }.Validate(),
             Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("chroma weight"));
+    }
+
+    private static string Tokenizer => Path.Combine(TestPaths.Shared, "clip-tokenizer");
+
+    /// <summary>Runs <paramref name="body"/> with a fresh folder under the temp path, deleted afterwards.</summary>
+    private static async Task InScratchFolder(Func<string, Task> body)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await body(root);
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, true);
+        }
     }
 
     private static Dictionary<string, float[]> Weights(string onnxFile)
