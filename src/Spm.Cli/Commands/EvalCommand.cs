@@ -48,12 +48,12 @@ internal static class EvalCommand
         public readonly Option<int> Threads = new("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
         public readonly Option<int> Parallel = new("--parallel") { Description = "Batches generated at once (try 2 with --threads 1 on small CPUs).", DefaultValueFactory = _ => 1 };
 
-        public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How clipcos counts: none (the spec's raw cosine, default) or empty (above the empty prompt's cosine to the concept).", DefaultValueFactory = _ => "none" };
+        public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How gamma is read: auto (default: the SPM's learned gate when its file has one for this model, else empty), learned (required), empty (the concept text's cosine above the empty prompt's), none (the spec's raw cosine and token match).", DefaultValueFactory = _ => "auto" };
 
         public Options()
         {
             GateCurve.AcceptOnlyFromAmong("square", "linear");
-            GateCalibration.AcceptOnlyFromAmong("none", "empty");
+            GateCalibration.AcceptOnlyFromAmong([.. global::Spm.Core.Gating.GateCalibrations.Names]);
         }
 
         public IEnumerable<Option> All() =>
@@ -341,7 +341,7 @@ internal static class EvalCommand
             ["parallel"] = r.Generation.Parallelism,
             ["threads"] = r.Runtime.IntraOpThreads,
             ["gateCurve"] = r.Transport.Curve.ToString().ToLowerInvariant(),
-            ["gateCalibration"] = r.Transport.Calibration == Spm.Core.Gating.GateCalibration.EmptyPrompt ? "empty" : "none",
+            ["gateCalibration"] = Spm.Core.Gating.GateCalibrations.NameOf(r.Transport.Calibration),
             ["facilitateFactor"] = r.Transport.FacilitateFactor,
             ["spms"] = spms,
             ["imagesGenerated"] = cost.ImagesGenerated,

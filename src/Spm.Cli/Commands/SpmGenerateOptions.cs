@@ -17,17 +17,17 @@ internal sealed class SpmGenerateOptions
     public readonly Option<bool> UncondOff = new("--spm-uncond-off") { Description = "Switch the membranes off in the unconditional (negative prompt) row of guidance." };
     public readonly Option<bool> AllowPartial = new("--allow-partial") { Description = "Apply the matching layers of an SPM that does not fully fit the model (with a warning)." };
 
-    public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How clipcos counts: none (the spec's raw cosine, default) or empty (measured above the empty prompt's cosine to the concept).", DefaultValueFactory = _ => "none" };
+    public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How gamma is read: auto (default: the SPM's learned gate when its file has one for this model, else empty), learned (required), empty (the concept text's cosine above the empty prompt's), none (the spec's raw cosine and token match).", DefaultValueFactory = _ => "auto" };
 
     public SpmGenerateOptions()
     {
         GateCurve.AcceptOnlyFromAmong("square", "linear");
-        GateCalibration.AcceptOnlyFromAmong("none", "empty");
+        GateCalibration.AcceptOnlyFromAmong([.. global::Spm.Core.Gating.GateCalibrations.Names]);
     }
 
     /// <summary>Reads --gate-calibration.</summary>
     public static global::Spm.Core.Gating.GateCalibration ParseCalibration(string? text)
-        => text?.Trim().ToLowerInvariant() == "empty" ? global::Spm.Core.Gating.GateCalibration.EmptyPrompt : global::Spm.Core.Gating.GateCalibration.None;
+        => global::Spm.Core.Gating.GateCalibrations.TryParse(text, out var c) ? c : global::Spm.Core.Gating.GateCalibration.Auto;
 
     public IEnumerable<Option> All() => [Spm, GateCurve, FacilitateFactor, GateCalibration, UncondOff, AllowPartial];
 
