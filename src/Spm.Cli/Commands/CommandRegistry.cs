@@ -19,5 +19,6 @@ internal static class CommandRegistry
         yield return BuildModelCommand.Create();
         yield return EvalCommand.Create();
         yield return GateCommand.Create();
+        yield return AttackCommand.Create();
     }
 }
