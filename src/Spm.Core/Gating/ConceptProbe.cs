@@ -33,9 +33,16 @@ public sealed class ConceptProbe
     /// hidden states over positions, length D); null skips the check.
     /// </param>
     /// <param name="fit">Free-form facts about the fit (data, held-out figures), kept as JSON.</param>
-    /// <exception cref="ArgumentException">Empty or non-finite weights, a bad temperature, or a signature of another width.</exception>
-    public ConceptProbe(string concept, ReadOnlySpan<float> weights, float bias, float temperature = 1f, float[]? encoderSignature = null, JsonObject? fit = null)
+    /// <param name="closed">The probability at or below which the gate is shut (gamma 0); see <see cref="Gamma"/>.</param>
+    /// <param name="open">The probability at or above which the gate is fully open (gamma 1).</param>
+    /// <exception cref="ArgumentException">Empty or non-finite weights, a bad temperature, a signature of another width, or not 0 ≤ closed &lt; open ≤ 1.</exception>
+    public ConceptProbe(string concept, ReadOnlySpan<float> weights, float bias, float temperature = 1f, float[]? encoderSignature = null, JsonObject? fit = null,
+        float closed = DefaultClosed, float open = DefaultOpen)
     {
+        if (!(closed >= 0f && closed < open && open <= 1f))
+            throw new ArgumentException($"The gate's probabilities must satisfy 0 <= closed < open <= 1, got closed {closed} and open {open}.", nameof(open));
+        Closed = closed;
+        Open = open;
         ArgumentNullException.ThrowIfNull(concept);
         if (weights.IsEmpty) throw new ArgumentException("A concept probe needs at least one weight.", nameof(weights));
         foreach (var w in weights) if (!float.IsFinite(w)) throw new ArgumentException("A concept probe's weights must be finite.", nameof(weights));
@@ -52,6 +59,26 @@ public sealed class ConceptProbe
     }
 
     private readonly float[] _weights;
+
+    /// <summary>Default <see cref="Closed"/>: a prompt the model draws the concept for less than one time in ten keeps the gate shut.</summary>
+    public const float DefaultClosed = 0.1f;
+
+    /// <summary>Default <see cref="Open"/>: from a one-in-three chance that the model draws the concept, the membrane acts fully.</summary>
+    public const float DefaultOpen = 0.35f;
+
+    /// <summary>The probability at or below which the gate is shut.</summary>
+    public float Closed { get; }
+
+    /// <summary>The probability at or above which the gate is fully open.</summary>
+    public float Open { get; }
+
+    /// <summary>
+    /// The gate's gamma for a prompt: <c>clamp((p − closed) / (open − closed), 0, 1)</c> with <c>p</c> =
+    /// <see cref="Probability"/>. A membrane must act fully wherever the model is fairly likely to draw the concept (it
+    /// erases the images where it does), and not at all where it is unlikely; the probability itself would leave a
+    /// prompt the model draws the concept for half the time at a quarter of the membrane (square curve).
+    /// </summary>
+    public float Gamma(ReadOnlySpan<float> embedding) => Math.Clamp((Probability(embedding) - Closed) / (Open - Closed), 0f, 1f);
 
     /// <summary>The concept text.</summary>
     public string Concept { get; }
@@ -152,6 +179,8 @@ public sealed class ConceptProbe
             ["width"] = Width,
             ["bias"] = Bias,
             ["temperature"] = Temperature,
+            ["closed"] = Closed,
+            ["open"] = Open,
             ["weights"] = new JsonArray(_weights.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray()),
         };
         if (EncoderSignatureValues is not null)
@@ -179,7 +208,8 @@ public sealed class ConceptProbe
             if (width != weights.Length) throw new SpmFormatException(source, MetadataKey, $"width {width} but {weights.Length} weights.");
             var signature = o["encoder_signature"] is null ? null : ReadFloats(o["encoder_signature"], source, "encoder_signature");
             return new ConceptProbe((string?)o["concept"] ?? "", weights, (float?)o["bias"] ?? throw new SpmFormatException(source, MetadataKey, "no bias."),
-                (float?)o["temperature"] ?? 1f, signature, o["fit"] is JsonObject fit ? (JsonObject)JsonNode.Parse(fit.ToJsonString())! : null);
+                (float?)o["temperature"] ?? 1f, signature, o["fit"] is JsonObject fit ? (JsonObject)JsonNode.Parse(fit.ToJsonString())! : null,
+                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen);
         }
         catch (Exception e) when (e is not SpmException && e is JsonException or InvalidOperationException or FormatException or ArgumentException)
         {
@@ -199,5 +229,9 @@ public sealed class ConceptProbe
     }
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"probe '{Concept}' (D={Width}, b={Bias:0.###}, τ={Temperature:0.###})");
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"probe '{Concept}' (D={Width}, b={Bias:0.###}, τ={Temperature:0.###}, shut ≤ {Closed:0.##}, open ≥ {Open:0.##})");
+
+    /// <summary>The same probe with other gate probabilities.</summary>
+    public ConceptProbe WithThresholds(float closed, float open) =>
+        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open);
 }

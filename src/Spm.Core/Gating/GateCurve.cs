@@ -53,9 +53,10 @@ public enum GateCalibration
     EmptyPrompt,
 
     /// <summary>
-    /// The SPM's <see cref="ConceptProbe"/> (its file's <c>gate_probe</c>): gamma is the probability, read from the prompt's
-    /// hidden states token by token, that the model draws the concept. Required: an SPM without a probe, or with one
-    /// fitted on another text encoder, is an error.
+    /// The SPM's <see cref="ConceptProbe"/> (its file's <c>gate_probe</c>): gamma comes from the probability, read from the
+    /// prompt's hidden states token by token, that the model draws the concept (<see cref="ConceptProbe.Gamma"/>: shut below
+    /// the probe's closed level, fully open above its open level). Required: an SPM without a probe, or with one fitted on
+    /// another text encoder, is an error.
     /// </summary>
     Learned,
 }

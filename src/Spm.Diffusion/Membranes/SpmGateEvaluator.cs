@@ -75,7 +75,7 @@ public sealed class SpmGateEvaluator
         }
         float gamma;
         if (read == GateCalibration.Learned)
-            gamma = set.GateProbe!.Probability(prompt.Embedding);
+            gamma = set.GateProbe!.Gamma(prompt.Embedding);
         else
         {
             var concepts = set.Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();

@@ -40,11 +40,12 @@ public sealed class ConceptProbeTests
     {
         var empty = Enumerable.Range(0, Rows * Width).Select(i => (float)Math.Cos(i)).ToArray();
         var signature = ConceptProbe.EncoderSignature(empty, Width);
-        var probe = new ConceptProbe("circle", [1, 2, 3, 4, 5, 6, 7, 8], -1.5f, 1f, signature, new() { ["samples"] = 12 });
+        var probe = new ConceptProbe("circle", [1, 2, 3, 4, 5, 6, 7, 8], -1.5f, 1f, signature, new() { ["samples"] = 12 }, closed: 0.2f, open: 0.6f);
         var back = ConceptProbe.FromJson(probe.ToJson(), "x.safetensors");
         Assert.That(back.Concept, Is.EqualTo("circle"));
         Assert.That(back.Weights.ToArray(), Is.EqualTo(probe.Weights.ToArray()));
         Assert.That(back.Bias, Is.EqualTo(-1.5f));
+        Assert.That((back.Closed, back.Open), Is.EqualTo((0.2f, 0.6f)));
         Assert.That(back.EncoderSignatureValues, Is.EqualTo(signature));
         Assert.That((int)back.Fit["samples"]!, Is.EqualTo(12));
         Assert.That(back.ToJson(), Is.EqualTo(probe.ToJson()));
@@ -66,6 +67,18 @@ public sealed class ConceptProbeTests
         Assert.That(e.FilePath, Is.EqualTo("bad.safetensors"));
         Assert.That(e.Key, Is.EqualTo(ConceptProbe.MetadataKey));
         Assert.That(e.Message, Does.Contain(message));
+    }
+
+    [Test]
+    public void Gamma_IsShutBelowClosed_FullyOpenAboveOpen_LinearBetween()
+    {
+        // A one-weight probe over [L=2, D=1]: the pooled logit is the single position-1 logit, so p is set exactly.
+        var probe = new ConceptProbe("c", [1f], 0f, 1f, closed: 0.2f, open: 0.6f);
+        float Logit(double p) => (float)Math.Log(p / (1 - p));
+        Assert.That(probe.Gamma([0f, Logit(0.1)]), Is.EqualTo(0f));
+        Assert.That(probe.Gamma([0f, Logit(0.4)]), Is.EqualTo(0.5f).Within(1e-5));
+        Assert.That(probe.Gamma([0f, Logit(0.9)]), Is.EqualTo(1f));
+        Assert.That(() => new ConceptProbe("c", [1f], 0f, closed: 0.5f, open: 0.5f), Throws.ArgumentException.With.Message.Contains("0 <= closed < open <= 1"));
     }
 
     [Test]

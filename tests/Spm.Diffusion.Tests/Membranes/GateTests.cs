@@ -128,7 +128,8 @@ public sealed class GateTests
         var w = Enumerable.Range(0, width).Select(i => (float)Math.Sin(i + 1)).ToArray();
         var signature = ConceptProbe.EncoderSignature(empty, width);
         if (!ownEncoder) signature = signature.Select(x => -x + 0.5f).ToArray();
-        return new ConceptProbe("cat", w, -0.25f, 1f, signature);
+        // Closed/open chosen so that this prompt's probability lands between them (the mapping is exercised, not clamped).
+        return new ConceptProbe("cat", w, -0.25f, 1f, signature, closed: 0.02f, open: 0.98f);
     }
 
     private static MembraneSet WithProbe(MembraneSet set, ConceptProbe? probe) =>
@@ -156,8 +157,10 @@ public sealed class GateTests
         double pooled = max + Math.Log(logits.Sum(z => Math.Exp(z - max)));
         double p = 1 / (1 + Math.Exp(-pooled));
         Assert.That(gate.ReadBy, Is.EqualTo(GateCalibration.Learned));
-        Assert.That(gate.Gamma, Is.EqualTo(p).Within(1e-5));
-        Assert.That(gate.Multiplier, Is.EqualTo(p * p).Within(1e-5));
+        double gamma = Math.Clamp((p - probe.Closed) / (probe.Open - probe.Closed), 0, 1);
+        TestContext.Out.WriteLine($"p {p:0.####}, gamma {gamma:0.####}");
+        Assert.That(gate.Gamma, Is.EqualTo(gamma).Within(1e-5));
+        Assert.That(gate.Multiplier, Is.EqualTo(gamma * gamma).Within(1e-5));
         Assert.That(gate.ToString(), Does.EndWith(", learned)"));
     }
 
