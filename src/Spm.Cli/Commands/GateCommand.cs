@@ -42,11 +42,14 @@ internal static class GateCommand
         var outDir = new Option<string?>("--out-dir") { Description = "Write the SPM files with their gate into this folder (same file names)." };
         var inPlace = new Option<bool>("--in-place") { Description = "Add the gate to the given SPM files themselves (atomic rewrite; tensors unchanged)." };
         var l2 = new Option<double>("--l2") { Description = "Ridge penalty of the probe.", DefaultValueFactory = _ => ProbeFitOptions.Default.L2 };
+        var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
+        var open = new Option<float>("--open") { Description = "Probability at or above which the gate is fully open (linear in between).", DefaultValueFactory = _ => ConceptProbe.DefaultOpen };
         var steps = new Option<int?>("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
         var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's spm_generate_defaults.json, else 5)." };
         var batch = new Option<int>("--batch") { Description = "Images per UNet batch.", DefaultValueFactory = _ => 16 };
         var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
         var provider = new Option<string>("--provider") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        provider.AcceptOnlyFromAmong("cpu", "cuda");
         var force = new Option<bool>("--force") { Description = "Overwrite existing output files." };
         judge.Validators.Add(r =>
         {
@@ -55,7 +58,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, steps, guidance, batch, threads, provider, force })
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, closed, open, steps, guidance, batch, threads, provider, force })
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -69,6 +72,8 @@ internal static class GateCommand
             if (!place)
                 foreach (var o in outputs)
                     if (File.Exists(o) && !overwrite) throw new IOException($"'{o}' already exists (use --force to overwrite).");
+            float shut = parse.GetValue(closed), full = parse.GetValue(open);
+            if (!(shut >= 0 && shut < full && full <= 1)) throw new SpmException($"--closed and --open must satisfy 0 <= closed < open <= 1, got {shut.ToString(CultureInfo.InvariantCulture)} and {full.ToString(CultureInfo.InvariantCulture)}.");
             int n = parse.GetValue(prompts), per = parse.GetValue(imagesPerPrompt);
             if (n is < 10 or > 1_000_000) throw new SpmException($"--prompts must be 10..1000000, got {n}.");
             if (per is < 1 or > 64) throw new SpmException($"--images-per-prompt must be 1..64, got {per}.");
@@ -139,11 +144,12 @@ internal static class GateCommand
                 var fit = GateFitting.Fit(conceptNames[i], labelled, judgeIndex, t => generator.Encode(t).Embedding, width, signature,
                     new ProbeFitOptions(L2: parse.GetValue(l2)), cancellationToken: ct);
                 fit.Probe.Fit["judge"] = judges[judgeIndex].Name;
+                var probe = fit.Probe.WithThresholds(shut, full);
                 var h = fit.HeldOut;
                 Console.WriteLine(FormattableString.Invariant(
                     $"{Path.GetFileName(files[i])} | {conceptNames[i]} | {labelled.Count} | {labelled.Count(d => d.Labels[judgeIndex] >= 0.5f)} | {h?.Auc:0.000} | {h?.Accuracy:0.000} | {h?.MeanOnPositives:0.00} / {h?.MeanOnNegatives:0.00}"));
                 var a = adapters[i];
-                var extra = new Dictionary<string, string>(a.Config.Extra, StringComparer.Ordinal) { [ConceptProbe.MetadataKey] = fit.Probe.ToJson() };
+                var extra = new Dictionary<string, string>(a.Config.Extra, StringComparer.Ordinal) { [ConceptProbe.MetadataKey] = probe.ToJson() };
                 var gated = new SpmAdapter(a.Config with { Extra = extra }, a.Membranes, a.StorageDType);
                 if (!place) Directory.CreateDirectory(dir!);
                 SpmFile.Save(outputs[i], gated, overwrite: place || overwrite, a.StorageDType);

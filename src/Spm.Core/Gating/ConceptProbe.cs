@@ -20,6 +20,9 @@ public sealed class ConceptProbe
     /// <summary>The <c>kind</c> this class reads and writes.</summary>
     public const string KindName = "token-softmax-logistic";
 
+    /// <summary>The <c>kind</c> of a probe with a hidden layer.</summary>
+    public const string MlpKindName = "token-mlp-softmax-logistic";
+
     /// <summary>The metadata key under which an SPM file carries the probe of its (first) concept.</summary>
     public const string MetadataKey = "gate_probe";
 
@@ -36,9 +39,13 @@ public sealed class ConceptProbe
     /// <param name="closed">The probability at or below which the gate is shut (gamma 0); see <see cref="Gamma"/>.</param>
     /// <param name="open">The probability at or above which the gate is fully open (gamma 1).</param>
     /// <exception cref="ArgumentException">Empty or non-finite weights, a bad temperature, a signature of another width, or not 0 ≤ closed &lt; open ≤ 1.</exception>
+    /// <param name="hidden">An optional hidden layer every token goes through first (<c>s_i = w · tanh(W h_i + c) + b</c>); null: linear.</param>
     public ConceptProbe(string concept, ReadOnlySpan<float> weights, float bias, float temperature = 1f, float[]? encoderSignature = null, JsonObject? fit = null,
-        float closed = DefaultClosed, float open = DefaultOpen)
+        float closed = DefaultClosed, float open = DefaultOpen, ProbeHiddenLayer? hidden = null)
     {
+        if (hidden is not null && hidden.Units != weights.Length)
+            throw new ArgumentException($"The hidden layer has {hidden.Units} units; the output has {weights.Length} weights.", nameof(weights));
+        Hidden = hidden;
         if (!(closed >= 0f && closed < open && open <= 1f))
             throw new ArgumentException($"The gate's probabilities must satisfy 0 <= closed < open <= 1, got closed {closed} and open {open}.", nameof(open));
         Closed = closed;
@@ -48,8 +55,9 @@ public sealed class ConceptProbe
         foreach (var w in weights) if (!float.IsFinite(w)) throw new ArgumentException("A concept probe's weights must be finite.", nameof(weights));
         if (!float.IsFinite(bias)) throw new ArgumentException("A concept probe's bias must be finite.", nameof(bias));
         if (!(temperature > 0f) || !float.IsFinite(temperature)) throw new ArgumentException($"The temperature must be positive and finite, got {temperature}.", nameof(temperature));
-        if (encoderSignature is not null && encoderSignature.Length != weights.Length)
-            throw new ArgumentException($"The encoder signature has {encoderSignature.Length} values; the probe has {weights.Length} weights.", nameof(encoderSignature));
+        int width = hidden?.InputWidth ?? weights.Length;
+        if (encoderSignature is not null && encoderSignature.Length != width)
+            throw new ArgumentException($"The encoder signature has {encoderSignature.Length} values; the probe reads {width}-wide states.", nameof(encoderSignature));
         Concept = concept;
         _weights = weights.ToArray();
         Bias = bias;
@@ -83,11 +91,14 @@ public sealed class ConceptProbe
     /// <summary>The concept text.</summary>
     public string Concept { get; }
 
-    /// <summary>The per-token weights (length <see cref="Width"/>).</summary>
+    /// <summary>The per-token output weights (length <see cref="Width"/>, or the hidden layer's units).</summary>
     public ReadOnlySpan<float> Weights => _weights;
 
+    /// <summary>The hidden layer, or null for a linear probe.</summary>
+    public ProbeHiddenLayer? Hidden { get; }
+
     /// <summary>The encoder width D the probe reads.</summary>
-    public int Width => _weights.Length;
+    public int Width => Hidden?.InputWidth ?? _weights.Length;
 
     /// <summary>The per-token bias.</summary>
     public float Bias { get; }
@@ -107,8 +118,17 @@ public sealed class ConceptProbe
     {
         int rows = RowsOf(embedding);
         var logits = new float[rows - 1];
+        var units = Hidden is null ? null : new float[Hidden.Units];
         for (int i = 1; i < rows; i++)
-            logits[i - 1] = TensorPrimitives.Dot(embedding.Slice(i * Width, Width), _weights) + Bias;
+        {
+            var h = embedding.Slice(i * Width, Width);
+            if (Hidden is null) logits[i - 1] = TensorPrimitives.Dot(h, _weights) + Bias;
+            else
+            {
+                Hidden.Activate(h, units);
+                logits[i - 1] = TensorPrimitives.Dot(units, _weights) + Bias;
+            }
+        }
         return logits;
     }
 
@@ -173,7 +193,7 @@ public sealed class ConceptProbe
     {
         var o = new JsonObject
         {
-            ["kind"] = KindName,
+            ["kind"] = Hidden is null ? KindName : MlpKindName,
             ["version"] = 1,
             ["concept"] = Concept,
             ["width"] = Width,
@@ -183,6 +203,12 @@ public sealed class ConceptProbe
             ["open"] = Open,
             ["weights"] = new JsonArray(_weights.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray()),
         };
+        if (Hidden is not null)
+        {
+            o["hidden_units"] = Hidden.Units;
+            o["hidden_weights"] = new JsonArray(Hidden.Weights.ToArray().Select(w => (JsonNode?)JsonValue.Create(w)).ToArray());
+            o["hidden_bias"] = new JsonArray(Hidden.Bias.ToArray().Select(w => (JsonNode?)JsonValue.Create(w)).ToArray());
+        }
         if (EncoderSignatureValues is not null)
             o["encoder_signature"] = new JsonArray(EncoderSignatureValues.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray());
         o["fit"] = JsonNode.Parse(Fit.ToJsonString());
@@ -202,14 +228,23 @@ public sealed class ConceptProbe
         {
             var o = JsonNode.Parse(json) as JsonObject ?? throw new SpmFormatException(source, MetadataKey, "not a JSON object.");
             var kind = (string?)o["kind"];
-            if (kind != KindName) throw new SpmFormatException(source, MetadataKey, $"kind '{kind}'; this version reads '{KindName}'.");
+            if (kind != KindName && kind != MlpKindName) throw new SpmFormatException(source, MetadataKey, $"kind '{kind}'; this version reads '{KindName}' and '{MlpKindName}'.");
             var weights = ReadFloats(o["weights"], source, "weights");
-            int width = (int?)o["width"] ?? weights.Length;
-            if (width != weights.Length) throw new SpmFormatException(source, MetadataKey, $"width {width} but {weights.Length} weights.");
+            ProbeHiddenLayer? hidden = null;
+            if (kind == MlpKindName)
+            {
+                var hw = ReadFloats(o["hidden_weights"], source, "hidden_weights");
+                var hb = ReadFloats(o["hidden_bias"], source, "hidden_bias");
+                if (hb.Length != weights.Length || hb.Length == 0 || hw.Length % hb.Length != 0)
+                    throw new SpmFormatException(source, MetadataKey, $"a hidden layer of {hb.Length} units needs {hb.Length} output weights (has {weights.Length}) and a whole number of weight rows (has {hw.Length} values).");
+                hidden = new ProbeHiddenLayer(hw, hb);
+            }
+            int width = (int?)o["width"] ?? hidden?.InputWidth ?? weights.Length;
+            if (width != (hidden?.InputWidth ?? weights.Length)) throw new SpmFormatException(source, MetadataKey, $"width {width} but {weights.Length} weights.");
             var signature = o["encoder_signature"] is null ? null : ReadFloats(o["encoder_signature"], source, "encoder_signature");
             return new ConceptProbe((string?)o["concept"] ?? "", weights, (float?)o["bias"] ?? throw new SpmFormatException(source, MetadataKey, "no bias."),
                 (float?)o["temperature"] ?? 1f, signature, o["fit"] is JsonObject fit ? (JsonObject)JsonNode.Parse(fit.ToJsonString())! : null,
-                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen);
+                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen, hidden);
         }
         catch (Exception e) when (e is not SpmException && e is JsonException or InvalidOperationException or FormatException or ArgumentException)
         {
@@ -233,5 +268,43 @@ public sealed class ConceptProbe
 
     /// <summary>The same probe with other gate probabilities.</summary>
     public ConceptProbe WithThresholds(float closed, float open) =>
-        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open);
+        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open, Hidden);
+}
+
+/// <summary>A hidden layer of a <see cref="ConceptProbe"/>: <c>tanh(W h + c)</c> with W [units, width] row-major.</summary>
+public sealed class ProbeHiddenLayer
+{
+    private readonly float[] _weights, _bias;
+
+    /// <summary>Creates a layer (arrays copied).</summary>
+    /// <exception cref="ArgumentException">Empty, non-finite, or weights not a whole number of rows.</exception>
+    public ProbeHiddenLayer(ReadOnlySpan<float> weights, ReadOnlySpan<float> bias)
+    {
+        if (bias.IsEmpty || weights.IsEmpty || weights.Length % bias.Length != 0)
+            throw new ArgumentException($"A hidden layer of {bias.Length} units needs a whole number of weight rows; got {weights.Length} weights.");
+        foreach (var w in weights) if (!float.IsFinite(w)) throw new ArgumentException("A hidden layer's weights must be finite.");
+        foreach (var b in bias) if (!float.IsFinite(b)) throw new ArgumentException("A hidden layer's biases must be finite.");
+        _weights = weights.ToArray();
+        _bias = bias.ToArray();
+    }
+
+    /// <summary>Hidden units.</summary>
+    public int Units => _bias.Length;
+
+    /// <summary>The width of the states it reads.</summary>
+    public int InputWidth => _weights.Length / _bias.Length;
+
+    /// <summary>W, [units, width] row-major.</summary>
+    public ReadOnlySpan<float> Weights => _weights;
+
+    /// <summary>c.</summary>
+    public ReadOnlySpan<float> Bias => _bias;
+
+    /// <summary>Writes <c>tanh(W h + c)</c> into <paramref name="units"/>.</summary>
+    public void Activate(ReadOnlySpan<float> h, Span<float> units)
+    {
+        int d = InputWidth;
+        for (int u = 0; u < Units; u++) units[u] = TensorPrimitives.Dot(h, _weights.AsSpan(u * d, d)) + _bias[u];
+        TensorPrimitives.Tanh(units, units);
+    }
 }

@@ -16,7 +16,9 @@ public sealed record ProbeSample(string Prompt, float[] Embedding, float Label, 
 /// <param name="L2">Ridge penalty on the weights (not the bias), relative to the mean loss.</param>
 /// <param name="Temperature">The soft maximum's temperature τ.</param>
 /// <param name="MaxIterations">L-BFGS iteration cap.</param>
-public sealed record ProbeFitOptions(double L2 = 1e-3, float Temperature = 1f, int MaxIterations = 500)
+/// <param name="HiddenUnits">Units of a tanh hidden layer every token goes through (0: a linear probe).</param>
+/// <param name="Seed">Seed of the hidden layer's initial weights.</param>
+public sealed record ProbeFitOptions(double L2 = 1e-3, float Temperature = 1f, int MaxIterations = 500, int HiddenUnits = 0, ulong Seed = 0)
 {
     /// <summary>The defaults.</summary>
     public static ProbeFitOptions Default { get; } = new();
@@ -105,6 +107,8 @@ public static class ConceptProbeFitter
             if (!(s.Label >= 0f && s.Label <= 1f)) throw new ArgumentException($"The label of \"{s.Prompt}\" is {s.Label}; labels are shares in [0, 1].", nameof(samples));
             if (!(s.Weight > 0f) || !float.IsFinite(s.Weight)) throw new ArgumentException($"The weight of \"{s.Prompt}\" is {s.Weight}; weights must be positive.", nameof(samples));
         }
+        if (options.HiddenUnits < 0) throw new ArgumentOutOfRangeException(nameof(options), "HiddenUnits must not be negative.");
+        if (options.HiddenUnits > 0) return FitMlp(concept, samples, width, options, encoderSignature, cancellationToken);
         int rows = length / width, positions = rows - 1;
         float tau = options.Temperature;
         double totalWeight = samples.Sum(s => (double)s.Weight);
@@ -175,5 +179,105 @@ public static class ConceptProbeFitter
             ["l2"] = options.L2,
         };
         return new ConceptProbe(concept, weights, (float)theta[width], tau, encoderSignature, fit);
+    }
+
+    private static ConceptProbe FitMlp(string concept, IReadOnlyList<ProbeSample> samples, int width, ProbeFitOptions options,
+        float[]? encoderSignature, CancellationToken cancellationToken)
+    {
+        int units = options.HiddenUnits, d = width;
+        int rows = samples[0].Embedding.Length / width, positions = rows - 1;
+        float tau = options.Temperature;
+        double totalWeight = samples.Sum(s => (double)s.Weight);
+        // Parameter layout: W [units, d], c [units], v [units], b.
+        int nW = units * d, nC = units, nV = units, count = nW + nC + nV + 1;
+        var rng = new Randomness.SeededRandom(options.Seed ^ 0x9E37_79B9UL);
+        var start = new double[count];
+        double scale = 1.0 / Math.Sqrt(d);
+        for (int i = 0; i < nW; i++) start[i] = (rng.NextDouble() * 2 - 1) * scale * Math.Sqrt(3);
+        for (int i = 0; i < nV; i++) start[nW + nC + i] = (rng.NextDouble() * 2 - 1) * 0.1;
+
+        var act = new float[positions * units];
+        var logits = new float[positions];
+        (double, Vector<double>) Evaluate(Vector<double> theta)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var t = theta.ToArray();
+            var W = new float[nW];
+            var c = new float[nC];
+            var v = new float[nV];
+            for (int i = 0; i < nW; i++) W[i] = (float)t[i];
+            for (int i = 0; i < nC; i++) c[i] = (float)t[nW + i];
+            for (int i = 0; i < nV; i++) v[i] = (float)t[nW + nC + i];
+            float b = (float)t[count - 1];
+            var gW = new float[nW];
+            var gC = new float[nC];
+            var gV = new float[nV];
+            double gB = 0, loss = 0;
+            var dz = new float[units];
+            foreach (var s in samples)
+            {
+                var e = s.Embedding.AsSpan();
+                for (int i = 0; i < positions; i++)
+                {
+                    var h = e.Slice((i + 1) * d, d);
+                    var a = act.AsSpan(i * units, units);
+                    for (int u = 0; u < units; u++) a[u] = TensorPrimitives.Dot(h, W.AsSpan(u * d, d)) + c[u];
+                    TensorPrimitives.Tanh(a, a);
+                    logits[i] = TensorPrimitives.Dot(a, v) + b;
+                }
+                float pooled = ConceptProbe.SoftMax(logits, tau);
+                double p = ConceptProbe.Sigmoid(pooled);
+                double pc = Math.Clamp(p, 1e-12, 1 - 1e-12);
+                double sw = s.Weight / totalWeight;
+                loss += sw * -(s.Label * Math.Log(pc) + (1 - s.Label) * Math.Log(1 - pc));
+                float g = (float)(sw * (p - s.Label));
+                for (int i = 0; i < positions; i++)
+                {
+                    float gs = g * MathF.Exp((logits[i] - pooled) / tau);
+                    if (gs == 0f) continue;
+                    var a = act.AsSpan(i * units, units);
+                    var h = e.Slice((i + 1) * d, d);
+                    TensorPrimitives.MultiplyAdd(a, gs, gV, gV);
+                    gB += gs;
+                    for (int u = 0; u < units; u++) dz[u] = gs * v[u] * (1 - a[u] * a[u]);
+                    for (int u = 0; u < units; u++)
+                    {
+                        if (dz[u] == 0f) continue;
+                        TensorPrimitives.MultiplyAdd(h, dz[u], gW.AsSpan(u * d, d), gW.AsSpan(u * d, d));
+                        gC[u] += dz[u];
+                    }
+                }
+            }
+            var grad = new double[count];
+            for (int i = 0; i < nW; i++) { loss += 0.5 * options.L2 * t[i] * t[i]; grad[i] = gW[i] + options.L2 * t[i]; }
+            for (int i = 0; i < nC; i++) grad[nW + i] = gC[i];
+            for (int i = 0; i < nV; i++) { loss += 0.5 * options.L2 * t[nW + nC + i] * t[nW + nC + i]; grad[nW + nC + i] = gV[i] + options.L2 * t[nW + nC + i]; }
+            grad[count - 1] = gB;
+            return (loss, Vector<double>.Build.Dense(grad));
+        }
+
+        var objective = ObjectiveFunction.Gradient(Evaluate);
+        MinimizationResult result;
+        try
+        {
+            result = new LimitedMemoryBfgsMinimizer(1e-6, 1e-9, 1e-9, 10, options.MaxIterations).FindMinimum(objective, Vector<double>.Build.Dense(start));
+        }
+        catch (MaximumIterationsException)
+        {
+            result = new LimitedMemoryBfgsMinimizer(1e-4, 1e-6, 1e-6, 10, options.MaxIterations * 2).FindMinimum(objective, Vector<double>.Build.Dense(start));
+        }
+        var th = result.MinimizingPoint.ToArray();
+        var hidden = new ProbeHiddenLayer(th.AsSpan(0, nW).ToArray().Select(x => (float)x).ToArray(), th.AsSpan(nW, nC).ToArray().Select(x => (float)x).ToArray());
+        var outW = th.AsSpan(nW + nC, nV).ToArray().Select(x => (float)x).ToArray();
+        var fit = new JsonObject
+        {
+            ["samples"] = samples.Count,
+            ["positives"] = samples.Count(s => s.Label >= 0.5f),
+            ["iterations"] = result.Iterations,
+            ["train_loss"] = Math.Round(result.FunctionInfoAtMinimum.Value, 6),
+            ["l2"] = options.L2,
+            ["hidden_units"] = units,
+        };
+        return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden);
     }
 }
