@@ -133,7 +133,7 @@ public class EvalCommandTests
     [TestCase(new[] { "--spm", "{circle}", "{red}", "--concepts", "circle", "circle" }, "Two erasing SPMs erase 'circle'")]
     [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "red", "--no-anchoring-spm", "{red}" }, "'red' has no erasing SPM")]
     [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "--batch", "0" }, "batch size must be 1..256")]
-    [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "--size", "60" }, "multiple of the VAE factor 8")]
+    [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "--size", "60" }, "image size must be a multiple of 16, got 60")]
     [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "--images", "0" }, "--images must be 1..100000")]
     public void BadArguments_FailWithOneLine(string[] args, string message)
     {

@@ -147,6 +147,19 @@ public sealed class ClipTokenizer
         return _bpe.EncodeToIds(text);
     }
 
+    /// <summary>
+    /// What <see cref="Encode"/> cuts from <paramref name="text"/> to fit the window (BOS, <see cref="MaxLength"/> - 2
+    /// tokens, EOS), or null when the whole prompt fits.
+    /// </summary>
+    public PromptTruncation? FindTruncation(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var content = _bpe.EncodeToIds(text);
+        int keep = MaxLength - 2;
+        if (content.Count <= keep) return null;
+        return new PromptTruncation(text, content.Count, keep, Decode(content.Skip(keep)));
+    }
+
     /// <summary>Decodes ids back to cleaned text as CLIP does (BOS/EOS/padding dropped, word ends become spaces).</summary>
     public string Decode(IEnumerable<int> ids)
     {

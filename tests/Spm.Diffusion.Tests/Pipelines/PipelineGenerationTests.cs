@@ -197,7 +197,7 @@ public class PipelineGenerationTests
     public void InvalidRequests_AreRejectedBeforeAnyWork()
     {
         Assert.That(async () => await P.GenerateAsync(PipelineFixture.Request() with { Width = 250 }),
-            Throws.TypeOf<InvalidGenerationRequestException>().With.Message.Contains("multiple of 8"));
+            Throws.TypeOf<InvalidGenerationRequestException>().With.Message.Contains("width must be a multiple of 16, got 250"));
         Assert.That(async () => await P.GenerateAsync(PipelineFixture.Request() with { Steps = 0 }),
             Throws.TypeOf<InvalidGenerationRequestException>().With.Message.Contains("steps"));
         Assert.That(async () => await P.GenerateAsync(PipelineFixture.Request() with { Count = 2, InitLatents = new FloatTensor(1, 4, 8, 8) }),
