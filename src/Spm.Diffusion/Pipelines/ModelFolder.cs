@@ -106,12 +106,13 @@ public sealed class ModelFolder
     private Lazy<int> _unetDownsampleCount = new(() => 0);
 
     /// <summary>Opens and validates a model folder.</summary>
-    /// <exception cref="SpmFormatException">The folder or one of its parts is missing or malformed.</exception>
+    /// <exception cref="SpmInputNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="SpmFormatException">One of its parts is missing or malformed.</exception>
     public static ModelFolder Open(string folder)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var root = Path.GetFullPath(folder);
-        if (!Directory.Exists(root)) throw new SpmFormatException(root, null, "model folder not found.");
+        if (!Directory.Exists(root)) throw new SpmInputNotFoundException(root, "model folder");
         var m = new ModelFolder(root);
         RequireFile(m.ModelIndexPath, "the pipeline index");
         ParseJson(m.ModelIndexPath);

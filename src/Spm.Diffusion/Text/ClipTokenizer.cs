@@ -220,7 +220,7 @@ public sealed class ClipTokenizer
         if (File.Exists(Path.Combine(folder, "vocab.json"))) return Path.GetFullPath(folder);
         var sub = Path.Combine(folder, "tokenizer");
         if (File.Exists(Path.Combine(sub, "vocab.json"))) return Path.GetFullPath(sub);
-        if (!Directory.Exists(folder)) throw new SpmException($"Tokenizer folder '{folder}' does not exist.");
+        if (!Directory.Exists(folder)) throw new SpmInputNotFoundException(folder, "tokenizer or model folder");
         throw new SpmException($"No vocab.json in '{folder}' or '{sub}': not a CLIP tokenizer or model folder.");
     }
 
