@@ -186,6 +186,11 @@ public class InputChecksTests
         r = Spm("generate", "--model", Shapes, "--prompt", "a red circle", "--negative", prompt, "--steps", "1", "--seed", "1", "--out", Path.Combine(_dir, "neg.png"));
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Ok), r.Err);
         Assert.That(r.Err, Does.Contain("spm: warning: the negative prompt is 79 tokens but the text encoder reads 75: the last 4 token(s) are ignored, from \"in a red hat\"."));
+
+        r = Spm("tokenize", "--model", Shapes, prompt);
+        Assert.That(r.Code, Is.EqualTo(ExitCodes.Ok), r.Err);
+        Assert.That(r.Err, Does.Contain("spm: warning: the text is 79 tokens but the text encoder reads 75: the last 4 token(s) are ignored, from \"in a red hat\"."));
+        Assert.That(r.Out.Trim().Split(' '), Has.Length.EqualTo(77), "the ids are still printed");
     }
 
     [Test]

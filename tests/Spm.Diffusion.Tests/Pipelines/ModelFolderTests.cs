@@ -59,7 +59,13 @@ public class ModelFolderTests
     [Test]
     public void UNetDownsampling_WithoutAConfig_IsCountedFromTheGraph()
     {
-        var dir = FixtureCopy(d => File.Delete(Path.Combine(d, "unet", "config.json")));
+        var dir = FixtureCopy(d =>
+        {
+            // Real copies: the UNet's external data must not resolve outside its folder through a symbolic link.
+            foreach (var f in Directory.GetFiles(Path.Combine(d, "unet"))) File.Delete(f);
+            foreach (var f in new[] { "model.onnx", "weights.pb" })
+                File.Copy(Path.Combine(TestPaths.TinySd1, "unet", f), Path.Combine(d, "unet", f));
+        });
         var m = ModelFolder.Open(dir);
         Assert.That((m.UNetDownsampleCount, m.ImageSizeMultiple), Is.EqualTo((1, 16)), "one strided convolution in the fixture's UNet");
 

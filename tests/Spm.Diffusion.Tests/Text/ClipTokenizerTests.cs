@@ -210,7 +210,7 @@ public class ClipTokenizerTests
     [Test]
     public void MissingFolder_IsAClearError()
     {
-        var ex = Assert.Throws<SpmException>(() => ClipTokenizer.Load("/nonexistent/model"));
+        var ex = Assert.Throws<SpmInputNotFoundException>(() => ClipTokenizer.Load("/nonexistent/model"));
         Assert.That(ex!.Message, Does.Contain("/nonexistent/model"));
     }
 
