@@ -19,12 +19,12 @@ public static class DefaultModel
     /// <summary>
     /// <paramref name="requested"/> when given; otherwise the default model folder (see <see cref="TryFind"/>).
     /// </summary>
-    /// <exception cref="SpmInputNotFoundException">The requested folder, or the one <c>$SPM_MODEL</c> names, does not exist.</exception>
+    /// <exception cref="SpmInputNotFoundException">The requested folder (or file: some tools take a UNet .onnx), or the one <c>$SPM_MODEL</c> names, does not exist.</exception>
     /// <exception cref="SpmException">Nothing was requested and no default model exists.</exception>
     public static string Resolve(string? requested)
     {
         if (!string.IsNullOrWhiteSpace(requested))
-            return Directory.Exists(requested) ? requested : throw new SpmInputNotFoundException(requested, "model folder");
+            return Directory.Exists(requested) || File.Exists(requested) ? requested : throw new SpmInputNotFoundException(requested, "model folder");
         var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
         if (!string.IsNullOrWhiteSpace(env) && !Directory.Exists(env))
             throw new SpmInputNotFoundException(env, $"model folder (${EnvironmentVariable})");
