@@ -135,6 +135,34 @@ public class InputChecksTests
     }
 
     [Test]
+    public void DefaultModel_IsSpmModel_ThenTheWorkingFolders_ThenTheOneBesideTheProgram()
+    {
+        var old = Environment.GetEnvironmentVariable(DefaultModel.EnvironmentVariable);
+        var cwd = Directory.GetCurrentDirectory();
+        try
+        {
+            Environment.SetEnvironmentVariable(DefaultModel.EnvironmentVariable, null);
+            // Outside any checkout: the copy beside (or above) the running program; for these tests, the repository's.
+            Directory.SetCurrentDirectory(_dir);
+            Assert.That(DefaultModel.Resolve(null), Is.EqualTo(Shapes));
+            // ./models/tiny-shapes in the working folder comes first.
+            var local = Path.Combine(_dir, DefaultModel.RelativePath);
+            Directory.CreateDirectory(local);
+            File.Copy(Path.Combine(Shapes, "model_index.json"), Path.Combine(local, "model_index.json"));
+            Assert.That(DefaultModel.Resolve(null), Is.EqualTo(Path.Combine(Directory.GetCurrentDirectory(), DefaultModel.RelativePath)));
+            // $SPM_MODEL before both, and --model before everything.
+            Environment.SetEnvironmentVariable(DefaultModel.EnvironmentVariable, TestPaths.TinySd1);
+            Assert.That(DefaultModel.Resolve(null), Is.EqualTo(TestPaths.TinySd1));
+            Assert.That(DefaultModel.Resolve(Shapes), Is.EqualTo(Shapes));
+        }
+        finally
+        {
+            Directory.SetCurrentDirectory(cwd);
+            Environment.SetEnvironmentVariable(DefaultModel.EnvironmentVariable, old);
+        }
+    }
+
+    [Test]
     public void BrokenSpmFile_IsABadInput_Exit4()
     {
         var broken = Path.Combine(_dir, "broken.safetensors");
