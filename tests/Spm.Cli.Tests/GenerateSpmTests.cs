@@ -80,7 +80,7 @@ public class GenerateSpmTests
             [new Membrane(SpmKeys.KeyFor(layer), new FloatTensor(1, 1024), new FloatTensor(64, 1), 1f, layer)]), overwrite: true);
         var png = Path.Combine(_dir, "m.png");
         var (code, _, stderr) = Run(Generate("--out", png, "--spm", path));
-        Assert.That(code, Is.EqualTo(2));
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput));
         Assert.That(stderr.Trim(), Does.StartWith("spm: error:").And.Contain(layer).And.Contain("1 of its 1 layers"));
         Assert.That(File.Exists(png), Is.False);
     }

@@ -93,8 +93,8 @@ public sealed class EvalImageGenerator
         Settings = settings;
         int f = pipeline.Folder.VaeScaleFactor;
         ImageSize = settings.ImageSize ?? pipeline.Folder.DefaultImageSize;
-        if (ImageSize % f != 0 || ImageSize < f)
-            throw new InvalidGenerationRequestException($"image size {ImageSize} must be a multiple of the VAE factor {f}.");
+        if (pipeline.Folder.DescribeInvalidImageSide("image size", ImageSize) is { } problem)
+            throw new InvalidGenerationRequestException(problem);
         _latentSize = ImageSize / f;
         var name = settings.Scheduler ?? pipeline.DefaultSchedulerName;
         if (!SchedulerRegistry.TryGet(name, out var factory))
