@@ -25,7 +25,7 @@ internal static class AttackCommand
     public static Command Create()
     {
         var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL, else models/tiny-shapes." };
-        var spm = new Option<string[]>("--spm") { Description = "SPM file(s) of the attacked model (none: the sanity run on the base model).", AllowMultipleArgumentsPerToken = true };
+        var spm = new Option<string[]>("--spm") { Description = "SPM file(s) of the attacked model (none: the sanity run on the base model); a bare name such as 'circle' means MODEL/spm/circle.safetensors.", AllowMultipleArgumentsPerToken = true };
         var concept = new Option<string?>("--concept") { Description = "The erased concept to attack (a tiny-shapes word: circle, red, striped...). Default: the first --spm file's first prompt." };
         var attacks = new Option<string[]>("--attacks") { Description = $"Attacks to run: {string.Join(", ", AttackPlans.Names)} (default: all).", AllowMultipleArgumentsPerToken = true };
         var images = new Option<int>("--images") { Description = "Goals per attack (text: prompts; embedding: innocent prompts; random-tokens: prompts), and images per kept set.", DefaultValueFactory = _ => 100 };
@@ -52,8 +52,8 @@ internal static class AttackCommand
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
-            var files = parse.GetValue(spm) ?? [];
-            foreach (var f in files) if (!File.Exists(f)) throw new SpmException($"SPM file '{f}' not found.");
+            var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
             var names = parse.GetValue(attacks) is { Length: > 0 } a ? a.SelectMany(x => x.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray() : AttackPlans.Names.ToArray();
             foreach (var n in names)
                 if (!AttackPlans.Names.Contains(n)) throw new SpmException($"unknown attack '{n}' (known: {string.Join(", ", AttackPlans.Names)}).");
@@ -73,7 +73,6 @@ internal static class AttackCommand
             foreach (var p in new[] { jsonPath, mdPath })
                 if (File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
 
-            var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
             var runtime = new OnnxRuntimeOptions { Provider = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu, IntraOpThreads = parse.GetValue(threads) };
             LoadedSpms? loaded = files.Length == 0 ? null : LoadedSpms.Load(modelFolder, files);
             var conceptName = parse.GetValue(concept) ?? loaded?.Layout.Sets[0].Concepts.FirstOrDefault()

@@ -31,7 +31,7 @@ internal static class GateCommand
     private static Command Fit()
     {
         var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL, else models/tiny-shapes." };
-        var spm = new Option<string[]>("--spm") { Description = "SPM file(s) to fit a gate for (repeat, or list several after one --spm).", AllowMultipleArgumentsPerToken = true, Required = true };
+        var spm = new Option<string[]>("--spm") { Description = "SPM file(s) to fit a gate for (repeat, or list several after one --spm); a bare name such as 'circle' means MODEL/spm/circle.safetensors.", AllowMultipleArgumentsPerToken = true, Required = true };
         var concepts = new Option<string[]>("--concepts") { Description = "The concept each --spm file erases, in order. Default: the first of each file's prompts.", AllowMultipleArgumentsPerToken = true };
         var judge = new Option<string>("--judge") { Description = "Who says whether an image shows the concept: tiny-shapes (the built-in world's evaluator) or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]] (your image classifier; one --spm then).", DefaultValueFactory = _ => "tiny-shapes" };
         var promptFile = new Option<string?>("--prompt-file") { Description = "Prompts to label, one per line (default with the tiny-shapes judge: generated re-phrasings of the world's captions)." };
@@ -62,8 +62,8 @@ internal static class GateCommand
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
-            var files = parse.GetValue(spm) ?? [];
-            foreach (var f in files) if (!File.Exists(f)) throw new SpmException($"SPM file '{f}' not found.");
+            var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
             var dir = parse.GetValue(outDir);
             bool place = parse.GetValue(inPlace);
             if ((dir is null) == !place) throw new SpmException("say where the gated SPM files go: --out-dir DIR, or --in-place.");
@@ -83,7 +83,6 @@ internal static class GateCommand
             var conceptNames = names.Length > 0 ? names : adapters.Select(a => a.Config.Prompts[0]).ToArray();
 
             var judgeSpec = parse.GetValue(judge)!;
-            var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
             var runtime = new OnnxRuntimeOptions { Provider = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu, IntraOpThreads = parse.GetValue(threads) };
             var judges = new List<IConceptJudge>();
             if (judgeSpec == "tiny-shapes") judges.AddRange(conceptNames.Select(c => new ShapeConceptJudge(EvalConcept.Parse(c))));
@@ -171,9 +170,8 @@ internal static class GateCommand
         cmd.Options.Add(prompt);
         cmd.SetAction((parse, ct) =>
         {
-            var files = parse.GetValue(spm) ?? [];
-            foreach (var f in files) if (!File.Exists(f)) throw new SpmException($"SPM file '{f}' not found.");
             var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
             var loaded = LoadedSpms.Load(modelFolder, files);
             using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded.UNetSource });
             var generator = new EvalImageGenerator(pipeline, loaded);
