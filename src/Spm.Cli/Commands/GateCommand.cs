@@ -42,6 +42,8 @@ internal static class GateCommand
         var outDir = new Option<string?>("--out-dir") { Description = "Write the SPM files with their gate into this folder (same file names)." };
         var inPlace = new Option<bool>("--in-place") { Description = "Add the gate to the given SPM files themselves (atomic rewrite; tensors unchanged)." };
         var l2 = new Option<double>("--l2") { Description = "Ridge penalty of the probe.", DefaultValueFactory = _ => ProbeFitOptions.Default.L2 };
+        var hidden = new Option<int>("--hidden") { Description = "Hidden units of the per-token probe (0: linear).", DefaultValueFactory = _ => ProbeFitOptions.Default.HiddenUnits };
+        var strength = new Option<float>("--strength") { Description = "The membrane's multiplier when the gate is fully open (a selective gate can afford more than 1).", DefaultValueFactory = _ => 1f };
         var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
         var open = new Option<float>("--open") { Description = "Probability at or above which the gate is fully open (linear in between).", DefaultValueFactory = _ => ConceptProbe.DefaultOpen };
         var steps = new Option<int?>("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
@@ -58,7 +60,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, closed, open, steps, guidance, batch, threads, provider, force })
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, steps, guidance, batch, threads, provider, force })
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -74,6 +76,8 @@ internal static class GateCommand
                     if (File.Exists(o) && !overwrite) throw new IOException($"'{o}' already exists (use --force to overwrite).");
             float shut = parse.GetValue(closed), full = parse.GetValue(open);
             if (!(shut >= 0 && shut < full && full <= 1)) throw new SpmException($"--closed and --open must satisfy 0 <= closed < open <= 1, got {shut.ToString(CultureInfo.InvariantCulture)} and {full.ToString(CultureInfo.InvariantCulture)}.");
+            if (parse.GetValue(strength) is not (> 0 and <= 16)) throw new SpmException($"--strength must be in (0, 16], got {parse.GetValue(strength).ToString(CultureInfo.InvariantCulture)}.");
+            if (parse.GetValue(hidden) is < 0 or > 256) throw new SpmException($"--hidden must be 0..256, got {parse.GetValue(hidden)}.");
             int n = parse.GetValue(prompts), per = parse.GetValue(imagesPerPrompt);
             if (n is < 10 or > 1_000_000) throw new SpmException($"--prompts must be 10..1000000, got {n}.");
             if (per is < 1 or > 64) throw new SpmException($"--images-per-prompt must be 1..64, got {per}.");
@@ -85,10 +89,12 @@ internal static class GateCommand
             var judgeSpec = parse.GetValue(judge)!;
             var runtime = new OnnxRuntimeOptions { Provider = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu, IntraOpThreads = parse.GetValue(threads) };
             var judges = new List<IConceptJudge>();
-            if (judgeSpec == "tiny-shapes") judges.AddRange(conceptNames.Select(c => new ShapeConceptJudge(EvalConcept.Parse(c))));
+            // One judge per distinct concept: two SPMs of one concept (an ablation and the real one) share labels.
+            var distinctConcepts = conceptNames.Distinct(StringComparer.Ordinal).ToArray();
+            if (judgeSpec == "tiny-shapes") judges.AddRange(distinctConcepts.Select(c => new ShapeConceptJudge(EvalConcept.Parse(c))));
             else
             {
-                if (files.Length != 1) throw new SpmException("an onnx judge judges one concept: give one --spm.");
+                if (distinctConcepts.Length != 1) throw new SpmException("an onnx judge judges one concept: give SPMs of one concept.");
                 var (path, options) = OnnxJudgeOptions.Parse(judgeSpec["onnx:".Length..]);
                 judges.Add(new OnnxConceptJudge(path, options, runtime));
             }
@@ -139,11 +145,11 @@ internal static class GateCommand
             Console.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
             for (int i = 0; i < files.Length; i++)
             {
-                int judgeIndex = judges.Count == 1 ? 0 : i;
+                int judgeIndex = judges.Count == 1 ? 0 : Array.IndexOf(distinctConcepts, conceptNames[i]);
                 var fit = GateFitting.Fit(conceptNames[i], labelled, judgeIndex, t => generator.Encode(t).Embedding, width, signature,
-                    new ProbeFitOptions(L2: parse.GetValue(l2)), cancellationToken: ct);
+                    new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: parse.GetValue(seed)), cancellationToken: ct);
                 fit.Probe.Fit["judge"] = judges[judgeIndex].Name;
-                var probe = fit.Probe.WithThresholds(shut, full);
+                var probe = fit.Probe.WithThresholds(shut, full).WithStrength(parse.GetValue(strength));
                 var h = fit.HeldOut;
                 Console.WriteLine(FormattableString.Invariant(
                     $"{Path.GetFileName(files[i])} | {conceptNames[i]} | {labelled.Count} | {labelled.Count(d => d.Labels[judgeIndex] >= 0.5f)} | {h?.Auc:0.000} | {h?.Accuracy:0.000} | {h?.MeanOnPositives:0.00} / {h?.MeanOnNegatives:0.00}"));

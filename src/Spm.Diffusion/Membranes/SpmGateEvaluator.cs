@@ -82,7 +82,9 @@ public sealed class SpmGateEvaluator
             var baseline = read == GateCalibration.EmptyPrompt ? Concept("") : null;
             gamma = FacilitatedTransport.SpmGamma(prompt, concepts, baseline);
         }
-        return new SpmGate(set.Name, gamma, FacilitatedTransport.Multiplier(gamma, s), false, read);
+        float multiplier = FacilitatedTransport.Multiplier(gamma, s);
+        if (read == GateCalibration.Learned) multiplier *= set.GateProbe!.Strength;
+        return new SpmGate(set.Name, gamma, multiplier, false, read);
     }
 
     private readonly ConditionalWeakTable<ConceptProbe, StrongBox<bool>> _fits = new();

@@ -12,6 +12,9 @@ namespace Spm.Training.Shapes;
 /// </summary>
 public static class ShapeGateData
 {
+    /// <summary>The share of prompts written in the evaluation's phrasings (<see cref="ShapePhrasings.Phrase"/>) of random values.</summary>
+    public const double PhrasingShare = 0.4;
+
     /// <summary><paramref name="count"/> prompts, deterministic from <paramref name="seed"/>; <paramref name="vocabulary"/> supplies the random words.</summary>
     public static IReadOnlyList<string> Prompts(int count, ulong seed, IReadOnlyList<string> vocabulary)
     {
@@ -32,8 +35,23 @@ public static class ShapeGateData
         string Pick<T>(IReadOnlyList<T> values, Func<T, string> word) => word(values[rng.NextInt(0, values.Count)]);
 
         var prompts = new List<string>(count);
+        var attributes = new[] { Evaluation.ConceptAttribute.Shape, Evaluation.ConceptAttribute.Color, Evaluation.ConceptAttribute.Pattern };
         while (prompts.Count < count)
         {
+            // Two prompts in five are the evaluation's own phrasings (word orders, long prompts, repetitions, plurals, typos,
+            // capitals) of random values, so the gate learns how the model reads each phrasing of each value, concept or not.
+            if (rng.NextDouble() < PhrasingShare)
+            {
+                var attribute = attributes[rng.NextInt(0, attributes.Length)];
+                var intent = new ShapePrompt(
+                    ShapeVocabulary.Shapes[rng.NextInt(0, ShapeVocabulary.Shapes.Count)],
+                    ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)],
+                    attribute == Evaluation.ConceptAttribute.Pattern || rng.NextDouble() < 0.6 ? ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)] : null,
+                    rng.NextDouble() < 0.5 ? ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)] : null);
+                var kinds = Enum.GetValues<PhrasingKind>();
+                prompts.Add(ShapePhrasings.Phrase(intent, kinds[rng.NextInt(0, kinds.Length)], attribute, rng));
+                continue;
+            }
             string? shape = rng.NextDouble() < 0.9 ? Vary(Pick(ShapeVocabulary.Shapes, ShapeVocabulary.Word), true) : null;
             string? color = rng.NextDouble() < 0.85 ? Vary(Pick(ShapeVocabulary.Colors, ShapeVocabulary.Word), false) : null;
             int pattern = rng.NextInt(0, 4); // none, plain, striped, dotted

@@ -40,12 +40,12 @@ public sealed class ConceptProbeTests
     {
         var empty = Enumerable.Range(0, Rows * Width).Select(i => (float)Math.Cos(i)).ToArray();
         var signature = ConceptProbe.EncoderSignature(empty, Width);
-        var probe = new ConceptProbe("circle", [1, 2, 3, 4, 5, 6, 7, 8], -1.5f, 1f, signature, new() { ["samples"] = 12 }, closed: 0.2f, open: 0.6f);
+        var probe = new ConceptProbe("circle", [1, 2, 3, 4, 5, 6, 7, 8], -1.5f, 1f, signature, new() { ["samples"] = 12 }, closed: 0.2f, open: 0.6f, strength: 1.5f);
         var back = ConceptProbe.FromJson(probe.ToJson(), "x.safetensors");
         Assert.That(back.Concept, Is.EqualTo("circle"));
         Assert.That(back.Weights.ToArray(), Is.EqualTo(probe.Weights.ToArray()));
         Assert.That(back.Bias, Is.EqualTo(-1.5f));
-        Assert.That((back.Closed, back.Open), Is.EqualTo((0.2f, 0.6f)));
+        Assert.That((back.Closed, back.Open, back.Strength), Is.EqualTo((0.2f, 0.6f, 1.5f)));
         Assert.That(back.EncoderSignatureValues, Is.EqualTo(signature));
         Assert.That((int)back.Fit["samples"]!, Is.EqualTo(12));
         Assert.That(back.ToJson(), Is.EqualTo(probe.ToJson()));

@@ -162,6 +162,10 @@ public sealed class GateTests
         Assert.That(gate.Gamma, Is.EqualTo(gamma).Within(1e-5));
         Assert.That(gate.Multiplier, Is.EqualTo(gamma * gamma).Within(1e-5));
         Assert.That(gate.ToString(), Does.EndWith(", learned)"));
+        // A probe's strength scales the multiplier of an open gate (the curve's value), not gamma.
+        var strong = _evaluator.Evaluate(prompt, [WithProbe(Set("s", "cat"), probe.WithStrength(1.5f))], [GateSettings.Default])[0];
+        Assert.That(strong.Gamma, Is.EqualTo(gate.Gamma));
+        Assert.That(strong.Multiplier, Is.EqualTo(1.5 * gamma * gamma).Within(1e-5));
     }
 
     [Test]

@@ -1,0 +1,133 @@
+using System.Text.Json.Nodes;
+using Spm.Cli.Commands;
+using Spm.Core.Gating;
+using Spm.Core.Membranes;
+using Spm.Core.SafeTensors;
+using Spm.Tests.Common;
+
+namespace Spm.Cli.Tests;
+
+/// <summary><c>spm gate fit/show</c> and <c>spm attack</c> on the built-in model, at the smallest sizes that still run every step.</summary>
+[TestFixture]
+[NonParallelizable] // redirects Console
+[Category("Slow")]
+public class GateAndAttackCommandTests
+{
+    private string _dir = "";
+
+    private static string Model => Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");
+
+    private static string ShippedSpm(string name) => Path.Combine(Model, "spm", name + ".safetensors");
+
+    [SetUp]
+    public void SetUp() => _dir = TestPaths.NewTempDir("spm-gate");
+
+    [TearDown]
+    public void TearDown()
+    {
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+        => CliHarness.Run([GateCommand.Create(), AttackCommand.Create()], args);
+
+    [Test]
+    public void GateFit_WritesAProbe_KeepsTheTensors_AndReusesTheLabelCache()
+    {
+        var cache = Path.Combine(_dir, "labels.jsonl");
+        var outDir = Path.Combine(_dir, "gated");
+        string[] args = ["gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--prompts", "24", "--images-per-prompt", "1",
+            "--steps", "4", "--data", cache, "--out-dir", outDir];
+        var (code, stdout, stderr) = Run(args);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Contain("labelling 24 prompts x 1 images"));
+        Assert.That(stdout, Does.Contain("red.safetensors | red | 24 |"));
+        Assert.That(File.ReadAllLines(cache), Has.Length.EqualTo(25), "a header and one line per prompt");
+
+        var written = Path.Combine(outDir, "red.safetensors");
+        var gated = SpmFile.Load(written);
+        var original = SpmFile.Load(ShippedSpm("red"));
+        var probe = ConceptProbe.FromJson(gated.Config.Extra[ConceptProbe.MetadataKey], written);
+        Assert.That(probe.Concept, Is.EqualTo("red"));
+        Assert.That(probe.Width, Is.EqualTo(32), "the built-in text encoder is 32 wide");
+        Assert.That((int)probe.Fit["prompts"]!, Is.EqualTo(24));
+        Assert.That(gated.Config.Prompts, Is.EqualTo(original.Config.Prompts));
+        Assert.That(gated.Membranes.Select(m => m.Key), Is.EqualTo(original.Membranes.Select(m => m.Key)));
+        for (int i = 0; i < gated.Membranes.Count; i++)
+        {
+            Assert.That(gated.Membranes[i].Down.Data, Is.EqualTo(original.Membranes[i].Down.Data), gated.Membranes[i].Key);
+            Assert.That(gated.Membranes[i].Up.Data, Is.EqualTo(original.Membranes[i].Up.Data), gated.Membranes[i].Key);
+        }
+
+        // Again with the cache: no image is drawn, the same probe comes out, and the existing file needs --force.
+        var (code2, _, stderr2) = Run(args);
+        Assert.That(code2, Is.EqualTo(1), stderr2);
+        Assert.That(stderr2, Does.Contain("already exists (use --force"));
+        var (code3, _, stderr3) = Run([.. args, "--force"]);
+        Assert.That(code3, Is.EqualTo(0), stderr3);
+        Assert.That(stderr3, Does.Contain("24 labelled prompts read from").And.Not.Contain("labelling"));
+        Assert.That(ConceptProbe.FromJson(SpmFile.Load(written).Config.Extra[ConceptProbe.MetadataKey], written).ToJson(), Is.EqualTo(probe.ToJson()));
+
+        // The gated file's gate is read by the learned probe; the shipped one without a probe falls back.
+        var (code4, show, stderr4) = Run("gate", "show", "--model", Model, "--spm", written, "--prompt", "a red circle");
+        Assert.That(code4, Is.EqualTo(0), stderr4);
+        Assert.That(show, Does.Contain("auto     red.safetensors gate").And.Contain("learned)"));
+    }
+
+    [Test]
+    public void GateFit_NeedsAnOutput_AndAKnownJudge()
+    {
+        var (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", ShippedSpm("red"));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--out-dir DIR, or --in-place"));
+        (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--in-place", "--judge", "clip");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--judge must be tiny-shapes or onnx:PATH"));
+        (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", Path.Combine(_dir, "nope.safetensors"), "--in-place");
+        Assert.That(code, Is.EqualTo(3));
+        Assert.That(stderr, Does.Contain("nope.safetensors"));
+    }
+
+    [Test]
+    public void Attack_WritesReports_AndTheSanityRunEqualsTheBaseModel()
+    {
+        var outDir = Path.Combine(_dir, "attack");
+        var (code, stdout, stderr) = Run("attack", "--model", Model, "--spm", ShippedSpm("circle"), "--images", "3", "--steps", "4",
+            "--attacks", "text,embedding,random-tokens", "--strengths", "2", "--budget", "1", "--out", outDir);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("# Attack report: 'circle'"));
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "attack.json")))!;
+        var attacks = json["attacks"]!.AsArray();
+        Assert.That(attacks.Select(a => (string)a!["name"]!), Is.EqualTo(new[] { "text", "embedding", "random-tokens" }));
+        foreach (var a in attacks)
+        {
+            Assert.That((int)a!["targets"]!, Is.EqualTo(3));
+            double asr = (double)a["asr"]!;
+            Assert.That(asr, Is.InRange(0, 1));
+            Assert.That(File.Exists(Path.Combine(outDir, $"grid-{(string)a["name"]!}.png")));
+        }
+        Assert.That((int)attacks[1]!["candidates"]!, Is.EqualTo(3), "one strength per innocent prompt");
+        Assert.That(json["collateral"]!.AsArray(), Has.Count.EqualTo(3));
+        Assert.That(File.ReadAllText(Path.Combine(outDir, "attack.md")), Does.Contain("| text | 3 | 3 |"));
+
+        // No SPM: the attacked model is the base model, so every attack's ASR equals its base ASR and nothing changes.
+        var sanity = Path.Combine(_dir, "sanity");
+        (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--images", "3", "--steps", "4", "--attacks", "text", "--out", sanity);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var s = JsonNode.Parse(File.ReadAllText(Path.Combine(sanity, "attack.json")))!;
+        var text = s["attacks"]![0]!;
+        Assert.That((double?)text["asr"], Is.EqualTo((double?)text["baseAsr"]));
+        foreach (var c in s["collateral"]!.AsArray()) Assert.That((double)c!["meanSsim"]!, Is.EqualTo(1.0));
+    }
+
+    [Test]
+    public void Attack_RejectsUnknownAttacks_AndBadStrengths_BeforeLoadingTheModel()
+    {
+        var (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--attacks", "gradient", "--out", _dir);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("unknown attack 'gradient' (known: text, embedding, random-tokens)"));
+        (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--strengths", "1,x", "--out", _dir);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--strengths: 'x' is not a number"));
+    }
+}
