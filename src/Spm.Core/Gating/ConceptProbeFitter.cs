@@ -156,26 +156,16 @@ public static class ConceptProbeFitter
         }
 
         var objective = ObjectiveFunction.Gradient(Evaluate);
-        var minimizer = new LimitedMemoryBfgsMinimizer(1e-6, 1e-9, 1e-9, 10, options.MaxIterations);
-        MinimizationResult result;
-        try
-        {
-            result = minimizer.FindMinimum(objective, Vector<double>.Build.Dense(width + 1));
-        }
-        catch (MaximumIterationsException)
-        {
-            // Hitting the cap still leaves a usable probe; refit from where it stopped would need MathNet's internals.
-            result = new LimitedMemoryBfgsMinimizer(1e-4, 1e-6, 1e-6, 10, options.MaxIterations * 2).FindMinimum(objective, Vector<double>.Build.Dense(width + 1));
-        }
-        var theta = result.MinimizingPoint;
+        var (thetaVector, iterations, finalLoss) = Minimize(Evaluate, new double[width + 1], options.MaxIterations, cancellationToken);
+        var theta = thetaVector;
         var weights = new float[width];
         for (int j = 0; j < width; j++) weights[j] = (float)theta[j];
         var fit = new JsonObject
         {
             ["samples"] = samples.Count,
             ["positives"] = samples.Count(s => s.Label >= 0.5f),
-            ["iterations"] = result.Iterations,
-            ["train_loss"] = Math.Round(result.FunctionInfoAtMinimum.Value, 6),
+            ["iterations"] = iterations,
+            ["train_loss"] = Math.Round(finalLoss, 6),
             ["l2"] = options.L2,
         };
         return new ConceptProbe(concept, weights, (float)theta[width], tau, encoderSignature, fit);
@@ -256,28 +246,60 @@ public static class ConceptProbeFitter
             return (loss, Vector<double>.Build.Dense(grad));
         }
 
-        var objective = ObjectiveFunction.Gradient(Evaluate);
-        MinimizationResult result;
-        try
-        {
-            result = new LimitedMemoryBfgsMinimizer(1e-6, 1e-9, 1e-9, 10, options.MaxIterations).FindMinimum(objective, Vector<double>.Build.Dense(start));
-        }
-        catch (MaximumIterationsException)
-        {
-            result = new LimitedMemoryBfgsMinimizer(1e-4, 1e-6, 1e-6, 10, options.MaxIterations * 2).FindMinimum(objective, Vector<double>.Build.Dense(start));
-        }
-        var th = result.MinimizingPoint.ToArray();
+        var (thetaVector, iterations, finalLoss) = Minimize(Evaluate, start, options.MaxIterations, cancellationToken);
+        var th = thetaVector.ToArray();
         var hidden = new ProbeHiddenLayer(th.AsSpan(0, nW).ToArray().Select(x => (float)x).ToArray(), th.AsSpan(nW, nC).ToArray().Select(x => (float)x).ToArray());
         var outW = th.AsSpan(nW + nC, nV).ToArray().Select(x => (float)x).ToArray();
         var fit = new JsonObject
         {
             ["samples"] = samples.Count,
             ["positives"] = samples.Count(s => s.Label >= 0.5f),
-            ["iterations"] = result.Iterations,
-            ["train_loss"] = Math.Round(result.FunctionInfoAtMinimum.Value, 6),
+            ["iterations"] = iterations,
+            ["train_loss"] = Math.Round(finalLoss, 6),
             ["l2"] = options.L2,
             ["hidden_units"] = units,
         };
         return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden);
+    }
+
+    /// <summary>
+    /// Minimises with MathNet's L-BFGS, at looser tolerances when its line search gives up (float-accumulated gradients are
+    /// slightly inconsistent with the loss near the optimum); as a last resort, full-batch Adam from the start point.
+    /// Returns the point, the iterations and the loss there.
+    /// </summary>
+    private static (Vector<double> Point, int Iterations, double Loss) Minimize(Func<Vector<double>, (double, Vector<double>)> evaluate, double[] start,
+        int maxIterations, CancellationToken cancellationToken)
+    {
+        var objective = ObjectiveFunction.Gradient(evaluate);
+        foreach (var (g, p, f) in new[] { (1e-6, 1e-9, 1e-9), (1e-4, 1e-6, 1e-6), (1e-3, 1e-5, 1e-5) })
+        {
+            try
+            {
+                var r = new LimitedMemoryBfgsMinimizer(g, p, f, 10, maxIterations).FindMinimum(objective, Vector<double>.Build.Dense((double[])start.Clone()));
+                return (r.MinimizingPoint, r.Iterations, r.FunctionInfoAtMinimum.Value);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // MaximumIterationsException, or "not a descent direction" from the line search: try looser tolerances.
+            }
+        }
+        var x = (double[])start.Clone();
+        var m = new double[x.Length];
+        var v = new double[x.Length];
+        double loss = double.NaN;
+        const double lr = 0.05, b1 = 0.9, b2 = 0.999;
+        int steps = Math.Max(200, 4 * maxIterations);
+        for (int t = 1; t <= steps; t++)
+        {
+            var (l, grad) = evaluate(Vector<double>.Build.Dense(x));
+            loss = l;
+            for (int i = 0; i < x.Length; i++)
+            {
+                m[i] = b1 * m[i] + (1 - b1) * grad[i];
+                v[i] = b2 * v[i] + (1 - b2) * grad[i] * grad[i];
+                x[i] -= lr * (m[i] / (1 - Math.Pow(b1, t))) / (Math.Sqrt(v[i] / (1 - Math.Pow(b2, t))) + 1e-8);
+            }
+        }
+        return (Vector<double>.Build.Dense(x), steps, loss);
     }
 }

@@ -115,8 +115,8 @@ public static class GateFitting
         AtomicFile.WriteAllText(path, sb.ToString(), overwrite);
     }
 
-    /// <summary>Reads what <see cref="Save"/> wrote.</summary>
-    /// <exception cref="SpmFormatException">A line is not a labelled prompt, or the judges differ from <paramref name="judgeNames"/>.</exception>
+    /// <summary>Reads what <see cref="Save"/> wrote, keeping the labels of <paramref name="judgeNames"/> in that order.</summary>
+    /// <exception cref="SpmFormatException">A line is not a labelled prompt, or the file has no labels by one of <paramref name="judgeNames"/>.</exception>
     public static IReadOnlyList<LabelledPrompt> Load(string path, IReadOnlyList<string> judgeNames)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -126,8 +126,11 @@ public static class GateFitting
         {
             var header = JsonNode.Parse(lines[0])?["judges"]?.AsArray().Select(n => (string?)n ?? "").ToArray()
                 ?? throw new SpmFormatException(path, "judges", "the first line does not name the judges.");
-            if (!header.SequenceEqual(judgeNames))
-                throw new SpmFormatException(path, "judges", $"labelled by [{string.Join(", ", header)}], not [{string.Join(", ", judgeNames)}]: label again or pass the same concepts.");
+            // The cache may hold more judges than asked for (one labelling pass serves many concepts): pick the columns by name.
+            var columns = judgeNames.Select(n => Array.IndexOf(header, n)).ToArray();
+            int missing = Array.IndexOf(columns, -1);
+            if (missing >= 0)
+                throw new SpmFormatException(path, "judges", $"has no labels by '{judgeNames[missing]}' (it holds [{string.Join(", ", header)}]): label again, or pass concepts it was labelled for.");
             var data = new List<LabelledPrompt>(lines.Length - 1);
             for (int i = 1; i < lines.Length; i++)
             {
@@ -136,7 +139,8 @@ public static class GateFitting
                 var labels = o["labels"]!.AsArray().Select(n => (float)n!).ToArray();
                 if (labels.Length != header.Length || labels.Any(l => !(l >= 0 && l <= 1)))
                     throw new SpmFormatException(path, $"line {i + 1}", "labels must be one share in [0, 1] per judge.");
-                data.Add(new LabelledPrompt((string?)o["prompt"] ?? throw new SpmFormatException(path, $"line {i + 1}", "no prompt."), (int?)o["images"] ?? 1, labels));
+                data.Add(new LabelledPrompt((string?)o["prompt"] ?? throw new SpmFormatException(path, $"line {i + 1}", "no prompt."), (int?)o["images"] ?? 1,
+                    columns.Select(c => labels[c]).ToArray()));
             }
             return data;
         }
