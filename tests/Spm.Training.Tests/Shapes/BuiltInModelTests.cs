@@ -91,8 +91,40 @@ public class BuiltInModelTests
 
         const string other = "a green square on a black background";
         var baseOther = await Run(other, new GateSettings(FixedMultiplier: 0f));
-        var gatedOther = await Run(other, new GateSettings(Calibration: GateCalibration.EmptyPrompt));
+        var gatedOther = await Run(other, GateSettings.Default);
         for (int i = 0; i < 8; i++) Assert.That(gatedOther[i].Rgb, Is.EqualTo(baseOther[i].Rgb), "gate 0: the base model's image");
+    }
+
+    /// <summary>
+    /// The gate that holds, read from the text encoder alone: each shipped SPM's learned gate opens fully for re-phrasings the
+    /// model draws as its concept (capitals, word order, long prompts, repetition; the plural for the circle) and stays shut
+    /// for near neighbours in the model's own words. Images and the per-image figures: docs/gate.md (spm attack).
+    /// </summary>
+    [TestCase("circle", new[] { "a red circle", "A RED CIRCLE", "red circles", "a circle that is red", "circle, a blue circle, circle", "a photo of, a striped green circle, high quality, detailed" },
+        new[] { "a red square", "a green triangle on a black background", "a square that is blue", "A BLUE STAR", "a photo of, a dotted yellow square, high quality, detailed" })]
+    [TestCase("red", new[] { "a red circle", "A RED SQUARE", "red stars", "a triangle that is red", "red, star, striped, on gray", "simple, a red star, digital art" },
+        new[] { "a blue circle", "a green square on a white background", "a circle that is purple", "AN ORANGE STAR", "simple, a yellow star, digital art" })]
+    public void ShippedLearnedGates_OpenForPhrasingsOfTheirConcept_AndStayShutForNearNeighbours(string name, string[] targets, string[] neighbours)
+    {
+        var loaded = LoadedSpms.Load(Folder, [Path.Combine(Folder, "spm", name + ".safetensors")]);
+        Assert.That(loaded.Layout.Sets[0].GateProbe, Is.Not.Null, "the shipped file carries a learned gate");
+        using var pipeline = StableDiffusionPipeline.Load(Folder, new PipelineOptions { UNetSource = loaded.UNetSource });
+        var conditioner = loaded.CreateConditioner(pipeline, [GateSettings.Default]);
+        float strength = loaded.Layout.Sets[0].GateProbe!.Strength;
+        foreach (var t in targets)
+        {
+            var gate = conditioner.GatesFor(t)[0];
+            TestContext.Out.WriteLine($"{name} target '{t}': {gate}");
+            Assert.That(gate.ReadBy, Is.EqualTo(GateCalibration.Learned));
+            Assert.That(gate.Multiplier, Is.GreaterThanOrEqualTo(0.8f * strength), t);
+        }
+        foreach (var n in neighbours)
+        {
+            var gate = conditioner.GatesFor(n)[0];
+            TestContext.Out.WriteLine($"{name} neighbour '{n}': {gate}");
+            // At most a tenth of the membrane: the circle gate gives a long prompt of filler words around a square 0.08.
+            Assert.That(gate.Multiplier, Is.LessThanOrEqualTo(0.1f), n);
+        }
     }
 
     [Test]
