@@ -17,8 +17,9 @@ async function postJson(url, body) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
   });
-  const data = await response.json().catch(() => ({ error: response.statusText }));
-  if (!response.ok) throw new Error(data.error || response.statusText);
+  const data = await response.json().catch(() => ({}));
+  // Refusals are RFC 9457 problems: "detail" names each wrong field ("steps: must be 1..100, got 0.").
+  if (!response.ok) throw new Error(data.detail || data.title || response.statusText);
   return data;
 }
 
