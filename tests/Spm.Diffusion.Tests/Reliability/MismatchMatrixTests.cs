@@ -237,6 +237,7 @@ public class MismatchMatrixTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void Fp32Spm_IntoFp16Model_Works_BranchInFp32()
     {
         // Supported: a UNet whose adaptable layers compute in fp16 (mixed precision) gets its branches in fp32 with

@@ -6,7 +6,7 @@ using Spm.Training.LatentAnchoring;
 namespace Spm.Training.Tests.LatentAnchoring;
 
 /// <summary>The fixed erasure probe: a measurement next to the training loss that must never change training.</summary>
-[NonParallelizable]
+[Parallelizable(ParallelScope.All)] // each test trains on one ONNX Runtime thread (OneThread) in its own folder
 public class ErasureProbeTests
 {
     private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
@@ -24,6 +24,7 @@ public class ErasureProbeTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ProbeIsLoggedAndDoesNotChangeTheResult()
     {
         var dir = TestPaths.NewTempDir();
@@ -60,6 +61,7 @@ public class ErasureProbeTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ProbeFallsWhenTheMembraneLearnsWithoutAnchoring()
     {
         // 16 iterations at 128x128 with 4 sampling steps, lr 1e-2, no anchoring: the erasure loss on the fixed
@@ -75,6 +77,7 @@ public class ErasureProbeTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ResumedRunLogsTheSameProbe()
     {
         var dir = TestPaths.NewTempDir();

@@ -6,7 +6,7 @@ using Spm.Training.LatentAnchoring;
 
 namespace Spm.Training.Tests.LatentAnchoring;
 
-[NonParallelizable]
+[Parallelizable(ParallelScope.All)] // each test trains on one ONNX Runtime thread (OneThread) in its own folder
 public class TrainerTests
 {
     internal static LatentAnchoringOptions Small(int iterations, int checkpointEvery = 0) => new()
@@ -31,6 +31,7 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task TrainsWritesOfficialLayoutAndReducesErasureLoss()
     {
         var dir = TestPaths.NewTempDir();
@@ -53,6 +54,7 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task OneGradientGraphServesEveryLatentSize()
     {
         var dir = TestPaths.NewTempDir();
@@ -71,6 +73,7 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task SameSeedGivesIdenticalFile()
     {
         var dir = TestPaths.NewTempDir();
@@ -82,6 +85,7 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ResumeAfterInterruptionGivesTheSameFile()
     {
         var dir = TestPaths.NewTempDir();
@@ -107,6 +111,7 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ResumeWithOtherOptionsIsRefused()
     {
         var dir = TestPaths.NewTempDir();
@@ -124,6 +129,7 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task PreviewGridsAreWrittenAndDoNotChangeTheResult()
     {
         var dir = TestPaths.NewTempDir();
