@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command of the README: provisions what the tests need (Chromium for the WebDemo browser test), builds the
-# solution, runs every NUnit suite (the test projects in parallel), then prints one summary line:
+# solution, runs every NUnit suite (all test projects at once), then prints one summary line:
 #   N passed, N failed, N skipped
 # where "skipped" is every test that was found but not run ([Explicit] and [Ignore] tests), each listed above it.
 #
@@ -40,13 +40,35 @@ fi
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 started=$(date +%s)
-dotnet test Spm.sln -c Release --logger "trx" --results-directory "$results" "${args[@]}"
-status=$?
+dotnet build Spm.sln -c Release -nologo -clp:NoSummary -v:quiet || { echo "test.sh: the build failed" >&2; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+# Every test project at once, the longest (Training) first: `dotnet test Spm.sln` runs only as many projects at a time
+# as there are cores, so on 2 cores Training used to start only after two others had finished. Each project's console
+# output goes to a file and is shown whole when all are done, so the logs do not interleave.
+projects=(Spm.Training.Tests Spm.Diffusion.Tests Spm.Cli.Tests Spm.WebDemo.Tests Spm.Core.Tests)
+pids=()
+for p in "${projects[@]}"; do
+  dotnet test "tests/$p/$p.csproj" -c Release --no-build --logger "trx" --results-directory "$results/$p" "${args[@]}" \
+    >"$results/$p.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for i in "${!projects[@]}"; do
+  wait "${pids[$i]}" || status=1
+done
+for p in "${projects[@]}"; do
+  echo "=== $p"
+  grep -v -e '^\s*$' -e '^Results File:' "$results/$p.log"
+done
 
 # Count from each test's own result: the trx <Counters> element leaves [Explicit] tests out of notExecuted (it reports
 # them only as total - executed), so summing its attributes said "0 skipped" while tests were skipped.
 passed=0; failed=0; skipped=0; runs=0
-for f in "$results"/*.trx; do
+for p in "${projects[@]}"; do
+  # A test host that crashed writes no results: count the project as one failure rather than let it vanish.
+  if ! ls "$results/$p"/*.trx >/dev/null 2>&1; then echo "test.sh: $p wrote no test results (see its log above)" >&2; failed=$((failed + 1)); fi
+done
+for f in "$results"/*/*.trx; do
   [ -f "$f" ] || continue
   runs=$((runs + 1))
   while IFS=$'\t' read -r outcome name; do
