@@ -7,9 +7,10 @@ namespace Spm.Tests.Common;
 internal static class TestCategories
 {
     /// <summary>
-    /// Tests that take about 5 s or more on the project's 2-core machine: training (membranes, the tiny-shapes model),
-    /// gradient graphs of whole UNets, generation with the built-in model over many prompts, and the multi-process
-    /// kill/resume and concurrency tests. Measured from the durations in the trx results, not guessed.
+    /// Tests that take about 2 s or more on the project's 2-core machine, measured from the durations in the trx
+    /// results, not guessed: training (membranes, the tiny-shapes model), gradient graphs of whole UNets, whole-model
+    /// runs (generating, baking, evaluating with the fixture or the built-in model, end to end through the CLI), and
+    /// the multi-process kill/resume and concurrency tests.
     /// </summary>
     public const string Slow = "Slow";
 }
