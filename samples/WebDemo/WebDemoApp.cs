@@ -204,13 +204,14 @@ public static class WebDemoApp
     }
 
     // The field a check below the body reader is about. The reader already checks the prompt, flags, steps, size range,
-    // negative prompt and guidance of a generate request, so the pipeline's own request check
-    // (InvalidGenerationRequestException) can only be left with the image size the model cannot draw; the rest is
-    // reported against the body as a whole.
+    // negative prompt and guidance of a generate request, so what the pipeline's own request check
+    // (InvalidGenerationRequestException) can still refuse is an image size the model cannot draw; its message then
+    // starts with "size". Anything else is reported against the body as a whole.
     private static Dictionary<string, string[]> FieldOf(HttpContext context, SpmException ex)
     {
-        var field = ex is InvalidGenerationRequestException && context.Request.Path == "/api/generate" ? "size" : "body";
-        return new() { [field] = [ex.Message] };
+        bool size = ex is InvalidGenerationRequestException && context.Request.Path == "/api/generate"
+            && ex.Message.StartsWith("size", StringComparison.Ordinal);
+        return new() { [size ? "size" : "body"] = [ex.Message] };
     }
 
     // Adds what the generated schema of SpmSelection cannot say by itself: in JSON it is one of two kinds of array.
