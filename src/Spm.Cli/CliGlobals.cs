@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Spm.Core;
+using System.CommandLine.Invocation;
 
 namespace Spm.Cli;
 
@@ -13,14 +13,38 @@ internal static class CliGlobals
         Recursive = true,
     };
 
+    /// <summary>The root command with every verb: what <c>spm</c> runs (and what tests run in-process).</summary>
+    public static RootCommand CreateRoot()
+    {
+        var root = new RootCommand("spm: train, inspect, inject and bake SPM concept-erasure membranes for ONNX diffusion models.\n\n" + ExitCodes.HelpText);
+        root.Options.Add(Verbose);
+        foreach (var command in Commands.CommandRegistry.All())
+            root.Subcommands.Add(command);
+        return root;
+    }
+
+    /// <summary>The help of every --model option that falls back to the default model, in the order it is looked for.</summary>
+    public static readonly string ModelHelp =
+        $"Model folder (diffusers/optimum ONNX layout). Default: ${Spm.Diffusion.Pipelines.DefaultModel.EnvironmentVariable}, else ./{Spm.Diffusion.Pipelines.DefaultModel.RelativePath} (or in a folder above), else the built-in model installed with spm.";
+
     /// <summary>
-    /// Runs the parsed command. Errors end with a non-zero exit code and a one-line cause on stderr;
-    /// the stack trace is shown only with --verbose. Ctrl+C cancels the token the verbs receive.
+    /// Runs the parsed command. Errors end with the exit code of <see cref="ExitCodes"/> and a one-line cause on
+    /// stderr; the stack trace is shown only with --verbose. Ctrl+C cancels the token the verbs receive.
     /// </summary>
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
+        NumberOptions.Install(root);
         var parse = root.Parse(args);
         bool verbose = parse.GetValue(Verbose);
+        // Parse errors (unknown options, bad numbers, missing required options) are usage errors; --help with a
+        // mistake beside it still shows the help.
+        if (parse.Errors.Count > 0 && parse.Action is ParseErrorAction)
+        {
+            // One line per error; the last one says where the options are described.
+            for (int i = 0; i < parse.Errors.Count; i++)
+                Console.Error.WriteLine($"spm: error: {parse.Errors[i].Message}" + (i == parse.Errors.Count - 1 ? $" See '{CommandPath(parse)} --help'." : ""));
+            return ExitCodes.UsageError;
+        }
         try
         {
             return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -28,19 +52,27 @@ internal static class CliGlobals
         catch (OperationCanceledException)
         {
             Console.Error.WriteLine("spm: cancelled.");
-            return 130;
+            return ExitCodes.Cancelled;
         }
-        catch (Exception ex) when (ex is SpmException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or NotSupportedException || !verbose)
+        catch (Exception ex)
         {
             Console.Error.WriteLine($"spm: error: {OneLine(ex)}");
             if (verbose) Console.Error.WriteLine(ex);
-            return ex is SpmException or ArgumentException ? 2 : 1;
+            return ExitCodes.For(ex);
         }
+    }
+
+    private static string CommandPath(ParseResult parse)
+    {
+        var names = new List<string>();
+        for (var c = parse.CommandResult; c is not null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+            names.Insert(0, c.Parent is null ? "spm" : c.Command.Name);
+        return string.Join(' ', names);
     }
 
     private static string OneLine(Exception ex)
     {
-        var msg = ex is SpmException || ex.InnerException is null ? ex.Message : $"{ex.Message} ({ex.InnerException.Message})";
+        var msg = ex is Spm.Core.SpmException || ex.InnerException is null ? ex.Message : $"{ex.Message} ({ex.InnerException.Message})";
         return msg.ReplaceLineEndings(" ");
     }
 }

@@ -80,3 +80,23 @@ public class SpmMismatchException : SpmException
     /// <summary>The first layer (module path or key) that does not fit, if known.</summary>
     public string? Layer { get; }
 }
+
+/// <summary>
+/// An input the caller named (a model folder, an SPM file, a latents file...) does not exist. Distinct from
+/// <see cref="SpmFormatException"/>, which is for inputs that exist but are broken: tools report the two differently.
+/// </summary>
+public class SpmInputNotFoundException : SpmException
+{
+    /// <summary>
+    /// Creates the error; <paramref name="what"/> says what the path should have been (e.g. "model folder"), and
+    /// <paramref name="advice"/>, when given, what to do about it.
+    /// </summary>
+    public SpmInputNotFoundException(string inputPath, string what, string? advice = null)
+        : base($"{what} '{SpmFormatException.OneLine(inputPath, int.MaxValue)}' not found{(advice is null ? "." : $": {advice}")}")
+    {
+        InputPath = inputPath;
+    }
+
+    /// <summary>The path that does not exist.</summary>
+    public string InputPath { get; }
+}

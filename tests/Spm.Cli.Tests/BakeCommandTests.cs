@@ -58,12 +58,4 @@ public class BakeCommandTests
         Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
         Assert.That(File.ReadAllText(outFile), Is.EqualTo("not mine to lose"));
     }
-
-    [Test]
-    public void ParseSpms_SplitsNumericSuffixOnly()
-    {
-        var (paths, mults) = BakeCommand.ParseSpms(["a.safetensors:0.5", "b.safetensors", "c:d.safetensors"]);
-        Assert.That(paths, Is.EqualTo(new[] { "a.safetensors", "b.safetensors", "c:d.safetensors" }));
-        Assert.That(mults, Is.EqualTo(new float?[] { 0.5f, null, null }));
-    }
 }

@@ -12,6 +12,12 @@ internal static class CliHarness
     {
         var root = new RootCommand();
         foreach (var c in commands) root.Subcommands.Add(c);
+        return Run(root, args);
+    }
+
+    /// <summary>Runs <paramref name="root"/> (e.g. <see cref="CliGlobals.CreateRoot"/>, the whole tool).</summary>
+    public static (int Code, string Out, string Err) Run(RootCommand root, params string[] args)
+    {
         var (oldOut, oldErr) = (Console.Out, Console.Error);
         using var o = new StringWriter();
         using var e = new StringWriter();

@@ -129,18 +129,18 @@ public class GenerateCommandTests
     public void BadInputs_AreOneLineErrors()
     {
         var missing = Run("generate", "--model", "/no/such/model", "--prompt", "x");
-        Assert.That(missing.Code, Is.EqualTo(2));
+        Assert.That(missing.Code, Is.EqualTo(ExitCodes.MissingInput));
         Assert.That(missing.Err.Trim(), Does.StartWith("spm: error:").And.Contain("/no/such/model"));
 
         var noLatents = Path.Combine(_dir, "x.safetensors");
         SafeTensorsWriter.WriteFloat(noLatents, new Dictionary<string, FloatTensor> { ["other"] = new FloatTensor(1, 4, 8, 8) });
         var bad = Run(Generate("--init-latents", noLatents, "--out", Path.Combine(_dir, "y.png")));
-        Assert.That(bad.Code, Is.EqualTo(2));
+        Assert.That(bad.Code, Is.EqualTo(ExitCodes.BadInput));
         Assert.That(bad.Err, Does.Contain("x.safetensors").And.Contain("'latents'"));
 
         var size = Run(Generate("--width", "100", "--out", Path.Combine(_dir, "z.png")));
         Assert.That(size.Code, Is.EqualTo(2));
-        Assert.That(size.Err, Does.Contain("multiple of 8"));
+        Assert.That(size.Err, Does.Contain("--width must be a multiple of 16, got 100"));
         Assert.That(File.Exists(Path.Combine(_dir, "z.png")), Is.False);
     }
 

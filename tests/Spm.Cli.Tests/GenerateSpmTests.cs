@@ -31,7 +31,7 @@ public class GenerateSpmTests
     private static string Spm(string caseName) => Path.Combine(TestPaths.Reference(caseName), "spm.safetensors");
 
     private static string[] Generate(params string[] extra)
-        => ["generate", "--model", TestPaths.TinySd1, "--prompt", "a photo of a cat", "--steps", "2", "--seed", "3", .. extra];
+        => ["generate", "--model", TestPaths.TinySd1, "--prompt", "a photo of a cat", "--steps", "2", "--seed", "3", "--gate-calibration", "none", .. extra];
 
     [Test]
     [Category(TestCategories.Slow)]
@@ -40,19 +40,19 @@ public class GenerateSpmTests
         var png = Path.Combine(_dir, "a.png");
         var (code, stdout, stderr) = Run(Generate("--out", png, "--spm", Spm("all-layers"), "--spm", Spm("attn2-rank4") + ":0.5"));
         Assert.That(code, Is.EqualTo(0), stderr);
-        var gated = Regex.Match(stdout, @"gate: spm\.safetensors gate ([0-9.]+) \(gamma ([0-9.]+)\)");
+        var gated = Regex.Match(stdout, @"gate: spm\.safetensors gate ([0-9.]+) \(gamma ([0-9.]+), raw\)");
         Assert.That(gated.Success, Is.True, stdout);
         Assert.That(stdout, Does.Contain("gate: spm.safetensors x0.5 (fixed)"));
         // The gate is gamma squared (default curve).
         double g = double.Parse(gated.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         double gamma = double.Parse(gated.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.That(g, Is.EqualTo(gamma * gamma).Within(2e-3));
-        Assert.That(PngImage.ReadParameters(png), Does.Contain($"SPM: spm.safetensors gate {gated.Groups[1].Value} (gamma {gated.Groups[2].Value}), spm.safetensors x0.5 (fixed)"));
+        Assert.That(PngImage.ReadParameters(png), Does.Contain($"SPM: spm.safetensors gate {gated.Groups[1].Value} (gamma {gated.Groups[2].Value}, raw), spm.safetensors x0.5 (fixed)"));
 
         // Linear curve: the gate equals gamma.
         (code, stdout, stderr) = Run(Generate("--out", Path.Combine(_dir, "b.png"), "--spm", Spm("all-layers"), "--gate-curve", "linear"));
         Assert.That(code, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain($"gate: spm.safetensors gate {gated.Groups[2].Value} (gamma {gated.Groups[2].Value})"));
+        Assert.That(stdout, Does.Contain($"gate: spm.safetensors gate {gated.Groups[2].Value} (gamma {gated.Groups[2].Value}, raw)"));
     }
 
     [Test]
@@ -82,7 +82,7 @@ public class GenerateSpmTests
             [new Membrane(SpmKeys.KeyFor(layer), new FloatTensor(1, 1024), new FloatTensor(64, 1), 1f, layer)]), overwrite: true);
         var png = Path.Combine(_dir, "m.png");
         var (code, _, stderr) = Run(Generate("--out", png, "--spm", path));
-        Assert.That(code, Is.EqualTo(2));
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput));
         Assert.That(stderr.Trim(), Does.StartWith("spm: error:").And.Contain(layer).And.Contain("1 of its 1 layers"));
         Assert.That(File.Exists(png), Is.False);
     }

@@ -66,7 +66,7 @@ public class GradCommandTests
         // The SPM file itself is a valid safetensors file without sample/R: the error names the file and the key.
         var (code, _, stderr) = Run("grad", "--model", TestPaths.TinySd1, "--spm", Path.Combine(dir, "spm.safetensors"),
             "--inputs", Path.Combine(dir, "spm.safetensors"), "--out", output);
-        Assert.That(code, Is.EqualTo(2));
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput));
         Assert.That(stderr, Does.Contain("spm.safetensors").And.Contain("'sample'"));
         Assert.That(File.Exists(output), Is.False);
     }

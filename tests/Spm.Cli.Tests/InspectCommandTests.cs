@@ -154,7 +154,7 @@ public class InspectCommandTests
         var garbage = Path.Combine(TestPaths.NewTempDir(), "model.onnx");
         File.WriteAllBytes(garbage, [0x0a, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
         (code, _, stderr) = Run("inspect", garbage, "--json");
-        Assert.That(code, Is.EqualTo(2));
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput));
         Assert.That(stderr, Does.Contain(garbage));
 
         (code, _, stderr) = Run("inspect", TestPaths.TinySd1, "--model", TestPaths.TinySd1);

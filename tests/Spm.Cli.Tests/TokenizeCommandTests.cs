@@ -34,10 +34,10 @@ public class TokenizeCommandTests
     }
 
     [Test]
-    public void MissingModel_IsAOneLineErrorWithExitCode2()
+    public void MissingModel_IsAOneLineErrorWithExitCode3()
     {
         var (code, stdout, stderr) = Run("tokenize", "--model", "/no/such/model", "x");
-        Assert.That(code, Is.EqualTo(2));
+        Assert.That(code, Is.EqualTo(ExitCodes.MissingInput));
         Assert.That(stdout, Is.Empty);
         Assert.That(stderr.Trim(), Does.StartWith("spm: error:").And.Contain("/no/such/model"));
     }

@@ -16,7 +16,7 @@ internal static class BakeCommand
         var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file.", Required = true };
         var spm = new Option<string[]>("--spm")
         {
-            Description = "SPM file to bake; repeat for several. FILE:MULT sets its multiplier.",
+            Description = $"SPM to bake, repeat for several: {SpmFileArgument.Syntax.Replace("fixes the gate", "is the strength baked in", StringComparison.Ordinal)}.",
             Required = true,
             AllowMultipleArgumentsPerToken = false,
         };
@@ -32,12 +32,16 @@ internal static class BakeCommand
         };
         cmd.SetAction((parse, ct) =>
         {
-            var (paths, inline) = ParseSpms(parse.GetValue(spm) ?? []);
+            var modelPath = parse.GetValue(model)!;
+            if (!File.Exists(modelPath) && !Directory.Exists(modelPath)) throw new Spm.Core.SpmInputNotFoundException(modelPath, "--model");
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], Directory.Exists(modelPath) ? modelPath : null);
+            var paths = files.Select(f => f.Path).ToList();
+            var inline = files.Select(f => f.Multiplier).ToList();
             var given = parse.GetValue(multiplier) ?? [];
             if (given.Length > 0 && inline.Any(m => m is not null))
                 throw new ArgumentException("Give multipliers either as FILE:MULT or with --multiplier, not both.");
             IReadOnlyList<float> multipliers = given.Length > 0 ? given : inline.Select(m => m ?? 1f).ToArray();
-            var request = new BakeRequest(parse.GetValue(model)!, paths, BakeJob.ExpandMultipliers(multipliers, paths.Count),
+            var request = new BakeRequest(modelPath, paths, BakeJob.ExpandMultipliers(multipliers, paths.Count),
                 parse.GetValue(mode) == "branch" ? BakeMode.Branch : BakeMode.Merge, parse.GetValue(output)!,
                 parse.GetValue(force), parse.GetValue(partial));
 
@@ -61,27 +65,5 @@ internal static class BakeCommand
             return Task.FromResult(0);
         });
         return cmd;
-    }
-
-    /// <summary>Splits <c>FILE[:MULT]</c> values; a suffix counts as a multiplier only when it parses as a number.</summary>
-    internal static (List<string> Paths, List<float?> Multipliers) ParseSpms(IEnumerable<string> values)
-    {
-        var paths = new List<string>();
-        var mults = new List<float?>();
-        foreach (var v in values)
-        {
-            int colon = v.LastIndexOf(':');
-            if (colon > 0 && float.TryParse(v.AsSpan(colon + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out var m) && !File.Exists(v))
-            {
-                paths.Add(v[..colon]);
-                mults.Add(m);
-            }
-            else
-            {
-                paths.Add(v);
-                mults.Add(null);
-            }
-        }
-        return (paths, mults);
     }
 }

@@ -33,11 +33,11 @@ internal static class BenchCommand
     /// <summary><c>spm bench pipeline</c>: it/s of generation and the share of time outside the three models.</summary>
     private static Command PipelineBench()
     {
-        var model = new Option<string?>("--model") { Description = $"Model folder. Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
-        var steps = new Option<int>("--steps") { Description = "Denoising steps per run.", DefaultValueFactory = _ => 20 };
-        var runs = new Option<int>("--runs") { Description = "Measured runs (after one warm-up).", DefaultValueFactory = _ => 3 };
-        var size = new Option<int?>("--size") { Description = "Image width and height in pixels (default: the model's)." };
-        var batch = new Option<int>("--batch") { Description = "Images per run (one UNet batch).", DefaultValueFactory = _ => 1 };
+        var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
+        var steps = new Option<int>("--steps") { Description = "Denoising steps per run.", DefaultValueFactory = _ => 20 }.InRange(1, 1000);
+        var runs = new Option<int>("--runs") { Description = "Measured runs (after one warm-up).", DefaultValueFactory = _ => 3 }.InRange(1);
+        var size = new Option<int?>("--size") { Description = GenerateCommand.Options.SizeHelp("Image width and height") }.InRange(1, ModelFolder.MaxImageSide);
+        var batch = new Option<int>("--batch") { Description = "Images per run (one UNet batch), 1 to 256.", DefaultValueFactory = _ => 1 }.InRange(1, 256);
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler (default: the model's)." };
         var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
         var provider = new Option<string>("--provider") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
@@ -49,6 +49,7 @@ internal static class BenchCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var folder = DefaultModel.Resolve(parse.GetValue(model));
+            InputChecks.ImageSide(ModelFolder.Open(folder), "--size", parse.GetValue(size));
             var kind = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu;
             using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
             {

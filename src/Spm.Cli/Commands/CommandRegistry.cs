@@ -18,5 +18,7 @@ internal static class CommandRegistry
         yield return ShapesCommand.Create();
         yield return BuildModelCommand.Create();
         yield return EvalCommand.Create();
+        yield return GateCommand.Create();
+        yield return AttackCommand.Create();
     }
 }

@@ -24,7 +24,7 @@ internal static class EvalBenchCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = $"Model folder. Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
+        var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s) loaded into the UNet (multipliers vary per image). Without: base model only.", AllowMultipleArgumentsPerToken = true };
         var images = new Option<int>("--images") { Description = "Images per configuration and round.", DefaultValueFactory = _ => 16 };
         var rounds = new Option<int>("--rounds") { Description = "Measured rounds (after a warm-up); the median is reported.", DefaultValueFactory = _ => 3 };
@@ -32,7 +32,7 @@ internal static class EvalBenchCommand
         var steps = new Option<int>("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 20 };
         var guidance = new Option<double>("--guidance") { Description = "Guidance scale.", DefaultValueFactory = _ => 5.0 };
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler (default: the model's)." };
-        var size = new Option<int?>("--size") { Description = "Image side in pixels (default: the model's)." };
+        var size = new Option<int?>("--size") { Description = GenerateCommand.Options.SizeHelp("Image side") }.InRange(1, ModelFolder.MaxImageSide);
         var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
         var parallel = new Option<int>("--parallel") { Description = "Batches generated at once by the eval generator (try 2 with --threads 1).", DefaultValueFactory = _ => 1 };
         var projectImages = new Option<int>("--project-images") { Description = "Images per set of the projected spm eval.", DefaultValueFactory = _ => 100 };
@@ -44,7 +44,8 @@ internal static class EvalBenchCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var folder = DefaultModel.Resolve(parse.GetValue(model));
-            var files = parse.GetValue(spm) ?? [];
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], folder, allowMultiplier: false).Select(f => f.Path).ToArray();
+            InputChecks.ImageSide(ModelFolder.Open(folder), "--size", parse.GetValue(size));
             int k = parse.GetValue(images), roundCount = parse.GetValue(rounds);
             var sizes = (parse.GetValue(batches) ?? []).Distinct().Order().ToArray();
             if (k < 1 || roundCount < 1 || sizes.Length == 0 || sizes.Any(b => b < 1 || b > 256))

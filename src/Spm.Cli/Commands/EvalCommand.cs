@@ -26,17 +26,17 @@ internal static class EvalCommand
 {
     internal sealed class Options
     {
-        public readonly Option<string?> Model = new("--model") { Description = $"Model folder (diffusers/optimum ONNX layout). Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
-        public readonly Option<string[]> Spm = new("--spm") { Description = "SPM file(s) to evaluate (repeat, or list several after one --spm).", AllowMultipleArgumentsPerToken = true };
+        public readonly Option<string?> Model = new("--model") { Description = CliGlobals.ModelHelp };
+        public readonly Option<string[]> Spm = new("--spm") { Description = "SPM file(s) to evaluate (repeat, or list several after one --spm); a bare name such as 'circle' means MODEL/spm/circle.safetensors when no such file is in the current folder.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<string[]> Concepts = new("--concepts") { Description = "The concept each --spm file erases, in order (then optionally each --no-anchoring-spm file's). Default: read from each file's prompts.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<string[]> NoAnchoringSpm = new("--no-anchoring-spm") { Description = "SPM file(s) trained with --no-anchoring, for the \"no anchoring\" ablation rows.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<bool> Fidelity = new("--fidelity") { Description = "Measure the base model's fidelity to random captions (shape/colour/pattern/background accuracy) instead." };
-        public readonly Option<int?> Images = new("--images") { Description = "Images per prompt set (default 100; 200 with --fidelity)." };
+        public readonly Option<int?> Images = new Option<int?>("--images") { Description = "Images per prompt set, 1 to 100000 (default 100; 200 with --fidelity)." }.InRange(1, 100_000);
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of the prompt sets and image seeds.", DefaultValueFactory = _ => 0 };
-        public readonly Option<int?> Steps = new("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
-        public readonly Option<double?> Guidance = new("--guidance", "--cfg") { Description = "Classifier-free guidance scale (default: the model's spm_generate_defaults.json, else 5)." };
+        public readonly Option<int?> Steps = new Option<int?>("--steps") { Description = "Denoising steps, 1 to 1000 (default: the model's spm_generate_defaults.json, else 20)." }.InRange(1, 1000);
+        public readonly Option<double?> Guidance = new Option<double?>("--guidance", "--cfg") { Description = "Classifier-free guidance scale, 0 or more (default: the model's spm_generate_defaults.json, else 5)." }.InRange(0);
         public readonly Option<string?> Scheduler = new("--scheduler") { Description = "pndm, ddim, euler, euler-a, dpmpp-2m or lms (default: the model's)." };
-        public readonly Option<int?> Size = new("--size") { Description = "Image side in pixels (default: the model's size)." };
+        public readonly Option<int?> Size = new Option<int?>("--size") { Description = GenerateCommand.Options.SizeHelp("Image side") }.InRange(1, ModelFolder.MaxImageSide);
         public readonly Option<int> Batch = new("--batch") { Description = "Images per UNet batch (base and variants mixed).", DefaultValueFactory = _ => 8 };
         public readonly Option<string> GateCurve = new("--gate-curve") { Description = "Facilitated transport curve: square (default) or linear.", DefaultValueFactory = _ => "square" };
         public readonly Option<float> FacilitateFactor = new("--facilitate-factor") { Description = "Scales each SPM's gamma before the curve.", DefaultValueFactory = _ => 1f };
@@ -48,12 +48,12 @@ internal static class EvalCommand
         public readonly Option<int> Threads = new("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
         public readonly Option<int> Parallel = new("--parallel") { Description = "Batches generated at once (try 2 with --threads 1 on small CPUs).", DefaultValueFactory = _ => 1 };
 
-        public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How clipcos counts: none (the spec's raw cosine, default) or empty (above the empty prompt's cosine to the concept).", DefaultValueFactory = _ => "none" };
+        public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How gamma is read: auto (default: the SPM's learned gate when its file has one for this model, else empty), learned (required), empty (the concept text's cosine above the empty prompt's), none (the spec's raw cosine and token match).", DefaultValueFactory = _ => "auto" };
 
         public Options()
         {
             GateCurve.AcceptOnlyFromAmong("square", "linear");
-            GateCalibration.AcceptOnlyFromAmong("none", "empty");
+            GateCalibration.AcceptOnlyFromAmong([.. global::Spm.Core.Gating.GateCalibrations.Names]);
         }
 
         public IEnumerable<Option> All() =>
@@ -87,8 +87,9 @@ internal static class EvalCommand
             throw new SpmException("nothing to evaluate: give --spm FILE ... (or --fidelity for the base model).");
         if (concepts.Length > 0 && concepts.Length != spms.Length && concepts.Length != spms.Length + noAnchoring.Length)
             throw new SpmException($"--concepts names {concepts.Length} concept(s) for {spms.Length} --spm file(s){(noAnchoring.Length > 0 ? $" and {noAnchoring.Length} --no-anchoring-spm file(s)" : "")}: give one per --spm file (optionally followed by one per --no-anchoring-spm file).");
-        foreach (var f in spms.Concat(noAnchoring))
-            if (!File.Exists(f)) throw new SpmException($"SPM file '{f}' not found.");
+        var modelFolder = DefaultModel.Resolve(parse.GetValue(o.Model));
+        spms = SpmFileArgument.ParseAll(spms, modelFolder, allowMultiplier: false).Select(f => f.Path).ToArray();
+        noAnchoring = SpmFileArgument.ParseAll(noAnchoring, modelFolder, "--no-anchoring-spm", allowMultiplier: false).Select(f => f.Path).ToArray();
         int images = parse.GetValue(o.Images) ?? (fidelity ? 200 : 100);
         if (images is < 1 or > 100_000) throw new SpmException($"--images must be 1..100000, got {images}.");
         int gridPrompts = parse.GetValue(o.GridPrompts);
@@ -102,7 +103,7 @@ internal static class EvalCommand
             "cuda" => ExecutionProviderKind.Cuda,
             var p => throw new SpmException($"unknown provider '{p}' (cpu or cuda)."),
         };
-        var modelFolder = DefaultModel.Resolve(parse.GetValue(o.Model));
+        InputChecks.ImageSide(ModelFolder.Open(modelFolder), "--size", parse.GetValue(o.Size));
         var sampling = ModelGenerationDefaults.Load(modelFolder);
         if (sampling is not null && (parse.GetValue(o.Steps) is null || parse.GetValue(o.Guidance) is null))
             Console.Error.WriteLine($"spm eval: sampling options not given come from the model's {ModelGenerationDefaults.FileName} ({sampling}).");
@@ -341,7 +342,7 @@ internal static class EvalCommand
             ["parallel"] = r.Generation.Parallelism,
             ["threads"] = r.Runtime.IntraOpThreads,
             ["gateCurve"] = r.Transport.Curve.ToString().ToLowerInvariant(),
-            ["gateCalibration"] = r.Transport.Calibration == Spm.Core.Gating.GateCalibration.EmptyPrompt ? "empty" : "none",
+            ["gateCalibration"] = Spm.Core.Gating.GateCalibrations.NameOf(r.Transport.Calibration),
             ["facilitateFactor"] = r.Transport.FacilitateFactor,
             ["spms"] = spms,
             ["imagesGenerated"] = cost.ImagesGenerated,

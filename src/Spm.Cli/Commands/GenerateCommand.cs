@@ -21,21 +21,21 @@ internal static class GenerateCommand
     /// <summary>The options of the verb (kept together so other features can add theirs beside them).</summary>
     internal sealed class Options
     {
-        public readonly Option<string?> Model = new("--model") { Description = $"Model folder (diffusers/optimum ONNX layout). Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
+        public readonly Option<string?> Model = new("--model") { Description = CliGlobals.ModelHelp };
         public readonly Option<string> Prompt = new("--prompt", "-p") { Description = "The prompt.", Required = true };
         public readonly Option<string> Negative = new("--negative", "-n") { Description = "The negative prompt.", DefaultValueFactory = _ => "" };
-        public readonly Option<int?> Steps = new("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 30)." };
-        public readonly Option<double?> Guidance = new("--guidance", "--cfg") { Description = "Classifier-free guidance scale, 1 = no guidance (default: the model's spm_generate_defaults.json, else 7.5)." };
+        public readonly Option<int?> Steps = new Option<int?>("--steps") { Description = "Denoising steps, 1 to 1000 (default: the model's spm_generate_defaults.json, else 30)." }.InRange(1, 1000);
+        public readonly Option<double?> Guidance = new Option<double?>("--guidance", "--cfg") { Description = "Classifier-free guidance scale, 0 or more; 1 = no guidance (default: the model's spm_generate_defaults.json, else 7.5)." }.InRange(0);
         public readonly Option<string?> Scheduler = new("--scheduler") { Description = "pndm, ddim, euler, euler-a, dpmpp-2m or lms (default: the model's)." };
         public readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the first image (image i uses seed+i). Default: random, printed." };
-        public readonly Option<int?> Width = new("--width", "-W") { Description = "Width in pixels (multiple of 8). Default: the model's size." };
-        public readonly Option<int?> Height = new("--height", "-H") { Description = "Height in pixels (multiple of 8). Default: the model's size." };
-        public readonly Option<int?> Count = new("--count") { Description = "Number of images (default 1, or the batch of --init-latents)." };
-        public readonly Option<int> Batch = new("--batch") { Description = "Images per UNet batch.", DefaultValueFactory = _ => 1 };
+        public readonly Option<int?> Width = new Option<int?>("--width", "-W") { Description = SizeHelp("Width") }.InRange(1, ModelFolder.MaxImageSide);
+        public readonly Option<int?> Height = new Option<int?>("--height", "-H") { Description = SizeHelp("Height") }.InRange(1, ModelFolder.MaxImageSide);
+        public readonly Option<int?> Count = new Option<int?>("--count") { Description = "Number of images, 1 to 10000 (default 1, or the batch of --init-latents)." }.InRange(1, 10_000);
+        public readonly Option<int> Batch = new Option<int>("--batch") { Description = "Images per UNet batch, 1 to 256.", DefaultValueFactory = _ => 1 }.InRange(1, 256);
         public readonly Option<string?> Out = new("--out", "-o") { Description = "Output .png file, or a folder (default: outputs/; files NNNNN-SEED.png)." };
         public readonly Option<string> Provider = new("--provider") { Description = "cpu or cuda (falls back to cpu with the reason).", DefaultValueFactory = _ => "cpu" };
-        public readonly Option<int> Device = new("--device") { Description = "CUDA device index.", DefaultValueFactory = _ => 0 };
-        public readonly Option<int> Threads = new("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
+        public readonly Option<int> Device = new Option<int>("--device") { Description = "CUDA device index.", DefaultValueFactory = _ => 0 }.InRange(0);
+        public readonly Option<int> Threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 }.InRange(0);
         public readonly Option<bool> Deterministic = new("--deterministic") { Description = "Prefer reproducible kernels over speed (CUDA)." };
         public readonly Option<bool> Force = new("--force") { Description = "Overwrite existing output files." };
         public readonly Option<string?> InitLatents = new("--init-latents") { Description = "safetensors file with tensor 'latents' [B,4,h,w] of unit-variance noise." };
@@ -44,6 +44,10 @@ internal static class GenerateCommand
         public readonly Option<bool> Compare = new("--compare") { Description = "With --spm: also write the base image (every SPM off, same seed) as NAME.base.png, to compare." };
 
         public readonly SpmGenerateOptions Spm = new();
+
+        /// <summary>The help of --width/--height: the real constraint is the model's, so it is named, not a number.</summary>
+        internal static string SizeHelp(string what) =>
+            $"{what} in pixels, a multiple of the model's factor (its VAE factor x 2^UNet down-sampling levels: 16 for the built-in model, 64 for SD 1.x). Default: the model's size.";
 
         public IEnumerable<Option> All() =>
             [Model, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, Compare, .. Spm.All()];
@@ -60,7 +64,13 @@ internal static class GenerateCommand
 
     private static async Task<int> RunAsync(ParseResult parse, Options o, CancellationToken ct)
     {
+        // Everything the command line says is checked here, before any model loads: the model folder, the SPM files,
+        // the sizes against the model's real constraint, the input and output files.
         var folder = DefaultModel.Resolve(parse.GetValue(o.Model));
+        var spmFiles = o.Spm.Parse(parse, folder);
+        var model = ModelFolder.Open(folder);
+        InputChecks.ImageSide(model, "--width", parse.GetValue(o.Width));
+        InputChecks.ImageSide(model, "--height", parse.GetValue(o.Height));
         var provider = parse.GetValue(o.Provider)?.ToLowerInvariant() switch
         {
             "cpu" => ExecutionProviderKind.Cpu,
@@ -76,7 +86,16 @@ internal static class GenerateCommand
         if (saveLatents is not null && !force && File.Exists(saveLatents))
             throw new IOException($"'{saveLatents}' already exists (use --force to overwrite).");
 
-        var spms = o.Spm.Load(parse, folder);
+        // Output names are fixed (and checked) before any work, so a long run never ends in a refused write.
+        var targets = OutputPaths(parse.GetValue(o.Out), count, seed, force);
+        bool compare = parse.GetValue(o.Compare);
+        if (compare && spmFiles.Count == 0) throw new SpmException("--compare needs at least one --spm (it writes the image without them beside the one with them).");
+        var baseTargets = compare ? targets.Select(BasePath).ToArray() : [];
+        if (!force)
+            foreach (var p in baseTargets)
+                if (File.Exists(p)) throw new IOException($"'{p}' already exists (use --force to overwrite).");
+
+        var spms = o.Spm.Load(parse, folder, spmFiles);
         using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
         {
             UNetSource = spms?.UNetSource,
@@ -89,6 +108,8 @@ internal static class GenerateCommand
             },
         });
         if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+        InputChecks.WarnIfTruncated(pipeline.Tokenizer, parse.GetValue(o.Prompt) ?? "", "the prompt");
+        InputChecks.WarnIfTruncated(pipeline.Tokenizer, parse.GetValue(o.Negative) ?? "", "the negative prompt");
 
         var sampling = ModelGenerationDefaults.Load(folder);
         if (sampling is not null && (parse.GetValue(o.Steps) is null || parse.GetValue(o.Guidance) is null))
@@ -106,16 +127,8 @@ internal static class GenerateCommand
             Count = count,
             BatchSize = Math.Min(parse.GetValue(o.Batch), count),
             InitLatents = init,
-            Conditioner = o.Spm.CreateConditioner(parse, spms, pipeline, parse.GetValue(o.Prompt) ?? ""),
+            Conditioner = o.Spm.CreateConditioner(spmFiles, parse, spms, pipeline, parse.GetValue(o.Prompt) ?? ""),
         };
-        // Output names are fixed (and checked) before any work, so a long run never ends in a refused write.
-        var targets = OutputPaths(parse.GetValue(o.Out), count, seed, force);
-        bool compare = parse.GetValue(o.Compare);
-        if (compare && spms is null) throw new SpmException("--compare needs at least one --spm (it writes the image without them beside the one with them).");
-        var baseTargets = compare ? targets.Select(BasePath).ToArray() : [];
-        if (!force)
-            foreach (var p in baseTargets)
-                if (File.Exists(p)) throw new IOException($"'{p}' already exists (use --force to overwrite).");
 
         var result = await ProgressBars.RunAsync("generating", request.Count, "step", async bar =>
         {

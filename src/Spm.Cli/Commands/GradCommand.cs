@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using Spm.Core;
 using Spm.Core.SafeTensors;
 using Spm.Training.Autodiff;
 
@@ -16,11 +17,11 @@ internal static class GradCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file.", Required = true };
-        var spm = new Option<string>("--spm") { Description = "The SPM file whose membranes are differentiated.", Required = true };
+        var spm = new Option<string>("--spm") { Description = "The SPM file whose membranes are differentiated (a bare name such as 'circle' means MODEL/spm/circle.safetensors when no such file is in the current folder).", Required = true };
         var multiplier = new Option<float>("--multiplier") { Description = "Membrane multiplier (gate) for every batch row.", DefaultValueFactory = _ => 1f };
         var inputs = new Option<string>("--inputs") { Description = "safetensors with sample, timestep, encoder_hidden_states and R.", Required = true };
         var output = new Option<string>("--out") { Description = "Output safetensors file (grad.<key> for every down/up tensor).", Required = true };
-        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads (0 = ORT default).", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads (0 = ORT default).", DefaultValueFactory = _ => 0 }.InRange(0);
         var force = new Option<bool>("--force") { Description = "Overwrite the output file if it exists." };
         var cmd = new Command("grad", "Gradients of sum(out_sample * R) with respect to every membrane tensor of an SPM file.")
         {
@@ -28,19 +29,25 @@ internal static class GradCommand
         };
         cmd.SetAction(parse =>
         {
+            // Inputs first, before any model loads: a missing file is exit 3, whichever it is.
+            var modelPath = parse.GetValue(model)!;
+            if (!File.Exists(modelPath) && !Directory.Exists(modelPath)) throw new SpmInputNotFoundException(modelPath, "--model");
+            var spmPath = SpmFileArgument.Parse(parse.GetValue(spm)!, Directory.Exists(modelPath) ? modelPath : null, allowMultiplier: false).Path;
+            var inputsPath = parse.GetValue(inputs)!;
+            if (!File.Exists(inputsPath)) throw new SpmInputNotFoundException(inputsPath, "--inputs file");
             var outPath = parse.GetValue(output)!;
             if (File.Exists(outPath) && !parse.GetValue(force))
                 throw new IOException($"'{outPath}' already exists (use --force to overwrite).");
             float m = parse.GetValue(multiplier);
             var watch = Stopwatch.StartNew();
-            var (grads, loss) = SpmGradients.Compute(parse.GetValue(model)!, parse.GetValue(spm)!, m, parse.GetValue(inputs)!,
+            var (grads, loss) = SpmGradients.Compute(modelPath, spmPath, m, inputsPath,
                 new GradientSessionSettings(IntraOpThreads: parse.GetValue(threads)));
             var metadata = new Dictionary<string, string>
             {
                 ["loss"] = "sum(out_sample * R)",
                 ["loss_value"] = loss.ToString("R", CultureInfo.InvariantCulture),
                 ["multiplier"] = m.ToString("R", CultureInfo.InvariantCulture),
-                ["spm"] = Path.GetFileName(parse.GetValue(spm)!),
+                ["spm"] = Path.GetFileName(spmPath),
             };
             SafeTensorsWriter.WriteFloat(outPath, grads, metadata, overwrite: true);
             Console.WriteLine($"{grads.Count} gradient tensors, loss {loss.ToString("G9", CultureInfo.InvariantCulture)}, {watch.Elapsed.TotalSeconds:F1} s -> {outPath}");

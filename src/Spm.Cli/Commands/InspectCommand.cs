@@ -42,7 +42,7 @@ internal static class InspectCommand
                 throw new SpmException($"--model applies to SPM files; '{path}' is a model.");
             return ModelReport(OnnxModel.Load(path));
         }
-        if (!File.Exists(path)) throw new SpmException($"'{path}' does not exist.");
+        if (!File.Exists(path)) throw new SpmInputNotFoundException(path, "file");
         return SpmReport(path, modelPath);
     }
 

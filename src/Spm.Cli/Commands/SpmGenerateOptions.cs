@@ -10,43 +10,45 @@ internal sealed class SpmGenerateOptions
 {
     public readonly Option<string[]> Spm = new("--spm")
     {
-        Description = "SPM file to apply; repeat for several. FILE:MULT fixes its multiplier (bypasses the gate).",
+        Description = $"SPM to apply, repeat for several: {SpmFileArgument.Syntax}.",
     };
     public readonly Option<string> GateCurve = new("--gate-curve") { Description = "How gamma becomes the multiplier: square (default) or linear.", DefaultValueFactory = _ => "square" };
-    public readonly Option<float> FacilitateFactor = new("--facilitate-factor") { Description = "Scales each SPM's gamma before the curve.", DefaultValueFactory = _ => 1f };
+    public readonly Option<float> FacilitateFactor = new Option<float>("--facilitate-factor") { Description = "Scales each SPM's gamma before the curve (0 or more).", DefaultValueFactory = _ => 1f }.InRange(0);
     public readonly Option<bool> UncondOff = new("--spm-uncond-off") { Description = "Switch the membranes off in the unconditional (negative prompt) row of guidance." };
     public readonly Option<bool> AllowPartial = new("--allow-partial") { Description = "Apply the matching layers of an SPM that does not fully fit the model (with a warning)." };
 
-    public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How clipcos counts: none (the spec's raw cosine, default) or empty (measured above the empty prompt's cosine to the concept).", DefaultValueFactory = _ => "none" };
+    public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How gamma is read: auto (default: the SPM's learned gate when its file has one for this model, else empty), learned (required), empty (the concept text's cosine above the empty prompt's), none (the spec's raw cosine and token match).", DefaultValueFactory = _ => "auto" };
 
     public SpmGenerateOptions()
     {
         GateCurve.AcceptOnlyFromAmong("square", "linear");
-        GateCalibration.AcceptOnlyFromAmong("none", "empty");
+        GateCalibration.AcceptOnlyFromAmong([.. global::Spm.Core.Gating.GateCalibrations.Names]);
     }
 
     /// <summary>Reads --gate-calibration.</summary>
     public static global::Spm.Core.Gating.GateCalibration ParseCalibration(string? text)
-        => text?.Trim().ToLowerInvariant() == "empty" ? global::Spm.Core.Gating.GateCalibration.EmptyPrompt : global::Spm.Core.Gating.GateCalibration.None;
+        => global::Spm.Core.Gating.GateCalibrations.TryParse(text, out var c) ? c : global::Spm.Core.Gating.GateCalibration.Auto;
 
     public IEnumerable<Option> All() => [Spm, GateCurve, FacilitateFactor, GateCalibration, UncondOff, AllowPartial];
 
+    /// <summary>The --spm values, parsed and resolved against <paramref name="modelFolder"/> (checked before any model loads).</summary>
+    public IReadOnlyList<SpmFileArgument> Parse(ParseResult parse, string modelFolder)
+        => SpmFileArgument.ParseAll(parse.GetValue(Spm) ?? [], modelFolder);
+
     /// <summary>Loads the SPMs (null without --spm); warnings go to stderr.</summary>
-    public LoadedSpms? Load(ParseResult parse, string modelFolder)
+    public LoadedSpms? Load(ParseResult parse, string modelFolder, IReadOnlyList<SpmFileArgument> files)
     {
-        var values = parse.GetValue(Spm) ?? [];
-        if (values.Length == 0) return null;
-        var (paths, _) = BakeCommand.ParseSpms(values);
-        var loaded = LoadedSpms.Load(modelFolder, paths, parse.GetValue(AllowPartial));
+        if (files.Count == 0) return null;
+        var loaded = LoadedSpms.Load(modelFolder, files.Select(f => f.Path).ToList(), parse.GetValue(AllowPartial));
         foreach (var w in loaded.Layout.Warnings) Console.Error.WriteLine($"spm: warning: {w}");
         return loaded;
     }
 
     /// <summary>The request's conditioner; prints each SPM's gate for the prompt on stdout.</summary>
-    public SpmConditioner? CreateConditioner(ParseResult parse, LoadedSpms? spms, StableDiffusionPipeline pipeline, string prompt)
+    public SpmConditioner? CreateConditioner(IReadOnlyList<SpmFileArgument> files, ParseResult parse, LoadedSpms? spms, StableDiffusionPipeline pipeline, string prompt)
     {
         if (spms is null) return null;
-        var (_, fixedMults) = BakeCommand.ParseSpms(parse.GetValue(Spm) ?? []);
+        var fixedMults = files.Select(f => f.Multiplier);
         GateCurves.TryParse(parse.GetValue(GateCurve), out var curve);
         float factor = parse.GetValue(FacilitateFactor);
         var calibration = ParseCalibration(parse.GetValue(GateCalibration));

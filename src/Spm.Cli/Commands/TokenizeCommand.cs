@@ -15,7 +15,7 @@ internal static class TokenizeCommand
         var text = new Argument<string>("text") { Description = "The prompt to tokenize." };
         var model = new Option<string?>("--model")
         {
-            Description = $"Model folder (its tokenizer/ is used) or tokenizer folder. Default: ${DefaultModelVariable}, else ../shared/clip-tokenizer.",
+            Description = $"Model folder (its tokenizer/ is used) or tokenizer folder. Default: ${DefaultModelVariable}, else ../shared/clip-tokenizer, else the built-in model's.",
         };
         var json = new Option<bool>("--json") { Description = "Print one JSON array of integers." };
         var cmd = new Command("tokenize", "Print the CLIP token ids (BOS, tokens, EOS, padding to 77) of a prompt.") { text, model, json };
@@ -25,6 +25,7 @@ internal static class TokenizeCommand
             var tokenizer = ClipTokenizer.Load(folder);
             // The chosen tokenizer goes to stderr so stdout stays machine-readable.
             Console.Error.WriteLine($"tokenizer: {tokenizer.Folder} ({source})");
+            InputChecks.WarnIfTruncated(tokenizer, parse.GetValue(text) ?? "", "the text");
             var ids = tokenizer.Encode(parse.GetValue(text) ?? "");
             Console.WriteLine(Format(ids, parse.GetValue(json)));
             return 0;
@@ -40,8 +41,9 @@ internal static class TokenizeCommand
         if (!string.IsNullOrEmpty(model)) return (model, "--model");
         var env = Environment.GetEnvironmentVariable(DefaultModelVariable);
         if (!string.IsNullOrEmpty(env)) return (env, $"default model from ${DefaultModelVariable}");
-        var shared = ClipTokenizer.FindFolder()
-            ?? throw new SpmException($"No tokenizer: pass --model DIR, set ${DefaultModelVariable}, or provide ../shared/clip-tokenizer.");
-        return (shared, "shared CLIP vocabulary");
+        if (ClipTokenizer.FindFolder() is { } shared) return (shared, "shared CLIP vocabulary");
+        // An installed tool has no ../shared beside it, but carries the built-in model (the same CLIP vocabulary).
+        if (Spm.Diffusion.Pipelines.DefaultModel.TryFind() is { } builtIn) return (builtIn, "the built-in model");
+        throw new SpmInputNotFoundException("../shared/clip-tokenizer", "tokenizer", $"pass --model DIR or set ${DefaultModelVariable}.");
     }
 }

@@ -18,7 +18,7 @@ internal static class TrainBenchCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = $"Model folder. Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
+        var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var iterations = new Option<int>("--iterations") { Description = "Measured training iterations (after the gradient graph is built).", DefaultValueFactory = _ => 10 };
         var resolution = new Option<int>("--resolution") { Description = "Nominal resolution; sizes are drawn as in training unless --fixed-resolution.", DefaultValueFactory = _ => 256 };
         var fixedSize = new Option<bool>("--fixed-resolution") { Description = "Always train at the nominal resolution." };
@@ -34,6 +34,7 @@ internal static class TrainBenchCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var folder = DefaultModel.Resolve(parse.GetValue(model));
+            InputChecks.ImageSide(Spm.Diffusion.Pipelines.ModelFolder.Open(folder), "--resolution", parse.GetValue(resolution));
             int n = parse.GetValue(iterations);
             if (n < 1) throw new ArgumentException($"--iterations must be at least 1 (got {n}).");
             var options = new LatentAnchoringOptions

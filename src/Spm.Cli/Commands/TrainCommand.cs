@@ -17,7 +17,7 @@ internal static class TrainCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL or the built-in model." };
+        var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var concept = new Option<string?>("--concept") { Description = "The concept to erase (c_tar)." };
         var surrogate = new Option<string>("--surrogate") { Description = "Surrogate concept (c_sur).", DefaultValueFactory = _ => "" };
         var eta = new Option<double>("--eta") { Description = "Erasing guidance eta.", DefaultValueFactory = _ => 1.0 };
@@ -25,17 +25,17 @@ internal static class TrainCommand
         var noAnchoring = new Option<bool>("--no-anchoring") { Description = "Erase without latent anchoring (the ablation)." };
         var anchors = new Option<int>("--anchors") { Description = "Anchors per iteration.", DefaultValueFactory = _ => 4 };
         var quirk = new Option<bool>("--reference-quirk") { Description = "Reproduce the reference code's anchor batch (half the anchors are E(\"\"))." };
-        var iterations = new Option<int?>("--iterations") { Description = "Training iterations (default: the model's spm_train_defaults.json, else 3000)." };
+        var iterations = new Option<int?>("--iterations") { Description = "Training iterations, at least 1 (default: the model's spm_train_defaults.json, else 3000)." }.InRange(1);
         var lr = new Option<double?>("--lr") { Description = "AdamW learning rate (default: the model's spm_train_defaults.json, else 1e-4)." };
         var adamEpsilon = new Option<double>("--adam-epsilon") { Description = "AdamW epsilon (matters when gradients are tiny, as on random-weight models).", DefaultValueFactory = _ => 1e-8 };
         var warmup = new Option<int?>("--warmup") { Description = "Linear warm-up steps of the learning rate (default: the model's spm_train_defaults.json, else 500)." };
-        var rank = new Option<int>("--rank") { Description = "Membrane rank.", DefaultValueFactory = _ => 1 };
+        var rank = new Option<int>("--rank") { Description = "Membrane rank.", DefaultValueFactory = _ => 1 }.InRange(1);
         var alpha = new Option<double>("--alpha") { Description = "Membrane alpha (scale = alpha/rank).", DefaultValueFactory = _ => 1.0 };
-        var resolution = new Option<int?>("--resolution") { Description = "Nominal resolution in pixels (default: the model's image size, 512 for SD 1.x, 64 for the built-in tiny-shapes model)." };
+        var resolution = new Option<int?>("--resolution") { Description = "Nominal resolution in pixels, a multiple of 64 that the model takes (default: the model's image size, 512 for SD 1.x, 64 for the built-in tiny-shapes model)." }.InRange(1, Spm.Diffusion.Pipelines.ModelFolder.MaxImageSide);
         var fixedSize = new Option<bool>("--fixed-resolution") { Description = "Always train at the nominal resolution instead of drawing sizes." };
         var seed = new Option<ulong>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 0UL };
         var provider = new Option<string>("--provider") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime default). Results are reproducible for a fixed count." };
+        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime default). Results are reproducible for a fixed count." }.InRange(0);
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Checkpoint every N iterations (0 = never).", DefaultValueFactory = _ => 500 };
         var resume = new Option<bool>("--resume") { Description = "Continue from the checkpoint next to --out." };
         var previewEvery = new Option<int>("--preview-every") { Description = "Write a preview grid PNG (<out>.preview-NNNNNN.png: the concept and other prompts, base | with the membrane) every N iterations (0 = never)." };
@@ -52,7 +52,9 @@ internal static class TrainCommand
         };
         cmd.SetAction(async (parse, ct) =>
         {
-            var modelDefaults = ModelTrainingDefaults.Load(DefaultModel.Resolve(parse.GetValue(model)));
+            var modelFolder = Spm.Diffusion.Pipelines.ModelFolder.Open(DefaultModel.Resolve(parse.GetValue(model)));
+            InputChecks.ImageSide(modelFolder, "--resolution", parse.GetValue(resolution));
+            var modelDefaults = ModelTrainingDefaults.Load(modelFolder.Root);
             if (modelDefaults is not null)
                 Console.Error.WriteLine($"spm train: options not given come from the model's {ModelTrainingDefaults.FileName} ({modelDefaults}).");
             var options = new LatentAnchoringOptions
@@ -70,7 +72,7 @@ internal static class TrainCommand
                 WarmupSteps = parse.GetValue(warmup) ?? modelDefaults?.WarmupSteps ?? 500,
                 Rank = parse.GetValue(rank),
                 Alpha = parse.GetValue(alpha),
-                Resolution = parse.GetValue(resolution) ?? Spm.Diffusion.Pipelines.ModelFolder.Open(DefaultModel.Resolve(parse.GetValue(model))).DefaultImageSize,
+                Resolution = parse.GetValue(resolution) ?? modelFolder.DefaultImageSize,
                 DynamicResolution = !parse.GetValue(fixedSize),
                 Seed = parse.GetValue(seed),
                 CheckpointEvery = parse.GetValue(checkpointEvery),

@@ -71,4 +71,10 @@ public sealed class MembraneSet
 
     /// <summary>The membranes by module path.</summary>
     public IReadOnlyDictionary<string, LayerMembrane> ByPath { get; }
+
+    /// <summary>
+    /// The SPM's learned gate (its file's <c>gate_probe</c> metadata, fitted by <c>spm gate fit</c>), or null: the gate
+    /// then falls back to the concept-text similarity of facilitated transport (see <c>docs/gate.md</c>).
+    /// </summary>
+    public Spm.Core.Gating.ConceptProbe? GateProbe { get; init; }
 }

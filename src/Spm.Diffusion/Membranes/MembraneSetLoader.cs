@@ -1,3 +1,4 @@
+using Spm.Core.Gating;
 using Spm.Core.Membranes;
 using Spm.Diffusion.Onnx;
 
@@ -24,10 +25,14 @@ public static class MembraneSetLoader
     }
 
     /// <summary>Wraps a loaded adapter; unresolved membranes keep their key as path (and will not match any layer).</summary>
+    /// <exception cref="Spm.Core.SpmFormatException">The adapter's <c>gate_probe</c> metadata is not a valid probe.</exception>
     public static MembraneSet FromAdapter(SpmAdapter adapter, string name)
     {
         ArgumentNullException.ThrowIfNull(adapter);
         var membranes = adapter.Membranes.Select(m => new LayerMembrane(m.ModulePath ?? m.Key, m.Down, m.Up, m.Scale));
-        return new MembraneSet(name, adapter.Config.Prompts, membranes);
+        var probe = adapter.Config.Extra.TryGetValue(ConceptProbe.MetadataKey, out var json)
+            ? ConceptProbe.FromJson(json, adapter.SourcePath ?? name)
+            : null;
+        return new MembraneSet(name, adapter.Config.Prompts, membranes) { GateProbe = probe };
     }
 }

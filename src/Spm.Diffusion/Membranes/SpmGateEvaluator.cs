@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using Spm.Core.Gating;
 
 namespace Spm.Diffusion.Membranes;
@@ -8,12 +9,22 @@ namespace Spm.Diffusion.Membranes;
 /// <param name="Gamma">The SPM's gamma (max over its concepts of max(clipcos, tokenuni)), before the facilitate factor; NaN for a fixed multiplier.</param>
 /// <param name="Multiplier">The multiplier its membranes get.</param>
 /// <param name="IsFixed">Whether a fixed multiplier bypassed the gate.</param>
-public sealed record SpmGate(string Name, float Gamma, float Multiplier, bool IsFixed)
+/// <param name="ReadBy">How gamma was read (never <see cref="GateCalibration.Auto"/>: the choice it made); <see cref="GateCalibration.None"/> for a fixed multiplier.</param>
+public sealed record SpmGate(string Name, float Gamma, float Multiplier, bool IsFixed, GateCalibration ReadBy = GateCalibration.None)
 {
-    /// <summary>Short text for logs and image parameters, e.g. <c>cat.safetensors gate 0.531 (gamma 0.729)</c>.</summary>
+    /// <summary>Short text for logs and image parameters, e.g. <c>cat.safetensors gate 0.531 (gamma 0.729, learned)</c>.</summary>
     public override string ToString() => IsFixed
         ? FormattableString.Invariant($"{Name} x{Multiplier:0.###} (fixed)")
-        : FormattableString.Invariant($"{Name} gate {Multiplier:0.###} (gamma {Gamma:0.###})");
+        : FormattableString.Invariant($"{Name} gate {Multiplier:0.###} (gamma {Gamma:0.###}, {NameOf(ReadBy)})");
+
+    /// <summary>The word logs use for a way of reading gamma.</summary>
+    public static string NameOf(GateCalibration calibration) => calibration switch
+    {
+        GateCalibration.Learned => "learned",
+        GateCalibration.EmptyPrompt => "empty-calibrated",
+        GateCalibration.None => "raw",
+        _ => "auto",
+    };
 }
 
 /// <summary>
@@ -50,6 +61,36 @@ public sealed class SpmGateEvaluator
     private GateText Concept(string text) =>
         _concepts.GetOrAdd(text, t => new Lazy<GateText>(() => TextOf(t))).Value;
 
+    private SpmGate Gate(GateText prompt, MembraneSet set, GateSettings s)
+    {
+        var read = s.Calibration;
+        if (read is GateCalibration.Auto or GateCalibration.Learned)
+        {
+            bool usable = set.GateProbe is { } p && ProbeFits(p);
+            if (read == GateCalibration.Learned && !usable)
+                throw new Spm.Core.SpmException(set.GateProbe is null
+                    ? $"SPM '{set.Name}' has no learned gate (no 'gate_probe' in its metadata): fit one with 'spm gate fit', or use another gate calibration."
+                    : $"SPM '{set.Name}': its learned gate was fitted on another text encoder (the fingerprints differ): refit it with 'spm gate fit' on this model.");
+            read = usable ? GateCalibration.Learned : GateCalibration.EmptyPrompt;
+        }
+        float gamma;
+        if (read == GateCalibration.Learned)
+            gamma = set.GateProbe!.Gamma(prompt.Embedding);
+        else
+        {
+            var concepts = set.Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();
+            var baseline = read == GateCalibration.EmptyPrompt ? Concept("") : null;
+            gamma = FacilitatedTransport.SpmGamma(prompt, concepts, baseline);
+        }
+        return new SpmGate(set.Name, gamma, FacilitatedTransport.Multiplier(gamma, s), false, read);
+    }
+
+    private readonly ConditionalWeakTable<ConceptProbe, StrongBox<bool>> _fits = new();
+
+    /// <summary>Whether a probe was fitted on this evaluator's encoder (checked once per probe, against E("")).</summary>
+    private bool ProbeFits(ConceptProbe probe) =>
+        _fits.GetValue(probe, p => new StrongBox<bool>(p.Fits(Concept("").Embedding))).Value;
+
     /// <summary>
     /// The gates of <paramref name="sets"/> for <paramref name="prompt"/>. <paramref name="settings"/> holds one entry per
     /// set (curve, facilitate factor, optional fixed multiplier, calibration).
@@ -69,10 +110,7 @@ public sealed class SpmGateEvaluator
                 gates[i] = new SpmGate(sets[i].Name, float.NaN, m, true);
                 continue;
             }
-            var concepts = sets[i].Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();
-            var baseline = s.Calibration == GateCalibration.EmptyPrompt ? Concept("") : null;
-            float gamma = FacilitatedTransport.SpmGamma(prompt, concepts, baseline);
-            gates[i] = new SpmGate(sets[i].Name, gamma, FacilitatedTransport.Multiplier(gamma, s), false);
+            gates[i] = Gate(prompt, sets[i], s);
         }
         return gates;
     }

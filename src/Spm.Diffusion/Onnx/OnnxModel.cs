@@ -83,7 +83,7 @@ public sealed class OnnxModel
             if (File.Exists(nested)) return Path.GetFullPath(nested);
             throw new SpmException($"'{path}' holds neither {DefaultFileName} nor {component}/{DefaultFileName}.");
         }
-        throw new SpmException($"'{path}' does not exist.");
+        throw new SpmInputNotFoundException(path, "model file or folder");
     }
 
     /// <summary>

@@ -47,8 +47,11 @@ internal sealed record GenerationPlan(
             width = r.Width ?? pipeline.Folder.DefaultImageSize;
             height = r.Height ?? pipeline.Folder.DefaultImageSize;
         }
-        if (width < f || height < f || width % f != 0 || height % f != 0 || width > 8192 || height > 8192)
-            throw new InvalidGenerationRequestException($"size {width}x{height} must be a multiple of {f} between {f} and 8192.");
+        // The model's real constraint (VAE factor x UNet down-sampling), checked here so that a bad size is a
+        // message naming it rather than a shape error deep inside ONNX Runtime.
+        var folder = pipeline.Folder;
+        if ((folder.DescribeInvalidImageSide("width", width) ?? folder.DescribeInvalidImageSide("height", height)) is { } problem)
+            throw new InvalidGenerationRequestException(r.InitLatents is null ? problem : $"initial latents {r.InitLatents.ShapeString} give {width}x{height} images: {problem}");
 
         ISchedulerFactory factory;
         string name;

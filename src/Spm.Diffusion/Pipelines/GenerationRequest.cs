@@ -33,7 +33,7 @@ public sealed record GenerationRequest
     /// <summary>The seed of the first image; image i uses <c>Seed + i</c>.</summary>
     public ulong Seed { get; init; }
 
-    /// <summary>Image width in pixels (a multiple of the VAE factor, 8); null = the model's default size.</summary>
+    /// <summary>Image width in pixels (a multiple of the model's <see cref="ModelFolder.ImageSizeMultiple"/>); null = the model's default size.</summary>
     public int? Width { get; init; }
 
     /// <summary>Image height in pixels; null = the model's default size.</summary>

@@ -59,13 +59,60 @@ public sealed class ModelFolder
     /// <summary>The default image size in pixels: <see cref="UNetSampleSize"/> × <see cref="VaeScaleFactor"/>.</summary>
     public int DefaultImageSize => UNetSampleSize * VaeScaleFactor;
 
+    /// <summary>Largest image side the pipeline accepts, in pixels.</summary>
+    public const int MaxImageSide = 8192;
+
+    /// <summary>
+    /// How many times the UNet halves the latent on its way down (its down blocks that downsample; 3 for SD 1.x).
+    /// Read from <c>unet/config.json</c> (<c>down_block_types</c>, else <c>block_out_channels</c>: every block but the
+    /// last downsamples, as in diffusers), else counted from the UNet graph (its strided convolutions), read once on
+    /// first use.
+    /// </summary>
+    public int UNetDownsampleCount => _unetDownsampleCount.Value;
+
+    /// <summary>
+    /// Latent sides must be a multiple of this (2^<see cref="UNetDownsampleCount"/>): the UNet's skip connections
+    /// join each level's features with the upsampled ones of the level below, and an odd side at any level makes
+    /// them differ by one (ONNX Runtime then fails in a Concat node).
+    /// </summary>
+    public int LatentSizeMultiple => 1 << UNetDownsampleCount;
+
+    /// <summary>
+    /// Image sides must be a multiple of this: <see cref="VaeScaleFactor"/> × <see cref="LatentSizeMultiple"/>
+    /// (64 for SD 1.x, 16 for tiny-shapes and the tiny-sd1 fixture).
+    /// </summary>
+    public int ImageSizeMultiple => VaeScaleFactor * LatentSizeMultiple;
+
+    /// <summary>Whether <paramref name="pixels"/> is a valid image side: a positive multiple of <see cref="ImageSizeMultiple"/> up to <see cref="MaxImageSide"/>.</summary>
+    public bool IsValidImageSide(int pixels) => pixels >= ImageSizeMultiple && pixels <= MaxImageSide && pixels % ImageSizeMultiple == 0;
+
+    /// <summary>
+    /// Why <paramref name="pixels"/> cannot be an image side of this model, in words that name
+    /// <paramref name="what"/> (e.g. "--width") and the nearest valid sides; null when it can.
+    /// </summary>
+    public string? DescribeInvalidImageSide(string what, int pixels)
+    {
+        ArgumentNullException.ThrowIfNull(what);
+        if (IsValidImageSide(pixels)) return null;
+        int m = ImageSizeMultiple;
+        int max = MaxImageSide / m * m;
+        var why = $"model '{Name}' needs multiples of {m}: the VAE scales by {VaeScaleFactor} and the UNet halves the latent {UNetDownsampleCount} time(s)";
+        if (pixels < m) return $"{what} must be at least {m}, got {pixels} ({why}).";
+        if (pixels > max) return $"{what} must be at most {max}, got {pixels} ({why}).";
+        int below = pixels / m * m;
+        return $"{what} must be a multiple of {m}, got {pixels} ({why}); try {below} or {below + m}.";
+    }
+
+    private Lazy<int> _unetDownsampleCount = new(() => 0);
+
     /// <summary>Opens and validates a model folder.</summary>
-    /// <exception cref="SpmFormatException">The folder or one of its parts is missing or malformed.</exception>
+    /// <exception cref="SpmInputNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="SpmFormatException">One of its parts is missing or malformed.</exception>
     public static ModelFolder Open(string folder)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var root = Path.GetFullPath(folder);
-        if (!Directory.Exists(root)) throw new SpmFormatException(root, null, "model folder not found.");
+        if (!Directory.Exists(root)) throw new SpmInputNotFoundException(root, "model folder");
         var m = new ModelFolder(root);
         RequireFile(m.ModelIndexPath, "the pipeline index");
         ParseJson(m.ModelIndexPath);
@@ -79,6 +126,7 @@ public sealed class ModelFolder
         using (var doc = ParseJson(m.SchedulerConfigPath))
             m.SchedulerClassName = doc.RootElement.TryGetProperty("_class_name", out var cn) && cn.ValueKind == JsonValueKind.String ? ReadString(cn, m.SchedulerConfigPath, "_class_name") : null;
         var unetConfig = Path.Combine(root, "unet", "config.json");
+        int? downsamples = null;
         if (File.Exists(unetConfig))
         {
             using var doc = ParseJson(unetConfig);
@@ -87,7 +135,10 @@ public sealed class ModelFolder
                 if (!ss.TryGetInt32(out var v) || v < 1 || v > 4096) throw new SpmFormatException(unetConfig, "sample_size", $"invalid value {ss.GetRawText()}.");
                 m.UNetSampleSize = v;
             }
+            downsamples = UNetDepth.FromConfig(doc.RootElement, unetConfig);
         }
+        var unetPath = m.UNetPath;
+        m._unetDownsampleCount = downsamples is { } known ? new Lazy<int>(known) : new Lazy<int>(() => UNetDepth.FromGraph(unetPath));
         // optimum exports put the VAE config beside the decoder; a full diffusers folder has vae/config.json.
         foreach (var vaeConfig in new[] { Path.Combine(root, "vae_decoder", "config.json"), Path.Combine(root, "vae", "config.json") })
         {

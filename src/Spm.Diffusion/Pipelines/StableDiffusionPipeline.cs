@@ -105,11 +105,24 @@ public sealed class StableDiffusionPipeline : IDisposable
         _ => "pndm",
     };
 
+    /// <summary>
+    /// Raised (on the caller's thread, before any model runs) for each prompt or negative prompt of a request, and each
+    /// prompt given to <see cref="EncodePrompt"/>, that is longer than the text encoder's window: the model never sees
+    /// the dropped words, so apps should tell their users.
+    /// </summary>
+    public event EventHandler<PromptTruncation>? PromptTruncated;
+
+    private void ReportTruncation(string text)
+    {
+        if (PromptTruncated is { } handler && Tokenizer.FindTruncation(text) is { } cut) handler(this, cut);
+    }
+
     /// <summary>Tokenizes and embeds one prompt: the padded ids and E(prompt) [1,L,D].</summary>
     public (int[] TokenIds, FloatTensor Embedding) EncodePrompt(string prompt, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         cancellationToken.ThrowIfCancellationRequested();
+        ReportTruncation(prompt);
         var ids = Tokenizer.Encode(prompt);
         using var ro = new RunOptions();
         using var reg = cancellationToken.Register(static o => ((RunOptions)o!).Terminate = true, ro);
@@ -123,6 +136,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         var plan = GenerationPlan.Create(this, request);
+        ReportTruncation(request.Prompt);
+        ReportTruncation(request.NegativePrompt);
         return Task.Run(() => Generate(plan, progress, cancellationToken), cancellationToken);
     }
 

@@ -147,6 +147,19 @@ public sealed class ClipTokenizer
         return _bpe.EncodeToIds(text);
     }
 
+    /// <summary>
+    /// What <see cref="Encode"/> cuts from <paramref name="text"/> to fit the window (BOS, <see cref="MaxLength"/> - 2
+    /// tokens, EOS), or null when the whole prompt fits.
+    /// </summary>
+    public PromptTruncation? FindTruncation(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var content = _bpe.EncodeToIds(text);
+        int keep = MaxLength - 2;
+        if (content.Count <= keep) return null;
+        return new PromptTruncation(text, content.Count, keep, Decode(content.Skip(keep)));
+    }
+
     /// <summary>Decodes ids back to cleaned text as CLIP does (BOS/EOS/padding dropped, word ends become spaces).</summary>
     public string Decode(IEnumerable<int> ids)
     {
@@ -207,7 +220,7 @@ public sealed class ClipTokenizer
         if (File.Exists(Path.Combine(folder, "vocab.json"))) return Path.GetFullPath(folder);
         var sub = Path.Combine(folder, "tokenizer");
         if (File.Exists(Path.Combine(sub, "vocab.json"))) return Path.GetFullPath(sub);
-        if (!Directory.Exists(folder)) throw new SpmException($"Tokenizer folder '{folder}' does not exist.");
+        if (!Directory.Exists(folder)) throw new SpmInputNotFoundException(folder, "tokenizer or model folder");
         throw new SpmException($"No vocab.json in '{folder}' or '{sub}': not a CLIP tokenizer or model folder.");
     }
 

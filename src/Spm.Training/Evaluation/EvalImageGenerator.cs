@@ -16,7 +16,11 @@ namespace Spm.Training.Evaluation;
 /// <param name="Prompt">The prompt text.</param>
 /// <param name="Seed">The image seed (the image <c>spm generate --seed Seed</c> makes for the prompt).</param>
 /// <param name="Multipliers">One multiplier per SPM of the generator (in load order), used in both guidance rows; 0 switches an SPM off. Empty without SPMs.</param>
-public sealed record EvalImageRequest(string Prompt, ulong Seed, IReadOnlyList<float> Multipliers);
+/// <param name="Embedding">
+/// The conditioning to use instead of the text encoder's for <paramref name="Prompt"/> (flattened [L, D], the encoder's
+/// shape): how an embedding-space attack feeds the UNet. Null: encode the prompt.
+/// </param>
+public sealed record EvalImageRequest(string Prompt, ulong Seed, IReadOnlyList<float> Multipliers, float[]? Embedding = null);
 
 /// <summary>How evaluation images are generated.</summary>
 public sealed record EvalGenerationSettings
@@ -89,8 +93,8 @@ public sealed class EvalImageGenerator
         Settings = settings;
         int f = pipeline.Folder.VaeScaleFactor;
         ImageSize = settings.ImageSize ?? pipeline.Folder.DefaultImageSize;
-        if (ImageSize % f != 0 || ImageSize < f)
-            throw new InvalidGenerationRequestException($"image size {ImageSize} must be a multiple of the VAE factor {f}.");
+        if (pipeline.Folder.DescribeInvalidImageSide("image size", ImageSize) is { } problem)
+            throw new InvalidGenerationRequestException(problem);
         _latentSize = ImageSize / f;
         var name = settings.Scheduler ?? pipeline.DefaultSchedulerName;
         if (!SchedulerRegistry.TryGet(name, out var factory))
@@ -138,6 +142,23 @@ public sealed class EvalImageGenerator
 
     /// <summary>UNet calls per batch (steps, plus PNDM's repeated step).</summary>
     public int UNetCallsPerBatch => _callsPerBatch;
+
+    /// <summary>The text encoder's view of a prompt: its padded token ids and flattened E(prompt) [L, D] (cached; do not modify).</summary>
+    public (int[] TokenIds, float[] Embedding) Encode(string prompt, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return Embed(prompt, cancellationToken);
+    }
+
+    /// <summary>The gates of every SPM for a conditioning given directly (an embedding-space attack's), with the token ids of <paramref name="prompt"/>.</summary>
+    public IReadOnlyList<SpmGate> GatesFor(string prompt, float[] embedding, IReadOnlyList<GateSettings> settings)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(embedding);
+        if (_spms is null) return [];
+        var (ids, _) = Embed(prompt, CancellationToken.None);
+        return _gates.Evaluate(_gates.TextOf(ids, embedding), _spms.Layout.Sets, settings);
+    }
 
     /// <summary>The gates facilitated transport gives every SPM for <paramref name="prompt"/> under <paramref name="settings"/> (one entry per SPM).</summary>
     public IReadOnlyList<SpmGate> GatesFor(string prompt, IReadOnlyList<GateSettings> settings)
@@ -218,7 +239,7 @@ public sealed class EvalImageGenerator
         {
             var e = Embed(requests[first + j].Prompt, ct);
             tokens = e.Ids.Length;
-            cond[j] = e.Embedding;
+            cond[j] = requests[first + j].Embedding ?? e.Embedding;
         }
         int ld = cond[0].Length;
         if (cond.Any(e => e.Length != ld) || (uncond is not null && uncond.Length != ld))

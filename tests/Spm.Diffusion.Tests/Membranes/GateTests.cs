@@ -76,7 +76,7 @@ public sealed class GateTests
     public void Gate_EqualsSpecFormula(string prompt, string[] concepts, double factor, bool square)
     {
         var set = Set("s.safetensors", concepts);
-        var settings = new GateSettings(square ? GateCurve.Square : GateCurve.Linear, (float)factor);
+        var settings = new GateSettings(square ? GateCurve.Square : GateCurve.Linear, (float)factor, Calibration: GateCalibration.None);
         var gate = _evaluator.Evaluate(_evaluator.TextOf(prompt), [set], [settings])[0];
         var expected = Expected(prompt, concepts, factor, square);
         TestContext.Out.WriteLine($"'{prompt}' vs [{string.Join(", ", concepts)}]: {gate} expected {expected:0.######}");
@@ -97,7 +97,7 @@ public sealed class GateTests
         TestContext.Out.WriteLine($"'{prompt}' vs '{concept}': raw {Cos(prompt, concept):0.####}, floor {floor:0.####}, calibrated {gate}");
         Assert.That(gate.Gamma, Is.EqualTo(gamma).Within(1e-4));
         Assert.That(gate.Multiplier, Is.EqualTo(gamma * gamma).Within(1e-4));
-        var raw = _evaluator.Evaluate(_evaluator.TextOf(prompt), [Set("s", concept)], [GateSettings.Default])[0];
+        var raw = _evaluator.Evaluate(_evaluator.TextOf(prompt), [Set("s", concept)], [new GateSettings(Calibration: GateCalibration.None)])[0];
         Assert.That(gate.Multiplier, Is.LessThan(raw.Multiplier), "calibration lowers the gate of prompts without the concept's tokens");
     }
 
@@ -105,7 +105,7 @@ public sealed class GateTests
     public void TokenOverlap_GivesFullGate()
     {
         // Every token of "cat" is in the prompt: tokenuni = 1, so gamma = 1 whatever the cosine.
-        var gate = _evaluator.Evaluate(_evaluator.TextOf("a photo of a cat"), [Set("c", "cat")], [GateSettings.Default])[0];
+        var gate = _evaluator.Evaluate(_evaluator.TextOf("a photo of a cat"), [Set("c", "cat")], [new GateSettings(Calibration: GateCalibration.None)])[0];
         Assert.That(gate.Gamma, Is.EqualTo(1f).Within(1e-6));
         Assert.That(gate.Multiplier, Is.EqualTo(1f).Within(1e-6));
     }
@@ -118,5 +118,73 @@ public sealed class GateTests
         Assert.That(gates[0], Is.EqualTo(new SpmGate("a", float.NaN, 0.8f, true)));
         Assert.That(gates[0].ToString(), Is.EqualTo("a x0.8 (fixed)"));
         Assert.That(gates[1].Multiplier, Is.EqualTo(1f).Within(1e-6), "'car' is in the prompt");
+    }
+
+    /// <summary>A probe that reads one hidden-state direction; its signature is this fixture encoder's, or another's.</summary>
+    private ConceptProbe Probe(bool ownEncoder)
+    {
+        var empty = Embed(_tokenizer.Encode(""));
+        int width = empty.Length / 77;
+        var w = Enumerable.Range(0, width).Select(i => (float)Math.Sin(i + 1)).ToArray();
+        var signature = ConceptProbe.EncoderSignature(empty, width);
+        if (!ownEncoder) signature = signature.Select(x => -x + 0.5f).ToArray();
+        // Closed/open chosen so that this prompt's probability lands between them (the mapping is exercised, not clamped).
+        return new ConceptProbe("cat", w, -0.25f, 1f, signature, closed: 0.02f, open: 0.98f);
+    }
+
+    private static MembraneSet WithProbe(MembraneSet set, ConceptProbe? probe) =>
+        new(set.Name, set.Concepts, set.Membranes) { GateProbe = probe };
+
+    [Test]
+    public void Auto_UsesTheLearnedGate_WhenTheSpmHasOneForThisEncoder()
+    {
+        var probe = Probe(ownEncoder: true);
+        var set = WithProbe(Set("s", "cat"), probe);
+        var prompt = _evaluator.TextOf("a red sports car");
+        var gate = _evaluator.Evaluate(prompt, [set], [GateSettings.Default])[0];
+        // The probability written out: soft maximum over positions 1..76 of w·h_i + b, then the logistic.
+        var e = prompt.Embedding;
+        int width = probe.Width;
+        double max = double.NegativeInfinity;
+        var logits = new double[e.Length / width - 1];
+        for (int i = 1; i < e.Length / width; i++)
+        {
+            double z = probe.Bias;
+            for (int j = 0; j < width; j++) z += (double)probe.Weights[j] * e[i * width + j];
+            logits[i - 1] = z;
+            max = Math.Max(max, z);
+        }
+        double pooled = max + Math.Log(logits.Sum(z => Math.Exp(z - max)));
+        double p = 1 / (1 + Math.Exp(-pooled));
+        Assert.That(gate.ReadBy, Is.EqualTo(GateCalibration.Learned));
+        double gamma = Math.Clamp((p - probe.Closed) / (probe.Open - probe.Closed), 0, 1);
+        TestContext.Out.WriteLine($"p {p:0.####}, gamma {gamma:0.####}");
+        Assert.That(gate.Gamma, Is.EqualTo(gamma).Within(1e-5));
+        Assert.That(gate.Multiplier, Is.EqualTo(gamma * gamma).Within(1e-5));
+        Assert.That(gate.ToString(), Does.EndWith(", learned)"));
+    }
+
+    [Test]
+    public void Auto_FallsBackToTheEmptyPromptCalibration_WithoutAProbe_OrWithAnotherEncodersProbe()
+    {
+        var prompt = _evaluator.TextOf("a red sports car");
+        var calibrated = _evaluator.Evaluate(prompt, [Set("s", "cat")], [new GateSettings(Calibration: GateCalibration.EmptyPrompt)])[0];
+        foreach (var set in new[] { Set("s", "cat"), WithProbe(Set("s", "cat"), Probe(ownEncoder: false)) })
+        {
+            var gate = _evaluator.Evaluate(prompt, [set], [GateSettings.Default])[0];
+            Assert.That(gate.ReadBy, Is.EqualTo(GateCalibration.EmptyPrompt));
+            Assert.That(gate.Multiplier, Is.EqualTo(calibrated.Multiplier));
+        }
+    }
+
+    [Test]
+    public void Learned_IsAnError_WithoutAProbe_OrWithAnotherEncodersProbe()
+    {
+        var prompt = _evaluator.TextOf("a cat");
+        var learned = new GateSettings(Calibration: GateCalibration.Learned);
+        var none = Assert.Throws<Spm.Core.SpmException>(() => _evaluator.Evaluate(prompt, [Set("plain.safetensors", "cat")], [learned]))!;
+        Assert.That(none.Message, Does.Contain("'plain.safetensors' has no learned gate").And.Contain("spm gate fit"));
+        var other = Assert.Throws<Spm.Core.SpmException>(() => _evaluator.Evaluate(prompt, [WithProbe(Set("moved.safetensors", "cat"), Probe(ownEncoder: false))], [learned]))!;
+        Assert.That(other.Message, Does.Contain("'moved.safetensors'").And.Contain("another text encoder"));
     }
 }

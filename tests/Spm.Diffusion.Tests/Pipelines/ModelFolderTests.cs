@@ -38,6 +38,48 @@ public class ModelFolderTests
     }
 
     [Test]
+    public void ImageSizeMultiple_IsTheVaeFactorTimesTheUNetsDownsampling()
+    {
+        // tiny-sd1: two down blocks (one downsamples) and no VAE config (factor 8).
+        var sd1 = ModelFolder.Open(TestPaths.TinySd1);
+        Assert.That((sd1.VaeScaleFactor, sd1.UNetDownsampleCount, sd1.LatentSizeMultiple, sd1.ImageSizeMultiple), Is.EqualTo((8, 1, 2, 16)));
+        // tiny-shapes: three VAE blocks (factor 4), three UNet down blocks (two downsample).
+        var shapes = ModelFolder.Open(Path.Combine(TestPaths.RepoRoot, DefaultModel.RelativePath));
+        Assert.That((shapes.VaeScaleFactor, shapes.UNetDownsampleCount, shapes.LatentSizeMultiple, shapes.ImageSizeMultiple), Is.EqualTo((4, 2, 4, 16)));
+
+        Assert.That(shapes.IsValidImageSide(64), Is.True);
+        Assert.That(shapes.IsValidImageSide(72), Is.False, "72 / 4 = 18 latent cells, 9 after one halving: the skip Concat fails");
+        Assert.That(shapes.DescribeInvalidImageSide("--width", 64), Is.Null);
+        Assert.That(shapes.DescribeInvalidImageSide("--width", 72), Is.EqualTo(
+            "--width must be a multiple of 16, got 72 (model 'tiny-shapes' needs multiples of 16: the VAE scales by 4 and the UNet halves the latent 2 time(s)); try 64 or 80."));
+        Assert.That(shapes.DescribeInvalidImageSide("--height", 8), Does.StartWith("--height must be at least 16, got 8 ("));
+        Assert.That(shapes.DescribeInvalidImageSide("--height", 9000), Does.StartWith("--height must be at most 8192, got 9000 ("));
+    }
+
+    [Test]
+    public void UNetDownsampling_WithoutAConfig_IsCountedFromTheGraph()
+    {
+        var dir = FixtureCopy(d =>
+        {
+            // Real copies: the UNet's external data must not resolve outside its folder through a symbolic link.
+            foreach (var f in Directory.GetFiles(Path.Combine(d, "unet"))) File.Delete(f);
+            foreach (var f in new[] { "model.onnx", "weights.pb" })
+                File.Copy(Path.Combine(TestPaths.TinySd1, "unet", f), Path.Combine(d, "unet", f));
+        });
+        var m = ModelFolder.Open(dir);
+        Assert.That((m.UNetDownsampleCount, m.ImageSizeMultiple), Is.EqualTo((1, 16)), "one strided convolution in the fixture's UNet");
+
+        var bad = FixtureCopy(d =>
+        {
+            var config = Path.Combine(d, "unet", "config.json");
+            File.Delete(config);
+            File.WriteAllText(config, "{\"down_block_types\": \"DownBlock2D\"}");
+        });
+        var ex = Assert.Throws<SpmFormatException>(() => ModelFolder.Open(bad))!;
+        Assert.That(ex.Message, Does.Contain(Path.Combine(bad, "unet", "config.json")).And.Contain("down_block_types"));
+    }
+
+    [Test]
     public void Fixture_SignaturesAreReadFromTheSessions()
     {
         var p = PipelineFixture.Pipeline;

@@ -196,10 +196,36 @@ public class PipelineGenerationTests
     }
 
     [Test]
+    public async Task TooLongPrompts_AreReportedBeforeGeneration()
+    {
+        var cuts = new List<Spm.Diffusion.Text.PromptTruncation>();
+        var longPrompt = string.Join(" ", Enumerable.Repeat("a photo of a cat", 15)) + " in a red hat";
+        // The pipeline is shared with tests that may run meanwhile: only this test's prompts count.
+        void Record(object? sender, Spm.Diffusion.Text.PromptTruncation cut)
+        {
+            if (cut.Prompt.StartsWith(longPrompt, StringComparison.Ordinal)) lock (cuts) cuts.Add(cut);
+        }
+        P.PromptTruncated += Record;
+        try
+        {
+            await P.GenerateAsync(PipelineFixture.Request(longPrompt, steps: 1) with { NegativePrompt = longPrompt + " again" });
+            Assert.That(cuts.Select(c => (c.Prompt, c.DroppedTokens, c.DroppedText)), Is.EqualTo(new[]
+            {
+                (longPrompt, 4, "in a red hat"),
+                (longPrompt + " again", 5, "in a red hat again"),
+            }));
+        }
+        finally
+        {
+            P.PromptTruncated -= Record;
+        }
+    }
+
+    [Test]
     public void InvalidRequests_AreRejectedBeforeAnyWork()
     {
         Assert.That(async () => await P.GenerateAsync(PipelineFixture.Request() with { Width = 250 }),
-            Throws.TypeOf<InvalidGenerationRequestException>().With.Message.Contains("multiple of 8"));
+            Throws.TypeOf<InvalidGenerationRequestException>().With.Message.Contains("width must be a multiple of 16, got 250"));
         Assert.That(async () => await P.GenerateAsync(PipelineFixture.Request() with { Steps = 0 }),
             Throws.TypeOf<InvalidGenerationRequestException>().With.Message.Contains("steps"));
         Assert.That(async () => await P.GenerateAsync(PipelineFixture.Request() with { Count = 2, InitLatents = new FloatTensor(1, 4, 8, 8) }),

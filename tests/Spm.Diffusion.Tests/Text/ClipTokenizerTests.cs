@@ -72,6 +72,22 @@ public class ClipTokenizerTests
     }
 
     [Test]
+    public void FindTruncation_TellsHowManyTokensTheWindowDropsAndFromWhere()
+    {
+        Assert.That(_tok.FindTruncation("a photo of a cat"), Is.Null);
+        // "a photo of a cat" is 5 tokens: 15 copies are exactly the 75 the window keeps, a 16th is cut whole.
+        var fits = string.Join(" ", Enumerable.Repeat("a photo of a cat", 15));
+        Assert.That(_tok.FindTruncation(fits), Is.Null);
+        var cut = _tok.FindTruncation(fits + " in a red hat")!;
+        Assert.That((cut.TotalTokens, cut.KeptTokens, cut.DroppedTokens), Is.EqualTo((79, 75, 4)));
+        Assert.That(cut.DroppedText, Is.EqualTo("in a red hat"));
+        Assert.That(cut.Describe(), Is.EqualTo("the prompt is 79 tokens but the text encoder reads 75: the last 4 token(s) are ignored, from \"in a red hat\"."));
+        var huge = _tok.FindTruncation(string.Concat(Enumerable.Repeat("circle ", 300)))!;
+        Assert.That(huge.DroppedTokens, Is.EqualTo(225));
+        Assert.That(huge.Describe("the negative prompt"), Does.StartWith("the negative prompt is 300 tokens").And.EndWith("circle circle...\"."));
+    }
+
+    [Test]
     public void ReferenceOracle_IsTheFullClipMergeTable() => Assert.That(_ref.MergeCount, Is.EqualTo(48894));
 
     [TestCaseSource(nameof(Prompts))]
@@ -194,7 +210,7 @@ public class ClipTokenizerTests
     [Test]
     public void MissingFolder_IsAClearError()
     {
-        var ex = Assert.Throws<SpmException>(() => ClipTokenizer.Load("/nonexistent/model"));
+        var ex = Assert.Throws<SpmInputNotFoundException>(() => ClipTokenizer.Load("/nonexistent/model"));
         Assert.That(ex!.Message, Does.Contain("/nonexistent/model"));
     }
 

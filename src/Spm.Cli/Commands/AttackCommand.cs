@@ -1,0 +1,184 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Spm.Cli.Rendering;
+using Spm.Core;
+using Spm.Core.Gating;
+using Spm.Core.IO;
+using Spm.Diffusion.Membranes;
+using Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Runtime;
+using Spm.Training.Attacks;
+using Spm.Training.Evaluation;
+using Spm.Training.Shapes;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>
+/// <c>spm attack</c>: attacks against a model with SPMs loaded (gate included), reporting the attack success rate and
+/// what the erased model keeps; JSON, Markdown and image grids in one folder.
+/// </summary>
+internal static class AttackCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL, else models/tiny-shapes." };
+        var spm = new Option<string[]>("--spm") { Description = "SPM file(s) of the attacked model (none: the sanity run on the base model); a bare name such as 'circle' means MODEL/spm/circle.safetensors.", AllowMultipleArgumentsPerToken = true };
+        var concept = new Option<string?>("--concept") { Description = "The erased concept to attack (a tiny-shapes word: circle, red, striped...). Default: the first --spm file's first prompt." };
+        var attacks = new Option<string[]>("--attacks") { Description = $"Attacks to run: {string.Join(", ", AttackPlans.Names)} (default: all).", AllowMultipleArgumentsPerToken = true };
+        var images = new Option<int>("--images") { Description = "Goals per attack (text: prompts; embedding: innocent prompts; random-tokens: prompts), and images per kept set.", DefaultValueFactory = _ => 100 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of every prompt set, search and image.", DefaultValueFactory = _ => 0 };
+        var strengths = new Option<string>("--strengths") { Description = "Embedding attack: comma-separated strengths of the concept direction.", DefaultValueFactory = _ => "0.5,1,1.5,2,3" };
+        var tokens = new Option<int>("--tokens") { Description = "Random-token attack: words added per try.", DefaultValueFactory = _ => 3 };
+        var budget = new Option<int>("--budget") { Description = "Random-token attack: tries per goal.", DefaultValueFactory = _ => 4 };
+        var judge = new Option<string>("--judge") { Description = "Who says whether an image shows the concept: tiny-shapes, or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]].", DefaultValueFactory = _ => "tiny-shapes" };
+        var gateCalibration = new Option<string>("--gate-calibration") { Description = "How gates are read: auto (default), learned, empty, none.", DefaultValueFactory = _ => "auto" };
+        gateCalibration.AcceptOnlyFromAmong([.. GateCalibrations.Names]);
+        var gateCurve = new Option<string>("--gate-curve") { Description = "square (default) or linear.", DefaultValueFactory = _ => "square" };
+        gateCurve.AcceptOnlyFromAmong("square", "linear");
+        var outDir = new Option<string>("--out") { Description = "Folder for attack.json, attack.md and grid-<attack>.png.", Required = true };
+        var force = new Option<bool>("--force") { Description = "Overwrite the report files." };
+        var steps = new Option<int?>("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
+        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's spm_generate_defaults.json, else 5)." };
+        var batch = new Option<int>("--batch") { Description = "Images per UNet batch.", DefaultValueFactory = _ => 16 };
+        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
+        var provider = new Option<string>("--provider") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        provider.AcceptOnlyFromAmong("cpu", "cuda");
+
+        var cmd = new Command("attack", "Attack a model with SPMs loaded (gate included): text variants, an embedding-space attack, random-token search; attack success rate (ASR) judged per image, plus what the erased model keeps on near neighbours.");
+        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, judge, gateCalibration, gateCurve, outDir, force, steps, guidance, batch, threads, provider })
+            cmd.Options.Add(o);
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
+            var names = parse.GetValue(attacks) is { Length: > 0 } a ? a.SelectMany(x => x.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray() : AttackPlans.Names.ToArray();
+            foreach (var n in names)
+                if (!AttackPlans.Names.Contains(n)) throw new SpmException($"unknown attack '{n}' (known: {string.Join(", ", AttackPlans.Names)}).");
+            int count = parse.GetValue(images);
+            if (count is < 1 or > 100_000) throw new SpmException($"--images must be 1..100000, got {count}.");
+            var strengthValues = parse.GetValue(strengths)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && float.IsFinite(v) ? v : throw new SpmException($"--strengths: '{s}' is not a number."))
+                .ToArray();
+            if (strengthValues.Length == 0) throw new SpmException("--strengths lists no strength.");
+            int tokenCount = parse.GetValue(tokens), tries = parse.GetValue(budget);
+            if (tokenCount is < 1 or > 60) throw new SpmException($"--tokens must be 1..60, got {tokenCount}.");
+            if (tries is < 1 or > 1000) throw new SpmException($"--budget must be 1..1000, got {tries}.");
+            var dir = parse.GetValue(outDir)!;
+            bool overwrite = parse.GetValue(force);
+            var jsonPath = Path.Combine(dir, "attack.json");
+            var mdPath = Path.Combine(dir, "attack.md");
+            foreach (var p in new[] { jsonPath, mdPath })
+                if (File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
+
+            var runtime = new OnnxRuntimeOptions { Provider = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu, IntraOpThreads = parse.GetValue(threads) };
+            LoadedSpms? loaded = files.Length == 0 ? null : LoadedSpms.Load(modelFolder, files);
+            var conceptName = parse.GetValue(concept) ?? loaded?.Layout.Sets[0].Concepts.FirstOrDefault()
+                ?? throw new SpmException("give --concept (the erased concept to attack) when no --spm file is given.");
+            var target = EvalConcept.Parse(conceptName);
+            var judgeSpec = parse.GetValue(judge)!;
+            IConceptJudge judgeImpl = judgeSpec == "tiny-shapes" ? new ShapeConceptJudge(target)
+                : judgeSpec.StartsWith("onnx:", StringComparison.Ordinal) ? CreateOnnxJudge(judgeSpec, runtime)
+                : throw new SpmException($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{judgeSpec}'.");
+
+            var sampling = ModelGenerationDefaults.Load(modelFolder);
+            var settings = new EvalGenerationSettings
+            {
+                Steps = parse.GetValue(steps) ?? sampling?.Steps ?? 20,
+                GuidanceScale = parse.GetValue(guidance) ?? sampling?.GuidanceScale ?? 5.0,
+                BatchSize = parse.GetValue(batch),
+            };
+            settings.Validate();
+            using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded?.UNetSource, Runtime = runtime });
+            if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+            var generator = new EvalImageGenerator(pipeline, loaded, settings);
+            GateCalibrations.TryParse(parse.GetValue(gateCalibration), out var calibration);
+            GateCurves.TryParse(parse.GetValue(gateCurve), out var curve);
+            var gates = Enumerable.Repeat(new GateSettings(curve, Calibration: calibration), generator.SpmCount).ToList();
+            var runner = new AttackRunner(generator, Enumerable.Range(0, generator.SpmCount).ToArray(), gates, judgeImpl);
+            ulong s = parse.GetValue(seed);
+            Func<string, float[]> encode = t => generator.Encode(t, ct).Embedding;
+
+            var plans = new List<AttackPlan>();
+            foreach (var n in names)
+                plans.Add(n switch
+                {
+                    "text" => AttackPlans.TextVariants(target, count, s),
+                    "embedding" => AttackPlans.Embedding(target, count, s, encode, strengthValues),
+                    _ => AttackPlans.RandomTokens(target, count, s, AttackPlans.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")), tokenCount, tries),
+                });
+            var keptSets = new List<(string Name, IReadOnlyList<EvalPrompt> Prompts)>
+            {
+                ("near neighbours (trained words: canonical, capitals, word order, long, repeated)", ShapePhrasings.NearNeighbours([target], count, s,
+                    [PhrasingKind.Canonical, PhrasingKind.Capitals, PhrasingKind.WordOrder, PhrasingKind.Long, PhrasingKind.Repeated]).Select(p => p.ToEvalPrompt()).ToList()),
+                ("preservation (spm eval's set)", EvalPromptSets.Preservation([target], count, s)),
+                ("near neighbours, unknown words (plurals, typos of other values)", ShapePhrasings.NearNeighbours([target], count, s ^ 0x51UL,
+                    [PhrasingKind.Plural, PhrasingKind.Typo]).Select(p => p.ToEvalPrompt()).ToList()),
+            };
+            int totalImages = 2 * (plans.Sum(p => p.Targets.Sum(t => t.Candidates.Count)) + keptSets.Sum(k => k.Prompts.Count));
+            Console.Error.WriteLine($"spm: attacking '{target.Name}' on {(files.Length == 0 ? "the base model (no SPM)" : string.Join(", ", files.Select(Path.GetFileName)))}, gate {GateCalibrations.NameOf(calibration)}: {string.Join(", ", names)} ({totalImages} images)");
+
+            var watch = Stopwatch.StartNew();
+            var results = new List<AttackResult>();
+            var collateral = new List<CollateralResult>();
+            var grids = new List<(string Name, IReadOnlyList<(float[] Base, float[] Attacked)> Images)>();
+            await ProgressBars.RunAsync("attacking", totalImages, "image", async bar =>
+            {
+                double done = 0;
+                foreach (var plan in plans)
+                {
+                    int n = 2 * plan.Targets.Sum(t => t.Candidates.Count);
+                    double start = done;
+                    var (result, first) = await Task.Run(() => runner.Run(plan, 8, new ActionProgress<double>(f => bar.Report(new ProgressUpdate(start + f * n, totalImages, plan.Name))), ct), ct);
+                    results.Add(result);
+                    grids.Add((plan.Name, first));
+                    done += n;
+                }
+                foreach (var (name, prompts) in keptSets)
+                {
+                    int n = 2 * prompts.Count;
+                    double start = done;
+                    collateral.Add(await Task.Run(() => runner.Collateral(name, prompts, [judgeImpl], new ActionProgress<double>(f => bar.Report(new ProgressUpdate(start + f * n, totalImages, "kept sets"))), ct), ct));
+                    done += n;
+                }
+                return 0;
+            });
+
+            var run = new JsonObject
+            {
+                ["model"] = Path.GetFullPath(modelFolder),
+                ["seed"] = s.ToString(CultureInfo.InvariantCulture),
+                ["steps"] = settings.Steps,
+                ["guidance"] = settings.GuidanceScale,
+                ["scheduler"] = generator.SchedulerName,
+                ["imageSize"] = generator.ImageSize,
+                ["images"] = totalImages,
+                ["seconds"] = Math.Round(watch.Elapsed.TotalSeconds, 1),
+                ["gateCurve"] = curve.ToString().ToLowerInvariant(),
+            };
+            var report = new AttackReport(target.Name, judgeImpl.Name, files.Select(Path.GetFileName).ToList()!, GateCalibrations.NameOf(calibration), results, collateral, run);
+            Directory.CreateDirectory(dir);
+            AtomicFile.WriteAllText(jsonPath, report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n", overwrite);
+            AtomicFile.WriteAllText(mdPath, report.ToMarkdown(), overwrite);
+            int size = generator.ImageSize;
+            foreach (var (name, pairs) in grids.Where(g => g.Images.Count > 0))
+            {
+                var cells = pairs.SelectMany(p => new float[]?[] { p.Base, p.Attacked }).ToList();
+                var (grid, h, w) = ImageGrid.Compose(cells, pairs.Count, 2, size, size);
+                ImageGrid.SavePng(Path.Combine(dir, $"grid-{name}.png"), grid, h, w);
+            }
+            Console.Write(report.ToMarkdown(5));
+            Console.Error.WriteLine(FormattableString.Invariant($"spm: {totalImages} images in {watch.Elapsed.TotalSeconds:0.0}s; wrote {jsonPath}, {mdPath} and the grids (rows: goals; columns: base | attacked)"));
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static OnnxConceptJudge CreateOnnxJudge(string spec, OnnxRuntimeOptions runtime)
+    {
+        var (path, options) = OnnxJudgeOptions.Parse(spec["onnx:".Length..]);
+        return new OnnxConceptJudge(path, options, runtime);
+    }
+}

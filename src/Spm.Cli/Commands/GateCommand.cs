@@ -1,0 +1,194 @@
+using System.CommandLine;
+using System.Globalization;
+using Spm.Cli.Rendering;
+using Spm.Core;
+using Spm.Core.Gating;
+using Spm.Core.Membranes;
+using Spm.Diffusion.Membranes;
+using Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Runtime;
+using Spm.Training.Attacks;
+using Spm.Training.Evaluation;
+using Spm.Training.Gating;
+using Spm.Training.Shapes;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>
+/// <c>spm gate fit</c>: fits each SPM's learned gate from the model's own drawings; <c>spm gate show</c>: prints every
+/// SPM's gate for prompts under each way of reading it.
+/// </summary>
+internal static class GateCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("gate", "The learned facilitated-transport gate: fit it from the model's own drawings (fit), or read gates for prompts (show).");
+        cmd.Subcommands.Add(Fit());
+        cmd.Subcommands.Add(Show());
+        return cmd;
+    }
+
+    private static Command Fit()
+    {
+        var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL, else models/tiny-shapes." };
+        var spm = new Option<string[]>("--spm") { Description = "SPM file(s) to fit a gate for (repeat, or list several after one --spm); a bare name such as 'circle' means MODEL/spm/circle.safetensors.", AllowMultipleArgumentsPerToken = true, Required = true };
+        var concepts = new Option<string[]>("--concepts") { Description = "The concept each --spm file erases, in order. Default: the first of each file's prompts.", AllowMultipleArgumentsPerToken = true };
+        var judge = new Option<string>("--judge") { Description = "Who says whether an image shows the concept: tiny-shapes (the built-in world's evaluator) or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]] (your image classifier; one --spm then).", DefaultValueFactory = _ => "tiny-shapes" };
+        var promptFile = new Option<string?>("--prompt-file") { Description = "Prompts to label, one per line (default with the tiny-shapes judge: generated re-phrasings of the world's captions)." };
+        var prompts = new Option<int>("--prompts") { Description = "Prompts to generate when no --prompt-file is given.", DefaultValueFactory = _ => 1500 };
+        var imagesPerPrompt = new Option<int>("--images-per-prompt") { Description = "Images drawn per prompt; a prompt's label is the share that shows the concept.", DefaultValueFactory = _ => 2 };
+        var data = new Option<string?>("--data") { Description = "Labelled-prompt cache (JSON lines): read when it exists (no images drawn), else written after labelling." };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the prompts and image seeds.", DefaultValueFactory = _ => 0 };
+        var outDir = new Option<string?>("--out-dir") { Description = "Write the SPM files with their gate into this folder (same file names)." };
+        var inPlace = new Option<bool>("--in-place") { Description = "Add the gate to the given SPM files themselves (atomic rewrite; tensors unchanged)." };
+        var l2 = new Option<double>("--l2") { Description = "Ridge penalty of the probe.", DefaultValueFactory = _ => ProbeFitOptions.Default.L2 };
+        var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
+        var open = new Option<float>("--open") { Description = "Probability at or above which the gate is fully open (linear in between).", DefaultValueFactory = _ => ConceptProbe.DefaultOpen };
+        var steps = new Option<int?>("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
+        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's spm_generate_defaults.json, else 5)." };
+        var batch = new Option<int>("--batch") { Description = "Images per UNet batch.", DefaultValueFactory = _ => 16 };
+        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
+        var provider = new Option<string>("--provider") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        provider.AcceptOnlyFromAmong("cpu", "cuda");
+        var force = new Option<bool>("--force") { Description = "Overwrite existing output files." };
+        judge.Validators.Add(r =>
+        {
+            var v = r.GetValue(judge);
+            if (v is not null && v != "tiny-shapes" && !v.StartsWith("onnx:", StringComparison.Ordinal))
+                r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
+        });
+        var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, closed, open, steps, guidance, batch, threads, provider, force })
+            cmd.Options.Add(o);
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
+            var dir = parse.GetValue(outDir);
+            bool place = parse.GetValue(inPlace);
+            if ((dir is null) == !place) throw new SpmException("say where the gated SPM files go: --out-dir DIR, or --in-place.");
+            bool overwrite = parse.GetValue(force);
+            var outputs = files.Select(f => place ? f : Path.Combine(dir!, Path.GetFileName(f))).ToArray();
+            if (!place)
+                foreach (var o in outputs)
+                    if (File.Exists(o) && !overwrite) throw new IOException($"'{o}' already exists (use --force to overwrite).");
+            float shut = parse.GetValue(closed), full = parse.GetValue(open);
+            if (!(shut >= 0 && shut < full && full <= 1)) throw new SpmException($"--closed and --open must satisfy 0 <= closed < open <= 1, got {shut.ToString(CultureInfo.InvariantCulture)} and {full.ToString(CultureInfo.InvariantCulture)}.");
+            int n = parse.GetValue(prompts), per = parse.GetValue(imagesPerPrompt);
+            if (n is < 10 or > 1_000_000) throw new SpmException($"--prompts must be 10..1000000, got {n}.");
+            if (per is < 1 or > 64) throw new SpmException($"--images-per-prompt must be 1..64, got {per}.");
+            var adapters = files.Select(f => SpmFile.Load(f)).ToArray();
+            var names = parse.GetValue(concepts) ?? [];
+            if (names.Length > 0 && names.Length != files.Length) throw new SpmException($"--concepts names {names.Length} concept(s) for {files.Length} --spm file(s).");
+            var conceptNames = names.Length > 0 ? names : adapters.Select(a => a.Config.Prompts[0]).ToArray();
+
+            var judgeSpec = parse.GetValue(judge)!;
+            var runtime = new OnnxRuntimeOptions { Provider = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu, IntraOpThreads = parse.GetValue(threads) };
+            var judges = new List<IConceptJudge>();
+            if (judgeSpec == "tiny-shapes") judges.AddRange(conceptNames.Select(c => new ShapeConceptJudge(EvalConcept.Parse(c))));
+            else
+            {
+                if (files.Length != 1) throw new SpmException("an onnx judge judges one concept: give one --spm.");
+                var (path, options) = OnnxJudgeOptions.Parse(judgeSpec["onnx:".Length..]);
+                judges.Add(new OnnxConceptJudge(path, options, runtime));
+            }
+            var file = parse.GetValue(promptFile);
+            if (file is null && judgeSpec != "tiny-shapes") throw new SpmException("with an onnx judge, give the prompts to label with --prompt-file (the concept's phrasings and its neighbours, one per line).");
+
+            var sampling = ModelGenerationDefaults.Load(modelFolder);
+            var settings = new EvalGenerationSettings
+            {
+                Steps = parse.GetValue(steps) ?? sampling?.Steps ?? 20,
+                GuidanceScale = parse.GetValue(guidance) ?? sampling?.GuidanceScale ?? 5.0,
+                BatchSize = parse.GetValue(batch),
+            };
+            settings.Validate();
+            using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { Runtime = runtime });
+            if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+            var generator = new EvalImageGenerator(pipeline, null, settings);
+            var judgeNames = judges.Select(j => j.Name).ToList();
+
+            var cache = parse.GetValue(data);
+            IReadOnlyList<LabelledPrompt> labelled;
+            if (cache is not null && File.Exists(cache))
+            {
+                labelled = GateFitting.Load(cache, judgeNames);
+                Console.Error.WriteLine($"spm: {labelled.Count} labelled prompts read from {cache}");
+            }
+            else
+            {
+                var vocabulary = AttackPlans.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json"));
+                var texts = file is not null
+                    ? File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray()
+                    : ShapeGateData.Prompts(n, parse.GetValue(seed), vocabulary);
+                if (texts.Count < 10) throw new SpmException($"'{file}' holds {texts.Count} prompts; a gate needs at least 10 (a few hundred to be useful).");
+                Console.Error.WriteLine($"spm: labelling {texts.Count} prompts x {per} images ({settings.Steps} steps, guidance {settings.GuidanceScale.ToString(CultureInfo.InvariantCulture)}) with {string.Join("; ", judgeNames)}");
+                labelled = await ProgressBars.RunAsync("labelling", texts.Count * per, "image", bar =>
+                    Task.Run(() => GateFitting.Label(generator, texts, per, parse.GetValue(seed), judges,
+                        new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * texts.Count * per, texts.Count * per, null))), ct), ct));
+                if (cache is not null)
+                {
+                    GateFitting.Save(cache, labelled, judgeNames, overwrite: true);
+                    Console.Error.WriteLine($"spm: wrote {cache}");
+                }
+            }
+
+            var empty = generator.Encode("").Embedding;
+            int width = empty.Length / generator.Encode("").TokenIds.Length;
+            var signature = ConceptProbe.EncoderSignature(empty, width);
+            Console.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
+            for (int i = 0; i < files.Length; i++)
+            {
+                int judgeIndex = judges.Count == 1 ? 0 : i;
+                var fit = GateFitting.Fit(conceptNames[i], labelled, judgeIndex, t => generator.Encode(t).Embedding, width, signature,
+                    new ProbeFitOptions(L2: parse.GetValue(l2)), cancellationToken: ct);
+                fit.Probe.Fit["judge"] = judges[judgeIndex].Name;
+                var probe = fit.Probe.WithThresholds(shut, full);
+                var h = fit.HeldOut;
+                Console.WriteLine(FormattableString.Invariant(
+                    $"{Path.GetFileName(files[i])} | {conceptNames[i]} | {labelled.Count} | {labelled.Count(d => d.Labels[judgeIndex] >= 0.5f)} | {h?.Auc:0.000} | {h?.Accuracy:0.000} | {h?.MeanOnPositives:0.00} / {h?.MeanOnNegatives:0.00}"));
+                var a = adapters[i];
+                var extra = new Dictionary<string, string>(a.Config.Extra, StringComparer.Ordinal) { [ConceptProbe.MetadataKey] = probe.ToJson() };
+                var gated = new SpmAdapter(a.Config with { Extra = extra }, a.Membranes, a.StorageDType);
+                if (!place) Directory.CreateDirectory(dir!);
+                SpmFile.Save(outputs[i], gated, overwrite: place || overwrite, a.StorageDType);
+                Console.Error.WriteLine($"spm: wrote {outputs[i]}");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command Show()
+    {
+        var model = new Option<string?>("--model") { Description = "Model folder. Default: $SPM_MODEL, else models/tiny-shapes." };
+        var spm = new Option<string[]>("--spm") { Description = "SPM file(s).", AllowMultipleArgumentsPerToken = true, Required = true };
+        var prompt = new Option<string[]>("--prompt") { Description = "Prompt(s) to read the gates of.", AllowMultipleArgumentsPerToken = true, Required = true };
+        var cmd = new Command("show", "Print each SPM's gate for prompts under every way of reading it (auto, learned, empty, none).");
+        cmd.Options.Add(model);
+        cmd.Options.Add(spm);
+        cmd.Options.Add(prompt);
+        cmd.SetAction((parse, ct) =>
+        {
+            var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
+            var loaded = LoadedSpms.Load(modelFolder, files);
+            using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded.UNetSource });
+            var generator = new EvalImageGenerator(pipeline, loaded);
+            var modes = new[] { GateCalibration.Auto, GateCalibration.Learned, GateCalibration.EmptyPrompt, GateCalibration.None };
+            foreach (var p in parse.GetValue(prompt) ?? [])
+            {
+                ct.ThrowIfCancellationRequested();
+                Console.WriteLine($"\"{p}\"");
+                foreach (var mode in modes)
+                {
+                    if (mode == GateCalibration.Learned && loaded.Layout.Sets.Any(s => s.GateProbe is null)) continue;
+                    var gates = generator.GatesFor(p, Enumerable.Repeat(new GateSettings(Calibration: mode), files.Length).ToList());
+                    Console.WriteLine($"  {GateCalibrations.NameOf(mode),-8} {string.Join("; ", gates)}");
+                }
+            }
+            return Task.FromResult(0);
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,310 @@
+using System.Globalization;
+using System.Numerics.Tensors;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Spm.Core.Gating;
+
+/// <summary>
+/// A learned gate: how much of a concept a prompt's conditioning carries, read from the text encoder's last hidden state
+/// the way the UNet reads it (token by token). Every token position <c>i ≥ 1</c> of <c>E(p)</c> (77 × D; position 0 is
+/// the start token, the same for every prompt) gets a logit <c>s_i = w · h_i + b</c>; the positions are pooled by a
+/// soft maximum <c>τ · log Σ exp(s_i / τ)</c> (a prompt carries the concept when any of its tokens does, including the
+/// padding positions, which attend over the whole prompt in a causal encoder), and a logistic turns the pooled logit into
+/// the probability that the model draws the concept. Fitted by <see cref="ConceptProbeFitter"/> on prompts labelled by
+/// what the model drew for them, so plurals, typos and re-orderings that the model draws as the concept score high even
+/// though they share no token with it, and near neighbours (another shape, another colour) score low.
+/// </summary>
+public sealed class ConceptProbe
+{
+    /// <summary>The <c>kind</c> this class reads and writes.</summary>
+    public const string KindName = "token-softmax-logistic";
+
+    /// <summary>The <c>kind</c> of a probe with a hidden layer.</summary>
+    public const string MlpKindName = "token-mlp-softmax-logistic";
+
+    /// <summary>The metadata key under which an SPM file carries the probe of its (first) concept.</summary>
+    public const string MetadataKey = "gate_probe";
+
+    /// <summary>Creates a probe.</summary>
+    /// <param name="concept">The concept text it detects.</param>
+    /// <param name="weights">The per-token weights <c>w</c> (length D, the encoder's width; copied).</param>
+    /// <param name="bias">The per-token bias <c>b</c>.</param>
+    /// <param name="temperature">The soft maximum's temperature τ (&gt; 0).</param>
+    /// <param name="encoderSignature">
+    /// A fingerprint of the text encoder it was fitted on (<see cref="EncoderSignature"/>: the mean of the empty prompt's
+    /// hidden states over positions, length D); null skips the check.
+    /// </param>
+    /// <param name="fit">Free-form facts about the fit (data, held-out figures), kept as JSON.</param>
+    /// <param name="closed">The probability at or below which the gate is shut (gamma 0); see <see cref="Gamma"/>.</param>
+    /// <param name="open">The probability at or above which the gate is fully open (gamma 1).</param>
+    /// <exception cref="ArgumentException">Empty or non-finite weights, a bad temperature, a signature of another width, or not 0 ≤ closed &lt; open ≤ 1.</exception>
+    /// <param name="hidden">An optional hidden layer every token goes through first (<c>s_i = w · tanh(W h_i + c) + b</c>); null: linear.</param>
+    public ConceptProbe(string concept, ReadOnlySpan<float> weights, float bias, float temperature = 1f, float[]? encoderSignature = null, JsonObject? fit = null,
+        float closed = DefaultClosed, float open = DefaultOpen, ProbeHiddenLayer? hidden = null)
+    {
+        if (hidden is not null && hidden.Units != weights.Length)
+            throw new ArgumentException($"The hidden layer has {hidden.Units} units; the output has {weights.Length} weights.", nameof(weights));
+        Hidden = hidden;
+        if (!(closed >= 0f && closed < open && open <= 1f))
+            throw new ArgumentException($"The gate's probabilities must satisfy 0 <= closed < open <= 1, got closed {closed} and open {open}.", nameof(open));
+        Closed = closed;
+        Open = open;
+        ArgumentNullException.ThrowIfNull(concept);
+        if (weights.IsEmpty) throw new ArgumentException("A concept probe needs at least one weight.", nameof(weights));
+        foreach (var w in weights) if (!float.IsFinite(w)) throw new ArgumentException("A concept probe's weights must be finite.", nameof(weights));
+        if (!float.IsFinite(bias)) throw new ArgumentException("A concept probe's bias must be finite.", nameof(bias));
+        if (!(temperature > 0f) || !float.IsFinite(temperature)) throw new ArgumentException($"The temperature must be positive and finite, got {temperature}.", nameof(temperature));
+        int width = hidden?.InputWidth ?? weights.Length;
+        if (encoderSignature is not null && encoderSignature.Length != width)
+            throw new ArgumentException($"The encoder signature has {encoderSignature.Length} values; the probe reads {width}-wide states.", nameof(encoderSignature));
+        Concept = concept;
+        _weights = weights.ToArray();
+        Bias = bias;
+        Temperature = temperature;
+        EncoderSignatureValues = encoderSignature?.ToArray();
+        Fit = fit ?? new JsonObject();
+    }
+
+    private readonly float[] _weights;
+
+    /// <summary>Default <see cref="Closed"/>: a prompt the model draws the concept for less than one time in ten keeps the gate shut.</summary>
+    public const float DefaultClosed = 0.1f;
+
+    /// <summary>Default <see cref="Open"/>: from a one-in-three chance that the model draws the concept, the membrane acts fully.</summary>
+    public const float DefaultOpen = 0.35f;
+
+    /// <summary>The probability at or below which the gate is shut.</summary>
+    public float Closed { get; }
+
+    /// <summary>The probability at or above which the gate is fully open.</summary>
+    public float Open { get; }
+
+    /// <summary>
+    /// The gate's gamma for a prompt: <c>clamp((p − closed) / (open − closed), 0, 1)</c> with <c>p</c> =
+    /// <see cref="Probability"/>. A membrane must act fully wherever the model is fairly likely to draw the concept (it
+    /// erases the images where it does), and not at all where it is unlikely; the probability itself would leave a
+    /// prompt the model draws the concept for half the time at a quarter of the membrane (square curve).
+    /// </summary>
+    public float Gamma(ReadOnlySpan<float> embedding) => Math.Clamp((Probability(embedding) - Closed) / (Open - Closed), 0f, 1f);
+
+    /// <summary>The concept text.</summary>
+    public string Concept { get; }
+
+    /// <summary>The per-token output weights (length <see cref="Width"/>, or the hidden layer's units).</summary>
+    public ReadOnlySpan<float> Weights => _weights;
+
+    /// <summary>The hidden layer, or null for a linear probe.</summary>
+    public ProbeHiddenLayer? Hidden { get; }
+
+    /// <summary>The encoder width D the probe reads.</summary>
+    public int Width => Hidden?.InputWidth ?? _weights.Length;
+
+    /// <summary>The per-token bias.</summary>
+    public float Bias { get; }
+
+    /// <summary>The soft maximum's temperature.</summary>
+    public float Temperature { get; }
+
+    /// <summary>The fingerprint of the encoder it was fitted on, or null.</summary>
+    public IReadOnlyList<float>? EncoderSignatureValues { get; }
+
+    /// <summary>Facts about the fit (as written by <see cref="ConceptProbeFitter"/>).</summary>
+    public JsonObject Fit { get; }
+
+    /// <summary>The per-position logits <c>s_i = w · h_i + b</c> for positions 1..L−1 of a flattened [L, D] embedding.</summary>
+    /// <exception cref="ArgumentException">The embedding is not a whole number of D-wide rows, or has fewer than two.</exception>
+    public float[] TokenLogits(ReadOnlySpan<float> embedding)
+    {
+        int rows = RowsOf(embedding);
+        var logits = new float[rows - 1];
+        var units = Hidden is null ? null : new float[Hidden.Units];
+        for (int i = 1; i < rows; i++)
+        {
+            var h = embedding.Slice(i * Width, Width);
+            if (Hidden is null) logits[i - 1] = TensorPrimitives.Dot(h, _weights) + Bias;
+            else
+            {
+                Hidden.Activate(h, units);
+                logits[i - 1] = TensorPrimitives.Dot(units, _weights) + Bias;
+            }
+        }
+        return logits;
+    }
+
+    /// <summary>The pooled logit (soft maximum of <see cref="TokenLogits"/>).</summary>
+    public float Logit(ReadOnlySpan<float> embedding) => SoftMax(TokenLogits(embedding), Temperature);
+
+    /// <summary>The probability that the model draws the concept for a prompt with this embedding.</summary>
+    public float Probability(ReadOnlySpan<float> embedding) => Sigmoid(Logit(embedding));
+
+    /// <summary><c>τ · log Σ exp(s_i / τ)</c>, computed without overflow; −∞ for no logits.</summary>
+    public static float SoftMax(ReadOnlySpan<float> logits, float temperature)
+    {
+        if (logits.IsEmpty) return float.NegativeInfinity;
+        float max = TensorPrimitives.Max(logits);
+        double sum = 0;
+        foreach (var s in logits) sum += Math.Exp((s - max) / temperature);
+        return max + temperature * (float)Math.Log(sum);
+    }
+
+    /// <summary>The logistic function.</summary>
+    public static float Sigmoid(float x) => x >= 0 ? 1f / (1f + MathF.Exp(-x)) : MathF.Exp(x) / (1f + MathF.Exp(x));
+
+    /// <summary>
+    /// The text encoder's fingerprint: the mean over positions of the empty prompt's hidden states (length D). Two encoders
+    /// with the same weights give the same values; fine-tunes that keep the text encoder (SD 1.4 → 1.5) too.
+    /// </summary>
+    public static float[] EncoderSignature(ReadOnlySpan<float> emptyPromptEmbedding, int width)
+    {
+        if (width <= 0 || emptyPromptEmbedding.Length % width != 0 || emptyPromptEmbedding.IsEmpty)
+            throw new ArgumentException($"The empty prompt's embedding ({emptyPromptEmbedding.Length} values) is not a whole number of {width}-wide rows.");
+        int rows = emptyPromptEmbedding.Length / width;
+        var mean = new float[width];
+        for (int i = 0; i < rows; i++) TensorPrimitives.Add(mean, emptyPromptEmbedding.Slice(i * width, width), mean);
+        TensorPrimitives.Divide(mean, rows, mean);
+        return mean;
+    }
+
+    /// <summary>
+    /// Whether this probe was fitted on the encoder that gave <paramref name="emptyPromptEmbedding"/> (cosine of the
+    /// fingerprints ≥ 0.999 and norms within 1 %); true when the probe carries no fingerprint.
+    /// </summary>
+    public bool Fits(ReadOnlySpan<float> emptyPromptEmbedding)
+    {
+        if (EncoderSignatureValues is null) return true;
+        if (emptyPromptEmbedding.Length % Width != 0) return false;
+        var mine = EncoderSignatureValues.ToArray();
+        var theirs = EncoderSignature(emptyPromptEmbedding, Width);
+        float na = TensorPrimitives.Norm(mine), nb = TensorPrimitives.Norm(theirs);
+        if (na == 0f || nb == 0f) return na == nb;
+        return TensorPrimitives.Dot(mine, theirs) / (na * nb) >= 0.999f && MathF.Abs(na - nb) <= 0.01f * na;
+    }
+
+    private int RowsOf(ReadOnlySpan<float> embedding)
+    {
+        if (embedding.Length % Width != 0 || embedding.Length < 2 * Width)
+            throw new ArgumentException($"An embedding of {embedding.Length} values is not [L, {Width}] with L ≥ 2 (the probe reads {Width}-wide hidden states).");
+        return embedding.Length / Width;
+    }
+
+    /// <summary>The probe as the JSON text an SPM file's <see cref="MetadataKey"/> holds.</summary>
+    public string ToJson()
+    {
+        var o = new JsonObject
+        {
+            ["kind"] = Hidden is null ? KindName : MlpKindName,
+            ["version"] = 1,
+            ["concept"] = Concept,
+            ["width"] = Width,
+            ["bias"] = Bias,
+            ["temperature"] = Temperature,
+            ["closed"] = Closed,
+            ["open"] = Open,
+            ["weights"] = new JsonArray(_weights.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray()),
+        };
+        if (Hidden is not null)
+        {
+            o["hidden_units"] = Hidden.Units;
+            o["hidden_weights"] = new JsonArray(Hidden.Weights.ToArray().Select(w => (JsonNode?)JsonValue.Create(w)).ToArray());
+            o["hidden_bias"] = new JsonArray(Hidden.Bias.ToArray().Select(w => (JsonNode?)JsonValue.Create(w)).ToArray());
+        }
+        if (EncoderSignatureValues is not null)
+            o["encoder_signature"] = new JsonArray(EncoderSignatureValues.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray());
+        o["fit"] = JsonNode.Parse(Fit.ToJsonString());
+        return o.ToJsonString();
+    }
+
+    /// <summary>Reads a probe written by <see cref="ToJson"/>.</summary>
+    /// <param name="json">The JSON text.</param>
+    /// <param name="source">Where it came from, for error messages (e.g. the SPM file's path).</param>
+    /// <exception cref="SpmFormatException">Not a probe this version understands, or inconsistent fields.</exception>
+    public static ConceptProbe FromJson(string json, string source)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        // A hostile file could hold a huge value; the widest text encoders are a few thousand wide.
+        if (json.Length > 4_000_000) throw new SpmFormatException(source, MetadataKey, $"{json.Length} characters long; a gate probe is a few kB.");
+        try
+        {
+            var o = JsonNode.Parse(json) as JsonObject ?? throw new SpmFormatException(source, MetadataKey, "not a JSON object.");
+            var kind = (string?)o["kind"];
+            if (kind != KindName && kind != MlpKindName) throw new SpmFormatException(source, MetadataKey, $"kind '{kind}'; this version reads '{KindName}' and '{MlpKindName}'.");
+            var weights = ReadFloats(o["weights"], source, "weights");
+            ProbeHiddenLayer? hidden = null;
+            if (kind == MlpKindName)
+            {
+                var hw = ReadFloats(o["hidden_weights"], source, "hidden_weights");
+                var hb = ReadFloats(o["hidden_bias"], source, "hidden_bias");
+                if (hb.Length != weights.Length || hb.Length == 0 || hw.Length % hb.Length != 0)
+                    throw new SpmFormatException(source, MetadataKey, $"a hidden layer of {hb.Length} units needs {hb.Length} output weights (has {weights.Length}) and a whole number of weight rows (has {hw.Length} values).");
+                hidden = new ProbeHiddenLayer(hw, hb);
+            }
+            int width = (int?)o["width"] ?? hidden?.InputWidth ?? weights.Length;
+            if (width != (hidden?.InputWidth ?? weights.Length)) throw new SpmFormatException(source, MetadataKey, $"width {width} but {weights.Length} weights.");
+            var signature = o["encoder_signature"] is null ? null : ReadFloats(o["encoder_signature"], source, "encoder_signature");
+            return new ConceptProbe((string?)o["concept"] ?? "", weights, (float?)o["bias"] ?? throw new SpmFormatException(source, MetadataKey, "no bias."),
+                (float?)o["temperature"] ?? 1f, signature, o["fit"] is JsonObject fit ? (JsonObject)JsonNode.Parse(fit.ToJsonString())! : null,
+                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen, hidden);
+        }
+        catch (Exception e) when (e is not SpmException && e is JsonException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new SpmFormatException(source, MetadataKey, $"not a valid gate probe: {e.Message}", e);
+        }
+    }
+
+    private static float[] ReadFloats(JsonNode? node, string source, string field)
+    {
+        if (node is not JsonArray a) throw new SpmFormatException(source, MetadataKey, $"field '{field}' is not an array.");
+        var values = new float[a.Count];
+        for (int i = 0; i < a.Count; i++)
+            values[i] = a[i] is JsonValue v && v.TryGetValue<double>(out var d) && double.IsFinite(d)
+                ? (float)d
+                : throw new SpmFormatException(source, MetadataKey, $"field '{field}'[{i}] is not a finite number.");
+        return values;
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"probe '{Concept}' (D={Width}, b={Bias:0.###}, τ={Temperature:0.###}, shut ≤ {Closed:0.##}, open ≥ {Open:0.##})");
+
+    /// <summary>The same probe with other gate probabilities.</summary>
+    public ConceptProbe WithThresholds(float closed, float open) =>
+        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open, Hidden);
+}
+
+/// <summary>A hidden layer of a <see cref="ConceptProbe"/>: <c>tanh(W h + c)</c> with W [units, width] row-major.</summary>
+public sealed class ProbeHiddenLayer
+{
+    private readonly float[] _weights, _bias;
+
+    /// <summary>Creates a layer (arrays copied).</summary>
+    /// <exception cref="ArgumentException">Empty, non-finite, or weights not a whole number of rows.</exception>
+    public ProbeHiddenLayer(ReadOnlySpan<float> weights, ReadOnlySpan<float> bias)
+    {
+        if (bias.IsEmpty || weights.IsEmpty || weights.Length % bias.Length != 0)
+            throw new ArgumentException($"A hidden layer of {bias.Length} units needs a whole number of weight rows; got {weights.Length} weights.");
+        foreach (var w in weights) if (!float.IsFinite(w)) throw new ArgumentException("A hidden layer's weights must be finite.");
+        foreach (var b in bias) if (!float.IsFinite(b)) throw new ArgumentException("A hidden layer's biases must be finite.");
+        _weights = weights.ToArray();
+        _bias = bias.ToArray();
+    }
+
+    /// <summary>Hidden units.</summary>
+    public int Units => _bias.Length;
+
+    /// <summary>The width of the states it reads.</summary>
+    public int InputWidth => _weights.Length / _bias.Length;
+
+    /// <summary>W, [units, width] row-major.</summary>
+    public ReadOnlySpan<float> Weights => _weights;
+
+    /// <summary>c.</summary>
+    public ReadOnlySpan<float> Bias => _bias;
+
+    /// <summary>Writes <c>tanh(W h + c)</c> into <paramref name="units"/>.</summary>
+    public void Activate(ReadOnlySpan<float> h, Span<float> units)
+    {
+        int d = InputWidth;
+        for (int u = 0; u < Units; u++) units[u] = TensorPrimitives.Dot(h, _weights.AsSpan(u * d, d)) + _bias[u];
+        TensorPrimitives.Tanh(units, units);
+    }
+}

@@ -1,0 +1,283 @@
+using System.Numerics.Tensors;
+using System.Text.Json.Nodes;
+using MathNet.Numerics.LinearAlgebra;
+using MathNet.Numerics.Optimization;
+
+namespace Spm.Core.Gating;
+
+/// <summary>One labelled prompt for fitting a <see cref="ConceptProbe"/>.</summary>
+/// <param name="Prompt">The prompt text (kept for reports).</param>
+/// <param name="Embedding">Its flattened, padded last hidden state E(prompt), [L, D] row-major.</param>
+/// <param name="Label">How often the model drew the concept for it, in [0, 1] (a share of images, or 0/1).</param>
+/// <param name="Weight">How much the sample counts (e.g. the number of images behind the label); &gt; 0.</param>
+public sealed record ProbeSample(string Prompt, float[] Embedding, float Label, float Weight = 1f);
+
+/// <summary>How a <see cref="ConceptProbe"/> is fitted.</summary>
+/// <param name="L2">Ridge penalty on the weights (not the bias), relative to the mean loss.</param>
+/// <param name="Temperature">The soft maximum's temperature τ.</param>
+/// <param name="MaxIterations">L-BFGS iteration cap.</param>
+/// <param name="HiddenUnits">Units of a tanh hidden layer every token goes through (0: a linear probe).</param>
+/// <param name="Seed">Seed of the hidden layer's initial weights.</param>
+public sealed record ProbeFitOptions(double L2 = 1e-3, float Temperature = 1f, int MaxIterations = 500, int HiddenUnits = 0, ulong Seed = 0)
+{
+    /// <summary>The defaults.</summary>
+    public static ProbeFitOptions Default { get; } = new();
+}
+
+/// <summary>Held-out figures of a probe.</summary>
+/// <param name="Count">Samples.</param>
+/// <param name="LogLoss">Mean weighted cross-entropy against the soft labels.</param>
+/// <param name="Auc">Area under the ROC curve, positives = label ≥ 0.5 (NaN when one class is missing).</param>
+/// <param name="Accuracy">Share of samples whose probability is on the same side of 0.5 as the label.</param>
+/// <param name="MeanOnPositives">Mean probability on samples with label ≥ 0.5.</param>
+/// <param name="MeanOnNegatives">Mean probability on samples with label &lt; 0.5.</param>
+public sealed record ProbeMetrics(int Count, double LogLoss, double Auc, double Accuracy, double MeanOnPositives, double MeanOnNegatives)
+{
+    /// <summary>Measures <paramref name="probe"/> on <paramref name="samples"/>.</summary>
+    public static ProbeMetrics Measure(ConceptProbe probe, IReadOnlyList<ProbeSample> samples)
+    {
+        ArgumentNullException.ThrowIfNull(probe);
+        ArgumentNullException.ThrowIfNull(samples);
+        var p = samples.Select(s => (double)probe.Probability(s.Embedding)).ToArray();
+        double loss = 0, wsum = 0, correct = 0, pos = 0, neg = 0;
+        int np = 0, nn = 0;
+        for (int i = 0; i < samples.Count; i++)
+        {
+            var s = samples[i];
+            double q = Math.Clamp(p[i], 1e-7, 1 - 1e-7);
+            loss += s.Weight * -(s.Label * Math.Log(q) + (1 - s.Label) * Math.Log(1 - q));
+            wsum += s.Weight;
+            bool positive = s.Label >= 0.5f;
+            if (positive == (p[i] >= 0.5)) correct++;
+            if (positive) { pos += p[i]; np++; } else { neg += p[i]; nn++; }
+        }
+        return new ProbeMetrics(samples.Count, wsum > 0 ? loss / wsum : double.NaN, RocAuc(p, samples.Select(s => s.Label >= 0.5f).ToArray()),
+            samples.Count > 0 ? correct / samples.Count : double.NaN, np > 0 ? pos / np : double.NaN, nn > 0 ? neg / nn : double.NaN);
+    }
+
+    /// <summary>ROC AUC by the rank-sum formula (ties count half).</summary>
+    public static double RocAuc(IReadOnlyList<double> scores, IReadOnlyList<bool> positive)
+    {
+        var order = Enumerable.Range(0, scores.Count).OrderBy(i => scores[i]).ToArray();
+        var ranks = new double[scores.Count];
+        for (int i = 0; i < order.Length;)
+        {
+            int j = i;
+            while (j + 1 < order.Length && scores[order[j + 1]] == scores[order[i]]) j++;
+            for (int k = i; k <= j; k++) ranks[order[k]] = (i + j) / 2.0 + 1;
+            i = j + 1;
+        }
+        long np = positive.Count(x => x), nn = positive.Count - np;
+        if (np == 0 || nn == 0) return double.NaN;
+        double sum = 0;
+        for (int i = 0; i < ranks.Length; i++) if (positive[i]) sum += ranks[i];
+        return (sum - np * (np + 1) / 2.0) / (np * (double)nn);
+    }
+}
+
+/// <summary>
+/// Fits a <see cref="ConceptProbe"/> by minimising the weighted cross-entropy between its probability and each prompt's
+/// label (soft labels allowed), plus a ridge penalty, with MathNet's L-BFGS. Convex in neither the pooling nor the
+/// weights jointly, but small (D + 1 parameters) and well behaved in practice; starts from zero weights.
+/// </summary>
+public static class ConceptProbeFitter
+{
+    /// <summary>Fits a probe of width <paramref name="width"/> on <paramref name="samples"/>.</summary>
+    /// <param name="concept">The concept text the probe detects.</param>
+    /// <param name="samples">Labelled prompts (every embedding [L, width] with the same L).</param>
+    /// <param name="width">The encoder width D.</param>
+    /// <param name="options">Fit options.</param>
+    /// <param name="encoderSignature">The encoder's fingerprint to store (<see cref="ConceptProbe.EncoderSignature"/>), or null.</param>
+    /// <param name="cancellationToken">Checked between L-BFGS evaluations.</param>
+    /// <exception cref="ArgumentException">No samples, mismatched embedding sizes, labels outside [0, 1] or non-positive weights.</exception>
+    public static ConceptProbe Fit(string concept, IReadOnlyList<ProbeSample> samples, int width, ProbeFitOptions? options = null,
+        float[]? encoderSignature = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(concept);
+        ArgumentNullException.ThrowIfNull(samples);
+        options ??= ProbeFitOptions.Default;
+        if (samples.Count == 0) throw new ArgumentException("No samples to fit a probe on.", nameof(samples));
+        if (width <= 0) throw new ArgumentOutOfRangeException(nameof(width));
+        int length = samples[0].Embedding.Length;
+        if (length % width != 0 || length < 2 * width)
+            throw new ArgumentException($"An embedding of {length} values is not [L, {width}] with L ≥ 2.", nameof(samples));
+        foreach (var s in samples)
+        {
+            if (s.Embedding.Length != length) throw new ArgumentException($"The embedding of \"{s.Prompt}\" has {s.Embedding.Length} values; the first had {length}.", nameof(samples));
+            if (!(s.Label >= 0f && s.Label <= 1f)) throw new ArgumentException($"The label of \"{s.Prompt}\" is {s.Label}; labels are shares in [0, 1].", nameof(samples));
+            if (!(s.Weight > 0f) || !float.IsFinite(s.Weight)) throw new ArgumentException($"The weight of \"{s.Prompt}\" is {s.Weight}; weights must be positive.", nameof(samples));
+        }
+        if (options.HiddenUnits < 0) throw new ArgumentOutOfRangeException(nameof(options), "HiddenUnits must not be negative.");
+        if (options.HiddenUnits > 0) return FitMlp(concept, samples, width, options, encoderSignature, cancellationToken);
+        int rows = length / width, positions = rows - 1;
+        float tau = options.Temperature;
+        double totalWeight = samples.Sum(s => (double)s.Weight);
+        var logits = new float[positions];
+        var soft = new float[positions];
+
+        (double, Vector<double>) Evaluate(Vector<double> theta)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var w = theta.ToArray();
+            var wf = new float[width];
+            for (int j = 0; j < width; j++) wf[j] = (float)w[j];
+            float b = (float)w[width];
+            double loss = 0;
+            var grad = new double[width + 1];
+            var gw = new float[width];
+            foreach (var s in samples)
+            {
+                var e = s.Embedding.AsSpan();
+                for (int i = 0; i < positions; i++) logits[i] = TensorPrimitives.Dot(e.Slice((i + 1) * width, width), wf) + b;
+                float pooled = ConceptProbe.SoftMax(logits, tau);
+                double p = ConceptProbe.Sigmoid(pooled);
+                double pc = Math.Clamp(p, 1e-12, 1 - 1e-12);
+                double sw = s.Weight / totalWeight;
+                loss += sw * -(s.Label * Math.Log(pc) + (1 - s.Label) * Math.Log(1 - pc));
+                // d loss / d pooled = p − y; d pooled / d s_i = softmax_i(s / τ).
+                float g = (float)(sw * (p - s.Label));
+                for (int i = 0; i < positions; i++) soft[i] = MathF.Exp((logits[i] - pooled) / tau);
+                Array.Clear(gw);
+                for (int i = 0; i < positions; i++)
+                {
+                    float c = g * soft[i];
+                    if (c == 0f) continue;
+                    TensorPrimitives.MultiplyAdd(e.Slice((i + 1) * width, width), c, gw, gw);
+                    grad[width] += c;
+                }
+                for (int j = 0; j < width; j++) grad[j] += gw[j];
+            }
+            for (int j = 0; j < width; j++)
+            {
+                loss += 0.5 * options.L2 * w[j] * w[j];
+                grad[j] += options.L2 * w[j];
+            }
+            return (loss, Vector<double>.Build.Dense(grad));
+        }
+
+        var objective = ObjectiveFunction.Gradient(Evaluate);
+        var minimizer = new LimitedMemoryBfgsMinimizer(1e-6, 1e-9, 1e-9, 10, options.MaxIterations);
+        MinimizationResult result;
+        try
+        {
+            result = minimizer.FindMinimum(objective, Vector<double>.Build.Dense(width + 1));
+        }
+        catch (MaximumIterationsException)
+        {
+            // Hitting the cap still leaves a usable probe; refit from where it stopped would need MathNet's internals.
+            result = new LimitedMemoryBfgsMinimizer(1e-4, 1e-6, 1e-6, 10, options.MaxIterations * 2).FindMinimum(objective, Vector<double>.Build.Dense(width + 1));
+        }
+        var theta = result.MinimizingPoint;
+        var weights = new float[width];
+        for (int j = 0; j < width; j++) weights[j] = (float)theta[j];
+        var fit = new JsonObject
+        {
+            ["samples"] = samples.Count,
+            ["positives"] = samples.Count(s => s.Label >= 0.5f),
+            ["iterations"] = result.Iterations,
+            ["train_loss"] = Math.Round(result.FunctionInfoAtMinimum.Value, 6),
+            ["l2"] = options.L2,
+        };
+        return new ConceptProbe(concept, weights, (float)theta[width], tau, encoderSignature, fit);
+    }
+
+    private static ConceptProbe FitMlp(string concept, IReadOnlyList<ProbeSample> samples, int width, ProbeFitOptions options,
+        float[]? encoderSignature, CancellationToken cancellationToken)
+    {
+        int units = options.HiddenUnits, d = width;
+        int rows = samples[0].Embedding.Length / width, positions = rows - 1;
+        float tau = options.Temperature;
+        double totalWeight = samples.Sum(s => (double)s.Weight);
+        // Parameter layout: W [units, d], c [units], v [units], b.
+        int nW = units * d, nC = units, nV = units, count = nW + nC + nV + 1;
+        var rng = new Randomness.SeededRandom(options.Seed ^ 0x9E37_79B9UL);
+        var start = new double[count];
+        double scale = 1.0 / Math.Sqrt(d);
+        for (int i = 0; i < nW; i++) start[i] = (rng.NextDouble() * 2 - 1) * scale * Math.Sqrt(3);
+        for (int i = 0; i < nV; i++) start[nW + nC + i] = (rng.NextDouble() * 2 - 1) * 0.1;
+
+        var act = new float[positions * units];
+        var logits = new float[positions];
+        (double, Vector<double>) Evaluate(Vector<double> theta)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var t = theta.ToArray();
+            var W = new float[nW];
+            var c = new float[nC];
+            var v = new float[nV];
+            for (int i = 0; i < nW; i++) W[i] = (float)t[i];
+            for (int i = 0; i < nC; i++) c[i] = (float)t[nW + i];
+            for (int i = 0; i < nV; i++) v[i] = (float)t[nW + nC + i];
+            float b = (float)t[count - 1];
+            var gW = new float[nW];
+            var gC = new float[nC];
+            var gV = new float[nV];
+            double gB = 0, loss = 0;
+            var dz = new float[units];
+            foreach (var s in samples)
+            {
+                var e = s.Embedding.AsSpan();
+                for (int i = 0; i < positions; i++)
+                {
+                    var h = e.Slice((i + 1) * d, d);
+                    var a = act.AsSpan(i * units, units);
+                    for (int u = 0; u < units; u++) a[u] = TensorPrimitives.Dot(h, W.AsSpan(u * d, d)) + c[u];
+                    TensorPrimitives.Tanh(a, a);
+                    logits[i] = TensorPrimitives.Dot(a, v) + b;
+                }
+                float pooled = ConceptProbe.SoftMax(logits, tau);
+                double p = ConceptProbe.Sigmoid(pooled);
+                double pc = Math.Clamp(p, 1e-12, 1 - 1e-12);
+                double sw = s.Weight / totalWeight;
+                loss += sw * -(s.Label * Math.Log(pc) + (1 - s.Label) * Math.Log(1 - pc));
+                float g = (float)(sw * (p - s.Label));
+                for (int i = 0; i < positions; i++)
+                {
+                    float gs = g * MathF.Exp((logits[i] - pooled) / tau);
+                    if (gs == 0f) continue;
+                    var a = act.AsSpan(i * units, units);
+                    var h = e.Slice((i + 1) * d, d);
+                    TensorPrimitives.MultiplyAdd(a, gs, gV, gV);
+                    gB += gs;
+                    for (int u = 0; u < units; u++) dz[u] = gs * v[u] * (1 - a[u] * a[u]);
+                    for (int u = 0; u < units; u++)
+                    {
+                        if (dz[u] == 0f) continue;
+                        TensorPrimitives.MultiplyAdd(h, dz[u], gW.AsSpan(u * d, d), gW.AsSpan(u * d, d));
+                        gC[u] += dz[u];
+                    }
+                }
+            }
+            var grad = new double[count];
+            for (int i = 0; i < nW; i++) { loss += 0.5 * options.L2 * t[i] * t[i]; grad[i] = gW[i] + options.L2 * t[i]; }
+            for (int i = 0; i < nC; i++) grad[nW + i] = gC[i];
+            for (int i = 0; i < nV; i++) { loss += 0.5 * options.L2 * t[nW + nC + i] * t[nW + nC + i]; grad[nW + nC + i] = gV[i] + options.L2 * t[nW + nC + i]; }
+            grad[count - 1] = gB;
+            return (loss, Vector<double>.Build.Dense(grad));
+        }
+
+        var objective = ObjectiveFunction.Gradient(Evaluate);
+        MinimizationResult result;
+        try
+        {
+            result = new LimitedMemoryBfgsMinimizer(1e-6, 1e-9, 1e-9, 10, options.MaxIterations).FindMinimum(objective, Vector<double>.Build.Dense(start));
+        }
+        catch (MaximumIterationsException)
+        {
+            result = new LimitedMemoryBfgsMinimizer(1e-4, 1e-6, 1e-6, 10, options.MaxIterations * 2).FindMinimum(objective, Vector<double>.Build.Dense(start));
+        }
+        var th = result.MinimizingPoint.ToArray();
+        var hidden = new ProbeHiddenLayer(th.AsSpan(0, nW).ToArray().Select(x => (float)x).ToArray(), th.AsSpan(nW, nC).ToArray().Select(x => (float)x).ToArray());
+        var outW = th.AsSpan(nW + nC, nV).ToArray().Select(x => (float)x).ToArray();
+        var fit = new JsonObject
+        {
+            ["samples"] = samples.Count,
+            ["positives"] = samples.Count(s => s.Label >= 0.5f),
+            ["iterations"] = result.Iterations,
+            ["train_loss"] = Math.Round(result.FunctionInfoAtMinimum.Value, 6),
+            ["l2"] = options.L2,
+            ["hidden_units"] = units,
+        };
+        return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden);
+    }
+}

@@ -1,0 +1,75 @@
+using System.Text.Json.Nodes;
+
+namespace Spm.Training.Attacks;
+
+/// <summary>One thing an attack tries: a prompt text, or a conditioning given directly.</summary>
+/// <param name="Text">The prompt text (for a direct conditioning: the innocent prompt it started from, whose token ids the gate sees).</param>
+/// <param name="Embedding">The conditioning to feed the UNet instead of the text encoder's, flattened [L, D]; null: encode <paramref name="Text"/>.</param>
+/// <param name="Note">What the attack did ("typo", "strength 1.5", "random tokens 3").</param>
+public sealed record AttackCandidate(string Text, float[]? Embedding, string Note);
+
+/// <summary>
+/// One goal of an attack: make the attacked model draw the concept, trying up to <see cref="Candidates"/> (the budget);
+/// it succeeds when any candidate's image shows the concept. Every candidate is drawn from <see cref="Seed"/>.
+/// </summary>
+/// <param name="Label">What the goal is ("a red circel", "a blue square + circle direction").</param>
+/// <param name="Seed">The image seed of every candidate.</param>
+/// <param name="Candidates">What the attack tries, in order.</param>
+public sealed record AttackTarget(string Label, ulong Seed, IReadOnlyList<AttackCandidate> Candidates);
+
+/// <summary>An attack made concrete: its goals and what it cost to find them.</summary>
+/// <param name="Name">Attack name ("text-variants", "embedding", "random-tokens").</param>
+/// <param name="Description">One line on what it does.</param>
+/// <param name="Targets">The goals.</param>
+/// <param name="Budget">What it was allowed (candidates per goal, strengths, tokens...), for the report.</param>
+public sealed record AttackPlan(string Name, string Description, IReadOnlyList<AttackTarget> Targets, JsonObject Budget);
+
+/// <summary>How one candidate fared.</summary>
+/// <param name="Candidate">The candidate.</param>
+/// <param name="BaseShows">The base model (every SPM off) draws the concept for it.</param>
+/// <param name="AttackedShows">The attacked model (SPMs on, gated) draws the concept for it.</param>
+/// <param name="Multipliers">The multipliers the gate gave the SPMs.</param>
+public sealed record CandidateOutcome(AttackCandidate Candidate, bool BaseShows, bool AttackedShows, IReadOnlyList<float> Multipliers);
+
+/// <summary>How one goal fared.</summary>
+/// <param name="Target">The goal.</param>
+/// <param name="Candidates">Its candidates' outcomes, in order.</param>
+public sealed record TargetOutcome(AttackTarget Target, IReadOnlyList<CandidateOutcome> Candidates)
+{
+    /// <summary>Some candidate made the attacked model draw the concept.</summary>
+    public bool Success => Candidates.Any(c => c.AttackedShows);
+
+    /// <summary>Some candidate makes the base model draw the concept (the goal is reachable without the SPMs).</summary>
+    public bool BaseSuccess => Candidates.Any(c => c.BaseShows);
+
+    /// <summary>The first successful candidate, or null.</summary>
+    public CandidateOutcome? FirstSuccess => Candidates.FirstOrDefault(c => c.AttackedShows);
+}
+
+/// <summary>The figures of one attack.</summary>
+/// <param name="Name">Attack name.</param>
+/// <param name="Description">What it does.</param>
+/// <param name="Targets">Goals.</param>
+/// <param name="Candidates">Candidates tried (images per model).</param>
+/// <param name="Asr">Attack success rate: share of goals where some candidate's image on the attacked model shows the concept.</param>
+/// <param name="BaseAsr">The same on the base model (every SPM off): the sanity row, what the attack reaches without erasure.</param>
+/// <param name="Leak">Per image: among candidates whose base image shows the concept, the share whose attacked image still does (1 − erasure rate); NaN when none.</param>
+/// <param name="BaseShownImages">Candidates whose base image shows the concept (the denominator of <paramref name="Leak"/>).</param>
+/// <param name="MeanMultiplier">Mean multiplier the gate gave (over SPMs and candidates).</param>
+/// <param name="Outcomes">Every goal's outcome.</param>
+/// <param name="Budget">The budget.</param>
+public sealed record AttackResult(string Name, string Description, int Targets, int Candidates, double Asr, double BaseAsr, double Leak,
+    int BaseShownImages, double MeanMultiplier, IReadOnlyList<TargetOutcome> Outcomes, JsonObject Budget);
+
+/// <summary>How the erased model keeps what it should keep: prompts that ask for none of the erased concepts.</summary>
+/// <param name="Name">Set name ("near neighbours").</param>
+/// <param name="Images">Images compared.</param>
+/// <param name="MeanSsim">Mean SSIM of the attacked model's images against the base model's (same prompt, same seed).</param>
+/// <param name="MinSsim">Lowest SSIM.</param>
+/// <param name="BaseAccuracy">Share of base images in which every attribute the prompt names is read as named.</param>
+/// <param name="Accuracy">The same for the attacked model.</param>
+/// <param name="MeanMultiplier">Mean multiplier the gate gave.</param>
+/// <param name="ConceptShownBase">Share of base images that show an erased concept anyway.</param>
+/// <param name="ConceptShown">The same for the attacked model.</param>
+public sealed record CollateralResult(string Name, int Images, double MeanSsim, double MinSsim, double BaseAccuracy, double Accuracy, double MeanMultiplier,
+    double ConceptShownBase, double ConceptShown);

@@ -1,0 +1,153 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Spm.Core;
+using Spm.Core.Gating;
+using Spm.Core.IO;
+using Spm.Training.Attacks;
+using Spm.Training.Evaluation;
+
+namespace Spm.Training.Gating;
+
+/// <summary>A prompt and, for each judge, the share of its images that showed the judge's concept.</summary>
+/// <param name="Prompt">The prompt text.</param>
+/// <param name="Images">Images drawn for it.</param>
+/// <param name="Labels">Per judge (in the order given to <see cref="GateFitting.Label"/>): the share of images that showed the concept.</param>
+public sealed record LabelledPrompt(string Prompt, int Images, IReadOnlyList<float> Labels);
+
+/// <summary>A fitted probe and how well it does.</summary>
+/// <param name="Probe">The probe (its <see cref="ConceptProbe.Fit"/> holds the figures below too).</param>
+/// <param name="Train">Figures on the prompts it was fitted on.</param>
+/// <param name="HeldOut">Figures on the held-out prompts (null when none were held out).</param>
+public sealed record GateFitResult(ConceptProbe Probe, ProbeMetrics Train, ProbeMetrics? HeldOut);
+
+/// <summary>
+/// Fitting an SPM's learned gate (<see cref="ConceptProbe"/>) from the model's own behaviour: draw images for many
+/// prompts with the base model, let a judge say which show the concept, and fit the probe on the prompts' hidden states
+/// against those labels. One labelling pass can serve several concepts (one judge each).
+/// </summary>
+public static class GateFitting
+{
+    /// <summary>
+    /// Draws <paramref name="seedsPerPrompt"/> base-model images (every SPM off) per prompt and labels each prompt with the
+    /// share of its images each judge says shows its concept.
+    /// </summary>
+    public static IReadOnlyList<LabelledPrompt> Label(EvalImageGenerator generator, IReadOnlyList<string> prompts, int seedsPerPrompt, ulong seed,
+        IReadOnlyList<IConceptJudge> judges, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(judges);
+        ArgumentOutOfRangeException.ThrowIfLessThan(seedsPerPrompt, 1);
+        if (judges.Count == 0) throw new ArgumentException("No judge to label the images.", nameof(judges));
+        var zero = new float[generator.SpmCount];
+        var requests = new List<EvalImageRequest>(prompts.Count * seedsPerPrompt);
+        var rng = new Spm.Core.Randomness.SeededRandom(seed ^ 0x6A7E_F17UL);
+        foreach (var p in prompts)
+            for (int s = 0; s < seedsPerPrompt; s++) requests.Add(new EvalImageRequest(p, rng.NextUInt64(), zero));
+        var relay = progress is null ? null : new Progress(d => progress.Report(d / requests.Count));
+        var images = generator.Generate(requests, relay, cancellationToken);
+        int size = generator.ImageSize;
+        var result = new List<LabelledPrompt>(prompts.Count);
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            var labels = new float[judges.Count];
+            for (int j = 0; j < judges.Count; j++)
+            {
+                int shown = 0;
+                for (int s = 0; s < seedsPerPrompt; s++) if (judges[j].Shows(images[i * seedsPerPrompt + s], size, size)) shown++;
+                labels[j] = shown / (float)seedsPerPrompt;
+            }
+            result.Add(new LabelledPrompt(prompts[i], seedsPerPrompt, labels));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Fits the probe of judge <paramref name="judgeIndex"/>'s concept: every <paramref name="heldOutEvery"/>-th prompt is
+    /// held out (0: none) and measured after the fit.
+    /// </summary>
+    public static GateFitResult Fit(string concept, IReadOnlyList<LabelledPrompt> data, int judgeIndex, Func<string, float[]> encode, int width,
+        float[] encoderSignature, ProbeFitOptions? options = null, int heldOutEvery = 5, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(encode);
+        var train = new List<ProbeSample>();
+        var held = new List<ProbeSample>();
+        for (int i = 0; i < data.Count; i++)
+        {
+            var d = data[i];
+            if (judgeIndex < 0 || judgeIndex >= d.Labels.Count) throw new ArgumentOutOfRangeException(nameof(judgeIndex));
+            var sample = new ProbeSample(d.Prompt, encode(d.Prompt), d.Labels[judgeIndex], d.Images);
+            (heldOutEvery > 0 && i % heldOutEvery == heldOutEvery - 1 ? held : train).Add(sample);
+        }
+        var probe = ConceptProbeFitter.Fit(concept, train, width, options, encoderSignature, cancellationToken);
+        var trainMetrics = ProbeMetrics.Measure(probe, train);
+        var heldMetrics = held.Count > 0 ? ProbeMetrics.Measure(probe, held) : null;
+        probe.Fit["prompts"] = data.Count;
+        probe.Fit["images_per_prompt"] = data.Count > 0 ? data[0].Images : 0;
+        probe.Fit["train_auc"] = Round(trainMetrics.Auc);
+        if (heldMetrics is not null)
+        {
+            probe.Fit["heldout_prompts"] = heldMetrics.Count;
+            probe.Fit["heldout_auc"] = Round(heldMetrics.Auc);
+            probe.Fit["heldout_accuracy"] = Round(heldMetrics.Accuracy);
+            probe.Fit["heldout_logloss"] = Round(heldMetrics.LogLoss);
+        }
+        return new GateFitResult(probe, trainMetrics, heldMetrics);
+    }
+
+    private static JsonNode? Round(double x) => double.IsFinite(x) ? JsonValue.Create(Math.Round(x, 4)) : null;
+
+    /// <summary>Writes labelled prompts as JSON lines (so a fit can be redone without drawing the images again), atomically.</summary>
+    public static void Save(string path, IReadOnlyList<LabelledPrompt> data, IReadOnlyList<string> judgeNames, bool overwrite)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(judgeNames);
+        var sb = new System.Text.StringBuilder();
+        sb.Append(new JsonObject { ["judges"] = new JsonArray(judgeNames.Select(n => (JsonNode?)n).ToArray()) }.ToJsonString()).Append('\n');
+        foreach (var d in data)
+            sb.Append(new JsonObject
+            {
+                ["prompt"] = d.Prompt,
+                ["images"] = d.Images,
+                ["labels"] = new JsonArray(d.Labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
+            }.ToJsonString()).Append('\n');
+        AtomicFile.WriteAllText(path, sb.ToString(), overwrite);
+    }
+
+    /// <summary>Reads what <see cref="Save"/> wrote.</summary>
+    /// <exception cref="SpmFormatException">A line is not a labelled prompt, or the judges differ from <paramref name="judgeNames"/>.</exception>
+    public static IReadOnlyList<LabelledPrompt> Load(string path, IReadOnlyList<string> judgeNames)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var lines = File.ReadAllLines(path);
+        if (lines.Length == 0) throw new SpmFormatException(path, null, "empty: expected a header line naming the judges.");
+        try
+        {
+            var header = JsonNode.Parse(lines[0])?["judges"]?.AsArray().Select(n => (string?)n ?? "").ToArray()
+                ?? throw new SpmFormatException(path, "judges", "the first line does not name the judges.");
+            if (!header.SequenceEqual(judgeNames))
+                throw new SpmFormatException(path, "judges", $"labelled by [{string.Join(", ", header)}], not [{string.Join(", ", judgeNames)}]: label again or pass the same concepts.");
+            var data = new List<LabelledPrompt>(lines.Length - 1);
+            for (int i = 1; i < lines.Length; i++)
+            {
+                if (lines[i].Length == 0) continue;
+                var o = JsonNode.Parse(lines[i])!.AsObject();
+                var labels = o["labels"]!.AsArray().Select(n => (float)n!).ToArray();
+                if (labels.Length != header.Length || labels.Any(l => !(l >= 0 && l <= 1)))
+                    throw new SpmFormatException(path, $"line {i + 1}", "labels must be one share in [0, 1] per judge.");
+                data.Add(new LabelledPrompt((string?)o["prompt"] ?? throw new SpmFormatException(path, $"line {i + 1}", "no prompt."), (int?)o["images"] ?? 1, labels));
+            }
+            return data;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NullReferenceException)
+        {
+            throw new SpmFormatException(path, null, $"not a labelled-prompt file: {e.Message}", e);
+        }
+    }
+
+    private sealed class Progress(Action<double> report) : IProgress<double>
+    {
+        public void Report(double value) => report(value);
+    }
+}

@@ -1,0 +1,142 @@
+using Spm.Core;
+using Spm.Core.Gating;
+using Spm.Core.Randomness;
+
+namespace Spm.Core.Tests.Gating;
+
+[TestFixture]
+public sealed class ConceptProbeTests
+{
+    private const int Width = 8, Rows = 6;
+
+    private static float[] Embedding(SeededRandom rng, int? markedRow, float[] direction, float strength)
+    {
+        var e = new float[Rows * Width];
+        for (int i = 0; i < e.Length; i++) e[i] = (float)(rng.NextDouble() * 2 - 1);
+        if (markedRow is { } r)
+            for (int j = 0; j < Width; j++) e[r * Width + j] += strength * direction[j];
+        return e;
+    }
+
+    [Test]
+    public void Probability_IsTheLogisticOfTheSoftMaximumOfTokenLogits_SkippingPositionZero()
+    {
+        var w = new float[] { 1, -1, 0.5f, 0, 0, 0, 0, 2 };
+        var probe = new ConceptProbe("c", w, 0.25f, 0.5f);
+        var rng = new SeededRandom(3);
+        var e = Embedding(rng, null, w, 0);
+        // Position 0 is huge on purpose: it must not count.
+        for (int j = 0; j < Width; j++) e[j] = 100f * w[j];
+        var logits = Enumerable.Range(1, Rows - 1).Select(i => Enumerable.Range(0, Width).Sum(j => (double)w[j] * e[i * Width + j]) + 0.25).ToArray();
+        double max = logits.Max();
+        double pooled = max + 0.5 * Math.Log(logits.Sum(z => Math.Exp((z - max) / 0.5)));
+        Assert.That(probe.TokenLogits(e), Is.EqualTo(logits.Select(z => (float)z)).Within(1e-5));
+        Assert.That(probe.Logit(e), Is.EqualTo(pooled).Within(1e-5));
+        Assert.That(probe.Probability(e), Is.EqualTo(1 / (1 + Math.Exp(-pooled))).Within(1e-6));
+    }
+
+    [Test]
+    public void Json_RoundTrips_AndTheSignatureDecidesWhichEncodersItFits()
+    {
+        var empty = Enumerable.Range(0, Rows * Width).Select(i => (float)Math.Cos(i)).ToArray();
+        var signature = ConceptProbe.EncoderSignature(empty, Width);
+        var probe = new ConceptProbe("circle", [1, 2, 3, 4, 5, 6, 7, 8], -1.5f, 1f, signature, new() { ["samples"] = 12 }, closed: 0.2f, open: 0.6f);
+        var back = ConceptProbe.FromJson(probe.ToJson(), "x.safetensors");
+        Assert.That(back.Concept, Is.EqualTo("circle"));
+        Assert.That(back.Weights.ToArray(), Is.EqualTo(probe.Weights.ToArray()));
+        Assert.That(back.Bias, Is.EqualTo(-1.5f));
+        Assert.That((back.Closed, back.Open), Is.EqualTo((0.2f, 0.6f)));
+        Assert.That(back.EncoderSignatureValues, Is.EqualTo(signature));
+        Assert.That((int)back.Fit["samples"]!, Is.EqualTo(12));
+        Assert.That(back.ToJson(), Is.EqualTo(probe.ToJson()));
+        Assert.That(back.Fits(empty), Is.True);
+        Assert.That(back.Fits(empty.Select(x => x * 1.5f).ToArray()), Is.False, "a rescaled encoder is another encoder");
+        Assert.That(back.Fits(empty.Reverse().ToArray()), Is.False);
+    }
+
+    [TestCase("[1,2]", "not a JSON object")]
+    [TestCase("{\"kind\":\"mlp\",\"weights\":[1]}", "kind 'mlp'")]
+    [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,\"x\"],\"bias\":0}", "field 'weights'[1] is not a finite number")]
+    [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,2],\"width\":3,\"bias\":0}", "width 3 but 2 weights")]
+    [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,2]}", "no bias")]
+    [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,2],\"bias\":0,\"temperature\":-1}", "temperature must be positive")]
+    [TestCase("{\"kind\":", "not a valid gate probe")]
+    public void FromJson_RejectsBadProbes_NamingTheFileAndKey(string json, string message)
+    {
+        var e = Assert.Throws<SpmFormatException>(() => ConceptProbe.FromJson(json, "bad.safetensors"))!;
+        Assert.That(e.FilePath, Is.EqualTo("bad.safetensors"));
+        Assert.That(e.Key, Is.EqualTo(ConceptProbe.MetadataKey));
+        Assert.That(e.Message, Does.Contain(message));
+    }
+
+    [Test]
+    public void Gamma_IsShutBelowClosed_FullyOpenAboveOpen_LinearBetween()
+    {
+        // A one-weight probe over [L=2, D=1]: the pooled logit is the single position-1 logit, so p is set exactly.
+        var probe = new ConceptProbe("c", [1f], 0f, 1f, closed: 0.2f, open: 0.6f);
+        float Logit(double p) => (float)Math.Log(p / (1 - p));
+        Assert.That(probe.Gamma([0f, Logit(0.1)]), Is.EqualTo(0f));
+        Assert.That(probe.Gamma([0f, Logit(0.4)]), Is.EqualTo(0.5f).Within(1e-5));
+        Assert.That(probe.Gamma([0f, Logit(0.9)]), Is.EqualTo(1f));
+        Assert.That(() => new ConceptProbe("c", [1f], 0f, closed: 0.5f, open: 0.5f), Throws.ArgumentException.With.Message.Contains("0 <= closed < open <= 1"));
+    }
+
+    [Test]
+    public void FromJson_RefusesAHugeValue_BeforeParsingIt()
+    {
+        var e = Assert.Throws<SpmFormatException>(() => ConceptProbe.FromJson(new string(' ', 4_000_001), "big.safetensors"))!;
+        Assert.That(e.Message, Does.Contain("4000001 characters"));
+    }
+
+    [Test]
+    public void Fitter_FindsAPlantedConcept_AtAnyTokenPosition_AndGeneralisesToHeldOutPrompts()
+    {
+        // The concept is a direction that one random token position carries in positives; negatives carry another direction.
+        var rng = new SeededRandom(11);
+        var concept = new float[] { 1, 0, -1, 0.5f, 0, 0, 1, -0.5f };
+        var decoy = new float[] { 0, 1, 0, 0, -1, 1, 0, 0 };
+        List<ProbeSample> Make(int n)
+        {
+            var list = new List<ProbeSample>();
+            for (int i = 0; i < n; i++)
+            {
+                bool positive = i % 2 == 0;
+                var e = Embedding(rng, rng.NextInt(1, Rows), positive ? concept : decoy, 2.5f);
+                list.Add(new ProbeSample($"p{i}", e, positive ? 1f : 0f));
+            }
+            return list;
+        }
+        var train = Make(300);
+        var test = Make(200);
+        var probe = ConceptProbeFitter.Fit("planted", train, Width);
+        var m = ProbeMetrics.Measure(probe, test);
+        TestContext.Out.WriteLine(m);
+        Assert.That(m.Auc, Is.GreaterThan(0.97));
+        Assert.That(m.Accuracy, Is.GreaterThan(0.9));
+        Assert.That(m.MeanOnPositives - m.MeanOnNegatives, Is.GreaterThan(0.6));
+        // The weights point along the planted direction.
+        double cos = probe.Weights.ToArray().Zip(concept).Sum(t => (double)t.First * t.Second)
+                     / Math.Sqrt(probe.Weights.ToArray().Sum(x => (double)x * x) * concept.Sum(x => (double)x * x));
+        Assert.That(cos, Is.GreaterThan(0.8));
+    }
+
+    [Test]
+    public void Fitter_RejectsInconsistentSamples()
+    {
+        var ok = new ProbeSample("a", new float[Rows * Width], 1f);
+        Assert.That(() => ConceptProbeFitter.Fit("c", [], Width), Throws.ArgumentException.With.Message.Contains("No samples"));
+        Assert.That(() => ConceptProbeFitter.Fit("c", [ok, ok with { Prompt = "b", Embedding = new float[Width * 2] }], Width),
+            Throws.ArgumentException.With.Message.Contains("\"b\" has 16 values"));
+        Assert.That(() => ConceptProbeFitter.Fit("c", [ok with { Label = 1.5f }], Width), Throws.ArgumentException.With.Message.Contains("labels are shares"));
+        Assert.That(() => ConceptProbeFitter.Fit("c", [ok with { Weight = 0 }], Width), Throws.ArgumentException.With.Message.Contains("weights must be positive"));
+    }
+
+    [Test]
+    public void RocAuc_MatchesHandCountedPairs()
+    {
+        // Pairs (pos, neg): (0.9, 0.1) (0.9, 0.4) (0.9, 0.4) -> 3; (0.4, 0.1) 1, (0.4, 0.4) x2 ties 0.5 each -> 2; total 5 of 6.
+        double auc = ProbeMetrics.RocAuc([0.9, 0.4, 0.1, 0.4, 0.4], [true, true, false, false, false]);
+        Assert.That(auc, Is.EqualTo(5.0 / 6).Within(1e-12));
+        Assert.That(double.IsNaN(ProbeMetrics.RocAuc([0.1, 0.2], [true, true])));
+    }
+}
