@@ -25,7 +25,8 @@ public sealed record GenerateAnswer(string Base, string Erased, int Width, int H
 /// <param name="Steps">Default steps.</param>
 /// <param name="Size">Default image side.</param>
 /// <param name="Provider">Execution provider in use.</param>
-public sealed record InfoAnswer(string Model, IReadOnlyList<SpmInfo> Spms, int Steps, int Size, string Provider);
+/// <param name="SizeMultiple">Image sides must be a multiple of this (the VAE factor times 2 per UNet down-sampling level).</param>
+public sealed record InfoAnswer(string Model, IReadOnlyList<SpmInfo> Spms, int Steps, int Size, string Provider, int SizeMultiple);
 
 /// <summary>
 /// The web app: Kestrel on 127.0.0.1 only, the embedded page at <c>/</c>, a small JSON API (<c>GET /api/info</c>,
@@ -143,7 +144,8 @@ public static class WebDemoApp
         app.MapOpenApi(OpenApiPath);
 
         app.MapGet("/api/info", (DemoEngine e) =>
-                TypedResults.Ok(new InfoAnswer(e.ModelName, e.Spms, e.Options.Steps, e.DefaultSize, e.Pipeline.Provider.ToString())))
+                TypedResults.Ok(new InfoAnswer(e.ModelName, e.Spms, e.Options.Steps, e.DefaultSize, e.Pipeline.Provider.ToString(),
+                    e.Pipeline.Folder.ImageSizeMultiple)))
             .WithName("info")
             .WithSummary("What is loaded: the model, the SPMs in the order 'enabled' flags follow, the page's defaults.");
 
@@ -161,6 +163,9 @@ public static class WebDemoApp
         app.MapPost("/api/generate", async (HttpContext http, DemoEngine e) =>
             {
                 var (body, enabled) = ApiRequestReader.ReadGenerate(await ReadBodyAsync(http), e.Spms);
+                // The model's own constraint on the side (its message starts with the word passed in, "size").
+                if (body.Size is { } side && e.Pipeline.Folder.DescribeInvalidImageSide("size", side) is { } problem)
+                    throw new ApiRequestException("size", problem["size ".Length..]);
                 var request = new DemoRequest(body.Prompt, enabled, body.Seed ?? 1, body.Steps ?? e.Options.Steps,
                     body.Size, body.NegativePrompt ?? "", body.Guidance ?? e.DefaultGuidance);
                 var images = await e.GenerateAsync(request, http.RequestAborted);
@@ -203,14 +208,14 @@ public static class WebDemoApp
         await result.ExecuteAsync(context);
     }
 
-    // The field a check below the body reader is about. The reader already checks the prompt, flags, steps, size range,
-    // negative prompt and guidance of a generate request, so what the pipeline's own request check
-    // (InvalidGenerationRequestException) can still refuse is an image size the model cannot draw; its message then
-    // starts with "size". Anything else is reported against the body as a whole.
+    // The field a check below the endpoint is about. The endpoint already checks every field of a generate request,
+    // the image side against the model included, so a refusal of the pipeline's own request check
+    // (InvalidGenerationRequestException) about the width or height (which the API's size sets both) is still named
+    // 'size'; anything else is reported against the body as a whole.
     private static Dictionary<string, string[]> FieldOf(HttpContext context, SpmException ex)
     {
         bool size = ex is InvalidGenerationRequestException && context.Request.Path == "/api/generate"
-            && ex.Message.StartsWith("size", StringComparison.Ordinal);
+            && (ex.Message.StartsWith("width", StringComparison.Ordinal) || ex.Message.StartsWith("height", StringComparison.Ordinal));
         return new() { [size ? "size" : "body"] = [ex.Message] };
     }
 

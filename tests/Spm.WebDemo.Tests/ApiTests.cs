@@ -28,6 +28,7 @@ public class ApiTests
         Assert.That(info!.Model, Is.EqualTo("tiny-sd1"));
         Assert.That(info.Steps, Is.EqualTo(4));
         Assert.That(info.Size, Is.EqualTo(64));
+        Assert.That(info.SizeMultiple, Is.EqualTo(16), "VAE factor 8 x 2 for the fixture UNet's one down-sampling level");
         // Both fixture files are called spm.safetensors: the names carry their folder to tell them apart.
         Assert.That(info.Spms.Select(s => (s.Index, s.Name, s.Rank, s.Layers)), Is.EqualTo(new[]
         {
@@ -72,7 +73,7 @@ public class ApiTests
         var e = DemoServer.DecodeDataUrl(on.Erased).Rgb;
         Assert.That(e, Is.Not.EqualTo(b));
         Assert.That(DemoServer.Diff(b, e).Changed, Is.GreaterThan(0.05));
-        Assert.That(on.Parameters, Does.EndWith("SPM: spm.safetensors x0 (fixed), spm.safetensors gate 1 (gamma 1)"));
+        Assert.That(on.Parameters, Does.EndWith("SPM: spm.safetensors x0 (fixed), spm.safetensors gate 1 (gamma 1, empty-calibrated)"));
         Assert.That((on.Width, on.Height), Is.EqualTo((64, 64)));
     }
 
@@ -134,11 +135,13 @@ public class ApiTests
     [Test]
     public async Task ASizeTheModelCannotDraw_IsAProblemNamingSize()
     {
-        // Within 1..1024, so the body reader passes it; the pipeline refuses it before any model runs.
+        // Within 1..1024, so the body reader passes it; the model's own constraint (VAE factor 8 x 2 for the fixture UNet's
+        // one down-sampling level) refuses it before any model runs. /api/info tells the page that multiple.
         var problem = await PostForProblem("api/generate", "{\"prompt\":\"x\",\"enabled\":[true,true],\"size\":60}", HttpStatusCode.BadRequest);
         var errors = Errors(problem);
         Assert.That(errors.Keys, Is.EqualTo(new[] { "size" }));
-        Assert.That(errors["size"].Single(), Does.StartWith("size 60x60 must be a multiple of "));
+        Assert.That(errors["size"].Single(), Is.EqualTo(
+            "must be a multiple of 16, got 60 (model 'tiny-sd1' needs multiples of 16: the VAE scales by 8 and the UNet halves the latent 1 time(s)); try 48 or 64."));
     }
 
     [Test]

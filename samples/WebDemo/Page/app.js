@@ -101,6 +101,9 @@ async function start() {
   $("model").textContent = `model ${info.model} on ${info.provider}, ${spms.length} SPM(s) loaded`;
   $("steps").value = info.steps;
   $("size").value = info.size;
+  // The model draws sides that are multiples of this only (VAE factor x 2 per UNet down-sampling level).
+  $("size").step = info.sizeMultiple;
+  $("size").min = info.sizeMultiple;
   const body = document.querySelector("#gates tbody");
   for (const s of spms) {
     const row = document.createElement("tr");
