@@ -13,8 +13,7 @@ try
 
     // The circle SPM erases "circle" (towards squares). The first prompt names the concept, so facilitated transport
     // opens its gate fully and the circle becomes a square (seed 3 is the README's picture). The second names no circle:
-    // its gate is lower (the tiny model's text encoder finds all captions rather alike, docs/gate.md), and a triangle
-    // has no circle to erase, so it stays a triangle.
+    // the gate, calibrated against the empty prompt (docs/gate.md), stays shut, so the triangle is the base model's.
     var written = await QuickStart.RunAsync(
         new QuickStartOptions(model, spmFiles, ["a red circle on a white background", "a green triangle on a black background"],
             "quickstart-output", Seed: 3),
