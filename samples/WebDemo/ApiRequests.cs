@@ -44,6 +44,9 @@ public sealed class ApiRequestException : Exception
 
     /// <summary>The errors by field name.</summary>
     public IReadOnlyDictionary<string, string[]> Errors { get; }
+
+    /// <summary>The HTTP status of the answer: 400, or 415 for a body not sent as JSON.</summary>
+    public int StatusCode { get; init; } = 400;
 }
 
 /// <summary>

@@ -112,7 +112,7 @@ public static class WebDemoApp
             }
             catch (ApiRequestException ex) when (!context.Response.HasStarted)
             {
-                await Refuse(context, log, StatusCodes.Status400BadRequest, ex.Errors);
+                await Refuse(context, log, ex.StatusCode, ex.Errors);
             }
             catch (SpmException ex) when (!context.Response.HasStarted)
             {
@@ -180,9 +180,10 @@ public static class WebDemoApp
         return app;
     }
 
-    // The body as bytes, refused when it is too large. Routing has already refused a body declared as anything but
-    // JSON (415): that also keeps other web sites' pages from posting here, since a cross-origin JSON post needs a CORS
-    // preflight, which this app never grants. An empty body is left to the reader, which names it.
+    // The body as bytes, refused when it is too large or not declared as JSON. Routing refuses other declared types
+    // (415); a body with no content type at all is refused here. Requiring application/json keeps other web sites'
+    // pages from posting here: a cross-origin JSON post needs a CORS preflight, which this app never grants, while a
+    // post without a content type needs none. An empty body is left to the reader, which names it.
     private static async Task<byte[]> ReadBodyAsync(HttpContext http)
     {
         using var buffer = new MemoryStream();
@@ -194,6 +195,11 @@ public static class WebDemoApp
             if (buffer.Length > ApiRequestReader.MaxBodyBytes)
                 throw new ApiRequestException("body", $"the request body is larger than {ApiRequestReader.MaxBodyBytes} bytes.");
         }
+        if (buffer.Length > 0 && !http.Request.HasJsonContentType())
+            throw new ApiRequestException("body", $"the request body must be sent as application/json, got '{http.Request.ContentType ?? "no content type"}'.")
+            {
+                StatusCode = StatusCodes.Status415UnsupportedMediaType,
+            };
         return buffer.ToArray();
     }
 

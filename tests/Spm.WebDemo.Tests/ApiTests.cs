@@ -197,6 +197,15 @@ public class ApiTests
         }));
         Assert.That(DemoServer.Log.Lines, Has.Some.EqualTo((WebDemoApp.LogCategory, LogLevel.Warning,
             "POST /api/gates refused (415): body: the request body must be sent as application/json, got 'text/plain; charset=utf-8'.")));
+
+        // No content type at all (a cross-origin page may send that without a CORS preflight): refused the same way.
+        using var untyped = new ByteArrayContent("{\"prompt\":\"x\",\"enabled\":[true,true]}"u8.ToArray());
+        var bare = await _http.PostAsync("api/gates", untyped);
+        Assert.That(bare.StatusCode, Is.EqualTo(HttpStatusCode.UnsupportedMediaType));
+        Assert.That(Errors(await bare.Content.ReadFromJsonAsync<JsonElement>()), Is.EqualTo(new Dictionary<string, string[]>
+        {
+            ["body"] = ["the request body must be sent as application/json, got 'no content type'."],
+        }));
     }
 
     [Test]
