@@ -1,25 +1,28 @@
-// Usage: dotnet run --project samples/QuickStart -- [MODEL_FOLDER] [SPM_FILE ...]   (PNGs go to ./quickstart-output)
-// Defaults (relative to the repository): ../shared/fixtures/tiny-sd1 and the reference SPM of its all-layers case.
+// Usage: dotnet run --project samples/QuickStart -c Release -- [MODEL_FOLDER] [SPM_FILE ...]   (PNGs go to ./quickstart-output)
+// Defaults: the built-in model models/tiny-shapes (or $SPM_MODEL) and its shipped "circle" SPM (MODEL/spm/circle.safetensors).
+using Spm.Core;
+using Spm.Diffusion.Pipelines;
 using Spm.Samples.QuickStart;
 
-var repo = FindRepo() ?? Directory.GetCurrentDirectory();
-var model = args.Length > 0 ? args[0] : Path.Combine(repo, "..", "shared", "fixtures", "tiny-sd1");
-string[] spmFiles = args.Length > 1
-    ? args[1..]
-    : [Path.Combine(repo, "..", "shared", "fixtures", "tiny-sd1-reference", "all-layers", "spm.safetensors")];
-
-// The reference SPM erases "reference concept": the first prompt holds all its tokens (gate 1); the second gets the
-// gate its similarity gives (on the tiny random fixture CLIP embeddings are all alike, so it is high there too).
-var written = await QuickStart.RunAsync(
-    new QuickStartOptions(model, spmFiles, ["a photo of the reference concept", "a cat on a sofa"], "quickstart-output"),
-    Console.Out);
-Console.WriteLine($"wrote {written.Count} images");
-
-// The repository holding Spm.sln, above the working directory or above the program.
-static string? FindRepo()
+try
 {
-    foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Spm.sln"))) return dir.FullName;
-    return null;
+    var model = DefaultModel.Resolve(args.Length > 0 ? args[0] : null);
+    string[] spmFiles = args.Length > 1 ? args[1..] : [Path.Combine(model, "spm", "circle.safetensors")];
+    if (args.Length <= 1 && !File.Exists(spmFiles[0]))
+        throw new SpmException($"the model '{model}' has no spm/circle.safetensors; name the SPM files after the model folder.");
+
+    // The circle SPM erases "circle" (towards squares). The first prompt names the concept, so facilitated transport
+    // opens its gate fully and the circle becomes a square (seed 3 is the README's picture). The second names no circle:
+    // the gate, calibrated against the empty prompt (docs/gate.md), stays shut, so the triangle is the base model's.
+    var written = await QuickStart.RunAsync(
+        new QuickStartOptions(model, spmFiles, ["a red circle on a white background", "a green triangle on a black background"],
+            "quickstart-output", Seed: 3),
+        Console.Out);
+    Console.WriteLine($"wrote {written.Count} images");
+    return 0;
+}
+catch (SpmException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 1;
 }

@@ -51,6 +51,7 @@ public class EvalCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void TwoSpmsAndAnAblation_TableJsonAndGrids()
     {
         var json = Path.Combine(_dir, "out.json");
@@ -108,6 +109,7 @@ public class EvalCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void ConceptsComeFromTheSpmsPrompts()
     {
         // A copy of the reference membranes whose prompts name a tiny-shapes concept inside a phrase.
@@ -144,6 +146,7 @@ public class EvalCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void ExistingJson_IsKeptUnlessForced_AndCheckedBeforeAnyWork()
     {
         var json = Path.Combine(_dir, "keep.json");
@@ -158,6 +161,7 @@ public class EvalCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void Fidelity_PrintsAttributeAccuracies_AndWritesJson()
     {
         var json = Path.Combine(_dir, "fidelity.json");

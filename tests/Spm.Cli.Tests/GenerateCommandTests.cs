@@ -58,6 +58,7 @@ public class GenerateCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void SameCommandTwice_WritesByteIdenticalPngWithParameters()
     {
         var a = Path.Combine(_dir, "a.png");
@@ -89,6 +90,7 @@ public class GenerateCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void FolderOutput_NumbersFilesAfterExistingOnes()
     {
         var outDir = Path.Combine(_dir, "out");
@@ -100,6 +102,7 @@ public class GenerateCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void InitLatents_GiveTheSameFinalLatentsWithOneOrTwoThreads()
     {
         var init = new FloatTensor(1, 4, 32, 32);
@@ -142,6 +145,7 @@ public class GenerateCommandTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void BenchPipeline_ReportsRateAndOutsideShare()
     {
         var (code, stdout, stderr) = Run("bench", "pipeline", "--model", TestPaths.TinySd1, "--steps", "2", "--runs", "1", "--json");

@@ -34,6 +34,7 @@ public class GenerateSpmTests
         => ["generate", "--model", TestPaths.TinySd1, "--prompt", "a photo of a cat", "--steps", "2", "--seed", "3", "--gate-calibration", "none", .. extra];
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void Gates_AreOnStdoutAndInThePng()
     {
         var png = Path.Combine(_dir, "a.png");
@@ -55,6 +56,7 @@ public class GenerateSpmTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void SpmAtZero_GivesThePlainModelsLatents_AndActiveSpmChangesThem()
     {
         var plain = Path.Combine(_dir, "plain.safetensors");

@@ -14,6 +14,7 @@ public class GradCommandTests
         => CliHarness.Run([GradCommand.Create()], args);
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void WritesGradientsMatchingTheReference()
     {
         var dir = TestPaths.Reference("attn2-rank4");

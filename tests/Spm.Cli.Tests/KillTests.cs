@@ -38,6 +38,7 @@ public class KillTests
     private static string Spm(string name) => Path.Combine(TestPaths.Reference(name), "spm.safetensors");
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void SigkillDuringBakeAndTraining_NeverLeavesATornFile()
     {
         var rng = new SeededRandom(Seed);

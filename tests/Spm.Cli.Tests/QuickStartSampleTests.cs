@@ -3,6 +3,8 @@ using SixLabors.ImageSharp.PixelFormats;
 using Spm.Diffusion.Images;
 using Spm.Samples.QuickStart;
 using Spm.Tests.Common;
+using Spm.Training.Evaluation;
+using Spm.Training.Shapes;
 
 namespace Spm.Cli.Tests;
 
@@ -37,6 +39,38 @@ public class QuickStartSampleTests
             Assert.That(gates[0], Is.EqualTo(1.0).Within(1e-3));
             Assert.That(gates[1], Is.LessThan(gates[0]));
             Assert.That(log.ToString(), Does.Contain("quickstart-0.png"));
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task QuickStart_OnTheBuiltInModel_ErasesTheCircle_AndKeepsTheTriangle()
+    {
+        // What `dotnet run --project samples/QuickStart` runs by default (Program.cs): the built-in model, its circle
+        // SPM, the README's seed. The images must be shapes the evaluator reads, not the random fixture's noise.
+        var output = TestPaths.NewTempDir("spm-quickstart-builtin");
+        try
+        {
+            var model = Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");
+            var written = await QuickStart.RunAsync(
+                new QuickStartOptions(model, [Path.Combine(model, "spm", "circle.safetensors")],
+                    ["a red circle on a white background", "a green triangle on a black background"], output, Seed: 3),
+                TextWriter.Null);
+            var evaluator = new ShapeEvaluator();
+            var judged = written.Select(path =>
+            {
+                var (rgb, h, w) = ImageGrid.LoadRgb(path);
+                var j = evaluator.Evaluate(rgb, h, w);
+                return (j.Shape.Value, j.Color.Value, j.Background.Value);
+            }).ToList();
+            Assert.That(judged, Is.EqualTo(new[]
+            {
+                (ShapeKind.Square, ShapeColor.Red, ShapeBackground.White),
+                (ShapeKind.Triangle, ShapeColor.Green, ShapeBackground.Black),
+            }));
         }
         finally
         {

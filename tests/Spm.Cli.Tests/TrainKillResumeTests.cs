@@ -26,6 +26,7 @@ public class TrainKillResumeTests
     ];
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void SigkilledRunResumesToTheSameFileAsAnUninterruptedRun()
     {
         var dir = TestPaths.NewTempDir("spm-kill");

@@ -8,6 +8,7 @@ namespace Spm.Cli.Tests;
 public class TrainProbeCommandTests
 {
     [Test]
+    [Category(TestCategories.Slow)]
     public void ProbeColumnsAndTheAcceptanceReadingArePrinted()
     {
         var dir = TestPaths.NewTempDir();

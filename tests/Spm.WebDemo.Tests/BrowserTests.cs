@@ -7,8 +7,8 @@ namespace Spm.WebDemo.Tests;
 
 /// <summary>
 /// Drives the WebDemo page in Debian's headless Chromium through Playwright (the Playwright driver ships in its NuGet
-/// package; its own browser download is never used). CI installs Chromium first (<c>scripts/install-chromium.sh</c>);
-/// without it this test fails rather than skips.
+/// package; its own browser download is never used). The test command (<c>scripts/test.sh</c>, which CI runs) installs
+/// Chromium first when it is missing (<c>scripts/install-chromium.sh</c>); without it this test fails rather than skips.
 /// </summary>
 public class BrowserTests
 {

@@ -1,5 +1,7 @@
 using Microsoft.AspNetCore.Builder;
+using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using Spm.Samples.WebDemo;
@@ -22,6 +24,9 @@ public sealed class DemoServer
     /// <summary>The app's engine (pipeline and SPMs), for computing what the page should show.</summary>
     public static DemoEngine Engine { get; private set; } = null!;
 
+    /// <summary>Every line the app logged (category, level, message), in order.</summary>
+    public static LogSink Log { get; } = new();
+
     /// <summary>The SPM files the app loaded, in order.</summary>
     public static string[] SpmFiles =>
     [
@@ -33,7 +38,7 @@ public sealed class DemoServer
     public async Task StartAsync()
     {
         var options = new WebDemoOptions(TestPaths.TinySd1, SpmFiles, Port: 0, Steps: 4, Size: 64, MaxConcurrentGenerations: 2, Quiet: true);
-        _app = WebDemoApp.Build(options);
+        _app = WebDemoApp.Build(options, b => b.Logging.AddProvider(Log));
         await _app.StartAsync();
         Address = WebDemoApp.Address(_app);
         Engine = _app.Services.GetRequiredService<DemoEngine>();
@@ -77,5 +82,30 @@ public sealed class DemoServer
         var result = ((double)sum / a.Length, max, (double)changed / a.Length);
         TestContext.Out.WriteLine($"image difference: mean {result.Item1:0.###} levels, max {max}, {result.Item3:P1} of values changed");
         return result;
+    }
+}
+
+/// <summary>A logger provider that keeps every line in memory, for tests that check what the server logged.</summary>
+public sealed class LogSink : ILoggerProvider
+{
+    private readonly ConcurrentQueue<(string Category, LogLevel Level, string Message)> _lines = new();
+
+    /// <summary>The lines logged so far.</summary>
+    public IReadOnlyList<(string Category, LogLevel Level, string Message)> Lines => _lines.ToArray();
+
+    /// <inheritdoc />
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines);
+
+    /// <inheritdoc />
+    public void Dispose() { }
+
+    private sealed class Logger(string category, ConcurrentQueue<(string, LogLevel, string)> lines) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            lines.Enqueue((category, logLevel, formatter(state, exception)));
     }
 }

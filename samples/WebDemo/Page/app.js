@@ -17,8 +17,9 @@ async function postJson(url, body) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
   });
-  const data = await response.json().catch(() => ({ error: response.statusText }));
-  if (!response.ok) throw new Error(data.error || response.statusText);
+  const data = await response.json().catch(() => ({}));
+  // Refusals are RFC 9457 problems: "detail" names each wrong field ("steps: must be 1..100, got 0.").
+  if (!response.ok) throw new Error(data.detail || data.title || response.statusText);
   return data;
 }
 
@@ -100,6 +101,9 @@ async function start() {
   $("model").textContent = `model ${info.model} on ${info.provider}, ${spms.length} SPM(s) loaded`;
   $("steps").value = info.steps;
   $("size").value = info.size;
+  // The model draws sides that are multiples of this only (VAE factor x 2 per UNet down-sampling level).
+  $("size").step = info.sizeMultiple;
+  $("size").min = info.sizeMultiple;
   const body = document.querySelector("#gates tbody");
   for (const s of spms) {
     const row = document.createElement("tr");

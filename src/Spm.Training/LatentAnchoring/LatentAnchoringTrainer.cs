@@ -70,6 +70,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly float[][] _previewEmbeddings;
     private readonly OnnxRuntimeOptions _runtime;
     private VaeDecoderModel? _vae;
+    private TrainingGraphCache? _graphCache;
 
     private LatentAnchoringTrainer(LatentAnchoringOptions options, ModelFolder folder, OnnxModel unet, MembraneLayout layout,
         InjectedUnet injected, ModelProto trainingModel, GradientSessionSettings gradientSettings,
@@ -129,7 +130,15 @@ public sealed class LatentAnchoringTrainer : IDisposable
     /// Loads the model folder, encodes the fixed prompts once, creates fresh membranes (down uniform in
     /// ±1/sqrt(fan_in), up zero: an exact no-op) and the injected UNet session.
     /// </summary>
-    public static LatentAnchoringTrainer Create(string modelFolder, LatentAnchoringOptions options, OnnxRuntimeOptions? runtime = null)
+    /// <param name="modelFolder">The pipeline folder.</param>
+    /// <param name="options">The training options.</param>
+    /// <param name="runtime">ONNX Runtime settings (threads, provider); null = the defaults.</param>
+    /// <param name="graphCache">
+    /// Gradient graphs shared with other trainers of the same model (see <see cref="TrainingGraphCache"/>); null = this
+    /// trainer builds and owns its own.
+    /// </param>
+    public static LatentAnchoringTrainer Create(string modelFolder, LatentAnchoringOptions options, OnnxRuntimeOptions? runtime = null,
+        TrainingGraphCache? graphCache = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -164,7 +173,10 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, so);
         var trainingModel = MembraneTrainingGraph.AddRowLoss(MembraneInjector.Inject(unet.Proto, layout));
         var settings = new GradientSessionSettings(unet.BaseDirectory, runtime.IntraOpThreads, runtime.Provider == ExecutionProviderKind.Cuda);
-        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder), runtime);
+        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder), runtime)
+        {
+            _graphCache = graphCache,
+        };
     }
 
     private static LayerMembrane InitialMembrane(AdaptableLayer layer, LatentAnchoringOptions options, SeededRandom rng)
@@ -608,8 +620,19 @@ public sealed class LatentAnchoringTrainer : IDisposable
             if (!_graphs.TryGetValue(key, out var graph))
             {
                 var sw = Stopwatch.StartNew();
-                graph = MembraneTrainingGraph.Build(_trainingModel, _parameters.Select(p => p.Name).ToList(), feeds, _gradientSettings);
-                _graphs[key] = graph;
+                MembraneTrainingGraph BuildGraph() =>
+                    MembraneTrainingGraph.Build(_trainingModel, _parameters.Select(p => p.Name).ToList(), feeds, _gradientSettings);
+                if (_graphCache is null)
+                {
+                    graph = BuildGraph();
+                    _graphs[key] = graph;
+                }
+                else
+                {
+                    // Kept in the trainer's own table too (for the next step), but owned and disposed by the cache.
+                    graph = _graphCache.GetOrBuild(GraphCacheKey(key), BuildGraph);
+                    _graphs[key] = graph;
+                }
                 timings = timings with { GraphBuild = timings.GraphBuild + sw.Elapsed };
             }
             return graph.Run(feeds, _gradients);
@@ -691,10 +714,22 @@ public sealed class LatentAnchoringTrainer : IDisposable
         throw new SpmFormatException(file, name, "the UNet has no such input.");
     }
 
+    // Everything the training graph depends on: the UNet file (path, size, time), the membrane layout (layers, rank),
+    // the rows and latent size of the key, and the session settings. Not the concept, seed or membrane values: those
+    // are fed at every step.
+    private string GraphCacheKey((int Rows, int H, int W) key)
+    {
+        var file = new FileInfo(_unet.FilePath);
+        var layers = string.Join(",", _layout.Layers.Select(l => l.ModulePath));
+        return $"{file.FullName}|{file.Length}|{file.LastWriteTimeUtc.Ticks}|rank {_options.Rank}|{layers}|{key}|{_gradientSettings}";
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {
-        foreach (var g in _graphs.Values) g.Dispose();
+        // Graphs from a shared cache belong to the cache.
+        if (_graphCache is null)
+            foreach (var g in _graphs.Values) g.Dispose();
         _graphs.Clear();
         _vae?.Dispose();
         _injected.Dispose();

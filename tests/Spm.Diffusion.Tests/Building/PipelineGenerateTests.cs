@@ -38,6 +38,7 @@ public class PipelineGenerateTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task BuiltFolder_WithTheFixturesWeights_GeneratesTheFixturesImage()
     {
         var ours = Path.Combine(_dir, "tiny");
@@ -57,6 +58,7 @@ public class PipelineGenerateTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task BuiltFolder_WithRandomWeights_Generates()
     {
         var ours = Path.Combine(_dir, "tiny");

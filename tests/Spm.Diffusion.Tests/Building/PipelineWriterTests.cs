@@ -68,6 +68,7 @@ public class PipelineWriterTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void SameSeed_GivesIdenticalFiles()
     {
         PipelineWriter.Write(Path.Combine(_dir, "a"), PipelinePresets.TinySd1, 1, Options());

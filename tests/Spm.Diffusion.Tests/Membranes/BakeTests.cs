@@ -44,6 +44,7 @@ public sealed class BakeTests
     [TestCase("all-layers", BakeMode.Branch)]
     [TestCase("attn2-rank4", BakeMode.Merge)]
     [TestCase("attn2-rank4", BakeMode.Branch)]
+    [Category(TestCategories.Slow)]
     public void BakedPipelineFolder_ReproducesReference(string caseName, BakeMode mode)
     {
         var c = MembraneFixtures.LoadCase(caseName);
@@ -86,6 +87,7 @@ public sealed class BakeTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void TwoSpms_MergedEqualsInjected()
     {
         // Acceptance 2 (exact form): both SPMs at once through the branches equal the model whose weights hold

@@ -220,6 +220,7 @@ public class OnnxModelTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void Save_ChangedInitializer_GoesToNewDataFile_OthersStayInOriginal()
     {
         var dir = OnnxTestModels.CopyFixtureUnet();

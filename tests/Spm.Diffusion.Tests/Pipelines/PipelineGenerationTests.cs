@@ -128,6 +128,7 @@ public class PipelineGenerationTests
 
     [TestCase("pndm")]
     [TestCase("euler-a")]
+    [Category(TestCategories.Slow)]
     public async Task InitLatents_FinalLatentsEqualAcrossThreadCounts(string scheduler)
     {
         var init = new FloatTensor(1, 4, 24, 32);
@@ -146,6 +147,7 @@ public class PipelineGenerationTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task IoBindingPath_ComputesTheSameAsPlainRuns()
     {
         using var bound = PipelineFixture.Load(threads: 1, ioBinding: true);

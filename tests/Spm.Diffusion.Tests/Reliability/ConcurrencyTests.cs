@@ -119,6 +119,7 @@ public class ConcurrencyTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task EightThreadsWithDifferentSpmSets_EqualTheSameRequestsOneByOne()
     {
         var requests = Requests();
@@ -135,6 +136,7 @@ public class ConcurrencyTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task CancellationAmongConcurrentRequests_LeavesThePipelineUsable()
     {
         var requests = Requests();

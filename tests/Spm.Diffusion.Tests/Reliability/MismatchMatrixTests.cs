@@ -214,6 +214,7 @@ public class MismatchMatrixTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void Fp16Spm_IntoFp32Model_Works_AsItsValuesInFp32()
     {
         // Supported: F16 (and BF16) files are widened to fp32 on load. The result equals, bit for bit, an fp32 file
@@ -237,6 +238,7 @@ public class MismatchMatrixTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void Fp32Spm_IntoFp16Model_Works_BranchInFp32()
     {
         // Supported: a UNet whose adaptable layers compute in fp16 (mixed precision) gets its branches in fp32 with

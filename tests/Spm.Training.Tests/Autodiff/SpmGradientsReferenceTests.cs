@@ -17,6 +17,7 @@ public class SpmGradientsReferenceTests
 
     [TestCase("all-layers")]
     [TestCase("attn2-rank4")]
+    [Category(TestCategories.Slow)]
     public void MatchesPyTorchGradients(string caseName)
     {
         var dir = TestPaths.Reference(caseName);

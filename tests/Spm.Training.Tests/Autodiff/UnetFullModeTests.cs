@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core.Randomness;
 using Spm.Training.Autodiff;
+using Spm.Tests.Common;
 
 namespace Spm.Training.Tests.Autodiff;
 
@@ -24,6 +25,7 @@ public class UnetFullModeTests
     ];
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void InitializerGradientsMatchFiniteDifferences()
     {
         var model = UnetFixture.Model;

@@ -3,6 +3,7 @@ using Microsoft.ML.OnnxRuntime;
 using Spm.Core.Randomness;
 using Spm.Diffusion.Onnx.Building;
 using Spm.Training.Autodiff;
+using Spm.Tests.Common;
 
 namespace Spm.Training.Tests.Building;
 
@@ -37,6 +38,7 @@ public class BuiltModelGradientTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void TinyUNet_FullModeGradients_AreExactForTheOutputBias_AndMatchFiniteDifferences()
     {
         var g = UNetBuilder.Create(UNetPresets.TinySd1, 1);

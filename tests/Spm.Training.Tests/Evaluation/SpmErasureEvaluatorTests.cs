@@ -53,6 +53,7 @@ public class SpmErasureEvaluatorTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void Evaluate_BatchedEqualsOneImageAtATime_AndGeneratesEachDistinctImageOnce()
     {
         var dir = TestPaths.NewTempDir("spm-eval-evaluator");

@@ -6,7 +6,7 @@ using Spm.Training.LatentAnchoring;
 namespace Spm.Training.Tests.LatentAnchoring;
 
 /// <summary>The fixed erasure probe: a measurement next to the training loss that must never change training.</summary>
-[NonParallelizable]
+[Parallelizable(ParallelScope.All)] // each test trains on one ONNX Runtime thread (OneThread) in its own folder
 public class ErasureProbeTests
 {
     private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
@@ -24,14 +24,15 @@ public class ErasureProbeTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ProbeIsLoggedAndDoesNotChangeTheResult()
     {
         var dir = TestPaths.NewTempDir();
         var plain = new TrainingOutput(Path.Combine(dir, "plain.safetensors"));
         var probed = new TrainingOutput(Path.Combine(dir, "probed.safetensors"));
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(4, probe: false), OneThread)) await t.TrainAsync(plain);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(4, probe: false), OneThread, SharedTrainingGraphs.Cache)) await t.TrainAsync(plain);
         TrainingResult result;
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(4, probe: true), OneThread)) result = await t.TrainAsync(probed);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(4, probe: true), OneThread, SharedTrainingGraphs.Cache)) result = await t.TrainAsync(probed);
 
         Assert.That(File.ReadAllBytes(probed.Path), Is.EqualTo(File.ReadAllBytes(plain.Path)), "the probe has a generator of its own and only reads the membranes");
         var a = File.ReadAllLines(plain.LossLog);
@@ -60,13 +61,14 @@ public class ErasureProbeTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ProbeFallsWhenTheMembraneLearnsWithoutAnchoring()
     {
         // 16 iterations at 128x128 with 4 sampling steps, lr 1e-2, no anchoring: the erasure loss on the fixed
         // probe, which the k draw cannot move, must fall clearly (measured 1 -> ~0.5 at this seed and thread count).
         var dir = TestPaths.NewTempDir();
         var options = Small(16, probe: true) with { Action = TrainingAction.Erase };
-        using var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread);
+        using var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread, SharedTrainingGraphs.Cache);
         var result = await t.TrainAsync(new TrainingOutput(Path.Combine(dir, "erase.safetensors")));
         var s = LossWindowSummary.From(result.History, window: 3);
         TestContext.Out.WriteLine($"probe relative {s.FirstProbeRelative:F3} -> {s.LastProbeRelative:F3}, probe ratio {s.ProbeRatio:F3}, raw ratio {s.ErasureRatio:F3}");
@@ -75,23 +77,24 @@ public class ErasureProbeTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ResumedRunLogsTheSameProbe()
     {
         var dir = TestPaths.NewTempDir();
         var options = Small(6, probe: true) with { CheckpointEvery = 3 };
         var straight = new TrainingOutput(Path.Combine(dir, "straight.safetensors"));
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread)) await t.TrainAsync(straight);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread, SharedTrainingGraphs.Cache)) await t.TrainAsync(straight);
         var resumed = new TrainingOutput(Path.Combine(dir, "resumed.safetensors"), Resume: true);
         using (var cts = new CancellationTokenSource())
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread, SharedTrainingGraphs.Cache))
         {
             var stop = new SyncProgress(p => { if (p.Step == 4) cts.Cancel(); });
             Assert.That(async () => await t.TrainAsync(resumed, stop, cts.Token), Throws.InstanceOf<OperationCanceledException>());
         }
         // Without the probe, the checkpoint is refused (the log's columns would not match).
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options with { ErasureProbe = false }, OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options with { ErasureProbe = false }, OneThread, SharedTrainingGraphs.Cache))
             Assert.That(async () => await t.TrainAsync(resumed), Throws.InstanceOf<Spm.Core.SpmFormatException>().With.Message.Contains("other options"));
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread)) await t.TrainAsync(resumed);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread, SharedTrainingGraphs.Cache)) await t.TrainAsync(resumed);
         Assert.That(File.ReadAllLines(resumed.LossLog), Is.EqualTo(File.ReadAllLines(straight.LossLog)));
         Assert.That(File.ReadAllBytes(resumed.Path), Is.EqualTo(File.ReadAllBytes(straight.Path)));
     }

@@ -6,7 +6,7 @@ using Spm.Training.LatentAnchoring;
 
 namespace Spm.Training.Tests.LatentAnchoring;
 
-[NonParallelizable]
+[Parallelizable(ParallelScope.All)] // each test trains on one ONNX Runtime thread (OneThread) in its own folder
 public class TrainerTests
 {
     internal static LatentAnchoringOptions Small(int iterations, int checkpointEvery = 0) => new()
@@ -31,11 +31,12 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task TrainsWritesOfficialLayoutAndReducesErasureLoss()
     {
         var dir = TestPaths.NewTempDir();
         var output = new TrainingOutput(Path.Combine(dir, "cat.safetensors"));
-        using var trainer = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(12), OneThread);
+        using var trainer = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(12), OneThread, SharedTrainingGraphs.Cache);
         var result = await trainer.TrainAsync(output);
 
         Assert.That(result.History, Has.Count.EqualTo(12));
@@ -53,11 +54,14 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task OneGradientGraphServesEveryLatentSize()
     {
         var dir = TestPaths.NewTempDir();
         var options = Small(3) with { Resolution = 256, DynamicResolution = true, Seed = 5 };
-        using var shared = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread);
+        // The shared graph may come from the cache (built by another test at 128x128): all the better, since the claim
+        // is that a graph built at one size serves the others. The per-size trainer builds its own graphs, one per size.
+        using var shared = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread, SharedTrainingGraphs.Cache);
         var a = await shared.TrainAsync(new TrainingOutput(Path.Combine(dir, "shared.safetensors")));
         using var perSize = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread);
         perSize.ReuseGradientGraphAcrossSizes = false;
@@ -71,33 +75,57 @@ public class TrainerTests
     }
 
     [Test]
-    public async Task SameSeedGivesIdenticalFile()
+    [Category(TestCategories.Slow)]
+    public async Task SameSeedGivesIdenticalFile_WithOrWithoutASharedGraph()
     {
+        // One trainer builds its own gradient graph, the other takes the shared one (built by whichever test came
+        // first): same seed, same bytes, so sharing a graph never changes a result.
         var dir = TestPaths.NewTempDir();
         var a = new TrainingOutput(Path.Combine(dir, "a.safetensors"));
         var b = new TrainingOutput(Path.Combine(dir, "b.safetensors"));
         using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(5), OneThread)) await t.TrainAsync(a);
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(5), OneThread)) await t.TrainAsync(b);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(5), OneThread, SharedTrainingGraphs.Cache)) await t.TrainAsync(b);
         Assert.That(File.ReadAllBytes(b.Path), Is.EqualTo(File.ReadAllBytes(a.Path)));
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
+    public async Task AGraphCache_BuildsEachGraphOnce_ForTrainersOfOtherConceptsAndSeeds()
+    {
+        var dir = TestPaths.NewTempDir();
+        using var cache = new TrainingGraphCache();
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(2), OneThread, cache))
+            await t.TrainAsync(new TrainingOutput(Path.Combine(dir, "cat.safetensors")));
+        Assert.That(cache.GraphsBuilt, Is.EqualTo(1));
+        // The graph depends on the model, layout and shapes only: another concept and seed reuse it, even after the
+        // first trainer is disposed (the cache owns the graph).
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(2) with { Concept = "a red car", Seed = 9 }, OneThread, cache))
+            await t.TrainAsync(new TrainingOutput(Path.Combine(dir, "car.safetensors")));
+        Assert.That(cache.GraphsBuilt, Is.EqualTo(1));
+        // Another rank is another graph.
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(2) with { Rank = 2, Alpha = 2 }, OneThread, cache))
+            await t.TrainAsync(new TrainingOutput(Path.Combine(dir, "rank2.safetensors")));
+        Assert.That(cache.GraphsBuilt, Is.EqualTo(2));
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
     public async Task ResumeAfterInterruptionGivesTheSameFile()
     {
         var dir = TestPaths.NewTempDir();
         var straight = new TrainingOutput(Path.Combine(dir, "straight.safetensors"));
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread)) await t.TrainAsync(straight);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread, SharedTrainingGraphs.Cache)) await t.TrainAsync(straight);
 
         var interrupted = new TrainingOutput(Path.Combine(dir, "resumed.safetensors"), Resume: true);
         using (var cts = new CancellationTokenSource())
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread, SharedTrainingGraphs.Cache))
         {
             var stopAfterFifth = new SyncProgress(p => { if (p.Step == 5) cts.Cancel(); });
             Assert.That(async () => await t.TrainAsync(interrupted, stopAfterFifth, cts.Token), Throws.InstanceOf<OperationCanceledException>());
         }
         Assert.That(File.Exists(interrupted.Checkpoint), Is.True, "the step-3 checkpoint survives the interruption");
         Assert.That(File.Exists(interrupted.Path), Is.False);
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(8, checkpointEvery: 3), OneThread, SharedTrainingGraphs.Cache))
         {
             var result = await t.TrainAsync(interrupted);
             Assert.That(result.ResumedFrom, Is.EqualTo(3));
@@ -107,31 +135,33 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ResumeWithOtherOptionsIsRefused()
     {
         var dir = TestPaths.NewTempDir();
         var output = new TrainingOutput(Path.Combine(dir, "x.safetensors"), Resume: true);
         using (var cts = new CancellationTokenSource())
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(6, checkpointEvery: 2), OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(6, checkpointEvery: 2), OneThread, SharedTrainingGraphs.Cache))
         {
             var stop = new SyncProgress(p => { if (p.Step == 2) cts.Cancel(); });
             Assert.That(async () => await t.TrainAsync(output, stop, cts.Token), Throws.InstanceOf<OperationCanceledException>());
         }
-        using var other = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(6, checkpointEvery: 2) with { Seed = 7 }, OneThread);
+        using var other = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(6, checkpointEvery: 2) with { Seed = 7 }, OneThread, SharedTrainingGraphs.Cache);
         var ex = Assert.ThrowsAsync<SpmFormatException>(async () => await other.TrainAsync(output))!;
         Assert.That(ex.Message, Does.Contain("other options"));
         Assert.That(ex.Message, Does.Contain(output.Checkpoint));
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task PreviewGridsAreWrittenAndDoNotChangeTheResult()
     {
         var dir = TestPaths.NewTempDir();
         var plain = new TrainingOutput(Path.Combine(dir, "plain.safetensors"));
         var previewed = new TrainingOutput(Path.Combine(dir, "previewed.safetensors"));
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(2), OneThread)) await t.TrainAsync(plain);
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(2), OneThread, SharedTrainingGraphs.Cache)) await t.TrainAsync(plain);
         var options = Small(2) with { PreviewEvery = 2, PreviewSteps = 2, PreviewPrompts = ["a photo of a dog", "a red car"] };
-        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options, OneThread, SharedTrainingGraphs.Cache))
         {
             var result = await t.TrainAsync(previewed);
             Assert.That(result.Timings.Preview, Is.GreaterThan(TimeSpan.Zero));
@@ -149,7 +179,7 @@ public class TrainerTests
         var dir = TestPaths.NewTempDir();
         var path = Path.Combine(dir, "keep.safetensors");
         File.WriteAllText(path, "precious");
-        using var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(1), OneThread);
+        using var t = LatentAnchoringTrainer.Create(TestPaths.TinySd1, Small(1), OneThread, SharedTrainingGraphs.Cache);
         Assert.That(async () => await t.TrainAsync(new TrainingOutput(path)), Throws.TypeOf<IOException>().With.Message.Contains("--force"));
         Assert.That(File.ReadAllText(path), Is.EqualTo("precious"));
     }

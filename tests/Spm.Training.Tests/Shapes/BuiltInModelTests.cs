@@ -41,6 +41,7 @@ public class BuiltInModelTests
     /// sampling spread of 48 images, so a model that lost its reading of the captions fails.
     /// </summary>
     [Test]
+    [Category(TestCategories.Slow)]
     public void DrawsTheShapeAndColourCaptionsAskFor()
     {
         var sampling = ModelGenerationDefaults.Load(Folder)!;
@@ -64,6 +65,7 @@ public class BuiltInModelTests
     /// `spm eval` on 100 prompts measured circle detection (see the README table).
     /// </summary>
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task ShippedCircleSpm_ErasesCircles_AndTheCalibratedGateLeavesOtherPromptsAlone()
     {
         var spm = Path.Combine(Folder, "spm", "circle.safetensors");

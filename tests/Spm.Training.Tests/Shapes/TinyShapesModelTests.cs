@@ -6,9 +6,11 @@ using Spm.Tests.Common;
 namespace Spm.Training.Tests.Shapes;
 
 [TestFixture]
+[Parallelizable(ParallelScope.All)] // every test trains in a scratch folder of its own
 public class TinyShapesModelTests
 {
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task AShortRun_WritesAPipelineFolderThatGenerates64PixelImages()
     {
         var dir = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
@@ -41,6 +43,7 @@ public class TinyShapesModelTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task SnapshotsRebuildTheSameModelWithoutTraining_AndTheTextEncoderSeparatesWords()
     {
         await InScratchFolder(async root =>
@@ -99,6 +102,7 @@ public class TinyShapesModelTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task TrainingTheTextEncoder_ChangesEveryWeightButTheTokenTable_AndContinuesFromItsSnapshot()
     {
         await InScratchFolder(async root =>
@@ -129,6 +133,7 @@ public class TinyShapesModelTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task AStageThatTrainsTheTextEncoder_IsKeptByLaterStages_AndEqualsTheSameStagesRunInSittings()
     {
         await InScratchFolder(async root =>
@@ -161,6 +166,7 @@ public class TinyShapesModelTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public async Task AnAutoencoderTrainedWithChromaWeightAndLatentNoise_IsReusedOnlyWithTheSameSettings()
     {
         await InScratchFolder(async root =>
