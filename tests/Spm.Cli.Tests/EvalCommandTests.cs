@@ -56,8 +56,10 @@ public class EvalCommandTests
     {
         var json = Path.Combine(_dir, "out.json");
         var grids = Path.Combine(_dir, "grids");
+        // The spec's raw gate: every variant's multipliers differ from the base's on every prompt, so the image count below is
+        // exact (a calibrated gate of 0 makes an erased image the base image, generated once).
         var (code, stdout, stderr) = Run(Eval("--spm", _circle, _red, "--concepts", "circle", "red", "circle", "--no-anchoring-spm", _circleNoLa,
-            "--json", json, "--grid-dir", grids, "--seed", "4"));
+            "--json", json, "--grid-dir", grids, "--seed", "4", "--gate-calibration", "none"));
         Assert.That(code, Is.EqualTo(0), stderr);
 
         // The table: a header, then one line per (case, concept, variant).

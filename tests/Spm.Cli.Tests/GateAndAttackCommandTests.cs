@@ -10,7 +10,7 @@ namespace Spm.Cli.Tests;
 /// <summary><c>spm gate fit/show</c> and <c>spm attack</c> on the built-in model, at the smallest sizes that still run every step.</summary>
 [TestFixture]
 [NonParallelizable] // redirects Console
-[Category("Slow")]
+[Category(TestCategories.Slow)]
 public class GateAndAttackCommandTests
 {
     private string _dir = "";

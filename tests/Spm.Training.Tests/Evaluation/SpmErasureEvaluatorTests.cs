@@ -1,3 +1,4 @@
+using Spm.Core.Gating;
 using Spm.Core;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
@@ -70,7 +71,9 @@ public class SpmErasureEvaluatorTests
             using var pipeline = StableDiffusionPipeline.Load(TestPaths.TinySd1, new PipelineOptions { UNetSource = spms.UNetSource });
             var settings = new EvalGenerationSettings { Steps = 2, GuidanceScale = 3, ImageSize = 64, BatchSize = 5 };
             var generator = new EvalImageGenerator(pipeline, spms, settings);
-            var evaluator = new SpmErasureEvaluator(generator);
+            // The spec's raw gate: no variant's multipliers equal the base's, so every variant image is generated (a
+            // calibrated gate of 0 would make it the base image, generated once) and the count below is exact.
+            var evaluator = new SpmErasureEvaluator(generator, new GateSettings(Calibration: GateCalibration.None));
             var cases = SpmErasureEvaluator.StandardCases([Circle, Red], [Circle]);
             var options = new EvalOptions(ImagesPerSet: 3, Seed: 11, ImageSize: 64, GridPromptsPerSet: 2);
 
