@@ -55,7 +55,8 @@ public enum GateCalibration
     /// <summary>
     /// The SPM's <see cref="ConceptProbe"/> (its file's <c>gate_probe</c>): gamma comes from the probability, read from the
     /// prompt's hidden states token by token, that the model draws the concept (<see cref="ConceptProbe.Gamma"/>: shut below
-    /// the probe's closed level, fully open above its open level). Required: an SPM without a probe, or with one fitted on
+    /// the probe's closed level, fully open above its open level), and 1 whenever the prompt holds every token of one of the
+    /// SPM's concepts; the membrane's multiplier is then scaled by the probe's <see cref="ConceptProbe.Strength"/>. Required: an SPM without a probe, or with one fitted on
     /// another text encoder, is an error.
     /// </summary>
     Learned,

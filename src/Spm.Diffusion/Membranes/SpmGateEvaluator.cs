@@ -75,7 +75,14 @@ public sealed class SpmGateEvaluator
         }
         float gamma;
         if (read == GateCalibration.Learned)
+        {
+            // The probe, floored by the exact word match: a prompt holding every token of one of the SPM's concepts opens the
+            // gate whatever the probe says (a weak probe, e.g. for a concept the model seldom draws, must not shut it on
+            // the concept's own name). A partial match does not count: "a van" says nothing about "van gogh".
             gamma = set.GateProbe!.Gamma(prompt.Embedding);
+            foreach (var c in set.Concepts)
+                if (c.Trim().Length > 0 && FacilitatedTransport.TokenUnion(prompt.TokenSet, Concept(c.Trim()).TokenSet) >= 1f) gamma = 1f;
+        }
         else
         {
             var concepts = set.Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();

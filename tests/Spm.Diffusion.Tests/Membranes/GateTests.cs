@@ -169,6 +169,21 @@ public sealed class GateTests
     }
 
     [Test]
+    public void Learned_OpensOnTheConceptsOwnWords_WhateverTheProbeSays_ButNotOnAPartialMatch()
+    {
+        var empty = Embed(_tokenizer.Encode(""));
+        int width = empty.Length / 77;
+        // A probe that never fires: zero weights, a bias far below zero.
+        var silent = new ConceptProbe("van gogh", new float[width], -30f, 1f, ConceptProbe.EncoderSignature(empty, width));
+        var set = WithProbe(Set("s", "van gogh", "cat"), silent);
+        float Gamma(string prompt) => _evaluator.Evaluate(_evaluator.TextOf(prompt), [set], [GateSettings.Default])[0].Gamma;
+        Assert.That(Gamma("a painting by van gogh"), Is.EqualTo(1f), "every token of a concept");
+        Assert.That(Gamma("a photo of a cat"), Is.EqualTo(1f), "every token of another of its concepts");
+        Assert.That(Gamma("a van on a road"), Is.EqualTo(0f), "half of a concept's tokens is no match");
+        Assert.That(Gamma("a red sports car"), Is.EqualTo(0f));
+    }
+
+    [Test]
     public void Auto_FallsBackToTheEmptyPromptCalibration_WithoutAProbe_OrWithAnotherEncodersProbe()
     {
         var prompt = _evaluator.TextOf("a red sports car");
