@@ -37,7 +37,7 @@ public class GateAndAttackCommandTests
         var cache = Path.Combine(_dir, "labels.jsonl");
         var outDir = Path.Combine(_dir, "gated");
         string[] args = ["gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--prompts", "24", "--images-per-prompt", "1",
-            "--steps", "4", "--data", cache, "--out-dir", outDir];
+            "--steps", "4", "--data", cache, "--out-dir", outDir, "--strength", "1"];
         var (code, stdout, stderr) = Run(args);
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stderr, Does.Contain("labelling 24 prompts x 1 images"));
@@ -83,6 +83,9 @@ public class GateAndAttackCommandTests
         (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--in-place", "--judge", "clip");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("--judge must be tiny-shapes or onnx:PATH"));
+        (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--in-place", "--strength", "0");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--strength must be auto or a number in (0, 16], got '0'"));
         (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", Path.Combine(_dir, "nope.safetensors"), "--in-place");
         Assert.That(code, Is.EqualTo(3));
         Assert.That(stderr, Does.Contain("nope.safetensors"));

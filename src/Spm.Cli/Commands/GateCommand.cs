@@ -43,7 +43,7 @@ internal static class GateCommand
         var inPlace = new Option<bool>("--in-place") { Description = "Add the gate to the given SPM files themselves (atomic rewrite; tensors unchanged)." };
         var l2 = new Option<double>("--l2") { Description = "Ridge penalty of the probe.", DefaultValueFactory = _ => ProbeFitOptions.Default.L2 };
         var hidden = new Option<int>("--hidden") { Description = "Hidden units of the per-token probe (0: linear).", DefaultValueFactory = _ => ProbeFitOptions.Default.HiddenUnits };
-        var strength = new Option<float>("--strength") { Description = "The membrane's multiplier when the gate is fully open (a selective gate can afford more than 1).", DefaultValueFactory = _ => 1f };
+        var strength = new Option<string>("--strength") { Description = "The membrane's multiplier when the gate is fully open: a number, or auto (default: the smallest of 1, 1.25, 1.5, 2 that leaves at most 2 % of the concept in images the base model draws it in, measured on up to 60 labelled prompts the model draws it for).", DefaultValueFactory = _ => "auto" };
         var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
         var open = new Option<float>("--open") { Description = "Probability at or above which the gate is fully open (linear in between).", DefaultValueFactory = _ => ConceptProbe.DefaultOpen };
         var steps = new Option<int?>("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
@@ -76,7 +76,14 @@ internal static class GateCommand
                     if (File.Exists(o) && !overwrite) throw new IOException($"'{o}' already exists (use --force to overwrite).");
             float shut = parse.GetValue(closed), full = parse.GetValue(open);
             if (!(shut >= 0 && shut < full && full <= 1)) throw new SpmException($"--closed and --open must satisfy 0 <= closed < open <= 1, got {shut.ToString(CultureInfo.InvariantCulture)} and {full.ToString(CultureInfo.InvariantCulture)}.");
-            if (parse.GetValue(strength) is not (> 0 and <= 16)) throw new SpmException($"--strength must be in (0, 16], got {parse.GetValue(strength).ToString(CultureInfo.InvariantCulture)}.");
+            var strengthText = parse.GetValue(strength)!.Trim();
+            float? fixedStrength = null;
+            if (!strengthText.Equals("auto", StringComparison.OrdinalIgnoreCase))
+            {
+                if (!float.TryParse(strengthText, NumberStyles.Float, CultureInfo.InvariantCulture, out var sv) || !(sv > 0 && sv <= 16))
+                    throw new SpmException($"--strength must be auto or a number in (0, 16], got '{strengthText}'.");
+                fixedStrength = sv;
+            }
             if (parse.GetValue(hidden) is < 0 or > 256) throw new SpmException($"--hidden must be 0..256, got {parse.GetValue(hidden)}.");
             int n = parse.GetValue(prompts), per = parse.GetValue(imagesPerPrompt);
             if (n is < 10 or > 1_000_000) throw new SpmException($"--prompts must be 10..1000000, got {n}.");
@@ -109,9 +116,11 @@ internal static class GateCommand
                 BatchSize = parse.GetValue(batch),
             };
             settings.Validate();
-            using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { Runtime = runtime });
+            // The SPMs are injected so that --strength auto can measure them; labelling runs with every multiplier at 0 (the base model).
+            var loaded = LoadedSpms.Load(modelFolder, files);
+            using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { Runtime = runtime, UNetSource = loaded.UNetSource });
             if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
-            var generator = new EvalImageGenerator(pipeline, null, settings);
+            var generator = new EvalImageGenerator(pipeline, loaded, settings);
             var judgeNames = judges.Select(j => j.Name).ToList();
 
             var cache = parse.GetValue(data);
@@ -149,7 +158,27 @@ internal static class GateCommand
                 var fit = GateFitting.Fit(conceptNames[i], labelled, judgeIndex, t => generator.Encode(t).Embedding, width, signature,
                     new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: parse.GetValue(seed)), cancellationToken: ct);
                 fit.Probe.Fit["judge"] = judges[judgeIndex].Name;
-                var probe = fit.Probe.WithThresholds(shut, full).WithStrength(parse.GetValue(strength));
+                float chosen = fixedStrength ?? 1f;
+                if (fixedStrength is null)
+                {
+                    var drawn = labelled.Select((d, k) => (d, k)).Where(t => t.d.Labels[judgeIndex] >= 0.5f)
+                        .OrderByDescending(t => t.d.Labels[judgeIndex]).ThenBy(t => t.k).Take(60).Select(t => t.d.Prompt).ToList();
+                    if (drawn.Count == 0) Console.Error.WriteLine($"spm: warning: no labelled prompt is drawn as '{conceptNames[i]}': strength 1.");
+                    else
+                    {
+                        float[] candidates = [1f, 1.25f, 1.5f, 2f];
+                        int total = drawn.Count * (candidates.Length + 1);
+                        var choice = await ProgressBars.RunAsync($"strength of {Path.GetFileName(files[i])}", total, "image", bar =>
+                            Task.Run(() => GateFitting.ChooseStrength(generator, i, drawn, judges[judgeIndex], candidates, parse.GetValue(seed), 0.02,
+                                new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), ct), ct));
+                        chosen = choice.Strength;
+                        Console.Error.WriteLine(FormattableString.Invariant(
+                            $"spm: {Path.GetFileName(files[i])}: leak where the base drew '{conceptNames[i]}' ({choice.BaseDrawn} images): {string.Join(", ", choice.Leaks.Select(l => $"{l.Strength:0.##} -> {100 * l.Leak:0.0} %"))}; strength {chosen:0.##}"));
+                        fit.Probe.Fit["strength_leaks"] = new System.Text.Json.Nodes.JsonObject(choice.Leaks.Select(l =>
+                            new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(l.Strength.ToString("0.##", CultureInfo.InvariantCulture), double.IsFinite(l.Leak) ? Math.Round(l.Leak, 4) : null)));
+                    }
+                }
+                var probe = fit.Probe.WithThresholds(shut, full).WithStrength(chosen);
                 var h = fit.HeldOut;
                 Console.WriteLine(FormattableString.Invariant(
                     $"{Path.GetFileName(files[i])} | {conceptNames[i]} | {labelled.Count} | {labelled.Count(d => d.Labels[judgeIndex] >= 0.5f)} | {h?.Auc:0.000} | {h?.Accuracy:0.000} | {h?.MeanOnPositives:0.00} / {h?.MeanOnNegatives:0.00}"));

@@ -14,6 +14,12 @@ namespace Spm.Training.Gating;
 /// <param name="Labels">Per judge (in the order given to <see cref="GateFitting.Label"/>): the share of images that showed the concept.</param>
 public sealed record LabelledPrompt(string Prompt, int Images, IReadOnlyList<float> Labels);
 
+/// <summary>The strength <see cref="GateFitting.ChooseStrength"/> picked and the leak it measured at each candidate.</summary>
+/// <param name="Strength">The chosen strength.</param>
+/// <param name="BaseDrawn">Images in which the base model drew the concept (the leak's denominator).</param>
+/// <param name="Leaks">(candidate strength, leak) pairs; NaN when the base drew nothing.</param>
+public sealed record StrengthChoice(float Strength, int BaseDrawn, IReadOnlyList<(float Strength, double Leak)> Leaks);
+
 /// <summary>A fitted probe and how well it does.</summary>
 /// <param name="Probe">The probe (its <see cref="ConceptProbe.Fit"/> holds the figures below too).</param>
 /// <param name="Train">Figures on the prompts it was fitted on.</param>
@@ -94,6 +100,49 @@ public static class GateFitting
             probe.Fit["heldout_logloss"] = Round(heldMetrics.LogLoss);
         }
         return new GateFitResult(probe, trainMetrics, heldMetrics);
+    }
+
+    /// <summary>
+    /// Measures how much of the concept the SPM at generator index <paramref name="spm"/> lets through at each candidate
+    /// strength (its multiplier fixed, every other SPM off), on <paramref name="prompts"/> (prompts the model draws the concept
+    /// for), and picks the smallest strength whose leak is at most <paramref name="maxLeak"/> (else the one with the least
+    /// leak). Leak = among images in which the base model draws the concept, the share in which the SPM leaves it.
+    /// </summary>
+    public static StrengthChoice ChooseStrength(EvalImageGenerator generator, int spm, IReadOnlyList<string> prompts, IConceptJudge judge,
+        IReadOnlyList<float> candidates, ulong seed, double maxLeak = 0.02, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(judge);
+        ArgumentNullException.ThrowIfNull(candidates);
+        if (spm < 0 || spm >= generator.SpmCount) throw new ArgumentOutOfRangeException(nameof(spm));
+        if (candidates.Count == 0 || candidates.Any(c => !(c > 0f))) throw new ArgumentException("Candidate strengths must be positive.", nameof(candidates));
+        if (prompts.Count == 0) throw new ArgumentException("No prompts to measure the strength on.", nameof(prompts));
+        var rng = new Spm.Core.Randomness.SeededRandom(seed ^ 0x57E2_6700UL);
+        var seeds = prompts.Select(_ => rng.NextUInt64()).ToArray();
+        var requests = new List<EvalImageRequest>();
+        for (int i = 0; i < prompts.Count; i++)
+            foreach (var m in candidates.Prepend(0f))
+            {
+                var multipliers = new float[generator.SpmCount];
+                multipliers[spm] = m;
+                requests.Add(new EvalImageRequest(prompts[i], seeds[i], multipliers));
+            }
+        var relay = progress is null ? null : new Progress(d => progress.Report(d / requests.Count));
+        var images = generator.Generate(requests, relay, cancellationToken);
+        int size = generator.ImageSize, per = candidates.Count + 1, drawn = 0;
+        var leaked = new int[candidates.Count];
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            if (!judge.Shows(images[i * per], size, size)) continue;
+            drawn++;
+            for (int k = 0; k < candidates.Count; k++) if (judge.Shows(images[i * per + k + 1], size, size)) leaked[k]++;
+        }
+        var leaks = leaked.Select(l => drawn == 0 ? double.NaN : l / (double)drawn).ToArray();
+        int best = -1;
+        for (int k = 0; k < candidates.Count && best < 0; k++) if (leaks[k] <= maxLeak) best = k;
+        if (best < 0) best = Enumerable.Range(0, candidates.Count).OrderBy(k => double.IsNaN(leaks[k]) ? double.MaxValue : leaks[k]).ThenBy(k => candidates[k]).First();
+        return new StrengthChoice(candidates[best], drawn, candidates.Zip(leaks).Select(t => (t.First, t.Second)).ToArray());
     }
 
     private static JsonNode? Round(double x) => double.IsFinite(x) ? JsonValue.Create(Math.Round(x, 4)) : null;
