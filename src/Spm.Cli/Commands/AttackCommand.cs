@@ -83,14 +83,7 @@ internal static class AttackCommand
                 : judgeSpec.StartsWith("onnx:", StringComparison.Ordinal) ? CreateOnnxJudge(judgeSpec, runtime)
                 : throw new SpmException($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{judgeSpec}'.");
 
-            var sampling = ModelGenerationDefaults.Load(modelFolder);
-            var settings = new EvalGenerationSettings
-            {
-                Steps = parse.GetValue(steps) ?? sampling?.Steps ?? 20,
-                GuidanceScale = parse.GetValue(guidance) ?? sampling?.GuidanceScale ?? 5.0,
-                BatchSize = parse.GetValue(batch),
-            };
-            settings.Validate();
+            var settings = SamplingSettings(modelFolder, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch));
             using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded?.UNetSource, Runtime = runtime });
             if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
             var generator = new EvalImageGenerator(pipeline, loaded, settings);
@@ -174,6 +167,23 @@ internal static class AttackCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// How images are drawn for labelling and attacks: --steps and --guidance, else the model's spm_generate_defaults.json,
+    /// else 20 steps and guidance 5 (as spm eval).
+    /// </summary>
+    internal static EvalGenerationSettings SamplingSettings(string modelFolder, int? steps, double? guidance, int batch)
+    {
+        var sampling = ModelGenerationDefaults.Load(modelFolder);
+        var settings = new EvalGenerationSettings
+        {
+            Steps = steps ?? sampling?.Steps ?? 20,
+            GuidanceScale = guidance ?? sampling?.GuidanceScale ?? 5.0,
+            BatchSize = batch,
+        };
+        settings.Validate();
+        return settings;
     }
 
     private static OnnxConceptJudge CreateOnnxJudge(string spec, OnnxRuntimeOptions runtime)

@@ -108,14 +108,7 @@ internal static class GateCommand
             var file = parse.GetValue(promptFile);
             if (file is null && judgeSpec != "tiny-shapes") throw new SpmException("with an onnx judge, give the prompts to label with --prompt-file (the concept's phrasings and its neighbours, one per line).");
 
-            var sampling = ModelGenerationDefaults.Load(modelFolder);
-            var settings = new EvalGenerationSettings
-            {
-                Steps = parse.GetValue(steps) ?? sampling?.Steps ?? 20,
-                GuidanceScale = parse.GetValue(guidance) ?? sampling?.GuidanceScale ?? 5.0,
-                BatchSize = parse.GetValue(batch),
-            };
-            settings.Validate();
+            var settings = AttackCommand.SamplingSettings(modelFolder, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch));
             // The SPMs are injected so that --strength auto can measure them; labelling runs with every multiplier at 0 (the base model).
             var loaded = LoadedSpms.Load(modelFolder, files);
             using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { Runtime = runtime, UNetSource = loaded.UNetSource });
