@@ -73,7 +73,7 @@ internal static class AttackCommand
             foreach (var p in new[] { jsonPath, mdPath })
                 if (File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
 
-            var runtime = new OnnxRuntimeOptions { Provider = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu, IntraOpThreads = parse.GetValue(threads) };
+            var runtime = new OnnxRuntimeOptions { Provider = ProviderOption.Parse(parse.GetValue(provider)), IntraOpThreads = parse.GetValue(threads) };
             LoadedSpms? loaded = files.Length == 0 ? null : LoadedSpms.Load(modelFolder, files);
             var conceptName = parse.GetValue(concept) ?? loaded?.Layout.Sets[0].Concepts.FirstOrDefault()
                 ?? throw new SpmException("give --concept (the erased concept to attack) when no --spm file is given.");

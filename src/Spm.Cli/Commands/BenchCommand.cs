@@ -50,7 +50,7 @@ internal static class BenchCommand
         {
             var folder = DefaultModel.Resolve(parse.GetValue(model));
             InputChecks.ImageSide(ModelFolder.Open(folder), "--size", parse.GetValue(size));
-            var kind = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu;
+            var kind = ProviderOption.Parse(parse.GetValue(provider));
             using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
             {
                 Runtime = new OnnxRuntimeOptions { Provider = kind, IntraOpThreads = parse.GetValue(threads) },

@@ -97,12 +97,7 @@ internal static class EvalCommand
         GateCurves.TryParse(parse.GetValue(o.GateCurve), out var curve);
         float factor = parse.GetValue(o.FacilitateFactor);
         if (!float.IsFinite(factor) || factor < 0) throw new SpmException($"--facilitate-factor must be a non-negative number, got {factor}.");
-        var provider = parse.GetValue(o.Provider)?.ToLowerInvariant() switch
-        {
-            "cpu" => ExecutionProviderKind.Cpu,
-            "cuda" => ExecutionProviderKind.Cuda,
-            var p => throw new SpmException($"unknown provider '{p}' (cpu or cuda)."),
-        };
+        var provider = ProviderOption.Parse(parse.GetValue(o.Provider));
         InputChecks.ImageSide(ModelFolder.Open(modelFolder), "--size", parse.GetValue(o.Size));
         var sampling = ModelGenerationDefaults.Load(modelFolder);
         if (sampling is not null && (parse.GetValue(o.Steps) is null || parse.GetValue(o.Guidance) is null))

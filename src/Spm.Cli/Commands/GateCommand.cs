@@ -94,7 +94,7 @@ internal static class GateCommand
             var conceptNames = names.Length > 0 ? names : adapters.Select(a => a.Config.Prompts[0]).ToArray();
 
             var judgeSpec = parse.GetValue(judge)!;
-            var runtime = new OnnxRuntimeOptions { Provider = parse.GetValue(provider) == "cuda" ? ExecutionProviderKind.Cuda : ExecutionProviderKind.Cpu, IntraOpThreads = parse.GetValue(threads) };
+            var runtime = new OnnxRuntimeOptions { Provider = ProviderOption.Parse(parse.GetValue(provider)), IntraOpThreads = parse.GetValue(threads) };
             var judges = new List<IConceptJudge>();
             // One judge per distinct concept: two SPMs of one concept (an ablation and the real one) share labels.
             var distinctConcepts = conceptNames.Distinct(StringComparer.Ordinal).ToArray();

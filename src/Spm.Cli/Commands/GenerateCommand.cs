@@ -71,12 +71,7 @@ internal static class GenerateCommand
         var model = ModelFolder.Open(folder);
         InputChecks.ImageSide(model, "--width", parse.GetValue(o.Width));
         InputChecks.ImageSide(model, "--height", parse.GetValue(o.Height));
-        var provider = parse.GetValue(o.Provider)?.ToLowerInvariant() switch
-        {
-            "cpu" => ExecutionProviderKind.Cpu,
-            "cuda" => ExecutionProviderKind.Cuda,
-            var p => throw new SpmException($"unknown provider '{p}' (cpu or cuda)."),
-        };
+        var provider = ProviderOption.Parse(parse.GetValue(o.Provider));
         bool force = parse.GetValue(o.Force);
         var seed = parse.GetValue(o.Seed) ?? RandomSeed();
         FloatTensor? init = null;

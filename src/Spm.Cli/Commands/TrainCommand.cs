@@ -91,12 +91,7 @@ internal static class TrainCommand
             if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
             var runtime = new OnnxRuntimeOptions
             {
-                Provider = parse.GetValue(provider) switch
-                {
-                    "cpu" => ExecutionProviderKind.Cpu,
-                    "cuda" => ExecutionProviderKind.Cuda,
-                    var p => throw new ArgumentException($"Unknown provider '{p}' (cpu or cuda)."),
-                },
+                Provider = ProviderOption.Parse(parse.GetValue(provider)),
                 IntraOpThreads = parse.GetValue(threads),
             };
             var modelDir = DefaultModel.Resolve(parse.GetValue(model));
