@@ -40,15 +40,10 @@ internal static class AttackCommand
         gateCurve.AcceptOnlyFromAmong("square", "linear");
         var outDir = new Option<string>("--out") { Description = "Folder for attack.json, attack.md and grid-<attack>.png.", Required = true };
         var force = new Option<bool>("--force") { Description = "Overwrite the report files." };
-        var steps = new Option<int?>("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
-        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's spm_generate_defaults.json, else 5)." };
-        var batch = new Option<int>("--batch") { Description = "Images per UNet batch.", DefaultValueFactory = _ => 16 };
-        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
-        var provider = new Option<string>("--provider") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-        provider.AcceptOnlyFromAmong("cpu", "cuda");
+        var sampling = new SamplingOptions();
 
         var cmd = new Command("attack", "Attack a model with SPMs loaded (gate included): text variants, an embedding-space attack, random-token search; attack success rate (ASR) judged per image, plus what the erased model keeps on near neighbours.");
-        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, judge, gateCalibration, gateCurve, outDir, force, steps, guidance, batch, threads, provider })
+        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, judge, gateCalibration, gateCurve, outDir, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -73,7 +68,7 @@ internal static class AttackCommand
             foreach (var p in new[] { jsonPath, mdPath })
                 if (File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
 
-            var runtime = new OnnxRuntimeOptions { Provider = ProviderOption.Parse(parse.GetValue(provider)), IntraOpThreads = parse.GetValue(threads) };
+            var runtime = sampling.Runtime(parse);
             LoadedSpms? loaded = files.Length == 0 ? null : LoadedSpms.Load(modelFolder, files);
             var conceptName = parse.GetValue(concept) ?? loaded?.Layout.Sets[0].Concepts.FirstOrDefault()
                 ?? throw new SpmException("give --concept (the erased concept to attack) when no --spm file is given.");
@@ -83,7 +78,7 @@ internal static class AttackCommand
                 : judgeSpec.StartsWith("onnx:", StringComparison.Ordinal) ? CreateOnnxJudge(judgeSpec, runtime)
                 : throw new SpmException($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{judgeSpec}'.");
 
-            var settings = SamplingSettings(modelFolder, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch));
+            var settings = sampling.Settings(parse, modelFolder);
             using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded?.UNetSource, Runtime = runtime });
             if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
             var generator = new EvalImageGenerator(pipeline, loaded, settings);
@@ -167,23 +162,6 @@ internal static class AttackCommand
             return 0;
         });
         return cmd;
-    }
-
-    /// <summary>
-    /// How images are drawn for labelling and attacks: --steps and --guidance, else the model's spm_generate_defaults.json,
-    /// else 20 steps and guidance 5 (as spm eval).
-    /// </summary>
-    internal static EvalGenerationSettings SamplingSettings(string modelFolder, int? steps, double? guidance, int batch)
-    {
-        var sampling = ModelGenerationDefaults.Load(modelFolder);
-        var settings = new EvalGenerationSettings
-        {
-            Steps = steps ?? sampling?.Steps ?? 20,
-            GuidanceScale = guidance ?? sampling?.GuidanceScale ?? 5.0,
-            BatchSize = batch,
-        };
-        settings.Validate();
-        return settings;
     }
 
     private static OnnxConceptJudge CreateOnnxJudge(string spec, OnnxRuntimeOptions runtime)

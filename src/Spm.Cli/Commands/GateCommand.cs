@@ -46,12 +46,7 @@ internal static class GateCommand
         var strength = new Option<string>("--strength") { Description = "The membrane's multiplier when the gate is fully open: a number, or auto (default: the smallest of 1, 1.25, 1.5, 2 that leaves at most 2 % of the concept in images the base model draws it in, measured on up to 60 labelled prompts the model draws it for).", DefaultValueFactory = _ => "auto" };
         var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
         var open = new Option<float>("--open") { Description = "Probability at or above which the gate is fully open (linear in between).", DefaultValueFactory = _ => ConceptProbe.DefaultOpen };
-        var steps = new Option<int?>("--steps") { Description = "Denoising steps (default: the model's spm_generate_defaults.json, else 20)." };
-        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's spm_generate_defaults.json, else 5)." };
-        var batch = new Option<int>("--batch") { Description = "Images per UNet batch.", DefaultValueFactory = _ => 16 };
-        var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
-        var provider = new Option<string>("--provider") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-        provider.AcceptOnlyFromAmong("cpu", "cuda");
+        var sampling = new SamplingOptions();
         var force = new Option<bool>("--force") { Description = "Overwrite existing output files." };
         judge.Validators.Add(r =>
         {
@@ -60,7 +55,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, steps, guidance, batch, threads, provider, force })
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -94,7 +89,7 @@ internal static class GateCommand
             var conceptNames = names.Length > 0 ? names : adapters.Select(a => a.Config.Prompts[0]).ToArray();
 
             var judgeSpec = parse.GetValue(judge)!;
-            var runtime = new OnnxRuntimeOptions { Provider = ProviderOption.Parse(parse.GetValue(provider)), IntraOpThreads = parse.GetValue(threads) };
+            var runtime = sampling.Runtime(parse);
             var judges = new List<IConceptJudge>();
             // One judge per distinct concept: two SPMs of one concept (an ablation and the real one) share labels.
             var distinctConcepts = conceptNames.Distinct(StringComparer.Ordinal).ToArray();
@@ -108,7 +103,7 @@ internal static class GateCommand
             var file = parse.GetValue(promptFile);
             if (file is null && judgeSpec != "tiny-shapes") throw new SpmException("with an onnx judge, give the prompts to label with --prompt-file (the concept's phrasings and its neighbours, one per line).");
 
-            var settings = AttackCommand.SamplingSettings(modelFolder, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch));
+            var settings = sampling.Settings(parse, modelFolder);
             // The SPMs are injected so that --strength auto can measure them; labelling runs with every multiplier at 0 (the base model).
             var loaded = LoadedSpms.Load(modelFolder, files);
             using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { Runtime = runtime, UNetSource = loaded.UNetSource });

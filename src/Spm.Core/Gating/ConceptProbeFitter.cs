@@ -129,13 +129,8 @@ public static class ConceptProbeFitter
             {
                 var e = s.Embedding.AsSpan();
                 for (int i = 0; i < positions; i++) logits[i] = TensorPrimitives.Dot(e.Slice((i + 1) * width, width), wf) + b;
-                float pooled = ConceptProbe.SoftMax(logits, tau);
-                double p = ConceptProbe.Sigmoid(pooled);
-                double pc = Math.Clamp(p, 1e-12, 1 - 1e-12);
-                double sw = s.Weight / totalWeight;
-                loss += sw * -(s.Label * Math.Log(pc) + (1 - s.Label) * Math.Log(1 - pc));
-                // d loss / d pooled = p − y; d pooled / d s_i = softmax_i(s / τ).
-                float g = (float)(sw * (p - s.Label));
+                var (pooled, sampleLoss, g) = PooledLoss(logits, tau, s, totalWeight);
+                loss += sampleLoss;
                 for (int i = 0; i < positions; i++) soft[i] = MathF.Exp((logits[i] - pooled) / tau);
                 Array.Clear(gw);
                 for (int i = 0; i < positions; i++)
@@ -215,12 +210,8 @@ public static class ConceptProbeFitter
                     TensorPrimitives.Tanh(a, a);
                     logits[i] = TensorPrimitives.Dot(a, v) + b;
                 }
-                float pooled = ConceptProbe.SoftMax(logits, tau);
-                double p = ConceptProbe.Sigmoid(pooled);
-                double pc = Math.Clamp(p, 1e-12, 1 - 1e-12);
-                double sw = s.Weight / totalWeight;
-                loss += sw * -(s.Label * Math.Log(pc) + (1 - s.Label) * Math.Log(1 - pc));
-                float g = (float)(sw * (p - s.Label));
+                var (pooled, sampleLoss, g) = PooledLoss(logits, tau, s, totalWeight);
+                loss += sampleLoss;
                 for (int i = 0; i < positions; i++)
                 {
                     float gs = g * MathF.Exp((logits[i] - pooled) / tau);
@@ -260,6 +251,19 @@ public static class ConceptProbeFitter
             ["hidden_units"] = units,
         };
         return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden);
+    }
+
+    /// <summary>
+    /// One sample's share of the loss: the soft maximum of its token logits, its weighted cross-entropy against the label,
+    /// and <c>d loss / d pooled = weight · (p − y)</c> (each token's logit then gets that times <c>softmax_i(s / τ)</c>).
+    /// </summary>
+    private static (float Pooled, double Loss, float Gradient) PooledLoss(ReadOnlySpan<float> logits, float tau, ProbeSample s, double totalWeight)
+    {
+        float pooled = ConceptProbe.SoftMax(logits, tau);
+        double p = ConceptProbe.Sigmoid(pooled);
+        double pc = Math.Clamp(p, 1e-12, 1 - 1e-12);
+        double sw = s.Weight / totalWeight;
+        return (pooled, sw * -(s.Label * Math.Log(pc) + (1 - s.Label) * Math.Log(1 - pc)), (float)(sw * (p - s.Label)));
     }
 
     /// <summary>
