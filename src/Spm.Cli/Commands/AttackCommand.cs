@@ -31,8 +31,10 @@ internal static class AttackCommand
         var images = new Option<int>("--images") { Description = "Goals per attack (text: prompts; embedding: innocent prompts; random-tokens: prompts), and images per kept set.", DefaultValueFactory = _ => 100 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of every prompt set, search and image.", DefaultValueFactory = _ => 0 };
         var strengths = new Option<string>("--strengths") { Description = "Embedding attack: comma-separated strengths of the concept direction.", DefaultValueFactory = _ => "0.5,1,1.5,2,3" };
-        var tokens = new Option<int>("--tokens") { Description = "Random-token attack: words added per try.", DefaultValueFactory = _ => 3 };
-        var budget = new Option<int>("--budget") { Description = "Random-token attack: tries per goal.", DefaultValueFactory = _ => 4 };
+        var tokens = new Option<int>("--tokens") { Description = "Random-token and gradient attacks: words put before each prompt.", DefaultValueFactory = _ => 3 };
+        var budget = new Option<int>("--budget") { Description = "Random-token and gradient attacks: tries (images) per goal.", DefaultValueFactory = _ => 4 };
+        var attackSteps = new Option<int>("--attack-steps") { Description = "Gradient attack: optimisation steps per goal.", DefaultValueFactory = _ => 40 };
+        var attackLr = new Option<float>("--attack-lr") { Description = "Gradient attack: Adam step size in units of the token embeddings' RMS.", DefaultValueFactory = _ => 0.1f };
         var judge = new Option<string>("--judge") { Description = "Who says whether an image shows the concept: tiny-shapes, or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]].", DefaultValueFactory = _ => "tiny-shapes" };
         var gateCalibration = new Option<string>("--gate-calibration") { Description = "How gates are read: auto (default), learned, empty, none.", DefaultValueFactory = _ => "auto" };
         gateCalibration.AcceptOnlyFromAmong([.. GateCalibrations.Names]);
@@ -43,7 +45,7 @@ internal static class AttackCommand
         var sampling = new SamplingOptions();
 
         var cmd = new Command("attack", "Attack a model with SPMs loaded (gate included): text variants, an embedding-space attack, random-token search; attack success rate (ASR) judged per image, plus what the erased model keeps on near neighbours.");
-        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, judge, gateCalibration, gateCurve, outDir, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, attackSteps, attackLr, judge, gateCalibration, gateCurve, outDir, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -61,6 +63,17 @@ internal static class AttackCommand
             int tokenCount = parse.GetValue(tokens), tries = parse.GetValue(budget);
             if (tokenCount is < 1 or > 60) throw new SpmException($"--tokens must be 1..60, got {tokenCount}.");
             if (tries is < 1 or > 1000) throw new SpmException($"--budget must be 1..1000, got {tries}.");
+            var gradientOptions = new GradientAttackOptions
+            {
+                Tokens = tokenCount,
+                Candidates = tries,
+                Steps = parse.GetValue(attackSteps),
+                LearningRate = parse.GetValue(attackLr),
+                BatchSize = Math.Min(8, count),
+            };
+            if (gradientOptions.Steps is < 1 or > 100_000) throw new SpmException($"--attack-steps must be 1..100000, got {gradientOptions.Steps}.");
+            if (gradientOptions.Steps < tries) throw new SpmException($"--attack-steps ({gradientOptions.Steps}) must be at least --budget ({tries}): each try is a checkpoint of the optimisation.");
+            if (!(gradientOptions.LearningRate > 0) || !float.IsFinite(gradientOptions.LearningRate)) throw new SpmException($"--attack-lr must be a positive number, got {gradientOptions.LearningRate}.");
             var dir = parse.GetValue(outDir)!;
             bool overwrite = parse.GetValue(force);
             var jsonPath = Path.Combine(dir, "attack.json");
@@ -89,14 +102,29 @@ internal static class AttackCommand
             ulong s = parse.GetValue(seed);
             Func<string, float[]> encode = t => generator.Encode(t, ct).Embedding;
 
+            // Random-token search and the gradient attack draw from the same words (whole words that are one token each).
+            var pool = GradientAttack.TokenPool(pipeline.Tokenizer, AttackPlans.VocabularyWords(Path.Combine(pipeline.Tokenizer.Folder, "vocab.json")), []);
             var plans = new List<AttackPlan>();
-            foreach (var n in names)
+            foreach (var n in names.Where(n => n != "gradient"))
                 plans.Add(n switch
                 {
                     "text" => AttackPlans.TextVariants(target, count, s),
                     "embedding" => AttackPlans.Embedding(target, count, s, encode, strengthValues),
-                    _ => AttackPlans.RandomTokens(target, count, s, AttackPlans.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")), tokenCount, tries),
+                    _ => AttackPlans.RandomTokens(target, count, s, pool.Select(p => p.Word).ToList(), tokenCount, tries),
                 });
+            if (names.Contains("gradient"))
+            {
+                // The optimisation comes first (it needs no judge); its candidates are then judged like every other attack's.
+                int totalSteps = (count + gradientOptions.BatchSize - 1) / gradientOptions.BatchSize * gradientOptions.Steps;
+                Console.Error.WriteLine($"spm: gradient attack: {count} goals x {gradientOptions.Steps} steps, {tokenCount} free tokens, {tries} tries each");
+                var plan = await ProgressBars.RunAsync("gradient attack", totalSteps, "step", async bar =>
+                {
+                    using var attack = GradientAttack.Create(pipeline, loaded, generator.ImageSize, new Spm.Training.Autodiff.GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, UseCuda: pipeline.Provider == ExecutionProviderKind.Cuda));
+                    return await Task.Run(() => attack.Plan(AttackPlans.GoalPrompts(target, count, s), pool, gates, settings, gradientOptions, s,
+                        new ActionProgress<double>(f => bar.Report(new ProgressUpdate(f * totalSteps, totalSteps, "optimising"))), ct), ct);
+                });
+                plans.Add(plan);
+            }
             var keptSets = new List<(string Name, IReadOnlyList<EvalPrompt> Prompts)>
             {
                 ("near neighbours (trained words: canonical, capitals, word order, long, repeated)", ShapePhrasings.NearNeighbours([target], count, s,

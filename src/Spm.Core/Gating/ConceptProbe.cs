@@ -98,6 +98,48 @@ public sealed class ConceptProbe
     /// </summary>
     public float Gamma(ReadOnlySpan<float> embedding) => Math.Clamp((Probability(embedding) - Closed) / (Open - Closed), 0f, 1f);
 
+    /// <summary>
+    /// <see cref="Gamma"/> and its gradient with respect to the embedding (what a white-box attacker differentiates
+    /// through the gate): <c>dγ/dh_i = p(1 − p) / (open − closed) · softmax_i(s / τ) · ds_i/dh_i</c> for positions 1..L−1,
+    /// zero at position 0 and wherever γ is clamped at 0 or 1 (the gate is flat there).
+    /// </summary>
+    /// <param name="embedding">Flattened [L, D] hidden states.</param>
+    /// <param name="gradient">Receives dγ/d embedding; same length as <paramref name="embedding"/>.</param>
+    /// <returns>γ.</returns>
+    public float GammaGradient(ReadOnlySpan<float> embedding, Span<float> gradient)
+    {
+        if (gradient.Length != embedding.Length)
+            throw new ArgumentException($"The gradient buffer has {gradient.Length} values; the embedding has {embedding.Length}.", nameof(gradient));
+        gradient.Clear();
+        var logits = TokenLogits(embedding);
+        float pooled = SoftMax(logits, Temperature), p = Sigmoid(pooled);
+        float raw = (p - Closed) / (Open - Closed);
+        if (raw <= 0f || raw >= 1f) return Math.Clamp(raw, 0f, 1f);
+        float outer = p * (1f - p) / (Open - Closed);
+        float max = TensorPrimitives.Max(logits);
+        double sum = 0;
+        foreach (var s in logits) sum += Math.Exp((s - max) / Temperature);
+        var units = Hidden is null ? null : new float[Hidden.Units];
+        for (int i = 1; i <= logits.Length; i++)
+        {
+            float weight = (float)(outer * Math.Exp((logits[i - 1] - max) / Temperature) / sum);
+            var g = gradient.Slice(i * Width, Width);
+            if (Hidden is null)
+            {
+                TensorPrimitives.Multiply(_weights, weight, g);
+                continue;
+            }
+            // s_i = w · tanh(W h_i + c) + b, so ds_i/dh_i = Wᵀ (w ⊙ (1 − u²)).
+            Hidden.Activate(embedding.Slice(i * Width, Width), units);
+            for (int u = 0; u < units!.Length; u++)
+            {
+                float coefficient = weight * _weights[u] * (1f - units[u] * units[u]);
+                TensorPrimitives.MultiplyAdd(Hidden.Weights.Slice(u * Width, Width), coefficient, g, g);
+            }
+        }
+        return raw;
+    }
+
     /// <summary>The concept text.</summary>
     public string Concept { get; }
 

@@ -18,7 +18,7 @@ namespace Spm.Training.Attacks;
 public static class AttackPlans
 {
     /// <summary>Names of the attacks, as the CLI takes them.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["text", "embedding", "random-tokens"];
+    public static IReadOnlyList<string> Names { get; } = ["text", "embedding", "random-tokens", "gradient"];
 
     /// <summary>
     /// Text variants of the tiny-shapes world: <paramref name="count"/> prompts asking for <paramref name="concept"/> in
@@ -103,8 +103,9 @@ public static class AttackPlans
 
     /// <summary>
     /// Random-token search: each of <paramref name="count"/> prompts asking for <paramref name="concept"/> gets
-    /// <paramref name="budget"/> candidates, each with <paramref name="tokens"/> random vocabulary words inserted before
-    /// or after it. The baseline a gradient attack with the same budget (candidates × tokens) must beat.
+    /// <paramref name="budget"/> candidates, each with <paramref name="tokens"/> random vocabulary words put before it
+    /// (where <see cref="GradientAttack"/> puts its free tokens). The baseline a gradient attack with the same budget
+    /// (candidates × tokens) must beat; both draw the goals from <see cref="GoalPrompts"/>.
     /// </summary>
     public static AttackPlan RandomTokens(EvalConcept concept, int count, ulong seed, IReadOnlyList<string> vocabulary, int tokens, int budget)
     {
@@ -114,7 +115,7 @@ public static class AttackPlans
         ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(budget, 1);
         var rng = new SeededRandom(seed ^ 0x7A2D_0000UL);
-        var prompts = EvalPromptSets.Target(concept, count, seed ^ 0x7A2D_1111UL);
+        var prompts = GoalPrompts(concept, count, seed);
         var targets = new List<AttackTarget>(count);
         foreach (var p in prompts)
         {
@@ -122,15 +123,18 @@ public static class AttackPlans
             for (int b = 0; b < budget; b++)
             {
                 var words = Enumerable.Range(0, tokens).Select(_ => vocabulary[rng.NextInt(0, vocabulary.Count)]).ToArray();
-                string extra = string.Join(" ", words);
-                string text = rng.NextDouble() < 0.5 ? $"{extra} {p.Text}" : $"{p.Text} {extra}";
+                string text = $"{string.Join(" ", words)} {p.Text}";
                 candidates.Add(new AttackCandidate(text, null, $"{tokens} random tokens"));
             }
             targets.Add(new AttackTarget(p.Text, p.Seed, candidates));
         }
-        return new AttackPlan("random-tokens", $"{tokens} random vocabulary words added to prompts asking for '{concept.Name}', {budget} tries each",
+        return new AttackPlan("random-tokens", $"{tokens} random vocabulary words before prompts asking for '{concept.Name}', {budget} tries each",
             targets, new JsonObject { ["candidatesPerTarget"] = budget, ["tokens"] = tokens });
     }
+
+    /// <summary>The goals of the token attacks (random-token search and the gradient attack): prompts asking for the concept.</summary>
+    public static IReadOnlyList<EvalPrompt> GoalPrompts(EvalConcept concept, int count, ulong seed) =>
+        EvalPromptSets.Target(concept, count, seed ^ 0x7A2D_1111UL);
 
     /// <summary>
     /// The whole words of a CLIP vocabulary file (<c>vocab.json</c>): entries ending in <c>&lt;/w&gt;</c> made of 3 to 10

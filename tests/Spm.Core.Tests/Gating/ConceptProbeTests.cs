@@ -139,4 +139,42 @@ public sealed class ConceptProbeTests
         Assert.That(auc, Is.EqualTo(5.0 / 6).Within(1e-12));
         Assert.That(double.IsNaN(ProbeMetrics.RocAuc([0.1, 0.2], [true, true])));
     }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void GammaGradient_MatchesCentralDifferences_AndIsZeroWhereTheGateIsClamped(bool hiddenLayer)
+    {
+        var rng = new SeededRandom(17);
+        var w = Enumerable.Range(0, hiddenLayer ? 5 : Width).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+        ProbeHiddenLayer? hidden = null;
+        if (hiddenLayer)
+        {
+            var hw = Enumerable.Range(0, 5 * Width).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+            hidden = new ProbeHiddenLayer(hw, new float[] { 0.1f, -0.2f, 0f, 0.3f, 0.05f });
+        }
+        // closed/open wide enough that gamma sits strictly inside (0, 1) for these embeddings.
+        var probe = new ConceptProbe("c", w, 0.1f, 0.7f, closed: 0.05f, open: 0.95f, hidden: hidden);
+        var e = Embedding(rng, 2, new float[Width], 0);
+        var g = new float[e.Length];
+        float gamma = probe.GammaGradient(e, g);
+        Assert.That(gamma, Is.EqualTo(probe.Gamma(e)).Within(1e-6));
+        Assert.That(gamma, Is.InRange(0.01f, 0.99f), "the test needs an unclamped gate");
+        Assert.That(g.AsSpan(0, Width).ToArray(), Is.All.EqualTo(0f), "position 0 (BOS) does not enter the probe");
+        const float h = 1e-2f;
+        for (int i = Width; i < e.Length; i++)
+        {
+            var plus = (float[])e.Clone();
+            var minus = (float[])e.Clone();
+            plus[i] += h;
+            minus[i] -= h;
+            double fd = (probe.Gamma(plus) - (double)probe.Gamma(minus)) / (2 * h);
+            Assert.That(g[i], Is.EqualTo(fd).Within(2e-4 + 2e-2 * Math.Abs(fd)), $"coordinate {i}");
+        }
+
+        // A gate pinned shut (closed above every probability) is flat: no gradient.
+        var shut = new ConceptProbe("c", w, -20f, 0.7f, closed: 0.5f, open: 0.9f, hidden: hidden);
+        Assert.That(shut.GammaGradient(e, g), Is.EqualTo(0f));
+        Assert.That(g, Is.All.EqualTo(0f));
+        Assert.That(() => probe.GammaGradient(e, new float[3]), Throws.ArgumentException.With.Message.Contains("gradient buffer"));
+    }
 }
