@@ -34,7 +34,7 @@ internal static class AttackCommand
         var tokens = new Option<int>("--tokens") { Description = "Random-token and gradient attacks: words put before each prompt.", DefaultValueFactory = _ => 3 };
         var budget = new Option<int>("--budget") { Description = "Random-token and gradient attacks: tries (images) per goal.", DefaultValueFactory = _ => 4 };
         var attackSteps = new Option<int>("--attack-steps") { Description = "Gradient attack: optimisation steps per goal.", DefaultValueFactory = _ => 40 };
-        var attackLr = new Option<float>("--attack-lr") { Description = "Gradient attack: Adam step size in units of the token embeddings' RMS.", DefaultValueFactory = _ => 0.1f };
+        var attackLr = new Option<float>("--attack-lr") { Description = "Gradient attack: Adam step size in units of the token embeddings' RMS.", DefaultValueFactory = _ => 0.3f };
         var judge = new Option<string>("--judge") { Description = "Who says whether an image shows the concept: tiny-shapes, or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]].", DefaultValueFactory = _ => "tiny-shapes" };
         var gateCalibration = new Option<string>("--gate-calibration") { Description = "How gates are read: auto (default), learned, empty, none.", DefaultValueFactory = _ => "auto" };
         gateCalibration.AcceptOnlyFromAmong([.. GateCalibrations.Names]);
@@ -120,7 +120,7 @@ internal static class AttackCommand
                 var plan = await ProgressBars.RunAsync("gradient attack", totalSteps, "step", async bar =>
                 {
                     using var attack = GradientAttack.Create(pipeline, loaded, generator.ImageSize, new Spm.Training.Autodiff.GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, UseCuda: pipeline.Provider == ExecutionProviderKind.Cuda));
-                    return await Task.Run(() => attack.Plan(AttackPlans.GoalPrompts(target, count, s), pool, gates, settings, gradientOptions, s,
+                    return await Task.Run(() => attack.Plan(AttackPlans.GoalPrompts(target, count, s).Select(g => (g.Text, g.Seed)).ToList(), pool, gates, settings, gradientOptions, s,
                         new ActionProgress<double>(f => bar.Report(new ProgressUpdate(f * totalSteps, totalSteps, "optimising"))), ct), ct);
                 });
                 plans.Add(plan);

@@ -5,7 +5,9 @@ using Spectre.Console;
 using Spm.Core;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Training.Attacks;
 using Spm.Training.LatentAnchoring;
+using Spm.Cli.Rendering;
 
 namespace Spm.Cli.Commands;
 
@@ -25,7 +27,7 @@ internal static class TrainCommand
         var noAnchoring = new Option<bool>("--no-anchoring") { Description = "Erase without latent anchoring (the ablation)." };
         var anchors = new Option<int>("--anchors") { Description = "Anchors per iteration.", DefaultValueFactory = _ => 4 };
         var quirk = new Option<bool>("--reference-quirk") { Description = "Reproduce the reference code's anchor batch (half the anchors are E(\"\"))." };
-        var iterations = new Option<int?>("--iterations") { Description = "Training iterations, at least 1 (default: the model's spm_train_defaults.json, else 3000)." }.InRange(1);
+        var iterations = new Option<int?>("--iterations") { Description = "Training iterations, at least 1 (default: the model's spm_train_defaults.json, else 3000); 0 with --init-spm and --robust-rounds: only the robust rounds." }.InRange(0);
         var lr = new Option<double?>("--lr") { Description = "AdamW learning rate (default: the model's spm_train_defaults.json, else 1e-4)." };
         var adamEpsilon = new Option<double>("--adam-epsilon") { Description = "AdamW epsilon (matters when gradients are tiny, as on random-weight models).", DefaultValueFactory = _ => 1e-8 };
         var warmup = new Option<int?>("--warmup") { Description = "Linear warm-up steps of the learning rate (default: the model's spm_train_defaults.json, else 500)." };
@@ -44,11 +46,18 @@ internal static class TrainCommand
         var probe = new Option<bool>("--probe") { Description = "Also log the erasure loss on a fixed probe (same x and t for 5 fixed k) every iteration: a measurement independent of the k draw; it does not change the result." };
         var config = new Option<string?>("--config") { Description = "Prompt config in the reference YAML layout (first entry is trained)." };
         var output = new Option<string>("--out") { Description = "SPM file to write.", Required = true };
+        var initSpm = new Option<string?>("--init-spm") { Description = "Start from this SPM file's membranes (same layers, rank and alpha) instead of fresh ones; a bare name such as 'circle' means MODEL/spm/circle.safetensors." };
+        var robustRounds = new Option<int>("--robust-rounds") { Description = "Robust mode: after training, this many rounds of a gradient attack on the membrane followed by erasing what it found (AdvUnlearn-style); 0 = off." }.InRange(0, 1000);
+        var robustIterations = new Option<int>("--robust-iterations") { Description = "Robust mode: training iterations per round.", DefaultValueFactory = _ => 100 }.InRange(1);
+        var robustGoals = new Option<int>("--robust-goals") { Description = "Robust mode: attack goals (seeds of the concept's prompt) per round.", DefaultValueFactory = _ => 16 }.InRange(1, 10_000);
+        var robustPrompts = new Option<string[]>("--robust-prompt") { Description = "Robust mode: a prompt asking for the concept that the attack starts from (repeatable; default: the concept itself).", AllowMultipleArgumentsPerToken = false };
+        var robustAttackSteps = new Option<int>("--robust-attack-steps") { Description = "Robust mode: gradient-attack steps per round.", DefaultValueFactory = _ => 30 }.InRange(1, 100_000);
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
+            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -89,6 +98,12 @@ internal static class TrainCommand
                 if (fromFile.Count > 1) Console.Error.WriteLine($"spm: {configPath} has {fromFile.Count} entries; training the first ('{options.Concept}').");
             }
             if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
+            int rounds = parse.GetValue(robustRounds);
+            if (parse.GetValue(initSpm) is { } init)
+                options = options with { InitialSpm = SpmFileArgument.Parse(init, modelFolder.Root, allowMultiplier: false).Path };
+            bool trainFirst = options.Iterations > 0;
+            if (!trainFirst && (options.InitialSpm is null || rounds == 0))
+                throw new ArgumentException("--iterations 0 only makes sense with --init-spm and --robust-rounds (harden an existing SPM).");
             var runtime = new OnnxRuntimeOptions
             {
                 Provider = ProviderOption.Parse(parse.GetValue(provider)),
@@ -99,6 +114,16 @@ internal static class TrainCommand
             var target = new TrainingOutput(outPath, parse.GetValue(force), parse.GetValue(resume));
             if (File.Exists(outPath) && !target.Overwrite && !target.Resume)
                 throw new IOException($"'{outPath}' already exists (use --force to overwrite).");
+
+            if (rounds > 0)
+                return await TrainRobust(modelDir, options, trainFirst, target, runtime, new RobustTrainingOptions
+                {
+                    Rounds = rounds,
+                    IterationsPerRound = parse.GetValue(robustIterations),
+                    Goals = parse.GetValue(robustGoals),
+                    GoalPrompts = parse.GetValue(robustPrompts) is { Length: > 0 } gp ? gp : null,
+                    Attack = new GradientAttackOptions { Steps = parse.GetValue(robustAttackSteps), Candidates = 1, BatchSize = 8 },
+                }, ct);
 
             Console.Error.WriteLine($"spm train: erasing '{options.Concept}' from {modelDir}: {options.Iterations} iterations, lr {options.LearningRate.ToString(CultureInfo.InvariantCulture)}, rank {options.Rank}, " +
                 (options.Action == TrainingAction.Erase ? "no anchoring" : $"anchor strength {options.AnchorStrength.ToString(CultureInfo.InvariantCulture)}"));
@@ -123,6 +148,38 @@ internal static class TrainCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Robust mode: ordinary training (unless --iterations 0), then the attack-and-erase rounds, one file at the end.</summary>
+    private static async Task<int> TrainRobust(string modelDir, LatentAnchoringOptions options, bool trainFirst, TrainingOutput target,
+        OnnxRuntimeOptions runtime, RobustTrainingOptions robust, CancellationToken ct)
+    {
+        robust.Validate();
+        string start = options.InitialSpm!;
+        string? baseFile = null;
+        try
+        {
+            if (trainFirst)
+            {
+                baseFile = target.Path + ".base.safetensors";
+                Console.Error.WriteLine($"spm train: robust mode, stage 1: erasing '{options.Concept}' ({options.Iterations} iterations)");
+                using (var trainer = LatentAnchoringTrainer.Create(modelDir, options, runtime))
+                    await RunWithProgress(trainer, new TrainingOutput(baseFile, Overwrite: true), ct);
+                start = baseFile;
+            }
+            Console.Error.WriteLine($"spm train: robust mode: {robust.Rounds} rounds of a gradient attack ({robust.Goals} goals, {robust.Attack.Steps} steps, {robust.Attack.Tokens} free tokens) then {robust.IterationsPerRound} erasing iterations");
+            var result = await ProgressBars.RunAsync("robust rounds", robust.Rounds * 2, "phase", bar => Task.Run(() =>
+                RobustTraining.Harden(modelDir, start, options with { InitialSpm = null, Iterations = Math.Max(1, options.Iterations) }, robust, target.Path, target.Overwrite, runtime,
+                    new ActionProgress<RobustTrainingProgress>(p => bar.Report(new ProgressUpdate((p.Round - 1) * 2 + (p.Phase == "attack" ? 0 : 1) + p.Fraction, robust.Rounds * 2, $"round {p.Round}/{p.Rounds} {p.Phase}"))),
+                    ct), ct));
+            Console.WriteLine($"wrote {result.OutputPath} (robust: {robust.Rounds} rounds, {result.AdversarialPrompts.Count} adversarial prompts; attack loss per round {string.Join(" ", result.AttackLosses.Select(l => l.ToString("G3", CultureInfo.InvariantCulture)))})");
+            foreach (var p in result.AdversarialPrompts.Take(5)) Console.WriteLine($"  adversarial: {p}");
+            return 0;
+        }
+        finally
+        {
+            if (baseFile is not null && File.Exists(baseFile)) File.Delete(baseFile);
+        }
     }
 
     private static string Share(TimeSpan part, TrainingTimings t)

@@ -26,7 +26,7 @@ public sealed record GradientAttackOptions
     public int Candidates { get; init; } = 4;
 
     /// <summary>Adam step size, in units of the token-embedding table's root mean square.</summary>
-    public float LearningRate { get; init; } = 0.1f;
+    public float LearningRate { get; init; } = 0.3f;
 
     /// <summary>Goals optimised together (rows of one UNet call).</summary>
     public int BatchSize { get; init; } = 4;
@@ -138,7 +138,7 @@ public sealed class GradientAttack : IDisposable
     /// <param name="seed">Seed of the initial tokens, the timesteps and the noise.</param>
     /// <param name="progress">Share of optimisation steps done (0..1).</param>
     /// <param name="cancellationToken">Cancels between steps.</param>
-    public AttackPlan Plan(IReadOnlyList<EvalPrompt> goals, IReadOnlyList<(string Word, int Id)> pool, IReadOnlyList<GateSettings> gates,
+    public AttackPlan Plan(IReadOnlyList<(string Text, ulong Seed)> goals, IReadOnlyList<(string Word, int Id)> pool, IReadOnlyList<GateSettings> gates,
         EvalGenerationSettings sampling, GradientAttackOptions options, ulong seed, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(goals);
@@ -188,7 +188,7 @@ public sealed class GradientAttack : IDisposable
             });
     }
 
-    private List<AttackCandidate>[] Optimise(IReadOnlyList<EvalPrompt> goals, IReadOnlyList<(string Word, int Id)> pool, float[] poolVectors,
+    private List<AttackCandidate>[] Optimise(IReadOnlyList<(string Text, ulong Seed)> goals, IReadOnlyList<(string Word, int Id)> pool, float[] poolVectors,
         IReadOnlyList<GateSettings> gates, EvalGenerationSettings sampling, GradientAttackOptions options, float step, ulong seed,
         IProgress<double>? progress, CancellationToken ct)
     {
@@ -300,7 +300,7 @@ public sealed class GradientAttack : IDisposable
     }
 
     /// <summary>The base model's final latents for each goal (every SPM off), as the evaluation generator would draw them.</summary>
-    private float[] BaseLatents(IReadOnlyList<EvalPrompt> goals, EvalGenerationSettings sampling, CancellationToken ct)
+    private float[] BaseLatents(IReadOnlyList<(string Text, ulong Seed)> goals, EvalGenerationSettings sampling, CancellationToken ct)
     {
         var all = new List<float>();
         var off = _spms is null ? null : _spms.CreateConditioner(_pipeline, Enumerable.Repeat(new GateSettings(FixedMultiplier: 0f), _spms.Layout.Sets.Count).ToList());

@@ -131,6 +131,20 @@ public sealed record LatentAnchoringOptions
     /// <summary>Unrelated prompts shown by default next to the concept (what anchoring should keep unchanged).</summary>
     public static IReadOnlyList<string> DefaultPreviewPrompts { get; } = ["a photo of a dog", "a landscape painting", "a red car on a street"];
 
+    /// <summary>
+    /// Robust mode: adversarial phrasings of the concept (e.g. free tokens a gradient attack found before it). Each
+    /// iteration takes one of them, with probability <see cref="AdversarialShare"/>, as the erased row's conditioning in
+    /// place of the concept's, against the same target (the concept's own surrogate-guided prediction), so the membrane
+    /// learns to erase them too. Latent anchoring is unchanged. Null or empty: ordinary training.
+    /// </summary>
+    public IReadOnlyList<string>? AdversarialPrompts { get; init; }
+
+    /// <summary>Share of iterations that train on an adversarial prompt when there are some (robust mode).</summary>
+    public double AdversarialShare { get; init; } = 0.5;
+
+    /// <summary>Start from this SPM file's membranes instead of fresh ones (same layers and rank); null: fresh.</summary>
+    public string? InitialSpm { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {
@@ -148,6 +162,8 @@ public sealed record LatentAnchoringOptions
         if (CheckpointEvery < 0) throw new ArgumentException($"--checkpoint-every must be non-negative (got {CheckpointEvery}).");
         if (WarmupSteps < 0 || CosineCycles < 1) throw new ArgumentException("Warm-up steps must be >= 0 and cosine cycles >= 1.");
         if (double.IsNaN(Eta) || double.IsNaN(AnchorStrength) || AnchorStrength < 0) throw new ArgumentException("eta must be a number and the anchor strength non-negative.");
+        if (!(AdversarialShare is >= 0 and <= 1)) throw new ArgumentException($"The adversarial share must be in [0, 1] (got {AdversarialShare}).");
+        if (AdversarialPrompts is not null && AdversarialPrompts.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("An adversarial prompt is empty.");
     }
 }
 

@@ -67,7 +67,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly SchedulerConfig _ddimConfig;
     private readonly string _baseModelId;
     private readonly bool _positiveIsTarget;
-    private readonly float[][] _previewEmbeddings;
+    private readonly float[][] _previewEmbeddings, _adversarialEmbeddings;
     private readonly OnnxRuntimeOptions _runtime;
     private VaeDecoderModel? _vae;
     private TrainingGraphCache? _graphCache;
@@ -84,7 +84,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
         _trainingModel = trainingModel;
         _gradientSettings = gradientSettings;
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
-        _previewEmbeddings = embeddings[4..];
+        int previews = options.PreviewEvery > 0 ? options.PreviewRows.Count : 0;
+        _previewEmbeddings = embeddings[4..(4 + previews)];
+        _adversarialEmbeddings = embeddings[(4 + previews)..];
         _runtime = runtime;
         (_tokens, _width) = (tokens, width);
         _baseModelId = baseModelId;
@@ -150,7 +152,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         using (var text = new TextEncoderModel(Spm.Diffusion.Runtime.OnnxSessionFactory.Create(OnnxModelSource.FromFile(folder.TextEncoderPath), runtime), folder.TextEncoderPath))
         {
             string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
-                .. options.PreviewEvery > 0 ? options.PreviewRows : []];
+                .. options.PreviewEvery > 0 ? options.PreviewRows : [], .. options.AdversarialPrompts ?? []];
             var ids = prompts.SelectMany(tokenizer.Encode).ToArray();
             var e = text.Encode(ids, prompts.Length);
             tokens = e.Shape[1];
@@ -163,7 +165,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var layers = AdaptableLayerFinder.FindTransformerLayers(unet);
         if (layers.Count == 0) throw new SpmMismatchException($"'{folder.UNetPath}' has no adaptable layers inside transformer containers.");
         var rng = new SeededRandom(options.Seed ^ 0x5350_4D49_4E49_5400UL); // initialisation stream, independent of the run's stream
-        var membranes = layers.Select(l => InitialMembrane(l, options, rng)).ToList();
+        var membranes = options.InitialSpm is { } init
+            ? MembranesFrom(init, layers, options)
+            : layers.Select(l => InitialMembrane(l, options, rng)).ToList();
         var set = new MembraneSet(SetName, [options.Concept], membranes);
         var layout = MembraneLayout.Create(layers, [set]);
 
@@ -177,6 +181,27 @@ public sealed class LatentAnchoringTrainer : IDisposable
         {
             _graphCache = graphCache,
         };
+    }
+
+    /// <summary>Membranes of an existing SPM file as the starting point (robust rounds continue from the last round's file).</summary>
+    private static List<LayerMembrane> MembranesFrom(string path, IReadOnlyList<AdaptableLayer> layers, LatentAnchoringOptions options)
+    {
+        var set = MembraneSetLoader.Load(path, layers);
+        if (set.Rank != options.Rank)
+            throw new SpmMismatchException($"'{path}' has rank {set.Rank}; this run trains rank {options.Rank} (--rank).", SpmConfig.RankKey);
+        var byPath = set.Membranes.ToDictionary(m => m.ModulePath, StringComparer.Ordinal);
+        var list = new List<LayerMembrane>(layers.Count);
+        foreach (var layer in layers)
+        {
+            if (!byPath.TryGetValue(layer.ModulePath, out var m))
+                throw new SpmMismatchException($"'{path}' has no membrane for layer '{layer.ModulePath}', which this run trains.", layer.ModulePath);
+            if (Math.Abs(m.Scale - options.Alpha / options.Rank) > 1e-6 * Math.Max(1, Math.Abs(m.Scale)))
+                throw new SpmMismatchException($"'{path}': layer '{layer.ModulePath}' has scale {m.Scale}; this run uses alpha/rank = {options.Alpha / options.Rank} (--alpha).", layer.ModulePath);
+            list.Add(m);
+        }
+        if (byPath.Count != layers.Count)
+            throw new SpmMismatchException($"'{path}' has membranes on {byPath.Count} layers; this run trains {layers.Count}.", path);
+        return list;
     }
 
     private static LayerMembrane InitialMembrane(AdaptableLayer layer, LatentAnchoringOptions options, SeededRandom rng)
@@ -258,7 +283,11 @@ public sealed class LatentAnchoringTrainer : IDisposable
             for (int a = 1; a <= anchors; a++) rowWeights[a] = (float)(o.AnchorStrength / anchors);
 
             sw.Restart();
-            var trainRows = new List<float[]> { _eTarget };
+            // Robust mode: part of the iterations erase an adversarial phrasing instead of the concept's own prompt.
+            var erased = _eTarget;
+            if (_adversarialEmbeddings.Length > 0 && rng.NextDouble() < o.AdversarialShare)
+                erased = _adversarialEmbeddings[rng.NextInt(0, _adversarialEmbeddings.Length)];
+            var trainRows = new List<float[]> { erased };
             trainRows.AddRange(anchorEmbeddings);
             var (loss, rowLoss) = RunTrainingGraph(x, draw, trainRows, target, rowWeights, ref timings);
             timings = timings with { ForwardBackward = timings.ForwardBackward + sw.Elapsed };
@@ -687,6 +716,13 @@ public sealed class LatentAnchoringTrainer : IDisposable
             ["sampling_steps"] = o.SamplingSteps, ["sampling_guidance"] = o.SamplingGuidance,
             ["query_timestep"] = o.QueryTimestep.ToString(), ["seed"] = o.Seed,
         };
+        // Only robust runs name these, so ordinary runs keep their settings (and checkpoints) as before.
+        if (o.AdversarialPrompts is { Count: > 0 } adversarial)
+        {
+            settings["adversarial_prompts"] = adversarial.Count;
+            settings["adversarial_share"] = o.AdversarialShare;
+        }
+        if (o.InitialSpm is { } init) settings["initial_spm"] = Path.GetFileName(init);
         return JsonSerializer.Serialize(settings);
     }
 
