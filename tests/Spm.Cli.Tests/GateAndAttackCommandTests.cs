@@ -126,11 +126,35 @@ public class GateAndAttackCommandTests
     [Test]
     public void Attack_RejectsUnknownAttacks_AndBadStrengths_BeforeLoadingTheModel()
     {
-        var (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--attacks", "gradient", "--out", _dir);
+        var (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--attacks", "gradients", "--out", _dir);
         Assert.That(code, Is.EqualTo(2));
-        Assert.That(stderr, Does.Contain("unknown attack 'gradient' (known: text, embedding, random-tokens)"));
+        Assert.That(stderr, Does.Contain("unknown attack 'gradients' (known: text, embedding, random-tokens, gradient)"));
+        (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--attacks", "gradient", "--budget", "5", "--attack-steps", "4", "--out", _dir);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--attack-steps (4) must be at least --budget (5)"));
         (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--strengths", "1,x", "--out", _dir);
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("--strengths: 'x' is not a number"));
+    }
+
+    [Test]
+    public void GradientAttack_IsReproducible_PutsItsTokensBeforeTheGoal_AndIsJudgedLikeTheOthers()
+    {
+        string[] args = ["attack", "--model", Model, "--spm", ShippedSpm("circle"), "--images", "2", "--steps", "4", "--attacks", "gradient",
+            "--budget", "2", "--tokens", "2", "--attack-steps", "4", "--seed", "3"];
+        var (code, _, stderr) = Run([.. args, "--out", Path.Combine(_dir, "a")]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        (code, _, stderr) = Run([.. args, "--out", Path.Combine(_dir, "b")]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var a = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "a", "attack.json")))!["attacks"]![0]!;
+        var b = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "b", "attack.json")))!["attacks"]![0]!;
+        Assert.That((string)a["name"]!, Is.EqualTo("gradient"));
+        Assert.That((int)a["targets"]!, Is.EqualTo(2));
+        Assert.That((int)a["candidates"]!, Is.InRange(2, 4), "at most --budget tries per goal (repeated prompts are tried once)");
+        Assert.That((int)a["budget"]!["steps"]!, Is.EqualTo(4));
+        Assert.That((bool)a["budget"]!["gradientsThroughGate"]!, Is.True);
+        Assert.That(a.ToJsonString(), Is.EqualTo(b.ToJsonString()), "same seed, same search, same verdicts");
+        Assert.That(File.Exists(Path.Combine(_dir, "a", "grid-gradient.png")));
+        Assert.That(stderr, Does.Not.Contain("Removing initializer"), "the rewritten text encoder carries no dead weights");
     }
 }
