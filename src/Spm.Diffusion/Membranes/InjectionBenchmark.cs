@@ -50,14 +50,12 @@ public static class InjectionBenchmark
         var many = MembraneTensors.Build(MembraneLayout.Create(layers, sets));
         var one = MembraneTensors.Build(MembraneLayout.Create(layers, [sets[0]]));
 
-        // Identical options for both sessions (one object each: the external-data entry is set per session).
-        using var so = new SessionOptions();
-        using var so2 = new SessionOptions();
-        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = so2.IntraOpNumThreads = options.IntraOpThreads;
+        // Identical runtime options for both sessions, so the comparison is of the graphs only.
+        var sessions = new Spm.Diffusion.Runtime.OnnxSessionGroup(new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = options.IntraOpThreads });
         progress?.Report("opening the plain UNet session");
-        using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, so);
+        using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, sessions);
         progress?.Report("opening the injected UNet session");
-        using var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, so2);
+        using var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, sessions);
 
         var inputs = MakeInputs(plain, options, rng);
         try

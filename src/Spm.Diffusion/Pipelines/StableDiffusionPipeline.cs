@@ -76,11 +76,13 @@ public sealed class StableDiffusionPipeline : IDisposable
         var disposables = new List<IDisposable>();
         try
         {
-            var te = OnnxSessionFactory.Create(OnnxModelSource.FromFile(mf.TextEncoderPath), options.Runtime);
+            // One provider choice for the three models: a CUDA failure on the first puts all three on the CPU.
+            var sessions = new OnnxSessionGroup(options.Runtime);
+            var te = sessions.OpenCreated(OnnxModelSource.FromFile(mf.TextEncoderPath));
             disposables.Add(te.Session);
-            var un = OnnxSessionFactory.Create(options.UNetSource ?? OnnxModelSource.FromFile(mf.UNetPath), options.Runtime);
+            var un = sessions.OpenCreated(options.UNetSource ?? OnnxModelSource.FromFile(mf.UNetPath));
             disposables.Add(un.Session);
-            var va = OnnxSessionFactory.Create(OnnxModelSource.FromFile(mf.VaeDecoderPath), options.Runtime);
+            var va = sessions.OpenCreated(OnnxModelSource.FromFile(mf.VaeDecoderPath));
             disposables.Add(va.Session);
             var textEncoder = new TextEncoderModel(te, mf.TextEncoderPath);
             var unet = new UNetModel(un, options.UNetSource?.DisplayName ?? mf.UNetPath);

@@ -68,13 +68,13 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly string _baseModelId;
     private readonly bool _positiveIsTarget;
     private readonly float[][] _previewEmbeddings;
-    private readonly OnnxRuntimeOptions _runtime;
+    private readonly OnnxSessionGroup _sessions;
     private VaeDecoderModel? _vae;
     private TrainingGraphCache? _graphCache;
 
     private LatentAnchoringTrainer(LatentAnchoringOptions options, ModelFolder folder, OnnxModel unet, MembraneLayout layout,
         InjectedUnet injected, ModelProto trainingModel, GradientSessionSettings gradientSettings,
-        float[][] embeddings, int tokens, int width, string baseModelId, OnnxRuntimeOptions runtime)
+        float[][] embeddings, int tokens, int width, string baseModelId, OnnxSessionGroup sessions)
     {
         _options = options;
         _folder = folder;
@@ -85,7 +85,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         _gradientSettings = gradientSettings;
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
         _previewEmbeddings = embeddings[4..];
-        _runtime = runtime;
+        _sessions = sessions;
         (_tokens, _width) = (tokens, width);
         _baseModelId = baseModelId;
         _positiveIsTarget = _ePositive.AsSpan().SequenceEqual(_eTarget);
@@ -117,6 +117,12 @@ public sealed class LatentAnchoringTrainer : IDisposable
     /// <summary>Build the gradient graph once and run it at every latent size (true), or once per size (tests compare both).</summary>
     internal bool ReuseGradientGraphAcrossSizes { get; set; } = true;
 
+    /// <summary>
+    /// The run's sessions (text encoder, injected UNet, gradient graphs, preview VAE): one provider choice for all,
+    /// made by the first; <see cref="OnnxSessionGroup.FallbackReason"/> says why CUDA was not used when it was asked for.
+    /// </summary>
+    public OnnxSessionGroup Sessions => _sessions;
+
     /// <summary>The options of this run.</summary>
     public LatentAnchoringOptions Options => _options;
 
@@ -142,12 +148,13 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        runtime ??= new OnnxRuntimeOptions();
+        // Every session of the run opens through this group, so a CUDA request gives one device for all of them.
+        var sessions = new OnnxSessionGroup(runtime);
         var folder = ModelFolder.Open(modelFolder);
         var tokenizer = ClipTokenizer.Load(folder.TokenizerFolder);
         float[][] embeddings;
         int tokens, width;
-        using (var text = new TextEncoderModel(Spm.Diffusion.Runtime.OnnxSessionFactory.Create(OnnxModelSource.FromFile(folder.TextEncoderPath), runtime), folder.TextEncoderPath))
+        using (var text = new TextEncoderModel(sessions.OpenCreated(OnnxModelSource.FromFile(folder.TextEncoderPath)), folder.TextEncoderPath))
         {
             string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
                 .. options.PreviewEvery > 0 ? options.PreviewRows : []];
@@ -167,13 +174,10 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var set = new MembraneSet(SetName, [options.Concept], membranes);
         var layout = MembraneLayout.Create(layers, [set]);
 
-        using var so = new SessionOptions();
-        so.GraphOptimizationLevel = runtime.OptimizationLevel;
-        if (runtime.IntraOpThreads > 0) so.IntraOpNumThreads = runtime.IntraOpThreads;
-        var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, so);
+        var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, sessions);
         var trainingModel = MembraneTrainingGraph.AddRowLoss(MembraneInjector.Inject(unet.Proto, layout));
-        var settings = new GradientSessionSettings(unet.BaseDirectory, runtime.IntraOpThreads, runtime.Provider == ExecutionProviderKind.Cuda);
-        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder), runtime)
+        var settings = GradientSessionSettings.For(sessions, unet.BaseDirectory);
+        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder), sessions)
         {
             _graphCache = graphCache,
         };
@@ -511,7 +515,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             scheduler.Step(guided, step, x, null);
         }
 
-        _vae ??= new VaeDecoderModel(Spm.Diffusion.Runtime.OnnxSessionFactory.Create(OnnxModelSource.FromFile(_folder.VaeDecoderPath), _runtime), _folder.VaeDecoderPath);
+        _vae ??= new VaeDecoderModel(_sessions.OpenCreated(OnnxModelSource.FromFile(_folder.VaeDecoderPath)), _folder.VaeDecoderPath);
         var latents = new FloatTensor([images, 4, lh, lw], x);
         System.Numerics.Tensors.TensorPrimitives.Multiply(latents.Span, (float)(1.0 / _folder.VaeScalingFactor), latents.Span);
         var decoded = _vae.Decode(latents);
@@ -721,7 +725,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         var file = new FileInfo(_unet.FilePath);
         var layers = string.Join(",", _layout.Layers.Select(l => l.ModulePath));
-        return $"{file.FullName}|{file.Length}|{file.LastWriteTimeUtc.Ticks}|rank {_options.Rank}|{layers}|{key}|{_gradientSettings}";
+        return $"{file.FullName}|{file.Length}|{file.LastWriteTimeUtc.Ticks}|rank {_options.Rank}|{layers}|{key}|{_gradientSettings with { Sessions = null }}";
     }
 
     /// <inheritdoc />
