@@ -174,6 +174,30 @@ public class TrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
+    public async Task ACudaRequestedRun_MakesOneProviderChoiceForEverySession()
+    {
+        // No GPU here, so CUDA cannot load: every session of the run (text encoder, injected UNet, shape probe,
+        // gradient graph, preview VAE) must land on the CPU with the reason, none on a device of its own. On a machine
+        // where CUDA loads, the same assertions hold with every session on CUDA.
+        var dir = TestPaths.NewTempDir();
+        var options = Small(2) with { PreviewEvery = 2, PreviewSteps = 2, PreviewPrompts = [] };
+        using var trainer = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options,
+            new OnnxRuntimeOptions { Provider = ExecutionProviderKind.Cuda, IntraOpThreads = 1 });
+        await trainer.TrainAsync(new TrainingOutput(Path.Combine(dir, "cat.safetensors")));
+
+        var opened = trainer.Sessions.Opened;
+        Assert.That(opened.Select(s => s.Name), Has.Some.Contains("text_encoder").And.Some.Contains("vae_decoder"));
+        Assert.That(opened, Has.Count.GreaterThanOrEqualTo(5), string.Join(", ", opened));
+        Assert.That(opened.Select(s => s.Provider).Distinct(), Is.EqualTo(new[] { trainer.Sessions.Provider }), string.Join(", ", opened));
+        if (trainer.Sessions.Provider == ExecutionProviderKind.Cpu)
+            Assert.That(trainer.Sessions.FallbackReason, Does.Contain("CUDA"));
+        else
+            Assert.That(trainer.Sessions.FallbackReason, Is.Null);
+        Assert.That(trainer.Sessions.Requested.Provider, Is.EqualTo(ExecutionProviderKind.Cuda), "the caller's options are kept as given");
+    }
+
+    [Test]
     public void ExistingOutputIsNotOverwrittenWithoutForce()
     {
         var dir = TestPaths.NewTempDir();
