@@ -302,7 +302,7 @@ internal static class EvalCommand
 
     private static string? TrainingAction(IReadOnlyDictionary<string, string> metadata)
     {
-        if (!metadata.TryGetValue("training", out var json)) return null;
+        if (!metadata.TryGetValue(Spm.Core.Membranes.SpmMetadataKeys.Training, out var json)) return null;
         try
         {
             return JsonNode.Parse(json)?["action"]?.GetValue<string>();

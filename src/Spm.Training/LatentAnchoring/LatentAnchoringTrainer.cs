@@ -669,10 +669,10 @@ public sealed class LatentAnchoringTrainer : IDisposable
         }
         var extra = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["surrogate"] = o.Surrogate,
-            ["base_model"] = _baseModelId,
-            ["training"] = SettingsJson(),
-            ["generator"] = "spm (Spm .NET)",
+            [SpmMetadataKeys.Surrogate] = o.Surrogate,
+            [SpmMetadataKeys.BaseModel] = _baseModelId,
+            [SpmMetadataKeys.Training] = SettingsJson(),
+            [SpmMetadataKeys.Writer] = SpmMetadataKeys.CurrentWriter,
         };
         var config = new SpmConfig([o.Concept], o.Rank, (float)o.Alpha, extra);
         return new SpmAdapter(config, membranes);

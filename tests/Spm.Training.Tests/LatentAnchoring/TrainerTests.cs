@@ -46,7 +46,9 @@ public class TrainerTests
         var adapter = SpmFile.Load(output.Path);
         Assert.That(adapter.Config.Prompts, Is.EqualTo(new[] { "a photo of a cat" }));
         Assert.That(adapter.Membranes, Has.Count.EqualTo(72));
-        Assert.That(adapter.Config.Extra.Keys, Is.SupersetOf(new[] { "surrogate", "base_model", "training" }));
+        Assert.That(adapter.Config.Extra.Keys, Is.SupersetOf(new[] { "surrogate", "base_model", "training", "writer" }));
+        Assert.That(adapter.Config.Extra.Keys, Has.No.Member("generator"), "docs/spm-format.md names the key 'writer'");
+        Assert.That(adapter.Config.Writer, Is.EqualTo(SpmMetadataKeys.CurrentWriter));
         Assert.That(adapter.Membranes.Any(m => m.Up.Data.Any(v => v != 0)), Is.True, "up matrices moved away from zero");
         Assert.That(File.Exists(output.LossLog), Is.True);
         Assert.That(File.ReadAllLines(output.LossLog), Has.Length.EqualTo(13));
