@@ -91,11 +91,8 @@ public sealed class InjectedUnet : IDisposable
         int r = tensors.Layout.TotalRank;
         foreach (var layer in _injectedLayers.Values.Where(l => !full.ContainsKey(MembraneNames.Down(l.ModulePath))))
         {
-            int[] shape = layer.IsConv
-                ? [r, layer.InFeatures, layer.KernelShape.ElementAtOrDefault(0) is > 0 and var kh ? kh : 1, layer.KernelShape.ElementAtOrDefault(1) is > 0 and var kw ? kw : 1]
-                : [r, layer.InFeatures];
-            full[MembraneNames.Down(layer.ModulePath)] = new FloatTensor(shape);
-            full[MembraneNames.Up(layer.ModulePath)] = new FloatTensor(layer.OutFeatures, r);
+            full[MembraneNames.Down(layer.ModulePath)] = new FloatTensor(MembraneShapes.Down(layer, r));
+            full[MembraneNames.Up(layer.ModulePath)] = new FloatTensor(MembraneShapes.Up(layer, r));
         }
         var old2 = _constants;
         _constants = ToOrtValues(full);

@@ -110,9 +110,8 @@ public static class InjectionBenchmark
         var ms = new List<LayerMembrane>(layers.Count);
         foreach (var l in layers)
         {
-            int kh = l.IsConv && l.KernelShape.Length > 0 ? l.KernelShape[0] : 1, kw = l.IsConv && l.KernelShape.Length > 1 ? l.KernelShape[1] : 1;
-            var down = new FloatTensor(l.IsConv ? [1, l.InFeatures, kh, kw] : [1, l.InFeatures]);
-            var up = new FloatTensor(l.OutFeatures, 1);
+            var down = new FloatTensor(MembraneShapes.Down(l, 1));
+            var up = new FloatTensor(MembraneShapes.Up(l, 1));
             float bound = 1f / MathF.Sqrt(down.Length);
             for (int i = 0; i < down.Length; i++) down.Data[i] = (float)((rng.NextDouble() * 2 - 1) * bound);
             for (int i = 0; i < up.Length; i++) up.Data[i] = (float)(rng.NextGaussian() * 1e-3);

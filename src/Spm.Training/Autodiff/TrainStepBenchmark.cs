@@ -47,9 +47,8 @@ public static class TrainStepBenchmark
         var rng = new SeededRandom(1);
         var membranes = layers.Select(l =>
         {
-            int[] downShape = l.IsConv ? [options.Rank, l.InFeatures, l.KernelShape.ElementAtOrDefault(0) is > 0 and var kh ? kh : 1, l.KernelShape.ElementAtOrDefault(1) is > 0 and var kw ? kw : 1] : [options.Rank, l.InFeatures];
-            var down = new FloatTensor(downShape);
-            var up = new FloatTensor(l.OutFeatures, options.Rank);
+            var down = new FloatTensor(MembraneShapes.Down(l, options.Rank));
+            var up = new FloatTensor(MembraneShapes.Up(l, options.Rank));
             rng.FillGaussian(down.Span);
             rng.FillGaussian(up.Span);
             return new LayerMembrane(l.ModulePath, down, up, 1f / options.Rank);

@@ -58,7 +58,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly List<TrainableTensor> _parameters;
     private readonly Dictionary<string, float[]> _gradients;
     private readonly float[] _scales;
-    private readonly TimestepInput _timestep;
+    private readonly TensorSpec _timestep;
     private readonly string _sampleInput, _hiddenInput, _outputName;
     private readonly Dictionary<(int Rows, int H, int W), MembraneTrainingGraph> _graphs = [];
     private readonly GradientSessionSettings _gradientSettings;
@@ -110,7 +110,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var graphInputs = unet.Graph.Input.Where(i => !MembraneNames.IsMembraneInput(i.Name)).ToList();
         _sampleInput = FindInput(graphInputs, "sample", 0, unet.FilePath);
         _hiddenInput = FindInput(graphInputs, "encoder_hidden_states", 2, unet.FilePath);
-        _timestep = TimestepInput.From(graphInputs.FirstOrDefault(i => i.Name == "timestep") ?? graphInputs[1], unet.FilePath);
+        _timestep = TensorSpec.FromValueInfo(graphInputs.FirstOrDefault(i => i.Name == "timestep") ?? graphInputs[1], unet.FilePath);
         _outputName = unet.Graph.Output[0].Name;
     }
 
@@ -186,10 +186,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private static LayerMembrane InitialMembrane(AdaptableLayer layer, LatentAnchoringOptions options, SeededRandom rng)
     {
         int r = options.Rank;
-        int kh = layer.IsConv && layer.KernelShape.Length > 0 ? layer.KernelShape[0] : 1;
-        int kw = layer.IsConv && layer.KernelShape.Length > 1 ? layer.KernelShape[1] : 1;
-        int fanIn = layer.InFeatures * kh * kw;
-        var down = layer.IsConv ? new FloatTensor(r, layer.InFeatures, kh, kw) : new FloatTensor(r, layer.InFeatures);
+        int fanIn = MembraneShapes.FanIn(layer);
+        var down = new FloatTensor(MembraneShapes.Down(layer, r));
         float bound = 1f / MathF.Sqrt(fanIn);
         rng.FillUniform(down.Data, -bound, bound);
         var up = new FloatTensor(layer.OutFeatures, r);
@@ -449,7 +447,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var hidden = Concat(rows);
         using var sampleValue = OrtValue.CreateTensorValueFromMemory(samples, [b, 4, lh, lw]);
         using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
-        using var tValue = _timestep.CreateRows(timesteps);
+        using var tValue = OrtTensors.TimestepRows(timesteps.ToArray(), _timestep, _unet.FilePath);
         var gates = new FloatTensor(b, _layout.TotalRank);
         gates.Span.Fill(gate);
         var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
@@ -501,7 +499,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             }
             using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [2 * images, 4, lh, lw]);
             using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [2 * images, _tokens, _width]);
-            using var tValue = _timestep.Create(scheduler.Timesteps[step], 2 * images);
+            using var tValue = OrtTensors.TimestepInput(scheduler.Timesteps[step], 2 * images, _timestep, _unet.FilePath);
             var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
             using var outputs = _injected.Run(inputs, gates, [_outputName]);
             var eps = outputs[0].GetTensorDataAsSpan<float>();
@@ -585,7 +583,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var hidden = Concat(rows);
         using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, 4, draw.LatentHeight, draw.LatentWidth]);
         using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
-        using var tValue = _timestep.Create(timestep ?? draw.QueryTimestep, b);
+        using var tValue = OrtTensors.TimestepInput(timestep ?? draw.QueryTimestep, b, _timestep, _unet.FilePath);
         var gates = new FloatTensor(b, _layout.TotalRank);
         gates.Span.Fill(gate);
         var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
@@ -610,7 +608,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             {
                 [_sampleInput] = Own(OrtValue.CreateTensorValueFromMemory(sample, latentShape)),
                 [_hiddenInput] = Own(OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width])),
-                [_timestep.Name] = Own(_timestep.Create(draw.QueryTimestep, b)),
+                [_timestep.Name] = Own(OrtTensors.TimestepInput(draw.QueryTimestep, b, _timestep, _unet.FilePath)),
                 [MembraneNames.Gates] = Own(OrtValue.CreateTensorValueFromMemory(gates, [b, _layout.TotalRank])),
                 [MembraneNames.Scales] = Own(OrtValue.CreateTensorValueFromMemory(_scales, [_scales.Length])),
                 [MembraneTrainingGraph.TargetInput] = Own(OrtValue.CreateTensorValueFromMemory(target, latentShape)),
@@ -737,44 +735,5 @@ public sealed class LatentAnchoringTrainer : IDisposable
         _graphs.Clear();
         _vae?.Dispose();
         _injected.Dispose();
-    }
-
-    /// <summary>The UNet's timestep input as exported: float or int64, shape [B] or scalar.</summary>
-    private sealed record TimestepInput(string Name, int ElemType, int Rank)
-    {
-        public static TimestepInput From(ValueInfoProto input, string file)
-        {
-            var tt = input.Type?.TensorType ?? throw new SpmFormatException(file, input.Name, "the timestep input is not a tensor.");
-            int rank = tt.Shape?.Dim.Count ?? 1;
-            if (rank > 1) throw new SpmFormatException(file, input.Name, $"timestep has rank {rank}; expected a scalar or [batch].");
-            if (tt.ElemType is not ((int)TensorProto.Types.DataType.Float or (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Double))
-                throw new SpmFormatException(file, input.Name, $"timestep has ONNX type {tt.ElemType}; expected float, double or int64.");
-            return new TimestepInput(input.Name, tt.ElemType, rank);
-        }
-
-        /// <summary>A timestep per batch row (a scalar input takes the first: callers split rows with different values).</summary>
-        public OrtValue CreateRows(IReadOnlyList<double> t)
-        {
-            if (Rank == 0) return Create(t[0], 1);
-            long[] shape = [t.Count];
-            return ElemType switch
-            {
-                (int)TensorProto.Types.DataType.Int64 => OrtValue.CreateTensorValueFromMemory(t.Select(v => (long)Math.Round(v)).ToArray(), shape),
-                (int)TensorProto.Types.DataType.Double => OrtValue.CreateTensorValueFromMemory(t.ToArray(), shape),
-                _ => OrtValue.CreateTensorValueFromMemory(t.Select(v => (float)v).ToArray(), shape),
-            };
-        }
-
-        public OrtValue Create(double t, int batch)
-        {
-            long[] shape = Rank == 0 ? [] : [batch];
-            int n = Rank == 0 ? 1 : batch;
-            return ElemType switch
-            {
-                (int)TensorProto.Types.DataType.Int64 => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((long)Math.Round(t), n).ToArray(), shape),
-                (int)TensorProto.Types.DataType.Double => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(t, n).ToArray(), shape),
-                _ => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((float)t, n).ToArray(), shape),
-            };
-        }
     }
 }
