@@ -210,50 +210,30 @@ public sealed class StableDiffusionPipeline : IDisposable
                 new UNetConditioningContext(this, request, cond.Embedding, cond.TokenIds, rowKinds, first));
             samplingTime += piece.Elapsed;
 
-            var timesteps = schedulers[0].Timesteps;
             using (var runner = UNet.OpenRunner(hidden, conditioning?.Inputs, rows, h, w, UsesIoBinding, ro))
             {
-                var input = runner.Input;
-                var output = runner.Output;
-                var guided = new float[perImage];
-                for (int i = 0; i < timesteps.Count; i++)
+                // Scheduler work counts as sampling time, the UNet call as UNet time.
+                var hooks = new DenoisingHooks
                 {
-                    ct.ThrowIfCancellationRequested();
-                    piece.Restart();
-                    for (int j = 0; j < n; j++)
+                    RunUNet = (r, t) =>
                     {
-                        var dst = input.AsSpan((plan.Guidance ? n + j : j) * perImage, perImage);
-                        schedulers[j].ScaleModelInput(latents.Span.Slice(j * perImage, perImage), dst, i);
-                        if (plan.Guidance) dst.CopyTo(input.AsSpan(j * perImage, perImage));
-                    }
-                    samplingTime += piece.Elapsed;
-                    sw.RestartModel();
-                    RunCancellable(() => { runner.Run(timesteps[i]); return 0; }, ct);
-                    unetTime += sw.Elapsed;
-                    unetCalls++;
-                    piece.Restart();
-                    for (int j = 0; j < n; j++)
+                        samplingTime += piece.Elapsed;
+                        sw.RestartModel();
+                        r.Run(t);
+                        unetTime += sw.Elapsed;
+                        unetCalls++;
+                        piece.Restart();
+                    },
+                    AfterStep = _ =>
                     {
-                        ReadOnlySpan<float> noise;
-                        if (plan.Guidance)
-                        {
-                            // noise = u + g (c - u)
-                            var u = output.AsSpan(j * perImage, perImage);
-                            var cpred = output.AsSpan((n + j) * perImage, perImage);
-                            TensorPrimitives.Subtract(cpred, u, guided);
-                            TensorPrimitives.MultiplyAdd(guided, (float)request.GuidanceScale, u, guided);
-                            noise = guided;
-                        }
-                        else
-                        {
-                            noise = output.AsSpan(j * perImage, perImage);
-                        }
-                        schedulers[j].Step(noise, i, latents.Span.Slice(j * perImage, perImage), rngs[j]);
-                    }
-                    samplingTime += piece.Elapsed;
-                    step++;
-                    progress?.Report(new GenerationProgress(GenerationStage.Denoising, step, plan.TotalUNetCalls, first, request.Count));
-                }
+                        samplingTime += piece.Elapsed;
+                        step++;
+                        progress?.Report(new GenerationProgress(GenerationStage.Denoising, step, plan.TotalUNetCalls, first, request.Count));
+                        piece.Restart();
+                    },
+                };
+                piece.Restart();
+                DenoisingLoop.Run(runner, schedulers, latents.Span, rngs, plan.Guidance, request.GuidanceScale, hooks: hooks, cancellationToken: ct);
             }
 
             string? spmText = conditioning?.ParametersText;

@@ -69,6 +69,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly bool _positiveIsTarget;
     private readonly float[][] _previewEmbeddings;
     private readonly OnnxSessionGroup _sessions;
+    // The injected session seen as a UNet for the denoising loops (the session belongs to _injected).
+    private readonly UNetModel _unetModel;
     private VaeDecoderModel? _vae;
     private TrainingGraphCache? _graphCache;
 
@@ -86,6 +88,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
         _previewEmbeddings = embeddings[4..];
         _sessions = sessions;
+        _unetModel = new UNetModel(new CreatedSession(injected.Session, sessions.Provider, sessions.FallbackReason), unet.FilePath);
         (_tokens, _width) = (tokens, width);
         _baseModelId = baseModelId;
         _positiveIsTarget = _ePositive.AsSpan().SequenceEqual(_eTarget);
@@ -330,20 +333,27 @@ public sealed class LatentAnchoringTrainer : IDisposable
         rng.FillGaussian(x);
         if (scheduler.InitNoiseSigma != 1.0)
             System.Numerics.Tensors.TensorPrimitives.Multiply(x, (float)scheduler.InitNoiseSigma, x);
-        var scaled = new float[latent];
-        var guided = new float[latent];
-        float g = (float)o.SamplingGuidance;
-        for (int i = 0; i < draw.Steps; i++)
-        {
-            ct.ThrowIfCancellationRequested();
-            scheduler.ScaleModelInput(x, scaled, i);
-            var eps = PredictUNet(scaled, draw, [_eUncond, _eTarget], gate: 1f, scheduler.Timesteps[i]);
-            var u = eps.AsSpan(0, latent);
-            var c = eps.AsSpan(latent, latent);
-            for (int j = 0; j < latent; j++) guided[j] = u[j] + g * (c[j] - u[j]);
-            scheduler.Step(guided, i, x, null);
-        }
+        using var ro = new RunOptions();
+        using var runner = OpenRunner([_eUncond, _eTarget], Gates(2, _ => 1f), draw.LatentHeight, draw.LatentWidth, ro);
+        DenoisingLoop.Run(runner, [scheduler], x, null, guidance: true, o.SamplingGuidance, draw.Steps, cancellationToken: ct);
         return x;
+    }
+
+    /// <summary>Gates [rows, R], row r at <paramref name="gate"/>(r) for every membrane column.</summary>
+    private FloatTensor Gates(int rows, Func<int, float> gate)
+    {
+        int r = _layout.TotalRank;
+        var gates = new FloatTensor(rows, r);
+        for (int row = 0; row < rows; row++) gates.Span.Slice(row * r, r).Fill(gate(row));
+        return gates;
+    }
+
+    /// <summary>A UNet runner over the injected session with these conditioning rows and gates (membranes bound in place, so updates show).</summary>
+    private UNetRunner OpenRunner(IReadOnlyList<float[]> rows, FloatTensor gates, int lh, int lw, RunOptions ro)
+    {
+        var hidden = new FloatTensor([rows.Count, _tokens, _width], Concat(rows));
+        var extras = new Dictionary<string, FloatTensor>(_injected.Membranes.Inputs, StringComparer.Ordinal) { [MembraneNames.Gates] = gates };
+        return _unetModel.OpenRunner(hidden, extras, rows.Count, lh, lw, _sessions.Provider == ExecutionProviderKind.Cuda, ro);
     }
 
     /// <summary>The fixed probe's inputs: one x per probe k at the probe size, the query timesteps and the erasure targets.</summary>
@@ -368,24 +378,19 @@ public sealed class LatentAnchoringTrainer : IDisposable
         if (scheduler.InitNoiseSigma != 1.0)
             System.Numerics.Tensors.TensorPrimitives.Multiply(x, (float)scheduler.InitNoiseSigma, x);
         var samples = new float[n * latent];
-        var pair = new float[2 * latent];
-        var guided = new float[latent];
         float g = (float)o.SamplingGuidance;
-        int done = 0;
-        for (int p = 0; p < n; p++)
+        // x is kept after each probe k: the snapshots are taken as the loop passes them.
+        int taken = 0;
+        void Snapshot(int done)
         {
-            for (; done < ks[p]; done++)
-            {
-                ct.ThrowIfCancellationRequested();
-                scheduler.ScaleModelInput(x, pair.AsSpan(0, latent), done);
-                pair.AsSpan(0, latent).CopyTo(pair.AsSpan(latent));
-                double t = scheduler.Timesteps[done];
-                var eps = PredictRows(pair, lh, lw, [_eUncond, _eTarget], [t, t], gate: 0f);
-                for (int j = 0; j < latent; j++) guided[j] = eps[j] + g * (eps[latent + j] - eps[j]);
-                scheduler.Step(guided, done, x, null);
-            }
-            x.CopyTo(samples, p * latent);
+            for (; taken < n && ks[taken] == done; taken++) x.CopyTo(samples, taken * latent);
         }
+        Snapshot(0);
+        using (var ro = new RunOptions())
+        using (var runner = OpenRunner([_eUncond, _eTarget], Gates(2, _ => 0f), lh, lw, ro))
+            DenoisingLoop.Run(runner, [scheduler], x, null, guidance: true, g, ks[^1],
+                new DenoisingHooks { AfterStep = i => Snapshot(i + 1) }, ct);
+        if (taken != n) throw new InvalidOperationException("The probe steps must be ascending.");
         var queryT = ks.Select(k => IterationSampler.QueryTimestep(k, o, ddimTimesteps)).ToArray();
 
         // Frozen rows per probe: c_tar, c_pos, c_sur.
@@ -475,43 +480,21 @@ public sealed class LatentAnchoringTrainer : IDisposable
             System.Numerics.Tensors.TensorPrimitives.Multiply(noise, (float)scheduler.InitNoiseSigma, noise);
             noise.CopyTo(x.AsSpan((2 * p + 1) * latent, latent));
         }
-        // Rows: for image i (prompt i/2, membrane on for odd i) an unconditional and a conditional row.
+        // Image i: prompt i/2, membrane on for odd i. Rows as the loop lays them out: [uncond × images, cond × images],
+        // the gates of both rows of an odd image at 1.
         var hiddenRows = new List<float[]>(2 * images);
-        var gates = new FloatTensor(2 * images, _layout.TotalRank);
-        for (int i = 0; i < images; i++)
+        for (int i = 0; i < images; i++) hiddenRows.Add(_eUncond);
+        for (int i = 0; i < images; i++) hiddenRows.Add(_previewEmbeddings[i / 2]);
+        var schedulers = new IScheduler[images];
+        schedulers[0] = scheduler;
+        for (int i = 1; i < images; i++)
         {
-            hiddenRows.Add(_eUncond);
-            hiddenRows.Add(_previewEmbeddings[i / 2]);
-            if (i % 2 == 1) gates.Span.Slice(2 * i * _layout.TotalRank, 2 * _layout.TotalRank).Fill(1f);
+            schedulers[i] = SchedulerRegistry.Create("ddim", _ddimConfig);
+            schedulers[i].SetTimesteps(o.PreviewSteps);
         }
-        var hidden = Concat(hiddenRows);
-        var sample = new float[2 * images * latent];
-        var guided = new float[images * latent];
-        float g = (float)o.PreviewGuidance;
-        for (int step = 0; step < o.PreviewSteps; step++)
-        {
-            ct.ThrowIfCancellationRequested();
-            for (int i = 0; i < images; i++)
-            {
-                var scaled = sample.AsSpan(2 * i * latent, latent);
-                scheduler.ScaleModelInput(x.AsSpan(i * latent, latent), scaled, step);
-                scaled.CopyTo(sample.AsSpan((2 * i + 1) * latent, latent));
-            }
-            using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [2 * images, 4, lh, lw]);
-            using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [2 * images, _tokens, _width]);
-            using var tValue = OrtTensors.TimestepInput(scheduler.Timesteps[step], 2 * images, _timestep, _unet.FilePath);
-            var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
-            using var outputs = _injected.Run(inputs, gates, [_outputName]);
-            var eps = outputs[0].GetTensorDataAsSpan<float>();
-            for (int i = 0; i < images; i++)
-            {
-                var u = eps.Slice(2 * i * latent, latent);
-                var c = eps.Slice((2 * i + 1) * latent, latent);
-                var dst = guided.AsSpan(i * latent, latent);
-                for (int j = 0; j < latent; j++) dst[j] = u[j] + g * (c[j] - u[j]);
-            }
-            scheduler.Step(guided, step, x, null);
-        }
+        using (var ro = new RunOptions())
+        using (var runner = OpenRunner(hiddenRows, Gates(2 * images, r => (r % images) % 2 == 1 ? 1f : 0f), lh, lw, ro))
+            DenoisingLoop.Run(runner, schedulers, x, null, guidance: true, o.PreviewGuidance, cancellationToken: ct);
 
         _vae ??= new VaeDecoderModel(_sessions.OpenCreated(OnnxModelSource.FromFile(_folder.VaeDecoderPath)), _folder.VaeDecoderPath);
         var latents = new FloatTensor([images, 4, lh, lw], x);
