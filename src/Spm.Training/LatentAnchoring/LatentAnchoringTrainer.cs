@@ -636,6 +636,55 @@ public sealed class LatentAnchoringTrainer : IDisposable
         return all;
     }
 
+    /// <summary>
+    /// The lower bound of the UNet work of iterations with these draws: the same calls an iteration makes (k guided
+    /// sampling calls of 2 rows and one frozen call of 2 + anchors rows, at the draw's size) timed as bare ONNX Runtime
+    /// runs on the injected session, inputs made beforehand and nothing else between the calls. <c>spm bench train</c>
+    /// adds the measured forward + backward to it and compares the iteration time against the sum.
+    /// </summary>
+    /// <param name="draws">The draws of the iterations to mirror (from <see cref="TrainingProgress.Draw"/>).</param>
+    /// <param name="cancellationToken">Checked between calls.</param>
+    /// <returns>The summed time of the bare calls.</returns>
+    public TimeSpan TimeBareUNetCalls(IEnumerable<IterationDraw> draws, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(draws);
+        int anchors = _options.Action == TrainingAction.EraseWithAnchoring ? _options.AnchorCount : 0;
+        var total = TimeSpan.Zero;
+        foreach (var draw in draws)
+        {
+            total += TimeBare(draw, 2, draw.Steps, cancellationToken);
+            total += TimeBare(draw, 2 + anchors, 1, cancellationToken);
+        }
+        return total;
+    }
+
+    private TimeSpan TimeBare(IterationDraw draw, int rows, int calls, CancellationToken ct)
+    {
+        if (calls == 0) return TimeSpan.Zero;
+        int latent = 4 * draw.LatentHeight * draw.LatentWidth;
+        using var sample = OrtValue.CreateTensorValueFromMemory(new float[rows * latent], [rows, 4, draw.LatentHeight, draw.LatentWidth]);
+        var hiddenRows = Enumerable.Repeat(_eTarget, rows).ToList();
+        using var hidden = OrtValue.CreateTensorValueFromMemory(Concat(hiddenRows), [rows, _tokens, _width]);
+        using var t = OrtTensors.TimestepInput(draw.QueryTimestep, rows, _timestep, _unet.FilePath);
+        var gates = Gates(rows, _ => 1f);
+        using var gateValue = OrtValue.CreateTensorValueFromMemory(gates.Data, [rows, _layout.TotalRank]);
+        var names = new List<string> { _sampleInput, _hiddenInput, _timestep.Name };
+        var values = new List<OrtValue> { sample, hidden, t };
+        _injected.AppendInputs(names, values, gateValue);
+        using var ro = new RunOptions();
+        // One untimed call first: a new shape makes ONNX Runtime plan its memory again, a cost the bound leaves out.
+        using (_injected.Session.Run(ro, names, values, [_outputName])) { }
+        var sw = new Stopwatch();
+        for (int i = 0; i < calls; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            sw.Start();
+            using var outputs = _injected.Session.Run(ro, names, values, [_outputName]);
+            sw.Stop();
+        }
+        return sw.Elapsed;
+    }
+
     /// <summary>The trained membranes as an SPM adapter in the official layout with our extra metadata.</summary>
     public SpmAdapter ToAdapter()
     {
