@@ -4,7 +4,9 @@ using Spm.Core.Randomness;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Onnx;
 
-namespace Spm.Diffusion.Membranes;
+using Spm.Diffusion.Membranes;
+
+namespace Spm.Benchmarks;
 
 /// <summary>Settings of <see cref="InjectionBenchmark.Run"/>.</summary>
 /// <param name="Batch">UNet batch rows (2 = one image with classifier-free guidance).</param>
