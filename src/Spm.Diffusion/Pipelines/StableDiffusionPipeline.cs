@@ -131,7 +131,22 @@ public sealed class StableDiffusionPipeline : IDisposable
         return (ids, RunCancellable(() => TextEncoder.Encode(ids, 1, ro), cancellationToken));
     }
 
-    /// <summary>Generates the images of <paramref name="request"/>.</summary>
+    /// <summary>Generates the images of <paramref name="request"/> on the calling thread (the work is CPU- or GPU-bound, not I/O).</summary>
+    /// <exception cref="InvalidGenerationRequestException">The request is inconsistent (size, steps, latents shape...).</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; the pipeline stays usable.</exception>
+    public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var plan = GenerationPlan.Create(this, request);
+        ReportTruncation(request.Prompt);
+        ReportTruncation(request.NegativePrompt);
+        return Generate(plan, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="Generate(GenerationRequest, IProgress{GenerationProgress}?, CancellationToken)"/> on a thread-pool thread,
+    /// for callers that must not block theirs (a UI, a web request); the request is checked before it returns.
+    /// </summary>
     /// <exception cref="InvalidGenerationRequestException">The request is inconsistent (size, steps, latents shape...).</exception>
     /// <exception cref="OperationCanceledException">Cancelled; the pipeline stays usable.</exception>
     public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)

@@ -205,7 +205,15 @@ public sealed class LatentAnchoringTrainer : IDisposable
     public Task<TrainingResult> TrainAsync(TrainingOutput output, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
         => Task.Run(() => Train(output, progress, cancellationToken), cancellationToken);
 
-    private TrainingResult Train(TrainingOutput output, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    /// <summary>
+    /// As <see cref="TrainAsync"/>, on the calling thread: training is CPU- or GPU-bound work, so callers that can block
+    /// (a command line, a worker) call this; <see cref="TrainAsync"/> only moves it to the thread pool.
+    /// </summary>
+    /// <param name="output">Where the run writes.</param>
+    /// <param name="progress">Receives a report after every iteration.</param>
+    /// <param name="ct">Stops after the current iteration, without writing the output.</param>
+    /// <exception cref="IOException">The output exists and neither overwriting nor resuming was asked for.</exception>
+    public TrainingResult Train(TrainingOutput output, IProgress<TrainingProgress>? progress = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(output);
         if (!output.Overwrite && File.Exists(output.Path) && !output.Resume)
