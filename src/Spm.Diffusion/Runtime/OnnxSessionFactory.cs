@@ -91,8 +91,9 @@ public static class OnnxSessionFactory
             so.AddSessionConfigEntry(ExternalFolderKey, source.ExternalDataFolder);
         if (options.EffectiveProfilePrefix is { } prefix)
         {
-            so.EnableProfiling = true;
+            // The prefix first: ORT reads it when profiling is switched on (the other order writes onnxruntime_profile_*.json).
             so.ProfileOutputPathPrefix = prefix;
+            so.EnableProfiling = true;
         }
         return so;
     }
