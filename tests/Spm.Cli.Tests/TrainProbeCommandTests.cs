@@ -24,4 +24,21 @@ public class TrainProbeCommandTests
         Assert.That(header, Is.EqualTo(LossLog.HeaderWithProbe(ErasureProbePlan.Steps(30))));
         Assert.That(header, Does.EndWith("probe_rel_k1,probe_rel_k8,probe_rel_k15,probe_rel_k22,probe_rel_k29"));
     }
+
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void TrainWithCudaRequested_PrintsTheFallbackReasonOnce_AndTrainsOnTheCpu()
+    {
+        // This machine has no GPU: the run must say why it is on the CPU, once for the whole run.
+        var dir = TestPaths.NewTempDir();
+        var output = Path.Combine(dir, "cat.safetensors");
+        var (code, stdout, stderr) = CliHarness.Run([TrainCommand.Create()],
+            "train", "--model", TestPaths.TinySd1, "--concept", "a photo of a cat", "--iterations", "1", "--resolution", "128",
+            "--fixed-resolution", "--threads", "1", "--checkpoint-every", "0", "--provider", "cuda", "--out", output);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(File.Exists(output), Is.True);
+        var warnings = stderr.Split('\n').Where(l => l.Contains("running on the CPU", StringComparison.Ordinal)).ToList();
+        Assert.That(warnings, Has.Count.EqualTo(1), stderr);
+        Assert.That(warnings[0], Does.StartWith("spm: warning: CUDA"));
+    }
 }

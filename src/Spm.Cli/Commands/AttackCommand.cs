@@ -119,7 +119,7 @@ internal static class AttackCommand
                 Console.Error.WriteLine($"spm: gradient attack: {count} goals x {gradientOptions.Steps} steps, {tokenCount} free tokens, {tries} tries each");
                 var plan = await ProgressBars.RunAsync("gradient attack", totalSteps, "step", async bar =>
                 {
-                    using var attack = GradientAttack.Create(pipeline, loaded, generator.ImageSize, new Spm.Training.Autodiff.GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, UseCuda: pipeline.Provider == ExecutionProviderKind.Cuda));
+                    using var attack = GradientAttack.Create(pipeline, loaded, generator.ImageSize, new Spm.Training.Autodiff.GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, Provider: pipeline.Provider));
                     return await Task.Run(() => attack.Plan(AttackPlans.GoalPrompts(target, count, s).Select(g => (g.Text, g.Seed)).ToList(), pool, gates, settings, gradientOptions, s,
                         new ActionProgress<double>(f => bar.Report(new ProgressUpdate(f * totalSteps, totalSteps, "optimising"))), ct), ct);
                 });

@@ -1,3 +1,4 @@
+using Spm.Benchmarks;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;

@@ -246,43 +246,9 @@ internal static class EvalCommand
                 concepts[i] = EvalConcept.Parse(r.Concepts[i]);
                 continue;
             }
-            var found = sets[i].Concepts.SelectMany(ConceptsIn).Distinct().ToArray();
-            concepts[i] = found.Length == 1 ? found[0] : throw new SpmException(
-                $"cannot tell which tiny-shapes concept '{files[i]}' erases (its prompts: {string.Join(", ", sets[i].Concepts.Select(c => $"'{c}'"))}{(found.Length > 1 ? $" name {string.Join(", ", found.Select(f => f.Name))}" : "")}); pass --concepts.");
+            concepts[i] = EvalConcept.FromPrompts(sets[i].Concepts, files[i]);
         }
         return concepts;
-    }
-
-    private static IEnumerable<EvalConcept> ConceptsIn(string text)
-    {
-        if (TryParse(text) is { } whole)
-        {
-            yield return whole;
-            yield break;
-        }
-        var words = text.ToLowerInvariant().Split([' ', ',', '\t'], StringSplitOptions.RemoveEmptyEntries);
-        for (int i = 0; i < words.Length; i++)
-        {
-            // Two-word values first ("light blue"), so "blue" alone is not read out of them.
-            if (i + 1 < words.Length && TryParse(words[i] + " " + words[i + 1]) is { } pair)
-            {
-                yield return pair;
-                i++;
-            }
-            else if (TryParse(words[i]) is { } single) yield return single;
-        }
-    }
-
-    private static EvalConcept? TryParse(string word)
-    {
-        try
-        {
-            return EvalConcept.Parse(word);
-        }
-        catch (SpmException)
-        {
-            return null;
-        }
     }
 
     /// <summary>Warnings for SPMs whose recorded training contradicts their role (an eraser trained without anchoring, or the reverse).</summary>
@@ -291,25 +257,12 @@ internal static class EvalCommand
         foreach (var (file, ablation) in r.Spms.Select(f => (f, false)).Concat(r.NoAnchoringSpms.Select(f => (f, true))))
         {
             string? action;
-            using (var st = SafeTensorsFile.Open(file)) action = TrainingAction(st.Metadata);
+            using (var st = SafeTensorsFile.Open(file)) action = Spm.Training.LatentAnchoring.TrainingRecord.ActionOf(st.Metadata);
             if (action is null) continue;
             if (ablation && action != "erase")
                 yield return $"'{file}' is given as --no-anchoring-spm but was trained with action '{action}' (with latent anchoring).";
             if (!ablation && action == "erase")
                 yield return $"'{file}' was trained without latent anchoring (action 'erase'); its \"erased\" rows are the ablation's.";
-        }
-    }
-
-    private static string? TrainingAction(IReadOnlyDictionary<string, string> metadata)
-    {
-        if (!metadata.TryGetValue("training", out var json)) return null;
-        try
-        {
-            return JsonNode.Parse(json)?["action"]?.GetValue<string>();
-        }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
-        {
-            return null;
         }
     }
 

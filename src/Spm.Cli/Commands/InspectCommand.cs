@@ -147,8 +147,8 @@ internal static class InspectCommand
             return $"the membrane is {(m.IsConv ? "a conv" : "linear")} but the layer is {(layer.IsConv ? "a conv" : "linear")}";
         if (m.InFeatures != layer.InFeatures || m.OutFeatures != layer.OutFeatures)
             return $"membrane {m.InFeatures}->{m.OutFeatures} vs layer {layer.InFeatures}->{layer.OutFeatures}";
-        if (layer.IsConv && (m.Kernel.Height != layer.KernelShape[0] || m.Kernel.Width != layer.KernelShape[1]))
-            return $"membrane kernel {m.Kernel.Height}x{m.Kernel.Width} vs layer {layer.KernelShape[0]}x{layer.KernelShape[1]}";
+        if (layer.IsConv && (m.Kernel.Height, m.Kernel.Width) != Spm.Diffusion.Membranes.MembraneShapes.Kernel(layer))
+            return $"membrane kernel {m.Kernel.Height}x{m.Kernel.Width} vs layer {Spm.Diffusion.Membranes.MembraneShapes.Kernel(layer).Height}x{Spm.Diffusion.Membranes.MembraneShapes.Kernel(layer).Width}";
         return null;
     }
 

@@ -51,18 +51,21 @@ internal static class TrainBenchCommand
             var runtime = new OnnxRuntimeOptions { IntraOpThreads = parse.GetValue(threads) };
             var dir = Directory.CreateTempSubdirectory("spm-bench-train").FullName;
             TrainingResult result;
+            TimeSpan bare;
             try
             {
                 using var trainer = LatentAnchoringTrainer.Create(folder, options, runtime);
                 result = await ProgressBars.RunAsync("bench train", n + 1, "it",
                     bar => trainer.TrainAsync(new TrainingOutput(Path.Combine(dir, "bench.safetensors")),
                         new ActionProgress<TrainingProgress>(p => bar.Report(new ProgressUpdate(p.Step))), ct));
+                // The lower bound's UNet part: the measured iterations' calls again, as bare ONNX Runtime runs.
+                bare = trainer.TimeBareUNetCalls(result.History.Skip(1).Select(h => h.Draw), ct);
             }
             finally
             {
                 Directory.Delete(dir, recursive: true);
             }
-            var r = TrainBenchReport.From(result, options);
+            var r = TrainBenchReport.From(result, options, bare);
             if (parse.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
@@ -70,7 +73,9 @@ internal static class TrainBenchCommand
             }
             var c = CultureInfo.InvariantCulture;
             Console.WriteLine(string.Create(c, $"latent-anchoring training on {Path.GetFileName(Path.TrimEndingDirectorySeparator(folder))}: {r.Iterations} iterations, resolution {options.Resolution}{(options.DynamicResolution ? " (sizes drawn)" : "")}, {options.AnchorCount} anchors, mean k {r.MeanK:F1}"));
-            Console.WriteLine(string.Create(c, $"  per iteration      {r.IterationMs,9:F1} ms   {r.ItPerS:F3} it/s (not counting a first iteration that built the gradient graph in {r.GraphBuildMs / 1000:F1} s)"));
+            Console.WriteLine(string.Create(c, $"  per iteration      {r.IterationMs,9:F1} ms   {r.ItPerS:F3} it/s (steady: after a first iteration, which is not counted)"));
+            Console.WriteLine(string.Create(c, $"  lower bound        {r.LowerBoundMs,9:F1} ms   the same UNet calls as bare ONNX Runtime runs ({r.BareUNetMs:F1} ms) + the measured forward+backward; iteration = {r.IterationToLowerBound:F2}x it"));
+            Console.WriteLine(string.Create(c, $"  gradient graph     {r.GraphBuildMs,9:F1} ms   built once, in the first iteration (apart from the figures above)"));
             Console.WriteLine(string.Create(c, $"  sampling x         {r.SamplingMs,9:F1} ms   {Pct(r.SamplingMs, r.IterationMs)}  ({r.SamplingCallMs:F1} ms per guided call of 2 rows, {r.MeanK:F1} calls)"));
             Console.WriteLine(string.Create(c, $"  frozen calls       {r.FrozenMs,9:F1} ms   {Pct(r.FrozenMs, r.IterationMs)}  (baseline: one forward of {r.FrozenRows} rows)"));
             Console.WriteLine(string.Create(c, $"  forward+backward   {r.ForwardBackwardMs,9:F1} ms   {Pct(r.ForwardBackwardMs, r.IterationMs)}  ({r.TrainableRows} rows; {r.ForwardBackwardPerRowToFrozen:F2}x the frozen forward per row)"));
@@ -88,9 +93,9 @@ internal static class TrainBenchCommand
 internal sealed record TrainBenchReport(
     int Iterations, double MeanK, double IterationMs, double ItPerS, double SamplingMs, double SamplingCallMs, double FrozenMs,
     int FrozenRows, double ForwardBackwardMs, int TrainableRows, double ForwardBackwardPerRowToFrozen, double OptimizerMs, double OtherMs,
-    double GraphBuildMs)
+    double GraphBuildMs, double BareUNetMs, double LowerBoundMs, double IterationToLowerBound)
 {
-    public static TrainBenchReport From(TrainingResult result, LatentAnchoringOptions options)
+    public static TrainBenchReport From(TrainingResult result, LatentAnchoringOptions options, TimeSpan bareUNetCalls)
     {
         // Timings are cumulative: the difference between the last and the first report leaves out the first iteration,
         // which builds the gradient graph (reported apart) and pays the sessions' first-run costs.
@@ -104,7 +109,9 @@ internal sealed record TrainBenchReport(
         int anchors = options.Action == TrainingAction.EraseWithAnchoring ? options.AnchorCount : 0;
         int frozenRows = 2 + anchors, trainRows = 1 + anchors;
         double ratio = frozen > 0 ? fb / trainRows / (frozen / frozenRows) : 0;
+        double bare = bareUNetCalls.TotalMilliseconds / n, bound = bare + fb;
         return new TrainBenchReport(n, meanK, total, total > 0 ? 1000 / total : 0, sampling, meanK > 0 ? sampling / meanK : 0, frozen, frozenRows,
-            fb, trainRows, ratio, opt, Math.Max(0, total - sampling - frozen - fb - opt), last.GraphBuild.TotalMilliseconds);
+            fb, trainRows, ratio, opt, Math.Max(0, total - sampling - frozen - fb - opt), last.GraphBuild.TotalMilliseconds,
+            bare, bound, bound > 0 ? total / bound : 0);
     }
 }

@@ -128,6 +128,7 @@ internal static class TrainCommand
             Console.Error.WriteLine($"spm train: erasing '{options.Concept}' from {modelDir}: {options.Iterations} iterations, lr {options.LearningRate.ToString(CultureInfo.InvariantCulture)}, rank {options.Rank}, " +
                 (options.Action == TrainingAction.Erase ? "no anchoring" : $"anchor strength {options.AnchorStrength.ToString(CultureInfo.InvariantCulture)}"));
             using var trainer = LatentAnchoringTrainer.Create(modelDir, options, runtime);
+            if (trainer.Sessions.FallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
             var result = await RunWithProgress(trainer, target, ct);
             var t = result.Timings;
             double perIt = t.Iterations > 0 ? t.Total.TotalSeconds / t.Iterations : 0;

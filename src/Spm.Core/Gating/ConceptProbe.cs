@@ -24,7 +24,7 @@ public sealed class ConceptProbe
     public const string MlpKindName = "token-mlp-softmax-logistic";
 
     /// <summary>The metadata key under which an SPM file carries the probe of its (first) concept.</summary>
-    public const string MetadataKey = "gate_probe";
+    public const string MetadataKey = Membranes.SpmMetadataKeys.GateProbe;
 
     /// <summary>Creates a probe.</summary>
     /// <param name="concept">The concept text it detects.</param>

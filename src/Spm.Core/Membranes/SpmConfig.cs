@@ -24,6 +24,9 @@ public sealed record SpmConfig(IReadOnlyList<string> Prompts, int Rank, float Al
     /// <summary>Extra metadata (never null).</summary>
     public IReadOnlyDictionary<string, string> Extra { get; init; } = Extra ?? new Dictionary<string, string>();
 
+    /// <summary>The library that wrote the file (<c>writer</c>, or <c>generator</c> in older files); null when not recorded.</summary>
+    public string? Writer => SpmMetadataKeys.WriterOf(Extra);
+
     /// <summary>Splits a <c>prompts</c> string on commas, trimming blanks and dropping empty items.</summary>
     public static IReadOnlyList<string> ParsePrompts(string prompts)
     {

@@ -26,4 +26,20 @@ public static class SpmMetadataKeys
 
     /// <summary>The library and version that wrote the file, e.g. <c>Spm 0.1.0</c>.</summary>
     public const string Writer = "writer";
+
+    /// <summary>The key files written before the format doc settled on <see cref="Writer"/> used (read, never written).</summary>
+    public const string LegacyWriter = "generator";
+
+    /// <summary>The learned gate (<see cref="Gating.ConceptProbe"/>) as a JSON object string.</summary>
+    public const string GateProbe = "gate_probe";
+
+    /// <summary>What this library writes under <see cref="Writer"/>: <c>Spm &lt;version&gt;</c> (no commit hash, so files stay byte-identical across builds of one version).</summary>
+    public static string CurrentWriter { get; } = "Spm " + (typeof(SpmMetadataKeys).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "unknown");
+
+    /// <summary>The writer recorded in <paramref name="metadata"/>: <see cref="Writer"/>, else the older <see cref="LegacyWriter"/>; null when neither is there.</summary>
+    public static string? WriterOf(IReadOnlyDictionary<string, string> metadata)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        return metadata.TryGetValue(Writer, out var w) ? w : metadata.TryGetValue(LegacyWriter, out var g) ? g : null;
+    }
 }

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Onnx.Proto;
@@ -43,34 +42,37 @@ public sealed class InjectedUnet : IDisposable
     /// <param name="baseModel">The UNet graph (not modified).</param>
     /// <param name="externalDataFolder">Folder the model's external-data locations are relative to.</param>
     /// <param name="layout">The SPMs to load.</param>
-    /// <param name="options">Session options (provider, threads); defaults to CPU with ORT's defaults. Not disposed here.</param>
-    public static InjectedUnet Create(ModelProto baseModel, string externalDataFolder, MembraneLayout layout, SessionOptions? options = null)
+    /// <param name="runtime">Runtime options (provider, threads); null = CPU with ONNX Runtime's defaults.</param>
+    public static InjectedUnet Create(ModelProto baseModel, string externalDataFolder, MembraneLayout layout, Runtime.OnnxRuntimeOptions? runtime = null)
+        => Create(baseModel, externalDataFolder, layout, new Runtime.OnnxSessionGroup(runtime));
+
+    /// <summary>As <see cref="Create(ModelProto, string, MembraneLayout, Runtime.OnnxRuntimeOptions?)"/>, with the provider choice of <paramref name="sessions"/>.</summary>
+    public static InjectedUnet Create(ModelProto baseModel, string externalDataFolder, MembraneLayout layout, Runtime.OnnxSessionGroup sessions)
     {
         ArgumentNullException.ThrowIfNull(baseModel);
         ArgumentNullException.ThrowIfNull(externalDataFolder);
         ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(sessions);
         var injected = MembraneInjector.Inject(baseModel, layout);
         var tensors = MembraneTensors.Build(layout);
-        var session = OpenSession(injected, externalDataFolder, options);
+        var session = OpenSession(injected, externalDataFolder, sessions);
         return new InjectedUnet(session, tensors, layout.Layers.ToDictionary(l => l.ModulePath, StringComparer.Ordinal));
     }
 
     /// <summary>Opens a session on an in-memory model whose external data lives in <paramref name="externalDataFolder"/>.</summary>
-    public static InferenceSession OpenSession(ModelProto model, string externalDataFolder, SessionOptions? options = null)
+    /// <param name="model">The model (not modified).</param>
+    /// <param name="externalDataFolder">Folder the model's external-data locations are relative to.</param>
+    /// <param name="runtime">Runtime options (provider, threads); null = CPU with ONNX Runtime's defaults.</param>
+    public static InferenceSession OpenSession(ModelProto model, string externalDataFolder, Runtime.OnnxRuntimeOptions? runtime = null)
+        => OpenSession(model, externalDataFolder, new Runtime.OnnxSessionGroup(runtime));
+
+    /// <summary>As <see cref="OpenSession(ModelProto, string, Runtime.OnnxRuntimeOptions?)"/>, with the provider choice of <paramref name="sessions"/>.</summary>
+    public static InferenceSession OpenSession(ModelProto model, string externalDataFolder, Runtime.OnnxSessionGroup sessions)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(externalDataFolder);
-        var owned = options is null ? new SessionOptions() : null;
-        try
-        {
-            var so = options ?? owned!;
-            so.AddSessionConfigEntry(Onnx.OnnxModel.ExternalInitializersFolderKey, Path.GetFullPath(externalDataFolder));
-            return new InferenceSession(model.ToByteArray(), so);
-        }
-        finally
-        {
-            owned?.Dispose();
-        }
+        ArgumentNullException.ThrowIfNull(sessions);
+        return sessions.Open(Runtime.OnnxModelSource.FromModel(model, externalDataFolder));
     }
 
     /// <summary>
@@ -89,11 +91,8 @@ public sealed class InjectedUnet : IDisposable
         int r = tensors.Layout.TotalRank;
         foreach (var layer in _injectedLayers.Values.Where(l => !full.ContainsKey(MembraneNames.Down(l.ModulePath))))
         {
-            int[] shape = layer.IsConv
-                ? [r, layer.InFeatures, layer.KernelShape.ElementAtOrDefault(0) is > 0 and var kh ? kh : 1, layer.KernelShape.ElementAtOrDefault(1) is > 0 and var kw ? kw : 1]
-                : [r, layer.InFeatures];
-            full[MembraneNames.Down(layer.ModulePath)] = new FloatTensor(shape);
-            full[MembraneNames.Up(layer.ModulePath)] = new FloatTensor(layer.OutFeatures, r);
+            full[MembraneNames.Down(layer.ModulePath)] = new FloatTensor(MembraneShapes.Down(layer, r));
+            full[MembraneNames.Up(layer.ModulePath)] = new FloatTensor(MembraneShapes.Up(layer, r));
         }
         var old2 = _constants;
         _constants = ToOrtValues(full);

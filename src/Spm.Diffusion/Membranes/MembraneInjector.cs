@@ -3,6 +3,8 @@ using Spm.Core;
 using Spm.Diffusion.Onnx;
 using Spm.Diffusion.Onnx.Proto;
 
+using static Spm.Diffusion.Onnx.OnnxNodes;
+
 namespace Spm.Diffusion.Membranes;
 
 /// <summary>
@@ -78,7 +80,7 @@ public static class MembraneInjector
             string x = layer.InputName;
             if (half)
             {
-                branch.Add(Node("Cast", $"{p}/CastIn", [x], [$"{p}.x32"], Int("to", (long)TensorProto.Types.DataType.Float)));
+                branch.Add(Node("Cast", $"{p}/CastIn", [x], [$"{p}.x32"], OnnxAttributes.Int("to", (long)TensorProto.Types.DataType.Float)));
                 x = $"{p}.x32";
             }
             string delta;
@@ -111,7 +113,7 @@ public static class MembraneInjector
             delta = $"{p}.delta";
             if (half)
             {
-                branch.Add(Node("Cast", $"{p}/CastOut", [delta], [$"{p}.delta16"], Int("to", (long)TensorProto.Types.DataType.Float16)));
+                branch.Add(Node("Cast", $"{p}/CastOut", [delta], [$"{p}.delta16"], OnnxAttributes.Int("to", (long)TensorProto.Types.DataType.Float16)));
                 delta = $"{p}.delta16";
             }
             branch.Add(Node("Add", $"{p}/Add", [baseName, delta], [layer.OutputName]));
@@ -119,7 +121,7 @@ public static class MembraneInjector
             list.AddRange(branch);
 
             g.Input.Add(Input(MembraneNames.Down(layer.ModulePath), layer.IsConv
-                ? [Sym(MembraneNames.RankDim), Fixed(layer.InFeatures), Fixed(KernelDim(layer, 0)), Fixed(KernelDim(layer, 1))]
+                ? [Sym(MembraneNames.RankDim), Fixed(layer.InFeatures), Fixed(MembraneShapes.Kernel(layer).Height), Fixed(MembraneShapes.Kernel(layer).Width)]
                 : [Sym(MembraneNames.RankDim), Fixed(layer.InFeatures)]));
             g.Input.Add(Input(MembraneNames.Up(layer.ModulePath), [Fixed(layer.OutFeatures), Sym(MembraneNames.RankDim)]));
         }
@@ -173,8 +175,6 @@ public static class MembraneInjector
         return false;
     }
 
-    private static int KernelDim(AdaptableLayer layer, int i) => layer.KernelShape.Length > i ? layer.KernelShape[i] : 1;
-
     /// <summary>The symbolic batch dimension of the first graph input (so gates share it), or "batch".</summary>
     private static string BatchDimName(GraphProto g)
     {
@@ -183,40 +183,12 @@ public static class MembraneInjector
         return dims is { Count: > 0 } && dims[0].DimParam.Length > 0 ? dims[0].DimParam : "batch";
     }
 
-    internal static NodeProto Node(string op, string name, string[] inputs, string[] outputs, params AttributeProto[] attrs)
-    {
-        var n = new NodeProto { OpType = op, Name = name };
-        n.Input.AddRange(inputs);
-        n.Output.AddRange(outputs);
-        n.Attribute.AddRange(attrs);
-        return n;
-    }
+    private static TensorShapeProto.Types.Dimension Sym(string name) => OnnxNodes.Symbolic(name);
 
-    private static AttributeProto Int(string name, long value)
-        => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
-
-    internal static TensorProto Int64Tensor(string name, long[] values)
-    {
-        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
-        t.Dims.Add(values.Length);
-        t.Int64Data.AddRange(values);
-        return t;
-    }
-
-    private static TensorShapeProto.Types.Dimension Sym(string name) => new() { DimParam = name };
-
-    private static TensorShapeProto.Types.Dimension Fixed(long value) => new() { DimValue = value };
+    private static TensorShapeProto.Types.Dimension Fixed(long value) => OnnxNodes.Fixed(value);
 
     private static ValueInfoProto Input(string name, TensorShapeProto.Types.Dimension[] dims)
-    {
-        var shape = new TensorShapeProto();
-        shape.Dim.AddRange(dims);
-        return new ValueInfoProto
-        {
-            Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
-        };
-    }
+        => OnnxNodes.TensorValueInfo(name, (int)TensorProto.Types.DataType.Float, dims);
 
     /// <summary>Serialises a float tensor as an initializer with raw little-endian data.</summary>
     internal static TensorProto FloatInitializer(string name, int[] shape, ReadOnlySpan<float> data)

@@ -109,8 +109,7 @@ public sealed class MembraneLayout
         var up = m.Up.Shape;
         if (layer.IsConv)
         {
-            int kh = layer.KernelShape.Length > 0 ? layer.KernelShape[0] : 1;
-            int kw = layer.KernelShape.Length > 1 ? layer.KernelShape[1] : 1;
+            var (kh, kw) = MembraneShapes.Kernel(layer);
             if (down.Length != 4 || down[1] != layer.InFeatures || down[2] != kh || down[3] != kw)
                 return $"down {Shape(down)} vs model [r,{layer.InFeatures},{kh},{kw}]";
             bool upOk = (up.Length == 2 || (up.Length == 4 && up[2] == 1 && up[3] == 1)) && up[0] == layer.OutFeatures && up[1] == m.Rank;

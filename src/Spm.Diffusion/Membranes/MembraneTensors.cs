@@ -30,11 +30,9 @@ public sealed class MembraneTensors
         foreach (var layer in layout.Layers)
         {
             int inF = layer.InFeatures, outF = layer.OutFeatures;
-            int kh = layer.IsConv && layer.KernelShape.Length > 0 ? layer.KernelShape[0] : 1;
-            int kw = layer.IsConv && layer.KernelShape.Length > 1 ? layer.KernelShape[1] : 1;
-            int rowLen = checked(inF * kh * kw);
-            var down = new FloatTensor(layer.IsConv ? [r, inF, kh, kw] : [r, inF]);
-            var up = new FloatTensor(outF, r);
+            int rowLen = MembraneShapes.FanIn(layer);
+            var down = new FloatTensor(MembraneShapes.Down(layer, r));
+            var up = new FloatTensor(MembraneShapes.Up(layer, r));
             for (int s = 0; s < layout.Sets.Count; s++)
             {
                 if (!layout.IsApplied(s, layer.ModulePath)) continue;

@@ -63,35 +63,13 @@ public sealed class SpmGateEvaluator
 
     private SpmGate Gate(GateText prompt, MembraneSet set, GateSettings s)
     {
-        var read = s.Calibration;
-        if (read is GateCalibration.Auto or GateCalibration.Learned)
-        {
-            bool usable = set.GateProbe is { } p && ProbeFits(p);
-            if (read == GateCalibration.Learned && !usable)
-                throw new Spm.Core.SpmException(set.GateProbe is null
-                    ? $"SPM '{set.Name}' has no learned gate (no 'gate_probe' in its metadata): fit one with 'spm gate fit', or use another gate calibration."
-                    : $"SPM '{set.Name}': its learned gate was fitted on another text encoder (the fingerprints differ): refit it with 'spm gate fit' on this model.");
-            read = usable ? GateCalibration.Learned : GateCalibration.EmptyPrompt;
-        }
-        float gamma;
-        if (read == GateCalibration.Learned)
-        {
-            // The probe, floored by the exact word match: a prompt holding every token of one of the SPM's concepts opens the
-            // gate whatever the probe says (a weak probe, e.g. for a concept the model seldom draws, must not shut it on
-            // the concept's own name). A partial match does not count: "a van" says nothing about "van gogh".
-            gamma = set.GateProbe!.Gamma(prompt.Embedding);
-            foreach (var c in set.Concepts)
-                if (c.Trim().Length > 0 && FacilitatedTransport.TokenUnion(prompt.TokenSet, Concept(c.Trim()).TokenSet) >= 1f) gamma = 1f;
-        }
-        else
-        {
-            var concepts = set.Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();
-            var baseline = read == GateCalibration.EmptyPrompt ? Concept("") : null;
-            gamma = FacilitatedTransport.SpmGamma(prompt, concepts, baseline);
-        }
-        float multiplier = FacilitatedTransport.Multiplier(gamma, s);
-        if (read == GateCalibration.Learned) multiplier *= set.GateProbe!.Strength;
-        return new SpmGate(set.Name, gamma, multiplier, false, read);
+        var concepts = set.Concepts.Where(c => c.Trim().Length > 0).Select(c => Concept(c.Trim())).ToList();
+        // The probe's fit is checked once per probe (cached), not once per prompt.
+        bool? fits = set.GateProbe is { } probe && s.Calibration is GateCalibration.Auto or GateCalibration.Learned ? ProbeFits(probe) : null;
+        // The raw gamma never needs E(""): don't encode it then.
+        var empty = s.Calibration == GateCalibration.None ? null : Concept("");
+        var r = FacilitatedTransport.Read(prompt, concepts, s, empty, set.GateProbe, fits, set.Name);
+        return new SpmGate(set.Name, r.Gamma, r.Multiplier, false, r.ReadBy);
     }
 
     private readonly ConditionalWeakTable<ConceptProbe, StrongBox<bool>> _fits = new();

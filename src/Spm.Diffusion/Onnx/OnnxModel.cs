@@ -249,23 +249,13 @@ public sealed class OnnxModel
 
     /// <summary>
     /// Creates an ONNX Runtime session for the model as it is in memory (including graph changes), reading
-    /// unchanged external weights from <see cref="BaseDirectory"/>; no file is written.
+    /// unchanged external weights from <see cref="BaseDirectory"/>; no file is written. The session comes from
+    /// <see cref="Runtime.OnnxSessionFactory"/> (CPU fallback included); the caller disposes it.
     /// </summary>
-    /// <param name="options">Session options (providers, threads). The external-data folder entry is added to them;
-    /// when null, CPU defaults are used.</param>
-    /// <exception cref="SpmFormatException">The model cannot be serialized or has invalid external references.</exception>
-    public InferenceSession CreateSession(SessionOptions? options = null)
-    {
-        var bytes = ToBytes();
-        if (options is null)
-        {
-            using var own = new SessionOptions();
-            own.AddSessionConfigEntry(ExternalInitializersFolderKey, BaseDirectory);
-            return new InferenceSession(bytes, own);
-        }
-        options.AddSessionConfigEntry(ExternalInitializersFolderKey, BaseDirectory);
-        return new InferenceSession(bytes, options);
-    }
+    /// <param name="options">Runtime options (provider, threads); null = CPU with ONNX Runtime's defaults.</param>
+    /// <exception cref="SpmFormatException">The model cannot be serialized, has invalid external references, or cannot be loaded.</exception>
+    public InferenceSession CreateSession(Runtime.OnnxRuntimeOptions? options = null)
+        => Runtime.OnnxSessionFactory.Create(ToSource(), options ?? new Runtime.OnnxRuntimeOptions()).Session;
 
     /// <summary>
     /// The model as it is in memory, as a source for the pipeline's session factory

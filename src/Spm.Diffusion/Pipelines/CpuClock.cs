@@ -8,7 +8,7 @@ namespace Spm.Diffusion.Pipelines;
 /// waiting for a CPU) and of the whole process (includes ONNX Runtime's worker threads). Wall-clock fallback
 /// where the thread clock is unavailable.
 /// </summary>
-internal static partial class CpuClock
+public static partial class CpuClock
 {
     private const int ClockThreadCpuTimeId = 3; // CLOCK_THREAD_CPUTIME_ID on Linux
     private static readonly bool HasThreadClock = OperatingSystem.IsLinux() && Probe();

@@ -56,7 +56,7 @@ public sealed record GenerationRequest
     public bool DecodeImages { get; init; } = true;
 
     /// <summary>Benchmark mode: <see cref="GenerationResult.Timings"/> pieces in CPU time instead of wall time (Total stays wall).</summary>
-    internal bool MeasureCpu { get; init; }
+    public bool MeasureCpu { get; init; }
 
     /// <summary>Supplies the UNet's extra inputs (membranes, gates) and SPM information for the image parameters.</summary>
     public IUNetConditioner? Conditioner { get; init; }

@@ -76,11 +76,13 @@ public sealed class StableDiffusionPipeline : IDisposable
         var disposables = new List<IDisposable>();
         try
         {
-            var te = OnnxSessionFactory.Create(OnnxModelSource.FromFile(mf.TextEncoderPath), options.Runtime);
+            // One provider choice for the three models: a CUDA failure on the first puts all three on the CPU.
+            var sessions = new OnnxSessionGroup(options.Runtime);
+            var te = sessions.OpenCreated(OnnxModelSource.FromFile(mf.TextEncoderPath));
             disposables.Add(te.Session);
-            var un = OnnxSessionFactory.Create(options.UNetSource ?? OnnxModelSource.FromFile(mf.UNetPath), options.Runtime);
+            var un = sessions.OpenCreated(options.UNetSource ?? OnnxModelSource.FromFile(mf.UNetPath));
             disposables.Add(un.Session);
-            var va = OnnxSessionFactory.Create(OnnxModelSource.FromFile(mf.VaeDecoderPath), options.Runtime);
+            var va = sessions.OpenCreated(OnnxModelSource.FromFile(mf.VaeDecoderPath));
             disposables.Add(va.Session);
             var textEncoder = new TextEncoderModel(te, mf.TextEncoderPath);
             var unet = new UNetModel(un, options.UNetSource?.DisplayName ?? mf.UNetPath);
@@ -129,7 +131,22 @@ public sealed class StableDiffusionPipeline : IDisposable
         return (ids, RunCancellable(() => TextEncoder.Encode(ids, 1, ro), cancellationToken));
     }
 
-    /// <summary>Generates the images of <paramref name="request"/>.</summary>
+    /// <summary>Generates the images of <paramref name="request"/> on the calling thread (the work is CPU- or GPU-bound, not I/O).</summary>
+    /// <exception cref="InvalidGenerationRequestException">The request is inconsistent (size, steps, latents shape...).</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; the pipeline stays usable.</exception>
+    public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var plan = GenerationPlan.Create(this, request);
+        ReportTruncation(request.Prompt);
+        ReportTruncation(request.NegativePrompt);
+        return Generate(plan, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="Generate(GenerationRequest, IProgress{GenerationProgress}?, CancellationToken)"/> on a thread-pool thread,
+    /// for callers that must not block theirs (a UI, a web request); the request is checked before it returns.
+    /// </summary>
     /// <exception cref="InvalidGenerationRequestException">The request is inconsistent (size, steps, latents shape...).</exception>
     /// <exception cref="OperationCanceledException">Cancelled; the pipeline stays usable.</exception>
     public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -208,50 +225,30 @@ public sealed class StableDiffusionPipeline : IDisposable
                 new UNetConditioningContext(this, request, cond.Embedding, cond.TokenIds, rowKinds, first));
             samplingTime += piece.Elapsed;
 
-            var timesteps = schedulers[0].Timesteps;
             using (var runner = UNet.OpenRunner(hidden, conditioning?.Inputs, rows, h, w, UsesIoBinding, ro))
             {
-                var input = runner.Input;
-                var output = runner.Output;
-                var guided = new float[perImage];
-                for (int i = 0; i < timesteps.Count; i++)
+                // Scheduler work counts as sampling time, the UNet call as UNet time.
+                var hooks = new DenoisingHooks
                 {
-                    ct.ThrowIfCancellationRequested();
-                    piece.Restart();
-                    for (int j = 0; j < n; j++)
+                    RunUNet = (r, t) =>
                     {
-                        var dst = input.AsSpan((plan.Guidance ? n + j : j) * perImage, perImage);
-                        schedulers[j].ScaleModelInput(latents.Span.Slice(j * perImage, perImage), dst, i);
-                        if (plan.Guidance) dst.CopyTo(input.AsSpan(j * perImage, perImage));
-                    }
-                    samplingTime += piece.Elapsed;
-                    sw.RestartModel();
-                    RunCancellable(() => { runner.Run(timesteps[i]); return 0; }, ct);
-                    unetTime += sw.Elapsed;
-                    unetCalls++;
-                    piece.Restart();
-                    for (int j = 0; j < n; j++)
+                        samplingTime += piece.Elapsed;
+                        sw.RestartModel();
+                        r.Run(t);
+                        unetTime += sw.Elapsed;
+                        unetCalls++;
+                        piece.Restart();
+                    },
+                    AfterStep = _ =>
                     {
-                        ReadOnlySpan<float> noise;
-                        if (plan.Guidance)
-                        {
-                            // noise = u + g (c - u)
-                            var u = output.AsSpan(j * perImage, perImage);
-                            var cpred = output.AsSpan((n + j) * perImage, perImage);
-                            TensorPrimitives.Subtract(cpred, u, guided);
-                            TensorPrimitives.MultiplyAdd(guided, (float)request.GuidanceScale, u, guided);
-                            noise = guided;
-                        }
-                        else
-                        {
-                            noise = output.AsSpan(j * perImage, perImage);
-                        }
-                        schedulers[j].Step(noise, i, latents.Span.Slice(j * perImage, perImage), rngs[j]);
-                    }
-                    samplingTime += piece.Elapsed;
-                    step++;
-                    progress?.Report(new GenerationProgress(GenerationStage.Denoising, step, plan.TotalUNetCalls, first, request.Count));
-                }
+                        samplingTime += piece.Elapsed;
+                        step++;
+                        progress?.Report(new GenerationProgress(GenerationStage.Denoising, step, plan.TotalUNetCalls, first, request.Count));
+                        piece.Restart();
+                    },
+                };
+                piece.Restart();
+                DenoisingLoop.Run(runner, schedulers, latents.Span, rngs, plan.Guidance, request.GuidanceScale, hooks: hooks, cancellationToken: ct);
             }
 
             string? spmText = conditioning?.ParametersText;

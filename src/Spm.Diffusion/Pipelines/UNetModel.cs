@@ -16,7 +16,11 @@ public sealed class UNetModel : IDisposable
     private static readonly string[] StandardInputs = ["sample", "timestep", "encoder_hidden_states"];
     private readonly InferenceSession _session;
 
-    internal UNetModel(CreatedSession created, string name)
+    /// <summary>Wraps a session opened by <see cref="OnnxSessionFactory"/> or an <see cref="OnnxSessionGroup"/> (owned from now on: disposed with this model).</summary>
+    /// <param name="created">The session and its provider.</param>
+    /// <param name="name">The model's name for messages (its file path).</param>
+    /// <exception cref="SpmFormatException">The session's inputs or outputs are not a UNet's.</exception>
+    public UNetModel(CreatedSession created, string name)
     {
         _session = created.Session;
         Provider = created.Provider;
@@ -85,7 +89,15 @@ public sealed class UNetModel : IDisposable
     }
 
     /// <summary>Opens a runner for many steps with fixed conditioning (binds hidden states and extra inputs once).</summary>
-    internal UNetRunner OpenRunner(FloatTensor hidden, IReadOnlyDictionary<string, FloatTensor>? extras, int batch, int height, int width, bool useIoBinding, RunOptions runOptions)
+    /// <param name="hidden">The conditioning rows [batch, L, D].</param>
+    /// <param name="extras">Values for <see cref="ExtraInputs"/> (membranes, gates); every extra input must be given.</param>
+    /// <param name="batch">Rows per call.</param>
+    /// <param name="height">Latent height.</param>
+    /// <param name="width">Latent width.</param>
+    /// <param name="useIoBinding">Bind the constant inputs and the output once (IOBinding) instead of passing them per call.</param>
+    /// <param name="runOptions">Run options (cancellation through <c>Terminate</c>); not disposed by the runner.</param>
+    /// <exception cref="SpmMismatchException">An extra input is missing, unknown or of the wrong shape.</exception>
+    public UNetRunner OpenRunner(FloatTensor hidden, IReadOnlyDictionary<string, FloatTensor>? extras, int batch, int height, int width, bool useIoBinding, RunOptions runOptions)
     {
         if (hidden.Rank != 3 || hidden.Shape[0] != batch)
             throw new ArgumentException($"encoder_hidden_states must be [{batch},L,D], got {hidden.ShapeString}.", nameof(hidden));
@@ -123,7 +135,7 @@ public sealed class UNetModel : IDisposable
 /// hidden states and extra inputs are copied to the device once for the whole loop instead of on every step;
 /// on the CPU the bound buffers are used in place. Owned by one call: not thread-safe, cheap to create.
 /// </summary>
-internal sealed class UNetRunner : IDisposable
+public sealed class UNetRunner : IDisposable
 {
     private readonly UNetModel _model;
     private readonly InferenceSession _session;
@@ -138,7 +150,7 @@ internal sealed class UNetRunner : IDisposable
     private readonly string[] _outputNames;
     private readonly OrtValue[] _outputValues;
 
-    public UNetRunner(UNetModel model, InferenceSession session, FloatTensor hidden, IReadOnlyDictionary<string, FloatTensor> extras,
+    internal UNetRunner(UNetModel model, InferenceSession session, FloatTensor hidden, IReadOnlyDictionary<string, FloatTensor> extras,
         int batch, int height, int width, bool useIoBinding, RunOptions runOptions)
     {
         _model = model;
@@ -215,6 +227,7 @@ internal sealed class UNetRunner : IDisposable
         return d;
     }
 
+    /// <summary>Releases the bound buffers and the binding.</summary>
     public void Dispose()
     {
         for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();

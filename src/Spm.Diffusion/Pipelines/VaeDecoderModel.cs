@@ -15,7 +15,10 @@ public sealed class VaeDecoderModel : IDisposable
     private readonly TensorSpec _input;
     private readonly TensorSpec _output;
 
-    internal VaeDecoderModel(CreatedSession created, string name)
+    /// <summary>Wraps a session opened by <see cref="OnnxSessionFactory"/> or an <see cref="OnnxSessionGroup"/> (owned from now on: disposed with this model).</summary>
+    /// <param name="created">The session and its provider.</param>
+    /// <param name="name">The model's name for messages (its file path).</param>
+    public VaeDecoderModel(CreatedSession created, string name)
     {
         _session = created.Session;
         Name = name;

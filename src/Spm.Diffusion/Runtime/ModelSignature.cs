@@ -18,6 +18,19 @@ public sealed record TensorSpec(string Name, TensorElementType ElementType, int[
 
     /// <summary>True for the floating-point types the pipeline converts at the boundary (float32, float16, float64).</summary>
     public bool IsFloatingPoint => ElementType is TensorElementType.Float or TensorElementType.Float16 or TensorElementType.Double;
+
+    /// <summary>
+    /// The spec of a graph input or output as declared in an ONNX model (for callers holding a graph, not a session):
+    /// symbolic or missing dimensions become -1; ONNX's data-type codes are ONNX Runtime's element types.
+    /// </summary>
+    /// <exception cref="SpmFormatException">The value is not a tensor.</exception>
+    public static TensorSpec FromValueInfo(Spm.Diffusion.Onnx.Proto.ValueInfoProto value, string model)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        var tt = value.Type?.TensorType ?? throw new SpmFormatException(model, value.Name, $"'{value.Name}' is not a tensor.");
+        int[] dims = tt.Shape is null ? [-1] : tt.Shape.Dim.Select(d => d.ValueCase == Spm.Diffusion.Onnx.Proto.TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue ? (int)d.DimValue : -1).ToArray();
+        return new TensorSpec(value.Name, (TensorElementType)tt.ElemType, dims);
+    }
 }
 
 /// <summary>The inputs and outputs of a session, read from its metadata (never assumed).</summary>

@@ -50,6 +50,20 @@ public sealed record OnnxModelSource
         return new OnnxModelSource(displayName, null, model, folder);
     }
 
+    /// <summary>
+    /// An in-memory graph (an injected UNet, a gradient graph, a model being built), serialized now; its external-data
+    /// locations, if any, are resolved against <paramref name="externalDataFolder"/>.
+    /// </summary>
+    /// <param name="model">The model (not modified).</param>
+    /// <param name="externalDataFolder">Folder of the model's external weight files; null when all weights are inline.</param>
+    /// <param name="displayName">Name for messages; defaults to the graph's name.</param>
+    public static OnnxModelSource FromModel(Spm.Diffusion.Onnx.Proto.ModelProto model, string? externalDataFolder, string? displayName = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var name = displayName is { Length: > 0 } ? displayName : model.Graph?.Name is { Length: > 0 } g ? $"graph '{g}'" : "in-memory model";
+        return FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(model), externalDataFolder, name);
+    }
+
     /// <inheritdoc />
     public override string ToString() => DisplayName;
 }

@@ -30,6 +30,17 @@ public sealed record OnnxRuntimeOptions
     /// </summary>
     public bool Deterministic { get; init; }
 
+    /// <summary>
+    /// When set, ONNX Runtime writes its per-node timing JSON (<c>&lt;prefix&gt;_&lt;date&gt;.json</c>) when a session
+    /// closes. Null (the default) reads the <c>SPM_ORT_PROFILE</c> environment variable, so any command can be profiled
+    /// without an option of its own; empty turns profiling off.
+    /// </summary>
+    public string? ProfileOutputPrefix { get; init; }
+
+    /// <summary>The profiling prefix in effect: <see cref="ProfileOutputPrefix"/>, else <c>SPM_ORT_PROFILE</c>; null when off.</summary>
+    public string? EffectiveProfilePrefix
+        => (ProfileOutputPrefix ?? Environment.GetEnvironmentVariable("SPM_ORT_PROFILE")) is { Length: > 0 } p ? p : null;
+
     /// <summary>Checks the values.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A thread count or device index is negative.</exception>
     public void Validate()

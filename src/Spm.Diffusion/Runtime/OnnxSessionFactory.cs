@@ -4,15 +4,23 @@ using Spm.Core;
 namespace Spm.Diffusion.Runtime;
 
 /// <summary>A created session and the provider it actually runs on.</summary>
-/// <param name="Session">The session (owned by the caller).</param>
+/// <param name="Session">The session (owned by the caller: dispose it, or this record, when done).</param>
 /// <param name="Provider">The provider in use: CPU when CUDA was asked for but could not load.</param>
 /// <param name="FallbackReason">Why CUDA was not used, in one line; null when the requested provider is in use.</param>
-public sealed record CreatedSession(InferenceSession Session, ExecutionProviderKind Provider, string? FallbackReason);
+public sealed record CreatedSession(InferenceSession Session, ExecutionProviderKind Provider, string? FallbackReason) : IDisposable
+{
+    /// <summary>Disposes <see cref="Session"/>.</summary>
+    public void Dispose() => Session.Dispose();
+}
 
 /// <summary>
-/// Creates ONNX Runtime sessions from <see cref="OnnxRuntimeOptions"/>: provider selection with CPU fallback,
-/// thread counts, graph optimization, and in-memory models with external weights.
+/// The one place ONNX Runtime sessions are created (file models, in-memory models, injected UNets, gradient graphs):
+/// from <see cref="OnnxRuntimeOptions"/> it builds its own <see cref="SessionOptions"/> (provider with CUDA-to-CPU
+/// fallback and a one-line reason, device, threads, graph optimization, profiling, the external-data folder of
+/// in-memory models), disposes them once the session holds its copy, and never takes or changes a caller's options.
 /// Failures to parse or initialize a model become <see cref="SpmFormatException"/> naming the model.
+/// Several sessions that must agree on one provider choice (a training run, a pipeline) go through an
+/// <see cref="OnnxSessionGroup"/>.
 /// </summary>
 public static class OnnxSessionFactory
 {
@@ -81,6 +89,12 @@ public static class OnnxSessionFactory
         if (options.InterOpThreads > 0) so.InterOpNumThreads = options.InterOpThreads;
         if (source.Bytes is not null && source.ExternalDataFolder is not null)
             so.AddSessionConfigEntry(ExternalFolderKey, source.ExternalDataFolder);
+        if (options.EffectiveProfilePrefix is { } prefix)
+        {
+            // The prefix first: ORT reads it when profiling is switched on (the other order writes onnxruntime_profile_*.json).
+            so.ProfileOutputPathPrefix = prefix;
+            so.EnableProfiling = true;
+        }
         return so;
     }
 

@@ -10,7 +10,7 @@ namespace Spm.Diffusion.Runtime;
 /// Conversions at the model boundary: the pipeline computes in float32 and converts to whatever element type the
 /// session declares (float16 models, int64 vs int32 token ids, scalar vs vector timesteps).
 /// </summary>
-internal static class OrtTensors
+public static class OrtTensors
 {
     /// <summary>A float tensor input of the declared type; float32 wraps <paramref name="data"/> without copying.</summary>
     public static OrtValue FloatInput(Memory<float> data, long[] shape, TensorSpec spec, string model)
@@ -62,43 +62,61 @@ internal static class OrtTensors
     /// </summary>
     public static OrtValue TimestepInput(double t, int batch, TensorSpec spec, string model)
     {
+        var rows = new double[spec.Rank == 0 ? 1 : batch];
+        Array.Fill(rows, t);
+        return TimestepRows(rows, spec, model);
+    }
+
+    /// <summary>
+    /// The timestep input with a value per batch row (training draws a timestep per row). The one place a UNet's
+    /// timestep is typed: float32, float64, float16, int64 or int32 (integers rounded to the nearest), scalar or [B].
+    /// A scalar input takes a single value: rows with different timesteps need one call each.
+    /// </summary>
+    /// <exception cref="SpmFormatException">The declared rank or type cannot carry a timestep.</exception>
+    /// <exception cref="ArgumentException">A scalar timestep input was given several different values.</exception>
+    public static OrtValue TimestepRows(ReadOnlySpan<double> t, TensorSpec spec, string model)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        if (t.IsEmpty) throw new ArgumentException("At least one timestep is needed.", nameof(t));
         long[] shape = spec.Rank switch
         {
             0 => [],
-            1 => [batch],
+            1 => [t.Length],
             _ => throw new SpmFormatException(model, spec.Name, $"timestep input '{spec.Name}' has rank {spec.Rank}; expected a scalar or [batch]."),
         };
-        int n = spec.Rank == 0 ? 1 : batch;
+        if (spec.Rank == 0)
+        {
+            foreach (var v in t)
+                if (v != t[0]) throw new ArgumentException($"'{model}' takes one scalar timestep for the whole batch; these rows differ ({t[0]} and {v}): run them one call each.", nameof(t));
+            t = t[..1];
+        }
         switch (spec.ElementType)
         {
             case TensorElementType.Float:
             {
-                var a = new float[n];
-                Array.Fill(a, (float)t);
+                var a = new float[t.Length];
+                for (int i = 0; i < a.Length; i++) a[i] = (float)t[i];
                 return OrtValue.CreateTensorValueFromMemory(a, shape);
             }
             case TensorElementType.Double:
-            {
-                var a = new double[n];
-                Array.Fill(a, t);
-                return OrtValue.CreateTensorValueFromMemory(a, shape);
-            }
+                return OrtValue.CreateTensorValueFromMemory(t.ToArray(), shape);
             case TensorElementType.Float16:
             {
                 var v = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float16, shape);
-                MemoryMarshal.Cast<byte, Half>(v.GetTensorMutableRawData()).Fill((Half)t);
+                var dst = MemoryMarshal.Cast<byte, Half>(v.GetTensorMutableRawData());
+                for (int i = 0; i < t.Length; i++) dst[i] = (Half)t[i];
                 return v;
             }
             case TensorElementType.Int64:
             {
-                var a = new long[n];
-                Array.Fill(a, (long)Math.Round(t));
+                var a = new long[t.Length];
+                for (int i = 0; i < a.Length; i++) a[i] = (long)Math.Round(t[i]);
                 return OrtValue.CreateTensorValueFromMemory(a, shape);
             }
             case TensorElementType.Int32:
             {
-                var a = new int[n];
-                Array.Fill(a, (int)Math.Round(t));
+                var a = new int[t.Length];
+                for (int i = 0; i < a.Length; i++) a[i] = (int)Math.Round(t[i]);
                 return OrtValue.CreateTensorValueFromMemory(a, shape);
             }
             default:

@@ -117,7 +117,7 @@ public static class RobustTraining
                 AttackPlan plan;
                 using (var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded.UNetSource, Runtime = runtime }))
                 using (var attack = GradientAttack.Create(pipeline, loaded, pipeline.Folder.DefaultImageSize,
-                    new GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, UseCuda: pipeline.Provider == ExecutionProviderKind.Cuda)))
+                    new GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, Provider: pipeline.Provider)))
                 {
                     var pool = GradientAttack.TokenPool(pipeline.Tokenizer, AttackPlans.VocabularyWords(Path.Combine(pipeline.Tokenizer.Folder, "vocab.json")), []);
                     var goals = Enumerable.Range(0, options.Goals)

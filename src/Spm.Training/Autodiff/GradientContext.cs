@@ -2,7 +2,7 @@ using System.Globalization;
 using Google.Protobuf;
 using Spm.Core;
 using Spm.Diffusion.Onnx.Proto;
-using static Spm.Training.Autodiff.OnnxAttributes;
+using static Spm.Diffusion.Onnx.OnnxAttributes;
 
 namespace Spm.Training.Autodiff;
 

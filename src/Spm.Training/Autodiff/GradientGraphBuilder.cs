@@ -1,6 +1,6 @@
 using Spm.Core;
 using Spm.Diffusion.Onnx.Proto;
-using static Spm.Training.Autodiff.OnnxAttributes;
+using static Spm.Diffusion.Onnx.OnnxAttributes;
 
 namespace Spm.Training.Autodiff;
 

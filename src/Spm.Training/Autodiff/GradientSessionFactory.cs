@@ -1,49 +1,54 @@
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Spm.Core;
 using Spm.Diffusion.Onnx.Proto;
+using Spm.Diffusion.Runtime;
 
 namespace Spm.Training.Autodiff;
 
 /// <summary>How ONNX Runtime sessions for forward probes and gradient graphs are created.</summary>
 /// <param name="ExternalDataFolder">Folder holding the model's external weight files (e.g. the UNet folder with <c>weights.pb</c>); null when all weights are inline.</param>
 /// <param name="IntraOpThreads">ORT intra-op threads; 0 lets ORT decide.</param>
-/// <param name="UseCuda">Append the CUDA execution provider (an error if it is not available).</param>
+/// <param name="Provider">The execution provider to ask for (CUDA falls back to the CPU with a reason, as every session does).</param>
 /// <param name="OptimizationLevel">ORT graph optimization level.</param>
 public sealed record GradientSessionSettings(
     string? ExternalDataFolder = null,
     int IntraOpThreads = 0,
-    bool UseCuda = false,
-    GraphOptimizationLevel OptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL);
+    ExecutionProviderKind Provider = ExecutionProviderKind.Cpu,
+    GraphOptimizationLevel OptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL)
+{
+    /// <summary>The CUDA device index (ignored on the CPU).</summary>
+    public int DeviceId { get; init; }
 
-/// <summary>Creates in-memory ORT sessions for models held as <see cref="ModelProto"/>.</summary>
+    /// <summary>
+    /// When set, sessions open through this group, with its options (provider, device, threads, optimization) and
+    /// its one provider choice shared with the run's other sessions; only <see cref="ExternalDataFolder"/> is read
+    /// from these settings then.
+    /// </summary>
+    public OnnxSessionGroup? Sessions { get; init; }
+
+    /// <summary>Settings that open through <paramref name="sessions"/>, with external weights in <paramref name="externalDataFolder"/>.</summary>
+    public static GradientSessionSettings For(OnnxSessionGroup sessions, string? externalDataFolder)
+    {
+        ArgumentNullException.ThrowIfNull(sessions);
+        var o = sessions.Requested;
+        return new GradientSessionSettings(externalDataFolder, o.IntraOpThreads, o.Provider, o.OptimizationLevel) { DeviceId = o.DeviceId, Sessions = sessions };
+    }
+
+    /// <summary>The runtime options these settings stand for (those of <see cref="Sessions"/> when set).</summary>
+    public OnnxRuntimeOptions ToRuntimeOptions() => Sessions?.Effective ?? new OnnxRuntimeOptions
+    {
+        Provider = Provider,
+        DeviceId = DeviceId,
+        IntraOpThreads = IntraOpThreads,
+        OptimizationLevel = OptimizationLevel,
+    };
+}
+
+/// <summary>Opens sessions for models held as <see cref="ModelProto"/> (gradient graphs, forward probes) through <see cref="OnnxSessionFactory"/>.</summary>
 internal static class GradientSessionFactory
 {
     public static InferenceSession Create(ModelProto model, GradientSessionSettings settings)
     {
-        var options = new SessionOptions();
-        try
-        {
-            options.GraphOptimizationLevel = settings.OptimizationLevel;
-            if (settings.IntraOpThreads > 0) options.IntraOpNumThreads = settings.IntraOpThreads;
-            if (settings.ExternalDataFolder is not null)
-                options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(settings.ExternalDataFolder));
-            if (settings.UseCuda) options.AppendExecutionProvider_CUDA(0);
-            // Diagnostics: SPM_ORT_PROFILE=prefix writes ORT's per-node timing JSON (prefix_<date>.json) when the session closes.
-            if (Environment.GetEnvironmentVariable("SPM_ORT_PROFILE") is { Length: > 0 } profile)
-            {
-                options.EnableProfiling = true;
-                options.ProfileOutputPathPrefix = profile;
-            }
-            return new InferenceSession(model.ToByteArray(), options);
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw new SpmException($"ONNX Runtime could not load the graph '{model.Graph?.Name}': {e.Message}", e);
-        }
-        finally
-        {
-            options.Dispose();
-        }
+        var source = OnnxModelSource.FromModel(model, settings.ExternalDataFolder);
+        return settings.Sessions is { } group ? group.Open(source) : OnnxSessionFactory.Create(source, settings.ToRuntimeOptions()).Session;
     }
 }

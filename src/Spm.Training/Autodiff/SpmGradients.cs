@@ -95,17 +95,8 @@ public static class SpmGradients
         // Exporters differ in the timestep's type and rank (float [B], int64 [B], float scalar): follow the model.
         var declared = graph.Input.FirstOrDefault(i => i.Name == "timestep")
             ?? throw new SpmFormatException(null, "timestep", "the UNet has no 'timestep' input");
-        int type = declared.Type?.TensorType?.ElemType ?? (int)TensorProto.Types.DataType.Float;
-        int rank = declared.Type?.TensorType?.Shape?.Dim.Count ?? 1;
-        long[] tShape = rank == 0 ? [] : [timestep.Length];
-        feeds["timestep"] = type switch
-        {
-            (int)TensorProto.Types.DataType.Float => OrtValue.CreateTensorValueFromMemory(timestep.Data, tShape),
-            (int)TensorProto.Types.DataType.Int64 => OrtValue.CreateTensorValueFromMemory(timestep.Data.Select(v => (long)Math.Round(v)).ToArray(), tShape),
-            (int)TensorProto.Types.DataType.Int32 => OrtValue.CreateTensorValueFromMemory(timestep.Data.Select(v => (int)Math.Round(v)).ToArray(), tShape),
-            (int)TensorProto.Types.DataType.Double => OrtValue.CreateTensorValueFromMemory(timestep.Data.Select(v => (double)v).ToArray(), tShape),
-            _ => throw new SpmException($"The UNet's timestep input has element type {type}, which spm grad does not feed."),
-        };
+        var spec = Spm.Diffusion.Runtime.TensorSpec.FromValueInfo(declared, "UNet");
+        feeds["timestep"] = Spm.Diffusion.Runtime.OrtTensors.TimestepRows(timestep.Data.Select(v => (double)v).ToArray(), spec, "UNet");
         return feeds;
     }
 }

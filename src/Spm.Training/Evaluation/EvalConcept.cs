@@ -65,6 +65,52 @@ public sealed record EvalConcept(ConceptAttribute Attribute, int Value)
         throw new SpmException($"Unknown concept '{word}': expected a shape, colour, pattern or background word of the tiny-shapes world (e.g. circle, red, striped).");
     }
 
+    /// <summary>
+    /// The concept an SPM erases, read from its prompts: the one tiny-shapes word they name ("circle", "a red shape").
+    /// </summary>
+    /// <param name="prompts">The SPM's prompts (its file's <c>prompts</c>).</param>
+    /// <param name="file">The SPM file, for the message.</param>
+    /// <exception cref="SpmException">The prompts name no tiny-shapes value, or several.</exception>
+    public static EvalConcept FromPrompts(IReadOnlyList<string> prompts, string file)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        var found = prompts.SelectMany(NamedIn).Distinct().ToArray();
+        return found.Length == 1 ? found[0] : throw new SpmException(
+            $"cannot tell which tiny-shapes concept '{file}' erases (its prompts: {string.Join(", ", prompts.Select(c => $"'{c}'"))}{(found.Length > 1 ? $" name {string.Join(", ", found.Select(f => f.Name))}" : "")}); pass --concepts.");
+    }
+
+    private static IEnumerable<EvalConcept> NamedIn(string text)
+    {
+        if (TryParse(text) is { } whole)
+        {
+            yield return whole;
+            yield break;
+        }
+        var words = text.ToLowerInvariant().Split([' ', ',', '\t'], StringSplitOptions.RemoveEmptyEntries);
+        for (int i = 0; i < words.Length; i++)
+        {
+            // Two-word values first ("light blue"), so "blue" alone is not read out of them.
+            if (i + 1 < words.Length && TryParse(words[i] + " " + words[i + 1]) is { } pair)
+            {
+                yield return pair;
+                i++;
+            }
+            else if (TryParse(words[i]) is { } single) yield return single;
+        }
+    }
+
+    private static EvalConcept? TryParse(string word)
+    {
+        try
+        {
+            return Parse(word);
+        }
+        catch (SpmException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The value this prompt names for the concept's attribute, or null when it leaves it open.</summary>
     public int? NamedBy(ShapePrompt prompt)
     {

@@ -270,43 +270,11 @@ public sealed class EvalImageGenerator
             TensorPrimitives.Multiply(slice, (float)s.InitNoiseSigma, slice);
         }
 
-        var timesteps = schedulers[0].Timesteps;
-        // One runner per batch: hidden states and membranes bound once for the whole loop, as the pipeline does.
+        int calls = schedulers[0].Timesteps.Count;
+        // One runner per batch: hidden states and membranes bound once for the whole loop; the pipeline's loop.
         using (var runner = _pipeline.UNet.OpenRunner(hidden, extras, rows, h, w, _pipeline.UsesIoBinding, ro))
-        {
-            var input = runner.Input;
-            var output = runner.Output;
-            var guided = new float[perImage];
-            for (int i = 0; i < timesteps.Count; i++)
-            {
-                ct.ThrowIfCancellationRequested();
-                for (int j = 0; j < n; j++)
-                {
-                    var dst = input.AsSpan((guidance ? n + j : j) * perImage, perImage);
-                    schedulers[j].ScaleModelInput(latents.AsSpan(j * perImage, perImage), dst, i);
-                    if (guidance) dst.CopyTo(input.AsSpan(j * perImage, perImage));
-                }
-                Cancellable(() => { runner.Run(timesteps[i]); return 0; }, ct);
-                for (int j = 0; j < n; j++)
-                {
-                    ReadOnlySpan<float> noise;
-                    if (guidance)
-                    {
-                        // noise = u + g (c - u), as the pipeline computes it.
-                        var u = output.AsSpan(j * perImage, perImage);
-                        TensorPrimitives.Subtract(output.AsSpan((n + j) * perImage, perImage), u, guided);
-                        TensorPrimitives.MultiplyAdd(guided, (float)Settings.GuidanceScale, u, guided);
-                        noise = guided;
-                    }
-                    else
-                    {
-                        noise = output.AsSpan(j * perImage, perImage);
-                    }
-                    schedulers[j].Step(noise, i, latents.AsSpan(j * perImage, perImage), rngs[j]);
-                }
-                progress?.Report(n * (i + 1) / (double)timesteps.Count);
-            }
-        }
+            DenoisingLoop.Run(runner, schedulers, latents, rngs, guidance, Settings.GuidanceScale,
+                hooks: new DenoisingHooks { AfterStep = i => progress?.Report(n * (i + 1) / (double)calls) }, cancellationToken: ct);
 
         ct.ThrowIfCancellationRequested();
         var scaled = new FloatTensor([n, c, h, w], new float[n * perImage]);

@@ -48,20 +48,19 @@ internal sealed class MembraneTrainingGraph : IDisposable
         if (elemType != (int)TensorProto.Types.DataType.Float)
             throw new SpmException($"Training needs a float32 UNet; '{output.Name}' is of ONNX type {elemType}.");
         g.Input.Add(TensorInput(TargetInput, elemType, 4));
-        g.Node.Add(MembraneInjector.Node("Sub", "spm.train/Diff", [output.Name, TargetInput], ["spm.train.diff"]));
-        g.Node.Add(MembraneInjector.Node("Mul", "spm.train/Square", ["spm.train.diff", "spm.train.diff"], ["spm.train.sq"]));
+        g.Node.Add(OnnxNodes.Node("Sub", "spm.train/Diff", [output.Name, TargetInput], ["spm.train.diff"]));
+        g.Node.Add(OnnxNodes.Node("Mul", "spm.train/Square", ["spm.train.diff", "spm.train.diff"], ["spm.train.sq"]));
         if (opset >= 18)
         {
-            g.Initializer.Add(MembraneInjector.Int64Tensor("spm.train.axes", [1, 2, 3]));
-            g.Node.Add(MembraneInjector.Node("ReduceMean", "spm.train/RowMean", ["spm.train.sq", "spm.train.axes"], [RowLossOutput],
-                new AttributeProto { Name = "keepdims", Type = AttributeProto.Types.AttributeType.Int, I = 0 }));
+            g.Initializer.Add(OnnxNodes.Int64Tensor("spm.train.axes", [1, 2, 3]));
+            g.Node.Add(OnnxNodes.Node("ReduceMean", "spm.train/RowMean", ["spm.train.sq", "spm.train.axes"], [RowLossOutput],
+                OnnxAttributes.Int("keepdims", 0)));
         }
         else
         {
-            var axes = new AttributeProto { Name = "axes", Type = AttributeProto.Types.AttributeType.Ints };
-            axes.Ints.AddRange([1, 2, 3]);
-            g.Node.Add(MembraneInjector.Node("ReduceMean", "spm.train/RowMean", ["spm.train.sq"], [RowLossOutput],
-                axes, new AttributeProto { Name = "keepdims", Type = AttributeProto.Types.AttributeType.Int, I = 0 }));
+            var axes = OnnxAttributes.Ints("axes", [1L, 2, 3]);
+            g.Node.Add(OnnxNodes.Node("ReduceMean", "spm.train/RowMean", ["spm.train.sq"], [RowLossOutput],
+                axes, OnnxAttributes.Int("keepdims", 0)));
         }
         g.Output.Add(new ValueInfoProto { Name = RowLossOutput });
         return model;
@@ -99,11 +98,7 @@ internal sealed class MembraneTrainingGraph : IDisposable
     }
 
     private static ValueInfoProto TensorInput(string name, int elemType, int rank)
-    {
-        var shape = new TensorShapeProto();
-        for (int i = 0; i < rank; i++) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = $"{name}_d{i}" });
-        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elemType, Shape = shape } } };
-    }
+        => OnnxNodes.TensorValueInfo(name, elemType, Enumerable.Range(0, rank).Select(i => OnnxNodes.Symbolic($"{name}_d{i}")));
 
     public void Dispose() => _session.Dispose();
 }

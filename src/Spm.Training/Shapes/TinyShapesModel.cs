@@ -328,7 +328,7 @@ public static class TinyShapesModel
 
         var encoder = VaeEncoderBuilder.CreateEncoder(preset.VaeDecoder, o.Seed);
         WeightTransfer.CopyByConsumer(aeBuilder, encoder);
-        using var encSession = new InferenceSession(encoder.Build().ToByteArray(), SessionOptionsFor(o.Threads));
+        using var encSession = OpenSession(encoder.Build(), "tiny-shapes VAE encoder", o.Threads);
         int latentLen = preset.VaeDecoder.LatentChannels * latentSize * latentSize;
         void Encode(ReadOnlyMemory<float> pictures, int n, Span<float> destination)
         {
@@ -442,7 +442,7 @@ public static class TinyShapesModel
         float[] Embed(string caption)
         {
             if (embeddings.TryGetValue(caption, out var e)) return e;
-            textSession ??= new InferenceSession(textBuilder.Build().ToByteArray(), SessionOptionsFor(o.Threads));
+            textSession ??= OpenSession(textBuilder.Build(), "tiny-shapes text encoder", o.Threads);
             var ids = Tokens(caption);
             using var idValue = OrtValue.CreateTensorValueFromMemory(ids, [1, ids.Length]);
             using var runOptions = new RunOptions();
@@ -674,10 +674,7 @@ public static class TinyShapesModel
         return recent.Average();
     }
 
-    private static SessionOptions SessionOptionsFor(int threads)
-    {
-        var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        if (threads > 0) so.IntraOpNumThreads = threads;
-        return so;
-    }
+    private static InferenceSession OpenSession(Spm.Diffusion.Onnx.Proto.ModelProto model, string name, int threads)
+        => Spm.Diffusion.Runtime.OnnxSessionFactory.Create(Spm.Diffusion.Runtime.OnnxModelSource.FromModel(model, null, name),
+            new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = Math.Max(0, threads) }).Session;
 }

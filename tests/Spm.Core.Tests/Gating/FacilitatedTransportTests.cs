@@ -1,3 +1,4 @@
+using Spm.Core;
 using Spm.Core.Gating;
 using Spm.Core.Randomness;
 
@@ -125,8 +126,33 @@ public class FacilitatedTransportTests
         var prompt = new GateText(pe, Ids(320), Sd1Specials);
         var concept = new GateText(Embedding(21, pe, 0.5f), Ids(1), Sd1Specials);
         var g = Cos(pe, concept.Embedding);
-        Assert.That(FacilitatedTransport.Multiplier(prompt, new[] { concept }, GateSettings.Default), Is.EqualTo(g * g).Within(1e-5));
+        var raw = new GateSettings(Calibration: GateCalibration.None);
+        Assert.That(FacilitatedTransport.Multiplier(prompt, new[] { concept }, raw), Is.EqualTo(g * g).Within(1e-5));
         Assert.That(FacilitatedTransport.Multiplier(prompt, new[] { concept }, new GateSettings(FixedMultiplier: 0.8f)), Is.EqualTo(0.8f));
+    }
+
+    [Test]
+    public void MultiplierOnGateTexts_HonoursTheCalibration()
+    {
+        var pe = Embedding(30);
+        var prompt = new GateText(pe, Ids(320), Sd1Specials);
+        var concept = new GateText(Embedding(31, pe, 0.6f), Ids(1), Sd1Specials);
+        var empty = new GateText(Embedding(32, concept.Embedding, 0.3f), Ids(), Sd1Specials);
+        double cos = Cos(pe, concept.Embedding), floor = Cos(empty.Embedding, concept.Embedding);
+        double calibrated = Math.Clamp((cos - floor) / (1 - floor), 0, 1);
+        Assert.That(calibrated, Is.Not.EqualTo(cos).Within(0.05), "the fixture must tell the two readings apart");
+
+        var emptyCalibrated = new GateSettings(Calibration: GateCalibration.EmptyPrompt);
+        Assert.That(FacilitatedTransport.Multiplier(prompt, new[] { concept }, emptyCalibrated, empty), Is.EqualTo(calibrated * calibrated).Within(1e-4));
+        // Auto without a learned gate reads the empty-prompt calibration, as the pipeline does.
+        Assert.That(FacilitatedTransport.Multiplier(prompt, new[] { concept }, GateSettings.Default, empty), Is.EqualTo(calibrated * calibrated).Within(1e-4));
+        var reading = FacilitatedTransport.Read(prompt, new[] { concept }, GateSettings.Default, empty);
+        Assert.That(reading.ReadBy, Is.EqualTo(GateCalibration.EmptyPrompt));
+        Assert.That(reading.Gamma, Is.EqualTo(calibrated).Within(1e-5));
+        // A calibration that needs E("") without it is an error naming it, never a silent raw reading.
+        var ex = Assert.Throws<ArgumentException>(() => FacilitatedTransport.Multiplier(prompt, new[] { concept }, emptyCalibrated));
+        Assert.That(ex!.Message, Does.Contain("'empty'"));
+        Assert.Throws<SpmException>(() => FacilitatedTransport.Multiplier(prompt, new[] { concept }, new GateSettings(Calibration: GateCalibration.Learned), empty));
     }
 
     [Test]

@@ -272,4 +272,18 @@ public class SpmFileTests
         var a = SpmFile.Load(path, new SpmLoadOptions { AllowNonFinite = true, IgnoreUnknownTensors = true });
         Assert.That(float.IsNaN(a.Membranes[0].Down.Data[1]));
     }
+
+    [Test]
+    public void TheWriterIsRead_FromWriter_OrFromTheOlderGeneratorKey()
+    {
+        // The shipped SPMs were written before the key became `writer` (docs/spm-format.md): they still name their writer.
+        var shipped = SpmFile.Load(Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes", "spm", "circle.safetensors"));
+        Assert.That(shipped.Config.Extra.ContainsKey(SpmMetadataKeys.Writer), Is.False);
+        Assert.That(shipped.Config.Writer, Is.EqualTo("spm (Spm .NET)"));
+
+        var both = new Dictionary<string, string> { [SpmMetadataKeys.Writer] = "Spm 0.2.0", [SpmMetadataKeys.LegacyWriter] = "old" };
+        Assert.That(SpmMetadataKeys.WriterOf(both), Is.EqualTo("Spm 0.2.0"), "writer wins over generator");
+        Assert.That(SpmMetadataKeys.WriterOf(new Dictionary<string, string>()), Is.Null);
+        Assert.That(SpmMetadataKeys.CurrentWriter, Does.Match(@"^Spm \d+\.\d+\.\d+$"));
+    }
 }

@@ -45,7 +45,7 @@ public sealed class SyntheticLayerTests
         AddInput(g, "z", elem, ["batch", 7]);
         g.Node.Add(Node("Conv", "/conv_a/Conv", ["x", "conv_a.weight"], ["a"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1)));
         g.Node.Add(Node("Conv", "/conv_b/Conv", ["a", "conv_b.weight"], ["b"], Ints("kernel_shape", 3, 3), Ints("dilations", 2, 2), Ints("pads", 2, 2, 2, 2)));
-        g.Initializer.Add(MembraneInjector.Int64Tensor("flat_shape", [0, 5, -1]));
+        g.Initializer.Add(Spm.Diffusion.Onnx.OnnxNodes.Int64Tensor("flat_shape", [0, 5, -1]));
         g.Node.Add(Node("Reshape", "/Reshape", ["b", "flat_shape"], ["bf"]));
         g.Node.Add(Node("Transpose", "/Transpose", ["bf"], ["tokens"], Ints("perm", 0, 2, 1)));
         g.Node.Add(Node("MatMul", "/lin/MatMul", ["tokens", "lin.weight"], ["y"]));
@@ -172,7 +172,7 @@ public sealed class SyntheticLayerTests
     }
 
     private static NodeProto Node(string op, string name, string[] inputs, string[] outputs, params AttributeProto[] attrs)
-        => MembraneInjector.Node(op, name, inputs, outputs, attrs);
+        => Spm.Diffusion.Onnx.OnnxNodes.Node(op, name, inputs, outputs, attrs);
 
     private static AttributeProto Ints(string name, params long[] v)
     {

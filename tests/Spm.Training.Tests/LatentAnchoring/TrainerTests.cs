@@ -46,7 +46,9 @@ public class TrainerTests
         var adapter = SpmFile.Load(output.Path);
         Assert.That(adapter.Config.Prompts, Is.EqualTo(new[] { "a photo of a cat" }));
         Assert.That(adapter.Membranes, Has.Count.EqualTo(72));
-        Assert.That(adapter.Config.Extra.Keys, Is.SupersetOf(new[] { "surrogate", "base_model", "training" }));
+        Assert.That(adapter.Config.Extra.Keys, Is.SupersetOf(new[] { "surrogate", "base_model", "training", "writer" }));
+        Assert.That(adapter.Config.Extra.Keys, Has.No.Member("generator"), "docs/spm-format.md names the key 'writer'");
+        Assert.That(adapter.Config.Writer, Is.EqualTo(SpmMetadataKeys.CurrentWriter));
         Assert.That(adapter.Membranes.Any(m => m.Up.Data.Any(v => v != 0)), Is.True, "up matrices moved away from zero");
         Assert.That(File.Exists(output.LossLog), Is.True);
         Assert.That(File.ReadAllLines(output.LossLog), Has.Length.EqualTo(13));
@@ -171,6 +173,30 @@ public class TrainerTests
         var (_, h, w) = Spm.Training.Evaluation.ImageGrid.LoadRgb(previewed.Preview(2));
         // 3 rows (concept + 2 prompts) x 2 columns (base | membrane) of 128x128 cells with 2-pixel gaps.
         Assert.That((h, w), Is.EqualTo((3 * 128 + 4 * 2, 2 * 128 + 3 * 2)));
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
+    public async Task ACudaRequestedRun_MakesOneProviderChoiceForEverySession()
+    {
+        // No GPU here, so CUDA cannot load: every session of the run (text encoder, injected UNet, shape probe,
+        // gradient graph, preview VAE) must land on the CPU with the reason, none on a device of its own. On a machine
+        // where CUDA loads, the same assertions hold with every session on CUDA.
+        var dir = TestPaths.NewTempDir();
+        var options = Small(2) with { PreviewEvery = 2, PreviewSteps = 2, PreviewPrompts = [] };
+        using var trainer = LatentAnchoringTrainer.Create(TestPaths.TinySd1, options,
+            new OnnxRuntimeOptions { Provider = ExecutionProviderKind.Cuda, IntraOpThreads = 1 });
+        await trainer.TrainAsync(new TrainingOutput(Path.Combine(dir, "cat.safetensors")));
+
+        var opened = trainer.Sessions.Opened;
+        Assert.That(opened.Select(s => s.Name), Has.Some.Contains("text_encoder").And.Some.Contains("vae_decoder"));
+        Assert.That(opened, Has.Count.GreaterThanOrEqualTo(5), string.Join(", ", opened));
+        Assert.That(opened.Select(s => s.Provider).Distinct(), Is.EqualTo(new[] { trainer.Sessions.Provider }), string.Join(", ", opened));
+        if (trainer.Sessions.Provider == ExecutionProviderKind.Cpu)
+            Assert.That(trainer.Sessions.FallbackReason, Does.Contain("CUDA"));
+        else
+            Assert.That(trainer.Sessions.FallbackReason, Is.Null);
+        Assert.That(trainer.Sessions.Requested.Provider, Is.EqualTo(ExecutionProviderKind.Cuda), "the caller's options are kept as given");
     }
 
     [Test]

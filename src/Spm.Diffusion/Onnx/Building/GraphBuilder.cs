@@ -366,26 +366,21 @@ public sealed class GraphBuilder
     }
 }
 
-/// <summary>Shorthands for ONNX node attributes.</summary>
+/// <summary>Shorthands for ONNX node attributes in builder code (forwarding to <see cref="OnnxAttributes"/>, the one implementation).</summary>
 public static class Attr
 {
     /// <summary>An int attribute.</summary>
-    public static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+    public static AttributeProto Int(string name, long value) => OnnxAttributes.Int(name, value);
 
     /// <summary>A float attribute.</summary>
-    public static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+    public static AttributeProto Float(string name, float value) => OnnxAttributes.Float(name, value);
 
     /// <summary>An ints attribute.</summary>
-    public static AttributeProto Ints(string name, params long[] values)
-    {
-        var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
-        a.Ints.AddRange(values);
-        return a;
-    }
+    public static AttributeProto Ints(string name, params long[] values) => OnnxAttributes.Ints(name, values);
 
     /// <summary>A string attribute.</summary>
-    public static AttributeProto String(string name, string value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
+    public static AttributeProto String(string name, string value) => OnnxAttributes.String(name, value);
 
     /// <summary>A tensor attribute.</summary>
-    public static AttributeProto Tensor(string name, TensorProto value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Tensor, T = value };
+    public static AttributeProto Tensor(string name, TensorProto value) => OnnxAttributes.Tensor(name, value);
 }

@@ -1,5 +1,5 @@
 using Spm.Diffusion.Onnx.Proto;
-using static Spm.Training.Autodiff.OnnxAttributes;
+using static Spm.Diffusion.Onnx.OnnxAttributes;
 
 namespace Spm.Training.Autodiff.Rules;
 

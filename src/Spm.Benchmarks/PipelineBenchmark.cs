@@ -4,7 +4,9 @@ using Spm.Core.Randomness;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Images;
 
-namespace Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Pipelines;
+
+namespace Spm.Benchmarks;
 
 /// <summary>Figures of one pipeline benchmark (medians over the measured runs).</summary>
 /// <param name="Runs">Measured runs (after one warm-up run).</param>
@@ -73,6 +75,7 @@ public static class PipelineBenchmark
         var outside = new List<TimeSpan>();
         var cpuModels = new List<TimeSpan>();
         int calls = 0;
+        Spm.Core.Tensors.FloatTensor? latents = null;
         // Phase 1 (wall clock): speed. Phase 2 (CPU time): where the work goes, unaffected by waiting for a CPU.
         for (int r = 0; r < 2 * runs; r++)
         {
@@ -85,6 +88,7 @@ public static class PipelineBenchmark
             sw.Stop();
             var t = result.Timings;
             calls = t.UNetCalls;
+            latents = result.Latents;
             if (!cpu)
             {
                 walls.Add(sw.Elapsed);
@@ -102,9 +106,9 @@ public static class PipelineBenchmark
             progress?.Report(r + 1);
         }
 
-        var plan = GenerationPlan.Create(pipeline, request);
-        int rows = (plan.Guidance ? 2 : 1) * Math.Min(request.BatchSize, request.Count);
-        var bare = MeasureBareUNet(pipeline, rows, plan.LatentHeight, plan.LatentWidth, bareCalls, cancellationToken);
+        // The pipeline's batch rows and latent size, as it ran them: guidance doubles the rows, the latents say the size.
+        int rows = (request.GuidanceScale > 1.0 ? 2 : 1) * Math.Min(request.BatchSize, request.Count);
+        var bare = MeasureBareUNet(pipeline, rows, latents!.Shape[2], latents.Shape[3], bareCalls, cancellationToken);
         return new PipelineBenchmarkResult(runs, calls, rows, bare, Median(unetPerCall), Median(stepWall), Median(walls), Median(models), Median(pngs), Median(outside), Median(cpuModels));
     }
 

@@ -4,7 +4,9 @@ using Spm.Core.Randomness;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Onnx;
 
-namespace Spm.Diffusion.Membranes;
+using Spm.Diffusion.Membranes;
+
+namespace Spm.Benchmarks;
 
 /// <summary>Settings of <see cref="InjectionBenchmark.Run"/>.</summary>
 /// <param name="Batch">UNet batch rows (2 = one image with classifier-free guidance).</param>
@@ -50,14 +52,12 @@ public static class InjectionBenchmark
         var many = MembraneTensors.Build(MembraneLayout.Create(layers, sets));
         var one = MembraneTensors.Build(MembraneLayout.Create(layers, [sets[0]]));
 
-        // Identical options for both sessions (one object each: the external-data entry is set per session).
-        using var so = new SessionOptions();
-        using var so2 = new SessionOptions();
-        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = so2.IntraOpNumThreads = options.IntraOpThreads;
+        // Identical runtime options for both sessions, so the comparison is of the graphs only.
+        var sessions = new Spm.Diffusion.Runtime.OnnxSessionGroup(new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = options.IntraOpThreads });
         progress?.Report("opening the plain UNet session");
-        using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, so);
+        using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, sessions);
         progress?.Report("opening the injected UNet session");
-        using var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, so2);
+        using var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, sessions);
 
         var inputs = MakeInputs(plain, options, rng);
         try
@@ -112,9 +112,8 @@ public static class InjectionBenchmark
         var ms = new List<LayerMembrane>(layers.Count);
         foreach (var l in layers)
         {
-            int kh = l.IsConv && l.KernelShape.Length > 0 ? l.KernelShape[0] : 1, kw = l.IsConv && l.KernelShape.Length > 1 ? l.KernelShape[1] : 1;
-            var down = new FloatTensor(l.IsConv ? [1, l.InFeatures, kh, kw] : [1, l.InFeatures]);
-            var up = new FloatTensor(l.OutFeatures, 1);
+            var down = new FloatTensor(MembraneShapes.Down(l, 1));
+            var up = new FloatTensor(MembraneShapes.Up(l, 1));
             float bound = 1f / MathF.Sqrt(down.Length);
             for (int i = 0; i < down.Length; i++) down.Data[i] = (float)((rng.NextDouble() * 2 - 1) * bound);
             for (int i = 0; i < up.Length; i++) up.Data[i] = (float)(rng.NextGaussian() * 1e-3);

@@ -4,8 +4,11 @@ using Spm.Core.Randomness;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Onnx;
+using Spm.Diffusion.Runtime;
 
-namespace Spm.Training.Autodiff;
+using Spm.Training.Autodiff;
+
+namespace Spm.Benchmarks;
 
 /// <summary>Settings of <see cref="TrainStepBenchmark"/>.</summary>
 /// <param name="Batch">UNet batch rows per step.</param>
@@ -47,9 +50,8 @@ public static class TrainStepBenchmark
         var rng = new SeededRandom(1);
         var membranes = layers.Select(l =>
         {
-            int[] downShape = l.IsConv ? [options.Rank, l.InFeatures, l.KernelShape.ElementAtOrDefault(0) is > 0 and var kh ? kh : 1, l.KernelShape.ElementAtOrDefault(1) is > 0 and var kw ? kw : 1] : [options.Rank, l.InFeatures];
-            var down = new FloatTensor(downShape);
-            var up = new FloatTensor(l.OutFeatures, options.Rank);
+            var down = new FloatTensor(MembraneShapes.Down(l, options.Rank));
+            var up = new FloatTensor(MembraneShapes.Up(l, options.Rank));
             rng.FillGaussian(down.Span);
             rng.FillGaussian(up.Span);
             return new LayerMembrane(l.ModulePath, down, up, 1f / options.Rank);
@@ -72,12 +74,12 @@ public static class TrainStepBenchmark
 
         // Forward alone: the injected UNet.
         var injected = MembraneInjector.Inject(unet.Proto, layout);
-        using var forward = GradientSessionFactory.Create(injected, settings);
+        using var forward = OnnxSessionFactory.Create(OnnxModelSource.FromModel(injected, settings.ExternalDataFolder), settings.ToRuntimeOptions()).Session;
         var fNames = new List<string>(modelInputs.Keys);
         var fValues = new List<OrtValue>(modelInputs.Values);
         var owned = new List<OrtValue>();
-        foreach (var (n, t) in tensors.Inputs) { var v = MembraneGradientSession.ToOrt(t); owned.Add(v); fNames.Add(n); fValues.Add(v); }
-        var gv = MembraneGradientSession.ToOrt(gates);
+        foreach (var (n, t) in tensors.Inputs) { var v = ToOrt(t); owned.Add(v); fNames.Add(n); fValues.Add(v); }
+        var gv = ToOrt(gates);
         owned.Add(gv);
         fNames.Add(MembraneNames.Gates);
         fValues.Add(gv);
@@ -132,4 +134,6 @@ public static class TrainStepBenchmark
         catch (UnauthorizedAccessException) { }
         return 0;
     }
+
+    private static OrtValue ToOrt(FloatTensor t) => OrtValue.CreateTensorValueFromMemory(t.Data, t.Shape.Select(d => (long)d).ToArray());
 }
