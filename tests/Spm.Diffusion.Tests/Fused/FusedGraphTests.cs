@@ -220,3 +220,54 @@ public sealed class FusedGraphTests
         }
     }
 }
+
+/// <summary>Fused graphs the finder cannot see through: every refusal names the node and the pattern.</summary>
+[TestFixture]
+public sealed class FusedGraphErrorTests
+{
+    private static OnnxModel Fused() =>
+        UnetFuser.Fuse(OnnxModel.Load(MembraneFixtures.UnetFolder), new UnetFusionOptions(FusedAttentionForm.PackedInput)).Model;
+
+    [Test]
+    public void AttentionOpWithWeightsInside_IsRefused_NamingNodeAndPattern()
+    {
+        var model = Fused();
+        var node = new NodeProto { Name = "Attention_7", OpType = "Attention", Domain = UnetFuser.MsDomain };
+        node.Input.Add("x"); node.Output.Add("y");
+        model.Graph.Node.Add(node);
+        var ex = Assert.Throws<SpmFormatException>(() => AdaptableLayerFinder.FindAll(model))!;
+        Assert.That(ex.Message, Does.Contain("'Attention_7'").And.Contain("com.microsoft.Attention").And.Contain("packed QKV"));
+    }
+
+    [Test]
+    public void NhwcConv_IsRefused_NamingNodeAndPattern()
+    {
+        var model = Fused();
+        var node = new NodeProto { Name = "NhwcConv_3", OpType = "NhwcConv", Domain = UnetFuser.MsDomain };
+        node.Input.Add("x"); node.Input.Add("w"); node.Output.Add("y");
+        model.Graph.Node.Add(node);
+        var ex = Assert.Throws<SpmFormatException>(() => AdaptableLayerFinder.FindAll(model))!;
+        Assert.That(ex.Message, Does.Contain("'NhwcConv_3'").And.Contain("channels-last"));
+    }
+
+    [Test]
+    public void PackedReshapeOfAnotherShape_IsRefused_NamingNodeAndPattern()
+    {
+        var model = Fused();
+        // Make the first QKV pack reshape to [0, 0, N, H, 3] (head-major order the optimizer never writes).
+        var shape = model.Graph.Initializer.Single(t => t.Name == "MatMul_QKV_0_reshape_shape");
+        shape.Int64Data[3] = 8; shape.Int64Data[4] = 3;
+        var ex = Assert.Throws<SpmFormatException>(() => AdaptableLayerFinder.FindAll(model))!;
+        Assert.That(ex.Message, Does.Contain("'MultiHeadAttention_0'").And.Contain("MatMul_QKV_0_reshape").And.Contain("[0, 0, N, 3, H]").And.Contain("packed QKV"));
+    }
+
+    [Test]
+    public void PackedInputFromAGraphInput_IsRefused_NamingNodeAndPattern()
+    {
+        var model = Fused();
+        var mha = model.Graph.Node.Single(n => n.Name == "MultiHeadAttention_1");
+        mha.Input[1] = "encoder_hidden_states";
+        var ex = Assert.Throws<SpmFormatException>(() => AdaptableLayerFinder.FindAll(model))!;
+        Assert.That(ex.Message, Does.Contain("'MultiHeadAttention_1'").And.Contain("packed KV").And.Contain("a graph input"));
+    }
+}
