@@ -47,7 +47,7 @@ public static class Fp16Converter
     public static ModelProto ToFp32(OnnxModel model) => Convert(model, DataType.Float16, DataType.Float);
 
     /// <summary><see cref="ToFp32"/> as an <see cref="OnnxModel"/> reading nothing more from disk (every weight is inline).</summary>
-    public static OnnxModel ToFp32Model(OnnxModel model) => OnnxModel.FromProto(ToFp32(model), model.BaseDirectory, model.FilePath + " (as fp32)");
+    public static OnnxModel ToFp32Model(OnnxModel model) => OnnxModel.FromProto(ToFp32(model), model.BaseDirectory, model.FilePath);
 
     private static ModelProto Convert(OnnxModel model, DataType from, DataType to)
     {
