@@ -99,6 +99,59 @@ public sealed class Fp16PipelineTests
     }
 
     /// <summary>
+    /// The branch precision in fp16 graphs, measured: the membrane's effect on the fp16 UNet's output (gate 0.8 minus
+    /// gate 0) against its effect on the fp32 UNet, with the branch in fp32 (what the injector does) and with the same
+    /// branch computed in fp16 (membrane tensors, gates and the branch's activations in fp16).
+    /// </summary>
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void BranchPrecision_Fp32BranchInFp16Graph_IsMeasuredAgainstFp32()
+    {
+        var c = Membranes.MembraneFixtures.LoadCase("all-layers");
+        float[] Effect(OnnxModel model, bool half, bool halfBranch)
+        {
+            var layers = AdaptableLayerFinder.FindAll(model);
+            var layout = MembraneLayout.Create(layers, [MembraneSetLoader.Load(AllLayersSpm, layers)]);
+            var proto = MembraneInjector.Inject(model.Proto, layout);
+            if (halfBranch)
+            {
+                foreach (var i in proto.Graph.Input.Where(i => MembraneNames.IsMembraneInput(i.Name))) i.Type.TensorType.ElemType = (int)DataType.Float16;
+                foreach (var n in proto.Graph.Node.Where(n => n.Name.EndsWith("/CastIn", StringComparison.Ordinal) || n.Name.EndsWith("/CastOut", StringComparison.Ordinal)))
+                    n.Attribute.Single(a => a.Name == "to").I = (long)DataType.Float16;
+            }
+            var tensors = MembraneTensors.Build(layout);
+            using var session = OnnxModel.FromProto(proto, model.BaseDirectory).CreateSession();
+            OrtValue Value(FloatTensor t, bool h) => h
+                ? OrtValue.CreateTensorValueFromMemory(t.Data.Select(v => (Float16)v).ToArray(), t.Shape.Select(d => (long)d).ToArray())
+                : OrtValue.CreateTensorValueFromMemory(t.Data, t.Shape.Select(d => (long)d).ToArray());
+            float[] Run(float gate)
+            {
+                var feeds = c.Inputs.ToDictionary(kv => kv.Key, kv => Value(kv.Value, half));
+                foreach (var kv in tensors.Inputs) feeds[kv.Key] = Value(kv.Value, halfBranch);
+                feeds[MembraneNames.Gates] = Value(tensors.Gates(c.Inputs["sample"].Shape[0], [gate]), halfBranch);
+                try
+                {
+                    using var outs = session.Run(new RunOptions(), feeds.Keys.ToList(), feeds.Values.ToList(), ["out_sample"]);
+                    return half ? outs[0].GetTensorDataAsSpan<Float16>().ToArray().Select(h => (float)h).ToArray() : outs[0].GetTensorDataAsSpan<float>().ToArray();
+                }
+                finally { foreach (var v in feeds.Values) v.Dispose(); }
+            }
+            var on = Run(0.8f);
+            var off = Run(0f);
+            return on.Zip(off, (a, b) => a - b).ToArray();
+        }
+        var reference = Effect(OnnxModel.Load(TestPaths.TinySd1), false, false);
+        var halfModel = OnnxModel.Load(_half);
+        var fp32Branch = Effect(halfModel, true, false);
+        var fp16Branch = Effect(halfModel, true, true);
+        double scale = reference.Max(Math.Abs);
+        double Rel(float[] e) => e.Zip(reference, (a, b) => Math.Abs(a - b)).Max() / scale;
+        TestContext.Out.WriteLine($"membrane effect (up to {scale:E3}) in the fp16 UNet vs the fp32 UNet's: fp32 branch {Rel(fp32Branch):E3}, fp16 branch {Rel(fp16Branch):E3}");
+        Assert.That(Rel(fp32Branch), Is.LessThan(5e-2), "the fp16 graph keeps the membrane's effect");
+        Assert.That(Rel(fp32Branch), Is.LessThanOrEqualTo(Rel(fp16Branch)), "the fp32 branch is at least as close to fp32 as an fp16 branch");
+    }
+
+    /// <summary>
     /// <c>spm bake</c> on the fp16 pipeline writes an fp16 UNet whose output matches the injected fp16 UNet at the same
     /// multiplier within fp16 tolerance (1e-2 of the output's magnitude; merged weights are rounded to fp16 once).
     /// </summary>
