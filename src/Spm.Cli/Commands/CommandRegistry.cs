@@ -12,6 +12,7 @@ internal static class CommandRegistry
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
         yield return BakeCommand.Create();
+        yield return ExportAdapterCommand.Create();
         yield return GenerateCommand.Create();
         yield return BenchCommand.Create();
         yield return TrainCommand.Create();
