@@ -221,6 +221,63 @@ public sealed class FusedGraphTests
     }
 }
 
+/// <summary>
+/// The optimizer's form with its bias fusions too (BiasSplitGelu for GEGLU, BiasAdd for bias + residual): CUDA-only ops,
+/// checked on CPU by rewriting them back to standard ops after injecting or baking.
+/// </summary>
+[TestFixture]
+public sealed class FusedBiasOpsTests
+{
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void BiasSplitGeluAndBiasAdd_LayersInjectionAndBake_MatchTheReference()
+    {
+        var unfused = OnnxModel.Load(MembraneFixtures.UnetFolder);
+        var fused = UnetFuser.Fuse(unfused, new UnetFusionOptions(FusedAttentionForm.PackedInput, BiasOps: true));
+        Assert.That((fused.BiasSplitGelus, fused.BiasAdds), Is.EqualTo((6, 18)), "GEGLU per block; to_out.0 x2 and ff.net.2 per block");
+        var model = fused.Model;
+        Assert.That(model.Graph.Node.Count(n => n.OpType == "BiasSplitGelu" && n.Domain == UnetFuser.MsDomain), Is.EqualTo(6));
+        Assert.That(model.Graph.Node.Any(n => n.Name.EndsWith("/ff/net.0/Erf", StringComparison.Ordinal)), Is.False);
+
+        var layers = AdaptableLayerFinder.FindAll(model);
+        Assert.That(layers.Select(l => l.ModulePath).Order(StringComparer.Ordinal), Is.EqualTo(AdaptableLayerFinder.FindAll(unfused).Select(l => l.ModulePath).Order(StringComparer.Ordinal)));
+        var ff = layers.Single(l => l.ModulePath == "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj");
+        Assert.That(ff.OutputName, Is.EqualTo(ff.NodeName + "_output_0"), "the delta goes on the bias-less MatMul output feeding BiasSplitGelu");
+
+        var c = MembraneFixtures.LoadCase("all-layers");
+        var inputs = MembraneFixtures.ToOrt(c.Inputs);
+        try
+        {
+            float[] Run(ModelProto proto, Dictionary<string, OrtValue>? extra = null)
+            {
+                using var session = InjectedUnet.OpenSession(PackedAttentionLowering.ForCpu(proto), model.BaseDirectory);
+                var feeds = new Dictionary<string, OrtValue>(inputs);
+                if (extra is not null) foreach (var kv in extra) feeds[kv.Key] = kv.Value;
+                using var outs = session.Run(new RunOptions(), feeds.Keys.ToList(), feeds.Values.ToList(), ["out_sample"]);
+                return MembraneFixtures.Output(outs);
+            }
+            double baseRel = MembraneFixtures.RelError(Run(model.Proto), c.ExpectedBase.Data);
+            var layout = MembraneLayout.Create(layers, [MembraneSetLoader.Load(Path.Combine(TestPaths.Reference("all-layers"), "spm.safetensors"), layers)]);
+            var tensors = MembraneTensors.Build(layout);
+            var extra = tensors.Inputs.ToDictionary(kv => kv.Key, kv => OrtValue.CreateTensorValueFromMemory(kv.Value.Data, kv.Value.Shape.Select(d => (long)d).ToArray()));
+            var gates = tensors.Gates(c.Inputs["sample"].Shape[0], [c.Multiplier]);
+            extra[MembraneNames.Gates] = OrtValue.CreateTensorValueFromMemory(gates.Data, gates.Shape.Select(d => (long)d).ToArray());
+            double injectedRel;
+            try { injectedRel = MembraneFixtures.RelError(Run(MembraneInjector.Inject(model.Proto, layout), extra), c.Expected.Data); }
+            finally { foreach (var v in extra.Values) v.Dispose(); }
+            double bakedRel = MembraneFixtures.RelError(Run(MembraneBaker.Bake(model, layout, [c.Multiplier], BakeMode.Merge).Proto), c.Expected.Data);
+            TestContext.Out.WriteLine($"optimizer form with bias ops vs PyTorch: base {baseRel:E3}, injected {injectedRel:E3}, baked {bakedRel:E3}");
+            Assert.That(baseRel, Is.LessThan(1e-4));
+            Assert.That(injectedRel, Is.LessThan(1e-4));
+            Assert.That(bakedRel, Is.LessThan(1e-4));
+        }
+        finally
+        {
+            foreach (var v in inputs.Values) v.Dispose();
+        }
+    }
+}
+
 /// <summary>Fused graphs the finder cannot see through: every refusal names the node and the pattern.</summary>
 [TestFixture]
 public sealed class FusedGraphErrorTests

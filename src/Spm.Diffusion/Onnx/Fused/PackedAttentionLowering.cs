@@ -11,6 +11,56 @@ namespace Spm.Diffusion.Onnx.Fused;
 /// </summary>
 public static class PackedAttentionLowering
 {
+    /// <summary>
+    /// <see cref="SplitPackedInputs"/>, and the CUDA-only bias ops rewritten in standard ONNX ops:
+    /// <c>BiasAdd(X, b, s)</c> → <c>(X + b) + s</c>; <c>BiasSplitGelu(X, b)</c> → <c>left · ½·right·(1 + erf(right/√2))</c>
+    /// with <c>[left, right] = Split(X + b, axis -1)</c> (exact Gelu, as the spec and diffusers' GEGLU use).
+    /// </summary>
+    public static ModelProto ForCpu(ModelProto model)
+    {
+        var result = SplitPackedInputs(model);
+        var g = result.Graph;
+        var nodes = new List<NodeProto>(g.Node.Count);
+        bool constants = false;
+        foreach (var n in g.Node)
+        {
+            if (n.Domain == UnetFuser.MsDomain && n.OpType == "BiasAdd")
+            {
+                nodes.Add(UnetFuser.Node("Add", n.Name + "_bias", "", [n.Input[0], n.Input[1]], [n.Name + "_xb"]));
+                nodes.Add(UnetFuser.Node("Add", n.Name + "_skip", "", [n.Name + "_xb", n.Input[2]], [n.Output[0]]));
+            }
+            else if (n.Domain == UnetFuser.MsDomain && n.OpType == "BiasSplitGelu")
+            {
+                constants = true;
+                string p = n.Name;
+                nodes.Add(UnetFuser.Node("Add", p + "_bias", "", [n.Input[0], n.Input[1]], [p + "_xb"]));
+                var split = UnetFuser.Node("Split", p + "_split", "", [p + "_xb"], [p + "_left", p + "_right"]);
+                split.Attribute.Add(new AttributeProto { Name = "axis", Type = AttributeProto.Types.AttributeType.Int, I = -1 });
+                nodes.Add(split);
+                nodes.Add(UnetFuser.Node("Mul", p + "_scale", "", [p + "_right", "spm.lowering.inv_sqrt2"], [p + "_rs"]));
+                nodes.Add(UnetFuser.Node("Erf", p + "_erf", "", [p + "_rs"], [p + "_erf_out"]));
+                nodes.Add(UnetFuser.Node("Add", p + "_one", "", [p + "_erf_out", "spm.lowering.one"], [p + "_1erf"]));
+                nodes.Add(UnetFuser.Node("Mul", p + "_half", "", [p + "_right", "spm.lowering.half"], [p + "_hr"]));
+                nodes.Add(UnetFuser.Node("Mul", p + "_gelu", "", [p + "_hr", p + "_1erf"], [p + "_g"]));
+                nodes.Add(UnetFuser.Node("Mul", p + "_out", "", [p + "_left", p + "_g"], [n.Output[0]]));
+            }
+            else
+            {
+                nodes.Add(n);
+            }
+        }
+        g.Node.Clear();
+        g.Node.AddRange(nodes);
+        if (constants)
+        {
+            // fp32 scalars: the fixtures that carry these ops are fp32 (an fp16 graph would need them in fp16).
+            g.Initializer.Add(UnetFuser.FloatLikeInit("spm.lowering.inv_sqrt2", [], [(float)(1 / Math.Sqrt(2))], (int)TensorProto.Types.DataType.Float));
+            g.Initializer.Add(UnetFuser.FloatLikeInit("spm.lowering.one", [], [1f], (int)TensorProto.Types.DataType.Float));
+            g.Initializer.Add(UnetFuser.FloatLikeInit("spm.lowering.half", [], [0.5f], (int)TensorProto.Types.DataType.Float));
+        }
+        return result;
+    }
+
     /// <summary>Returns a copy of <paramref name="model"/> whose MultiHeadAttention nodes take separate Q, K, V inputs.</summary>
     /// <exception cref="SpmFormatException">A packed input is not produced by a constant Reshape to [0, 0, N, n, H] (names the node).</exception>
     public static ModelProto SplitPackedInputs(ModelProto model)

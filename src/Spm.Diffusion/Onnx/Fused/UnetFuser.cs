@@ -28,13 +28,17 @@ public enum FusedAttentionForm
 /// <summary>Options of <see cref="UnetFuser.Fuse"/>.</summary>
 /// <param name="Form">How the packed projections reach MultiHeadAttention.</param>
 /// <param name="NumHeads">Attention heads; null reads them from each attention block's head-split Div constant.</param>
-public sealed record UnetFusionOptions(FusedAttentionForm Form = FusedAttentionForm.SplitPacked, int? NumHeads = null);
+/// <param name="BiasOps">Also fuse GEGLU into <c>BiasSplitGelu</c> and projection bias + residual into <c>BiasAdd</c>
+/// (CUDA-only contrib ops, as the optimizer does for the SD UNet; run on CPU after <see cref="PackedAttentionLowering.ForCpu"/>).</param>
+public sealed record UnetFusionOptions(FusedAttentionForm Form = FusedAttentionForm.SplitPacked, int? NumHeads = null, bool BiasOps = false);
 
 /// <summary>A fused UNet and what was rewritten.</summary>
 /// <param name="Model">The fused model (in memory; unchanged weights still refer to the original external data).</param>
 /// <param name="SelfAttentions">Self-attention blocks rewritten to a packed QKV MatMul + MultiHeadAttention.</param>
 /// <param name="CrossAttentions">Cross-attention blocks rewritten to to_q + a packed KV MatMul + MultiHeadAttention.</param>
-public sealed record FusedUnet(OnnxModel Model, int SelfAttentions, int CrossAttentions);
+/// <param name="BiasSplitGelus">GEGLU blocks fused into BiasSplitGelu (with <see cref="UnetFusionOptions.BiasOps"/>).</param>
+/// <param name="BiasAdds">Bias + residual Adds fused into BiasAdd (with <see cref="UnetFusionOptions.BiasOps"/>).</param>
+public sealed record FusedUnet(OnnxModel Model, int SelfAttentions, int CrossAttentions, int BiasSplitGelus = 0, int BiasAdds = 0);
 
 /// <summary>
 /// Rewrites an unfused SD UNet export (PyTorch's exporter, diffusers module scopes in node names) into the attention
@@ -176,10 +180,11 @@ public static partial class UnetFuser
         g.Node.Clear();
         g.Node.AddRange(result);
         g.Initializer.AddRange(newInits);
+        var (gelus, biasAdds) = options.BiasOps ? FuseBiasOps(unet, g) : (0, 0);
         DropUnusedInitializers(g);
         if (!proto.OpsetImport.Any(o => o.Domain == MsDomain))
             proto.OpsetImport.Add(new OperatorSetIdProto { Domain = MsDomain, Version = 1 });
-        return new FusedUnet(OnnxModel.FromProto(proto, unet.BaseDirectory, unet.FilePath), selfCount, crossCount);
+        return new FusedUnet(OnnxModel.FromProto(proto, unet.BaseDirectory, unet.FilePath), selfCount, crossCount, gelus, biasAdds);
     }
 
     /// <summary>Packs [in, N·H] weights into [in, N·count·H], interleaved per head as the optimizer does.</summary>
