@@ -221,6 +221,50 @@ public sealed class FusedGraphTests
     }
 }
 
+/// <summary>A fused pipeline folder generates through the ordinary pipeline, with facilitated-transport gates, like the unfused one.</summary>
+[TestFixture]
+public sealed class FusedPipelineTests
+{
+    [Test]
+    [Category(TestCategories.Slow)]
+    public async Task FusedPipelineFolder_GeneratesLikeTheUnfused_WithAnSpm()
+    {
+        var dir = TestPaths.NewTempDir("spm-fused-pipeline");
+        try
+        {
+            foreach (var f in Directory.EnumerateFiles(TestPaths.TinySd1, "*", SearchOption.AllDirectories))
+            {
+                var rel = Path.GetRelativePath(TestPaths.TinySd1, f);
+                if (rel.StartsWith("unet" + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !rel.EndsWith("config.json", StringComparison.Ordinal)) continue;
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(dir, rel))!);
+                File.Copy(f, Path.Combine(dir, rel));
+            }
+            UnetFuser.Fuse(OnnxModel.Load(TestPaths.TinySd1)).Model.Save(Path.Combine(dir, "unet", "model.onnx"));
+            var spm = Path.Combine(TestPaths.Reference("all-layers"), "spm.safetensors");
+            async Task<float[]> Latents(string folder)
+            {
+                var spms = LoadedSpms.Load(folder, [spm]);
+                var p = Spm.Diffusion.Pipelines.StableDiffusionPipeline.Load(folder, new Spm.Diffusion.Pipelines.PipelineOptions { Runtime = new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = 1 }, UNetSource = spms.UNetSource });
+                var r = await p.GenerateAsync(new Spm.Diffusion.Pipelines.GenerationRequest
+                {
+                    Prompt = "a photo of a cat", Steps = 3, Seed = 7, Scheduler = "ddim", Width = 64, Height = 64, DecodeImages = false,
+                    Conditioner = spms.CreateConditioner(p, [new Spm.Core.Gating.GateSettings()]),
+                });
+                return r.Latents.Data;
+            }
+            var fused = await Latents(dir);
+            var plain = await Latents(TestPaths.TinySd1);
+            double d = fused.Zip(plain).Max(x => Math.Abs(x.First - x.Second));
+            TestContext.Out.WriteLine($"fused vs unfused pipeline with the SPM (gated by facilitated transport): latents max abs diff {d:E3}");
+            Assert.That(d, Is.LessThan(1e-4));
+        }
+        finally
+        {
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+}
+
 /// <summary>
 /// The optimizer's form with its bias fusions too (BiasSplitGelu for GEGLU, BiasAdd for bias + residual): CUDA-only ops,
 /// checked on CPU by rewriting them back to standard ops after injecting or baking.
