@@ -58,30 +58,3 @@ public class HubModelTests
         Assert.That(r.Err, Does.Contain("'nobody/nothing' is not in the Hugging Face cache"));
     }
 }
-
-/// <summary><c>spm export-adapter</c> end to end through the command line.</summary>
-[TestFixture]
-[NonParallelizable] // redirects Console
-public class ExportAdapterCommandTests
-{
-    [Test]
-    public void ExportAdapter_WritesThePair_AndRefusesToOverwrite()
-    {
-        var dir = TestPaths.NewTempDir("spm-cli-adapter");
-        try
-        {
-            var spm = Path.Combine(TestPaths.Reference("attn2-rank4"), "spm.safetensors");
-            var (code, stdout, stderr) = CliHarness.Run([ExportAdapterCommand.Create()], "export-adapter", "--model", TestPaths.TinySd1, "--spm", spm + ":0.5", "--out", dir);
-            Assert.That(code, Is.EqualTo(0), stderr);
-            Assert.That(stdout, Does.Contain("x0.5").And.Contain("spm.onnx_adapter"));
-            Assert.That(File.Exists(Path.Combine(dir, "model.onnx")) && File.Exists(Path.Combine(dir, "spm.onnx_adapter")), Is.True);
-            (code, _, stderr) = CliHarness.Run([ExportAdapterCommand.Create()], "export-adapter", "--model", TestPaths.TinySd1, "--spm", spm, "--out", dir);
-            Assert.That(code, Is.Not.EqualTo(0));
-            Assert.That(stderr, Does.Contain("already exists").And.Contain("--force"));
-        }
-        finally
-        {
-            try { Directory.Delete(dir, true); } catch (IOException) { }
-        }
-    }
-}

@@ -13,6 +13,7 @@ internal static class CommandRegistry
         yield return InspectCommand.Create();
         yield return BakeCommand.Create();
         yield return ExportAdapterCommand.Create();
+        yield return ConvertFp16Command.Create();
         yield return GenerateCommand.Create();
         yield return BenchCommand.Create();
         yield return TrainCommand.Create();
