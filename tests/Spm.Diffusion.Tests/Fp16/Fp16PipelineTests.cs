@@ -98,6 +98,42 @@ public sealed class Fp16PipelineTests
         }
     }
 
+    /// <summary>Both export forms at once: the fp16 UNet fused like the optimizer does (packed fp16 weights), with an SPM injected.</summary>
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void FusedFp16Unet_WithAnSpm_MatchesTheUnfusedFp16Unet()
+    {
+        var half = OnnxModel.Load(_half);
+        var fused = Spm.Diffusion.Onnx.Fused.UnetFuser.Fuse(half).Model;
+        Assert.That(fused.Graph.Initializer.Where(t => t.Name.StartsWith("MatMul_QKV_", StringComparison.Ordinal) && t.Dims.Count == 2).Select(t => t.DataType),
+            Is.All.EqualTo((int)DataType.Float16), "packed weights keep fp16");
+        var c = Membranes.MembraneFixtures.LoadCase("all-layers");
+        float[] Run(OnnxModel model)
+        {
+            var layers = AdaptableLayerFinder.FindAll(model);
+            var layout = MembraneLayout.Create(layers, [MembraneSetLoader.Load(AllLayersSpm, layers)]);
+            var tensors = MembraneTensors.Build(layout);
+            using var session = OnnxModel.FromProto(MembraneInjector.Inject(model.Proto, layout), model.BaseDirectory).CreateSession();
+            var feeds = c.Inputs.ToDictionary(kv => kv.Key, kv => OrtValue.CreateTensorValueFromMemory(kv.Value.Data.Select(v => (Float16)v).ToArray(), kv.Value.Shape.Select(d => (long)d).ToArray()));
+            foreach (var kv in tensors.Inputs) feeds[kv.Key] = OrtValue.CreateTensorValueFromMemory(kv.Value.Data, kv.Value.Shape.Select(d => (long)d).ToArray());
+            var gates = tensors.Gates(c.Inputs["sample"].Shape[0], [c.Multiplier]);
+            feeds[MembraneNames.Gates] = OrtValue.CreateTensorValueFromMemory(gates.Data, gates.Shape.Select(d => (long)d).ToArray());
+            try
+            {
+                using var outs = session.Run(new RunOptions(), feeds.Keys.ToList(), feeds.Values.ToList(), ["out_sample"]);
+                return outs[0].GetTensorDataAsSpan<Float16>().ToArray().Select(h => (float)h).ToArray();
+            }
+            finally { foreach (var v in feeds.Values) v.Dispose(); }
+        }
+        var plain = Run(half);
+        var packed = Run(fused);
+        double scale = plain.Max(Math.Abs), diff = plain.Zip(packed).Max(p => Math.Abs(p.First - p.Second));
+        double vsReference = Membranes.MembraneFixtures.RelError(packed, c.Expected.Data);
+        TestContext.Out.WriteLine($"fused fp16 vs unfused fp16, SPM at {c.Multiplier}: max abs diff {diff:E3} (outputs up to {scale:F3}); vs PyTorch fp32 reference rel {vsReference:E3}");
+        Assert.That(diff / scale, Is.LessThan(1e-2));
+        Assert.That(vsReference, Is.LessThan(1e-2));
+    }
+
     /// <summary>
     /// The branch precision in fp16 graphs, measured: the membrane's effect on the fp16 UNet's output (gate 0.8 minus
     /// gate 0) against its effect on the fp32 UNet, with the branch in fp32 (what the injector does) and with the same
