@@ -55,7 +55,9 @@ public sealed class Fp16PipelineTests
     private static async Task<GenerationResult> Generate(string folder, bool withSpm, FloatTensor init)
     {
         var spms = withSpm ? LoadedSpms.Load(folder, [AllLayersSpm]) : null;
-        var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
+        // Disposed here: a pipeline left to the finalizer releases its ONNX Runtime sessions on the GC thread while
+        // other fixtures create sessions.
+        using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
         {
             Runtime = new OnnxRuntimeOptions { IntraOpThreads = 1 },
             UNetSource = spms?.UNetSource,

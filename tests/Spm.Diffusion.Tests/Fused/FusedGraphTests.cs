@@ -244,7 +244,7 @@ public sealed class FusedPipelineTests
             async Task<float[]> Latents(string folder)
             {
                 var spms = LoadedSpms.Load(folder, [spm]);
-                var p = Spm.Diffusion.Pipelines.StableDiffusionPipeline.Load(folder, new Spm.Diffusion.Pipelines.PipelineOptions { Runtime = new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = 1 }, UNetSource = spms.UNetSource });
+                using var p = Spm.Diffusion.Pipelines.StableDiffusionPipeline.Load(folder, new Spm.Diffusion.Pipelines.PipelineOptions { Runtime = new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = 1 }, UNetSource = spms.UNetSource });
                 var r = await p.GenerateAsync(new Spm.Diffusion.Pipelines.GenerationRequest
                 {
                     Prompt = "a photo of a cat", Steps = 3, Seed = 7, Scheduler = "ddim", Width = 64, Height = 64, DecodeImages = false,

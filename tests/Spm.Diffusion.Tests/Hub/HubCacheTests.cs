@@ -106,7 +106,7 @@ public sealed class HubCacheTests
         async Task<float[]> Latents(string folder)
         {
             var spms = LoadedSpms.Load(folder, [spm]);
-            var p = StableDiffusionPipeline.Load(folder, new PipelineOptions { Runtime = new OnnxRuntimeOptions { IntraOpThreads = 1 }, UNetSource = spms.UNetSource });
+            using var p = StableDiffusionPipeline.Load(folder, new PipelineOptions { Runtime = new OnnxRuntimeOptions { IntraOpThreads = 1 }, UNetSource = spms.UNetSource });
             var r = await p.GenerateAsync(new GenerationRequest
             {
                 Prompt = "a photo of a cat", Steps = 2, Seed = 3, Scheduler = "ddim", Width = 64, Height = 64, DecodeImages = false,
