@@ -25,7 +25,7 @@ internal static class CliGlobals
 
     /// <summary>The help of every --model option that falls back to the default model, in the order it is looked for.</summary>
     public static readonly string ModelHelp =
-        $"Model folder (diffusers/optimum ONNX layout). Default: ${Spm.Diffusion.Pipelines.DefaultModel.EnvironmentVariable}, else ./{Spm.Diffusion.Pipelines.DefaultModel.RelativePath} (or in a folder above), else the built-in model installed with spm.";
+        $"Model folder (diffusers/optimum ONNX layout), or ORG/NAME of a model in the local Hugging Face cache (never downloaded). Default: ${Spm.Diffusion.Pipelines.DefaultModel.EnvironmentVariable}, else ./{Spm.Diffusion.Pipelines.DefaultModel.RelativePath} (or in a folder above), else the built-in model installed with spm.";
 
     /// <summary>
     /// Runs the parsed command. Errors end with the exit code of <see cref="ExitCodes"/> and a one-line cause on

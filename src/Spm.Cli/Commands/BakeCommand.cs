@@ -13,7 +13,7 @@ internal static class BakeCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file.", Required = true };
+        var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file, or ORG/NAME in the local Hugging Face cache.", Required = true };
         var spm = new Option<string[]>("--spm")
         {
             Description = $"SPM to bake, repeat for several: {SpmFileArgument.Syntax.Replace("fixes the gate", "is the strength baked in", StringComparison.Ordinal)}.",
@@ -32,8 +32,8 @@ internal static class BakeCommand
         };
         cmd.SetAction((parse, ct) =>
         {
-            var modelPath = parse.GetValue(model)!;
-            if (!File.Exists(modelPath) && !Directory.Exists(modelPath)) throw new Spm.Core.SpmInputNotFoundException(modelPath, "--model");
+            // A folder, a file, or ORG/NAME in the local Hugging Face cache.
+            var modelPath = Spm.Diffusion.Pipelines.DefaultModel.Resolve(parse.GetValue(model)!);
             var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], Directory.Exists(modelPath) ? modelPath : null);
             var paths = files.Select(f => f.Path).ToList();
             var inline = files.Select(f => f.Multiplier).ToList();

@@ -12,6 +12,8 @@ internal static class CommandRegistry
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
         yield return BakeCommand.Create();
+        yield return ExportAdapterCommand.Create();
+        yield return ConvertFp16Command.Create();
         yield return GenerateCommand.Create();
         yield return BenchCommand.Create();
         yield return TrainCommand.Create();

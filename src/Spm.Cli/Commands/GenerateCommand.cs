@@ -22,6 +22,7 @@ internal static class GenerateCommand
     internal sealed class Options
     {
         public readonly Option<string?> Model = new("--model") { Description = CliGlobals.ModelHelp };
+        public readonly Option<string?> Revision = new("--revision") { Description = "With --model ORG/NAME: the branch, tag or commit in the Hugging Face cache (default: main). Never downloads." };
         public readonly Option<string> Prompt = new("--prompt", "-p") { Description = "The prompt.", Required = true };
         public readonly Option<string> Negative = new("--negative", "-n") { Description = "The negative prompt.", DefaultValueFactory = _ => "" };
         public readonly Option<int?> Steps = new Option<int?>("--steps") { Description = "Denoising steps, 1 to 1000 (default: the model's spm_generate_defaults.json, else 30)." }.InRange(1, 1000);
@@ -50,7 +51,7 @@ internal static class GenerateCommand
             $"{what} in pixels, a multiple of the model's factor (its VAE factor x 2^UNet down-sampling levels: 16 for the built-in model, 64 for SD 1.x). Default: the model's size.";
 
         public IEnumerable<Option> All() =>
-            [Model, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, Compare, .. Spm.All()];
+            [Model, Revision, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, Compare, .. Spm.All()];
     }
 
     public static Command Create()
@@ -66,7 +67,7 @@ internal static class GenerateCommand
     {
         // Everything the command line says is checked here, before any model loads: the model folder, the SPM files,
         // the sizes against the model's real constraint, the input and output files.
-        var folder = DefaultModel.Resolve(parse.GetValue(o.Model));
+        var folder = DefaultModel.Resolve(parse.GetValue(o.Model), parse.GetValue(o.Revision));
         var spmFiles = o.Spm.Parse(parse, folder);
         var model = ModelFolder.Open(folder);
         InputChecks.ImageSide(model, "--width", parse.GetValue(o.Width));

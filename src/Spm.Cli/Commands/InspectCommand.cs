@@ -165,6 +165,8 @@ internal static class InspectCommand
             ["weight"] = l.WeightName,
         };
         if (l.IsConv) o["kernel"] = new JsonArray(l.KernelShape.Select(k => (JsonNode)k).ToArray());
+        // In graphs fused by ONNX Runtime's optimizer, to_q/to_k/to_v live in one packed MatMul: say which slice.
+        if (l.Packing is { } packing) o["packed"] = packing.Describe();
         return o;
     }
 

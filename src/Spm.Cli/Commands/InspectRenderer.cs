@@ -44,8 +44,15 @@ internal static class InspectRenderer
         console.Write(new Text($"Outside transformer containers (resnets, time embedding, ...): {S(other["count"])} layers ({Kinds(other["kinds"]!.AsObject())}).\n"));
 
         var layers = new Table().Title("Transformer layers").AddColumns("Module path", "Kind", "In", "Out");
+        bool anyPacked = r["layers"]!.AsArray().Any(l => l!["packed"] is not null);
+        if (anyPacked) layers.AddColumn("Note");
         foreach (var l in r["layers"]!.AsArray())
-            layers.AddRow(T(S(l!["path"])), T(S(l["kind"])), T(S(l["in"])), T(S(l["out"])));
+        {
+            if (anyPacked)
+                layers.AddRow(T(S(l!["path"])), T(S(l["kind"])), T(S(l["in"])), T(S(l["out"])), T(l["packed"] is null ? "" : $"{S(l["packed"])} ({S(l["node"])})"));
+            else
+                layers.AddRow(T(S(l!["path"])), T(S(l["kind"])), T(S(l["in"])), T(S(l["out"])));
+        }
         console.Write(layers);
     }
 

@@ -51,24 +51,47 @@ public static class MembraneBaker
         for (int i = 0; i < proto.Graph.Initializer.Count; i++) index.TryAdd(proto.Graph.Initializer[i].Name, i);
         var nodes = proto.Graph.Node.Where(n => n.Name.Length > 0).GroupBy(n => n.Name).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
         int done = 0;
+        // Slices of one packed projection share a weight: each merges into the copy the previous one changed.
+        var merged = new Dictionary<string, Core.Tensors.FloatTensor>(StringComparer.Ordinal);
         foreach (var layer in layout.Layers)
         {
             ct.ThrowIfCancellationRequested();
             if (!index.TryGetValue(layer.WeightName, out int at))
                 throw new SpmMismatchException($"Layer '{layer.ModulePath}': weight '{layer.WeightName}' is not an initializer.", layer.ModulePath);
-            var original = proto.Graph.Initializer[at];
-            var weight = unet.ReadFloat(layer.WeightName);
+            var original = unet.GetInitializer(layer.WeightName);
+            if (!merged.TryGetValue(layer.WeightName, out var weight)) merged[layer.WeightName] = weight = unet.ReadFloat(layer.WeightName);
             bool transB = nodes.TryGetValue(layer.NodeName, out var node) && node.Attribute.Any(a => a.Name == "transB" && a.I != 0);
             for (int s = 0; s < layout.Sets.Count; s++)
             {
                 if (!layout.IsApplied(s, layer.ModulePath) || multipliers[s] == 0f) continue;
                 var m = layout.Sets[s].ByPath[layer.ModulePath];
-                MembraneMerge.AddInto(weight.Data, layer, transB, m, multipliers[s] * m.Scale);
+                if (layer.Packing is { } packing)
+                    MergePackedSlice(weight.Data, layer, packing, m, multipliers[s] * m.Scale);
+                else
+                    MembraneMerge.AddInto(weight.Data, layer, transB, m, multipliers[s] * m.Scale);
             }
             proto.Graph.Initializer[at] = WithData(original, weight.Data);
             progress?.Report((++done, layout.Layers.Count));
         }
         return OnnxModel.FromProto(proto, unet.BaseDirectory, unet.FilePath);
+    }
+
+    /// <summary>
+    /// Merges a membrane into its slice of a packed [in, N·Count·H] weight: the delta is formed as for a plain [in, N·H]
+    /// MatMul weight, then each of its columns is added to the packed column <see cref="Onnx.Fused.PackedProjection.PackedColumn"/>.
+    /// </summary>
+    private static void MergePackedSlice(float[] packed, AdaptableLayer layer, Onnx.Fused.PackedProjection packing, LayerMembrane m, float coefficient)
+    {
+        int rows = layer.InFeatures, dim = layer.OutFeatures, packedCols = packing.PackedFeatures;
+        if ((long)rows * packedCols != packed.Length)
+            throw new SpmMismatchException($"Layer '{layer.ModulePath}': packed weight '{layer.WeightName}' has {packed.Length} elements, expected {rows}x{packedCols}.", layer.ModulePath);
+        var delta = new float[rows * dim];
+        MembraneMerge.AddInto(delta, layer, false, m, coefficient);
+        var columns = new int[dim];
+        for (int c = 0; c < dim; c++) columns[c] = packing.PackedColumn(c);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < dim; c++)
+                packed[r * packedCols + columns[c]] += delta[r * dim + c];
     }
 
     private static OnnxModel Branch(OnnxModel unet, MembraneLayout layout, IReadOnlyList<float> multipliers)

@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using Spm.Core;
 using Spm.Diffusion.Onnx;
+using Spm.Diffusion.Onnx.Fused;
 using Spm.Diffusion.Onnx.Proto;
 
 using static Spm.Diffusion.Onnx.OnnxNodes;
@@ -15,7 +16,9 @@ namespace Spm.Diffusion.Membranes;
 /// conv: <c>Conv1x1(Conv(x, down; same kernel, strides, pads, dilations, group 1) ⊙ coef[b, :, None, None], up)</c>.
 /// The branch of an fp16 layer runs in fp32 (Cast in, Cast out): the membrane inputs stay fp32 for every model, and a
 /// rank-1 delta is small relative to the weights, where fp16 rounding would eat most of it; the two Casts cost little
-/// next to the layer itself. Input names: see <see cref="MembraneNames"/>.
+/// next to the layer itself. A slice of a packed projection (<see cref="AdaptableLayer.Packing"/>) computes its delta the
+/// same way and scatters it into the packed output's columns; several slices of one MatMul chain their Adds.
+/// Input names: see <see cref="MembraneNames"/>.
 /// </summary>
 public static class MembraneInjector
 {
@@ -61,6 +64,8 @@ public static class MembraneInjector
 
         // Branches to insert after a node index, in order.
         var after = new Dictionary<int, List<NodeProto>>();
+        var lastAdd = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        var packedConstants = new HashSet<string>(StringComparer.Ordinal);
         bool needLinear = false, needGemm = false, needConv = false;
         foreach (var layer in layers)
         {
@@ -70,10 +75,18 @@ public static class MembraneInjector
                 throw new SpmMismatchException($"Layer '{layer.ModulePath}': no node produces '{layer.OutputName}'.", layer.ModulePath);
             bool half = ComputesInHalf(node, inits, producer, g);
 
-            var prod = g.Node[producerIndex];
             string baseName = $"spm.{layer.ModulePath}.base";
-            int outIndex = prod.Output.IndexOf(layer.OutputName);
-            prod.Output[outIndex] = baseName;
+            if (lastAdd.TryGetValue(layer.OutputName, out var previousAdd))
+            {
+                // Several layers add to one tensor (the slices of a packed projection): chain their Adds.
+                previousAdd.Output[0] = baseName;
+            }
+            else
+            {
+                var prod = g.Node[producerIndex];
+                int outIndex = prod.Output.IndexOf(layer.OutputName);
+                prod.Output[outIndex] = baseName;
+            }
 
             var branch = new List<NodeProto>();
             string p = $"spm.{layer.ModulePath}";
@@ -111,12 +124,20 @@ public static class MembraneInjector
                 branch.Add(Node("MatMul", $"{p}/Up", [$"{p}.hg", $"{p}.upT"], [$"{p}.delta"]));
             }
             delta = $"{p}.delta";
+            if (layer.Packing is { } packing)
+            {
+                if (OpsetOf(result) < 11)
+                    throw new SpmMismatchException($"Layer '{layer.ModulePath}': placing a packed projection's branch needs opset 11 or later (Pad with pads as input); the model declares opset {OpsetOf(result)}.", layer.ModulePath);
+                delta = PackedDelta(g, packedConstants, p, delta, packing, branch);
+            }
             if (half)
             {
                 branch.Add(Node("Cast", $"{p}/CastOut", [delta], [$"{p}.delta16"], OnnxAttributes.Int("to", (long)TensorProto.Types.DataType.Float16)));
                 delta = $"{p}.delta16";
             }
-            branch.Add(Node("Add", $"{p}/Add", [baseName, delta], [layer.OutputName]));
+            var add = Node("Add", $"{p}/Add", [baseName, delta], [layer.OutputName]);
+            branch.Add(add);
+            lastAdd[layer.OutputName] = add;
             if (!after.TryGetValue(producerIndex, out var list)) after[producerIndex] = list = [];
             list.AddRange(branch);
 
@@ -174,6 +195,27 @@ public static class MembraneInjector
         }
         return false;
     }
+
+    /// <summary>
+    /// Scatters a slice's delta [B, S, N·H] into the packed projection's column order: reshaped to [B, S, N, 1, H], padded
+    /// with zeros on axis 3 to its place among the <c>Count</c> projections, and flattened to [B, S, N·Count·H] (the
+    /// layout <see cref="PackedProjection"/> describes). Pad of zeros is exact, so the other slices are untouched.
+    /// </summary>
+    private static string PackedDelta(GraphProto g, HashSet<string> constants, string p, string delta, PackedProjection packing, List<NodeProto> branch)
+    {
+        string key = $"spm.const.pack_{packing.Heads}x{packing.Count}x{packing.HeadSize}";
+        string shape5 = key + ".slice_shape", flat = key + ".flat_shape", pads = $"{key}.pads_{packing.Index}";
+        if (constants.Add(shape5)) g.Initializer.Add(Int64Tensor(shape5, [0, 0, packing.Heads, 1, packing.HeadSize]));
+        if (constants.Add(flat)) g.Initializer.Add(Int64Tensor(flat, [0, 0, packing.PackedFeatures]));
+        if (constants.Add(pads)) g.Initializer.Add(Int64Tensor(pads, [0, 0, 0, packing.Index, 0, 0, 0, 0, packing.Count - 1 - packing.Index, 0]));
+        branch.Add(Node("Reshape", $"{p}/PackSlice", [delta, shape5], [$"{p}.delta5"]));
+        branch.Add(Node("Pad", $"{p}/PackPad", [$"{p}.delta5", pads], [$"{p}.delta5p"]));
+        branch.Add(Node("Reshape", $"{p}/PackFlat", [$"{p}.delta5p", flat], [$"{p}.deltaPacked"]));
+        return $"{p}.deltaPacked";
+    }
+
+    private static long OpsetOf(ModelProto model) =>
+        model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
 
     /// <summary>The symbolic batch dimension of the first graph input (so gates share it), or "batch".</summary>
     private static string BatchDimName(GraphProto g)

@@ -47,6 +47,17 @@ public sealed record AdaptableLayer(
     int Group,
     bool InTransformer)
 {
+    /// <summary>
+    /// Set when the layer is one projection inside a packed Q/K/V or K/V MatMul of a graph fused by ONNX Runtime's
+    /// transformer optimizer: <see cref="NodeName"/>, <see cref="WeightName"/> and <see cref="OutputName"/> then name the
+    /// packed MatMul, its [in, N·Count·H] weight and its output, and the layer's own outputs are the columns
+    /// <see cref="Fused.PackedProjection.PackedColumn"/> gives. Null for an ordinary layer.
+    /// </summary>
+    public Fused.PackedProjection? Packing { get; init; }
+
+    /// <summary>True when the layer is a slice of a packed projection (see <see cref="Packing"/>).</summary>
+    public bool IsPacked => Packing is not null;
+
     /// <summary>True for Conv layers.</summary>
     public bool IsConv => Kind == LayerKind.Conv;
 

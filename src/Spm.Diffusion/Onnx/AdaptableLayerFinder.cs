@@ -13,17 +13,12 @@ namespace Spm.Diffusion.Onnx;
 /// <c>down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q</c>), because exporters rename MatMul weights
 /// (<c>onnx::MatMul_3644</c>); shapes are checked against the weight. For graphs without scoped node names the
 /// weight initializer's name (<c>conv_in.weight</c>) is used when it has the usual form. Attention-score MatMuls
-/// (both operands activations) are not layers. Graphs fused by ONNX Runtime's transformer optimizer are rejected.
+/// (both operands activations) are not layers. In graphs fused by ONNX Runtime's transformer optimizer, projections
+/// packed into one MatMul before <c>com.microsoft.MultiHeadAttention</c> are listed as slices of it
+/// (<see cref="AdaptableLayer.Packing"/>); fused ops that hide a projection entirely are refused, naming the node.
 /// </remarks>
 public static partial class AdaptableLayerFinder
 {
-    /// <summary>Ops the ORT transformer optimizer emits when it fuses attention or projections; membranes cannot be placed in such graphs.</summary>
-    private static readonly HashSet<string> FusedOps = new(StringComparer.Ordinal)
-    {
-        "Attention", "MultiHeadAttention", "PackedAttention", "PackedMultiHeadAttention", "GroupQueryAttention",
-        "BiasSplitGelu", "NhwcConv", "QAttention", "DecoderMaskedMultiHeadAttention",
-    };
-
     /// <summary>Every adaptable layer of <paramref name="model"/>'s graph, in graph order.</summary>
     /// <exception cref="SpmFormatException">The graph is fused by ORT's optimizer, or two weighted nodes claim one module path.</exception>
     public static IReadOnlyList<AdaptableLayer> FindAll(OnnxModel model)
@@ -48,9 +43,7 @@ public static partial class AdaptableLayerFinder
         var consumers = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
         {
-            if (FusedOps.Contains(node.OpType))
-                throw new SpmFormatException(sourceName, node.Name,
-                    $"the graph contains a fused '{node.OpType}' node (ONNX Runtime transformer optimizer output, packed QKV); membranes need the unfused export.");
+            if (UnsupportedFused(node, sourceName) is { } unsupported) throw unsupported;
             foreach (var o in node.Output) producers.TryAdd(o, node);
             foreach (var i in node.Input)
             {
@@ -60,10 +53,17 @@ public static partial class AdaptableLayerFinder
             }
         }
 
+        // Projections packed by ONNX Runtime's transformer optimizer, listed where their packed MatMul sits.
+        var packed = FindPackedLayers(graph, producers, consumers, WeightOf, sourceName);
         var layers = new List<AdaptableLayer>();
         var byPath = new Dictionary<string, AdaptableLayer>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
         {
+            if (node.Name.Length > 0 && packed.TryGetValue(node.Name, out var slices))
+            {
+                foreach (var slice in slices) AddLayer(slice, node);
+                continue;
+            }
             // A node without an activation input or an output cannot carry a membrane (malformed or pruned).
             if (node.Input.Count < 2 || node.Input[0].Length == 0 || node.Output.Count < 1 || node.Output[0].Length == 0) continue;
             AdaptableLayer? layer = node.OpType switch
@@ -74,13 +74,18 @@ public static partial class AdaptableLayerFinder
                 _ => null,
             };
             if (layer is null) continue;
+            AddLayer(layer, node);
+        }
+        return layers;
+
+        void AddLayer(AdaptableLayer layer, NodeProto node)
+        {
             if (byPath.TryGetValue(layer.ModulePath, out var other))
                 throw new SpmFormatException(sourceName, node.Name,
                     $"nodes '{other.NodeName}' and '{node.Name}' both map to module '{layer.ModulePath}' (a module called twice?); cannot place one membrane.");
             byPath.Add(layer.ModulePath, layer);
             layers.Add(layer);
         }
-        return layers;
 
         TensorProto? WeightOf(string value)
         {

@@ -398,7 +398,9 @@ public sealed class OnnxModel
         {
             throw new SpmFormatException(FilePath, keyForErrors ?? location, $"external data location '{location}' cannot be resolved ({ex.Message}).", ex);
         }
-        if (!SafePaths.IsInside(folder, target) || string.Equals(Path.TrimEndingDirectorySeparator(folder), target, StringComparison.Ordinal))
+        // A Hugging Face cache snapshot links every file into its repository's blobs/ folder: that is inside the model.
+        bool hubBlob = Runtime.HubCache.IsBlobOfSnapshot(BaseDirectory, target);
+        if (!hubBlob && (!SafePaths.IsInside(folder, target) || string.Equals(Path.TrimEndingDirectorySeparator(folder), target, StringComparison.Ordinal)))
             throw new SpmFormatException(FilePath, keyForErrors ?? location, $"external data location '{location}' resolves outside the model's folder (symbolic link).");
         return target;
     }

@@ -21,10 +21,23 @@ public static class DefaultModel
     /// </summary>
     /// <exception cref="SpmInputNotFoundException">The requested folder (or file: some tools take a UNet .onnx), or the one <c>$SPM_MODEL</c> names, does not exist.</exception>
     /// <exception cref="SpmException">Nothing was requested and no default model exists.</exception>
-    public static string Resolve(string? requested)
+    public static string Resolve(string? requested) => Resolve(requested, null);
+
+    /// <summary>
+    /// As <see cref="Resolve(string?)"/>, and a requested <c>ORG/NAME</c> that is not a local path is looked up in the
+    /// local Hugging Face hub cache at <paramref name="revision"/> (default <c>main</c>; see <see cref="Runtime.HubCache"/>).
+    /// Nothing is ever downloaded.
+    /// </summary>
+    /// <exception cref="SpmInputNotFoundException">The folder, or the hub model or revision in the cache, does not exist.</exception>
+    public static string Resolve(string? requested, string? revision)
     {
         if (!string.IsNullOrWhiteSpace(requested))
-            return Directory.Exists(requested) || File.Exists(requested) ? requested : throw new SpmInputNotFoundException(requested, "model folder");
+        {
+            if (Directory.Exists(requested) || File.Exists(requested)) return requested;
+            if (Runtime.HubCache.IsRepoId(requested)) return Runtime.HubCache.Resolve(requested, revision);
+            throw new SpmInputNotFoundException(requested, "model folder");
+        }
+        if (revision is not null) throw new SpmException("--revision needs --model ORG/NAME (a model in the Hugging Face cache).");
         var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
         if (!string.IsNullOrWhiteSpace(env) && !Directory.Exists(env))
             throw new SpmInputNotFoundException(env, $"model folder (${EnvironmentVariable})");

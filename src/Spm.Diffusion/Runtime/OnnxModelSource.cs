@@ -34,6 +34,10 @@ public sealed record OnnxModelSource
         ArgumentException.ThrowIfNullOrEmpty(path);
         var full = System.IO.Path.GetFullPath(path);
         if (!File.Exists(full)) throw new Spm.Core.SpmFormatException(full, null, "model file not found.");
+        // In a Hugging Face cache snapshot the external data are links into blobs/: load through FromBytes, which
+        // points ONNX Runtime at the blobs (it refuses external data whose real path leaves the model's folder).
+        var dir = System.IO.Path.GetDirectoryName(full)!;
+        if (HubCache.BlobsFolderOf(dir) is not null) return FromBytes(File.ReadAllBytes(full), dir, full);
         return new OnnxModelSource(full, full, null, null);
     }
 
@@ -47,6 +51,11 @@ public sealed record OnnxModelSource
         ArgumentException.ThrowIfNullOrEmpty(displayName);
         if (model.Length == 0) throw new Spm.Core.SpmFormatException(displayName, null, "model is empty.");
         var folder = externalDataFolder is null ? null : System.IO.Path.GetFullPath(externalDataFolder);
+        if (folder is not null && HubCache.BlobsFolderOf(folder) is { } blobs)
+        {
+            var relocated = HubCache.RelocateExternalData(model, folder, blobs, displayName);
+            if (!ReferenceEquals(relocated, model)) return new OnnxModelSource(displayName, null, relocated, blobs);
+        }
         return new OnnxModelSource(displayName, null, model, folder);
     }
 

@@ -172,6 +172,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
         }
 
         var unet = OnnxModel.Load(folder.UNetPath);
+        Spm.Diffusion.Onnx.Fused.FusedGraphs.EnsureTrainable(unet);
+        // An fp16 UNet trains in fp32 (gradients of rank-1 deltas vanish in fp16); the SPM file does not depend on it.
+        if (Spm.Diffusion.Onnx.Fp16.Fp16Converter.IsHalf(unet)) unet = Spm.Diffusion.Onnx.Fp16.Fp16Converter.ToFp32Model(unet);
         var layers = AdaptableLayerFinder.FindTransformerLayers(unet);
         if (layers.Count == 0) throw new SpmMismatchException($"'{folder.UNetPath}' has no adaptable layers inside transformer containers.");
         var rng = new SeededRandom(options.Seed ^ 0x5350_4D49_4E49_5400UL); // initialisation stream, independent of the run's stream
