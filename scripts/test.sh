@@ -58,8 +58,11 @@ run_lane() {
   local p lane_status=0
   for p in $1; do
     local t0=$(date +%s)
-    dotnet test "tests/$p/$p.csproj" -c Release --no-build --logger "trx" --results-directory "$results/$p" "${args[@]}" \
-      >"$results/$p.log" 2>&1 || lane_status=1
+    if ! dotnet test "tests/$p/$p.csproj" -c Release --no-build --logger "trx" --results-directory "$results/$p" "${args[@]}" \
+      >"$results/$p.log" 2>&1; then
+      lane_status=1
+      echo failed >"$results/$p.exit"
+    fi
     echo "$p: $(( $(date +%s) - t0 )) s" >"$results/$p.time"
   done
   return $lane_status
@@ -85,6 +88,15 @@ passed=0; failed=0; skipped=0; runs=0
 for p in "${projects[@]}"; do
   # A test host that crashed writes no results: count the project as one failure rather than let it vanish.
   if ! ls "$results/$p"/*.trx >/dev/null 2>&1; then echo "test.sh: $p wrote no test results (see its log above)" >&2; failed=$((failed + 1)); fi
+done
+for p in "${projects[@]}"; do
+  # A test host that crashed mid-run (a native fault in ONNX Runtime, say) leaves a partial trx whose tests all passed
+  # while `dotnet test` failed: count that as a failure too, so the summary line never says "0 failed" for a crash.
+  if [ -f "$results/$p.exit" ] && ls "$results/$p"/*.trx >/dev/null 2>&1 &&
+     ! grep -q 'outcome="\(Failed\|Error\|Timeout\|Aborted\)"' "$results/$p"/*.trx; then
+    echo "test.sh: $p: dotnet test failed but no test failed (did the test host crash? see its log above)" >&2
+    failed=$((failed + 1))
+  fi
 done
 for f in "$results"/*/*.trx; do
   [ -f "$f" ] || continue
