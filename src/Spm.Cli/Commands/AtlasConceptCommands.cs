@@ -18,7 +18,7 @@ internal static class AtlasConceptCommands
         var communities = new Option<int?>("--communities") { Description = "Finest communities. Default: estimated by the eigengap of the concept graph." }.InRange(1, int.MaxValue);
         var linkage = AtlasCommand.LinkageOption();
         var seed = new Option<ulong>("--seed") { Description = "Seed of the spectral step.", DefaultValueFactory = _ => 0 };
-        var center = new Option<bool>("--center") { Description = "Subtract the mean embedding of the concepts before the cosine (default: the gate's own cosine)." };
+        var center = new Option<bool>("--raw-cosine") { Description = "Use the gate's own cosine as edge weights, without first subtracting the concepts' mean embedding." };
         var output = new Option<string>("--out") { Description = "The atlas JSON to write.", Required = true };
         var svg = new Option<string?>("--svg") { Description = "Also draw the dendrogram to this SVG file." };
         var force = new Option<bool>("--force") { Description = "Overwrite existing files." };
@@ -40,7 +40,7 @@ internal static class AtlasConceptCommands
                 using var pipeline = StableDiffusionPipeline.Load(folder);
                 var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
                 var options = new ConceptAtlasOptions(new SparsifyOptions(parse.GetValue(neighbours), parse.GetValue(threshold)),
-                    parse.GetValue(communities), AtlasCommand.ParseLinkage(parse.GetValue(linkage)!), parse.GetValue(seed), parse.GetValue(center));
+                    parse.GetValue(communities), AtlasCommand.ParseLinkage(parse.GetValue(linkage)!), parse.GetValue(seed), !parse.GetValue(center));
                 var meta = new Dictionary<string, string>
                 {
                     ["model"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)),
@@ -49,7 +49,7 @@ internal static class AtlasConceptCommands
                     ["linkage"] = parse.GetValue(linkage)!,
                 };
                 return ConceptAtlas.Build(concepts, embeddings, options,
-                    parse.GetValue(center) ? "cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean over the concepts" : "cosine of the text encoder's padded last hidden state E(prompt) (the gate's clipcos)", meta, ct);
+                    !parse.GetValue(center) ? "cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean over the concepts" : "cosine of the text encoder's padded last hidden state E(prompt) (the gate's clipcos)", meta, ct);
             }, ct);
             atlas.Save(outPath, overwrite);
             if (svgPath is not null) Spm.Core.IO.AtomicFile.WriteAllText(svgPath, atlas.ToSvg($"Concept atlas: {concepts.Count} prompts, {atlas.Metadata["model"]}"), overwrite);

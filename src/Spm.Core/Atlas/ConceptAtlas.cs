@@ -11,8 +11,8 @@ namespace Spm.Core.Atlas;
 /// <param name="Communities">Finest communities; null estimates them (eigengap: concept graphs are weighted).</param>
 /// <param name="Linkage">How communities are merged.</param>
 /// <param name="Seed">Seed of the spectral step.</param>
-/// <param name="Center">Subtract the mean embedding before the cosine (see <see cref="SimilarityGraph.CenteredCosine"/>); off, the weights are the gate's own clipcos.</param>
-public sealed record ConceptAtlasOptions(SparsifyOptions? Sparsify = null, int? Communities = null, Linkage Linkage = Linkage.Average, ulong Seed = 0, bool Center = false)
+/// <param name="Center">Subtract the mean embedding before the cosine (see <see cref="SimilarityGraph.CenteredCosine"/>); on by default: the raw cosines of a small text encoder are all above 0.9 (the padding positions dominate), and centering leaves what tells the concepts apart. Off, the weights are the gate's own clipcos.</param>
+public sealed record ConceptAtlasOptions(SparsifyOptions? Sparsify = null, int? Communities = null, Linkage Linkage = Linkage.Average, ulong Seed = 0, bool Center = true)
 {
     /// <summary>The sparsification used when <see cref="Sparsify"/> is null.</summary>
     public static SparsifyOptions DefaultSparsify { get; } = new(Neighbours: 4);
