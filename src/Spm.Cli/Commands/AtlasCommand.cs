@@ -140,7 +140,7 @@ internal static class AtlasCommand
     {
         var nodes = new Option<string>("--nodes") { Description = "Comma-separated graph sizes.", DefaultValueFactory = _ => "1000,3000,10000" };
         var depth = new Option<int>("--depth") { Description = "Tree depth of the generated graphs.", DefaultValueFactory = _ => 3 }.InRange(1, 8);
-        var shape = new Option<string>("--coefficients") { Description = "depth+1 coefficients a_k of p_k = a_k log(n)/n.", DefaultValueFactory = _ => "2,3,4,24" };
+        var shape = new Option<string>("--coefficients") { Description = "depth+1 coefficients a_k of p_k = a_k log(n)/n.", DefaultValueFactory = _ => "2,3,4,40" };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1, Description = "Seed of the graphs and solvers." };
         var cmd = new Command("bench", "Time bottom-up and top-down on generated hierarchical SBMs of growing size.") { nodes, depth, shape, seed };
         cmd.SetAction((parse, ct) =>
