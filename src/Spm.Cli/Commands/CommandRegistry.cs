@@ -22,5 +22,6 @@ internal static class CommandRegistry
         yield return EvalCommand.Create();
         yield return GateCommand.Create();
         yield return AttackCommand.Create();
+        yield return AtlasCommand.Create();
     }
 }
