@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Spm.Cli.Commands;
 using Spm.Core.Membranes;
+using Spm.Shapes.Evaluation;
 using Spm.Tests.Common;
 using Spm.Training.Evaluation;
 
@@ -182,7 +183,7 @@ public class EvalCommandTests
     [Test]
     public void FidelityTable_ListsTheValuesThatWereMisread()
     {
-        var colours = new Spm.Training.Evaluation.AttributeConfusion("colour", ["red", "orange", "yellow"], [[4, 0, 0], [0, 1, 3], [0, 1, 0]]);
+        var colours = new Spm.Shapes.Evaluation.AttributeConfusion("colour", ["red", "orange", "yellow"], [[4, 0, 0], [0, 1, 3], [0, 1, 0]]);
         var text = EvalCommand.FidelityTable(new FidelityResult(9, 1, 5 / 9.0, double.NaN, double.NaN, 1) { Confusion = [colours] });
         Assert.That(text, Does.EndWith(
             "misread (objects found; named value, share read right, most common misreading)\n" +

@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
 using Spm.Cli.Commands;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Tests;
 

@@ -1,12 +1,12 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Spectre.Console;
-using Spm.Core;
-using Spm.Diffusion.Onnx.Building;
-using Spm.Diffusion.Text;
-using Spm.Cli.Rendering;
-using Spm.Training.Shapes;
 using System.Globalization;
+using Spm.Cli.Rendering;
+using Spm.Core;
+using Spm.Diffusion.Text;
+using Spm.Shapes.Building;
+using Spm.Shapes.Model;
 
 namespace Spm.Cli.Commands;
 

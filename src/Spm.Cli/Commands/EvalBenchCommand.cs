@@ -9,8 +9,9 @@ using Spm.Core.Gating;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Commands;
 

@@ -11,6 +11,7 @@ using Spm.Core.SafeTensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.Evaluation;
 using Spm.Training.Evaluation;
 
 namespace Spm.Cli.Commands;

@@ -7,10 +7,12 @@ using Spm.Core.Membranes;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.Attacks;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 using Spm.Training.Attacks;
 using Spm.Training.Evaluation;
 using Spm.Training.Gating;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Commands;
 
@@ -120,7 +122,7 @@ internal static class GateCommand
             }
             else
             {
-                var vocabulary = AttackPlans.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json"));
+                var vocabulary = AttackPrimitives.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json"));
                 var texts = file is not null
                     ? File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray()
                     : ShapeGateData.Prompts(n, parse.GetValue(seed), vocabulary);

@@ -1,12 +1,12 @@
-using Spm.Benchmarks;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
+using Spm.Benchmarks;
 using Spm.Core;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Onnx;
-using Spm.Diffusion.Onnx.Building;
+using Spm.Shapes.Building;
 
 namespace Spm.Cli.Commands;
 

@@ -5,8 +5,8 @@ using System.Text.Json;
 using Spm.Core;
 using Spm.Core.IO;
 using Spm.Core.Randomness;
+using Spm.Shapes.World;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Commands;
 

@@ -44,8 +44,13 @@ public sealed record GradientSessionSettings(
 }
 
 /// <summary>Opens sessions for models held as <see cref="ModelProto"/> (gradient graphs, forward probes) through <see cref="OnnxSessionFactory"/>.</summary>
-internal static class GradientSessionFactory
+public static class GradientSessionFactory
 {
+    /// <summary>
+    /// A session for <paramref name="model"/> (a gradient graph, a forward probe, any graph built in memory): through
+    /// <see cref="GradientSessionSettings.Sessions"/> when set, so it shares the run's provider choice, else through
+    /// <see cref="OnnxSessionFactory"/> with the settings' runtime options. The caller disposes it.
+    /// </summary>
     public static InferenceSession Create(ModelProto model, GradientSessionSettings settings)
     {
         var source = OnnxModelSource.FromModel(model, settings.ExternalDataFolder);
