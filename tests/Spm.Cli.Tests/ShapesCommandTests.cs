@@ -7,11 +7,10 @@ using Spm.Tests.Common;
 namespace Spm.Cli.Tests;
 
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class ShapesCommandTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([ShapesCommand.Create()], args);
+        => CliHarness.Run(c => [ShapesCommand.Create(c)], args);
 
     [Test]
     public void RenderWritesCaptionedPicturesThatJudgeReadsBack()

@@ -23,7 +23,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class EvalBenchCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s) loaded into the UNet (multipliers vary per image). Without: base model only.", AllowMultipleArgumentsPerToken = true };
@@ -72,7 +72,7 @@ internal static class EvalBenchCommand
             // Warm-up (session arenas, kernels), then rounds alternating between configurations.
             var baselineTimes = new List<double>();
             var batchTimes = sizes.Select(_ => new List<double>()).ToArray();
-            await ProgressBars.RunAsync("bench eval", (roundCount + 1) * (sizes.Length + 1), "run", bar => Task.Run(() =>
+            await ProgressBars.RunAsync(console, "bench eval", (roundCount + 1) * (sizes.Length + 1), "run", bar => Task.Run(() =>
             {
                 int done = 0;
                 for (int round = 0; round <= roundCount; round++)
@@ -99,7 +99,7 @@ internal static class EvalBenchCommand
             string F(double v, string fmt) => v.ToString(fmt, CultureInfo.InvariantCulture);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new
+                console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
                     model = pipeline.Folder.Name, size = imageSize, steps = settings.Steps, guidance = settings.GuidanceScale,
                     scheduler = generators[0].SchedulerName, spms = files.Length, parallel = settings.Parallelism, threads = parse.GetValue(threads), images = k, rounds = roundCount,
@@ -116,9 +116,9 @@ internal static class EvalBenchCommand
             table.AddRow("pipeline, 1 image per call (baseline)", F(baseline, "0.000"), F(1 / baseline, "0.00"), "1.00x");
             for (int i = 0; i < sizes.Length; i++)
                 table.AddRow($"eval generator, batch {sizes[i]}{(settings.Parallelism > 1 ? $" x{settings.Parallelism} parallel" : "")}", F(perBatch[i], "0.000"), F(1 / perBatch[i], "0.00"), F(baseline / perBatch[i], "0.00") + "x");
-            AnsiConsole.Write(table);
-            Console.WriteLine($"{pipeline.Folder.Name}, {imageSize}x{imageSize}, {generators[0].SchedulerName} {settings.Steps} steps, guidance {F(settings.GuidanceScale, "0.##")}, {files.Length} SPM(s), {k} images x {roundCount} rounds (medians), threads {parse.GetValue(threads)}, parallel {settings.Parallelism}");
-            Console.WriteLine($"spm eval --images {parse.GetValue(projectImages)} with 3 SPMs and 3 no-anchoring SPMs = {projected} distinct images: " +
+            console.Output.Write(table);
+            console.Out.WriteLine($"{pipeline.Folder.Name}, {imageSize}x{imageSize}, {generators[0].SchedulerName} {settings.Steps} steps, guidance {F(settings.GuidanceScale, "0.##")}, {files.Length} SPM(s), {k} images x {roundCount} rounds (medians), threads {parse.GetValue(threads)}, parallel {settings.Parallelism}");
+            console.Out.WriteLine($"spm eval --images {parse.GetValue(projectImages)} with 3 SPMs and 3 no-anchoring SPMs = {projected} distinct images: " +
                 $"~{F(projected * perBatch[best] / 60, "0.0")} min at batch {sizes[best]} (~{F(projected * baseline / 60, "0.0")} min one image per call)");
             return 0;
         });

@@ -22,15 +22,15 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class GateCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var cmd = new Command("gate", "The learned facilitated-transport gate: fit it from the model's own drawings (fit), or read gates for prompts (show).");
-        cmd.Subcommands.Add(Fit());
-        cmd.Subcommands.Add(Show());
+        cmd.Subcommands.Add(Fit(console));
+        cmd.Subcommands.Add(Show(console));
         return cmd;
     }
 
-    private static Command Fit()
+    private static Command Fit(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL, else models/tiny-shapes." };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s) to fit a gate for (repeat, or list several after one --spm); a bare name such as 'circle' means MODEL/spm/circle.safetensors.", AllowMultipleArgumentsPerToken = true, Required = true };
@@ -109,7 +109,7 @@ internal static class GateCommand
             // The SPMs are injected so that --strength auto can measure them; labelling runs with every multiplier at 0 (the base model).
             var loaded = LoadedSpms.Load(modelFolder, files);
             using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { Runtime = runtime, UNetSource = loaded.UNetSource });
-            if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+            if (pipeline.ProviderFallbackReason is { } why) console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
             var generator = new EvalImageGenerator(pipeline, loaded, settings);
             var judgeNames = judges.Select(j => j.Name).ToList();
 
@@ -118,7 +118,7 @@ internal static class GateCommand
             if (cache is not null && File.Exists(cache))
             {
                 labelled = GateFitting.Load(cache, judgeNames);
-                Console.Error.WriteLine($"spm: {labelled.Count} labelled prompts read from {cache}");
+                console.Error.WriteLine($"spm: {labelled.Count} labelled prompts read from {cache}");
             }
             else
             {
@@ -127,21 +127,21 @@ internal static class GateCommand
                     ? File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray()
                     : ShapeGateData.Prompts(n, parse.GetValue(seed), vocabulary);
                 if (texts.Count < 10) throw new SpmException($"'{file}' holds {texts.Count} prompts; a gate needs at least 10 (a few hundred to be useful).");
-                Console.Error.WriteLine($"spm: labelling {texts.Count} prompts x {per} images ({settings.Steps} steps, guidance {settings.GuidanceScale.ToString(CultureInfo.InvariantCulture)}) with {string.Join("; ", judgeNames)}");
-                labelled = await ProgressBars.RunAsync("labelling", texts.Count * per, "image", bar =>
+                console.Error.WriteLine($"spm: labelling {texts.Count} prompts x {per} images ({settings.Steps} steps, guidance {settings.GuidanceScale.ToString(CultureInfo.InvariantCulture)}) with {string.Join("; ", judgeNames)}");
+                labelled = await ProgressBars.RunAsync(console, "labelling", texts.Count * per, "image", bar =>
                     Task.Run(() => GateFitting.Label(generator, texts, per, parse.GetValue(seed), judges,
                         new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * texts.Count * per, texts.Count * per, null))), ct), ct));
                 if (cache is not null)
                 {
                     GateFitting.Save(cache, labelled, judgeNames, overwrite: true);
-                    Console.Error.WriteLine($"spm: wrote {cache}");
+                    console.Error.WriteLine($"spm: wrote {cache}");
                 }
             }
 
             var empty = generator.Encode("").Embedding;
             int width = empty.Length / generator.Encode("").TokenIds.Length;
             var signature = ConceptProbe.EncoderSignature(empty, width);
-            Console.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
+            console.Out.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
             for (int i = 0; i < files.Length; i++)
             {
                 int judgeIndex = judges.Count == 1 ? 0 : Array.IndexOf(distinctConcepts, conceptNames[i]);
@@ -153,7 +153,7 @@ internal static class GateCommand
                 {
                     var drawn = labelled.Select((d, k) => (d, k)).Where(t => t.d.Labels[judgeIndex] >= 0.5f)
                         .OrderByDescending(t => t.d.Labels[judgeIndex]).ThenBy(t => t.k).Take(60).Select(t => t.d.Prompt).ToList();
-                    if (drawn.Count == 0) Console.Error.WriteLine($"spm: warning: no labelled prompt is drawn as '{conceptNames[i]}': strength 1.");
+                    if (drawn.Count == 0) console.Error.WriteLine($"spm: warning: no labelled prompt is drawn as '{conceptNames[i]}': strength 1.");
                     else
                     {
                         float[] candidates = [1f, 1.25f, 1.5f, 2f];
@@ -162,7 +162,7 @@ internal static class GateCommand
                             Task.Run(() => GateFitting.ChooseStrength(generator, i, drawn, judges[judgeIndex], candidates, parse.GetValue(seed), 0.02,
                                 new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), ct), ct));
                         chosen = choice.Strength;
-                        Console.Error.WriteLine(FormattableString.Invariant(
+                        console.Error.WriteLine(FormattableString.Invariant(
                             $"spm: {Path.GetFileName(files[i])}: leak where the base drew '{conceptNames[i]}' ({choice.BaseDrawn} images): {string.Join(", ", choice.Leaks.Select(l => $"{l.Strength:0.##} -> {100 * l.Leak:0.0} %"))}; strength {chosen:0.##}"));
                         fit.Probe.Fit["strength_leaks"] = new System.Text.Json.Nodes.JsonObject(choice.Leaks.Select(l =>
                             new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(l.Strength.ToString("0.##", CultureInfo.InvariantCulture), double.IsFinite(l.Leak) ? Math.Round(l.Leak, 4) : null)));
@@ -170,21 +170,21 @@ internal static class GateCommand
                 }
                 var probe = fit.Probe.WithThresholds(shut, full).WithStrength(chosen);
                 var h = fit.HeldOut;
-                Console.WriteLine(FormattableString.Invariant(
+                console.Out.WriteLine(FormattableString.Invariant(
                     $"{Path.GetFileName(files[i])} | {conceptNames[i]} | {labelled.Count} | {labelled.Count(d => d.Labels[judgeIndex] >= 0.5f)} | {h?.Auc:0.000} | {h?.Accuracy:0.000} | {h?.MeanOnPositives:0.00} / {h?.MeanOnNegatives:0.00}"));
                 var a = adapters[i];
                 var extra = new Dictionary<string, string>(a.Config.Extra, StringComparer.Ordinal) { [ConceptProbe.MetadataKey] = probe.ToJson() };
                 var gated = new SpmAdapter(a.Config with { Extra = extra }, a.Membranes, a.StorageDType);
                 if (!place) Directory.CreateDirectory(dir!);
                 SpmFile.Save(outputs[i], gated, overwrite: place || overwrite, a.StorageDType);
-                Console.Error.WriteLine($"spm: wrote {outputs[i]}");
+                console.Error.WriteLine($"spm: wrote {outputs[i]}");
             }
             return 0;
         });
         return cmd;
     }
 
-    private static Command Show()
+    private static Command Show(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = "Model folder. Default: $SPM_MODEL, else models/tiny-shapes." };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s).", AllowMultipleArgumentsPerToken = true, Required = true };
@@ -204,12 +204,12 @@ internal static class GateCommand
             foreach (var p in parse.GetValue(prompt) ?? [])
             {
                 ct.ThrowIfCancellationRequested();
-                Console.WriteLine($"\"{p}\"");
+                console.Out.WriteLine($"\"{p}\"");
                 foreach (var mode in modes)
                 {
                     if (mode == GateCalibration.Learned && loaded.Layout.Sets.Any(s => s.GateProbe is null)) continue;
                     var gates = generator.GatesFor(p, Enumerable.Repeat(new GateSettings(Calibration: mode), files.Length).ToList());
-                    Console.WriteLine($"  {GateCalibrations.NameOf(mode),-8} {string.Join("; ", gates)}");
+                    console.Out.WriteLine($"  {GateCalibrations.NameOf(mode),-8} {string.Join("; ", gates)}");
                 }
             }
             return Task.FromResult(0);

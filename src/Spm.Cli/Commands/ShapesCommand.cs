@@ -8,6 +8,8 @@ using Spm.Core.Randomness;
 using Spm.Shapes.World;
 using Spm.Training.Evaluation;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary>
@@ -16,15 +18,15 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class ShapesCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var cmd = new Command("shapes", "The tiny-shapes world: render captioned pictures, or judge pictures with the evaluator.");
-        cmd.Subcommands.Add(CreateRender());
-        cmd.Subcommands.Add(CreateJudge());
+        cmd.Subcommands.Add(CreateRender(console));
+        cmd.Subcommands.Add(CreateJudge(console));
         return cmd;
     }
 
-    private static Command CreateRender()
+    private static Command CreateRender(CliConsole console)
     {
         var count = new Option<int>("--count") { Description = "How many pictures.", DefaultValueFactory = _ => 16 };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same pictures and captions).", DefaultValueFactory = _ => 0UL };
@@ -68,13 +70,13 @@ internal static class ShapesCommand
             int columns = Math.Min(8, sheet.Count), rows = (sheet.Count + columns - 1) / columns;
             var (grid, gh, gw) = ImageGrid.Compose(sheet, rows, columns, s, s);
             ImageGrid.SavePng(Path.Combine(folder, "grid.png"), grid, gh, gw);
-            Console.WriteLine($"wrote {n} pictures, captions.jsonl and grid.png to {folder}");
+            console.Out.WriteLine($"wrote {n} pictures, captions.jsonl and grid.png to {folder}");
             return 0;
         });
         return cmd;
     }
 
-    private static Command CreateJudge()
+    private static Command CreateJudge(CliConsole console)
     {
         var files = new Argument<string[]>("images") { Description = "PNG files (any size from 16x16; RGB).", Arity = ArgumentArity.OneOrMore };
         var json = new Option<bool>("--json") { Description = "One JSON object per line instead of a table." };
@@ -98,7 +100,7 @@ internal static class ShapesCommand
                 }
                 if (h < 16 || w < 16 || h > 4096 || w > 4096) throw new SpmFormatException(path, null, $"image is {w}x{h}; the evaluator needs 16..4096 pixels per side.");
                 var j = evaluator.Evaluate(image, h, w);
-                Console.WriteLine(asJson ? ToJson(path, j) : ToLine(path, j));
+                console.Out.WriteLine(asJson ? ToJson(path, j) : ToLine(path, j));
             }
             return 0;
         });

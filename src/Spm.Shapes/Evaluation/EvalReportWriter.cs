@@ -104,4 +104,26 @@ public static class EvalReportWriter
     }
 
     private static string Percent(double v) => (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
+
+    /// <summary>The fidelity result as a small fixed-width table (percentages; "-" for attributes no caption named).</summary>
+    public static string FidelityTable(FidelityResult r)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        static string Pct(double v) => double.IsNaN(v) ? "-" : (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"fidelity on {r.Images} images (attribute read as the caption names it)\n");
+        foreach (var (name, value) in new[] { ("shape", r.ShapeAccuracy), ("colour", r.ColorAccuracy), ("pattern", r.PatternAccuracy), ("background", r.BackgroundAccuracy), ("object found", r.FoundObjectRate) })
+            sb.Append(CultureInfo.InvariantCulture, $"  {name,-12} {Pct(value),7}\n");
+        // What the misses are: every named value read right less often than always, with what it was read as most.
+        var misses = new StringBuilder();
+        foreach (var c in r.Confusion)
+            foreach (var label in c.Labels)
+            {
+                int named = c.Named(label);
+                if (named == 0 || c.MostCommonMisreading(label) is not { } miss) continue;
+                misses.Append(CultureInfo.InvariantCulture, $"  {c.Attribute,-12} {label,-11} {Pct(c.Accuracy(label)),7} of {named,3}  (read as {miss.Label}: {miss.Count})\n");
+            }
+        if (misses.Length > 0) sb.Append("misread (objects found; named value, share read right, most common misreading)\n").Append(misses);
+        return sb.ToString();
+    }
 }
