@@ -1,14 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
-using Spm.Core;
-using Spm.Core.IO;
-using Spm.Core.Randomness;
-using Spm.Shapes.World;
-using Spm.Training.Evaluation;
-
 using Spm.Cli.Rendering;
+using Spm.Shapes.World;
 
 namespace Spm.Cli.Commands;
 
@@ -33,45 +27,13 @@ internal static class ShapesCommand
         var output = new Option<string>("--out") { Description = "Output folder (created).", Required = true };
         var size = new Option<int>("--size") { Description = "Image side in pixels.", DefaultValueFactory = _ => 64 };
         var cmd = new Command("render", "Write random pictures NNNNNN.png, captions.jsonl (file, caption, scene) and grid.png.") { count, seed, output, size };
-        cmd.SetAction(parse =>
+        cmd.SetAction((parse, ct) =>
         {
-            int n = parse.GetValue(count), s = parse.GetValue(size);
-            if (n is < 1 or > 1_000_000) throw new SpmException($"--count must be 1..1000000, got {n}.");
-            if (s is < 32 or > 1024) throw new SpmException($"--size must be 32..1024, got {s}.");
             var folder = parse.GetValue(output)!;
-            var scale = s / 64f;
-            var world = new ShapeWorld(ShapeWorldOptions.Default with { ImageSize = s, MinSize = 15 * scale, MaxSize = 25 * scale, Margin = 2 * scale });
-            var rng = new SeededRandom(parse.GetValue(seed));
-            Directory.CreateDirectory(folder);
-            var lines = new StringBuilder();
-            var sheet = new List<float[]?>();
-            for (int i = 0; i < n; i++)
-            {
-                var sample = world.Sample(rng);
-                var image = ShapeRasterizer.Render(sample.Scene, s);
-                var file = i.ToString("D6", CultureInfo.InvariantCulture) + ".png";
-                ImageGrid.SavePng(Path.Combine(folder, file), image, s, s);
-                lines.Append(JsonSerializer.Serialize(new
-                {
-                    file,
-                    caption = sample.Caption,
-                    shape = ShapeVocabulary.Word(sample.Scene.Shape),
-                    color = ShapeVocabulary.Word(sample.Scene.Color),
-                    pattern = ShapeVocabulary.Word(sample.Scene.Pattern),
-                    background = ShapeVocabulary.Word(sample.Scene.Background),
-                    centerX = sample.Scene.CenterX,
-                    centerY = sample.Scene.CenterY,
-                    size = sample.Scene.Size,
-                    rotation = sample.Scene.Rotation,
-                })).Append('\n');
-                if (sheet.Count < 64) sheet.Add(image);
-            }
-            AtomicFile.WriteAllText(Path.Combine(folder, "captions.jsonl"), lines.ToString());
-            int columns = Math.Min(8, sheet.Count), rows = (sheet.Count + columns - 1) / columns;
-            var (grid, gh, gw) = ImageGrid.Compose(sheet, rows, columns, s, s);
-            ImageGrid.SavePng(Path.Combine(folder, "grid.png"), grid, gh, gw);
+            int n = parse.GetValue(count);
+            ShapeDataSet.Write(folder, n, parse.GetValue(seed), parse.GetValue(size), ct);
             console.Out.WriteLine($"wrote {n} pictures, captions.jsonl and grid.png to {folder}");
-            return 0;
+            return Task.FromResult(0);
         });
         return cmd;
     }
@@ -87,19 +49,7 @@ internal static class ShapesCommand
             bool asJson = parse.GetValue(json);
             foreach (var path in parse.GetValue(files)!)
             {
-                if (!File.Exists(path)) throw new SpmException($"'{path}': no such file.");
-                float[] image;
-                int h, w;
-                try
-                {
-                    (image, h, w) = ImageGrid.LoadRgb(path);
-                }
-                catch (Exception e) when (e is SixLabors.ImageSharp.ImageFormatException or SixLabors.ImageSharp.UnknownImageFormatException or InvalidDataException)
-                {
-                    throw new SpmFormatException(path, null, "not a readable image: " + e.Message, e);
-                }
-                if (h < 16 || w < 16 || h > 4096 || w > 4096) throw new SpmFormatException(path, null, $"image is {w}x{h}; the evaluator needs 16..4096 pixels per side.");
-                var j = evaluator.Evaluate(image, h, w);
+                var j = evaluator.EvaluateFile(path);
                 console.Out.WriteLine(asJson ? ToJson(path, j) : ToLine(path, j));
             }
             return 0;

@@ -1,3 +1,6 @@
+using Spm.Core;
+using Spm.Training.Evaluation;
+
 namespace Spm.Shapes.World;
 
 /// <summary>
@@ -49,6 +52,27 @@ public sealed class ShapeEvaluator
 
     /// <summary>Judges a square image of side <paramref name="size"/>.</summary>
     public ShapeJudgement Evaluate(ReadOnlySpan<float> image, int size = 64) => Evaluate(image, size, size);
+
+    /// <summary>Judges a picture file (PNG or any format ImageSharp reads; RGB, 16..4096 pixels per side).</summary>
+    /// <exception cref="SpmException">The file is missing.</exception>
+    /// <exception cref="SpmFormatException">The file is not a readable image, or its size is out of range.</exception>
+    public ShapeJudgement EvaluateFile(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) throw new SpmException($"'{path}': no such file.");
+        float[] image;
+        int h, w;
+        try
+        {
+            (image, h, w) = ImageGrid.LoadRgb(path);
+        }
+        catch (Exception e) when (e is SixLabors.ImageSharp.ImageFormatException or SixLabors.ImageSharp.UnknownImageFormatException or InvalidDataException)
+        {
+            throw new SpmFormatException(path, null, "not a readable image: " + e.Message, e);
+        }
+        if (h < 16 || w < 16 || h > 4096 || w > 4096) throw new SpmFormatException(path, null, $"image is {w}x{h}; the evaluator needs 16..4096 pixels per side.");
+        return Evaluate(image, h, w);
+    }
 
     /// <summary>Judges a planar RGB image of <paramref name="height"/> x <paramref name="width"/>.</summary>
     /// <exception cref="ArgumentException">The image is smaller than 16x16 or its length does not match.</exception>
