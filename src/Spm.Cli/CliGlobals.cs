@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
+using Spm.Cli.Rendering;
 
 namespace Spm.Cli;
 
@@ -13,12 +14,12 @@ internal static class CliGlobals
         Recursive = true,
     };
 
-    /// <summary>The root command with every verb: what <c>spm</c> runs (and what tests run in-process).</summary>
-    public static RootCommand CreateRoot()
+    /// <summary>The root command with every verb writing to <paramref name="console"/>: what <c>spm</c> runs (and what tests run in-process).</summary>
+    public static RootCommand CreateRoot(CliConsole console)
     {
         var root = new RootCommand("spm: train, inspect, inject and bake SPM concept-erasure membranes for ONNX diffusion models.\n\n" + ExitCodes.HelpText);
         root.Options.Add(Verbose);
-        foreach (var command in Commands.CommandRegistry.All())
+        foreach (var command in Commands.CommandRegistry.All(console))
             root.Subcommands.Add(command);
         return root;
     }
@@ -29,10 +30,12 @@ internal static class CliGlobals
 
     /// <summary>
     /// Runs the parsed command. Errors end with the exit code of <see cref="ExitCodes"/> and a one-line cause on
-    /// stderr; the stack trace is shown only with --verbose. Ctrl+C cancels the token the verbs receive.
+    /// stderr (<paramref name="console"/>'s messages); the stack trace is shown only with --verbose. Ctrl+C cancels the
+    /// token the verbs receive.
     /// </summary>
-    public static async Task<int> RunAsync(RootCommand root, string[] args)
+    public static async Task<int> RunAsync(RootCommand root, string[] args, CliConsole console)
     {
+        ArgumentNullException.ThrowIfNull(console);
         NumberOptions.Install(root);
         var parse = root.Parse(args);
         bool verbose = parse.GetValue(Verbose);
@@ -42,22 +45,23 @@ internal static class CliGlobals
         {
             // One line per error; the last one says where the options are described.
             for (int i = 0; i < parse.Errors.Count; i++)
-                Console.Error.WriteLine($"spm: error: {parse.Errors[i].Message}" + (i == parse.Errors.Count - 1 ? $" See '{CommandPath(parse)} --help'." : ""));
+                console.Error.WriteLine($"spm: error: {parse.Errors[i].Message}" + (i == parse.Errors.Count - 1 ? $" See '{CommandPath(parse)} --help'." : ""));
             return ExitCodes.UsageError;
         }
         try
         {
-            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            // Help and System.CommandLine's own messages go to the same writers as the verbs' output.
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Output = console.Out, Error = console.Error });
         }
         catch (OperationCanceledException)
         {
-            Console.Error.WriteLine("spm: cancelled.");
+            console.Error.WriteLine("spm: cancelled.");
             return ExitCodes.Cancelled;
         }
         catch (Exception ex)
         {
-            Console.Error.WriteLine($"spm: error: {OneLine(ex)}");
-            if (verbose) Console.Error.WriteLine(ex);
+            console.Error.WriteLine($"spm: error: {OneLine(ex)}");
+            if (verbose) console.Error.WriteLine(ex);
             return ExitCodes.For(ex);
         }
     }

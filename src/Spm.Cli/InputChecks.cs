@@ -2,6 +2,8 @@ using Spm.Core;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Text;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli;
 
 /// <summary>Checks of command-line values against the model, made before any model is loaded or run.</summary>
@@ -21,8 +23,8 @@ internal static class InputChecks
     /// Warns on stderr when <paramref name="text"/> is longer than the tokenizer's window (the model never sees the
     /// rest), naming <paramref name="what"/>, how many tokens are dropped and the words where the cut falls.
     /// </summary>
-    public static void WarnIfTruncated(ClipTokenizer tokenizer, string text, string what)
+    public static void WarnIfTruncated(CliConsole console, ClipTokenizer tokenizer, string text, string what)
     {
-        if (tokenizer.FindTruncation(text) is { } cut) Console.Error.WriteLine($"spm: warning: {cut.Describe(what)}");
+        if (tokenizer.FindTruncation(text) is { } cut) console.Error.WriteLine($"spm: warning: {cut.Describe(what)}");
     }
 }

@@ -5,7 +5,6 @@ using Spm.Tests.Common;
 namespace Spm.Cli.Tests;
 
 [TestFixture]
-[NonParallelizable] // redirects Console
 public sealed class AtlasCommandTests
 {
     private string _dir = "";
@@ -16,7 +15,7 @@ public sealed class AtlasCommandTests
     [TearDown]
     public void TearDown() => Directory.Delete(_dir, true);
 
-    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(CliGlobals.CreateRoot(), args);
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.RunRoot(CliGlobals.CreateRoot, args);
 
     [Test]
     public void HsbmThenCluster_WritesTheExactHeader_AndRecoversTheTruth()

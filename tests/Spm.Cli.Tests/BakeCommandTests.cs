@@ -6,7 +6,6 @@ using Spm.Tests.Common;
 namespace Spm.Cli.Tests;
 
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class BakeCommandTests
 {
     private string _temp = null!;
@@ -21,7 +20,7 @@ public class BakeCommandTests
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([BakeCommand.Create(), InspectCommand.Create()], args);
+        => CliHarness.Run(c => [BakeCommand.Create(c), InspectCommand.Create(c)], args);
 
     private static string Spm(string caseName) => Path.Combine(TestPaths.Reference(caseName), "spm.safetensors");
 

@@ -1,6 +1,6 @@
 using Spm.Cli.Commands;
 using Spm.Core;
-using Spm.Training.Shapes;
+using Spm.Shapes.Model;
 
 namespace Spm.Cli.Tests;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Spm.Cli.Commands;
 using Spm.Core.Membranes;
+using Spm.Shapes.Evaluation;
 using Spm.Tests.Common;
 using Spm.Training.Evaluation;
 
@@ -11,7 +12,6 @@ namespace Spm.Cli.Tests;
 /// arguments, the cases, the table, the JSON and the grids, not erasure figures.
 /// </summary>
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class EvalCommandTests
 {
     private string _dir = "";
@@ -41,7 +41,7 @@ public class EvalCommandTests
         return path;
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run([EvalCommand.Create()], args);
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(c => [EvalCommand.Create(c)], args);
 
     /// <summary>The verb on the fixture at 64 px, 2 steps, 2 images per set, unless <paramref name="extra"/> sets these options itself.</summary>
     private static string[] Eval(params string[] extra)
@@ -182,8 +182,8 @@ public class EvalCommandTests
     [Test]
     public void FidelityTable_ListsTheValuesThatWereMisread()
     {
-        var colours = new Spm.Training.Evaluation.AttributeConfusion("colour", ["red", "orange", "yellow"], [[4, 0, 0], [0, 1, 3], [0, 1, 0]]);
-        var text = EvalCommand.FidelityTable(new FidelityResult(9, 1, 5 / 9.0, double.NaN, double.NaN, 1) { Confusion = [colours] });
+        var colours = new Spm.Shapes.Evaluation.AttributeConfusion("colour", ["red", "orange", "yellow"], [[4, 0, 0], [0, 1, 3], [0, 1, 0]]);
+        var text = EvalReportWriter.FidelityTable(new FidelityResult(9, 1, 5 / 9.0, double.NaN, double.NaN, 1) { Confusion = [colours] });
         Assert.That(text, Does.EndWith(
             "misread (objects found; named value, share read right, most common misreading)\n" +
             "  colour       orange        25.0% of   4  (read as yellow: 3)\n" +
@@ -193,7 +193,7 @@ public class EvalCommandTests
     [Test]
     public void FidelityTable_ShowsUnnamedAttributesAsDash()
     {
-        var text = EvalCommand.FidelityTable(new FidelityResult(10, 0.9, 0.955, double.NaN, 1.0, 0.8));
+        var text = EvalReportWriter.FidelityTable(new FidelityResult(10, 0.9, 0.955, double.NaN, 1.0, 0.8));
         Assert.That(text, Is.EqualTo(
             "fidelity on 10 images (attribute read as the caption names it)\n" +
             "  shape          90.0%\n" +

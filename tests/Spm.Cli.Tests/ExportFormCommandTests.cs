@@ -5,7 +5,6 @@ namespace Spm.Cli.Tests;
 
 /// <summary><c>spm export-adapter</c> end to end through the command line.</summary>
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class ExportAdapterCommandTests
 {
     [Test]
@@ -15,11 +14,11 @@ public class ExportAdapterCommandTests
         try
         {
             var spm = Path.Combine(TestPaths.Reference("attn2-rank4"), "spm.safetensors");
-            var (code, stdout, stderr) = CliHarness.Run([ExportAdapterCommand.Create()], "export-adapter", "--model", TestPaths.TinySd1, "--spm", spm + ":0.5", "--out", dir);
+            var (code, stdout, stderr) = CliHarness.Run(c => [ExportAdapterCommand.Create(c)], "export-adapter", "--model", TestPaths.TinySd1, "--spm", spm + ":0.5", "--out", dir);
             Assert.That(code, Is.EqualTo(0), stderr);
             Assert.That(stdout, Does.Contain("x0.5").And.Contain("spm.onnx_adapter"));
             Assert.That(File.Exists(Path.Combine(dir, "model.onnx")) && File.Exists(Path.Combine(dir, "spm.onnx_adapter")), Is.True);
-            (code, _, stderr) = CliHarness.Run([ExportAdapterCommand.Create()], "export-adapter", "--model", TestPaths.TinySd1, "--spm", spm, "--out", dir);
+            (code, _, stderr) = CliHarness.Run(c => [ExportAdapterCommand.Create(c)], "export-adapter", "--model", TestPaths.TinySd1, "--spm", spm, "--out", dir);
             Assert.That(code, Is.Not.EqualTo(0));
             Assert.That(stderr, Does.Contain("already exists").And.Contain("--force"));
         }
@@ -32,7 +31,6 @@ public class ExportAdapterCommandTests
 
 /// <summary><c>spm convert-fp16</c> through the command line.</summary>
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class ConvertFp16CommandTests
 {
     [Test]
@@ -42,13 +40,13 @@ public class ConvertFp16CommandTests
         try
         {
             var outDir = Path.Combine(dir, "fp16");
-            var (code, stdout, stderr) = CliHarness.Run([ConvertFp16Command.Create()], "convert-fp16", "--model", TestPaths.TinySd1, "--out", outDir);
+            var (code, stdout, stderr) = CliHarness.Run(c => [ConvertFp16Command.Create(c)], "convert-fp16", "--model", TestPaths.TinySd1, "--out", outDir);
             Assert.That(code, Is.EqualTo(0), stderr);
             Assert.That(stdout, Does.Contain("text_encoder, unet, vae_decoder"));
             foreach (var c in new[] { "text_encoder", "unet", "vae_decoder" })
                 Assert.That(Spm.Diffusion.Onnx.Fp16.Fp16Converter.IsHalf(Spm.Diffusion.Onnx.OnnxModel.Load(outDir, c)), Is.True, c);
             Assert.That(File.Exists(Path.Combine(outDir, "scheduler", "scheduler_config.json")), Is.True);
-            (code, _, stderr) = CliHarness.Run([ConvertFp16Command.Create()], "convert-fp16", "--model", TestPaths.TinySd1, "--out", outDir);
+            (code, _, stderr) = CliHarness.Run(c => [ConvertFp16Command.Create(c)], "convert-fp16", "--model", TestPaths.TinySd1, "--out", outDir);
             Assert.That(code, Is.Not.EqualTo(0));
             Assert.That(stderr, Does.Contain("already exists").And.Contain("--force"));
         }

@@ -9,7 +9,6 @@ namespace Spm.Cli.Tests;
 
 /// <summary><c>spm inspect</c> on a UNet fused like ONNX Runtime's optimizer does lists the unfused model's layers.</summary>
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class FusedInspectTests
 {
     private string _temp = null!;
@@ -31,7 +30,7 @@ public class FusedInspectTests
         try { Directory.Delete(_temp, true); } catch (IOException) { }
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run([InspectCommand.Create()], args);
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(c => [InspectCommand.Create(c)], args);
 
     private static JsonElement Json(string path)
     {

@@ -9,7 +9,6 @@ using Spm.Tests.Common;
 namespace Spm.Cli.Tests;
 
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class GenerateCommandTests
 {
     private string _dir = "";
@@ -24,7 +23,7 @@ public class GenerateCommandTests
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([GenerateCommand.Create(), BenchCommand.Create()], args);
+        => CliHarness.Run(c => [GenerateCommand.Create(c), BenchCommand.Create(c)], args);
 
     private static string[] Generate(params string[] extra)
         => ["generate", "--model", TestPaths.TinySd1, "--prompt", "a photo of a cat", .. (extra.Contains("--steps") ? extra : ["--steps", "3", .. extra])];

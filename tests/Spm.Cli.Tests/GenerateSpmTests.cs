@@ -11,7 +11,6 @@ namespace Spm.Cli.Tests;
 
 /// <summary><c>spm generate --spm</c>: gates on stdout and in the PNG, a switched-off SPM changes nothing, mismatches fail cleanly.</summary>
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class GenerateSpmTests
 {
     private string _dir = "";
@@ -26,7 +25,7 @@ public class GenerateSpmTests
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([GenerateCommand.Create()], args);
+        => CliHarness.Run(c => [GenerateCommand.Create(c)], args);
 
     private static string Spm(string caseName) => Path.Combine(TestPaths.Reference(caseName), "spm.safetensors");
 

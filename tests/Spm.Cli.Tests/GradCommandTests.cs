@@ -7,11 +7,10 @@ namespace Spm.Cli.Tests;
 
 /// <summary><c>spm grad</c> end to end: the written file reproduces the PyTorch gradients; bad input is a one-line error.</summary>
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class GradCommandTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([GradCommand.Create()], args);
+        => CliHarness.Run(c => [GradCommand.Create(c)], args);
 
     [Test]
     [Category(TestCategories.Slow)]

@@ -5,7 +5,7 @@ namespace Spm.Cli.Tests;
 
 /// <summary><c>spm generate --model ORG/NAME [--revision R]</c> from a hub cache laid out like a real one ($HF_HUB_CACHE).</summary>
 [TestFixture]
-[NonParallelizable] // redirects Console and sets HF_HUB_CACHE
+[NonParallelizable] // sets HF_HUB_CACHE, which every model lookup in the process reads
 public class HubModelTests
 {
     private string _cache = null!;
@@ -27,7 +27,7 @@ public class HubModelTests
         try { Directory.Delete(_cache, true); } catch (IOException) { }
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run([GenerateCommand.Create()], args);
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(c => [GenerateCommand.Create(c)], args);
 
     [Test]
     [Category(TestCategories.Slow)]

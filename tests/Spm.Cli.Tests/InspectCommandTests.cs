@@ -8,11 +8,10 @@ using Spm.Tests.Common;
 namespace Spm.Cli.Tests;
 
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class InspectCommandTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([InspectCommand.Create()], args);
+        => CliHarness.Run(c => [InspectCommand.Create(c)], args);
 
     private static JsonElement Json(params string[] args)
     {

@@ -2,9 +2,9 @@ using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using Spm.Diffusion.Images;
 using Spm.Samples.QuickStart;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Tests;
 

@@ -1,17 +1,16 @@
 using System.CommandLine;
 using System.Text.Json;
 using Spm.Cli.Commands;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Tests;
 
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class ShapesCommandTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([ShapesCommand.Create()], args);
+        => CliHarness.Run(c => [ShapesCommand.Create(c)], args);
 
     [Test]
     public void RenderWritesCaptionedPicturesThatJudgeReadsBack()

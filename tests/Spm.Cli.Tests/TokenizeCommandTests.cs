@@ -6,11 +6,10 @@ using Spm.Tests.Common;
 namespace Spm.Cli.Tests;
 
 [TestFixture]
-[NonParallelizable] // redirects Console
 public class TokenizeCommandTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.Run([TokenizeCommand.Create()], args);
+        => CliHarness.Run(c => [TokenizeCommand.Create(c)], args);
 
     [Test]
     public void Json_PrintsOneArrayOf77Ints()

@@ -15,19 +15,19 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class AtlasCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var cmd = new Command("atlas", "Concept atlas: bottom-up hierarchical community detection on graphs and on a model's concepts.");
-        cmd.Subcommands.Add(Cluster());
-        cmd.Subcommands.Add(Hsbm());
-        cmd.Subcommands.Add(Sweep());
-        cmd.Subcommands.Add(Bench());
-        cmd.Subcommands.Add(AtlasConceptCommands.Build());
-        cmd.Subcommands.Add(AtlasConceptCommands.Show());
+        cmd.Subcommands.Add(Cluster(console));
+        cmd.Subcommands.Add(Hsbm(console));
+        cmd.Subcommands.Add(Sweep(console));
+        cmd.Subcommands.Add(Bench(console));
+        cmd.Subcommands.Add(AtlasConceptCommands.Build(console));
+        cmd.Subcommands.Add(AtlasConceptCommands.Show(console));
         return cmd;
     }
 
-    private static Command Cluster()
+    private static Command Cluster(CliConsole cli)
     {
         var graph = new Option<string>("--graph") { Description = "Edge list CSV with the header source,target,weight (weight optional); nodes are integers from 0.", Required = true };
         var depth = new Option<int>("--depth") { Description = "Levels to write: level1 the coarsest split, levelD the finest communities.", Required = true }.InRange(1, 32);
@@ -53,11 +53,11 @@ internal static class AtlasCommand
             var m = ParseMethod(parse.GetValue(method)!);
             var sw = Stopwatch.StartNew();
             var result = await Task.Run(() => m == HierarchyMethod.BottomUp
-                ? BottomUpClustering.Run(g, new BottomUpOptions(parse.GetValue(communities), ParseCountMethod(parse.GetValue(countMethod)!), Linkage: ParseLinkage(parse.GetValue(linkage)!), Spectral: spectral), Log, ct)
-                : TopDownClustering.Run(g, new TopDownOptions(d, StopWhenNoStructure: !parse.GetValue(noStop), Spectral: spectral), Log, ct), ct);
+                ? BottomUpClustering.Run(g, new BottomUpOptions(parse.GetValue(communities), ParseCountMethod(parse.GetValue(countMethod)!), Linkage: ParseLinkage(parse.GetValue(linkage)!), Spectral: spectral), Log(cli), ct)
+                : TopDownClustering.Run(g, new TopDownOptions(d, StopWhenNoStructure: !parse.GetValue(noStop), Spectral: spectral), Log(cli), ct), ct);
             var levels = result.Levels(d);
             AtlasCsv.WriteLabels(outPath, levels);
-            var console = AtlasRendering.CreateConsole();
+            var console = cli.Output;
             console.WriteLine(FormattableString.Invariant($"{g.NodeCount} nodes, {g.EdgeCount} edges: {result.CommunityCount} finest communities by {parse.GetValue(method)} in {sw.Elapsed.TotalSeconds:0.00} s; dendrogram inversions: {result.Tree.CountInversions()}"));
             for (int l = 0; l < d; l++)
                 console.WriteLine($"level{l + 1}: {levels[l].Max() + 1} communities, sizes {string.Join(' ', levels[l].GroupBy(x => x).Select(x => x.Count()).OrderByDescending(x => x))}");
@@ -67,7 +67,7 @@ internal static class AtlasCommand
         return cmd;
     }
 
-    private static Command Hsbm()
+    private static Command Hsbm(CliConsole cli)
     {
         var depth = new Option<int>("--depth") { Description = "Tree depth d (2^d bottom communities).", DefaultValueFactory = _ => 3 }.InRange(1, 12);
         var blockSize = new Option<int>("--block-size") { Description = "Nodes per bottom community.", DefaultValueFactory = _ => 100 }.InRange(1, 1_000_000);
@@ -89,7 +89,7 @@ internal static class AtlasCommand
             var probs = ProbabilitiesFrom(parse.GetValue(probabilities), parse.GetValue(coefficients), d, n);
             var dir = parse.GetValue(outDir)!;
             Directory.CreateDirectory(dir);
-            var console = AtlasRendering.CreateConsole();
+            var console = cli.Output;
             for (int i = 0; i < parse.GetValue(graphs); i++)
             {
                 var cfg = new HsbmConfig(d, [size], probs, parse.GetValue(seed) + (ulong)i);
@@ -106,7 +106,7 @@ internal static class AtlasCommand
         return cmd;
     }
 
-    private static Command Sweep()
+    private static Command Sweep(CliConsole cli)
     {
         var depth = new Option<int>("--depth") { Description = "Tree depth (2^depth bottom communities).", DefaultValueFactory = _ => 3 }.InRange(1, 8);
         var blockSize = new Option<int>("--block-size") { Description = "Nodes per bottom community.", DefaultValueFactory = _ => 100 }.InRange(2, 100_000);
@@ -129,14 +129,14 @@ internal static class AtlasCommand
             var points = await ProgressBars.RunAsync("sweep", total, "graph", bar =>
                 Task.Run(() => HsbmSweep.Run(config, new Progress<(int Done, int Total)>(p => bar.Report(new ProgressUpdate(p.Done))), ct), ct));
             var table = AtlasRendering.SweepTable(config, points);
-            Console.Out.Write(table);
+            cli.Out.Write(table);
             if (parse.GetValue(output) is { } path) Spm.Core.IO.AtomicFile.WriteAllText(path, table);
             return ExitCodes.Ok;
         });
         return cmd;
     }
 
-    private static Command Bench()
+    private static Command Bench(CliConsole cli)
     {
         var nodes = new Option<string>("--nodes") { Description = "Comma-separated graph sizes.", DefaultValueFactory = _ => "1000,3000,10000" };
         var depth = new Option<int>("--depth") { Description = "Tree depth of the generated graphs.", DefaultValueFactory = _ => 3 }.InRange(1, 8);
@@ -147,7 +147,7 @@ internal static class AtlasCommand
         {
             int d = parse.GetValue(depth);
             var coef = ParseList(parse.GetValue(shape)!, "--coefficients", d + 1);
-            var console = AtlasRendering.CreateConsole();
+            var console = cli.Output;
             var table = new Table().AddColumns("nodes", "edges", "generate s", "bottom-up s", "estimate K s", "top-down s", "bottom-up levels exact", "top-down levels exact");
             foreach (var n in ParseList(parse.GetValue(nodes)!, "--nodes", null).Select(x => (int)x))
             {
@@ -184,9 +184,7 @@ internal static class AtlasCommand
         return $"{Enumerable.Range(0, d).Count(l => Partitions.Same(truth.Levels[l], levels[l]))}/{d}";
     }
 
-    private static void LogLine(string line) => Console.Error.WriteLine("spm: " + line);
-
-    private static readonly IProgress<string> Log = new SyncProgress(LogLine);
+    private static IProgress<string> Log(CliConsole cli) => new SyncProgress(line => cli.Error.WriteLine("spm: " + line));
 
     /// <summary>Reports on the caller's thread (Progress&lt;T&gt; would post to the thread pool and reorder lines).</summary>
     private sealed class SyncProgress(Action<string> report) : IProgress<string>

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Spectre.Console;
+using Spm.Cli.Rendering;
 using Spm.Core;
 using Spm.Core.Atlas;
 using Spm.Diffusion.Pipelines;
@@ -9,7 +10,7 @@ namespace Spm.Cli.Commands;
 /// <summary><c>spm atlas build</c> and <c>spm atlas show</c>: concept atlases of a model's prompts.</summary>
 internal static class AtlasConceptCommands
 {
-    public static Command Build()
+    public static Command Build(CliConsole cli)
     {
         var prompts = new Option<string>("--prompts") { Description = "Concept prompts, one per line (blank lines and lines starting with # are skipped).", Required = true };
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
@@ -53,7 +54,7 @@ internal static class AtlasConceptCommands
             }, ct);
             atlas.Save(outPath, overwrite);
             if (svgPath is not null) Spm.Core.IO.AtomicFile.WriteAllText(svgPath, atlas.ToSvg($"Concept atlas: {concepts.Count} prompts, {atlas.Metadata["model"]}"), overwrite);
-            var console = AtlasRendering.CreateConsole();
+            var console = cli.Output;
             Render(atlas, console);
             console.WriteLine($"wrote {outPath}" + (svgPath is null ? "" : $" and {svgPath}"));
             return ExitCodes.Ok;
@@ -61,7 +62,7 @@ internal static class AtlasConceptCommands
         return cmd;
     }
 
-    public static Command Show()
+    public static Command Show(CliConsole cli)
     {
         var file = new Argument<string>("atlas") { Description = "An atlas JSON written by 'spm atlas build'." };
         var svg = new Option<string?>("--svg") { Description = "Also draw the dendrogram to this SVG file." };
@@ -75,7 +76,7 @@ internal static class AtlasConceptCommands
                 if (File.Exists(path) && !parse.GetValue(force)) throw new IOException($"'{path}' already exists (use --force to overwrite).");
                 Spm.Core.IO.AtomicFile.WriteAllText(path, atlas.ToSvg($"Concept atlas: {atlas.Concepts.Count} prompts"));
             }
-            Render(atlas, AtlasRendering.CreateConsole());
+            Render(atlas, cli.Output);
             return ExitCodes.Ok;
         });
         return cmd;

@@ -5,22 +5,9 @@ using Spm.Core.Atlas;
 
 namespace Spm.Cli.Commands;
 
-/// <summary>Text output of <c>spm atlas</c>: the console, the sweep table.</summary>
+/// <summary>Text output of <c>spm atlas</c>: the sweep table.</summary>
 internal static class AtlasRendering
 {
-    /// <summary>A console on stdout (wide when redirected, so tables and trees are not wrapped at 80 columns).</summary>
-    public static IAnsiConsole CreateConsole()
-    {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(Console.Out),
-            Ansi = AnsiSupport.Detect,
-            ColorSystem = ColorSystemSupport.Detect,
-        });
-        if (Console.IsOutputRedirected) console.Profile.Width = 200;
-        return console;
-    }
-
     /// <summary>The sweep as a Markdown table: exact-recovery rates per level and of the tree, inversions, time.</summary>
     public static string SweepTable(HsbmSweepConfig config, IReadOnlyList<HsbmSweepPoint> points)
     {

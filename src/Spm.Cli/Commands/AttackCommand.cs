@@ -10,9 +10,11 @@ using Spm.Core.IO;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.Attacks;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 using Spm.Training.Attacks;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Commands;
 
@@ -103,7 +105,7 @@ internal static class AttackCommand
             Func<string, float[]> encode = t => generator.Encode(t, ct).Embedding;
 
             // Random-token search and the gradient attack draw from the same words (whole words that are one token each).
-            var pool = GradientAttack.TokenPool(pipeline.Tokenizer, AttackPlans.VocabularyWords(Path.Combine(pipeline.Tokenizer.Folder, "vocab.json")), []);
+            var pool = GradientAttack.TokenPool(pipeline.Tokenizer, AttackPrimitives.VocabularyWords(Path.Combine(pipeline.Tokenizer.Folder, "vocab.json")), []);
             var plans = new List<AttackPlan>();
             foreach (var n in names.Where(n => n != "gradient"))
                 plans.Add(n switch

@@ -3,6 +3,8 @@ using System.Globalization;
 using Spectre.Console;
 using Spm.Diffusion.Membranes;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary>
@@ -11,7 +13,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class BakeCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file, or ORG/NAME in the local Hugging Face cache.", Required = true };
         var spm = new Option<string[]>("--spm")
@@ -47,9 +49,8 @@ internal static class BakeCommand
 
             BakeJob.CheckOutput(request);
             BakeResult? result = null;
-            // A console per run on stderr: stdout stays machine-readable, and redirected writers are picked up.
-            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-            console.Progress()
+            // The bar goes to stderr, so stdout stays machine-readable.
+            console.Messages.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
@@ -58,8 +59,8 @@ internal static class BakeCommand
                     result = BakeJob.Run(request, progress, ct);
                     task.Value = task.MaxValue;
                 });
-            foreach (var w in result!.Warnings) Console.Error.WriteLine($"spm: warning: {w}");
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            foreach (var w in result!.Warnings) console.Error.WriteLine($"spm: warning: {w}");
+            console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"baked {paths.Count} SPM(s) [{string.Join(", ", paths.Select((p, i) => $"{Path.GetFileName(p)} x{request.Multipliers[i]:0.###}"))}] " +
                 $"into {result.LayerCount} layers ({request.Mode.ToString().ToLowerInvariant()}) -> {result.OutPath}"));
             return Task.FromResult(0);

@@ -15,24 +15,24 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var cmd = new Command("bench", "Benchmarks (ratios to a baseline measured in the same run).");
-        foreach (var b in Benchmarks()) cmd.Subcommands.Add(b);
+        foreach (var b in Benchmarks(console)) cmd.Subcommands.Add(b);
         return cmd;
     }
 
-    private static IEnumerable<Command> Benchmarks()
+    private static IEnumerable<Command> Benchmarks(CliConsole console)
     {
-        yield return PipelineBench();
-        yield return TrainStepBenchCommand.Create();
-        yield return TrainBenchCommand.Create();
-        yield return InjectionBenchCommand.Create();
-        yield return EvalBenchCommand.Create();
+        yield return PipelineBench(console);
+        yield return TrainStepBenchCommand.Create(console);
+        yield return TrainBenchCommand.Create(console);
+        yield return InjectionBenchCommand.Create(console);
+        yield return EvalBenchCommand.Create(console);
     }
 
     /// <summary><c>spm bench pipeline</c>: it/s of generation and the share of time outside the three models.</summary>
-    private static Command PipelineBench()
+    private static Command PipelineBench(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var steps = new Option<int>("--steps") { Description = "Denoising steps per run.", DefaultValueFactory = _ => 20 }.InRange(1, 1000);
@@ -56,7 +56,7 @@ internal static class BenchCommand
             {
                 Runtime = new OnnxRuntimeOptions { Provider = kind, IntraOpThreads = parse.GetValue(threads) },
             });
-            if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+            if (pipeline.ProviderFallbackReason is { } why) console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
             int n = parse.GetValue(batch);
             var request = new GenerationRequest
             {
@@ -70,12 +70,12 @@ internal static class BenchCommand
                 BatchSize = n,
             };
             int runCount = parse.GetValue(runs);
-            var r = await ProgressBars.RunAsync("bench pipeline", 2 * runCount, "run",
+            var r = await ProgressBars.RunAsync(console, "bench pipeline", 2 * runCount, "run",
                 bar => PipelineBenchmark.RunAsync(pipeline, request, runCount, 10, new ActionProgress<int>(i => bar.Report(new ProgressUpdate(i))), ct));
             var size2 = request.Width ?? pipeline.Folder.DefaultImageSize;
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new
+                console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
                     model = pipeline.Folder.Name,
                     provider = pipeline.Provider.ToString().ToLowerInvariant(),
@@ -113,7 +113,7 @@ internal static class BenchCommand
             table.AddRow("CPU: models / outside (PNG)", $"{F(r.ModelsCpu.TotalMilliseconds, "0.0")} ms / {F(r.OutsideWork.TotalMilliseconds, "0.0")} ms ({F(r.PngEncode.TotalMilliseconds, "0.0")} ms)");
             table.AddRow("CPU share outside the 3 models", F(100 * r.MeasuredOutsideShare, "0.00") + " % (target < 2 %)");
             table.AddRow("wall share outside the 3 models", F(100 * r.OutsideModelsShare, "0.00") + " % (includes waiting for a CPU)");
-            AnsiConsole.Write(table);
+            console.Output.Write(table);
             return 0;
         });
         return cmd;

@@ -1,12 +1,12 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Spectre.Console;
-using Spm.Core;
-using Spm.Diffusion.Onnx.Building;
-using Spm.Diffusion.Text;
-using Spm.Cli.Rendering;
-using Spm.Training.Shapes;
 using System.Globalization;
+using Spm.Cli.Rendering;
+using Spm.Core;
+using Spm.Diffusion.Text;
+using Spm.Shapes.Building;
+using Spm.Shapes.Model;
 
 namespace Spm.Cli.Commands;
 
@@ -17,7 +17,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class BuildModelCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var preset = new Option<string>("--preset")
         {
@@ -72,7 +72,7 @@ internal static class BuildModelCommand
                     ContinueUNet = parse.GetValue(continueUnet),
                     TrainTextEncoder = parse.GetValue(trainText) ?? d.TrainTextEncoder,
                 };
-                return await TrainTinyShapes(parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);
+                return await TrainTinyShapes(console, parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);
             }
             var p = PipelinePresets.Get(parse.GetValue(preset)!);
             var unetFile = parse.GetValue(unetConfig);
@@ -89,7 +89,8 @@ internal static class BuildModelCommand
             };
             var outDir = parse.GetValue(output)!;
             var sw = Stopwatch.StartNew();
-            AnsiConsole.Progress()
+            // Progress on stderr, as every verb's: stdout keeps the result line.
+            console.Messages.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                 .Start(ctx =>
                 {
@@ -103,19 +104,19 @@ internal static class BuildModelCommand
                     task.Value = 1.0;
                 });
             long unetParams = UNetBuilder.Create(p.UNet, 0).ParameterCount;
-            Console.WriteLine($"wrote {Path.GetFullPath(outDir)} ({p.Name}, seed {parse.GetValue(seed)}, UNet {unetParams:N0} parameters) in {sw.Elapsed.TotalSeconds:F1} s");
+            console.Out.WriteLine($"wrote {Path.GetFullPath(outDir)} ({p.Name}, seed {parse.GetValue(seed)}, UNet {unetParams:N0} parameters) in {sw.Elapsed.TotalSeconds:F1} s");
             return 0;
         });
         return cmd;
     }
 
     /// <summary>Trains the built-in tiny-shapes model from scratch (see docs/tiny-shapes.md) with a progress bar per phase.</summary>
-    private static async Task<int> TrainTinyShapes(string outDir, string? tokenizerFolder, TinyShapesTrainingOptions options, bool force, CancellationToken ct)
+    private static async Task<int> TrainTinyShapes(CliConsole console, string outDir, string? tokenizerFolder, TinyShapesTrainingOptions options, bool force, CancellationToken ct)
     {
         var tok = tokenizerFolder ?? ClipTokenizer.FindFolder();
         if (tok is null) throw new SpmException("No CLIP tokenizer found: pass --tokenizer DIR (a folder with vocab.json and merges.txt).");
         var sw = Stopwatch.StartNew();
-        var report = await ProgressBars.RunAsync("tiny-shapes", options.AutoencoderSteps, "it", bar =>
+        var report = await ProgressBars.RunAsync(console, "tiny-shapes", options.AutoencoderSteps, "it", bar =>
             TinyShapesModel.TrainAsync(outDir, tok, options, force, new Progress<TinyShapesProgress>(p =>
                 bar.Report(new ProgressUpdate(p.Step, p.Steps,
                     double.IsNaN(p.Loss) ? p.Phase : string.Create(CultureInfo.InvariantCulture, $"{p.Phase} loss {p.Loss:F4}")))), ct));
@@ -124,7 +125,7 @@ internal static class BuildModelCommand
         for (int i = 0; i < report.DecoderLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"decoder,{i + 1},{report.DecoderLosses[i]:G6}\n");
         for (int i = 0; i < report.UNetLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"unet,{i + 1},{report.UNetLosses[i]:G6}\n");
         Spm.Core.IO.AtomicFile.WriteAllText(Path.Combine(outDir, "training-log.csv"), log.ToString());
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
         return 0;
     }

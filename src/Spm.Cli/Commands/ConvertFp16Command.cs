@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using Spm.Diffusion.Onnx.Fp16;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary>
@@ -10,7 +12,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class ConvertFp16Command
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string>("--model") { Description = "Pipeline folder (or ORG/NAME in the local Hugging Face cache) to convert.", Required = true };
         var output = new Option<string>("--out") { Description = "Folder to write the fp16 pipeline into.", Required = true };
@@ -20,7 +22,7 @@ internal static class ConvertFp16Command
         {
             var source = Spm.Diffusion.Pipelines.DefaultModel.Resolve(parse.GetValue(model)!);
             var result = Fp16PipelineConverter.Convert(source, parse.GetValue(output)!, parse.GetValue(force));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"converted {string.Join(", ", result.Components)} to fp16 ({result.WeightBytes / 1048576.0:0.#} MB of weights) -> {Path.GetFullPath(parse.GetValue(output)!)}"));
             return 0;
         });

@@ -11,6 +11,7 @@ using Spm.Core.SafeTensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.Evaluation;
 using Spm.Training.Evaluation;
 
 namespace Spm.Cli.Commands;
@@ -60,22 +61,19 @@ internal static class EvalCommand
             [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel];
     }
 
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var o = new Options();
         var cmd = new Command("eval", "Measure concept erasure of SPMs on the tiny-shapes world (or the base model's fidelity with --fidelity).");
         foreach (var opt in o.All()) cmd.Options.Add(opt);
-        cmd.SetAction((parse, ct) => RunAsync(parse, o, ct));
+        cmd.SetAction((parse, ct) => RunAsync(console, parse, o, ct));
         return cmd;
     }
 
-    /// <summary>What the command was asked to do, checked before any model is loaded.</summary>
-    internal sealed record Request(
-        string Model, IReadOnlyList<string> Spms, IReadOnlyList<string> NoAnchoringSpms, IReadOnlyList<string> Concepts,
-        bool Fidelity, int Images, ulong Seed, EvalGenerationSettings Generation, GateSettings Transport,
-        string? Json, string? GridDir, int GridPrompts, bool Force, OnnxRuntimeOptions Runtime);
+    /// <summary>What the command was asked to do, checked before any model is loaded, and where the reports go.</summary>
+    internal sealed record Request(SpmEvaluationRequest Evaluation, string? Json, string? GridDir, bool Force);
 
-    internal static Request Read(ParseResult parse, Options o)
+    internal static Request Read(CliConsole console, ParseResult parse, Options o)
     {
         var spms = parse.GetValue(o.Spm) ?? [];
         var noAnchoring = parse.GetValue(o.NoAnchoringSpm) ?? [];
@@ -101,7 +99,7 @@ internal static class EvalCommand
         InputChecks.ImageSide(ModelFolder.Open(modelFolder), "--size", parse.GetValue(o.Size));
         var sampling = ModelGenerationDefaults.Load(modelFolder);
         if (sampling is not null && (parse.GetValue(o.Steps) is null || parse.GetValue(o.Guidance) is null))
-            Console.Error.WriteLine($"spm eval: sampling options not given come from the model's {ModelGenerationDefaults.FileName} ({sampling}).");
+            console.Error.WriteLine($"spm eval: sampling options not given come from the model's {ModelGenerationDefaults.FileName} ({sampling}).");
         var generation = new EvalGenerationSettings
         {
             Steps = parse.GetValue(o.Steps) ?? sampling?.Steps ?? 20,
@@ -118,84 +116,67 @@ internal static class EvalCommand
         if (json is not null && !force && File.Exists(json)) throw new IOException($"'{json}' already exists (use --force to overwrite).");
         var gridDir = parse.GetValue(o.GridDir);
         if (gridDir is not null && File.Exists(gridDir)) throw new IOException($"--grid-dir '{gridDir}' is a file.");
-        return new Request(modelFolder, spms, noAnchoring, concepts, fidelity, images, parse.GetValue(o.Seed),
-            generation, new GateSettings(curve, factor, Calibration: SpmGenerateOptions.ParseCalibration(parse.GetValue(o.GateCalibration))), json, gridDir, gridPrompts, force,
-            new OnnxRuntimeOptions { Provider = provider, IntraOpThreads = parse.GetValue(o.Threads) });
+        var evaluation = new SpmEvaluationRequest
+        {
+            Model = modelFolder,
+            Spms = spms,
+            NoAnchoringSpms = noAnchoring,
+            Concepts = concepts,
+            Fidelity = fidelity,
+            Images = images,
+            Seed = parse.GetValue(o.Seed),
+            Generation = generation,
+            Transport = new GateSettings(curve, factor, Calibration: SpmGenerateOptions.ParseCalibration(parse.GetValue(o.GateCalibration))),
+            GridPrompts = gridPrompts,
+            Runtime = new OnnxRuntimeOptions { Provider = provider, IntraOpThreads = parse.GetValue(o.Threads) },
+        };
+        return new Request(evaluation, json, gridDir, force);
     }
 
-    private static async Task<int> RunAsync(ParseResult parse, Options o, CancellationToken ct)
+    private static async Task<int> RunAsync(CliConsole console, ParseResult parse, Options o, CancellationToken ct)
     {
-        var request = Read(parse, o);
-        return request.Fidelity ? await FidelityAsync(request, ct) : await ErasureAsync(request, ct);
+        var request = Read(console, parse, o);
+        using var run = SpmEvaluationRun.Open(request.Evaluation, new ActionProgress<string>(w => console.Error.WriteLine($"spm: warning: {w}")));
+        return request.Evaluation.Fidelity ? await FidelityAsync(console, request, run, ct) : await ErasureAsync(console, request, run, ct);
     }
 
-    private static async Task<int> ErasureAsync(Request r, CancellationToken ct)
+    private static async Task<int> ErasureAsync(CliConsole console, Request r, SpmEvaluationRun run, CancellationToken ct)
     {
-        var loaded = LoadedSpms.Load(r.Model, [.. r.Spms, .. r.NoAnchoringSpms]);
-        foreach (var w in loaded.Layout.Warnings) Console.Error.WriteLine($"spm: warning: {w}");
-        var concepts = ResolveConcepts(r, loaded.Layout.Sets);
-        var erasers = concepts.Take(r.Spms.Count).ToArray();
-        var ablations = concepts.Skip(r.Spms.Count).ToArray();
-        foreach (var warning in TrainingWarnings(r)) Console.Error.WriteLine($"spm: warning: {warning}");
-        var cases = SpmErasureEvaluator.StandardCases(erasers, ablations);
+        var generation = r.Evaluation.Generation;
+        console.Error.WriteLine($"spm: {run.Cases.Count} case(s): {string.Join("; ", run.Cases.Select(c => $"{c.Name} [{string.Join(", ", c.Variants.Select(v => v.Name))}]"))}");
+        var report = await ProgressBars.RunAsync(console, "evaluating", 1, "image", bar =>
+            Task.Run(() => run.Evaluate(Bar(bar), ct), ct));
 
-        using var pipeline = StableDiffusionPipeline.Load(r.Model, new PipelineOptions { UNetSource = loaded.UNetSource, Runtime = r.Runtime });
-        if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
-        var generator = new EvalImageGenerator(pipeline, loaded, r.Generation);
-        var evaluator = new SpmErasureEvaluator(generator, r.Transport);
-        var options = new EvalOptions(r.Images, r.Seed, generator.ImageSize, r.GridPrompts);
-        Console.Error.WriteLine($"spm: {cases.Count} case(s): {string.Join("; ", cases.Select(c => $"{c.Name} [{string.Join(", ", c.Variants.Select(v => v.Name))}]"))}");
-
-        var report = await ProgressBars.RunAsync("evaluating", 1, "image", bar =>
-            Task.Run(() => evaluator.Evaluate(cases, options, Bar(bar), ct), ct));
-
-        Console.Write(EvalReportWriter.ToTable(report));
-        var cost = evaluator.LastCost!;
-        Console.Error.WriteLine(FormattableString.Invariant(
-            $"spm: {cost.ImagesGenerated} images generated ({cost.ImagesRequested} read) in {cost.Generation.TotalSeconds:0.0}s ({PerImage(cost):0.000}s per image, {generator.SchedulerName} {r.Generation.Steps} steps, batch {r.Generation.BatchSize}), read in {cost.Reading.TotalSeconds:0.0}s"));
+        console.Out.Write(EvalReportWriter.ToTable(report));
+        var cost = run.LastCost!;
+        console.Error.WriteLine(FormattableString.Invariant(
+            $"spm: {cost.ImagesGenerated} images generated ({cost.ImagesRequested} read) in {cost.Generation.TotalSeconds:0.0}s ({PerImage(cost):0.000}s per image, {run.Generator.SchedulerName} {generation.Steps} steps, batch {generation.BatchSize}), read in {cost.Reading.TotalSeconds:0.0}s"));
         if (r.Json is not null)
         {
-            var doc = JsonNode.Parse(EvalReportWriter.ToJson(report))!.AsObject();
-            doc["run"] = RunInfo(r, generator, cost, loaded.Layout.Sets, concepts);
-            AtomicFile.WriteAllText(r.Json, doc.ToJsonString(JsonOptions) + "\n", overwrite: r.Force);
-            Console.Error.WriteLine($"spm: wrote {r.Json}");
+            AtomicFile.WriteAllText(r.Json, run.ToJson(report) + "\n", overwrite: r.Force);
+            console.Error.WriteLine($"spm: wrote {r.Json}");
         }
         if (r.GridDir is not null)
-            foreach (var path in EvalReportWriter.WriteGrids(report, r.GridDir)) Console.Error.WriteLine($"spm: wrote {path}");
+            foreach (var path in EvalReportWriter.WriteGrids(report, r.GridDir)) console.Error.WriteLine($"spm: wrote {path}");
         return 0;
     }
 
-    private static async Task<int> FidelityAsync(Request r, CancellationToken ct)
+    private static async Task<int> FidelityAsync(CliConsole console, Request r, SpmEvaluationRun run, CancellationToken ct)
     {
-        using var pipeline = StableDiffusionPipeline.Load(r.Model, new PipelineOptions { Runtime = r.Runtime });
-        if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
-        var generator = new EvalImageGenerator(pipeline, null, r.Generation);
-        var evaluator = new SpmErasureEvaluator(generator);
-        var result = await ProgressBars.RunAsync("fidelity", r.Images, "image", bar =>
-            Task.Run(() => evaluator.MeasureFidelity(r.Images, r.Seed, Bar(bar), ct), ct));
-        Console.Write(FidelityTable(result));
-        var cost = evaluator.LastCost!;
-        Console.Error.WriteLine(FormattableString.Invariant(
-            $"spm: {cost.ImagesGenerated} images generated in {cost.Generation.TotalSeconds:0.0}s ({PerImage(cost):0.000}s per image, {generator.SchedulerName} {r.Generation.Steps} steps, batch {r.Generation.BatchSize})"));
+        var generation = r.Evaluation.Generation;
+        var result = await ProgressBars.RunAsync(console, "fidelity", r.Evaluation.Images, "image", bar =>
+            Task.Run(() => run.MeasureFidelity(Bar(bar), ct), ct));
+        console.Out.Write(EvalReportWriter.FidelityTable(result));
+        var cost = run.LastCost!;
+        console.Error.WriteLine(FormattableString.Invariant(
+            $"spm: {cost.ImagesGenerated} images generated in {cost.Generation.TotalSeconds:0.0}s ({PerImage(cost):0.000}s per image, {run.Generator.SchedulerName} {generation.Steps} steps, batch {generation.BatchSize})"));
         if (r.Json is not null)
         {
-            var doc = new JsonObject
-            {
-                ["fidelity"] = JsonSerializer.SerializeToNode(result, JsonOptions),
-                ["run"] = RunInfo(r, generator, cost, [], []),
-            };
-            AtomicFile.WriteAllText(r.Json, doc.ToJsonString(JsonOptions) + "\n", overwrite: r.Force);
-            Console.Error.WriteLine($"spm: wrote {r.Json}");
+            AtomicFile.WriteAllText(r.Json, run.ToJson(result) + "\n", overwrite: r.Force);
+            console.Error.WriteLine($"spm: wrote {r.Json}");
         }
         return 0;
     }
-
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
 
     private static double PerImage(SpmEvalCost cost) => cost.ImagesGenerated > 0 ? cost.Generation.TotalSeconds / cost.ImagesGenerated : 0;
 
@@ -208,95 +189,5 @@ internal static class EvalCommand
             last = p.Stage;
             bar.Report(new ProgressUpdate(p.Done, p.Total, label));
         });
-    }
-
-    /// <summary>The fidelity result as a small fixed-width table (percentages; "-" for attributes no caption named).</summary>
-    internal static string FidelityTable(FidelityResult r)
-    {
-        static string Pct(double v) => double.IsNaN(v) ? "-" : (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
-        var sb = new StringBuilder();
-        sb.Append(CultureInfo.InvariantCulture, $"fidelity on {r.Images} images (attribute read as the caption names it)\n");
-        foreach (var (name, value) in new[] { ("shape", r.ShapeAccuracy), ("colour", r.ColorAccuracy), ("pattern", r.PatternAccuracy), ("background", r.BackgroundAccuracy), ("object found", r.FoundObjectRate) })
-            sb.Append(CultureInfo.InvariantCulture, $"  {name,-12} {Pct(value),7}\n");
-        // What the misses are: every named value read right less often than always, with what it was read as most.
-        var misses = new StringBuilder();
-        foreach (var c in r.Confusion)
-            foreach (var label in c.Labels)
-            {
-                int named = c.Named(label);
-                if (named == 0 || c.MostCommonMisreading(label) is not { } miss) continue;
-                misses.Append(CultureInfo.InvariantCulture, $"  {c.Attribute,-12} {label,-11} {Pct(c.Accuracy(label)),7} of {named,3}  (read as {miss.Label}: {miss.Count})\n");
-            }
-        if (misses.Length > 0) sb.Append("misread (objects found; named value, share read right, most common misreading)\n").Append(misses);
-        return sb.ToString();
-    }
-
-    /// <summary>
-    /// The concept of every loaded SPM (erasers, then no-anchoring ones): from --concepts where given, else the one
-    /// tiny-shapes word in the file's prompts ("circle", "a red shape").
-    /// </summary>
-    internal static IReadOnlyList<EvalConcept> ResolveConcepts(Request r, IReadOnlyList<MembraneSet> sets)
-    {
-        var files = r.Spms.Concat(r.NoAnchoringSpms).ToArray();
-        var concepts = new EvalConcept[files.Length];
-        for (int i = 0; i < files.Length; i++)
-        {
-            if (i < r.Concepts.Count)
-            {
-                concepts[i] = EvalConcept.Parse(r.Concepts[i]);
-                continue;
-            }
-            concepts[i] = EvalConcept.FromPrompts(sets[i].Concepts, files[i]);
-        }
-        return concepts;
-    }
-
-    /// <summary>Warnings for SPMs whose recorded training contradicts their role (an eraser trained without anchoring, or the reverse).</summary>
-    internal static IEnumerable<string> TrainingWarnings(Request r)
-    {
-        foreach (var (file, ablation) in r.Spms.Select(f => (f, false)).Concat(r.NoAnchoringSpms.Select(f => (f, true))))
-        {
-            string? action;
-            using (var st = SafeTensorsFile.Open(file)) action = Spm.Training.LatentAnchoring.TrainingRecord.ActionOf(st.Metadata);
-            if (action is null) continue;
-            if (ablation && action != "erase")
-                yield return $"'{file}' is given as --no-anchoring-spm but was trained with action '{action}' (with latent anchoring).";
-            if (!ablation && action == "erase")
-                yield return $"'{file}' was trained without latent anchoring (action 'erase'); its \"erased\" rows are the ablation's.";
-        }
-    }
-
-    private static JsonObject RunInfo(Request r, EvalImageGenerator generator, SpmEvalCost cost, IReadOnlyList<MembraneSet> sets, IReadOnlyList<EvalConcept> concepts)
-    {
-        var spms = new JsonArray();
-        var files = r.Spms.Concat(r.NoAnchoringSpms).ToArray();
-        for (int i = 0; i < files.Length; i++)
-            spms.Add(new JsonObject
-            {
-                ["file"] = files[i],
-                ["name"] = sets[i].Name,
-                ["concept"] = concepts[i].Name,
-                ["role"] = i < r.Spms.Count ? "erase" : "no-anchoring",
-                ["prompts"] = new JsonArray(sets[i].Concepts.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
-            });
-        return new JsonObject
-        {
-            ["model"] = Path.GetFullPath(r.Model),
-            ["scheduler"] = generator.SchedulerName,
-            ["steps"] = r.Generation.Steps,
-            ["guidance"] = r.Generation.GuidanceScale,
-            ["imageSize"] = generator.ImageSize,
-            ["batch"] = r.Generation.BatchSize,
-            ["parallel"] = r.Generation.Parallelism,
-            ["threads"] = r.Runtime.IntraOpThreads,
-            ["gateCurve"] = r.Transport.Curve.ToString().ToLowerInvariant(),
-            ["gateCalibration"] = Spm.Core.Gating.GateCalibrations.NameOf(r.Transport.Calibration),
-            ["facilitateFactor"] = r.Transport.FacilitateFactor,
-            ["spms"] = spms,
-            ["imagesGenerated"] = cost.ImagesGenerated,
-            ["imagesRead"] = cost.ImagesRequested,
-            ["generationSeconds"] = Math.Round(cost.Generation.TotalSeconds, 3),
-            ["readingSeconds"] = Math.Round(cost.Reading.TotalSeconds, 3),
-        };
     }
 }

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using Spm.Diffusion.Membranes;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary>
@@ -11,7 +13,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class ExportAdapterCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file (or ORG/NAME in the Hugging Face cache).", Required = true };
         var spm = new Option<string[]>("--spm")
@@ -34,7 +36,7 @@ internal static class ExportAdapterCommand
             var paths = files.Select(f => f.Path).ToList();
             var multipliers = files.Select(f => f.Multiplier ?? 1f).ToList();
             var result = OnnxAdapterExport.Export(modelPath, paths, multipliers, parse.GetValue(output)!, parse.GetValue(force), parse.GetValue(partial));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"exported {paths.Count} SPM(s) [{string.Join(", ", paths.Select((p, i) => $"{Path.GetFileName(p)} x{multipliers[i]:0.###}"))}] over {result.LayerCount} layers: " +
                 $"{result.ModelFile} + {result.AdapterFile} ({result.ParameterCount} tensors)"));
             return 0;

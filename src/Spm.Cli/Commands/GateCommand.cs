@@ -7,10 +7,12 @@ using Spm.Core.Membranes;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.Attacks;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 using Spm.Training.Attacks;
 using Spm.Training.Evaluation;
 using Spm.Training.Gating;
-using Spm.Training.Shapes;
 
 namespace Spm.Cli.Commands;
 
@@ -20,15 +22,15 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class GateCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var cmd = new Command("gate", "The learned facilitated-transport gate: fit it from the model's own drawings (fit), or read gates for prompts (show).");
-        cmd.Subcommands.Add(Fit());
-        cmd.Subcommands.Add(Show());
+        cmd.Subcommands.Add(Fit(console));
+        cmd.Subcommands.Add(Show(console));
         return cmd;
     }
 
-    private static Command Fit()
+    private static Command Fit(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL, else models/tiny-shapes." };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s) to fit a gate for (repeat, or list several after one --spm); a bare name such as 'circle' means MODEL/spm/circle.safetensors.", AllowMultipleArgumentsPerToken = true, Required = true };
@@ -83,10 +85,9 @@ internal static class GateCommand
             int n = parse.GetValue(prompts), per = parse.GetValue(imagesPerPrompt);
             if (n is < 10 or > 1_000_000) throw new SpmException($"--prompts must be 10..1000000, got {n}.");
             if (per is < 1 or > 64) throw new SpmException($"--images-per-prompt must be 1..64, got {per}.");
-            var adapters = files.Select(f => SpmFile.Load(f)).ToArray();
             var names = parse.GetValue(concepts) ?? [];
             if (names.Length > 0 && names.Length != files.Length) throw new SpmException($"--concepts names {names.Length} concept(s) for {files.Length} --spm file(s).");
-            var conceptNames = names.Length > 0 ? names : adapters.Select(a => a.Config.Prompts[0]).ToArray();
+            var conceptNames = names.Length > 0 ? names : GateFitRequest.FirstPromptsOf(files);
 
             var judgeSpec = parse.GetValue(judge)!;
             var runtime = sampling.Runtime(parse);
@@ -104,85 +105,71 @@ internal static class GateCommand
             if (file is null && judgeSpec != "tiny-shapes") throw new SpmException("with an onnx judge, give the prompts to label with --prompt-file (the concept's phrasings and its neighbours, one per line).");
 
             var settings = sampling.Settings(parse, modelFolder);
-            // The SPMs are injected so that --strength auto can measure them; labelling runs with every multiplier at 0 (the base model).
-            var loaded = LoadedSpms.Load(modelFolder, files);
-            using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { Runtime = runtime, UNetSource = loaded.UNetSource });
-            if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
-            var generator = new EvalImageGenerator(pipeline, loaded, settings);
-            var judgeNames = judges.Select(j => j.Name).ToList();
+            ulong s = parse.GetValue(seed);
+            var warnings = new ActionProgress<string>(w => console.Error.WriteLine($"spm: warning: {w}"));
+            using var job = GateFitJob.Open(new GateFitRequest
+            {
+                Model = modelFolder,
+                Spms = files,
+                Concepts = conceptNames,
+                Judges = judges,
+                ImagesPerPrompt = per,
+                Seed = s,
+                Fit = new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: s),
+                Closed = shut,
+                Open = full,
+                Strength = fixedStrength,
+                Sampling = settings,
+                Runtime = runtime,
+            }, warnings);
 
             var cache = parse.GetValue(data);
             IReadOnlyList<LabelledPrompt> labelled;
             if (cache is not null && File.Exists(cache))
             {
-                labelled = GateFitting.Load(cache, judgeNames);
-                Console.Error.WriteLine($"spm: {labelled.Count} labelled prompts read from {cache}");
+                labelled = GateFitting.Load(cache, job.JudgeNames);
+                console.Error.WriteLine($"spm: {labelled.Count} labelled prompts read from {cache}");
             }
             else
             {
-                var vocabulary = AttackPlans.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json"));
                 var texts = file is not null
                     ? File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray()
-                    : ShapeGateData.Prompts(n, parse.GetValue(seed), vocabulary);
+                    : ShapeGateData.Prompts(n, s, AttackPrimitives.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")));
                 if (texts.Count < 10) throw new SpmException($"'{file}' holds {texts.Count} prompts; a gate needs at least 10 (a few hundred to be useful).");
-                Console.Error.WriteLine($"spm: labelling {texts.Count} prompts x {per} images ({settings.Steps} steps, guidance {settings.GuidanceScale.ToString(CultureInfo.InvariantCulture)}) with {string.Join("; ", judgeNames)}");
-                labelled = await ProgressBars.RunAsync("labelling", texts.Count * per, "image", bar =>
-                    Task.Run(() => GateFitting.Label(generator, texts, per, parse.GetValue(seed), judges,
-                        new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * texts.Count * per, texts.Count * per, null))), ct), ct));
+                console.Error.WriteLine($"spm: labelling {texts.Count} prompts x {per} images ({settings.Steps} steps, guidance {settings.GuidanceScale.ToString(CultureInfo.InvariantCulture)}) with {string.Join("; ", job.JudgeNames)}");
+                labelled = await ProgressBars.RunAsync(console, "labelling", texts.Count * per, "image", bar =>
+                    Task.Run(() => job.Label(texts, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * texts.Count * per, texts.Count * per, null))), ct), ct));
                 if (cache is not null)
                 {
-                    GateFitting.Save(cache, labelled, judgeNames, overwrite: true);
-                    Console.Error.WriteLine($"spm: wrote {cache}");
+                    GateFitting.Save(cache, labelled, job.JudgeNames, overwrite: true);
+                    console.Error.WriteLine($"spm: wrote {cache}");
                 }
             }
 
-            var empty = generator.Encode("").Embedding;
-            int width = empty.Length / generator.Encode("").TokenIds.Length;
-            var signature = ConceptProbe.EncoderSignature(empty, width);
-            Console.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
+            console.Out.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
             for (int i = 0; i < files.Length; i++)
             {
-                int judgeIndex = judges.Count == 1 ? 0 : Array.IndexOf(distinctConcepts, conceptNames[i]);
-                var fit = GateFitting.Fit(conceptNames[i], labelled, judgeIndex, t => generator.Encode(t).Embedding, width, signature,
-                    new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: parse.GetValue(seed)), cancellationToken: ct);
-                fit.Probe.Fit["judge"] = judges[judgeIndex].Name;
-                float chosen = fixedStrength ?? 1f;
-                if (fixedStrength is null)
-                {
-                    var drawn = labelled.Select((d, k) => (d, k)).Where(t => t.d.Labels[judgeIndex] >= 0.5f)
-                        .OrderByDescending(t => t.d.Labels[judgeIndex]).ThenBy(t => t.k).Take(60).Select(t => t.d.Prompt).ToList();
-                    if (drawn.Count == 0) Console.Error.WriteLine($"spm: warning: no labelled prompt is drawn as '{conceptNames[i]}': strength 1.");
-                    else
-                    {
-                        float[] candidates = [1f, 1.25f, 1.5f, 2f];
-                        int total = drawn.Count * (candidates.Length + 1);
-                        var choice = await ProgressBars.RunAsync($"strength of {Path.GetFileName(files[i])}", total, "image", bar =>
-                            Task.Run(() => GateFitting.ChooseStrength(generator, i, drawn, judges[judgeIndex], candidates, parse.GetValue(seed), 0.02,
-                                new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), ct), ct));
-                        chosen = choice.Strength;
-                        Console.Error.WriteLine(FormattableString.Invariant(
-                            $"spm: {Path.GetFileName(files[i])}: leak where the base drew '{conceptNames[i]}' ({choice.BaseDrawn} images): {string.Join(", ", choice.Leaks.Select(l => $"{l.Strength:0.##} -> {100 * l.Leak:0.0} %"))}; strength {chosen:0.##}"));
-                        fit.Probe.Fit["strength_leaks"] = new System.Text.Json.Nodes.JsonObject(choice.Leaks.Select(l =>
-                            new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(l.Strength.ToString("0.##", CultureInfo.InvariantCulture), double.IsFinite(l.Leak) ? Math.Round(l.Leak, 4) : null)));
-                    }
-                }
-                var probe = fit.Probe.WithThresholds(shut, full).WithStrength(chosen);
-                var h = fit.HeldOut;
-                Console.WriteLine(FormattableString.Invariant(
-                    $"{Path.GetFileName(files[i])} | {conceptNames[i]} | {labelled.Count} | {labelled.Count(d => d.Labels[judgeIndex] >= 0.5f)} | {h?.Auc:0.000} | {h?.Accuracy:0.000} | {h?.MeanOnPositives:0.00} / {h?.MeanOnNegatives:0.00}"));
-                var a = adapters[i];
-                var extra = new Dictionary<string, string>(a.Config.Extra, StringComparer.Ordinal) { [ConceptProbe.MetadataKey] = probe.ToJson() };
-                var gated = new SpmAdapter(a.Config with { Extra = extra }, a.Membranes, a.StorageDType);
-                if (!place) Directory.CreateDirectory(dir!);
-                SpmFile.Save(outputs[i], gated, overwrite: place || overwrite, a.StorageDType);
-                Console.Error.WriteLine($"spm: wrote {outputs[i]}");
+                int spmIndex = i;
+                int total = job.StrengthPromptsFor(i, labelled).Count * (GateFitRequest.StrengthCandidates.Count + 1);
+                var outcome = total == 0
+                    ? job.Fit(i, labelled, null, warnings, ct)
+                    : await ProgressBars.RunAsync(console, $"strength of {Path.GetFileName(files[i])}", total, "image", bar =>
+                        Task.Run(() => job.Fit(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), warnings, ct), ct));
+                if (outcome.Strength is { } choice)
+                    console.Error.WriteLine(FormattableString.Invariant(
+                        $"spm: {Path.GetFileName(files[i])}: leak where the base drew '{conceptNames[i]}' ({choice.BaseDrawn} images): {string.Join(", ", choice.Leaks.Select(l => $"{l.Strength:0.##} -> {100 * l.Leak:0.0} %"))}; strength {choice.Strength:0.##}"));
+                var h = outcome.Fit.HeldOut;
+                console.Out.WriteLine(FormattableString.Invariant(
+                    $"{Path.GetFileName(files[i])} | {conceptNames[i]} | {outcome.Prompts} | {outcome.Positives} | {h?.Auc:0.000} | {h?.Accuracy:0.000} | {h?.MeanOnPositives:0.00} / {h?.MeanOnNegatives:0.00}"));
+                GateFitJob.Save(outcome, outputs[i], overwrite: place || overwrite);
+                console.Error.WriteLine($"spm: wrote {outputs[i]}");
             }
             return 0;
         });
         return cmd;
     }
 
-    private static Command Show()
+    private static Command Show(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = "Model folder. Default: $SPM_MODEL, else models/tiny-shapes." };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s).", AllowMultipleArgumentsPerToken = true, Required = true };
@@ -202,12 +189,12 @@ internal static class GateCommand
             foreach (var p in parse.GetValue(prompt) ?? [])
             {
                 ct.ThrowIfCancellationRequested();
-                Console.WriteLine($"\"{p}\"");
+                console.Out.WriteLine($"\"{p}\"");
                 foreach (var mode in modes)
                 {
                     if (mode == GateCalibration.Learned && loaded.Layout.Sets.Any(s => s.GateProbe is null)) continue;
                     var gates = generator.GatesFor(p, Enumerable.Repeat(new GateSettings(Calibration: mode), files.Length).ToList());
-                    Console.WriteLine($"  {GateCalibrations.NameOf(mode),-8} {string.Join("; ", gates)}");
+                    console.Out.WriteLine($"  {GateCalibrations.NameOf(mode),-8} {string.Join("; ", gates)}");
                 }
             }
             return Task.FromResult(0);

@@ -54,16 +54,16 @@ internal static class GenerateCommand
             [Model, Revision, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, Compare, .. Spm.All()];
     }
 
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var o = new Options();
         var cmd = new Command("generate", "Generate images from a prompt with an ONNX Stable Diffusion model.");
         foreach (var opt in o.All()) cmd.Options.Add(opt);
-        cmd.SetAction((parse, ct) => RunAsync(parse, o, ct));
+        cmd.SetAction((parse, ct) => RunAsync(console, parse, o, ct));
         return cmd;
     }
 
-    private static async Task<int> RunAsync(ParseResult parse, Options o, CancellationToken ct)
+    private static async Task<int> RunAsync(CliConsole console, ParseResult parse, Options o, CancellationToken ct)
     {
         // Everything the command line says is checked here, before any model loads: the model folder, the SPM files,
         // the sizes against the model's real constraint, the input and output files.
@@ -91,7 +91,7 @@ internal static class GenerateCommand
             foreach (var p in baseTargets)
                 if (File.Exists(p)) throw new IOException($"'{p}' already exists (use --force to overwrite).");
 
-        var spms = o.Spm.Load(parse, folder, spmFiles);
+        var spms = o.Spm.Load(console, parse, folder, spmFiles);
         using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
         {
             UNetSource = spms?.UNetSource,
@@ -103,13 +103,13 @@ internal static class GenerateCommand
                 Deterministic = parse.GetValue(o.Deterministic),
             },
         });
-        if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
-        InputChecks.WarnIfTruncated(pipeline.Tokenizer, parse.GetValue(o.Prompt) ?? "", "the prompt");
-        InputChecks.WarnIfTruncated(pipeline.Tokenizer, parse.GetValue(o.Negative) ?? "", "the negative prompt");
+        if (pipeline.ProviderFallbackReason is { } why) console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+        InputChecks.WarnIfTruncated(console, pipeline.Tokenizer, parse.GetValue(o.Prompt) ?? "", "the prompt");
+        InputChecks.WarnIfTruncated(console, pipeline.Tokenizer, parse.GetValue(o.Negative) ?? "", "the negative prompt");
 
         var sampling = ModelGenerationDefaults.Load(folder);
         if (sampling is not null && (parse.GetValue(o.Steps) is null || parse.GetValue(o.Guidance) is null))
-            Console.Error.WriteLine($"spm generate: sampling options not given come from the model's {ModelGenerationDefaults.FileName} ({sampling}).");
+            console.Error.WriteLine($"spm generate: sampling options not given come from the model's {ModelGenerationDefaults.FileName} ({sampling}).");
         var request = new GenerationRequest
         {
             Prompt = parse.GetValue(o.Prompt) ?? "",
@@ -123,10 +123,10 @@ internal static class GenerateCommand
             Count = count,
             BatchSize = Math.Min(parse.GetValue(o.Batch), count),
             InitLatents = init,
-            Conditioner = o.Spm.CreateConditioner(spmFiles, parse, spms, pipeline, parse.GetValue(o.Prompt) ?? ""),
+            Conditioner = o.Spm.CreateConditioner(console, spmFiles, parse, spms, pipeline, parse.GetValue(o.Prompt) ?? ""),
         };
 
-        var result = await ProgressBars.RunAsync("generating", request.Count, "step", async bar =>
+        var result = await ProgressBars.RunAsync(console, "generating", request.Count, "step", async bar =>
         {
             var progress = new ActionProgress<GenerationProgress>(p => bar.Report(new ProgressUpdate(p.Step, p.TotalSteps, Describe(p))));
             return await pipeline.GenerateAsync(request, progress, ct);
@@ -136,7 +136,7 @@ internal static class GenerateCommand
         {
             var png = PngImage.Encode(image.Rgb, image.Width, image.Height, image.Parameters);
             PngImage.Write(targets[image.Index], png, force);
-            Console.WriteLine($"wrote {targets[image.Index]} ({image.Width}x{image.Height}, seed {image.Seed})");
+            console.Out.WriteLine($"wrote {targets[image.Index]} ({image.Width}x{image.Height}, seed {image.Seed})");
         }
         if (compare)
         {
@@ -146,17 +146,17 @@ internal static class GenerateCommand
             foreach (var image in baseResult.Images)
             {
                 PngImage.Write(baseTargets[image.Index], PngImage.Encode(image.Rgb, image.Width, image.Height, image.Parameters), force);
-                Console.WriteLine($"wrote {baseTargets[image.Index]} ({image.Width}x{image.Height}, seed {image.Seed}, without SPMs)");
+                console.Out.WriteLine($"wrote {baseTargets[image.Index]} ({image.Width}x{image.Height}, seed {image.Seed}, without SPMs)");
             }
         }
         if (saveLatents is not null)
         {
             SafeTensorsWriter.WriteFloat(saveLatents, new Dictionary<string, FloatTensor> { ["latents"] = result.Latents },
                 new Dictionary<string, string> { ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["scheduler"] = result.SchedulerName }, overwrite: force);
-            Console.WriteLine($"wrote {saveLatents} (latents {result.Latents.ShapeString})");
+            console.Out.WriteLine($"wrote {saveLatents} (latents {result.Latents.ShapeString})");
         }
         var t = result.Timings;
-        Console.Error.WriteLine(FormattableString.Invariant(
+        console.Error.WriteLine(FormattableString.Invariant(
             $"{result.SchedulerName}: {t.UNetCalls} UNet calls in {t.UNet.TotalSeconds:0.00}s ({(t.UNet.TotalSeconds > 0 ? t.UNetCalls / t.UNet.TotalSeconds : 0):0.00} it/s), total {t.Total.TotalSeconds:0.00}s on {pipeline.Provider.ToString().ToLowerInvariant()}"));
         return 0;
     }

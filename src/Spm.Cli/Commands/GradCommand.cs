@@ -5,6 +5,8 @@ using Spm.Core;
 using Spm.Core.SafeTensors;
 using Spm.Training.Autodiff;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary>
@@ -14,7 +16,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class GradCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file.", Required = true };
         var spm = new Option<string>("--spm") { Description = "The SPM file whose membranes are differentiated (a bare name such as 'circle' means MODEL/spm/circle.safetensors when no such file is in the current folder).", Required = true };
@@ -50,7 +52,7 @@ internal static class GradCommand
                 ["spm"] = Path.GetFileName(spmPath),
             };
             SafeTensorsWriter.WriteFloat(outPath, grads, metadata, overwrite: true);
-            Console.WriteLine($"{grads.Count} gradient tensors, loss {loss.ToString("G9", CultureInfo.InvariantCulture)}, {watch.Elapsed.TotalSeconds:F1} s -> {outPath}");
+            console.Out.WriteLine($"{grads.Count} gradient tensors, loss {loss.ToString("G9", CultureInfo.InvariantCulture)}, {watch.Elapsed.TotalSeconds:F1} s -> {outPath}");
             return 0;
         });
         return cmd;

@@ -1,12 +1,14 @@
-using Spm.Benchmarks;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
+using Spm.Benchmarks;
 using Spm.Core;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Onnx;
-using Spm.Diffusion.Onnx.Building;
+using Spm.Shapes.Building;
+
+using Spm.Cli.Rendering;
 
 namespace Spm.Cli.Commands;
 
@@ -16,7 +18,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class InjectionBenchCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = "Pipeline folder, UNet folder or .onnx file." };
         var preset = new Option<string?>("--preset") { Description = $"Build a random-weight UNet with our builder instead ({string.Join(", ", UNetPresets.Names)})." };
@@ -34,16 +36,16 @@ internal static class InjectionBenchCommand
         cmd.SetAction((parse, ct) =>
         {
             string path = parse.GetValue(model) is { } m ? m
-                : parse.GetValue(preset) is { } p ? BuildPreset(p, parse.GetValue(buildDir), ct)
+                : parse.GetValue(preset) is { } p ? BuildPreset(console, p, parse.GetValue(buildDir), ct)
                 : throw new ArgumentException("Give --model or --preset.");
             var unet = OnnxModel.Load(path);
             var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads));
-            var progress = new Progress<string>(s => Console.Error.WriteLine($"spm: bench injection: {s}"));
+            var progress = new Progress<string>(s => console.Error.WriteLine($"spm: bench injection: {s}"));
             var r = InjectionBenchmark.Run(unet, options, progress, ct);
             string F(double v, string fmt = "0.000") => v.ToString(fmt, CultureInfo.InvariantCulture);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new
+                console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
                     model = unet.FilePath, layers = r.Layers, batch = options.Batch, latent = options.LatentSize, rounds = r.Rounds,
                     base_ms = Math.Round(r.BaseMs, 2), one_spm_ms = Math.Round(r.OneSpmMs, 2), many_spm_ms = Math.Round(r.ManySpmMs, 2),
@@ -57,20 +59,20 @@ internal static class InjectionBenchCommand
             table.AddRow("1 SPM (rank 1)", F(r.OneSpmMs, "0.0") + " ms", F(r.OneSpmRatio) + " (target ≤ 1.05)");
             table.AddRow($"{options.ManySpms} SPMs (rank 1 each)", F(r.ManySpmMs, "0.0") + " ms", F(r.ManySpmRatio) + " (target ≤ 1.25)");
             table.AddRow("switch SPM set (same session)", F(r.SwitchMs, "0.00") + " ms", "");
-            AnsiConsole.Write(table);
-            Console.WriteLine(Markup.Escape($"{r.Layers} layers, batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, {r.Rounds} rounds, model {unet.FilePath}"));
+            console.Output.Write(table);
+            console.Out.WriteLine(Markup.Escape($"{r.Layers} layers, batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, {r.Rounds} rounds, model {unet.FilePath}"));
             return Task.FromResult(0);
         });
         return cmd;
     }
 
-    private static string BuildPreset(string name, string? dir, CancellationToken ct)
+    private static string BuildPreset(CliConsole console, string name, string? dir, CancellationToken ct)
     {
         var folder = dir ?? Path.Combine(Path.GetTempPath(), $"spm-bench-{name}");
         var file = Path.Combine(folder, "model.onnx");
         if (File.Exists(file)) return file;
         Directory.CreateDirectory(folder);
-        Console.Error.WriteLine($"spm: bench injection: building the {name} UNet (random weights) in {folder}");
+        console.Error.WriteLine($"spm: bench injection: building the {name} UNet (random weights) in {folder}");
         UNetBuilder.Create(UNetPresets.Get(name), 1).Save(file, "weights.pb", cancellationToken: ct);
         return file;
     }

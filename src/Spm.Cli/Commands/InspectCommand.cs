@@ -6,6 +6,8 @@ using Spm.Core;
 using Spm.Core.Membranes;
 using Spm.Diffusion.Onnx;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary>
@@ -15,7 +17,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class InspectCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var path = new Argument<string>("path") { Description = "An SPM file (.safetensors), a model folder (pipeline or component) or a .onnx file." };
         var model = new Option<string?>("--model") { Description = "For an SPM file: a model folder or .onnx to match its membranes against." };
@@ -25,9 +27,9 @@ internal static class InspectCommand
         {
             var report = Build(parse.GetValue(path)!, parse.GetValue(model));
             if (parse.GetValue(json))
-                Console.Out.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                console.Out.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else
-                InspectRenderer.Render(report, CreateConsole());
+                InspectRenderer.Render(report, TableConsole(console));
             return 0;
         });
         return cmd;
@@ -192,16 +194,10 @@ internal static class InspectCommand
         return n;
     }
 
-    private static IAnsiConsole CreateConsole()
+    private static IAnsiConsole TableConsole(CliConsole console)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(Console.Out),
-            Ansi = AnsiSupport.Detect,
-            ColorSystem = ColorSystemSupport.Detect,
-        });
         // Redirected output has no terminal width; module paths are long, so do not wrap them at 80 columns.
-        if (Console.IsOutputRedirected) console.Profile.Width = 160;
-        return console;
+        if (!console.OutputIsTerminal) console.Output.Profile.Width = 160;
+        return console.Output;
     }
 }

@@ -1,12 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
-using Spm.Core;
-using Spm.Core.IO;
-using Spm.Core.Randomness;
-using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
+using Spm.Cli.Rendering;
+using Spm.Shapes.World;
 
 namespace Spm.Cli.Commands;
 
@@ -16,65 +12,33 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class ShapesCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var cmd = new Command("shapes", "The tiny-shapes world: render captioned pictures, or judge pictures with the evaluator.");
-        cmd.Subcommands.Add(CreateRender());
-        cmd.Subcommands.Add(CreateJudge());
+        cmd.Subcommands.Add(CreateRender(console));
+        cmd.Subcommands.Add(CreateJudge(console));
         return cmd;
     }
 
-    private static Command CreateRender()
+    private static Command CreateRender(CliConsole console)
     {
         var count = new Option<int>("--count") { Description = "How many pictures.", DefaultValueFactory = _ => 16 };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same pictures and captions).", DefaultValueFactory = _ => 0UL };
         var output = new Option<string>("--out") { Description = "Output folder (created).", Required = true };
         var size = new Option<int>("--size") { Description = "Image side in pixels.", DefaultValueFactory = _ => 64 };
         var cmd = new Command("render", "Write random pictures NNNNNN.png, captions.jsonl (file, caption, scene) and grid.png.") { count, seed, output, size };
-        cmd.SetAction(parse =>
+        cmd.SetAction((parse, ct) =>
         {
-            int n = parse.GetValue(count), s = parse.GetValue(size);
-            if (n is < 1 or > 1_000_000) throw new SpmException($"--count must be 1..1000000, got {n}.");
-            if (s is < 32 or > 1024) throw new SpmException($"--size must be 32..1024, got {s}.");
             var folder = parse.GetValue(output)!;
-            var scale = s / 64f;
-            var world = new ShapeWorld(ShapeWorldOptions.Default with { ImageSize = s, MinSize = 15 * scale, MaxSize = 25 * scale, Margin = 2 * scale });
-            var rng = new SeededRandom(parse.GetValue(seed));
-            Directory.CreateDirectory(folder);
-            var lines = new StringBuilder();
-            var sheet = new List<float[]?>();
-            for (int i = 0; i < n; i++)
-            {
-                var sample = world.Sample(rng);
-                var image = ShapeRasterizer.Render(sample.Scene, s);
-                var file = i.ToString("D6", CultureInfo.InvariantCulture) + ".png";
-                ImageGrid.SavePng(Path.Combine(folder, file), image, s, s);
-                lines.Append(JsonSerializer.Serialize(new
-                {
-                    file,
-                    caption = sample.Caption,
-                    shape = ShapeVocabulary.Word(sample.Scene.Shape),
-                    color = ShapeVocabulary.Word(sample.Scene.Color),
-                    pattern = ShapeVocabulary.Word(sample.Scene.Pattern),
-                    background = ShapeVocabulary.Word(sample.Scene.Background),
-                    centerX = sample.Scene.CenterX,
-                    centerY = sample.Scene.CenterY,
-                    size = sample.Scene.Size,
-                    rotation = sample.Scene.Rotation,
-                })).Append('\n');
-                if (sheet.Count < 64) sheet.Add(image);
-            }
-            AtomicFile.WriteAllText(Path.Combine(folder, "captions.jsonl"), lines.ToString());
-            int columns = Math.Min(8, sheet.Count), rows = (sheet.Count + columns - 1) / columns;
-            var (grid, gh, gw) = ImageGrid.Compose(sheet, rows, columns, s, s);
-            ImageGrid.SavePng(Path.Combine(folder, "grid.png"), grid, gh, gw);
-            Console.WriteLine($"wrote {n} pictures, captions.jsonl and grid.png to {folder}");
-            return 0;
+            int n = parse.GetValue(count);
+            ShapeDataSet.Write(folder, n, parse.GetValue(seed), parse.GetValue(size), ct);
+            console.Out.WriteLine($"wrote {n} pictures, captions.jsonl and grid.png to {folder}");
+            return Task.FromResult(0);
         });
         return cmd;
     }
 
-    private static Command CreateJudge()
+    private static Command CreateJudge(CliConsole console)
     {
         var files = new Argument<string[]>("images") { Description = "PNG files (any size from 16x16; RGB).", Arity = ArgumentArity.OneOrMore };
         var json = new Option<bool>("--json") { Description = "One JSON object per line instead of a table." };
@@ -85,20 +49,8 @@ internal static class ShapesCommand
             bool asJson = parse.GetValue(json);
             foreach (var path in parse.GetValue(files)!)
             {
-                if (!File.Exists(path)) throw new SpmException($"'{path}': no such file.");
-                float[] image;
-                int h, w;
-                try
-                {
-                    (image, h, w) = ImageGrid.LoadRgb(path);
-                }
-                catch (Exception e) when (e is SixLabors.ImageSharp.ImageFormatException or SixLabors.ImageSharp.UnknownImageFormatException or InvalidDataException)
-                {
-                    throw new SpmFormatException(path, null, "not a readable image: " + e.Message, e);
-                }
-                if (h < 16 || w < 16 || h > 4096 || w > 4096) throw new SpmFormatException(path, null, $"image is {w}x{h}; the evaluator needs 16..4096 pixels per side.");
-                var j = evaluator.Evaluate(image, h, w);
-                Console.WriteLine(asJson ? ToJson(path, j) : ToLine(path, j));
+                var j = evaluator.EvaluateFile(path);
+                console.Out.WriteLine(asJson ? ToJson(path, j) : ToLine(path, j));
             }
             return 0;
         });

@@ -3,6 +3,8 @@ using Spm.Core.Gating;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary>The <c>--spm</c> options of <c>spm generate</c>: which SPMs to load and how their gates are decided.</summary>
@@ -36,16 +38,16 @@ internal sealed class SpmGenerateOptions
         => SpmFileArgument.ParseAll(parse.GetValue(Spm) ?? [], modelFolder);
 
     /// <summary>Loads the SPMs (null without --spm); warnings go to stderr.</summary>
-    public LoadedSpms? Load(ParseResult parse, string modelFolder, IReadOnlyList<SpmFileArgument> files)
+    public LoadedSpms? Load(CliConsole console, ParseResult parse, string modelFolder, IReadOnlyList<SpmFileArgument> files)
     {
         if (files.Count == 0) return null;
         var loaded = LoadedSpms.Load(modelFolder, files.Select(f => f.Path).ToList(), parse.GetValue(AllowPartial));
-        foreach (var w in loaded.Layout.Warnings) Console.Error.WriteLine($"spm: warning: {w}");
+        foreach (var w in loaded.Layout.Warnings) console.Error.WriteLine($"spm: warning: {w}");
         return loaded;
     }
 
     /// <summary>The request's conditioner; prints each SPM's gate for the prompt on stdout.</summary>
-    public SpmConditioner? CreateConditioner(IReadOnlyList<SpmFileArgument> files, ParseResult parse, LoadedSpms? spms, StableDiffusionPipeline pipeline, string prompt)
+    public SpmConditioner? CreateConditioner(CliConsole console, IReadOnlyList<SpmFileArgument> files, ParseResult parse, LoadedSpms? spms, StableDiffusionPipeline pipeline, string prompt)
     {
         if (spms is null) return null;
         var fixedMults = files.Select(f => f.Multiplier);
@@ -55,8 +57,8 @@ internal sealed class SpmGenerateOptions
         var settings = fixedMults.Select(m => new GateSettings(curve, factor, m, calibration)).ToList();
         bool off = parse.GetValue(UncondOff);
         var conditioner = spms.CreateConditioner(pipeline, settings, off);
-        foreach (var g in conditioner.GatesFor(prompt)) Console.WriteLine($"gate: {g}");
-        if (off) Console.WriteLine("gate: membranes off in the unconditional row");
+        foreach (var g in conditioner.GatesFor(prompt)) console.Out.WriteLine($"gate: {g}");
+        if (off) console.Out.WriteLine("gate: membranes off in the unconditional row");
         return conditioner;
     }
 }

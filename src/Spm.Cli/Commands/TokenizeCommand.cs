@@ -2,6 +2,8 @@ using System.CommandLine;
 using Spm.Core;
 using Spm.Diffusion.Text;
 
+using Spm.Cli.Rendering;
+
 namespace Spm.Cli.Commands;
 
 /// <summary><c>spm tokenize [--model DIR] [--json] "text"</c>: prints the 77 CLIP token ids of a prompt.</summary>
@@ -10,7 +12,7 @@ internal static class TokenizeCommand
     /// <summary>Environment variable naming the default model folder when --model is not given.</summary>
     public const string DefaultModelVariable = "SPM_MODEL";
 
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var text = new Argument<string>("text") { Description = "The prompt to tokenize." };
         var model = new Option<string?>("--model")
@@ -24,10 +26,10 @@ internal static class TokenizeCommand
             var (folder, source) = Locate(parse.GetValue(model));
             var tokenizer = ClipTokenizer.Load(folder);
             // The chosen tokenizer goes to stderr so stdout stays machine-readable.
-            Console.Error.WriteLine($"tokenizer: {tokenizer.Folder} ({source})");
-            InputChecks.WarnIfTruncated(tokenizer, parse.GetValue(text) ?? "", "the text");
+            console.Error.WriteLine($"tokenizer: {tokenizer.Folder} ({source})");
+            InputChecks.WarnIfTruncated(console, tokenizer, parse.GetValue(text) ?? "", "the text");
             var ids = tokenizer.Encode(parse.GetValue(text) ?? "");
-            Console.WriteLine(Format(ids, parse.GetValue(json)));
+            console.Out.WriteLine(Format(ids, parse.GetValue(json)));
             return 0;
         });
         return cmd;

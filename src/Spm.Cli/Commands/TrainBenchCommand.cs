@@ -16,7 +16,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class TrainBenchCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var iterations = new Option<int>("--iterations") { Description = "Measured training iterations (after the gradient graph is built).", DefaultValueFactory = _ => 10 };
@@ -55,7 +55,7 @@ internal static class TrainBenchCommand
             try
             {
                 using var trainer = LatentAnchoringTrainer.Create(folder, options, runtime);
-                result = await ProgressBars.RunAsync("bench train", n + 1, "it",
+                result = await ProgressBars.RunAsync(console, "bench train", n + 1, "it",
                     bar => trainer.TrainAsync(new TrainingOutput(Path.Combine(dir, "bench.safetensors")),
                         new ActionProgress<TrainingProgress>(p => bar.Report(new ProgressUpdate(p.Step))), ct));
                 // The lower bound's UNet part: the measured iterations' calls again, as bare ONNX Runtime runs.
@@ -68,19 +68,19 @@ internal static class TrainBenchCommand
             var r = TrainBenchReport.From(result, options, bare);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
+                console.Out.WriteLine(JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
                 return 0;
             }
             var c = CultureInfo.InvariantCulture;
-            Console.WriteLine(string.Create(c, $"latent-anchoring training on {Path.GetFileName(Path.TrimEndingDirectorySeparator(folder))}: {r.Iterations} iterations, resolution {options.Resolution}{(options.DynamicResolution ? " (sizes drawn)" : "")}, {options.AnchorCount} anchors, mean k {r.MeanK:F1}"));
-            Console.WriteLine(string.Create(c, $"  per iteration      {r.IterationMs,9:F1} ms   {r.ItPerS:F3} it/s (steady: after a first iteration, which is not counted)"));
-            Console.WriteLine(string.Create(c, $"  lower bound        {r.LowerBoundMs,9:F1} ms   the same UNet calls as bare ONNX Runtime runs ({r.BareUNetMs:F1} ms) + the measured forward+backward; iteration = {r.IterationToLowerBound:F2}x it"));
-            Console.WriteLine(string.Create(c, $"  gradient graph     {r.GraphBuildMs,9:F1} ms   built once, in the first iteration (apart from the figures above)"));
-            Console.WriteLine(string.Create(c, $"  sampling x         {r.SamplingMs,9:F1} ms   {Pct(r.SamplingMs, r.IterationMs)}  ({r.SamplingCallMs:F1} ms per guided call of 2 rows, {r.MeanK:F1} calls)"));
-            Console.WriteLine(string.Create(c, $"  frozen calls       {r.FrozenMs,9:F1} ms   {Pct(r.FrozenMs, r.IterationMs)}  (baseline: one forward of {r.FrozenRows} rows)"));
-            Console.WriteLine(string.Create(c, $"  forward+backward   {r.ForwardBackwardMs,9:F1} ms   {Pct(r.ForwardBackwardMs, r.IterationMs)}  ({r.TrainableRows} rows; {r.ForwardBackwardPerRowToFrozen:F2}x the frozen forward per row)"));
-            Console.WriteLine(string.Create(c, $"  optimizer          {r.OptimizerMs,9:F1} ms   {Pct(r.OptimizerMs, r.IterationMs)}"));
-            Console.WriteLine(string.Create(c, $"  other              {r.OtherMs,9:F1} ms   {Pct(r.OtherMs, r.IterationMs)}  (anchors, targets, copies)"));
+            console.Out.WriteLine(string.Create(c, $"latent-anchoring training on {Path.GetFileName(Path.TrimEndingDirectorySeparator(folder))}: {r.Iterations} iterations, resolution {options.Resolution}{(options.DynamicResolution ? " (sizes drawn)" : "")}, {options.AnchorCount} anchors, mean k {r.MeanK:F1}"));
+            console.Out.WriteLine(string.Create(c, $"  per iteration      {r.IterationMs,9:F1} ms   {r.ItPerS:F3} it/s (steady: after a first iteration, which is not counted)"));
+            console.Out.WriteLine(string.Create(c, $"  lower bound        {r.LowerBoundMs,9:F1} ms   the same UNet calls as bare ONNX Runtime runs ({r.BareUNetMs:F1} ms) + the measured forward+backward; iteration = {r.IterationToLowerBound:F2}x it"));
+            console.Out.WriteLine(string.Create(c, $"  gradient graph     {r.GraphBuildMs,9:F1} ms   built once, in the first iteration (apart from the figures above)"));
+            console.Out.WriteLine(string.Create(c, $"  sampling x         {r.SamplingMs,9:F1} ms   {Pct(r.SamplingMs, r.IterationMs)}  ({r.SamplingCallMs:F1} ms per guided call of 2 rows, {r.MeanK:F1} calls)"));
+            console.Out.WriteLine(string.Create(c, $"  frozen calls       {r.FrozenMs,9:F1} ms   {Pct(r.FrozenMs, r.IterationMs)}  (baseline: one forward of {r.FrozenRows} rows)"));
+            console.Out.WriteLine(string.Create(c, $"  forward+backward   {r.ForwardBackwardMs,9:F1} ms   {Pct(r.ForwardBackwardMs, r.IterationMs)}  ({r.TrainableRows} rows; {r.ForwardBackwardPerRowToFrozen:F2}x the frozen forward per row)"));
+            console.Out.WriteLine(string.Create(c, $"  optimizer          {r.OptimizerMs,9:F1} ms   {Pct(r.OptimizerMs, r.IterationMs)}"));
+            console.Out.WriteLine(string.Create(c, $"  other              {r.OtherMs,9:F1} ms   {Pct(r.OtherMs, r.IterationMs)}  (anchors, targets, copies)"));
             return 0;
         });
         return cmd;

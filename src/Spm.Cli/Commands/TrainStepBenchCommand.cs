@@ -14,7 +14,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class TrainStepBenchCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = $"Model folder or UNet .onnx. Default: ${DefaultModel.EnvironmentVariable}, else {DefaultModel.RelativePath}." };
         var batch = new Option<int>("--batch") { Description = "UNet batch rows.", DefaultValueFactory = _ => 2 };
@@ -32,11 +32,11 @@ internal static class TrainStepBenchCommand
             var folder = DefaultModel.Resolve(parse.GetValue(model));
             var options = new TrainStepBenchmarkOptions(parse.GetValue(batch), parse.GetValue(size), parse.GetValue(rank), parse.GetValue(runs),
                 new GradientSessionSettings(IntraOpThreads: parse.GetValue(threads)));
-            var r = await ProgressBars.RunAsync("bench train-step", options.Runs + 1, "run",
+            var r = await ProgressBars.RunAsync(console, "bench train-step", options.Runs + 1, "run",
                 bar => Task.Run(() => TrainStepBenchmark.Run(folder, options, new ActionProgress<int>(i => bar.Report(new ProgressUpdate(i + 1))), ct), ct));
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new
+                console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
                     batch = options.Batch,
                     latent_size = options.LatentSize,
@@ -54,11 +54,11 @@ internal static class TrainStepBenchCommand
                 return 0;
             }
             var c = CultureInfo.InvariantCulture;
-            Console.WriteLine(string.Create(c, $"train step (forward + backward), batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, rank {options.Rank} on {r.Layers} layers"));
-            Console.WriteLine(string.Create(c, $"  forward alone      {r.ForwardMs,10:F1} ms"));
-            Console.WriteLine(string.Create(c, $"  forward + backward {r.TrainStepMs,10:F1} ms   ratio {r.Ratio:F2}x (target <= 3x)"));
-            Console.WriteLine(string.Create(c, $"  graph: {r.ForwardNodes} forward + {r.BackwardNodes} backward nodes, built and opened in {r.BuildMs / 1000:F1} s"));
-            Console.WriteLine(string.Create(c, $"  saved activations {r.SavedActivationBytes / 1048576.0:F1} MiB, process peak RSS {r.PeakRssBytes / 1048576.0:F0} MiB"));
+            console.Out.WriteLine(string.Create(c, $"train step (forward + backward), batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, rank {options.Rank} on {r.Layers} layers"));
+            console.Out.WriteLine(string.Create(c, $"  forward alone      {r.ForwardMs,10:F1} ms"));
+            console.Out.WriteLine(string.Create(c, $"  forward + backward {r.TrainStepMs,10:F1} ms   ratio {r.Ratio:F2}x (target <= 3x)"));
+            console.Out.WriteLine(string.Create(c, $"  graph: {r.ForwardNodes} forward + {r.BackwardNodes} backward nodes, built and opened in {r.BuildMs / 1000:F1} s"));
+            console.Out.WriteLine(string.Create(c, $"  saved activations {r.SavedActivationBytes / 1048576.0:F1} MiB, process peak RSS {r.PeakRssBytes / 1048576.0:F0} MiB"));
             return 0;
         });
         return cmd;

@@ -16,21 +16,21 @@ internal readonly record struct ProgressUpdate(double Done, double? Total = null
 /// </summary>
 internal static class ProgressBars
 {
-    /// <summary>The console progress goes to (stderr).</summary>
-    public static IAnsiConsole ErrorConsole { get; set; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-
-    /// <summary>Runs <paramref name="work"/> with one progress bar of <paramref name="total"/> <paramref name="unit"/>s.</summary>
-    public static async Task<T> RunAsync<T>(string description, double total, string unit, Func<IProgress<ProgressUpdate>, Task<T>> work)
+    /// <summary>
+    /// Runs <paramref name="work"/> with one progress bar of <paramref name="total"/> <paramref name="unit"/>s on
+    /// <paramref name="console"/>'s messages (stderr): a live bar on a terminal, else plain lines.
+    /// </summary>
+    public static async Task<T> RunAsync<T>(CliConsole console, string description, double total, string unit, Func<IProgress<ProgressUpdate>, Task<T>> work)
     {
-        var console = ErrorConsole;
-        if (!console.Profile.Capabilities.Interactive || Console.IsErrorRedirected)
+        ArgumentNullException.ThrowIfNull(console);
+        if (!console.MessagesAreTerminal)
         {
-            var lines = new LineProgress(description, total, unit);
+            var lines = new LineProgress(description, total, unit, console.Error);
             var result = await work(lines);
             lines.Finish();
             return result;
         }
-        return await console.Progress()
+        return await console.Messages.Progress()
             .AutoClear(false)
             .HideCompleted(false)
             .Columns(
@@ -49,6 +49,13 @@ internal static class ProgressBars
                 return result;
             });
     }
+
+    /// <summary>
+    /// The same on the process's stderr, for a verb that still writes to the static <see cref="Console"/> (the attack
+    /// verb until it takes a <see cref="CliConsole"/>).
+    /// </summary>
+    public static Task<T> RunAsync<T>(string description, double total, string unit, Func<IProgress<ProgressUpdate>, Task<T>> work)
+        => RunAsync(CliConsole.ForProcess(), description, total, unit, work);
 
     /// <summary>
     /// One bar per phase: a report with a new total, or with less done than before (the next training phase, even of

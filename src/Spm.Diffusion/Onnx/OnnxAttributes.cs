@@ -5,7 +5,7 @@ namespace Spm.Diffusion.Onnx;
 
 /// <summary>
 /// Reading and making ONNX node attributes: the one implementation (the generated protobuf API is verbose), used by
-/// the model builders (through <see cref="Building.Attr"/>), graph surgery and the gradient rules.
+/// the model builders (<c>Spm.Shapes.Building.Attr</c> forwards to it), graph surgery and the gradient rules.
 /// </summary>
 public static class OnnxAttributes
 {

@@ -66,10 +66,16 @@ public sealed record AttackResult(string Name, string Description, int Targets, 
 /// <param name="Images">Images compared.</param>
 /// <param name="MeanSsim">Mean SSIM of the attacked model's images against the base model's (same prompt, same seed).</param>
 /// <param name="MinSsim">Lowest SSIM.</param>
-/// <param name="BaseAccuracy">Share of base images in which every attribute the prompt names is read as named.</param>
+/// <param name="BaseAccuracy">Share of base images that show what their prompt asks for (its <see cref="KeptPrompt.Intent"/> judge).</param>
 /// <param name="Accuracy">The same for the attacked model.</param>
 /// <param name="MeanMultiplier">Mean multiplier the gate gave.</param>
 /// <param name="ConceptShownBase">Share of base images that show an erased concept anyway.</param>
 /// <param name="ConceptShown">The same for the attacked model.</param>
 public sealed record CollateralResult(string Name, int Images, double MeanSsim, double MinSsim, double BaseAccuracy, double Accuracy, double MeanMultiplier,
     double ConceptShownBase, double ConceptShown);
+
+/// <summary>A prompt the erased model should still draw faithfully (it asks for no erased concept), for <see cref="AttackRunner.Collateral"/>.</summary>
+/// <param name="Text">The prompt.</param>
+/// <param name="Seed">Seed of its image (base and attacked model draw from the same one).</param>
+/// <param name="Intent">Judges whether an image shows what the prompt asks for.</param>
+public sealed record KeptPrompt(string Text, ulong Seed, IConceptJudge Intent);

@@ -1,7 +1,6 @@
 using Spm.Core.Gating;
 using Spm.Core.Metrics;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Training.Attacks;
 
@@ -100,10 +99,11 @@ public sealed class AttackRunner
 
     /// <summary>
     /// What the attacked model keeps on <paramref name="prompts"/> (none asking for an erased concept): SSIM against the base
-    /// images, attribute accuracy of both (the tiny-shapes evaluator against each prompt's intent), how often an erased
-    /// concept shows anyway (<paramref name="erasedJudges"/>), and the mean multiplier.
+    /// images, how often base and attacked images show what their prompt asks for (each prompt's
+    /// <see cref="KeptPrompt.Intent"/> judge), how often an erased concept shows anyway (<paramref name="erasedJudges"/>),
+    /// and the mean multiplier.
     /// </summary>
-    public CollateralResult Collateral(string name, IReadOnlyList<EvalPrompt> prompts, IReadOnlyList<IConceptJudge> erasedJudges,
+    public CollateralResult Collateral(string name, IReadOnlyList<KeptPrompt> prompts, IReadOnlyList<IConceptJudge> erasedJudges,
         IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -119,7 +119,6 @@ public sealed class AttackRunner
         }
         var images = _generator.Generate(requests, Scale(progress, requests.Count), cancellationToken);
         int size = _generator.ImageSize;
-        var evaluator = new ShapeEvaluator();
         double ssimSum = 0, ssimMin = double.PositiveInfinity;
         int baseOk = 0, ok = 0, shownBase = 0, shown = 0;
         for (int i = 0; i < prompts.Count; i++)
@@ -129,8 +128,8 @@ public sealed class AttackRunner
             double ssim = ReferenceEquals(a, b) || a.AsSpan().SequenceEqual(b) ? 1.0 : ImageMetrics.Ssim(a, b, 3, size, size);
             ssimSum += ssim;
             ssimMin = Math.Min(ssimMin, ssim);
-            if (evaluator.Evaluate(b, size).Matches(prompts[i].Prompt)) baseOk++;
-            if (evaluator.Evaluate(a, size).Matches(prompts[i].Prompt)) ok++;
+            if (prompts[i].Intent.Shows(b, size, size)) baseOk++;
+            if (prompts[i].Intent.Shows(a, size, size)) ok++;
             if (erasedJudges.Any(j => j.Shows(b, size, size))) shownBase++;
             if (erasedJudges.Any(j => j.Shows(a, size, size))) shown++;
         }

@@ -119,7 +119,7 @@ public static class RobustTraining
                 using (var attack = GradientAttack.Create(pipeline, loaded, pipeline.Folder.DefaultImageSize,
                     new GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, Provider: pipeline.Provider)))
                 {
-                    var pool = GradientAttack.TokenPool(pipeline.Tokenizer, AttackPlans.VocabularyWords(Path.Combine(pipeline.Tokenizer.Folder, "vocab.json")), []);
+                    var pool = GradientAttack.TokenPool(pipeline.Tokenizer, AttackPrimitives.VocabularyWords(Path.Combine(pipeline.Tokenizer.Folder, "vocab.json")), []);
                     var goals = Enumerable.Range(0, options.Goals)
                         .Select(i => (goalPrompts[i % goalPrompts.Count], unchecked(training.Seed * 7919UL + (ulong)(round * 100_003 + i)))).ToList();
                     plan = attack.Plan(goals, pool, [new GateSettings(FixedMultiplier: 1f)],

@@ -69,12 +69,86 @@ internal sealed class MembraneTrainingGraph : IDisposable
     /// <summary>Builds the gradient graph for the shapes of <paramref name="feeds"/> and opens its session.</summary>
     public static MembraneTrainingGraph Build(ModelProto withRowLoss, IReadOnlyList<string> wrt, IReadOnlyDictionary<string, OrtValue> feeds, GradientSessionSettings settings)
     {
-        var probeFeeds = feeds.Where(kv => kv.Key != RowWeightsInput).ToDictionary(kv => kv.Key, kv => kv.Value);
-        var shapes = TensorShapes.Probe(withRowLoss, probeFeeds, settings);
-        var request = new GradientRequest([LossTerm.WeightedSum(RowLossOutput, RowWeightsInput)], wrt);
-        var graph = GradientGraphBuilder.Build(withRowLoss, request, shapes);
+        var graph = BuildGradient(withRowLoss, wrt, feeds, settings);
         var session = GradientSessionFactory.Create(graph.Model, settings);
         return new MembraneTrainingGraph(session, graph.LossOutput, graph.GradientOutputs) { BackwardNodes = graph.BackwardNodeCount };
+    }
+
+    /// <summary>
+    /// The gradient graph (loss and gradients with respect to <paramref name="wrt"/>) of the training model, its shapes
+    /// probed on <paramref name="feeds"/>; with <paramref name="smallProbe"/> the probe runs at a small latent size
+    /// (see <see cref="ProbeFeeds"/>), which builds the same graph.
+    /// </summary>
+    internal static GradientGraph BuildGradient(ModelProto withRowLoss, IReadOnlyList<string> wrt, IReadOnlyDictionary<string, OrtValue> feeds,
+        GradientSessionSettings settings, bool smallProbe = true)
+    {
+        var owned = new List<OrtValue>();
+        TensorShapes shapes;
+        try
+        {
+            var probeFeeds = smallProbe
+                ? ProbeFeeds(withRowLoss, feeds, wrt, owned)
+                : feeds.Where(kv => kv.Key != RowWeightsInput).ToDictionary(kv => kv.Key, kv => kv.Value);
+            shapes = TensorShapes.Probe(withRowLoss, probeFeeds, settings);
+        }
+        finally
+        {
+            foreach (var v in owned) v.Dispose();
+        }
+        var request = new GradientRequest([LossTerm.WeightedSum(RowLossOutput, RowWeightsInput)], wrt);
+        return GradientGraphBuilder.Build(withRowLoss, request, shapes);
+    }
+
+    /// <summary>
+    /// The feeds of the shape probe: the training feeds (without the row weights, which the forward graph does not read),
+    /// with the latent inputs (the sample and the target) cropped to a small spatial size when the graph allows it.
+    /// The gradient graph reads sizes at run time and uses the probe only for ranks, element types and which axes were
+    /// broadcast, so a probe at the smallest size that keeps every UNet level at least 2x2 builds the same graph; and a
+    /// probe with every node output exposed at the real size allocates every attention map of the UNet (at 256 pixels,
+    /// most of a gradient-graph build's time).
+    /// </summary>
+    internal static Dictionary<string, OrtValue> ProbeFeeds(ModelProto model, IReadOnlyDictionary<string, OrtValue> feeds, IReadOnlyList<string> wrt, List<OrtValue> owned)
+    {
+        var probe = feeds.Where(kv => kv.Key != RowWeightsInput).ToDictionary(kv => kv.Key, kv => kv.Value);
+        if (!feeds.TryGetValue(TargetInput, out var target)) return probe;
+        var latent = target.GetTensorTypeAndShape().Shape;
+        if (latent.Length != 4) return probe;
+        // Every level of the UNet halves the latent once (its strided convolutions); the probe keeps the deepest level 2x2.
+        int depth = model.Graph.Node.Count(n => n.OpType == "Conv" && n.Attribute.Any(a => a.Name == "strides" && a.Ints.Any(v => v > 1)));
+        if (depth > 16) return probe;
+        long side = 2L << depth;
+        if (latent[2] <= side || latent[3] <= side || latent[2] % (side / 2) != 0 || latent[3] % (side / 2) != 0) return probe;
+        var trainable = new HashSet<string>(wrt, StringComparer.Ordinal);
+        var declared = model.Graph.Input.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        var latentInputs = new List<string>();
+        foreach (var (name, value) in probe)
+        {
+            if (trainable.Contains(name)) continue;
+            var info = value.GetTensorTypeAndShape();
+            if (info.ElementDataType != Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float || info.Shape.Length != 4 || info.Shape[2] != latent[2] || info.Shape[3] != latent[3]) continue;
+            // A graph that declares fixed spatial sizes must be probed at them.
+            if (declared.TryGetValue(name, out var input) && input.Type?.TensorType?.Shape is { } shape && shape.Dim.Count == 4
+                && (shape.Dim[2].DimValue > 0 || shape.Dim[3].DimValue > 0))
+                return probe;
+            latentInputs.Add(name);
+        }
+        foreach (var name in latentInputs)
+        {
+            var dims = probe[name].GetTensorTypeAndShape().Shape;
+            var data = probe[name].GetTensorDataAsSpan<float>();
+            var small = new float[dims[0] * dims[1] * side * side];
+            int k = 0;
+            for (long plane = 0; plane < dims[0] * dims[1]; plane++)
+                for (long y = 0; y < side; y++)
+                {
+                    data.Slice((int)((plane * dims[2] + y) * dims[3]), (int)side).CopyTo(small.AsSpan(k, (int)side));
+                    k += (int)side;
+                }
+            var value = OrtValue.CreateTensorValueFromMemory(small, [dims[0], dims[1], side, side]);
+            owned.Add(value);
+            probe[name] = value;
+        }
+        return probe;
     }
 
     /// <summary>Runs forward and backward; returns the loss and per-row MSE and copies gradients into <paramref name="gradients"/>.</summary>

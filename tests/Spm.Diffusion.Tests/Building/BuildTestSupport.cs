@@ -1,8 +1,8 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Spm.Core.Randomness;
-using Spm.Diffusion.Onnx.Building;
 using Spm.Diffusion.Onnx.Proto;
+using Spm.Shapes.Building;
 
 namespace Spm.Diffusion.Tests.Building;
 

@@ -1,6 +1,7 @@
 using Google.Protobuf;
-using Spm.Diffusion.Onnx.Building;
 using Spm.Diffusion.Pipelines;
+using Spm.Shapes.Building;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
 using static Spm.Diffusion.Tests.Building.BuildTestSupport;
 

@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core;
-using Spm.Diffusion.Onnx.Building;
+using Spm.Shapes.Building;
 using Spm.Tests.Common;
 using static Spm.Diffusion.Tests.Building.BuildTestSupport;
 

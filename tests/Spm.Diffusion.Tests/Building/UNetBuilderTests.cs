@@ -1,8 +1,8 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core;
-using Spm.Diffusion.Onnx.Building;
 using Spm.Diffusion.Onnx.Proto;
+using Spm.Shapes.Building;
 using Spm.Tests.Common;
 using static Spm.Diffusion.Tests.Building.BuildTestSupport;
 

@@ -1,6 +1,6 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Spm.Diffusion.Onnx.Building;
+using Spm.Shapes.Building;
 using static Spm.Diffusion.Tests.Building.BuildTestSupport;
 
 namespace Spm.Diffusion.Tests.Building;

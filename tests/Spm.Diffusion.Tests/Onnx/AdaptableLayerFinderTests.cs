@@ -169,9 +169,9 @@ public class AdaptableLayerFinderTests
     {
         // SD 2.x uses linear proj_in/proj_out and a wider text encoder; built with the model builder, saved with
         // external weights, then loaded like an export.
-        var config = Spm.Diffusion.Onnx.Building.UNetPresets.TinySd1 with { UseLinearProjection = true, CrossAttentionDim = 48 };
+        var config = Spm.Shapes.Building.UNetPresets.TinySd1 with { UseLinearProjection = true, CrossAttentionDim = 48 };
         var dir = TestPaths.NewTempDir("spm-sd2ish");
-        Spm.Diffusion.Onnx.Building.UNetBuilder.Create(config, seed: 5).Save(Path.Combine(dir, "model.onnx"), "weights.pb");
+        Spm.Shapes.Building.UNetBuilder.Create(config, seed: 5).Save(Path.Combine(dir, "model.onnx"), "weights.pb");
         var model = OnnxModel.Load(dir);
         Assert.That(model.ExternalDataFiles, Is.EqualTo(new[] { "weights.pb" }));
         var layers = AdaptableLayerFinder.FindTransformerLayers(model).ToDictionary(l => l.ModulePath);

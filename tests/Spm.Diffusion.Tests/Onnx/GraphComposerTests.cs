@@ -2,7 +2,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core;
 using Spm.Diffusion.Onnx;
-using Spm.Diffusion.Onnx.Building;
+using Spm.Shapes.Building;
 
 namespace Spm.Diffusion.Tests.Onnx;
 

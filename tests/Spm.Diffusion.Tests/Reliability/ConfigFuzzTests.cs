@@ -1,9 +1,9 @@
 using System.Text;
 using Spm.Core.Randomness;
 using Spm.Diffusion.Images;
-using Spm.Diffusion.Onnx.Building;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Schedulers;
+using Spm.Shapes.Building;
 using Spm.Tests.Common;
 
 namespace Spm.Diffusion.Tests.Reliability;

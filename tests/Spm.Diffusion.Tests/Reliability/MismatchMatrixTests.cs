@@ -6,11 +6,11 @@ using Spm.Core.SafeTensors;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Onnx;
-using Spm.Diffusion.Onnx.Building;
 using Spm.Diffusion.Onnx.Proto;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
 using Spm.Diffusion.Tests.Membranes;
+using Spm.Shapes.Building;
 using Spm.Tests.Common;
 using DataType = Spm.Diffusion.Onnx.Proto.TensorProto.Types.DataType;
 

@@ -1,9 +1,9 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core.Randomness;
-using Spm.Diffusion.Onnx.Building;
-using Spm.Training.Autodiff;
+using Spm.Shapes.Building;
 using Spm.Tests.Common;
+using Spm.Training.Autodiff;
 
 namespace Spm.Training.Tests.Building;
 

@@ -1,9 +1,10 @@
 using System.Text.Json;
 using Spm.Core;
 using Spm.Core.Randomness;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Training.Tests.Evaluation;
 

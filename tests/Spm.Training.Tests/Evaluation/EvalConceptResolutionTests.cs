@@ -1,7 +1,7 @@
 using Spm.Core;
 using Spm.Core.Membranes;
+using Spm.Shapes.Evaluation;
 using Spm.Tests.Common;
-using Spm.Training.Evaluation;
 using Spm.Training.LatentAnchoring;
 
 namespace Spm.Training.Tests.Evaluation;

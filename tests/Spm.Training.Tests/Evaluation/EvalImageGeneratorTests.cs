@@ -2,6 +2,7 @@ using Spm.Core;
 using Spm.Core.Gating;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
 using Spm.Training.Evaluation;
 

@@ -1,6 +1,6 @@
 using Spm.Core;
-using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 
 namespace Spm.Training.Tests.Evaluation;
 

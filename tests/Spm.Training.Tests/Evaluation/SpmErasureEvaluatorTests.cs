@@ -1,10 +1,11 @@
-using Spm.Core.Gating;
 using Spm.Core;
+using Spm.Core.Gating;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Training.Tests.Evaluation;
 

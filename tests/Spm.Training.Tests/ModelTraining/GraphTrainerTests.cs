@@ -1,9 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core;
 using Spm.Core.Randomness;
-using Spm.Diffusion.Onnx.Building;
+using Spm.Shapes.Building;
+using Spm.Shapes.Model;
 using Spm.Training.Autodiff;
-using Spm.Training.ModelTraining;
 using Spm.Training.Optimizers;
 using DataType = Spm.Diffusion.Onnx.Proto.TensorProto.Types.DataType;
 

@@ -1,10 +1,11 @@
 using Spm.Core.Gating;
 using Spm.Core.Membranes;
-using Spm.Training.LatentAnchoring;
-using Spm.Training.Shapes;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
+using Spm.Shapes.Evaluation;
+using Spm.Shapes.World;
 using Spm.Tests.Common;
+using Spm.Training.LatentAnchoring;
 
 namespace Spm.Training.Tests.Shapes;
 
@@ -48,7 +49,7 @@ public class BuiltInModelTests
         using var pipeline = StableDiffusionPipeline.Load(Folder);
         var generator = new Spm.Training.Evaluation.EvalImageGenerator(pipeline, null,
             new Spm.Training.Evaluation.EvalGenerationSettings { Steps = sampling.Steps!.Value, GuidanceScale = sampling.GuidanceScale!.Value });
-        var fidelity = new Spm.Training.Evaluation.SpmErasureEvaluator(generator).MeasureFidelity(48, seed: 5);
+        var fidelity = new Spm.Shapes.Evaluation.SpmErasureEvaluator(generator).MeasureFidelity(48, seed: 5);
         TestContext.Out.WriteLine($"shape {fidelity.ShapeAccuracy:P1}, colour {fidelity.ColorAccuracy:P1}, pattern {fidelity.PatternAccuracy:P1}, background {fidelity.BackgroundAccuracy:P1}");
         Assert.That(fidelity.ShapeAccuracy, Is.GreaterThanOrEqualTo(ShapeBar), "shape");
         Assert.That(fidelity.ColorAccuracy, Is.GreaterThanOrEqualTo(ColourBar), "colour");

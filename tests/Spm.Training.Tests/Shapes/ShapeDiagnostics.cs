@@ -1,6 +1,6 @@
 using Spm.Core.Randomness;
+using Spm.Shapes.World;
 using Spm.Training.Evaluation;
-using Spm.Training.Shapes;
 
 namespace Spm.Training.Tests.Shapes;
 

@@ -1,5 +1,5 @@
 using Spm.Core.Randomness;
-using Spm.Training.Shapes;
+using Spm.Shapes.World;
 
 namespace Spm.Training.Tests.Shapes;
 

@@ -1,6 +1,6 @@
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Text;
-using Spm.Training.Shapes;
+using Spm.Shapes.Model;
 using Spm.Tests.Common;
 
 namespace Spm.Training.Tests.Shapes;

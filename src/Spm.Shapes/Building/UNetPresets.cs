@@ -1,0 +1,45 @@
+namespace Spm.Shapes.Building;
+
+/// <summary>Named UNet sizes.</summary>
+public static class UNetPresets
+{
+    /// <summary>
+    /// The tiny fixture's UNet (shared/fixtures/tiny-sd1/unet/config.json): channels 32/64, DownBlock2D then
+    /// CrossAttnDownBlock2D, 8 heads, cross-attention width 32 — about 1.5M parameters.
+    /// </summary>
+    public static UNetConfig TinySd1 => new()
+    {
+        SampleSize = 32,
+        DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D"],
+        UpBlockTypes = ["CrossAttnUpBlock2D", "UpBlock2D"],
+        BlockOutChannels = [32, 64],
+        LayersPerBlock = 2,
+        CrossAttentionDim = 32,
+        AttentionHeadDim = [8],
+    };
+
+    /// <summary>Stable Diffusion 1.x (1.4/1.5): 320/640/1280/1280 channels, 8 heads, width 768 — about 860M parameters.</summary>
+    public static UNetConfig Sd15 => new();
+
+    /// <summary>Stable Diffusion 2.x: linear projections, heads 5/10/20/20 (64-wide), cross-attention width 1024.</summary>
+    public static UNetConfig Sd21 => new()
+    {
+        SampleSize = 96,
+        AttentionHeadDim = [5, 10, 20, 20],
+        CrossAttentionDim = 1024,
+        UseLinearProjection = true,
+    };
+
+    /// <summary>The preset names understood by <see cref="Get"/>.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["tiny-sd1", "sd15", "sd21"];
+
+    /// <summary>A preset by name (case-insensitive).</summary>
+    /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
+    public static UNetConfig Get(string name) => name.ToLowerInvariant() switch
+    {
+        "tiny-sd1" => TinySd1,
+        "sd15" or "sd1" or "sd14" => Sd15,
+        "sd21" or "sd2" => Sd21,
+        _ => throw new ArgumentException($"Unknown UNet preset '{name}' (known: {string.Join(", ", Names)})."),
+    };
+}

@@ -1,0 +1,232 @@
+using Spm.Core.Metrics;
+using Spm.Shapes.World;
+using Spm.Training.Evaluation;
+
+namespace Spm.Shapes.Evaluation;
+
+/// <summary>Makes the picture for one evaluation prompt: a planar RGB image [3, S, S] with values in [0, 1].</summary>
+/// <param name="prompt">The prompt and its seed.</param>
+/// <param name="cancellationToken">Stops a long generation.</param>
+public delegate float[] ImageSource(EvalPrompt prompt, CancellationToken cancellationToken);
+
+/// <summary>One way of producing pictures: the base model, or the model with some SPMs at some settings.</summary>
+/// <param name="Name">Row label ("base", "erased", "erased, no transport", "erased, no anchoring").</param>
+/// <param name="Generate">The image source.</param>
+public sealed record EvalVariant(string Name, ImageSource Generate);
+
+/// <summary>Concepts erased together, and the variants of erasing them to compare against the base model.</summary>
+/// <param name="Name">Case label ("circle", "red + circle + striped").</param>
+/// <param name="Concepts">The concepts erased.</param>
+/// <param name="Variants">The erased variants (the base model is added by the evaluation).</param>
+public sealed record EvalCase(string Name, IReadOnlyList<EvalConcept> Concepts, IReadOnlyList<EvalVariant> Variants);
+
+/// <summary>Settings of an erasure evaluation.</summary>
+/// <param name="ImagesPerSet">Prompts (one image each) per target set and in the preservation set.</param>
+/// <param name="Seed">Seed of the prompt sets and the generation seeds.</param>
+/// <param name="ImageSize">Side of the square images.</param>
+/// <param name="GridPromptsPerSet">How many prompts of each set appear in the comparison grid.</param>
+/// <param name="PsnrCapDb">PSNR of identical images is infinite; means use min(PSNR, this).</param>
+public sealed record EvalOptions(int ImagesPerSet = 50, ulong Seed = 0, int ImageSize = 64, int GridPromptsPerSet = 4, double PsnrCapDb = 100)
+{
+    /// <summary>Throws <see cref="ArgumentException"/> for unusable settings.</summary>
+    public void Validate()
+    {
+        if (ImagesPerSet is < 1 or > 100_000) throw new ArgumentException($"Images per set must be 1..100000, got {ImagesPerSet}.");
+        if (ImageSize is < 16 or > 4096) throw new ArgumentException($"Image size must be 16..4096, got {ImageSize}.");
+        if (GridPromptsPerSet < 0) throw new ArgumentException("Grid prompts per set must not be negative.");
+        if (!(PsnrCapDb > 0)) throw new ArgumentException("The PSNR cap must be positive.");
+    }
+}
+
+/// <summary>Where an evaluation is.</summary>
+/// <param name="Done">Images made so far.</param>
+/// <param name="Total">Images to make in all.</param>
+/// <param name="Stage">What is being made ("circle / erased").</param>
+public readonly record struct EvalProgress(int Done, int Total, string Stage);
+
+/// <summary>
+/// One line of the result table: for one case, one concept and one variant, the concept's detection rate on
+/// prompts that ask for it, and preservation on prompts that ask for none of the case's concepts.
+/// </summary>
+/// <param name="Case">Case label.</param>
+/// <param name="Concept">The concept whose detection rate this row gives.</param>
+/// <param name="Variant">Variant label ("base" for the base model).</param>
+/// <param name="TargetImages">Images of prompts asking for the concept.</param>
+/// <param name="DetectionRate">Share of those images in which the evaluator reads the concept.</param>
+/// <param name="PreservationImages">Images of prompts asking for none of the case's concepts.</param>
+/// <param name="PreservationAccuracy">Share of those images in which every attribute the prompt names is read as named.</param>
+/// <param name="MeanSsim">Mean SSIM of the preservation images against the base model's (same prompt and seed); null for the base row.</param>
+/// <param name="MeanPsnr">Mean PSNR in dB, each capped at <see cref="EvalOptions.PsnrCapDb"/>; null for the base row.</param>
+public sealed record EvalRow(
+    string Case,
+    string Concept,
+    string Variant,
+    int TargetImages,
+    double DetectionRate,
+    int PreservationImages,
+    double PreservationAccuracy,
+    double? MeanSsim,
+    double? MeanPsnr);
+
+/// <summary>A comparison sheet: one row per prompt, columns base | variant 1 | variant 2 ...</summary>
+/// <param name="Case">Case label.</param>
+/// <param name="Columns">Column labels, base first.</param>
+/// <param name="Prompts">Row labels (prompt texts).</param>
+/// <param name="Image">The planar RGB grid.</param>
+/// <param name="Height">Grid height in pixels.</param>
+/// <param name="Width">Grid width in pixels.</param>
+public sealed record EvalGrid(string Case, IReadOnlyList<string> Columns, IReadOnlyList<string> Prompts, float[] Image, int Height, int Width);
+
+/// <summary>The result of an erasure evaluation.</summary>
+/// <param name="Options">The settings used.</param>
+/// <param name="Rows">The table, case by case, base row first within each concept.</param>
+/// <param name="Grids">One comparison sheet per case.</param>
+public sealed record EvalReport(EvalOptions Options, IReadOnlyList<EvalRow> Rows, IReadOnlyList<EvalGrid> Grids);
+
+/// <summary>
+/// Measures concept erasure the way the SPM paper does, on the tiny-shapes world: per case, images of the base
+/// model and of each erased variant for the same prompts and seeds, read by the <see cref="ShapeEvaluator"/>.
+/// The model is reached only through <see cref="ImageSource"/> delegates, so this runs on any generator
+/// (and is tested on rendered ground truth).
+/// </summary>
+public sealed class ErasureEvaluation
+{
+    private readonly ShapeEvaluator _evaluator;
+
+    /// <summary>Creates an evaluation reading images with <paramref name="evaluator"/> (default: the tuned one).</summary>
+    public ErasureEvaluation(ShapeEvaluator? evaluator = null) => _evaluator = evaluator ?? new ShapeEvaluator();
+
+    /// <summary>
+    /// The prompts <see cref="Run"/> asks every variant of <paramref name="evalCase"/> (and the baseline) for, in the order
+    /// it asks: each concept's target prompts, then the preservation prompts. A caller can generate these images ahead,
+    /// in batches, and let its <see cref="ImageSource"/>s look them up.
+    /// </summary>
+    public static IReadOnlyList<EvalPrompt> PromptsOf(EvalCase evalCase, EvalOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(evalCase);
+        ArgumentNullException.ThrowIfNull(options);
+        return evalCase.Concepts.SelectMany(concept => EvalPromptSets.Target(concept, options.ImagesPerSet, options.Seed))
+            .Concat(EvalPromptSets.Preservation(evalCase.Concepts, options.ImagesPerSet, options.Seed))
+            .ToArray();
+    }
+
+    /// <summary>Runs every case against <paramref name="baseline"/>.</summary>
+    /// <exception cref="ArgumentException">No cases, a case without concepts, or unusable options.</exception>
+    /// <exception cref="Spm.Core.SpmException">An image source returned an image of the wrong size.</exception>
+    public EvalReport Run(
+        IReadOnlyList<EvalCase> cases,
+        EvalVariant baseline,
+        EvalOptions? options = null,
+        IProgress<EvalProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(cases);
+        ArgumentNullException.ThrowIfNull(baseline);
+        options ??= new EvalOptions();
+        options.Validate();
+        if (cases.Count == 0) throw new ArgumentException("Nothing to evaluate: no cases.");
+        foreach (var c in cases)
+        {
+            if (c.Concepts.Count == 0) throw new ArgumentException($"Case '{c.Name}' erases no concept.");
+            var names = c.Variants.Select(v => v.Name).Append(baseline.Name).ToArray();
+            if (names.Distinct(StringComparer.Ordinal).Count() != names.Length)
+                throw new ArgumentException($"Case '{c.Name}': variant names must be distinct and differ from the baseline's ('{baseline.Name}').");
+        }
+
+        int n = options.ImagesPerSet;
+        var plans = cases.Select(c => new
+        {
+            Case = c,
+            Targets = c.Concepts.Select(concept => EvalPromptSets.Target(concept, n, options.Seed)).ToArray(),
+            Preservation = EvalPromptSets.Preservation(c.Concepts, n, options.Seed),
+        }).ToArray();
+        int total = plans.Sum(p => (p.Targets.Length + 1) * n * (1 + p.Case.Variants.Count));
+        int done = 0;
+        var baseCache = new Dictionary<(string, ulong), Judged>();
+        var rows = new List<EvalRow>();
+        var grids = new List<EvalGrid>();
+
+        foreach (var plan in plans)
+        {
+            var c = plan.Case;
+            var allPrompts = plan.Targets.SelectMany(t => t).Concat(plan.Preservation).ToArray();
+            var variants = new[] { baseline }.Concat(c.Variants).ToArray();
+            var images = new Dictionary<string, Judged[]>();
+            foreach (var variant in variants)
+            {
+                bool isBase = ReferenceEquals(variant, baseline);
+                var stage = $"{c.Name} / {variant.Name}";
+                var judged = new Judged[allPrompts.Length];
+                for (int i = 0; i < allPrompts.Length; i++)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var prompt = allPrompts[i];
+                    if (isBase && baseCache.TryGetValue((prompt.Text, prompt.Seed), out var cached)) judged[i] = cached;
+                    else
+                    {
+                        var image = variant.Generate(prompt, cancellationToken);
+                        int expected = 3 * options.ImageSize * options.ImageSize;
+                        if (image is null || image.Length != expected)
+                            throw new Spm.Core.SpmException($"Variant '{variant.Name}' returned {image?.Length ?? 0} values for \"{prompt.Text}\", expected {expected} (3 x {options.ImageSize} x {options.ImageSize}).");
+                        judged[i] = new Judged(image, _evaluator.Evaluate(image, options.ImageSize));
+                        if (isBase) baseCache[(prompt.Text, prompt.Seed)] = judged[i];
+                    }
+                    progress?.Report(new EvalProgress(++done, total, stage));
+                }
+                images[variant.Name] = judged;
+            }
+
+            var baseJudged = images[baseline.Name];
+            int preservationStart = allPrompts.Length - plan.Preservation.Count;
+            for (int k = 0; k < c.Concepts.Count; k++)
+            {
+                var concept = c.Concepts[k];
+                foreach (var variant in variants)
+                {
+                    bool isBase = ReferenceEquals(variant, baseline);
+                    var judged = images[variant.Name];
+                    int detected = 0;
+                    for (int i = k * n; i < (k + 1) * n; i++) if (concept.IsDetectedIn(judged[i].Judgement)) detected++;
+                    int preserved = 0;
+                    double ssim = 0, psnr = 0;
+                    for (int i = preservationStart; i < allPrompts.Length; i++)
+                    {
+                        if (judged[i].Judgement.Matches(allPrompts[i].Prompt)) preserved++;
+                        if (isBase) continue;
+                        ssim += ImageMetrics.Ssim(judged[i].Image, baseJudged[i].Image, 3, options.ImageSize, options.ImageSize);
+                        psnr += Math.Min(options.PsnrCapDb, ImageMetrics.Psnr(judged[i].Image, baseJudged[i].Image));
+                    }
+                    int m = plan.Preservation.Count;
+                    rows.Add(new EvalRow(c.Name, concept.Name, variant.Name, n, detected / (double)n, m, preserved / (double)m,
+                        isBase ? null : ssim / m, isBase ? null : psnr / m));
+                }
+            }
+
+            if (options.GridPromptsPerSet > 0)
+                grids.Add(BuildGrid(c, variants, images, plan.Targets, plan.Preservation, preservationStart, options));
+        }
+        return new EvalReport(options, rows, grids);
+    }
+
+    private static EvalGrid BuildGrid(
+        EvalCase c, EvalVariant[] variants, Dictionary<string, Judged[]> images, IReadOnlyList<EvalPrompt>[] targets,
+        IReadOnlyList<EvalPrompt> preservation, int preservationStart, EvalOptions options)
+    {
+        int n = options.ImagesPerSet, g = Math.Min(options.GridPromptsPerSet, n);
+        var indices = new List<int>();
+        for (int k = 0; k < targets.Length; k++) indices.AddRange(Enumerable.Range(k * n, g));
+        indices.AddRange(Enumerable.Range(preservationStart, Math.Min(g, preservation.Count)));
+        var cells = new List<float[]?>();
+        var labels = new List<string>();
+        var all = targets.SelectMany(t => t).Concat(preservation).ToArray();
+        foreach (var i in indices)
+        {
+            labels.Add(all[i].Text);
+            foreach (var v in variants) cells.Add(images[v.Name][i].Image);
+        }
+        var (grid, h, w) = ImageGrid.Compose(cells, indices.Count, variants.Length, options.ImageSize, options.ImageSize);
+        return new EvalGrid(c.Name, variants.Select(v => v.Name).ToArray(), labels, grid, h, w);
+    }
+
+    private readonly record struct Judged(float[] Image, ShapeJudgement Judgement);
+}

@@ -1,0 +1,76 @@
+using Spm.Core.Randomness;
+using Spm.Shapes.World;
+
+namespace Spm.Shapes.Evaluation;
+
+/// <summary>One evaluation prompt with the seed its images are generated from.</summary>
+/// <param name="Prompt">What it asks for.</param>
+/// <param name="Text">The prompt text given to the model.</param>
+/// <param name="Seed">The generation seed (the same for the base and every erased variant, so images compare pixel by pixel).</param>
+public sealed record EvalPrompt(ShapePrompt Prompt, string Text, ulong Seed);
+
+/// <summary>
+/// The prompt sets of an erasure evaluation, deterministic from a seed:
+/// <list type="bullet">
+/// <item><b>target</b> prompts ask for one concept ("a striped blue circle", "a circle on a black background"):
+///   the concept's detection rate is measured on their images;</item>
+/// <item><b>preservation</b> prompts name, for every erased concept's attribute, a different value
+///   explicitly ("a red square", "a plain green star"), so that nothing erased is asked for and every named
+///   attribute has a known right answer.</item>
+/// </list>
+/// Prompts always name the shape and colour and name the pattern (60%) and background (50%) at random, as the
+/// training captions do.
+/// </summary>
+public static class EvalPromptSets
+{
+    /// <summary><paramref name="count"/> prompts asking for <paramref name="concept"/>.</summary>
+    public static IReadOnlyList<EvalPrompt> Target(EvalConcept concept, int count, ulong seed)
+    {
+        ArgumentNullException.ThrowIfNull(concept);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        // Each concept gets its own stream so that adding a concept does not change another's prompts.
+        var rng = new SeededRandom(seed ^ (0x5EED0000UL + (ulong)concept.Attribute * 64 + (ulong)concept.Value));
+        var list = new List<EvalPrompt>(count);
+        for (int i = 0; i < count; i++)
+        {
+            var prompt = concept.WithValue(RandomPrompt(rng), concept.Value);
+            list.Add(new EvalPrompt(prompt, prompt.Text, rng.NextUInt64()));
+        }
+        return list;
+    }
+
+    /// <summary><paramref name="count"/> prompts that ask for none of <paramref name="erased"/> (each of their attributes named with another value).</summary>
+    /// <exception cref="ArgumentException">The erased concepts leave no value for some attribute.</exception>
+    public static IReadOnlyList<EvalPrompt> Preservation(IReadOnlyList<EvalConcept> erased, int count, ulong seed)
+    {
+        ArgumentNullException.ThrowIfNull(erased);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var excluded = erased.GroupBy(c => c.Attribute).ToDictionary(g => g.Key, g => g.Select(c => c.Value).ToHashSet());
+        var allowed = new Dictionary<ConceptAttribute, int[]>();
+        foreach (var (attribute, values) in excluded)
+        {
+            var rest = Enumerable.Range(0, EvalConcept.CountOf(attribute)).Where(v => !values.Contains(v)).ToArray();
+            if (rest.Length == 0) throw new ArgumentException($"Every {attribute.ToString().ToLowerInvariant()} is erased: no preservation prompts possible.");
+            allowed[attribute] = rest;
+        }
+        var rng = new SeededRandom(seed ^ 0x9E5E_7A7E_0000UL);
+        var list = new List<EvalPrompt>(count);
+        for (int i = 0; i < count; i++)
+        {
+            var prompt = RandomPrompt(rng);
+            foreach (var (attribute, values) in allowed)
+            {
+                var probe = new EvalConcept(attribute, 0);
+                prompt = probe.WithValue(prompt, values[rng.NextInt(0, values.Length)]);
+            }
+            list.Add(new EvalPrompt(prompt, prompt.Text, rng.NextUInt64()));
+        }
+        return list;
+    }
+
+    private static ShapePrompt RandomPrompt(SeededRandom rng) => new(
+        ShapeVocabulary.Shapes[rng.NextInt(0, ShapeVocabulary.Shapes.Count)],
+        ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)],
+        rng.NextDouble() < 0.6 ? ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)] : null,
+        rng.NextDouble() < 0.5 ? ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)] : null);
+}

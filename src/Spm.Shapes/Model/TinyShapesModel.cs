@@ -1,0 +1,680 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using Spm.Core;
+using Spm.Core.Randomness;
+using Spm.Diffusion.Schedulers;
+using Spm.Diffusion.Text;
+using Spm.Shapes.Building;
+using Spm.Shapes.World;
+using Spm.Training.Autodiff;
+using Spm.Training.Optimizers;
+
+namespace Spm.Shapes.Model;
+
+/// <summary>Settings of <see cref="TinyShapesModel.TrainAsync"/>; the defaults rebuild the shipped model.</summary>
+public sealed record TinyShapesTrainingOptions
+{
+    /// <summary>Seed of the initial weights, the data and the noise.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Autoencoder training steps.</summary>
+    public int AutoencoderSteps { get; init; } = 450;
+
+    /// <summary>Images per autoencoder step.</summary>
+    public int AutoencoderBatch { get; init; } = 12;
+
+    /// <summary>Peak learning rate of the autoencoder (AdamW, warm-up then cosine decay).</summary>
+    public double AutoencoderLearningRate { get; init; } = 2e-3;
+
+    /// <summary>
+    /// Steps of the decoder refinement that follows the autoencoder: the encoder is frozen (so the latent space the UNet
+    /// learns is fixed) and the decoder alone keeps training on its latents, at <see cref="AutoencoderBatch"/> pictures
+    /// per step. The end-to-end phase settles the latent space quickly but leaves the decoder's colours off (after 450
+    /// steps the evaluator reads 41 % of reconstructed colours right); refining only the decoder is cheaper than
+    /// training both halves longer. 0 skips it.
+    /// </summary>
+    public int DecoderSteps { get; init; } = 1500;
+
+    /// <summary>Peak learning rate of the decoder refinement.</summary>
+    public double DecoderLearningRate { get; init; } = 2e-3;
+
+    /// <summary>
+    /// Standard deviation of the frozen text encoder's token embedding, for the stages that do not set their own (see
+    /// <see cref="UNetStage.TextTokenStd"/>) and for the written model when no stage runs. At CLIP's own 0.02 every word's
+    /// vector is far below the random biases of the layers behind it, so all captions map to nearly the same states
+    /// (cosine 0.99 between "... white background" and "... black background" at the differing word) and a UNet trained
+    /// on them reads backgrounds at chance; at 1 each word's own vector dominates its position. The shipped recipe
+    /// learns to draw on 0.02 and then reads captions on 1 (docs/tiny-shapes.md).
+    /// </summary>
+    public double TextTokenStd { get; init; } = 1.0;
+
+    /// <summary>Weight of the latent-size penalty <c>mean(z²)</c> that keeps latents bounded (no KL is used).</summary>
+    public double LatentPenalty { get; init; } = 1e-4;
+
+    /// <summary>
+    /// Standard deviation of Gaussian noise added to the latent the decoder reads during autoencoder training (0: none).
+    /// Without it the encoder squeezes close colours together (orange and yellow 0.12 apart in a latent of RMS 1.56,
+    /// three times closer than any other pair) because nothing asks a decoded colour to survive a small latent error, which
+    /// is what a diffusion model's latents carry; with it, codes that must decode differently are kept apart.
+    /// </summary>
+    public double AutoencoderLatentNoise { get; init; }
+
+    /// <summary>
+    /// Weight of colour (chroma) against lightness in the autoencoder's reconstruction loss (1 or 0: plain RGB MSE). The
+    /// error is measured in an orthonormal opponent basis (lightness (R+G+B)/√3, red–green (R−G)/√2, yellow–blue
+    /// (R+G−2B)/√6) with the two chroma axes scaled by this weight, so the encoder spends more of its latent on hue: in
+    /// RGB, orange and yellow differ by 0.31 while a grey background differs from white by 0.87. The default, 3, is the
+    /// shipped model's (v3): with plain RGB MSE orange and yellow lay 0.12 apart in the latent and orange was drawn yellow.
+    /// </summary>
+    public double AutoencoderChromaWeight { get; init; } = 3;
+
+    /// <summary>Images encoded once for the UNet phase (each with its caption).</summary>
+    public int LatentPoolSize { get; init; } = 8000;
+
+    /// <summary>
+    /// The UNet's training stages, run one after the other on the same weights. Each stage starts a fresh AdamW state
+    /// and its own warm-up + cosine schedule to its learning rate, and replays the data stream from the seed — exactly
+    /// what a later <c>--continue-unet</c> run does, so a model trained in several sittings is rebuilt by one run.
+    /// The default is the shipped model's recipe: 2,600 steps at 2e-3 and 3,000 at 1e-3 on the text encoder with
+    /// CLIP's token scale 0.02 (the first model's UNet, which learned to draw shapes), then 3,000 at 1.5e-3 and 2,000 at
+    /// 1e-3 on token scale 1 (where it learns to read the captions). Empty: no UNet training (only with
+    /// <see cref="ContinueUNet"/>: the model is written from the snapshots).
+    /// </summary>
+    public IReadOnlyList<UNetStage> UNetStages { get; init; } = [new(2600, 2e-3, 0.02), new(3000, 1e-3, 0.02), new(3000, 1.5e-3), new(2000, 1e-3)];
+
+    /// <summary>UNet steps over all stages.</summary>
+    public int UNetSteps => UNetStages.Sum(st => st.Steps);
+
+    /// <summary>Latents per UNet step.</summary>
+    public int UNetBatch { get; init; } = 24;
+
+    /// <summary>With a <see cref="WorkFolder"/>, the UNet snapshot is also written every this many steps (0: only at the end).</summary>
+    public int SnapshotEvery { get; init; } = 500;
+
+    /// <summary>
+    /// γ of Min-SNR loss weighting (Hang et al. 2023): each sample's noise-prediction error is weighted by
+    /// min(SNR(t), γ) / SNR(t), which stops the nearly noise-free steps from dominating and speeds up convergence.
+    /// 0 turns the weighting off.
+    /// </summary>
+    public double MinSnrGamma { get; init; } = 5.0;
+
+    /// <summary>Share of UNet samples whose caption is replaced by the empty prompt (classifier-free guidance).</summary>
+    public double UnconditionalProbability { get; init; } = 0.1;
+
+    /// <summary>Warm-up steps of each phase's learning rate.</summary>
+    public int WarmupSteps { get; init; } = 100;
+
+    /// <summary>Global gradient-norm clip.</summary>
+    public double MaxGradientNorm { get; init; } = 1.0;
+
+    /// <summary>
+    /// A folder for phase snapshots (<c>autoencoder.safetensors</c>, <c>unet.safetensors</c>), or null. A finished
+    /// autoencoder of the same seed, steps and batch found there is reused instead of trained again; with
+    /// <see cref="ContinueUNet"/> the UNet starts from the snapshot there (more steps on a model trained before).
+    /// </summary>
+    public string? WorkFolder { get; init; }
+
+    /// <summary>Start the UNet from <c>WorkFolder/unet.safetensors</c> instead of from its seeded initial weights.</summary>
+    public bool ContinueUNet { get; init; }
+
+    /// <summary>
+    /// Train the text encoder together with the UNet: the two graphs are joined into one (<see cref="Spm.Diffusion.Onnx.GraphComposer"/>) so the gradient reaches every text-encoder weight except the 49,408-row token
+    /// table, which stays frozen at <see cref="TextTokenStd"/> (its gradient would be a one-hot product over the whole
+    /// vocabulary at every step). A frozen random encoder maps captions to fixed features the UNet has to learn to read;
+    /// a trained one learns to put the words that matter where the cross-attention can find them. Its weights are
+    /// snapshotted beside the UNet's (<c>text_encoder.safetensors</c>) and continued with <see cref="ContinueUNet"/>.
+    /// </summary>
+    public bool TrainTextEncoder { get; init; }
+
+    /// <summary>ONNX Runtime intra-op threads (0: all cores).</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Checks the values, naming the first bad one.</summary>
+    public void Validate()
+    {
+        if (AutoencoderSteps < 1 || DecoderSteps < 0 || SnapshotEvery < 0) throw new SpmException("Step counts must be at least 1 (decoder steps and snapshot interval at least 0).");
+        if (UNetStages.Any(st => st.Steps < 1 || !(st.LearningRate > 0) || double.IsInfinity(st.LearningRate)))
+            throw new SpmException("Every UNet stage needs at least 1 step and a positive learning rate.");
+        if (UNetStages.Any(st => st.TextTokenStd is { } std && !(std > 0 && std < 1e6)))
+            throw new SpmException("A stage's text token standard deviation must be positive.");
+        if (UNetStages.Count == 0 && !ContinueUNet) throw new SpmException("0 UNet steps only make sense with --continue-unet (writes the model from the snapshots).");
+        if (!(TextTokenStd > 0)) throw new SpmException("The text token standard deviation must be positive.");
+        if (AutoencoderBatch < 2 || UNetBatch < 2) throw new SpmException("Batches must hold at least 2 samples.");
+        if (LatentPoolSize < UNetBatch) throw new SpmException($"The latent pool ({LatentPoolSize}) must hold at least one batch ({UNetBatch}).");
+        if (!(AutoencoderLearningRate > 0) || !(DecoderLearningRate > 0)) throw new SpmException("Learning rates must be positive.");
+        if (!(AutoencoderChromaWeight >= 0 && AutoencoderChromaWeight < 1e3)) throw new SpmException("The autoencoder's chroma weight must be 0 (off) or positive.");
+        if (!(AutoencoderLatentNoise >= 0 && AutoencoderLatentNoise < 1e3)) throw new SpmException("The autoencoder's latent noise must be 0 or a positive standard deviation.");
+        if (!(LatentPenalty >= 0 && LatentPenalty < 1e6)) throw new SpmException("The latent penalty must be 0 or positive.");
+        if (UnconditionalProbability is < 0 or > 1) throw new SpmException("The unconditional probability must lie in [0, 1].");
+    }
+}
+
+/// <summary>One stage of UNet training (see <see cref="TinyShapesTrainingOptions.UNetStages"/>).</summary>
+/// <param name="Steps">Steps of the stage.</param>
+/// <param name="LearningRate">Peak learning rate (warm-up, then cosine decay to 0 over the stage).</param>
+/// <param name="TextTokenStd">Token-embedding scale of the frozen text encoder during this stage, or null for
+/// <see cref="TinyShapesTrainingOptions.TextTokenStd"/>. The written model's text encoder is the last stage's.</param>
+/// <param name="TrainTextEncoder">Train the text encoder (all but its token table) together with the UNet in this stage, as
+/// <see cref="TinyShapesTrainingOptions.TrainTextEncoder"/> does for every stage. Later frozen stages keep the trained encoder.</param>
+public sealed record UNetStage(int Steps, double LearningRate, double? TextTokenStd = null, bool TrainTextEncoder = false);
+
+/// <summary>Progress of <see cref="TinyShapesModel.TrainAsync"/>.</summary>
+/// <param name="Phase">"autoencoder", "decoder", "encode" or "unet".</param>
+/// <param name="Step">Completed steps of the phase.</param>
+/// <param name="Steps">Steps of the phase.</param>
+/// <param name="Loss">Loss of the last step (smoothed), NaN when not applicable.</param>
+/// <param name="StepsPerSecond">Recent speed.</param>
+public readonly record struct TinyShapesProgress(string Phase, int Step, int Steps, double Loss, double StepsPerSecond);
+
+/// <summary>What a training run measured.</summary>
+/// <param name="AutoencoderLoss">Mean reconstruction MSE (in [-1, 1] pixel units) over the last 50 autoencoder steps.</param>
+/// <param name="ScalingFactor">1 / standard deviation of the pooled latents, written to vae_decoder/config.json.</param>
+/// <param name="UNetLoss">Mean noise-prediction MSE over the last 100 UNet steps.</param>
+/// <param name="AutoencoderTime">Time of the autoencoder phase.</param>
+/// <param name="EncodeTime">Time to encode the latent pool.</param>
+/// <param name="UNetTime">Time of the UNet phase.</param>
+/// <param name="AutoencoderLosses">Loss of every autoencoder step.</param>
+/// <param name="UNetLosses">Loss of every UNet step (Min-SNR weighted).</param>
+public sealed record TinyShapesTrainingReport(double AutoencoderLoss, double ScalingFactor, double UNetLoss,
+    TimeSpan AutoencoderTime, TimeSpan EncodeTime, TimeSpan UNetTime, IReadOnlyList<double> AutoencoderLosses, IReadOnlyList<double> UNetLosses)
+{
+    /// <summary>Mean reconstruction MSE over the last 50 decoder-refinement steps (NaN when skipped or reused).</summary>
+    public double DecoderLoss { get; init; } = double.NaN;
+
+    /// <summary>Time of the decoder refinement.</summary>
+    public TimeSpan DecoderTime { get; init; }
+
+    /// <summary>Loss of every decoder-refinement step.</summary>
+    public IReadOnlyList<double> DecoderLosses { get; init; } = [];
+}
+
+/// <summary>
+/// The project's built-in text-to-image model: an SD-1.x-architecture pipeline at a small size, trained from scratch on
+/// the tiny-shapes world by the project's own training engine (full mode over ONNX graphs) in three phases:
+/// (1) an autoencoder (SD-structured decoder, mirrored deterministic encoder) on rendered 64×64 pictures;
+/// (2) a pool of pictures encoded once, whose latent standard deviation fixes the VAE scaling factor;
+/// (3) the UNet, ε-prediction on SD's noise schedule, conditioned on a frozen CLIP-architecture text encoder over the
+/// real CLIP vocabulary. The text encoder keeps its seeded random weights: it is a fixed random feature map of the
+/// caption, which the UNet's cross-attention learns to read (freezing it also keeps its 49,408-row token table
+/// out of the optimizer).
+/// </summary>
+public static class TinyShapesModel
+{
+    /// <summary>Image size in pixels.</summary>
+    public const int ImageSize = 64;
+
+    /// <summary>The model's sizes (see docs/tiny-shapes.md).</summary>
+    public static PipelinePreset Preset { get; } = new(
+        "tiny-shapes",
+        new UNetConfig
+        {
+            SampleSize = 16,
+            BlockOutChannels = [32, 64, 64],
+            LayersPerBlock = 1,
+            NormNumGroups = 8,
+            CrossAttentionDim = 32,
+            AttentionHeadDim = [4],
+            DownBlockTypes = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        },
+        new ClipTextConfig { Width = 32, Layers = 2, Heads = 4, IntermediateSize = 128 },
+        new VaeDecoderConfig { BlockOutChannels = [16, 32, 64], LayersPerBlock = 1, NormNumGroups = 8 });
+
+    /// <summary>
+    /// Trains the model and writes a complete pipeline folder to <paramref name="folder"/> (atomically swapped in).
+    /// </summary>
+    /// <param name="folder">Output pipeline folder.</param>
+    /// <param name="tokenizerFolder">Folder with CLIP's vocab.json and merges.txt.</param>
+    /// <param name="options">Sizes of the run.</param>
+    /// <param name="overwrite">Replace an existing folder.</param>
+    /// <param name="progress">Receives per-step progress.</param>
+    /// <param name="cancellationToken">Stops between steps (nothing is written).</param>
+    public static Task<TinyShapesTrainingReport> TrainAsync(string folder, string tokenizerFolder, TinyShapesTrainingOptions options,
+        bool overwrite = false, IProgress<TinyShapesProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        ArgumentNullException.ThrowIfNull(tokenizerFolder);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any() && !overwrite)
+            throw new SpmException($"'{folder}' already exists and is not empty (use --force to replace it).");
+        return Task.Run(() => Train(folder, tokenizerFolder, options, overwrite, progress, cancellationToken), cancellationToken);
+    }
+
+    private static TinyShapesTrainingReport Train(string folder, string tokenizerFolder, TinyShapesTrainingOptions o, bool overwrite,
+        IProgress<TinyShapesProgress>? progress, CancellationToken ct)
+    {
+        var preset = Preset;
+        var settings = new GradientSessionSettings(IntraOpThreads: o.Threads);
+        var world = new ShapeWorld();
+
+        // Phase 1: the autoencoder.
+        var swAe = Stopwatch.StartNew();
+        bool chroma = o.AutoencoderChromaWeight > 0 && o.AutoencoderChromaWeight != 1;
+        var aeBuilder = VaeEncoderBuilder.CreateAutoencoder(preset.VaeDecoder, o.Seed, latentNoise: o.AutoencoderLatentNoise > 0, colourTransform: chroma);
+        var aeModel = aeBuilder.Build();
+        var dataRng = new SeededRandom(o.Seed ^ 0xA11CE);
+        int ab = o.AutoencoderBatch, pixels = 3 * ImageSize * ImageSize, latentSize = ImageSize / 4;
+        var images = new float[ab * pixels];
+        var zeros = new float[ab * preset.VaeDecoder.LatentChannels * latentSize * latentSize];
+        long[] imageShape = [ab, 3, ImageSize, ImageSize], latentShape = [ab, preset.VaeDecoder.LatentChannels, latentSize, latentSize];
+        void RenderBatch(float[] dst, SeededRandom rng, string[]? captions)
+        {
+            for (int i = 0; i < dst.Length / pixels; i++)
+            {
+                var s = world.Sample(rng);
+                var span = dst.AsSpan(i * pixels, pixels);
+                ShapeRasterizer.Render(s.Scene, span, ImageSize);
+                for (int k = 0; k < span.Length; k++) span[k] = span[k] * 2f - 1f;
+                if (captions is not null) captions[i] = s.Caption;
+            }
+        }
+        RenderBatch(images, dataRng, null);
+        double aeLoss = double.NaN;
+        var aeLosses = new List<double>(o.AutoencoderSteps);
+        var unetLosses = new List<double>(o.UNetSteps);
+        var aeTag = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"seed={o.Seed};steps={o.AutoencoderSteps};batch={o.AutoencoderBatch};lr={o.AutoencoderLearningRate}")
+            // The penalty joined the tag later: at its default the tag stays as before, so existing snapshots still match.
+            + (o.LatentPenalty == 1e-4 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";penalty={o.LatentPenalty}"))
+            + (o.AutoencoderLatentNoise == 0 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";noise={o.AutoencoderLatentNoise}"))
+            + (!chroma ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";chroma={o.AutoencoderChromaWeight}"));
+        string? aeSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "autoencoder.safetensors");
+        if (aeSnapshot is not null && File.Exists(aeSnapshot) && TryLoadSnapshot(aeSnapshot, aeTag, aeBuilder))
+        {
+            progress?.Report(new TinyShapesProgress("autoencoder", o.AutoencoderSteps, o.AutoencoderSteps, double.NaN, 0));
+        }
+        else
+        {
+            using var imageValue = OrtValue.CreateTensorValueFromMemory(images, imageShape);
+            using var zeroValue = OrtValue.CreateTensorValueFromMemory(zeros, latentShape);
+            var latentNoise = new float[zeros.Length];
+            var noiseRng = new SeededRandom(o.Seed ^ 0x1A7E_17);
+            using var noiseValue = OrtValue.CreateTensorValueFromMemory(latentNoise, latentShape);
+            var feeds = new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue, ["latent_target"] = zeroValue };
+            var inputs = new Dictionary<string, OrtValue> { [VaeEncoderBuilder.ImageInput] = imageValue };
+            if (o.AutoencoderLatentNoise > 0) feeds[VaeEncoderBuilder.LatentNoiseInput] = inputs[VaeEncoderBuilder.LatentNoiseInput] = noiseValue;
+            float[] colourMatrix = OpponentMatrix((float)o.AutoencoderChromaWeight), colourTarget = chroma ? new float[images.Length] : [];
+            using var matrixValue = OrtValue.CreateTensorValueFromMemory(colourMatrix, [3, 3, 1, 1]);
+            using var colourTargetValue = OrtValue.CreateTensorValueFromMemory(colourTarget, chroma ? imageShape : [0]);
+            if (chroma) feeds[VaeEncoderBuilder.ColourTransformInput] = inputs[VaeEncoderBuilder.ColourTransformInput] = matrixValue;
+            var trainable = FloatWeights(aeModel);
+            var reconstruction = chroma
+                ? LossTerm.MeanSquaredError(VaeEncoderBuilder.ColourOutput, "colour_target")
+                : LossTerm.MeanSquaredError(VaeEncoderBuilder.ReconstructionOutput, "image_target");
+            using var trainer = GraphTrainer.Create(aeModel, trainable,
+                [reconstruction, LossTerm.MeanSquaredError(VaeEncoderBuilder.LatentOutput, "latent_target", o.LatentPenalty)],
+                inputs, new AdamW(weightDecay: 0), settings);
+            if (chroma) feeds["colour_target"] = colourTargetValue;
+            else feeds["image_target"] = imageValue;
+            var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.AutoencoderSteps, 1);
+            aeLoss = RunPhase("autoencoder", o.AutoencoderSteps, 50, aeLosses, step =>
+            {
+                RenderBatch(images, dataRng, null);
+                if (chroma) ApplyColourMatrix(colourMatrix, images, colourTarget, ab, ImageSize * ImageSize);
+                if (o.AutoencoderLatentNoise > 0)
+                {
+                    // A separate stream, so the pictures are those of a run without noise.
+                    noiseRng.FillGaussian(latentNoise);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(latentNoise, (float)o.AutoencoderLatentNoise, latentNoise);
+                }
+                return trainer.Step(feeds, schedule.At(o.AutoencoderLearningRate, step), o.MaxGradientNorm).Loss;
+            }, progress, ct);
+            trainer.CopyTo(aeBuilder);
+            if (aeSnapshot is not null) SaveSnapshot(aeSnapshot, aeTag, aeBuilder);
+        }
+        swAe.Stop();
+
+        var encoder = VaeEncoderBuilder.CreateEncoder(preset.VaeDecoder, o.Seed);
+        WeightTransfer.CopyByConsumer(aeBuilder, encoder);
+        using var encSession = OpenSession(encoder.Build(), "tiny-shapes VAE encoder", o.Threads);
+        int latentLen = preset.VaeDecoder.LatentChannels * latentSize * latentSize;
+        void Encode(ReadOnlyMemory<float> pictures, int n, Span<float> destination)
+        {
+            using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, MemoryMarshal.AsMemory(pictures), [n, 3, ImageSize, ImageSize]);
+            using var runOptions = new RunOptions();
+            using var result = encSession.Run(runOptions, [VaeEncoderBuilder.ImageInput], [input], [VaeEncoderBuilder.LatentOutput]);
+            result[0].GetTensorDataAsSpan<float>().CopyTo(destination);
+        }
+
+        // Phase 1b: refine the decoder alone on the frozen encoder's latents.
+        var swDec = Stopwatch.StartNew();
+        var decoder = VaeDecoderBuilder.Create(preset.VaeDecoder, o.Seed);
+        WeightTransfer.CopyByConsumer(aeBuilder, decoder);
+        var decTag = aeTag + string.Create(System.Globalization.CultureInfo.InvariantCulture, $";decoder={o.DecoderSteps};decoder-lr={o.DecoderLearningRate}");
+        string? decSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "decoder.safetensors");
+        var decLosses = new List<double>(o.DecoderSteps);
+        if (o.DecoderSteps > 0 && !(decSnapshot is not null && File.Exists(decSnapshot) && TryLoadSnapshot(decSnapshot, decTag, decoder)))
+        {
+            var decRng = new SeededRandom(o.Seed ^ 0xDEC0DE);
+            var decLatents = new float[zeros.Length];
+            RenderBatch(images, decRng, null);
+            Encode(images, ab, decLatents);
+            using var imageValue = OrtValue.CreateTensorValueFromMemory(images, imageShape);
+            using var latentValue = OrtValue.CreateTensorValueFromMemory(decLatents, latentShape);
+            var decoderModel = decoder.Build();
+            using var trainer = GraphTrainer.Create(decoderModel, FloatWeights(decoderModel), [LossTerm.MeanSquaredError("sample", "image_target")],
+                new Dictionary<string, OrtValue> { ["latent_sample"] = latentValue }, new AdamW(weightDecay: 0), settings);
+            var feeds = new Dictionary<string, OrtValue> { ["latent_sample"] = latentValue, ["image_target"] = imageValue };
+            var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.DecoderSteps, 1);
+            RunPhase("decoder", o.DecoderSteps, 50, decLosses, step =>
+            {
+                RenderBatch(images, decRng, null);
+                Encode(images, ab, decLatents);
+                return trainer.Step(feeds, schedule.At(o.DecoderLearningRate, step), o.MaxGradientNorm).Loss;
+            }, progress, ct);
+            trainer.CopyTo(decoder);
+            if (decSnapshot is not null) SaveSnapshot(decSnapshot, decTag, decoder);
+        }
+        swDec.Stop();
+
+        // Phase 2: encode a pool of pictures; their spread fixes the scaling factor.
+        var swEnc = Stopwatch.StartNew();
+        int pool = o.LatentPoolSize;
+        var latents = new float[(long)pool * latentLen];
+        var captions = new string[pool];
+        var poolRng = new SeededRandom(o.Seed ^ 0xB0B);
+        {
+            const int chunk = 64;
+            var buffer = new float[chunk * pixels];
+            var chunkCaptions = new string[chunk];
+            var sw = Stopwatch.StartNew();
+            for (int start = 0; start < pool; start += chunk)
+            {
+                ct.ThrowIfCancellationRequested();
+                int n = Math.Min(chunk, pool - start);
+                RenderBatch(buffer, poolRng, chunkCaptions);
+                Encode(buffer.AsMemory(0, n * pixels), n, latents.AsSpan(start * latentLen, n * latentLen));
+                Array.Copy(chunkCaptions, 0, captions, start, n);
+                progress?.Report(new TinyShapesProgress("encode", start + n, pool, double.NaN, (start + n) / Math.Max(1e-9, sw.Elapsed.TotalSeconds)));
+            }
+        }
+        double mean = 0, sq = 0;
+        foreach (var v in latents) { mean += v; sq += (double)v * v; }
+        mean /= latents.Length;
+        double std = Math.Sqrt(Math.Max(1e-12, sq / latents.Length - mean * mean));
+        float scaling = (float)(1.0 / std);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(latents, scaling, latents);
+        swEnc.Stop();
+
+        // Phase 3: the UNet on noised latents, conditioned on the frozen text encoder.
+        var swUnet = Stopwatch.StartNew();
+        var tokenizer = ClipTokenizer.Load(tokenizerFolder);
+        double StdOf(UNetStage stage) => stage.TextTokenStd ?? o.TextTokenStd;
+        double textStd = o.UNetStages.Count > 0 ? StdOf(o.UNetStages[0]) : o.TextTokenStd;
+        var textBuilder = ConditionTextEncoder(ClipTextEncoderBuilder.Create(preset.TextEncoder, o.Seed), textStd);
+        int width = preset.TextEncoder.Width, seq = ClipTokenizer.DefaultMaxLength;
+        var unetBuilder = UNetBuilder.Create(preset.UNet, o.Seed);
+        string? unetSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "unet.safetensors");
+        string? textSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "text_encoder.safetensors");
+        bool TrainsText(UNetStage stage) => o.TrainTextEncoder || stage.TrainTextEncoder;
+        // textTrained: the encoder's weights are no longer the seeded ones (snapshotted and written with the model);
+        // trainsText: the current stage trains it (the condition is then token ids, not cached states).
+        bool textTrained = false, trainsText = false;
+        if (o.ContinueUNet)
+        {
+            if (unetSnapshot is null || !File.Exists(unetSnapshot) || !TryLoadSnapshot(unetSnapshot, null, unetBuilder))
+                throw new SpmException($"No UNet snapshot to continue from in '{o.WorkFolder}'.");
+            // A text encoder trained before continues too (the UNet was trained against it, so it is loaded whether or not
+            // this run trains it further); without one (a UNet trained on the frozen encoder) it starts from its seeded weights.
+            if (textSnapshot is not null && File.Exists(textSnapshot) && TryLoadSnapshot(textSnapshot, null, textBuilder)) textTrained = true;
+        }
+
+        var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
+        var alphas = schedule3.AlphasCumprod;
+        int b = o.UNetBatch;
+        var sample = new float[b * latentLen];
+        var noise = new float[b * latentLen];
+        var timesteps = new float[b];
+        var lossWeights = new float[b];
+        // The condition: the frozen encoder's states (computed once per caption), or the token ids when the encoder trains.
+        var context = new float[b * seq * width];
+        var tokenIds = new int[b * seq];
+        var idCache = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        int[] Tokens(string caption)
+        {
+            if (!idCache.TryGetValue(caption, out var ids)) idCache[caption] = ids = tokenizer.Encode(caption);
+            return ids;
+        }
+        var embeddings = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        InferenceSession? textSession = null;
+        float[] Embed(string caption)
+        {
+            if (embeddings.TryGetValue(caption, out var e)) return e;
+            textSession ??= OpenSession(textBuilder.Build(), "tiny-shapes text encoder", o.Threads);
+            var ids = Tokens(caption);
+            using var idValue = OrtValue.CreateTensorValueFromMemory(ids, [1, ids.Length]);
+            using var runOptions = new RunOptions();
+            using var r = textSession.Run(runOptions, ["input_ids"], [idValue], ["last_hidden_state"]);
+            e = r[0].GetTensorDataAsSpan<float>().ToArray();
+            embeddings[caption] = e;
+            return e;
+        }
+
+        SeededRandom rng = null!;
+        void FillBatch()
+        {
+            for (int i = 0; i < b; i++)
+            {
+                int idx = rng.NextInt(0, pool);
+                int t = rng.NextInt(0, schedule3.Length);
+                timesteps[i] = t;
+                var z = latents.AsSpan(idx * latentLen, latentLen);
+                var eps = noise.AsSpan(i * latentLen, latentLen);
+                rng.FillGaussian(eps);
+                schedule3.AddNoise(z, eps, t, sample.AsSpan(i * latentLen, latentLen));
+                // Min-SNR: the loss compares sqrt(w)·prediction with sqrt(w)·noise, so w multiplies the squared error.
+                double snr = alphas[t] / (1.0 - alphas[t]);
+                float w = o.MinSnrGamma > 0 ? (float)Math.Sqrt(Math.Min(snr, o.MinSnrGamma) / snr) : 1f;
+                lossWeights[i] = w;
+                System.Numerics.Tensors.TensorPrimitives.Multiply(eps, w, eps);
+                var caption = rng.NextDouble() < o.UnconditionalProbability ? "" : captions[idx];
+                if (trainsText) Tokens(caption).CopyTo(tokenIds.AsSpan(i * seq, seq));
+                else Embed(caption).CopyTo(context.AsSpan(i * seq * width, seq * width));
+            }
+        }
+        double unetLoss = double.NaN;
+        try
+        {
+            for (int stage = 0; stage < o.UNetStages.Count; stage++)
+            {
+                var (stageSteps, stageLr) = (o.UNetStages[stage].Steps, o.UNetStages[stage].LearningRate);
+                bool lastStage = stage == o.UNetStages.Count - 1;
+                bool newScale = StdOf(o.UNetStages[stage]) != textStd;
+                if (newScale || trainsText)
+                {
+                    // Another token scale, or an encoder trained by the stage before: the encoder's states change, so
+                    // cached ones go (trained layers stay).
+                    textStd = StdOf(o.UNetStages[stage]);
+                    if (newScale) ConditionTextEncoder(textBuilder, textStd);
+                    embeddings.Clear();
+                    textSession?.Dispose();
+                    textSession = null;
+                }
+                trainsText = TrainsText(o.UNetStages[stage]);
+                textTrained |= trainsText;
+                // Each stage replays the data stream from the seed, as a separate --continue-unet run does.
+                rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
+                FillBatch();
+                var unetModel = WithLossWeight(unetBuilder.Build());
+                using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, preset.UNet.InChannels, latentSize, latentSize]);
+                using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [b]);
+                using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, [b, preset.UNet.OutChannels, latentSize, latentSize]);
+                using var weightValue = OrtValue.CreateTensorValueFromMemory(lossWeights, [b, 1, 1, 1]);
+                using var conditionValue = trainsText
+                    ? OrtValue.CreateTensorValueFromMemory(tokenIds, [b, seq])
+                    : OrtValue.CreateTensorValueFromMemory(context, [b, seq, width]);
+                var inputs = new Dictionary<string, OrtValue> { ["sample"] = sampleValue, ["timestep"] = timestepValue, [LossWeightInput] = weightValue };
+                List<string> trained;
+                if (trainsText)
+                {
+                    unetModel = Spm.Diffusion.Onnx.GraphComposer.Chain(textBuilder.Build(), unetModel,
+                        new Dictionary<string, string> { ["last_hidden_state"] = "encoder_hidden_states" }, TextPrefix);
+                    inputs["input_ids"] = conditionValue;
+                    trained = FloatWeights(unetModel).Where(n => n != TextPrefix + FrozenTokenTable).ToList();
+                }
+                else
+                {
+                    inputs["encoder_hidden_states"] = conditionValue;
+                    trained = FloatWeights(unetModel);
+                }
+                using var trainer = GraphTrainer.Create(unetModel, trained, [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
+                var feeds = new Dictionary<string, OrtValue>(inputs) { ["noise_target"] = noiseValue };
+                var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, stageSteps, 1);
+                void Snapshot()
+                {
+                    trainer.CopyTo(unetBuilder);
+                    if (unetSnapshot is not null) SaveSnapshot(unetSnapshot, "unet", unetBuilder);
+                    if (trainsText) trainer.CopyTo(textBuilder, TextPrefix);
+                    if (textTrained && textSnapshot is not null) SaveSnapshot(textSnapshot, "text_encoder", textBuilder);
+                }
+                unetLoss = RunPhase(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, 100, unetLosses, step =>
+                {
+                    FillBatch();
+                    double loss = trainer.Step(feeds, schedule.At(stageLr, step), o.MaxGradientNorm).Loss;
+                    if (unetSnapshot is not null && o.SnapshotEvery > 0 && (step + 1) % o.SnapshotEvery == 0 && !(lastStage && step + 1 == stageSteps))
+                        Snapshot();
+                    return loss;
+                }, progress, ct);
+                Snapshot();
+            }
+        }
+        finally
+        {
+            textSession?.Dispose();
+        }
+        swUnet.Stop();
+
+        // Write the pipeline folder with the trained weights.
+        var trainedPreset = preset with { VaeDecoder = preset.VaeDecoder with { ScalingFactor = Math.Round(scaling, 5) } };
+        PipelineWriter.Write(folder, trainedPreset, o.Seed, new PipelineWriteOptions
+        {
+            TokenizerFolder = tokenizerFolder,
+            Overwrite = overwrite,
+            Customize = (component, g) =>
+            {
+                if (component == "unet") WeightTransfer.CopyByConsumer(unetBuilder, g);
+                else if (component == "vae_decoder") WeightTransfer.CopyByConsumer(decoder, g);
+                else if (component == "text_encoder")
+                {
+                    ConditionTextEncoder(g, textStd);
+                    if (textTrained) WeightTransfer.CopyByConsumer(textBuilder, g);
+                }
+            },
+        }, cancellationToken: ct);
+        return new TinyShapesTrainingReport(aeLoss, Math.Round(scaling, 5), unetLoss, swAe.Elapsed, swEnc.Elapsed, swUnet.Elapsed, aeLosses, unetLosses)
+        {
+            DecoderLoss = decLosses.Count == 0 ? double.NaN : decLosses.TakeLast(50).Average(),
+            DecoderTime = swDec.Elapsed,
+            DecoderLosses = decLosses,
+        };
+    }
+
+    /// <summary>The opponent colour basis of <see cref="TinyShapesTrainingOptions.AutoencoderChromaWeight"/> as a [3, 3, 1, 1] conv kernel (row = output channel).</summary>
+    internal static float[] OpponentMatrix(float chromaWeight)
+    {
+        float l = 1 / MathF.Sqrt(3), a = chromaWeight / MathF.Sqrt(2), b = chromaWeight / MathF.Sqrt(6);
+        return [l, l, l, a, -a, 0, b, b, -2 * b];
+    }
+
+    /// <summary>destination[n, o, p] = sum_i m[o, i] * source[n, i, p] for NCHW pictures of <paramref name="pixels"/> pixels.</summary>
+    internal static void ApplyColourMatrix(float[] m, ReadOnlySpan<float> source, Span<float> destination, int count, int pixels)
+    {
+        for (int n = 0; n < count; n++)
+        {
+            var src = source.Slice(n * 3 * pixels, 3 * pixels);
+            var dst = destination.Slice(n * 3 * pixels, 3 * pixels);
+            for (int o = 0; o < 3; o++)
+            {
+                var d = dst.Slice(o * pixels, pixels);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(src[..pixels], m[3 * o], d);
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(src.Slice(pixels, pixels), m[3 * o + 1], d, d);
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(src.Slice(2 * pixels, pixels), m[3 * o + 2], d, d);
+            }
+        }
+    }
+
+    /// <summary>Re-draws the frozen text encoder's token embedding at standard deviation <paramref name="std"/> (seeded, so training and the written model agree).</summary>
+    private static GraphBuilder ConditionTextEncoder(GraphBuilder g, double std)
+    {
+        g.SetInitializer(FrozenTokenTable, TensorInit.Normal((float)std));
+        return g;
+    }
+
+    /// <summary>Names of the float32 initializers of a model: the weights every phase trains and snapshots.</summary>
+    private static List<string> FloatWeights(Diffusion.Onnx.Proto.ModelProto model)
+        => model.Graph.Initializer.Where(i => i.DataType == (int)Diffusion.Onnx.Proto.TensorProto.Types.DataType.Float).Select(i => i.Name).ToList();
+
+    private static void SaveSnapshot(string path, string tag, GraphBuilder g)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        var tensors = new SortedDictionary<string, Core.Tensors.FloatTensor>(StringComparer.Ordinal);
+        foreach (var t in g.Build().Graph.Initializer.Where(i => i.DataType == 1))
+            tensors[t.Name] = new Core.Tensors.FloatTensor(t.Dims.Select(d => (int)d).ToArray(), InitializerValues.ReadFloats(t));
+        Core.SafeTensors.SafeTensorsWriter.WriteFloat(path, tensors, new Dictionary<string, string> { ["spm.snapshot"] = tag });
+    }
+
+    /// <summary>Loads a snapshot into a builder of the same network (same names); false when its tag differs.</summary>
+    private static bool TryLoadSnapshot(string path, string? tag, GraphBuilder g)
+    {
+        using var file = Core.SafeTensors.SafeTensorsFile.Open(path);
+        if (tag is not null && (!file.Metadata.TryGetValue("spm.snapshot", out var found) || found != tag)) return false;
+        var floats = FloatWeights(g.Build()).ToHashSet(StringComparer.Ordinal);
+        foreach (var (name, shape) in g.Initializers.ToList())
+        {
+            if (!floats.Contains(name)) continue;
+            var t = file.ReadFloat(name);
+            if (!t.Shape.Select(d => (long)d).SequenceEqual(shape)) throw new SpmFormatException(path, name, "has another shape than the model's weight.");
+            g.SetInitializer(name, TensorInit.FromData(t.Data));
+        }
+        return true;
+    }
+
+    private const string LossWeightInput = "loss_weight";
+    private const string TextPrefix = "text_encoder/";
+    private const string FrozenTokenTable = "tok.weight";
+    private const string WeightedOutput = "weighted_out_sample";
+
+    /// <summary>The UNet with one more input, a per-sample factor [B, 1, 1, 1], and its prediction times that factor as an extra output.</summary>
+    private static Diffusion.Onnx.Proto.ModelProto WithLossWeight(Diffusion.Onnx.Proto.ModelProto unet)
+    {
+        var shape = new Diffusion.Onnx.Proto.TensorShapeProto();
+        shape.Dim.Add(new Diffusion.Onnx.Proto.TensorShapeProto.Types.Dimension { DimParam = "batch" });
+        for (int i = 0; i < 3; i++) shape.Dim.Add(new Diffusion.Onnx.Proto.TensorShapeProto.Types.Dimension { DimValue = 1 });
+        unet.Graph.Input.Add(new Diffusion.Onnx.Proto.ValueInfoProto
+        {
+            Name = LossWeightInput,
+            Type = new Diffusion.Onnx.Proto.TypeProto { TensorType = new Diffusion.Onnx.Proto.TypeProto.Types.Tensor { ElemType = 1, Shape = shape } },
+        });
+        var node = new Diffusion.Onnx.Proto.NodeProto { Name = "/loss_weight/Mul", OpType = "Mul" };
+        node.Input.Add("out_sample");
+        node.Input.Add(LossWeightInput);
+        node.Output.Add(WeightedOutput);
+        unet.Graph.Node.Add(node);
+        unet.Graph.Output.Add(new Diffusion.Onnx.Proto.ValueInfoProto { Name = WeightedOutput });
+        return unet;
+    }
+
+    private static double RunPhase(string phase, int steps, int tail, List<double> log, Func<long, double> step, IProgress<TinyShapesProgress>? progress, CancellationToken ct)
+    {
+        var recent = new Queue<double>();
+        double smoothed = double.NaN;
+        var sw = Stopwatch.StartNew();
+        for (int s = 0; s < steps; s++)
+        {
+            ct.ThrowIfCancellationRequested();
+            double loss = step(s);
+            log.Add(loss);
+            smoothed = double.IsNaN(smoothed) ? loss : 0.95 * smoothed + 0.05 * loss;
+            recent.Enqueue(loss);
+            if (recent.Count > tail) recent.Dequeue();
+            progress?.Report(new TinyShapesProgress(phase, s + 1, steps, smoothed, (s + 1) / Math.Max(1e-9, sw.Elapsed.TotalSeconds)));
+        }
+        return recent.Average();
+    }
+
+    private static InferenceSession OpenSession(Spm.Diffusion.Onnx.Proto.ModelProto model, string name, int threads)
+        => Spm.Diffusion.Runtime.OnnxSessionFactory.Create(Spm.Diffusion.Runtime.OnnxModelSource.FromModel(model, null, name),
+            new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = Math.Max(0, threads) }).Session;
+}

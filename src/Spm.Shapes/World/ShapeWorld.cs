@@ -1,0 +1,110 @@
+using Spm.Core.Randomness;
+
+namespace Spm.Shapes.World;
+
+/// <summary>
+/// How random scenes and captions are drawn.
+/// </summary>
+/// <param name="ImageSize">Side of the square image in pixels.</param>
+/// <param name="MinSize">Smallest circumradius in pixels.</param>
+/// <param name="MaxSize">Largest circumradius in pixels.</param>
+/// <param name="Margin">Least gap in pixels between the shape's circumcircle and the image border.</param>
+/// <param name="PatternMentionProbability">How often a caption names the pattern (otherwise the caption leaves it open).</param>
+/// <param name="BackgroundMentionProbability">How often a caption names the background.</param>
+/// <param name="ColorMentionProbability">How often a caption names the colour.</param>
+/// <param name="NounTemplateProbability">How often a patterned shape is captioned "with stripes/dots" instead of "striped/dotted".</param>
+public sealed record ShapeWorldOptions(
+    int ImageSize = 64,
+    float MinSize = 15f,
+    float MaxSize = 25f,
+    float Margin = 2f,
+    double PatternMentionProbability = 0.8,
+    double BackgroundMentionProbability = 0.5,
+    double ColorMentionProbability = 0.95,
+    double NounTemplateProbability = 0.2)
+{
+    /// <summary>The default world: 64x64 images, radii 15–25 px.</summary>
+    public static ShapeWorldOptions Default { get; } = new();
+
+    /// <summary>Throws <see cref="ArgumentException"/> when the sizes cannot fit in the image.</summary>
+    public void Validate()
+    {
+        if (ImageSize < 16 || ImageSize > 4096) throw new ArgumentException($"Image size {ImageSize} is outside 16..4096.");
+        if (!(MinSize > 0) || MaxSize < MinSize) throw new ArgumentException("Shape sizes must satisfy 0 < MinSize <= MaxSize.");
+        if (2 * (MaxSize + Margin) > ImageSize) throw new ArgumentException($"Shapes of radius {MaxSize} do not fit in {ImageSize} px.");
+    }
+}
+
+/// <summary>A random scene with its caption.</summary>
+/// <param name="Scene">The picture's content.</param>
+/// <param name="Prompt">The attributes the caption names.</param>
+/// <param name="Caption">The caption text.</param>
+public sealed record ShapeSample(ShapeScene Scene, ShapePrompt Prompt, string Caption);
+
+/// <summary>
+/// The tiny-shapes world: draws scenes and captions from a <see cref="SeededRandom"/>, so a seed fixes the data.
+/// </summary>
+public sealed class ShapeWorld
+{
+    /// <summary>Creates a world with <paramref name="options"/> (default: <see cref="ShapeWorldOptions.Default"/>).</summary>
+    public ShapeWorld(ShapeWorldOptions? options = null)
+    {
+        Options = options ?? ShapeWorldOptions.Default;
+        Options.Validate();
+    }
+
+    /// <summary>The sampling options.</summary>
+    public ShapeWorldOptions Options { get; }
+
+    /// <summary>A uniformly random scene (every attribute uniform, size and position uniform within bounds, any rotation).</summary>
+    public ShapeScene RandomScene(SeededRandom rng)
+    {
+        ArgumentNullException.ThrowIfNull(rng);
+        var shape = ShapeVocabulary.Shapes[rng.NextInt(0, ShapeVocabulary.Shapes.Count)];
+        var color = ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)];
+        var pattern = ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)];
+        var background = ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)];
+        return Place(new ShapePrompt(shape, color, pattern, background), rng);
+    }
+
+    /// <summary>
+    /// A random scene satisfying <paramref name="prompt"/>: named attributes as given, open ones uniform,
+    /// geometry uniform within bounds.
+    /// </summary>
+    public ShapeScene RandomScene(ShapePrompt prompt, SeededRandom rng)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(rng);
+        var filled = new ShapePrompt(
+            prompt.Shape ?? ShapeVocabulary.Shapes[rng.NextInt(0, ShapeVocabulary.Shapes.Count)],
+            prompt.Color ?? ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)],
+            prompt.Pattern ?? ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)],
+            prompt.Background ?? ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)]);
+        return Place(filled, rng);
+    }
+
+    /// <summary>A random scene and a caption naming the shape always and the other attributes at the configured rates.</summary>
+    public ShapeSample Sample(SeededRandom rng)
+    {
+        var scene = RandomScene(rng);
+        var o = Options;
+        var prompt = new ShapePrompt(
+            scene.Shape,
+            rng.NextDouble() < o.ColorMentionProbability ? scene.Color : null,
+            rng.NextDouble() < o.PatternMentionProbability ? scene.Pattern : null,
+            rng.NextDouble() < o.BackgroundMentionProbability ? scene.Background : null);
+        var template = rng.NextDouble() < o.NounTemplateProbability ? CaptionTemplate.WithNoun : CaptionTemplate.Adjectives;
+        return new ShapeSample(scene, prompt, prompt.ToText(template));
+    }
+
+    private ShapeScene Place(ShapePrompt full, SeededRandom rng)
+    {
+        var o = Options;
+        float size = (float)(o.MinSize + (o.MaxSize - o.MinSize) * rng.NextDouble());
+        float lo = size + o.Margin, hi = o.ImageSize - size - o.Margin;
+        float cx = (float)(lo + (hi - lo) * rng.NextDouble());
+        float cy = (float)(lo + (hi - lo) * rng.NextDouble());
+        float rotation = (float)(2 * Math.PI * rng.NextDouble());
+        return new ShapeScene(full.Shape!.Value, full.Color!.Value, full.Pattern!.Value, full.Background!.Value, cx, cy, size, rotation);
+    }
+}
