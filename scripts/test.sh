@@ -92,8 +92,9 @@ done
 for p in "${projects[@]}"; do
   # A test host that crashed mid-run (a native fault in ONNX Runtime, say) leaves a partial trx whose tests all passed
   # while `dotnet test` failed: count that as a failure too, so the summary line never says "0 failed" for a crash.
+  # (Not grep -q at the end of the pipe: under pipefail its early exit fails the first grep with SIGPIPE.)
   if [ -f "$results/$p.exit" ] && ls "$results/$p"/*.trx >/dev/null 2>&1 &&
-     ! grep -ho '<UnitTestResult [^>]*>' "$results/$p"/*.trx | grep -qv 'outcome="\(Passed\|NotExecuted\|Inconclusive\|Pending\|NotRunnable\)"'; then
+     ! grep -ho '<UnitTestResult [^>]*>' "$results/$p"/*.trx | grep -v 'outcome="\(Passed\|NotExecuted\|Inconclusive\|Pending\|NotRunnable\)"' >/dev/null; then
     echo "test.sh: $p: dotnet test failed but no test failed (did the test host crash? see its log above)" >&2
     failed=$((failed + 1))
   fi

@@ -9,7 +9,6 @@ namespace Spm.Cli.Tests;
 
 /// <summary><c>spm gate fit/show</c> and <c>spm attack</c> on the built-in model, at the smallest sizes that still run every step.</summary>
 [TestFixture]
-[NonParallelizable] // the attack verb still writes to the static Console (CliHarness.RunOnProcessConsole)
 [Category(TestCategories.Slow)]
 public class GateAndAttackCommandTests
 {
@@ -29,7 +28,7 @@ public class GateAndAttackCommandTests
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
-        => CliHarness.RunOnProcessConsole(c => [GateCommand.Create(c), AttackCommand.Create()], args);
+        => CliHarness.Run(c => [GateCommand.Create(c), AttackCommand.Create(c)], args);
 
     [Test]
     public void GateFit_WritesAProbe_KeepsTheTensors_AndReusesTheLabelCache()

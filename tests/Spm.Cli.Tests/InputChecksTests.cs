@@ -10,7 +10,7 @@ namespace Spm.Cli.Tests;
 /// the one convention (<see cref="ExitCodes"/>): 2 usage error, 3 missing input, 4 bad input file.
 /// </summary>
 [TestFixture]
-[NonParallelizable] // sets the working directory and $SPM_MODEL; runs the whole tool, whose train and attack verbs write to the static Console
+[NonParallelizable] // sets the working directory and $SPM_MODEL
 public class InputChecksTests
 {
     private static readonly string Shapes = Path.Combine(TestPaths.RepoRoot, DefaultModel.RelativePath);
@@ -27,7 +27,7 @@ public class InputChecksTests
         try { Directory.Delete(_dir, true); } catch (IOException) { }
     }
 
-    private static (int Code, string Out, string Err) Spm(params string[] args) => CliHarness.RunRootOnProcessConsole(CliGlobals.CreateRoot, args);
+    private static (int Code, string Out, string Err) Spm(params string[] args) => CliHarness.RunRoot(CliGlobals.CreateRoot, args);
 
     private string[] Generate(params string[] extra) =>
         ["generate", "--model", Shapes, "--prompt", "a red circle on a white background", "--out", Path.Combine(_dir, "x.png"),

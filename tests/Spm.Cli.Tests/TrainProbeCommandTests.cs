@@ -4,7 +4,6 @@ using Spm.Training.LatentAnchoring;
 
 namespace Spm.Cli.Tests;
 
-[NonParallelizable] // the train verb still writes to the static Console (CliHarness.RunOnProcessConsole)
 public class TrainProbeCommandTests
 {
     [Test]
@@ -13,7 +12,7 @@ public class TrainProbeCommandTests
     {
         var dir = TestPaths.NewTempDir();
         var output = Path.Combine(dir, "cat.safetensors");
-        var (code, stdout, stderr) = CliHarness.RunOnProcessConsole(_ => [TrainCommand.Create()],
+        var (code, stdout, stderr) = CliHarness.Run(c => [TrainCommand.Create(c)],
             "train", "--model", TestPaths.TinySd1, "--concept", "a photo of a cat", "--iterations", "3", "--resolution", "128",
             "--fixed-resolution", "--threads", "1", "--warmup", "1", "--lr", "1e-2", "--checkpoint-every", "0", "--probe", "--out", output);
         Assert.That(code, Is.EqualTo(0), stderr);
@@ -32,7 +31,7 @@ public class TrainProbeCommandTests
         // This machine has no GPU: the run must say why it is on the CPU, once for the whole run.
         var dir = TestPaths.NewTempDir();
         var output = Path.Combine(dir, "cat.safetensors");
-        var (code, stdout, stderr) = CliHarness.RunOnProcessConsole(_ => [TrainCommand.Create()],
+        var (code, stdout, stderr) = CliHarness.Run(c => [TrainCommand.Create(c)],
             "train", "--model", TestPaths.TinySd1, "--concept", "a photo of a cat", "--iterations", "1", "--resolution", "128",
             "--fixed-resolution", "--threads", "1", "--checkpoint-every", "0", "--provider", "cuda", "--out", output);
         Assert.That(code, Is.EqualTo(0), stderr);

@@ -126,7 +126,7 @@ internal static class AtlasCommand
             var config = new HsbmSweepConfig(d, parse.GetValue(blockSize), ParseList(parse.GetValue(shape)!, "--shape", d + 1),
                 ParseList(parse.GetValue(snr)!, "--snr", null), parse.GetValue(graphs), parse.GetValue(seed), ParseLinkage(parse.GetValue(linkage)!));
             int total = config.Snrs.Count * config.GraphsPerPoint;
-            var points = await ProgressBars.RunAsync("sweep", total, "graph", bar =>
+            var points = await ProgressBars.RunAsync(cli, "sweep", total, "graph", bar =>
                 Task.Run(() => HsbmSweep.Run(config, new Progress<(int Done, int Total)>(p => bar.Report(new ProgressUpdate(p.Done))), ct), ct));
             var table = AtlasRendering.SweepTable(config, points);
             cli.Out.Write(table);

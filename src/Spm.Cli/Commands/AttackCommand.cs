@@ -24,7 +24,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class AttackCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = "Model folder (diffusers/optimum ONNX layout). Default: $SPM_MODEL, else models/tiny-shapes." };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s) of the attacked model (none: the sanity run on the base model); a bare name such as 'circle' means MODEL/spm/circle.safetensors.", AllowMultipleArgumentsPerToken = true };
@@ -95,7 +95,7 @@ internal static class AttackCommand
 
             var settings = sampling.Settings(parse, modelFolder);
             using var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded?.UNetSource, Runtime = runtime });
-            if (pipeline.ProviderFallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+            if (pipeline.ProviderFallbackReason is { } why) console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
             var generator = new EvalImageGenerator(pipeline, loaded, settings);
             GateCalibrations.TryParse(parse.GetValue(gateCalibration), out var calibration);
             GateCurves.TryParse(parse.GetValue(gateCurve), out var curve);
@@ -118,8 +118,8 @@ internal static class AttackCommand
             {
                 // The optimisation comes first (it needs no judge); its candidates are then judged like every other attack's.
                 int totalSteps = (count + gradientOptions.BatchSize - 1) / gradientOptions.BatchSize * gradientOptions.Steps;
-                Console.Error.WriteLine($"spm: gradient attack: {count} goals x {gradientOptions.Steps} steps, {tokenCount} free tokens, {tries} tries each");
-                var plan = await ProgressBars.RunAsync("gradient attack", totalSteps, "step", async bar =>
+                console.Error.WriteLine($"spm: gradient attack: {count} goals x {gradientOptions.Steps} steps, {tokenCount} free tokens, {tries} tries each");
+                var plan = await ProgressBars.RunAsync(console, "gradient attack", totalSteps, "step", async bar =>
                 {
                     using var attack = GradientAttack.Create(pipeline, loaded, generator.ImageSize, new Spm.Training.Autodiff.GradientSessionSettings(IntraOpThreads: runtime.IntraOpThreads, Provider: pipeline.Provider));
                     return await Task.Run(() => attack.Plan(AttackPlans.GoalPrompts(target, count, s).Select(g => (g.Text, g.Seed)).ToList(), pool, gates, settings, gradientOptions, s,
@@ -136,13 +136,13 @@ internal static class AttackCommand
                     [PhrasingKind.Plural, PhrasingKind.Typo]).Select(p => p.ToEvalPrompt()).ToList()),
             };
             int totalImages = 2 * (plans.Sum(p => p.Targets.Sum(t => t.Candidates.Count)) + keptSets.Sum(k => k.Prompts.Count));
-            Console.Error.WriteLine($"spm: attacking '{target.Name}' on {(files.Length == 0 ? "the base model (no SPM)" : string.Join(", ", files.Select(Path.GetFileName)))}, gate {GateCalibrations.NameOf(calibration)}: {string.Join(", ", names)} ({totalImages} images)");
+            console.Error.WriteLine($"spm: attacking '{target.Name}' on {(files.Length == 0 ? "the base model (no SPM)" : string.Join(", ", files.Select(Path.GetFileName)))}, gate {GateCalibrations.NameOf(calibration)}: {string.Join(", ", names)} ({totalImages} images)");
 
             var watch = Stopwatch.StartNew();
             var results = new List<AttackResult>();
             var collateral = new List<CollateralResult>();
             var grids = new List<(string Name, IReadOnlyList<(float[] Base, float[] Attacked)> Images)>();
-            await ProgressBars.RunAsync("attacking", totalImages, "image", async bar =>
+            await ProgressBars.RunAsync(console, "attacking", totalImages, "image", async bar =>
             {
                 double done = 0;
                 foreach (var plan in plans)
@@ -187,8 +187,8 @@ internal static class AttackCommand
                 var (grid, h, w) = ImageGrid.Compose(cells, pairs.Count, 2, size, size);
                 ImageGrid.SavePng(Path.Combine(dir, $"grid-{name}.png"), grid, h, w);
             }
-            Console.Write(report.ToMarkdown(5));
-            Console.Error.WriteLine(FormattableString.Invariant($"spm: {totalImages} images in {watch.Elapsed.TotalSeconds:0.0}s; wrote {jsonPath}, {mdPath} and the grids (rows: goals; columns: base | attacked)"));
+            console.Out.Write(report.ToMarkdown(5));
+            console.Error.WriteLine(FormattableString.Invariant($"spm: {totalImages} images in {watch.Elapsed.TotalSeconds:0.0}s; wrote {jsonPath}, {mdPath} and the grids (rows: goals; columns: base | attacked)"));
             return 0;
         });
         return cmd;

@@ -19,12 +19,12 @@ internal static class CommandRegistry
         yield return GenerateCommand.Create(console);
         yield return BenchCommand.Create(console);
         // train and attack still write to the static Console (being changed elsewhere; their tests stay [NonParallelizable]).
-        yield return TrainCommand.Create();
+        yield return TrainCommand.Create(console);
         yield return ShapesCommand.Create(console);
         yield return BuildModelCommand.Create(console);
         yield return EvalCommand.Create(console);
         yield return GateCommand.Create(console);
-        yield return AttackCommand.Create();
+        yield return AttackCommand.Create(console);
         yield return AtlasCommand.Create(console);
     }
 }

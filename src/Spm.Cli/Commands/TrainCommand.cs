@@ -17,7 +17,7 @@ namespace Spm.Cli.Commands;
 /// </summary>
 internal static class TrainCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var concept = new Option<string?>("--concept") { Description = "The concept to erase (c_tar)." };
@@ -65,7 +65,7 @@ internal static class TrainCommand
             InputChecks.ImageSide(modelFolder, "--resolution", parse.GetValue(resolution));
             var modelDefaults = ModelTrainingDefaults.Load(modelFolder.Root);
             if (modelDefaults is not null)
-                Console.Error.WriteLine($"spm train: options not given come from the model's {ModelTrainingDefaults.FileName} ({modelDefaults}).");
+                console.Error.WriteLine($"spm train: options not given come from the model's {ModelTrainingDefaults.FileName} ({modelDefaults}).");
             var options = new LatentAnchoringOptions
             {
                 Concept = parse.GetValue(concept) ?? "",
@@ -95,7 +95,7 @@ internal static class TrainCommand
             {
                 var fromFile = PromptConfig.Load(configPath, options with { Concept = options.Concept.Length > 0 ? options.Concept : "from-config" });
                 options = fromFile[0];
-                if (fromFile.Count > 1) Console.Error.WriteLine($"spm: {configPath} has {fromFile.Count} entries; training the first ('{options.Concept}').");
+                if (fromFile.Count > 1) console.Error.WriteLine($"spm: {configPath} has {fromFile.Count} entries; training the first ('{options.Concept}').");
             }
             if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
             int rounds = parse.GetValue(robustRounds);
@@ -116,7 +116,7 @@ internal static class TrainCommand
                 throw new IOException($"'{outPath}' already exists (use --force to overwrite).");
 
             if (rounds > 0)
-                return await TrainRobust(modelDir, options, trainFirst, target, runtime, new RobustTrainingOptions
+                return await TrainRobust(console, modelDir, options, trainFirst, target, runtime, new RobustTrainingOptions
                 {
                     Rounds = rounds,
                     IterationsPerRound = parse.GetValue(robustIterations),
@@ -125,23 +125,23 @@ internal static class TrainCommand
                     Attack = new GradientAttackOptions { Steps = parse.GetValue(robustAttackSteps), Candidates = 1, BatchSize = 8 },
                 }, ct);
 
-            Console.Error.WriteLine($"spm train: erasing '{options.Concept}' from {modelDir}: {options.Iterations} iterations, lr {options.LearningRate.ToString(CultureInfo.InvariantCulture)}, rank {options.Rank}, " +
+            console.Error.WriteLine($"spm train: erasing '{options.Concept}' from {modelDir}: {options.Iterations} iterations, lr {options.LearningRate.ToString(CultureInfo.InvariantCulture)}, rank {options.Rank}, " +
                 (options.Action == TrainingAction.Erase ? "no anchoring" : $"anchor strength {options.AnchorStrength.ToString(CultureInfo.InvariantCulture)}"));
             using var trainer = LatentAnchoringTrainer.Create(modelDir, options, runtime);
-            if (trainer.Sessions.FallbackReason is { } why) Console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
-            var result = await RunWithProgress(trainer, target, ct);
+            if (trainer.Sessions.FallbackReason is { } why) console.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+            var result = await RunWithProgress(console, trainer, target, ct);
             var t = result.Timings;
             double perIt = t.Iterations > 0 ? t.Total.TotalSeconds / t.Iterations : 0;
-            Console.WriteLine($"wrote {result.OutputPath} ({trainer.Layers.Count} membranes, rank {options.Rank}); loss log {target.LossLog}" +
+            console.Out.WriteLine($"wrote {result.OutputPath} ({trainer.Layers.Count} membranes, rank {options.Rank}); loss log {target.LossLog}" +
                 (result.ResumedFrom > 0 ? $"; resumed from step {result.ResumedFrom}" : ""));
             if (result.History.Count > 0)
             {
                 var last = result.History[^1];
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"final loss {last.Loss:G4} (erasure {last.ErasureLoss:G4}, anchor {last.AnchorLoss:G4}); {perIt:F3} s/it: sampling {Share(t.SamplingX, t)}, frozen {Share(t.Frozen, t)}, forward+backward {Share(t.ForwardBackward, t)}, optimizer {Share(t.Optimizer, t)}, graph build {Share(t.GraphBuild, t)}"));
                 var s = LossWindowSummary.From(result.History);
                 var inv = CultureInfo.InvariantCulture;
-                Console.WriteLine(
+                console.Out.WriteLine(
                     string.Create(inv, $"erasure loss last-{s.Window} / first-{s.Window} average: {s.ErasureRatio:G3} ({s.FirstErasure:G3} -> {s.LastErasure:G3}); relative to the frozen model {s.FirstRelative:F3} -> {s.LastRelative:F3}") +
                     (result.Probe is null ? "" : string.Create(inv, $"; fixed probe {s.FirstProbe:G3} -> {s.LastProbe:G3} ({s.ProbeRatio:G3}), relative {s.FirstProbeRelative:F3} -> {s.LastProbeRelative:F3}")) +
                     (options.Action == TrainingAction.Erase ? "" : string.Create(inv, $"; anchoring loss below erasure loss in {s.AnchorBelowErasure}/{s.Iterations} iterations")));
@@ -152,7 +152,7 @@ internal static class TrainCommand
     }
 
     /// <summary>Robust mode: ordinary training (unless --iterations 0), then the attack-and-erase rounds, one file at the end.</summary>
-    private static async Task<int> TrainRobust(string modelDir, LatentAnchoringOptions options, bool trainFirst, TrainingOutput target,
+    private static async Task<int> TrainRobust(CliConsole console, string modelDir, LatentAnchoringOptions options, bool trainFirst, TrainingOutput target,
         OnnxRuntimeOptions runtime, RobustTrainingOptions robust, CancellationToken ct)
     {
         robust.Validate();
@@ -163,18 +163,18 @@ internal static class TrainCommand
             if (trainFirst)
             {
                 baseFile = target.Path + ".base.safetensors";
-                Console.Error.WriteLine($"spm train: robust mode, stage 1: erasing '{options.Concept}' ({options.Iterations} iterations)");
+                console.Error.WriteLine($"spm train: robust mode, stage 1: erasing '{options.Concept}' ({options.Iterations} iterations)");
                 using (var trainer = LatentAnchoringTrainer.Create(modelDir, options, runtime))
-                    await RunWithProgress(trainer, new TrainingOutput(baseFile, Overwrite: true), ct);
+                    await RunWithProgress(console, trainer, new TrainingOutput(baseFile, Overwrite: true), ct);
                 start = baseFile;
             }
-            Console.Error.WriteLine($"spm train: robust mode: {robust.Rounds} rounds of a gradient attack ({robust.Goals} goals, {robust.Attack.Steps} steps, {robust.Attack.Tokens} free tokens) then {robust.IterationsPerRound} erasing iterations");
-            var result = await ProgressBars.RunAsync("robust rounds", robust.Rounds * 2, "phase", bar => Task.Run(() =>
+            console.Error.WriteLine($"spm train: robust mode: {robust.Rounds} rounds of a gradient attack ({robust.Goals} goals, {robust.Attack.Steps} steps, {robust.Attack.Tokens} free tokens) then {robust.IterationsPerRound} erasing iterations");
+            var result = await ProgressBars.RunAsync(console, "robust rounds", robust.Rounds * 2, "phase", bar => Task.Run(() =>
                 RobustTraining.Harden(modelDir, start, options with { InitialSpm = null, Iterations = Math.Max(1, options.Iterations) }, robust, target.Path, target.Overwrite, runtime,
                     new ActionProgress<RobustTrainingProgress>(p => bar.Report(new ProgressUpdate((p.Round - 1) * 2 + (p.Phase == "attack" ? 0 : 1) + p.Fraction, robust.Rounds * 2, $"round {p.Round}/{p.Rounds} {p.Phase}"))),
                     ct), ct));
-            Console.WriteLine($"wrote {result.OutputPath} (robust: {robust.Rounds} rounds, {result.AdversarialPrompts.Count} adversarial prompts; attack loss per round {string.Join(" ", result.AttackLosses.Select(l => l.ToString("G3", CultureInfo.InvariantCulture)))})");
-            foreach (var p in result.AdversarialPrompts.Take(5)) Console.WriteLine($"  adversarial: {p}");
+            console.Out.WriteLine($"wrote {result.OutputPath} (robust: {robust.Rounds} rounds, {result.AdversarialPrompts.Count} adversarial prompts; attack loss per round {string.Join(" ", result.AttackLosses.Select(l => l.ToString("G3", CultureInfo.InvariantCulture)))})");
+            foreach (var p in result.AdversarialPrompts.Take(5)) console.Out.WriteLine($"  adversarial: {p}");
             return 0;
         }
         finally
@@ -186,10 +186,10 @@ internal static class TrainCommand
     private static string Share(TimeSpan part, TrainingTimings t)
         => t.Total > TimeSpan.Zero ? (part.TotalSeconds / t.Total.TotalSeconds).ToString("P0", CultureInfo.InvariantCulture) : "-";
 
-    private static async Task<TrainingResult> RunWithProgress(LatentAnchoringTrainer trainer, TrainingOutput output, CancellationToken ct)
+    private static async Task<TrainingResult> RunWithProgress(CliConsole console, LatentAnchoringTrainer trainer, TrainingOutput output, CancellationToken ct)
     {
         int total = trainer.Options.Iterations;
-        if (Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        if (!console.MessagesAreTerminal)
         {
             // Plain lines for logs and CI: one every ~5% of the run.
             var sw = Stopwatch.StartNew();
@@ -199,13 +199,13 @@ internal static class TrainCommand
                 if (p.Step % every != 0 && p.Step != total) return;
                 double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
                 var eta = TimeSpan.FromSeconds((total - p.Step) / Math.Max(1e-9, rate));
-                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"step {p.Step}/{total}{(p.Step % Math.Max(1, trainer.Options.PreviewEvery) == 0 && trainer.Options.PreviewEvery > 0 ? " [preview]" : "")} loss {p.Loss:G4} (era {p.ErasureLoss:G4} = {p.RelativeErasureLoss:F3} x frozen, anc {p.AnchorLoss:G4}{(p.Probe is null ? "" : $", probe {p.Probe.MeanRelative:F3} x frozen")}) |grad| {p.GradientNorm:G3} lr {p.LearningRate:G3} {rate:F2} it/s ETA {eta:hh\\:mm\\:ss}{(p.CheckpointSaved ? " [checkpoint]" : "")}"));
             });
             return await trainer.TrainAsync(output, plain, ct);
         }
         TrainingResult? result = null;
-        await AnsiConsole.Progress()
+        await console.Messages.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
             .StartAsync(async ctx =>

@@ -51,13 +51,6 @@ internal static class ProgressBars
     }
 
     /// <summary>
-    /// The same on the process's stderr, for a verb that still writes to the static <see cref="Console"/> (the attack
-    /// verb until it takes a <see cref="CliConsole"/>).
-    /// </summary>
-    public static Task<T> RunAsync<T>(string description, double total, string unit, Func<IProgress<ProgressUpdate>, Task<T>> work)
-        => RunAsync(CliConsole.ForProcess(), description, total, unit, work);
-
-    /// <summary>
     /// One bar per phase: a report with a new total, or with less done than before (the next training phase, even of
     /// the same length), finishes the current bar and starts another, so each phase's rate and remaining time are its own.
     /// </summary>

@@ -276,8 +276,8 @@ public class SpmFileTests
     [Test]
     public void TheWriterIsRead_FromWriter_OrFromTheOlderGeneratorKey()
     {
-        // The shipped SPMs were written before the key became `writer` (docs/spm-format.md): they still name their writer.
-        var shipped = SpmFile.Load(Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes", "spm", "circle.safetensors"));
+        // The shipped striped SPM was written before the key became `writer` (docs/spm-format.md): it still names its writer.
+        var shipped = SpmFile.Load(Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes", "spm", "striped.safetensors"));
         Assert.That(shipped.Config.Extra.ContainsKey(SpmMetadataKeys.Writer), Is.False);
         Assert.That(shipped.Config.Writer, Is.EqualTo("spm (Spm .NET)"));
 
