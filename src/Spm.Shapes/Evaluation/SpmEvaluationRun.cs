@@ -48,6 +48,9 @@ public sealed record SpmEvaluationRequest
     /// <summary>Prompts of each set shown in the comparison grids.</summary>
     public int GridPrompts { get; init; } = 4;
 
+    /// <summary>How the erasure prompts are worded (canonical, synonyms, held-out; same intents and seeds).</summary>
+    public PromptWording Wording { get; init; } = PromptWording.Canonical;
+
     /// <summary>ONNX Runtime options of the pipeline.</summary>
     public OnnxRuntimeOptions Runtime { get; init; } = new();
 }
@@ -181,7 +184,7 @@ public sealed class SpmEvaluationRun : IDisposable
     public EvalReport Evaluate(IProgress<SpmEvalProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (Request.Fidelity) throw new InvalidOperationException("This run measures fidelity; it has no erasure cases.");
-        var options = new EvalOptions(Request.Images, Request.Seed, Generator.ImageSize, Request.GridPrompts);
+        var options = new EvalOptions(Request.Images, Request.Seed, Generator.ImageSize, Request.GridPrompts) { Wording = Request.Wording };
         return _evaluator.Evaluate(Cases, options, progress, cancellationToken);
     }
 
