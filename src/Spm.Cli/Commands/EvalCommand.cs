@@ -51,7 +51,7 @@ internal static class EvalCommand
 
         public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How gamma is read: auto (default: the SPM's learned gate when its file has one for this model, else empty), learned (required), empty (the concept text's cosine above the empty prompt's), none (the spec's raw cosine and token match).", DefaultValueFactory = _ => "auto" };
 
-        public readonly Option<string> Wording = new("--wording") { Description = "How erasure prompts are worded: canonical (default), synonyms (synonyms in training's templates) or held-out (templates and word combinations training never saw); same intents and seeds.", DefaultValueFactory = _ => "canonical" };
+        public readonly Option<string> Wording = new("--wording") { Description = "How erasure (and --fidelity) prompts are worded: canonical (default), synonyms (synonyms in training's templates) or held-out (templates and word combinations training never saw); same intents and seeds.", DefaultValueFactory = _ => "canonical" };
         public readonly Option<string?> Markdown = new("--markdown") { Description = "Write the table in UnlearnCanvas's terms (UA, IRA, CRA, SSIM, PSNR) as Markdown to this file." };
 
         public Options()

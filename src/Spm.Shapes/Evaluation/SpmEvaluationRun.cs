@@ -190,7 +190,7 @@ public sealed class SpmEvaluationRun : IDisposable
 
     /// <summary>Measures the base model's fidelity to <see cref="SpmEvaluationRequest.Images"/> random captions.</summary>
     public FidelityResult MeasureFidelity(IProgress<SpmEvalProgress>? progress = null, CancellationToken cancellationToken = default)
-        => _evaluator.MeasureFidelity(Request.Images, Request.Seed, progress, cancellationToken);
+        => _evaluator.MeasureFidelity(Request.Images, Request.Seed, progress, cancellationToken, Request.Wording);
 
     /// <summary>The report file of an erasure run: the report's JSON with a <c>run</c> object.</summary>
     public string ToJson(EvalReport report)
