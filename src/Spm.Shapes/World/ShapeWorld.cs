@@ -36,6 +36,9 @@ public sealed record ShapeWorldOptions(
     /// </summary>
     public IReadOnlyList<double>? PatternWeights { get; init; }
 
+    /// <summary>How shapes are drawn (<see cref="ShapeStyle.Flat"/>: the built-in model's world).</summary>
+    public ShapeStyle Style { get; init; } = ShapeStyle.Flat;
+
     /// <summary>The default world: 64x64 images, radii 15–25 px.</summary>
     public static ShapeWorldOptions Default { get; } = new();
 
