@@ -50,10 +50,11 @@ internal static class BuildModelCommand
         var baseModel = new Option<string?>("--base-model") { Description = "tiny-shapes: start from a trained pipeline folder (its UNet, decoder, text encoder and scaling factor; an encoder is trained against its frozen decoder with --ae-steps steps). Combine with --decoder-steps 0 to keep its decoder." };
         var captions = new Option<string?>("--captions") { Description = "tiny-shapes: caption wording, basic (one word per value, models v1-v3) or varied (synonyms, templates, plurals, capitals; model v4)." };
         var patternWeights = new Option<string?>("--pattern-weights") { Description = "tiny-shapes: relative frequencies of plain,striped,dotted pictures (default uniform), e.g. 1,2,1.5." };
+        var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
             preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
-            baseModel, captions, patternWeights,
+            baseModel, captions, patternWeights, worldStyle,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -82,6 +83,9 @@ internal static class BuildModelCommand
                         Captions = parse.GetValue(captions) is { } cs
                             ? Enum.TryParse<CaptionStyle>(cs, ignoreCase: true, out var style) ? style : throw new SpmException($"--captions: '{cs}' is neither basic nor varied.")
                             : d.World.Captions,
+                        Style = parse.GetValue(worldStyle) is { } st
+                            ? Enum.TryParse<ShapeStyle>(st, ignoreCase: true, out var sv) ? sv : throw new SpmException($"--style: '{st}' is neither flat nor outlined.")
+                            : d.World.Style,
                         PatternWeights = parse.GetValue(patternWeights) is { } pw
                             ? pw.Split(',').Select(x => double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new SpmException($"--pattern-weights: '{x}' is not a number.")).ToArray()
                             : d.World.PatternWeights,

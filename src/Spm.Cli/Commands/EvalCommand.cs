@@ -54,15 +54,18 @@ internal static class EvalCommand
         public readonly Option<string> Wording = new("--wording") { Description = "How erasure (and --fidelity) prompts are worded: canonical (default), synonyms (synonyms in training's templates) or held-out (templates and word combinations training never saw); same intents and seeds.", DefaultValueFactory = _ => "canonical" };
         public readonly Option<string?> Markdown = new("--markdown") { Description = "Write the table in UnlearnCanvas's terms (UA, IRA, CRA, SSIM, PSNR) as Markdown to this file." };
 
+        public readonly Option<string> Style = new("--style") { Description = "The world the model draws: flat (default, the built-in model) or outlined (a derived model); sets how the evaluator reads images.", DefaultValueFactory = _ => "flat" };
+
         public Options()
         {
+            Style.AcceptOnlyFromAmong("flat", "outlined");
             Wording.AcceptOnlyFromAmong("canonical", "synonyms", "held-out");
             GateCurve.AcceptOnlyFromAmong("square", "linear");
             GateCalibration.AcceptOnlyFromAmong([.. global::Spm.Core.Gating.GateCalibrations.Names]);
         }
 
         public IEnumerable<Option> All() =>
-            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel, Wording, Markdown];
+            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel, Wording, Markdown, Style];
     }
 
     public static Command Create(CliConsole console)
@@ -137,6 +140,7 @@ internal static class EvalCommand
             Transport = new GateSettings(curve, factor, Calibration: SpmGenerateOptions.ParseCalibration(parse.GetValue(o.GateCalibration))),
             GridPrompts = gridPrompts,
             Wording = parse.GetValue(o.Wording) switch { "synonyms" => PromptWording.Synonyms, "held-out" => PromptWording.HeldOut, _ => PromptWording.Canonical },
+            Style = parse.GetValue(o.Style) == "outlined" ? Spm.Shapes.World.ShapeStyle.Outlined : Spm.Shapes.World.ShapeStyle.Flat,
             Runtime = new OnnxRuntimeOptions { Provider = provider, IntraOpThreads = parse.GetValue(o.Threads) },
         };
         var markdown = parse.GetValue(o.Markdown);

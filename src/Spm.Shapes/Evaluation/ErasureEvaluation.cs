@@ -159,6 +159,9 @@ public sealed class ErasureEvaluation
     /// <summary>Creates an evaluation reading images with <paramref name="evaluator"/> (default: the tuned one).</summary>
     public ErasureEvaluation(ShapeEvaluator? evaluator = null) => _evaluator = evaluator ?? new ShapeEvaluator();
 
+    /// <summary>The evaluator that reads the images.</summary>
+    public ShapeEvaluator Evaluator => _evaluator;
+
     /// <summary>
     /// The prompts <see cref="Run"/> asks every variant of <paramref name="evalCase"/> (and the baseline) for, in the order
     /// it asks: each concept's target prompts, then the preservation prompts. A caller can generate these images ahead,

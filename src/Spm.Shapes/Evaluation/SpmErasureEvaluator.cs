@@ -223,7 +223,7 @@ public sealed class SpmErasureEvaluator
         generation.Stop();
         var reading = Stopwatch.StartNew();
         progress?.Report(new SpmEvalProgress(todo.Length, todo.Length, "fidelity: reading"));
-        var result = FidelityEvaluation.Measure(Source(cache, null), count, seed, _generator.ImageSize, cancellationToken: cancellationToken, wording: wording);
+        var result = FidelityEvaluation.Measure(Source(cache, null), count, seed, _generator.ImageSize, _evaluation.Evaluator, cancellationToken: cancellationToken, wording: wording);
         reading.Stop();
         LastCost = new SpmEvalCost(todo.Length, cache.Requested, generation.Elapsed, reading.Elapsed);
         return result;

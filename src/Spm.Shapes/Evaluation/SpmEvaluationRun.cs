@@ -7,6 +7,7 @@ using Spm.Core.SafeTensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.World;
 using Spm.Training.Evaluation;
 using Spm.Training.LatentAnchoring;
 
@@ -51,6 +52,9 @@ public sealed record SpmEvaluationRequest
     /// <summary>How the erasure prompts are worded (canonical, synonyms, held-out; same intents and seeds).</summary>
     public PromptWording Wording { get; init; } = PromptWording.Canonical;
 
+    /// <summary>The style the model draws in (a derived model's world), so the evaluator reads it right.</summary>
+    public ShapeStyle Style { get; init; } = ShapeStyle.Flat;
+
     /// <summary>ONNX Runtime options of the pipeline.</summary>
     public OnnxRuntimeOptions Runtime { get; init; } = new();
 }
@@ -84,7 +88,8 @@ public sealed class SpmEvaluationRun : IDisposable
         _sets = sets;
         _concepts = concepts;
         Cases = cases;
-        _evaluator = request.Fidelity ? new SpmErasureEvaluator(generator) : new SpmErasureEvaluator(generator, request.Transport);
+        var reader = new ErasureEvaluation(new ShapeEvaluator(ShapeEvaluatorOptions.For(request.Style)));
+        _evaluator = request.Fidelity ? new SpmErasureEvaluator(generator, null, reader) : new SpmErasureEvaluator(generator, request.Transport, reader);
     }
 
     /// <summary>The request.</summary>
