@@ -7,6 +7,7 @@ using Spm.Core;
 using Spm.Diffusion.Text;
 using Spm.Shapes.Building;
 using Spm.Shapes.Model;
+using Spm.Shapes.World;
 
 namespace Spm.Cli.Commands;
 
@@ -46,9 +47,14 @@ internal static class BuildModelCommand
         var trainText = new Option<bool?>("--train-text-encoder") { Description = "tiny-shapes: train the text encoder with the UNet in every stage (all but its token table). With --continue-unet, a text_encoder.safetensors in --work-dir (left by a run that trained it) is loaded either way." };
         var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak learning rate of that one stage (default 1e-3)." };
         var threads = new Option<int>("--threads") { Description = "tiny-shapes: ONNX Runtime threads (0: all cores).", DefaultValueFactory = _ => 0 };
+        var baseModel = new Option<string?>("--base-model") { Description = "tiny-shapes: start from a trained pipeline folder (its UNet, decoder, text encoder and scaling factor; an encoder is trained against its frozen decoder with --ae-steps steps). Combine with --decoder-steps 0 to keep its decoder." };
+        var captions = new Option<string?>("--captions") { Description = "tiny-shapes: caption wording, basic (one word per value, models v1-v3) or varied (synonyms, templates, plurals, capitals; model v4)." };
+        var patternWeights = new Option<string?>("--pattern-weights") { Description = "tiny-shapes: relative frequencies of plain,striped,dotted pictures (default uniform), e.g. 1,2,1.5." };
+        var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
             preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
+            baseModel, captions, patternWeights, worldStyle,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -71,6 +77,19 @@ internal static class BuildModelCommand
                     WorkFolder = parse.GetValue(work),
                     ContinueUNet = parse.GetValue(continueUnet),
                     TrainTextEncoder = parse.GetValue(trainText) ?? d.TrainTextEncoder,
+                    BaseModel = parse.GetValue(baseModel),
+                    World = d.World with
+                    {
+                        Captions = parse.GetValue(captions) is { } cs
+                            ? Enum.TryParse<CaptionStyle>(cs, ignoreCase: true, out var style) ? style : throw new SpmException($"--captions: '{cs}' is neither basic nor varied.")
+                            : d.World.Captions,
+                        Style = parse.GetValue(worldStyle) is { } st
+                            ? Enum.TryParse<ShapeStyle>(st, ignoreCase: true, out var sv) ? sv : throw new SpmException($"--style: '{st}' is neither flat nor outlined.")
+                            : d.World.Style,
+                        PatternWeights = parse.GetValue(patternWeights) is { } pw
+                            ? pw.Split(',').Select(x => double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new SpmException($"--pattern-weights: '{x}' is not a number.")).ToArray()
+                            : d.World.PatternWeights,
+                    },
                 };
                 return await TrainTinyShapes(console, parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);
             }
@@ -126,7 +145,7 @@ internal static class BuildModelCommand
         for (int i = 0; i < report.UNetLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"unet,{i + 1},{report.UNetLosses[i]:G6}\n");
         Spm.Core.IO.AtomicFile.WriteAllText(Path.Combine(outDir, "training-log.csv"), log.ToString());
         console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
+            $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}, pool {report.PoolScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
         return 0;
     }
 

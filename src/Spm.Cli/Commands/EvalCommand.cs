@@ -51,14 +51,21 @@ internal static class EvalCommand
 
         public readonly Option<string> GateCalibration = new("--gate-calibration") { Description = "How gamma is read: auto (default: the SPM's learned gate when its file has one for this model, else empty), learned (required), empty (the concept text's cosine above the empty prompt's), none (the spec's raw cosine and token match).", DefaultValueFactory = _ => "auto" };
 
+        public readonly Option<string> Wording = new("--wording") { Description = "How erasure (and --fidelity) prompts are worded: canonical (default), synonyms (synonyms in training's templates) or held-out (templates and word combinations training never saw); same intents and seeds.", DefaultValueFactory = _ => "canonical" };
+        public readonly Option<string?> Markdown = new("--markdown") { Description = "Write the table in UnlearnCanvas's terms (UA, IRA, CRA, SSIM, PSNR) as Markdown to this file." };
+
+        public readonly Option<string> Style = new("--style") { Description = "The world the model draws: flat (default, the built-in model) or outlined (a derived model); sets how the evaluator reads images.", DefaultValueFactory = _ => "flat" };
+
         public Options()
         {
+            Style.AcceptOnlyFromAmong("flat", "outlined");
+            Wording.AcceptOnlyFromAmong("canonical", "synonyms", "held-out");
             GateCurve.AcceptOnlyFromAmong("square", "linear");
             GateCalibration.AcceptOnlyFromAmong([.. global::Spm.Core.Gating.GateCalibrations.Names]);
         }
 
         public IEnumerable<Option> All() =>
-            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel];
+            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel, Wording, Markdown, Style];
     }
 
     public static Command Create(CliConsole console)
@@ -71,7 +78,11 @@ internal static class EvalCommand
     }
 
     /// <summary>What the command was asked to do, checked before any model is loaded, and where the reports go.</summary>
-    internal sealed record Request(SpmEvaluationRequest Evaluation, string? Json, string? GridDir, bool Force);
+    internal sealed record Request(SpmEvaluationRequest Evaluation, string? Json, string? GridDir, bool Force)
+    {
+        /// <summary>Where the Markdown table goes, or null.</summary>
+        public string? Markdown { get; init; }
+    }
 
     internal static Request Read(CliConsole console, ParseResult parse, Options o)
     {
@@ -128,9 +139,13 @@ internal static class EvalCommand
             Generation = generation,
             Transport = new GateSettings(curve, factor, Calibration: SpmGenerateOptions.ParseCalibration(parse.GetValue(o.GateCalibration))),
             GridPrompts = gridPrompts,
+            Wording = parse.GetValue(o.Wording) switch { "synonyms" => PromptWording.Synonyms, "held-out" => PromptWording.HeldOut, _ => PromptWording.Canonical },
+            Style = parse.GetValue(o.Style) == "outlined" ? Spm.Shapes.World.ShapeStyle.Outlined : Spm.Shapes.World.ShapeStyle.Flat,
             Runtime = new OnnxRuntimeOptions { Provider = provider, IntraOpThreads = parse.GetValue(o.Threads) },
         };
-        return new Request(evaluation, json, gridDir, force);
+        var markdown = parse.GetValue(o.Markdown);
+        if (markdown is not null && !force && File.Exists(markdown)) throw new IOException($"'{markdown}' already exists (use --force to overwrite).");
+        return new Request(evaluation, json, gridDir, force) { Markdown = markdown };
     }
 
     private static async Task<int> RunAsync(CliConsole console, ParseResult parse, Options o, CancellationToken ct)
@@ -155,6 +170,11 @@ internal static class EvalCommand
         {
             AtomicFile.WriteAllText(r.Json, run.ToJson(report) + "\n", overwrite: r.Force);
             console.Error.WriteLine($"spm: wrote {r.Json}");
+        }
+        if (r.Markdown is not null)
+        {
+            AtomicFile.WriteAllText(r.Markdown, EvalReportWriter.ToMarkdown(report), overwrite: r.Force);
+            console.Error.WriteLine($"spm: wrote {r.Markdown}");
         }
         if (r.GridDir is not null)
             foreach (var path in EvalReportWriter.WriteGrids(report, r.GridDir)) console.Error.WriteLine($"spm: wrote {path}");

@@ -18,7 +18,21 @@ public static class WeightTransfer
     {
         ArgumentNullException.ThrowIfNull(from);
         ArgumentNullException.ThrowIfNull(to);
-        var source = from.Build();
+        return CopyByConsumer(from.Build(), to, partial: false).Count;
+    }
+
+    /// <summary>
+    /// Copies the float weights of a built or loaded model (say a shipped pipeline's <c>unet/model.onnx</c>) into
+    /// <paramref name="to"/> by consumer, as <see cref="CopyByConsumer(GraphBuilder, GraphBuilder)"/> does. With
+    /// <paramref name="partial"/> the weights of <paramref name="to"/> that <paramref name="source"/> has no counterpart for
+    /// stay as they are (a decoder's weights into an autoencoder leave the encoder's).
+    /// </summary>
+    /// <returns>The names (in <paramref name="to"/>) of the weights copied.</returns>
+    /// <exception cref="SpmException">A weight has another shape, or (not partial) no counterpart.</exception>
+    public static IReadOnlySet<string> CopyByConsumer(ModelProto source, GraphBuilder to, bool partial)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(to);
         var values = source.Graph.Initializer.Where(i => i.DataType == 1).ToDictionary(i => i.Name, StringComparer.Ordinal);
         var bySlot = new Dictionary<(string Node, int Slot), string>();
         foreach (var node in source.Graph.Node)
@@ -39,12 +53,13 @@ public static class WeightTransfer
                 done.Add(name);
             }
         var missing = floats.Keys.Where(n => !done.Contains(n)).ToList();
-        if (missing.Count > 0) throw new SpmException($"{missing.Count} weights have no trained counterpart (first: '{missing[0]}').");
-        return done.Count;
+        if (missing.Count > 0 && !partial) throw new SpmException($"{missing.Count} weights have no trained counterpart (first: '{missing[0]}').");
+        return done;
     }
 
     private static float[] ReadFloats(TensorProto t)
     {
+        if (t.RawData.Length == 0 && t.FloatData.Count > 0) return t.FloatData.ToArray();
         var values = new float[t.RawData.Length / 4];
         System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).CopyTo(values);
         return values;

@@ -28,6 +28,9 @@ public sealed record EvalCase(string Name, IReadOnlyList<EvalConcept> Concepts, 
 /// <param name="PsnrCapDb">PSNR of identical images is infinite; means use min(PSNR, this).</param>
 public sealed record EvalOptions(int ImagesPerSet = 50, ulong Seed = 0, int ImageSize = 64, int GridPromptsPerSet = 4, double PsnrCapDb = 100)
 {
+    /// <summary>How the prompts are worded (same intents and seeds for every wording).</summary>
+    public PromptWording Wording { get; init; } = PromptWording.Canonical;
+
     /// <summary>Throws <see cref="ArgumentException"/> for unusable settings.</summary>
     public void Validate()
     {
@@ -66,7 +69,67 @@ public sealed record EvalRow(
     int PreservationImages,
     double PreservationAccuracy,
     double? MeanSsim,
-    double? MeanPsnr);
+    double? MeanPsnr)
+{
+    /// <summary>UnlearnCanvas's UA (unlearning accuracy): share of the target images that no longer show the concept, 1 − <see cref="DetectionRate"/>.</summary>
+    public double UnlearningAccuracy => 1 - DetectionRate;
+
+    /// <summary>
+    /// UnlearnCanvas's IRA (in-domain retain accuracy): on the preservation prompts, which name another value of the
+    /// concept's attribute ("square" when circle is erased), the share of images in which that attribute is read as named.
+    /// </summary>
+    public double InDomainRetainAccuracy { get; init; } = double.NaN;
+
+    /// <summary>
+    /// UnlearnCanvas's CRA (cross-domain retain accuracy): on the preservation prompts, the share of the other attributes
+    /// the prompts name (colour, pattern, background when a shape is erased) that are read as named, over all such
+    /// (image, attribute) judgements.
+    /// </summary>
+    public double CrossDomainRetainAccuracy { get; init; } = double.NaN;
+}
+
+/// <summary>The retain accuracies of UnlearnCanvas on judged images (<see cref="EvalRow.InDomainRetainAccuracy"/>, <see cref="EvalRow.CrossDomainRetainAccuracy"/>).</summary>
+public static class RetainAccuracy
+{
+    /// <summary>
+    /// IRA of <paramref name="concept"/>: over the prompts that name a value of its attribute, the share whose image reads
+    /// that value (an image with no object found counts as wrong). NaN when no prompt names the attribute.
+    /// </summary>
+    public static double InDomain(EvalConcept concept, IEnumerable<(ShapePrompt Prompt, ShapeJudgement Judgement)> judged)
+    {
+        ArgumentNullException.ThrowIfNull(concept);
+        ArgumentNullException.ThrowIfNull(judged);
+        int named = 0, right = 0;
+        foreach (var (prompt, j) in judged)
+        {
+            if (concept.NamedBy(prompt) is not { } value) continue;
+            named++;
+            if (new EvalConcept(concept.Attribute, value).IsDetectedIn(j)) right++;
+        }
+        return named == 0 ? double.NaN : right / (double)named;
+    }
+
+    /// <summary>
+    /// CRA of <paramref name="concept"/>: over every (prompt, attribute other than the concept's) the prompt names, the
+    /// share read as named. NaN when no prompt names another attribute.
+    /// </summary>
+    public static double CrossDomain(EvalConcept concept, IEnumerable<(ShapePrompt Prompt, ShapeJudgement Judgement)> judged)
+    {
+        ArgumentNullException.ThrowIfNull(concept);
+        ArgumentNullException.ThrowIfNull(judged);
+        int named = 0, right = 0;
+        foreach (var (prompt, j) in judged)
+            foreach (var attribute in Enum.GetValues<ConceptAttribute>())
+            {
+                if (attribute == concept.Attribute) continue;
+                var probe = new EvalConcept(attribute, 0);
+                if (probe.NamedBy(prompt) is not { } value) continue;
+                named++;
+                if (new EvalConcept(attribute, value).IsDetectedIn(j)) right++;
+            }
+        return named == 0 ? double.NaN : right / (double)named;
+    }
+}
 
 /// <summary>A comparison sheet: one row per prompt, columns base | variant 1 | variant 2 ...</summary>
 /// <param name="Case">Case label.</param>
@@ -96,6 +159,9 @@ public sealed class ErasureEvaluation
     /// <summary>Creates an evaluation reading images with <paramref name="evaluator"/> (default: the tuned one).</summary>
     public ErasureEvaluation(ShapeEvaluator? evaluator = null) => _evaluator = evaluator ?? new ShapeEvaluator();
 
+    /// <summary>The evaluator that reads the images.</summary>
+    public ShapeEvaluator Evaluator => _evaluator;
+
     /// <summary>
     /// The prompts <see cref="Run"/> asks every variant of <paramref name="evalCase"/> (and the baseline) for, in the order
     /// it asks: each concept's target prompts, then the preservation prompts. A caller can generate these images ahead,
@@ -105,8 +171,8 @@ public sealed class ErasureEvaluation
     {
         ArgumentNullException.ThrowIfNull(evalCase);
         ArgumentNullException.ThrowIfNull(options);
-        return evalCase.Concepts.SelectMany(concept => EvalPromptSets.Target(concept, options.ImagesPerSet, options.Seed))
-            .Concat(EvalPromptSets.Preservation(evalCase.Concepts, options.ImagesPerSet, options.Seed))
+        return evalCase.Concepts.SelectMany(concept => EvalPromptSets.Target(concept, options.ImagesPerSet, options.Seed, options.Wording))
+            .Concat(EvalPromptSets.Preservation(evalCase.Concepts, options.ImagesPerSet, options.Seed, options.Wording))
             .ToArray();
     }
 
@@ -137,8 +203,8 @@ public sealed class ErasureEvaluation
         var plans = cases.Select(c => new
         {
             Case = c,
-            Targets = c.Concepts.Select(concept => EvalPromptSets.Target(concept, n, options.Seed)).ToArray(),
-            Preservation = EvalPromptSets.Preservation(c.Concepts, n, options.Seed),
+            Targets = c.Concepts.Select(concept => EvalPromptSets.Target(concept, n, options.Seed, options.Wording)).ToArray(),
+            Preservation = EvalPromptSets.Preservation(c.Concepts, n, options.Seed, options.Wording),
         }).ToArray();
         int total = plans.Sum(p => (p.Targets.Length + 1) * n * (1 + p.Case.Variants.Count));
         int done = 0;
@@ -197,8 +263,13 @@ public sealed class ErasureEvaluation
                         psnr += Math.Min(options.PsnrCapDb, ImageMetrics.Psnr(judged[i].Image, baseJudged[i].Image));
                     }
                     int m = plan.Preservation.Count;
+                    var kept = Enumerable.Range(preservationStart, m).Select(i => (allPrompts[i].Prompt, judged[i].Judgement)).ToArray();
                     rows.Add(new EvalRow(c.Name, concept.Name, variant.Name, n, detected / (double)n, m, preserved / (double)m,
-                        isBase ? null : ssim / m, isBase ? null : psnr / m));
+                        isBase ? null : ssim / m, isBase ? null : psnr / m)
+                    {
+                        InDomainRetainAccuracy = RetainAccuracy.InDomain(concept, kept),
+                        CrossDomainRetainAccuracy = RetainAccuracy.CrossDomain(concept, kept),
+                    });
                 }
             }
 

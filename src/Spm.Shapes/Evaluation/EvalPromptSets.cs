@@ -24,7 +24,11 @@ public sealed record EvalPrompt(ShapePrompt Prompt, string Text, ulong Seed);
 public static class EvalPromptSets
 {
     /// <summary><paramref name="count"/> prompts asking for <paramref name="concept"/>.</summary>
-    public static IReadOnlyList<EvalPrompt> Target(EvalConcept concept, int count, ulong seed)
+    /// <param name="concept">The concept asked for.</param>
+    /// <param name="count">How many prompts.</param>
+    /// <param name="seed">Seed of the prompts and their image seeds.</param>
+    /// <param name="wording">How the texts are worded; the intents and image seeds are the same for every wording.</param>
+    public static IReadOnlyList<EvalPrompt> Target(EvalConcept concept, int count, ulong seed, PromptWording wording = PromptWording.Canonical)
     {
         ArgumentNullException.ThrowIfNull(concept);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
@@ -34,14 +38,19 @@ public static class EvalPromptSets
         for (int i = 0; i < count; i++)
         {
             var prompt = concept.WithValue(RandomPrompt(rng), concept.Value);
-            list.Add(new EvalPrompt(prompt, prompt.Text, rng.NextUInt64()));
+            ulong imageSeed = rng.NextUInt64();
+            list.Add(new EvalPrompt(prompt, Word(prompt, wording, imageSeed), imageSeed));
         }
         return list;
     }
 
     /// <summary><paramref name="count"/> prompts that ask for none of <paramref name="erased"/> (each of their attributes named with another value).</summary>
     /// <exception cref="ArgumentException">The erased concepts leave no value for some attribute.</exception>
-    public static IReadOnlyList<EvalPrompt> Preservation(IReadOnlyList<EvalConcept> erased, int count, ulong seed)
+    /// <param name="erased">The concepts none of the prompts asks for.</param>
+    /// <param name="count">How many prompts.</param>
+    /// <param name="seed">Seed of the prompts and their image seeds.</param>
+    /// <param name="wording">How the texts are worded; the intents and image seeds are the same for every wording.</param>
+    public static IReadOnlyList<EvalPrompt> Preservation(IReadOnlyList<EvalConcept> erased, int count, ulong seed, PromptWording wording = PromptWording.Canonical)
     {
         ArgumentNullException.ThrowIfNull(erased);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
@@ -63,9 +72,28 @@ public static class EvalPromptSets
                 var probe = new EvalConcept(attribute, 0);
                 prompt = probe.WithValue(prompt, values[rng.NextInt(0, values.Length)]);
             }
-            list.Add(new EvalPrompt(prompt, prompt.Text, rng.NextUInt64()));
+            ulong imageSeed = rng.NextUInt64();
+            list.Add(new EvalPrompt(prompt, Word(prompt, wording, imageSeed), imageSeed));
         }
         return list;
+    }
+
+    /// <summary>
+    /// The text of <paramref name="prompt"/> in <paramref name="wording"/>. The words are drawn from a stream of their own
+    /// (seeded by the image seed), so every wording keeps the canonical sets' intents and image seeds: a synonym row and
+    /// a canonical row differ only in the words.
+    /// </summary>
+    public static string Word(ShapePrompt prompt, PromptWording wording, ulong imageSeed)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var rng = new SeededRandom(imageSeed ^ 0x5_7A0_0000_0000UL);
+        return wording switch
+        {
+            PromptWording.Canonical => prompt.Text,
+            PromptWording.Synonyms => ShapeLexicon.TrainingCaption(prompt, rng, canonicalShare: 0),
+            PromptWording.HeldOut => ShapeLexicon.HeldOutCaption(prompt, rng),
+            _ => throw new ArgumentOutOfRangeException(nameof(wording)),
+        };
     }
 
     private static ShapePrompt RandomPrompt(SeededRandom rng) => new(
@@ -73,4 +101,17 @@ public static class EvalPromptSets
         ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)],
         rng.NextDouble() < 0.6 ? ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)] : null,
         rng.NextDouble() < 0.5 ? ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)] : null);
+}
+
+/// <summary>How evaluation prompts are worded (<see cref="EvalPromptSets"/>).</summary>
+public enum PromptWording
+{
+    /// <summary>The canonical template and words ("a striped red circle on a white background").</summary>
+    Canonical,
+
+    /// <summary>Synonyms only, in the templates training uses ("a crimson disc with bands", "red, round, stripy").</summary>
+    Synonyms,
+
+    /// <summary>Held-out templates and word combinations no training caption contains (<see cref="ShapeLexicon.IsHeldOut"/>).</summary>
+    HeldOut,
 }

@@ -15,6 +15,9 @@ public static class EvalReportWriter
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        // IRA / CRA are NaN when no prompt names the attribute.
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
     /// <summary>
@@ -101,6 +104,23 @@ public static class EvalReportWriter
         var name = sb.ToString();
         while (name.Contains("--")) name = name.Replace("--", "-");
         return name.TrimEnd('-') + ".png";
+    }
+
+    /// <summary>
+    /// The table in Markdown, in UnlearnCanvas's terms: per (case, concept, variant) UA (1 − detection on target prompts),
+    /// IRA and CRA on the preservation prompts, and SSIM / PSNR of the preservation images against the base model's.
+    /// </summary>
+    public static string ToMarkdown(EvalReport report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        static string Pct(double v) => double.IsNaN(v) ? "-" : (100 * v).ToString("F1", CultureInfo.InvariantCulture) + " %";
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"Prompts: {report.Options.Wording.ToString().ToLowerInvariant()} wording, {report.Options.ImagesPerSet} per set, seed {report.Options.Seed}.\n\n");
+        sb.Append("| case | concept | variant | UA | IRA | CRA | SSIM | PSNR dB |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+        foreach (var r in report.Rows)
+            sb.Append(CultureInfo.InvariantCulture,
+                $"| {r.Case} | {r.Concept} | {r.Variant} | {Pct(r.UnlearningAccuracy)} | {Pct(r.InDomainRetainAccuracy)} | {Pct(r.CrossDomainRetainAccuracy)} | {(r.MeanSsim is { } s ? s.ToString("F3", CultureInfo.InvariantCulture) : "")} | {(r.MeanPsnr is { } p ? p.ToString("F1", CultureInfo.InvariantCulture) : "")} |\n");
+        return sb.ToString();
     }
 
     private static string Percent(double v) => (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";

@@ -60,12 +60,12 @@ public static class FidelityEvaluation
     /// <summary>Generates <paramref name="count"/> images for random captions and reads them back.</summary>
     public static FidelityResult Measure(
         ImageSource source, int count, ulong seed, int imageSize = 64, ShapeEvaluator? evaluator = null,
-        IProgress<EvalProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<EvalProgress>? progress = null, CancellationToken cancellationToken = default, PromptWording wording = PromptWording.Canonical)
     {
         ArgumentNullException.ThrowIfNull(source);
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), "At least one image is needed.");
         evaluator ??= new ShapeEvaluator();
-        var prompts = Prompts(count, seed);
+        var prompts = Prompts(count, seed, wording);
         int shape = 0, color = 0, colorNamed = 0, pattern = 0, patternNamed = 0, background = 0, backgroundNamed = 0, found = 0;
         var shapes = AttributeConfusion.Empty("shape", ShapeVocabulary.Shapes, ShapeVocabulary.Word);
         var colors = AttributeConfusion.Empty("colour", ShapeVocabulary.Colors, ShapeVocabulary.Word);
@@ -106,7 +106,11 @@ public static class FidelityEvaluation
     /// The random training-style captions (with their generation seeds) <see cref="Measure"/> asks for, in order, at
     /// any image size, so a caller can generate the images ahead in batches.
     /// </summary>
-    public static IReadOnlyList<EvalPrompt> Prompts(int count, ulong seed)
+    /// <param name="count">How many captions.</param>
+    /// <param name="seed">Seed of the captions and image seeds.</param>
+    /// <param name="wording">Canonical: the basic training captions (models v1-v3); synonyms or held-out: the same intents
+    /// and seeds re-worded (<see cref="EvalPromptSets.Word"/>).</param>
+    public static IReadOnlyList<EvalPrompt> Prompts(int count, ulong seed, PromptWording wording = PromptWording.Canonical)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), "At least one image is needed.");
         // Captions and seeds do not depend on the image size (geometry draws are scaled, not added), so the
@@ -117,7 +121,8 @@ public static class FidelityEvaluation
         for (int i = 0; i < count; i++)
         {
             var sample = world.Sample(rng);
-            prompts[i] = new EvalPrompt(sample.Prompt, sample.Caption, rng.NextUInt64());
+            ulong imageSeed = rng.NextUInt64();
+            prompts[i] = new EvalPrompt(sample.Prompt, wording == PromptWording.Canonical ? sample.Caption : EvalPromptSets.Word(sample.Prompt, wording, imageSeed), imageSeed);
         }
         return prompts;
     }

@@ -203,9 +203,15 @@ public sealed class SpmErasureEvaluator
     }
 
     /// <summary>Base-model fidelity on <paramref name="count"/> random captions (<see cref="FidelityEvaluation"/>), generated in batches with every SPM off.</summary>
-    public FidelityResult MeasureFidelity(int count, ulong seed, IProgress<SpmEvalProgress>? progress = null, CancellationToken cancellationToken = default)
+    /// <param name="count">Captions.</param>
+    /// <param name="seed">Seed of the captions and image seeds.</param>
+    /// <param name="progress">Receives progress.</param>
+    /// <param name="cancellationToken">Stops the run.</param>
+    /// <param name="wording">How the captions are worded (same intents and seeds).</param>
+    public FidelityResult MeasureFidelity(int count, ulong seed, IProgress<SpmEvalProgress>? progress = null, CancellationToken cancellationToken = default,
+        PromptWording wording = PromptWording.Canonical)
     {
-        var prompts = FidelityEvaluation.Prompts(count, seed);
+        var prompts = FidelityEvaluation.Prompts(count, seed, wording);
         var cache = new ImageCache();
         var keys = prompts.Select(p => cache.Plan(p, MultipliersFor(null, p.Text))).ToList();
         var todo = keys.Distinct().ToArray();
@@ -217,7 +223,7 @@ public sealed class SpmErasureEvaluator
         generation.Stop();
         var reading = Stopwatch.StartNew();
         progress?.Report(new SpmEvalProgress(todo.Length, todo.Length, "fidelity: reading"));
-        var result = FidelityEvaluation.Measure(Source(cache, null), count, seed, _generator.ImageSize, cancellationToken: cancellationToken);
+        var result = FidelityEvaluation.Measure(Source(cache, null), count, seed, _generator.ImageSize, _evaluation.Evaluator, cancellationToken: cancellationToken, wording: wording);
         reading.Stop();
         LastCost = new SpmEvalCost(todo.Length, cache.Requested, generation.Elapsed, reading.Elapsed);
         return result;

@@ -7,6 +7,7 @@ using Spm.Core.SafeTensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
+using Spm.Shapes.World;
 using Spm.Training.Evaluation;
 using Spm.Training.LatentAnchoring;
 
@@ -48,6 +49,12 @@ public sealed record SpmEvaluationRequest
     /// <summary>Prompts of each set shown in the comparison grids.</summary>
     public int GridPrompts { get; init; } = 4;
 
+    /// <summary>How the erasure prompts are worded (canonical, synonyms, held-out; same intents and seeds).</summary>
+    public PromptWording Wording { get; init; } = PromptWording.Canonical;
+
+    /// <summary>The style the model draws in (a derived model's world), so the evaluator reads it right.</summary>
+    public ShapeStyle Style { get; init; } = ShapeStyle.Flat;
+
     /// <summary>ONNX Runtime options of the pipeline.</summary>
     public OnnxRuntimeOptions Runtime { get; init; } = new();
 }
@@ -81,7 +88,8 @@ public sealed class SpmEvaluationRun : IDisposable
         _sets = sets;
         _concepts = concepts;
         Cases = cases;
-        _evaluator = request.Fidelity ? new SpmErasureEvaluator(generator) : new SpmErasureEvaluator(generator, request.Transport);
+        var reader = new ErasureEvaluation(new ShapeEvaluator(ShapeEvaluatorOptions.For(request.Style)));
+        _evaluator = request.Fidelity ? new SpmErasureEvaluator(generator, null, reader) : new SpmErasureEvaluator(generator, request.Transport, reader);
     }
 
     /// <summary>The request.</summary>
@@ -181,13 +189,13 @@ public sealed class SpmEvaluationRun : IDisposable
     public EvalReport Evaluate(IProgress<SpmEvalProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (Request.Fidelity) throw new InvalidOperationException("This run measures fidelity; it has no erasure cases.");
-        var options = new EvalOptions(Request.Images, Request.Seed, Generator.ImageSize, Request.GridPrompts);
+        var options = new EvalOptions(Request.Images, Request.Seed, Generator.ImageSize, Request.GridPrompts) { Wording = Request.Wording };
         return _evaluator.Evaluate(Cases, options, progress, cancellationToken);
     }
 
     /// <summary>Measures the base model's fidelity to <see cref="SpmEvaluationRequest.Images"/> random captions.</summary>
     public FidelityResult MeasureFidelity(IProgress<SpmEvalProgress>? progress = null, CancellationToken cancellationToken = default)
-        => _evaluator.MeasureFidelity(Request.Images, Request.Seed, progress, cancellationToken);
+        => _evaluator.MeasureFidelity(Request.Images, Request.Seed, progress, cancellationToken, Request.Wording);
 
     /// <summary>The report file of an erasure run: the report's JSON with a <c>run</c> object.</summary>
     public string ToJson(EvalReport report)

@@ -131,6 +131,23 @@ public sealed record TinyShapesTrainingOptions
     /// <summary>ONNX Runtime intra-op threads (0: all cores).</summary>
     public int Threads { get; init; }
 
+    /// <summary>
+    /// The world the pictures and captions are drawn from (default: <see cref="ShapeWorldOptions.Default"/>, the shipped
+    /// models' one-word-per-value captions; model v4 uses <see cref="CaptionStyle.Varied"/>).
+    /// </summary>
+    public ShapeWorldOptions World { get; init; } = ShapeWorldOptions.Default;
+
+    /// <summary>
+    /// A trained tiny-shapes pipeline folder to start from (say the shipped <c>models/tiny-shapes</c>), or null for seeded
+    /// initial weights. Its UNet, VAE decoder, text encoder and scaling factor are taken as they are (the UNet unless
+    /// <see cref="ContinueUNet"/> finds a snapshot). Pipelines ship no VAE encoder, and the UNet phase needs one to encode its
+    /// latent pool, so the autoencoder phase trains an encoder alone against the base model's frozen decoder
+    /// (<see cref="AutoencoderSteps"/> steps, same loss): its latents decode to the pictures, which is what the base UNet
+    /// was trained to produce. The pool's measured scale is reported (<see cref="TinyShapesTrainingReport.PoolScalingFactor"/>)
+    /// but the base model's scaling factor is kept, since the UNet was trained on it.
+    /// </summary>
+    public string? BaseModel { get; init; }
+
     /// <summary>Checks the values, naming the first bad one.</summary>
     public void Validate()
     {
@@ -148,6 +165,12 @@ public sealed record TinyShapesTrainingOptions
         if (!(AutoencoderLatentNoise >= 0 && AutoencoderLatentNoise < 1e3)) throw new SpmException("The autoencoder's latent noise must be 0 or a positive standard deviation.");
         if (!(LatentPenalty >= 0 && LatentPenalty < 1e6)) throw new SpmException("The latent penalty must be 0 or positive.");
         if (UnconditionalProbability is < 0 or > 1) throw new SpmException("The unconditional probability must lie in [0, 1].");
+        ArgumentNullException.ThrowIfNull(World);
+        try { World.Validate(); }
+        catch (ArgumentException e) { throw new SpmException(e.Message); }
+        if (World.ImageSize != TinyShapesModel.ImageSize) throw new SpmException($"The world's pictures must be {TinyShapesModel.ImageSize} px.");
+        if (BaseModel is not null && !File.Exists(Path.Combine(BaseModel, "unet", "model.onnx")))
+            throw new SpmException($"'{BaseModel}' is not a pipeline folder (no unet/model.onnx).");
     }
 }
 
@@ -188,6 +211,9 @@ public sealed record TinyShapesTrainingReport(double AutoencoderLoss, double Sca
 
     /// <summary>Loss of every decoder-refinement step.</summary>
     public IReadOnlyList<double> DecoderLosses { get; init; } = [];
+
+    /// <summary>1 / standard deviation of this run's latent pool (equal to <see cref="ScalingFactor"/> unless a base model's factor was kept).</summary>
+    public double PoolScalingFactor { get; init; } = double.NaN;
 }
 
 /// <summary>
@@ -248,12 +274,15 @@ public static class TinyShapesModel
     {
         var preset = Preset;
         var settings = new GradientSessionSettings(IntraOpThreads: o.Threads);
-        var world = new ShapeWorld();
+        var world = new ShapeWorld(o.World);
+        var baseModel = o.BaseModel is null ? null : BaseWeights.Load(o.BaseModel);
 
         // Phase 1: the autoencoder.
         var swAe = Stopwatch.StartNew();
         bool chroma = o.AutoencoderChromaWeight > 0 && o.AutoencoderChromaWeight != 1;
         var aeBuilder = VaeEncoderBuilder.CreateAutoencoder(preset.VaeDecoder, o.Seed, latentNoise: o.AutoencoderLatentNoise > 0, colourTransform: chroma);
+        // With a base model its decoder is fixed: only the encoder half trains (to invert it).
+        var frozen = baseModel is null ? new HashSet<string>() : WeightTransfer.CopyByConsumer(baseModel.Decoder, aeBuilder, partial: true);
         var aeModel = aeBuilder.Build();
         var dataRng = new SeededRandom(o.Seed ^ 0xA11CE);
         int ab = o.AutoencoderBatch, pixels = 3 * ImageSize * ImageSize, latentSize = ImageSize / 4;
@@ -266,7 +295,7 @@ public static class TinyShapesModel
             {
                 var s = world.Sample(rng);
                 var span = dst.AsSpan(i * pixels, pixels);
-                ShapeRasterizer.Render(s.Scene, span, ImageSize);
+                ShapeRasterizer.Render(s.Scene, span, ImageSize, o.World.Style);
                 for (int k = 0; k < span.Length; k++) span[k] = span[k] * 2f - 1f;
                 if (captions is not null) captions[i] = s.Caption;
             }
@@ -279,7 +308,9 @@ public static class TinyShapesModel
             // The penalty joined the tag later: at its default the tag stays as before, so existing snapshots still match.
             + (o.LatentPenalty == 1e-4 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";penalty={o.LatentPenalty}"))
             + (o.AutoencoderLatentNoise == 0 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";noise={o.AutoencoderLatentNoise}"))
-            + (!chroma ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";chroma={o.AutoencoderChromaWeight}"));
+            + (!chroma ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";chroma={o.AutoencoderChromaWeight}"))
+            + (baseModel is null ? "" : ";base=" + baseModel.Fingerprint)
+            + WorldTag(o.World);
         string? aeSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "autoencoder.safetensors");
         if (aeSnapshot is not null && File.Exists(aeSnapshot) && TryLoadSnapshot(aeSnapshot, aeTag, aeBuilder))
         {
@@ -299,7 +330,7 @@ public static class TinyShapesModel
             using var matrixValue = OrtValue.CreateTensorValueFromMemory(colourMatrix, [3, 3, 1, 1]);
             using var colourTargetValue = OrtValue.CreateTensorValueFromMemory(colourTarget, chroma ? imageShape : [0]);
             if (chroma) feeds[VaeEncoderBuilder.ColourTransformInput] = inputs[VaeEncoderBuilder.ColourTransformInput] = matrixValue;
-            var trainable = FloatWeights(aeModel);
+            var trainable = FloatWeights(aeModel).Where(n => !frozen.Contains(n)).ToList();
             var reconstruction = chroma
                 ? LossTerm.MeanSquaredError(VaeEncoderBuilder.ColourOutput, "colour_target")
                 : LossTerm.MeanSquaredError(VaeEncoderBuilder.ReconstructionOutput, "image_target");
@@ -309,7 +340,7 @@ public static class TinyShapesModel
             if (chroma) feeds["colour_target"] = colourTargetValue;
             else feeds["image_target"] = imageValue;
             var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, o.AutoencoderSteps, 1);
-            aeLoss = RunPhase("autoencoder", o.AutoencoderSteps, 50, aeLosses, step =>
+            aeLoss = RunPhase(baseModel is null ? "autoencoder" : "encoder", o.AutoencoderSteps, 50, aeLosses, step =>
             {
                 RenderBatch(images, dataRng, null);
                 if (chroma) ApplyColourMatrix(colourMatrix, images, colourTarget, ab, ImageSize * ImageSize);
@@ -394,7 +425,9 @@ public static class TinyShapesModel
         foreach (var v in latents) { mean += v; sq += (double)v * v; }
         mean /= latents.Length;
         double std = Math.Sqrt(Math.Max(1e-12, sq / latents.Length - mean * mean));
-        float scaling = (float)(1.0 / std);
+        float poolScaling = (float)(1.0 / std);
+        // A base model's UNet was trained on latents times its own factor: keep it.
+        float scaling = baseModel is null ? poolScaling : (float)baseModel.ScalingFactor;
         System.Numerics.Tensors.TensorPrimitives.Multiply(latents, scaling, latents);
         swEnc.Stop();
 
@@ -412,6 +445,13 @@ public static class TinyShapesModel
         // textTrained: the encoder's weights are no longer the seeded ones (snapshotted and written with the model);
         // trainsText: the current stage trains it (the condition is then token ids, not cached states).
         bool textTrained = false, trainsText = false;
+        if (baseModel is not null)
+        {
+            // The base model's text encoder as it is (its token table included: the UNet was trained on its states).
+            WeightTransfer.CopyByConsumer(baseModel.TextEncoder, textBuilder, partial: false);
+            textTrained = true;
+            if (!o.ContinueUNet) WeightTransfer.CopyByConsumer(baseModel.UNet, unetBuilder, partial: false);
+        }
         if (o.ContinueUNet)
         {
             if (unetSnapshot is null || !File.Exists(unetSnapshot) || !TryLoadSnapshot(unetSnapshot, null, unetBuilder))
@@ -568,7 +608,33 @@ public static class TinyShapesModel
             DecoderLoss = decLosses.Count == 0 ? double.NaN : decLosses.TakeLast(50).Average(),
             DecoderTime = swDec.Elapsed,
             DecoderLosses = decLosses,
+            PoolScalingFactor = Math.Round(poolScaling, 5),
         };
+    }
+
+    /// <summary>The world's settings that change the data, for snapshot tags (empty for the default world, so older snapshots match).</summary>
+    private static string WorldTag(ShapeWorldOptions w)
+    {
+        var tag = "";
+        if (w.Captions != CaptionStyle.Basic) tag += ";captions=" + w.Captions.ToString().ToLowerInvariant();
+        if (w.Style != ShapeStyle.Flat) tag += ";style=" + w.Style.ToString().ToLowerInvariant();
+        if (w.PatternWeights is { } pw) tag += ";patterns=" + string.Join(",", pw.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+        return tag;
+    }
+
+    /// <summary>The weights of a trained pipeline folder that <see cref="TinyShapesTrainingOptions.BaseModel"/> starts from.</summary>
+    private sealed record BaseWeights(Diffusion.Onnx.Proto.ModelProto UNet, Diffusion.Onnx.Proto.ModelProto Decoder,
+        Diffusion.Onnx.Proto.ModelProto TextEncoder, double ScalingFactor, string Fingerprint)
+    {
+        public static BaseWeights Load(string folder)
+        {
+            var f = Spm.Diffusion.Pipelines.ModelFolder.Open(folder);
+            byte[] unet = File.ReadAllBytes(f.UNetPath), dec = File.ReadAllBytes(f.VaeDecoderPath), text = File.ReadAllBytes(f.TextEncoderPath);
+            // Tags of the snapshots made from it: another base model must not reuse them.
+            var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData([.. unet, .. dec, .. text]))[..12].ToLowerInvariant();
+            return new BaseWeights(Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(unet), Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(dec),
+                Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(text), f.VaeScalingFactor, hash);
+        }
     }
 
     /// <summary>The opponent colour basis of <see cref="TinyShapesTrainingOptions.AutoencoderChromaWeight"/> as a [3, 3, 1, 1] conv kernel (row = output channel).</summary>

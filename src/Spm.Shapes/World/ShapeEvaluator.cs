@@ -13,16 +13,26 @@ namespace Spm.Shapes.World;
 /// <param name="CircleThreshold">A radius profile whose strongest 3/4/5-fold harmonic is below this is a circle.</param>
 /// <param name="PlainContrast">Inside colour deviation (beyond noise) below this is a plain fill.</param>
 /// <param name="StripeCoherence">Structure-tensor coherence above this is stripes, below is dots.</param>
+/// <param name="ExtraClearance">Pixels the inside read for colour and pattern keeps clear of the edge beyond the edge's
+/// measured width: 0 for the flat world; an outlined world's outline would otherwise read as a pattern.</param>
 public sealed record ShapeEvaluatorOptions(
     float MinForegroundDistance = 0.2f,
     float NoiseThresholdFactor = 3f,
     int MinObjectPixels = 30,
     float CircleThreshold = 0.06f,
     float PlainContrast = 0.045f,
-    float StripeCoherence = 0.5f)
+    float StripeCoherence = 0.5f,
+    int ExtraClearance = 0)
 {
     /// <summary>The tuned defaults.</summary>
     public static ShapeEvaluatorOptions Default { get; } = new();
+
+    /// <summary>The defaults for pictures drawn in <paramref name="style"/>.</summary>
+    public static ShapeEvaluatorOptions For(ShapeStyle style) => style switch
+    {
+        ShapeStyle.Outlined => Default with { ExtraClearance = (int)MathF.Ceiling(ShapeRasterizer.OutlineWidth) + 1 },
+        _ => Default,
+    };
 }
 
 /// <summary>
@@ -120,7 +130,7 @@ public sealed class ShapeEvaluator
 
         // The inside used for colour and pattern stays clear of the edge by the edge's measured width, so that
         // a blurred rim (a mix with the background) is not mistaken for a pattern or tint the colour.
-        int clearance = 2 + (int)MathF.Round(edgeWidth);
+        int clearance = 2 + (int)MathF.Round(edgeWidth) + Options.ExtraClearance;
         bool[] region;
         int regionCount;
         do

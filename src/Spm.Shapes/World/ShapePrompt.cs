@@ -40,35 +40,45 @@ public sealed partial record ShapePrompt(ShapeKind? Shape, ShapeColor? Color, Fi
     public static ShapePrompt Describe(ShapeScene scene) => new(scene.Shape, scene.Color, scene.Pattern, scene.Background);
 
     /// <summary>
-    /// Reads the attributes out of a caption written by <see cref="ToText"/> or by hand in the same words
-    /// ("a striped red circle", "a red circle with stripes on a black background", "grey" for "gray").
-    /// Words it does not know are ignored; returns null when two values of one attribute are named.
+    /// Reads the attributes out of a caption in any of the world's wordings (<see cref="ShapeLexicon"/>): synonyms
+    /// ("a crimson disc", "a scarlet round shape"), templates ("a circle that is red", "red, circular, striped, on white",
+    /// "a red circle with polka dots", the held-out "a circle in red"), plurals and capitals, and the earlier spellings
+    /// ("grey", "stripes", "dots", "an"). Words it does not know are ignored; returns null when two values of one
+    /// attribute are named.
     /// </summary>
     public static ShapePrompt? Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
         var lower = text.ToLowerInvariant().Replace("grey", "gray");
         ShapeBackground? background = null;
-        var bg = BackgroundPhrase().Match(lower);
-        if (bg.Success)
+        foreach (Match bg in BackgroundPhrase().Matches(lower))
         {
-            background = ShapeVocabulary.Backgrounds.First(b => ShapeVocabulary.Word(b) == bg.Groups[1].Value);
-            lower = lower.Remove(bg.Index, bg.Length);
+            var word = bg.Groups["a"].Success ? bg.Groups["a"].Value : bg.Groups["b"].Value;
+            if (!Set(ref background, ShapeVocabulary.Backgrounds.First(b => ShapeVocabulary.Word(b) == word))) return null;
         }
+        var rest = new StringBuilder(BackgroundPhrase().Replace(lower, " "));
         ShapeKind? shape = null;
         ShapeColor? color = null;
         FillPattern? pattern = null;
-        foreach (var word in lower.Split([' ', ',', '.', '-'], StringSplitOptions.RemoveEmptyEntries))
+        // Longest phrases first; each match is blanked so "five-pointed star" is not read again as "star".
+        foreach (var (words, names) in ShapeLexicon.Entries)
         {
-            bool ok = true;
-            foreach (var s in ShapeVocabulary.Shapes)
-                if (word == ShapeVocabulary.Word(s) || word == ShapeVocabulary.Word(s) + "s") ok &= Set(ref shape, s);
-            foreach (var c in ShapeVocabulary.Colors)
-                if (word == ShapeVocabulary.Word(c)) ok &= Set(ref color, c);
-            if (word is "plain") ok &= Set(ref pattern, FillPattern.Plain);
-            if (word is "striped" or "stripes" or "stripy") ok &= Set(ref pattern, FillPattern.Striped);
-            if (word is "dotted" or "dots" or "spotted") ok &= Set(ref pattern, FillPattern.Dotted);
-            if (!ok) return null;
+            var current = rest.ToString();
+            int i = 0;
+            while ((i = current.IndexOf(words, i, StringComparison.Ordinal)) >= 0)
+            {
+                int end = i + words.Length;
+                if ((i == 0 || !char.IsLetter(current[i - 1])) && (end == current.Length || !char.IsLetter(current[end])))
+                {
+                    bool ok = true;
+                    if (names.Shape is { } s) ok &= Set(ref shape, s);
+                    if (names.Color is { } c) ok &= Set(ref color, c);
+                    if (names.Pattern is { } p) ok &= Set(ref pattern, p);
+                    if (!ok) return null;
+                    for (int k = i; k < end; k++) rest[k] = ' ';
+                }
+                i = end;
+            }
         }
         return new ShapePrompt(shape, color, pattern, background);
     }
@@ -80,7 +90,8 @@ public sealed partial record ShapePrompt(ShapeKind? Shape, ShapeColor? Color, Fi
         return true;
     }
 
-    [GeneratedRegex(@"on an? (white|black|gray|light blue) background")]
+    // "on a white background", "on white", "against a black background", ", gray background".
+    [GeneratedRegex(@"\b(?:on|against) (?:an? )?(?<a>white|black|gray|light blue)\b(?: background)?|(?<b>white|black|gray|light blue) background")]
     private static partial Regex BackgroundPhrase();
 }
 

@@ -36,9 +36,16 @@ public static class ShapeRasterizer
         return image;
     }
 
+    /// <summary>Width in pixels of the outline of <see cref="ShapeStyle.Outlined"/>.</summary>
+    public const float OutlineWidth = 1.5f;
+
     /// <summary>Renders into <paramref name="destination"/> (3 * size * size floats, planar R, G, B).</summary>
     /// <exception cref="ArgumentException">The destination has the wrong length.</exception>
-    public static void Render(ShapeScene scene, Span<float> destination, int size = 64)
+    public static void Render(ShapeScene scene, Span<float> destination, int size = 64) => Render(scene, destination, size, ShapeStyle.Flat);
+
+    /// <summary>Renders in a <paramref name="style"/> into <paramref name="destination"/> (3 * size * size floats, planar R, G, B).</summary>
+    /// <exception cref="ArgumentException">The destination has the wrong length.</exception>
+    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style)
     {
         ArgumentNullException.ThrowIfNull(scene);
         if (size <= 0 || destination.Length != 3 * size * size)
@@ -75,7 +82,11 @@ public static class ShapeRasterizer
             ShapeKind.Square => 0.70710678f * r,
             _ => StarInnerFraction * MathF.Cos(MathF.PI / 5) * r,
         };
-        float insideR2 = MathF.Max(0f, inradius - 1f) * MathF.Max(0f, inradius - 1f), outsideR2 = (r + 1f) * (r + 1f);
+        // An outline needs the distance further in.
+        float skipIn = inradius - 1f - (style == ShapeStyle.Outlined ? OutlineWidth + 1f : 0f);
+        float insideR2 = MathF.Max(0f, skipIn) * MathF.Max(0f, skipIn), outsideR2 = (r + 1f) * (r + 1f);
+        // Outlines are dark, or light on the black background, so they always stand off it.
+        var outline = scene.Background == ShapeBackground.Black ? new Rgb(0.9f, 0.9f, 0.9f) : new Rgb(0.1f, 0.1f, 0.1f);
 
         float cos = MathF.Cos(scene.Rotation), sin = MathF.Sin(scene.Rotation);
         // Only the pixels near the circumcircle can be touched by the shape.
@@ -92,13 +103,22 @@ public static class ShapeRasterizer
                 float v = -sin * dx + cos * dy;
                 float r2 = u * u + v * v;
                 if (r2 > outsideR2) continue;
-                float alpha = r2 < insideR2 ? 1f
-                    : Math.Clamp(0.5f - (vertices == 0 ? MathF.Sqrt(r2) - CircleRadiusFraction * r : PolygonDistance(poly, u, v)), 0f, 1f);
+                float distance = r2 < insideR2 ? float.NegativeInfinity
+                    : vertices == 0 ? MathF.Sqrt(r2) - CircleRadiusFraction * r : PolygonDistance(poly, u, v);
+                float alpha = Math.Clamp(0.5f - distance, 0f, 1f);
                 if (alpha <= 0f) continue;
                 float beta = PatternCoverage(scene.Pattern, u, v);
                 float fr = main.R + (shade.R - main.R) * beta;
                 float fg = main.G + (shade.G - main.G) * beta;
                 float fb = main.B + (shade.B - main.B) * beta;
+                if (style == ShapeStyle.Outlined)
+                {
+                    // The band within OutlineWidth of the edge, with the same one-pixel ramp on its inner side.
+                    float gamma = Math.Clamp(0.5f + distance + OutlineWidth, 0f, 1f);
+                    fr += (outline.R - fr) * gamma;
+                    fg += (outline.G - fg) * gamma;
+                    fb += (outline.B - fb) * gamma;
+                }
                 int i = py * size + px;
                 destination[i] = bg.R + (fr - bg.R) * alpha;
                 destination[plane + i] = bg.G + (fg - bg.G) * alpha;
@@ -164,4 +184,14 @@ public static class ShapeRasterizer
         }
         return v;
     }
+}
+
+/// <summary>How shapes are drawn: the world of the built-in model, or a changed one for a derived model (issue 20).</summary>
+public enum ShapeStyle
+{
+    /// <summary>Flat fill, anti-aliased edge (models v1-v4).</summary>
+    Flat,
+
+    /// <summary>A dark outline <see cref="ShapeRasterizer.OutlineWidth"/> px wide inside the edge (light on the black background).</summary>
+    Outlined,
 }

@@ -23,6 +23,22 @@ public sealed record ShapeWorldOptions(
     double ColorMentionProbability = 0.95,
     double NounTemplateProbability = 0.2)
 {
+    /// <summary>
+    /// How captions are worded: <see cref="CaptionStyle.Basic"/> (one word per value, the shipped models v1-v3) or
+    /// <see cref="CaptionStyle.Varied"/> (synonyms, templates, plurals and capitals of <see cref="ShapeLexicon"/>, never a
+    /// held-out template or word combination; model v4).
+    /// </summary>
+    public CaptionStyle Captions { get; init; } = CaptionStyle.Basic;
+
+    /// <summary>
+    /// Relative frequencies of plain, striped and dotted scenes, or null for uniform. Leaning toward stripes gives the
+    /// weakest attribute more of the UNet's steps.
+    /// </summary>
+    public IReadOnlyList<double>? PatternWeights { get; init; }
+
+    /// <summary>How shapes are drawn (<see cref="ShapeStyle.Flat"/>: the built-in model's world).</summary>
+    public ShapeStyle Style { get; init; } = ShapeStyle.Flat;
+
     /// <summary>The default world: 64x64 images, radii 15–25 px.</summary>
     public static ShapeWorldOptions Default { get; } = new();
 
@@ -32,7 +48,19 @@ public sealed record ShapeWorldOptions(
         if (ImageSize < 16 || ImageSize > 4096) throw new ArgumentException($"Image size {ImageSize} is outside 16..4096.");
         if (!(MinSize > 0) || MaxSize < MinSize) throw new ArgumentException("Shape sizes must satisfy 0 < MinSize <= MaxSize.");
         if (2 * (MaxSize + Margin) > ImageSize) throw new ArgumentException($"Shapes of radius {MaxSize} do not fit in {ImageSize} px.");
+        if (PatternWeights is { } w && (w.Count != ShapeVocabulary.Patterns.Count || w.Any(x => !(x >= 0) || double.IsInfinity(x)) || !(w.Sum() > 0)))
+            throw new ArgumentException($"Pattern weights need {ShapeVocabulary.Patterns.Count} non-negative values (plain, striped, dotted) with a positive sum.");
     }
+}
+
+/// <summary>How <see cref="ShapeWorld.Sample"/> words captions.</summary>
+public enum CaptionStyle
+{
+    /// <summary>One word per value: "a striped red circle on a white background", 20 % of patterned shapes "with stripes".</summary>
+    Basic,
+
+    /// <summary>Synonyms, several templates, plurals and capitals (<see cref="ShapeLexicon.TrainingCaption"/>).</summary>
+    Varied,
 }
 
 /// <summary>A random scene with its caption.</summary>
@@ -62,7 +90,7 @@ public sealed class ShapeWorld
         ArgumentNullException.ThrowIfNull(rng);
         var shape = ShapeVocabulary.Shapes[rng.NextInt(0, ShapeVocabulary.Shapes.Count)];
         var color = ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)];
-        var pattern = ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)];
+        var pattern = Options.PatternWeights is { } weights ? Weighted(weights, rng) : ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)];
         var background = ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)];
         return Place(new ShapePrompt(shape, color, pattern, background), rng);
     }
@@ -93,8 +121,17 @@ public sealed class ShapeWorld
             rng.NextDouble() < o.ColorMentionProbability ? scene.Color : null,
             rng.NextDouble() < o.PatternMentionProbability ? scene.Pattern : null,
             rng.NextDouble() < o.BackgroundMentionProbability ? scene.Background : null);
+        if (o.Captions == CaptionStyle.Varied) return new ShapeSample(scene, prompt, ShapeLexicon.TrainingCaption(prompt, rng));
         var template = rng.NextDouble() < o.NounTemplateProbability ? CaptionTemplate.WithNoun : CaptionTemplate.Adjectives;
         return new ShapeSample(scene, prompt, prompt.ToText(template));
+    }
+
+    private static FillPattern Weighted(IReadOnlyList<double> weights, SeededRandom rng)
+    {
+        double u = rng.NextDouble() * weights.Sum();
+        for (int i = 0; i < weights.Count; i++)
+            if ((u -= weights[i]) < 0) return ShapeVocabulary.Patterns[i];
+        return ShapeVocabulary.Patterns[^1];
     }
 
     private ShapeScene Place(ShapePrompt full, SeededRandom rng)

@@ -32,6 +32,28 @@ public class VaeEncoderBuilderTests
     }
 
     [Test]
+    public void WeightTransfer_FromALoadedDecoder_FillsTheAutoencodersDecoderHalfOnly()
+    {
+        // What --base-model does: a shipped pipeline's decoder (a ModelProto read from disk) into a fresh autoencoder,
+        // whose encoder half keeps its seeded weights and is the only part trained.
+        var ae = VaeEncoderBuilder.CreateAutoencoder(Config, 3);
+        var before = ae.Build().Graph.Initializer.Where(i => i.DataType == 1).ToDictionary(i => i.Name, i => i.RawData);
+        var shipped = Spm.Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(VaeDecoderBuilder.Create(Config, 42).Build().ToByteArray());
+        var copied = WeightTransfer.CopyByConsumer(shipped, ae, partial: true);
+        int decoderFloats = shipped.Graph.Initializer.Count(i => i.DataType == 1);
+        Assert.That(copied, Has.Count.EqualTo(decoderFloats));
+        Assert.That(copied.All(n => ae.Build().Graph.Node.Any(node => node.Name.StartsWith("/decoder/", StringComparison.Ordinal) && node.Input.Contains(n))
+            || n.Contains("post_quant", StringComparison.Ordinal)), "only decoder weights are copied");
+        var after = ae.Build().Graph.Initializer.Where(i => i.DataType == 1).ToDictionary(i => i.Name, i => i.RawData);
+        foreach (var (name, data) in after.Where(kv => !copied.Contains(kv.Key)))
+            Assert.That(data.Equals(before[name]), name);
+        // Seeded differently, so the random (conv) weights of the decoder half changed (norm scales are ones in both).
+        Assert.That(copied.Count(n => !after[n].Equals(before[n])), Is.GreaterThan(decoderFloats / 3));
+        // Not partial: the encoder's weights have no counterpart in a decoder.
+        Assert.Throws<Spm.Core.SpmException>(() => WeightTransfer.CopyByConsumer(shipped, VaeEncoderBuilder.CreateAutoencoder(Config, 3), partial: false));
+    }
+
+    [Test]
     public void Autoencoder_DownsamplesByTwoPerLevel_AndItsDecoderHalfEqualsTheStandaloneDecoder()
     {
         var ae = VaeEncoderBuilder.CreateAutoencoder(Config, 5);

@@ -12,18 +12,20 @@ public class ShapeEvaluatorTests
         public override string ToString() => $"shape {Shape:P1}, colour {Color:P1}, pattern {Pattern:P1}, background {Background:P1}";
     }
 
-    private static Accuracy Measure(int count, ulong seed, float blur, float noise)
+    private static Accuracy Measure(int count, ulong seed, float blur, float noise, ShapeStyle style = ShapeStyle.Flat)
     {
+        var evaluator = style == ShapeStyle.Flat ? Evaluator : new ShapeEvaluator(ShapeEvaluatorOptions.For(style));
         var world = new ShapeWorld();
         var rng = new SeededRandom(seed);
         int s = 0, c = 0, p = 0, b = 0;
         for (int i = 0; i < count; i++)
         {
             var scene = world.RandomScene(rng);
-            var image = ShapeRasterizer.Render(scene);
+            var image = new float[3 * 64 * 64];
+            ShapeRasterizer.Render(scene, image, 64, style);
             ImageCorruption.GaussianBlur(image, 3, 64, 64, blur);
             ImageCorruption.AddGaussianNoise(image, noise, rng);
-            var j = Evaluator.Evaluate(image);
+            var j = evaluator.Evaluate(image);
             Assert.That(j.FoundObject, $"scene {scene}");
             if (j.Shape.Value == scene.Shape) s++;
             if (j.Color.Value == scene.Color) c++;
@@ -42,6 +44,23 @@ public class ShapeEvaluatorTests
         Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
         Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
         Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
+    }
+
+    [Test]
+    public void OutlinedShapes_TheDerivedWorld_AreReadAsWell()
+    {
+        // The derived world's outline would read as a pattern (73.6 % of patterns right on clean renders with the flat
+        // world's settings); the inside kept clear of it by ShapeEvaluatorOptions.For(Outlined) reads it as well as flat.
+        var clean = Measure(1000, 2025, 0f, 0f, ShapeStyle.Outlined);
+        var soft = Measure(1000, 78, 0.7f, 0.05f, ShapeStyle.Outlined);
+        TestContext.Out.WriteLine($"outlined, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
+        foreach (var a in new[] { clean, soft })
+        {
+            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
+        }
     }
 
     [Test]
