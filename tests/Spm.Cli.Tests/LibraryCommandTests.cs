@@ -63,6 +63,16 @@ public class LibraryCommandTests
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
         Assert.That(stdout, Does.Contain("OK: 2 SPM(s) verified"));
 
+        (code, stdout, stderr) = Run("library", "show", _lib, "RED");
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        var red = JsonNode.Parse(stdout)!;
+        Assert.That((string?)red["concept"], Is.EqualTo("red"));
+        Assert.That((string?)red["path"], Is.EqualTo(Path.Combine(_lib, "red.safetensors")));
+        Assert.That((int?)red["version"], Is.EqualTo(1));
+        (code, _, stderr) = Run("library", "show", _lib, "blue");
+        Assert.That(code, Is.EqualTo(ExitCodes.UsageError));
+        Assert.That(stderr, Does.Contain("'blue'").And.Contain("circle, red"));
+
         (code, stdout, stderr) = Run("library", "remove", _lib, "circle");
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
         Assert.That(stdout, Does.Contain("Removed 'circle'"));

@@ -10,7 +10,7 @@ using Spm.Cli.Rendering;
 namespace Spm.Cli.Commands;
 
 /// <summary>
-/// <c>spm library init|add|remove|list|verify DIR</c>: a concept library, a folder of SPM files with one index
+/// <c>spm library init|add|remove|list|show|verify DIR</c>: a concept library, a folder of SPM files with one index
 /// (<see cref="SpmLibrary"/>). Errors end the verb with the tool's exit codes: a missing folder, index or file 3, a
 /// broken SPM file or index (and <c>verify</c> finding problems) 4, a duplicate or unknown concept 2.
 /// </summary>
@@ -23,6 +23,7 @@ internal static class LibraryCommand
         cmd.Subcommands.Add(Add(console));
         cmd.Subcommands.Add(Remove(console));
         cmd.Subcommands.Add(List(console));
+        cmd.Subcommands.Add(Show(console));
         cmd.Subcommands.Add(Verify(console));
         return cmd;
     }
@@ -110,6 +111,25 @@ internal static class LibraryCommand
             foreach (var r in rows)
                 console.Out.WriteLine(string.Join("  ", r.Select((v, c) => c == r.Length - 1 ? v : v.PadRight(widths[c]))));
             console.Out.WriteLine($"{lib.Entries.Count} SPM(s).");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Show(CliConsole console)
+    {
+        var dir = DirArgument();
+        var concept = new Argument<string>("concept") { Description = "The concept to show." };
+        var cmd = new Command("show", "Print one concept's index entry as JSON, with the file's full path.") { dir, concept };
+        cmd.SetAction(parse =>
+        {
+            var lib = SpmLibrary.Open(parse.GetValue(dir)!);
+            var name = parse.GetValue(concept)!;
+            var e = lib.Find(name) ?? throw new SpmException(
+                $"Library '{lib.Directory}' has no concept '{name}' (it has: {(lib.Entries.Count == 0 ? "none" : string.Join(", ", lib.Entries.Select(x => x.Concept)))}).");
+            var node = JsonSerializer.SerializeToNode(e)!.AsObject();
+            node["path"] = lib.PathOf(e);
+            console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return ExitCodes.Ok;
         });
         return cmd;
