@@ -26,5 +26,6 @@ internal static class CommandRegistry
         yield return GateCommand.Create(console);
         yield return AttackCommand.Create(console);
         yield return AtlasCommand.Create(console);
+        yield return LibraryCommand.Create(console);
     }
 }

@@ -1,0 +1,157 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Spm.Core;
+using Spm.Core.Library;
+
+using Spm.Cli.Rendering;
+
+namespace Spm.Cli.Commands;
+
+/// <summary>
+/// <c>spm library init|add|remove|list|show|verify DIR</c>: a concept library, a folder of SPM files with one index
+/// (<see cref="SpmLibrary"/>). Errors end the verb with the tool's exit codes: a missing folder, index or file 3, a
+/// broken SPM file or index (and <c>verify</c> finding problems) 4, a duplicate or unknown concept 2.
+/// </summary>
+internal static class LibraryCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var cmd = new Command("library", "A concept library: a folder of SPM files with one index (concept, prompts, file, SHA-256, rank, alpha, base model, gate, version).");
+        cmd.Subcommands.Add(Init(console));
+        cmd.Subcommands.Add(Add(console));
+        cmd.Subcommands.Add(Remove(console));
+        cmd.Subcommands.Add(List(console));
+        cmd.Subcommands.Add(Show(console));
+        cmd.Subcommands.Add(Verify(console));
+        return cmd;
+    }
+
+    private static Argument<string> DirArgument() => new("dir") { Description = "The library folder." };
+
+    private static Command Init(CliConsole console)
+    {
+        var dir = DirArgument();
+        var cmd = new Command("init", $"Create an empty library in DIR (created if missing): writes {SpmLibrary.IndexFileName}.") { dir };
+        cmd.SetAction(parse =>
+        {
+            var lib = SpmLibrary.Init(parse.GetValue(dir)!);
+            console.Out.WriteLine($"Created library '{lib.Directory}' ({SpmLibrary.IndexFileName}).");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Add(CliConsole console)
+    {
+        var dir = DirArgument();
+        var files = new Argument<string[]>("files") { Description = "SPM file(s) to add.", Arity = ArgumentArity.OneOrMore };
+        var concept = new Option<string?>("--concept") { Description = "The concept the SPM erases (one file only). Default: its first prompt." };
+        var replace = new Option<bool>("--replace") { Description = "Replace an entry of the same concept (its version goes up) instead of refusing." };
+        var reference = new Option<bool>("--reference") { Description = "Record the file's full path instead of copying it into the library." };
+        var cmd = new Command("add", "Add SPM files to the library: each is loaded, hashed and copied in (or referenced).") { dir, files, concept, replace, reference };
+        cmd.SetAction(parse =>
+        {
+            var paths = parse.GetValue(files) ?? [];
+            var name = parse.GetValue(concept);
+            if (name is not null && paths.Length != 1)
+                throw new SpmException($"--concept names one file's concept; {paths.Length} files were given.");
+            var lib = SpmLibrary.Open(parse.GetValue(dir)!);
+            foreach (var p in paths)
+            {
+                var e = lib.Add(p, name, parse.GetValue(replace), parse.GetValue(reference));
+                console.Out.WriteLine($"Added '{e.Concept}' v{e.Version} ({e.File}, rank {e.Rank}, sha256 {e.Sha256[..12]}).");
+            }
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Remove(CliConsole console)
+    {
+        var dir = DirArgument();
+        var concept = new Argument<string>("concept") { Description = "The concept to remove." };
+        var keep = new Option<bool>("--keep-file") { Description = "Keep the copied SPM file in the folder (only its index entry goes)." };
+        var cmd = new Command("remove", "Remove a concept from the library (and its copied file, unless --keep-file).") { dir, concept, keep };
+        cmd.SetAction(parse =>
+        {
+            var e = SpmLibrary.Open(parse.GetValue(dir)!).Remove(parse.GetValue(concept)!, parse.GetValue(keep));
+            console.Out.WriteLine($"Removed '{e.Concept}' ({e.File}).");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command List(CliConsole console)
+    {
+        var dir = DirArgument();
+        var json = new Option<bool>("--json") { Description = "Print the index's entries as one JSON array." };
+        var cmd = new Command("list", "List the library's concepts.") { dir, json };
+        cmd.SetAction(parse =>
+        {
+            var lib = SpmLibrary.Open(parse.GetValue(dir)!);
+            if (parse.GetValue(json))
+            {
+                var array = JsonSerializer.SerializeToNode(lib.Entries) ?? new JsonArray();
+                console.Out.WriteLine(array.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                return ExitCodes.Ok;
+            }
+            if (lib.Entries.Count == 0)
+            {
+                console.Out.WriteLine($"Library '{lib.Directory}' is empty.");
+                return ExitCodes.Ok;
+            }
+            var rows = lib.Entries.Select(e => new[]
+            {
+                e.Concept, "v" + e.Version.ToString(CultureInfo.InvariantCulture), e.Rank.ToString(CultureInfo.InvariantCulture),
+                e.Alpha.ToString(CultureInfo.InvariantCulture), e.GateCalibration, e.BaseModel ?? "-", e.Sha256[..12], e.File,
+            }).Prepend(["concept", "version", "rank", "alpha", "gate", "base model", "sha256", "file"]).ToList();
+            var widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(r => r[c].Length)).ToArray();
+            foreach (var r in rows)
+                console.Out.WriteLine(string.Join("  ", r.Select((v, c) => c == r.Length - 1 ? v : v.PadRight(widths[c]))));
+            console.Out.WriteLine($"{lib.Entries.Count} SPM(s).");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Show(CliConsole console)
+    {
+        var dir = DirArgument();
+        var concept = new Argument<string>("concept") { Description = "The concept to show." };
+        var cmd = new Command("show", "Print one concept's index entry as JSON, with the file's full path.") { dir, concept };
+        cmd.SetAction(parse =>
+        {
+            var lib = SpmLibrary.Open(parse.GetValue(dir)!);
+            var name = parse.GetValue(concept)!;
+            var e = lib.Find(name) ?? throw new SpmException(
+                $"Library '{lib.Directory}' has no concept '{name}' (it has: {(lib.Entries.Count == 0 ? "none" : string.Join(", ", lib.Entries.Select(x => x.Concept)))}).");
+            var node = JsonSerializer.SerializeToNode(e)!.AsObject();
+            node["path"] = lib.PathOf(e);
+            console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command Verify(CliConsole console)
+    {
+        var dir = DirArgument();
+        var cmd = new Command("verify", "Check every entry: the file exists, its SHA-256 matches, it loads, its prompts, rank and alpha match the index.") { dir };
+        cmd.SetAction(parse =>
+        {
+            var lib = SpmLibrary.Open(parse.GetValue(dir)!);
+            var problems = lib.Verify();
+            foreach (var p in problems) console.Error.WriteLine($"spm: error: {p.Message}");
+            if (problems.Count > 0)
+            {
+                console.Error.WriteLine($"spm: {problems.Count} problem(s) in library '{lib.Directory}'.");
+                return ExitCodes.BadInput;
+            }
+            console.Out.WriteLine($"OK: {lib.Entries.Count} SPM(s) verified in '{lib.Directory}'.");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}
