@@ -50,11 +50,12 @@ internal static class BuildModelCommand
         var baseModel = new Option<string?>("--base-model") { Description = "tiny-shapes: start from a trained pipeline folder (its UNet, decoder, text encoder and scaling factor; an encoder is trained against its frozen decoder with --ae-steps steps). Combine with --decoder-steps 0 to keep its decoder." };
         var captions = new Option<string?>("--captions") { Description = "tiny-shapes: caption wording, basic (one word per value, models v1-v3) or varied (synonyms, templates, plurals, capitals; model v4)." };
         var patternWeights = new Option<string?>("--pattern-weights") { Description = "tiny-shapes: relative frequencies of plain,striped,dotted pictures (default uniform), e.g. 1,2,1.5." };
+        var stripePeriod = new Option<float?>("--stripe-period") { Description = "tiny-shapes: stripe period in pixels (default 8, models v1-v3; 12 puts a period on three latent cells instead of two)." };
         var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
             preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
-            baseModel, captions, patternWeights, worldStyle,
+            baseModel, captions, patternWeights, worldStyle, stripePeriod,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -89,6 +90,7 @@ internal static class BuildModelCommand
                         PatternWeights = parse.GetValue(patternWeights) is { } pw
                             ? pw.Split(',').Select(x => double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new SpmException($"--pattern-weights: '{x}' is not a number.")).ToArray()
                             : d.World.PatternWeights,
+                        StripePeriod = parse.GetValue(stripePeriod) ?? d.World.StripePeriod,
                     },
                 };
                 return await TrainTinyShapes(console, parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);

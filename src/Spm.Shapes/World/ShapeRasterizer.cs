@@ -45,8 +45,17 @@ public static class ShapeRasterizer
 
     /// <summary>Renders in a <paramref name="style"/> into <paramref name="destination"/> (3 * size * size floats, planar R, G, B).</summary>
     /// <exception cref="ArgumentException">The destination has the wrong length.</exception>
-    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style)
+    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style) =>
+        Render(scene, destination, size, style, StripePeriod);
+
+    /// <summary>
+    /// Renders in a <paramref name="style"/> with stripes of <paramref name="stripePeriod"/> pixels
+    /// (<see cref="ShapeWorldOptions.StripePeriod"/>) into <paramref name="destination"/> (3 * size * size floats, planar R, G, B).
+    /// </summary>
+    /// <exception cref="ArgumentException">The destination has the wrong length or the period is not positive.</exception>
+    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style, float stripePeriod)
     {
+        if (!(stripePeriod > 0f) || float.IsInfinity(stripePeriod)) throw new ArgumentException($"Stripe period must be positive, got {stripePeriod}.");
         ArgumentNullException.ThrowIfNull(scene);
         if (size <= 0 || destination.Length != 3 * size * size)
             throw new ArgumentException($"Destination must hold 3 x {size} x {size} floats, got {destination.Length}.");
@@ -107,7 +116,7 @@ public static class ShapeRasterizer
                     : vertices == 0 ? MathF.Sqrt(r2) - CircleRadiusFraction * r : PolygonDistance(poly, u, v);
                 float alpha = Math.Clamp(0.5f - distance, 0f, 1f);
                 if (alpha <= 0f) continue;
-                float beta = PatternCoverage(scene.Pattern, u, v);
+                float beta = PatternCoverage(scene.Pattern, u, v, stripePeriod);
                 float fr = main.R + (shade.R - main.R) * beta;
                 float fg = main.G + (shade.G - main.G) * beta;
                 float fb = main.B + (shade.B - main.B) * beta;
@@ -128,16 +137,16 @@ public static class ShapeRasterizer
     }
 
     /// <summary>Fraction of the pixel at shape-local (u, v) covered by the pattern's shade.</summary>
-    private static float PatternCoverage(FillPattern pattern, float u, float v)
+    private static float PatternCoverage(FillPattern pattern, float u, float v, float period)
     {
         switch (pattern)
         {
             case FillPattern.Striped:
             {
                 // Bands [P/2, P) of each period are shade; distance to the nearest band edge, positive inside.
-                float half = StripePeriod / 2;
-                float s = v - StripePeriod * MathF.Floor(v / StripePeriod);
-                float inside = s >= half ? MathF.Min(s - half, StripePeriod - s) : -MathF.Min(s, half - s);
+                float half = period / 2;
+                float s = v - period * MathF.Floor(v / period);
+                float inside = s >= half ? MathF.Min(s - half, period - s) : -MathF.Min(s, half - s);
                 return Math.Clamp(0.5f + inside, 0f, 1f);
             }
             case FillPattern.Dotted:

@@ -39,6 +39,13 @@ public sealed record ShapeWorldOptions(
     /// <summary>How shapes are drawn (<see cref="ShapeStyle.Flat"/>: the built-in model's world).</summary>
     public ShapeStyle Style { get; init; } = ShapeStyle.Flat;
 
+    /// <summary>
+    /// Stripe period in pixels (<see cref="ShapeRasterizer.StripePeriod"/>, 8, in models v1-v3). At 8 px and the VAE's
+    /// factor of 4 one period is two latent cells, the 16x16 latent's Nyquist limit, so the UNet has to place stripes at
+    /// the grid's highest frequency; a wider period puts them where the latent can hold them.
+    /// </summary>
+    public float StripePeriod { get; init; } = ShapeRasterizer.StripePeriod;
+
     /// <summary>The default world: 64x64 images, radii 15–25 px.</summary>
     public static ShapeWorldOptions Default { get; } = new();
 
@@ -50,6 +57,8 @@ public sealed record ShapeWorldOptions(
         if (2 * (MaxSize + Margin) > ImageSize) throw new ArgumentException($"Shapes of radius {MaxSize} do not fit in {ImageSize} px.");
         if (PatternWeights is { } w && (w.Count != ShapeVocabulary.Patterns.Count || w.Any(x => !(x >= 0) || double.IsInfinity(x)) || !(w.Sum() > 0)))
             throw new ArgumentException($"Pattern weights need {ShapeVocabulary.Patterns.Count} non-negative values (plain, striped, dotted) with a positive sum.");
+        if (!(StripePeriod >= 4f && StripePeriod <= ImageSize / 2f))
+            throw new ArgumentException($"Stripe period {StripePeriod} px is outside 4..{ImageSize / 2} (at least two stripes must fit in the image).");
     }
 }
 

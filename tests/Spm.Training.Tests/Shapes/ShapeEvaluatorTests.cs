@@ -12,7 +12,8 @@ public class ShapeEvaluatorTests
         public override string ToString() => $"shape {Shape:P1}, colour {Color:P1}, pattern {Pattern:P1}, background {Background:P1}";
     }
 
-    private static Accuracy Measure(int count, ulong seed, float blur, float noise, ShapeStyle style = ShapeStyle.Flat)
+    private static Accuracy Measure(int count, ulong seed, float blur, float noise, ShapeStyle style = ShapeStyle.Flat,
+        float stripePeriod = ShapeRasterizer.StripePeriod)
     {
         var evaluator = style == ShapeStyle.Flat ? Evaluator : new ShapeEvaluator(ShapeEvaluatorOptions.For(style));
         var world = new ShapeWorld();
@@ -22,7 +23,7 @@ public class ShapeEvaluatorTests
         {
             var scene = world.RandomScene(rng);
             var image = new float[3 * 64 * 64];
-            ShapeRasterizer.Render(scene, image, 64, style);
+            ShapeRasterizer.Render(scene, image, 64, style, stripePeriod);
             ImageCorruption.GaussianBlur(image, 3, 64, 64, blur);
             ImageCorruption.AddGaussianNoise(image, noise, rng);
             var j = evaluator.Evaluate(image);
@@ -54,6 +55,24 @@ public class ShapeEvaluatorTests
         var clean = Measure(1000, 2025, 0f, 0f, ShapeStyle.Outlined);
         var soft = Measure(1000, 78, 0.7f, 0.05f, ShapeStyle.Outlined);
         TestContext.Out.WriteLine($"outlined, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
+        foreach (var a in new[] { clean, soft })
+        {
+            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
+        }
+    }
+
+    [TestCase(12f)]
+    [TestCase(16f)]
+    public void WiderStripes_ModelV4sWorld_AreReadAsWell(float period)
+    {
+        // The structure tensor's coherence does not depend on the period, so the flat world's settings read wider
+        // stripes (ShapeWorldOptions.StripePeriod) as they read 8 px ones, clean and as a decoder draws them.
+        var clean = Measure(1000, 2026, 0f, 0f, ShapeStyle.Flat, period);
+        var soft = Measure(1000, 79, 0.7f, 0.05f, ShapeStyle.Flat, period);
+        TestContext.Out.WriteLine($"stripes {period} px, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
         foreach (var a in new[] { clean, soft })
         {
             Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
