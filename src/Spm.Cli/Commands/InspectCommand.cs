@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
 using Spm.Core;
+using Spm.Core.Gating;
 using Spm.Core.Membranes;
 using Spm.Diffusion.Onnx;
 
@@ -22,9 +23,29 @@ internal static class InspectCommand
         var path = new Argument<string>("path") { Description = "An SPM file (.safetensors), a model folder (pipeline or component) or a .onnx file." };
         var model = new Option<string?>("--model") { Description = "For an SPM file: a model folder or .onnx to match its membranes against." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of tables." };
-        var cmd = new Command("inspect", "Describe an SPM file or an ONNX model, and how an SPM fits a model.") { path, model, json };
-        cmd.SetAction(parse =>
+        var atlas = new Option<string?>("--atlas") { Description = "For an SPM file: a concept atlas (spm atlas build) whose communities' images the SPM is measured on: what else it changes, open and gated (a pipeline folder: --model, default the built-in model)." };
+        var images = new Option<int>("--images") { Description = "With --atlas: seeds per atlas prompt.", DefaultValueFactory = _ => 4 };
+        var seed = new Option<ulong>("--seed") { Description = "With --atlas: first seed.", DefaultValueFactory = _ => 0 };
+        var gateCalibration = new Option<string>("--gate-calibration") { Description = "With --atlas: how the deployed gate is read: auto (default), learned, empty, none.", DefaultValueFactory = _ => "auto" };
+        gateCalibration.AcceptOnlyFromAmong([.. GateCalibrations.Names]);
+        var sampling = new SamplingOptions();
+        var cmd = new Command("inspect", "Describe an SPM file or an ONNX model, and how an SPM fits a model (with --atlas: which concept communities it changes).") { path, model, json, atlas, images, seed, gateCalibration };
+        foreach (var o in sampling.All()) cmd.Options.Add(o);
+        cmd.SetAction(async (parse, ct) =>
         {
+            if (parse.GetValue(atlas) is { } atlasPath)
+            {
+                int count = parse.GetValue(images);
+                if (count is < 1 or > 1000) throw new SpmException($"--images must be 1..1000, got {count}.");
+                GateCalibrations.TryParse(parse.GetValue(gateCalibration), out var calibration);
+                var reach = await InspectAtlas.RunAsync(console, parse.GetValue(path)!, parse.GetValue(model), atlasPath, count, parse.GetValue(seed),
+                    new GateSettings(Calibration: calibration), sampling, parse, ct);
+                if (parse.GetValue(json))
+                    console.Out.WriteLine(reach.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                else
+                    InspectAtlas.Render(reach, TableConsole(console));
+                return 0;
+            }
             var report = Build(parse.GetValue(path)!, parse.GetValue(model));
             if (parse.GetValue(json))
                 console.Out.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

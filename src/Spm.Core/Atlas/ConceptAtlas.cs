@@ -74,11 +74,41 @@ public sealed class ConceptAtlas
         if (embeddings.Count != concepts.Count) throw new ArgumentException($"{concepts.Count} concepts but {embeddings.Count} embeddings.", nameof(embeddings));
         var dup = concepts.GroupBy(c => c).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new SpmException($"The concept '{dup.Key}' appears twice.");
-        var sim = SimilarityGraph.Cosine(embeddings, options.Center);
+        return FromSimilarity(concepts, SimilarityGraph.Cosine(embeddings, options.Center), options, similarity, metadata, cancellationToken);
+    }
+
+    /// <summary>
+    /// Builds an atlas from a similarity matrix given directly (for example measured membrane cross-effects, where
+    /// there is no embedding): <paramref name="similarity"/>[i, j] for concepts i and j, symmetric, the diagonal ignored.
+    /// <see cref="ConceptAtlasOptions.Center"/> does not apply.
+    /// </summary>
+    /// <exception cref="SpmException">Fewer than 3 concepts, or a concept twice.</exception>
+    /// <exception cref="ArgumentException">The matrix is not n x n, not symmetric or not finite.</exception>
+    public static ConceptAtlas FromSimilarity(IReadOnlyList<string> concepts, double[,] similarity, ConceptAtlasOptions? options,
+        string description, IReadOnlyDictionary<string, string>? metadata = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(concepts);
+        ArgumentNullException.ThrowIfNull(similarity);
+        ArgumentNullException.ThrowIfNull(description);
+        options ??= new ConceptAtlasOptions();
+        if (concepts.Count < 3) throw new SpmException($"An atlas needs at least 3 concepts, got {concepts.Count}.");
+        var dupe = concepts.GroupBy(c => c).FirstOrDefault(g => g.Count() > 1);
+        if (dupe is not null) throw new SpmException($"The concept '{dupe.Key}' appears twice.");
+        int n = concepts.Count;
+        if (similarity.GetLength(0) != n || similarity.GetLength(1) != n)
+            throw new ArgumentException($"{n} concepts need a {n} x {n} similarity matrix, got {similarity.GetLength(0)} x {similarity.GetLength(1)}.", nameof(similarity));
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+            {
+                if (!double.IsFinite(similarity[i, j])) throw new ArgumentException($"similarity[{i}, {j}] is not finite.", nameof(similarity));
+                if (i != j && Math.Abs(similarity[i, j] - similarity[j, i]) > 1e-9 * (1 + Math.Abs(similarity[i, j])))
+                    throw new ArgumentException($"The similarity matrix is not symmetric at [{i}, {j}].", nameof(similarity));
+            }
+        var sim = similarity;
         var graph = SimilarityGraph.FromSimilarities(sim, options.Sparsify ?? ConceptAtlasOptions.DefaultSparsify);
         var hierarchy = BottomUpClustering.Run(graph, new BottomUpOptions(options.Communities, CommunityCountMethod.Eigengap,
             MaxCommunities: Math.Max(2, concepts.Count / 2), Linkage: options.Linkage, Spectral: new SpectralOptions(Seed: options.Seed)), null, cancellationToken);
-        return new ConceptAtlas(concepts, graph, hierarchy, similarity, metadata);
+        return new ConceptAtlas(concepts, graph, hierarchy, description, metadata);
     }
 
     /// <summary>The concepts of each finest community, in concept order.</summary>
