@@ -63,8 +63,8 @@ public class SdxlMembraneTests
         Assert.That(projIn.IsConv, Is.False, "SDXL's projections are linear");
     }
 
-    /// <summary>Writes a rank-2, alpha-4 SPM over every transformer layer with seeded random weights.</summary>
-    private string WriteSpm(string name, string concept, ulong seed, float scale = 0.05f)
+    /// <summary>Writes a rank-2, alpha-4 SPM over every transformer layer with seeded random weights (keys: diffusers' names, or <paramref name="keyOf"/>).</summary>
+    private string WriteSpm(string name, string concept, ulong seed, float scale = 0.05f, Func<string, string>? keyOf = null)
     {
         var rng = new SeededRandom(seed);
         var membranes = new List<Membrane>();
@@ -75,7 +75,7 @@ public class SdxlMembraneTests
             rng.FillGaussian(down.Data);
             rng.FillGaussian(up.Data);
             for (int i = 0; i < up.Data.Length; i++) up.Data[i] *= scale;
-            membranes.Add(new Membrane(SpmKeys.KeyFor(l.ModulePath), down, up, 4f, l.ModulePath));
+            membranes.Add(new Membrane(keyOf?.Invoke(l.ModulePath) ?? SpmKeys.KeyFor(l.ModulePath), down, up, 4f, l.ModulePath));
         }
         var path = Path.Combine(_dir, name);
         SpmFile.Save(path, new SpmAdapter(new SpmConfig([concept], 2, 4f), membranes), overwrite: true);
@@ -111,6 +111,42 @@ public class SdxlMembraneTests
         var merged = bakedPipeline.Generate(Request(null));
         double rel = MaxAbsDiff(on.Latents.Data, merged.Latents.Data) / on.Latents.Data.Max(v => Math.Abs(v));
         Assert.That(rel, Is.LessThan(1e-5), "branches beside the layers = weights W + m·s·up·down");
+    }
+
+    [TestCase("down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k", "lora_unet_input_blocks_4_1_transformer_blocks_1_attn2_to_k")]
+    [TestCase("down_blocks.1.attentions.1.proj_in", "lora_unet_input_blocks_5_1_proj_in")]
+    [TestCase("mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj", "lora_unet_middle_block_1_transformer_blocks_0_ff_net_0_proj")]
+    [TestCase("up_blocks.0.attentions.2.transformer_blocks.1.attn1.to_out.0", "lora_unet_output_blocks_2_1_transformer_blocks_1_attn1_to_out_0")]
+    public void KohyaSdxlNames_MapToDiffusersPaths(string diffusers, string kohya)
+    {
+        var aliases = SgmModuleNames.KeyAliases(Layers().Select(l => l.ModulePath));
+        Assert.That(aliases[kohya], Is.EqualTo(diffusers));
+        Assert.That(aliases, Has.Count.EqualTo(132), "every transformer layer, nothing else");
+        // SDXL base's layout (3 levels, 2 resnets per down block, 3 per up block): the indices kohya files use.
+        var sdxl = SgmModuleNames.KeyAliases([
+            "down_blocks.0.resnets.0.conv1", "down_blocks.0.resnets.1.conv1", "down_blocks.2.attentions.1.transformer_blocks.9.attn2.to_v",
+            "up_blocks.1.attentions.2.proj_out", "up_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"]);
+        Assert.That(sdxl["lora_unet_input_blocks_8_1_transformer_blocks_9_attn2_to_v"], Is.EqualTo("down_blocks.2.attentions.1.transformer_blocks.9.attn2.to_v"));
+        Assert.That(sdxl["lora_unet_output_blocks_5_1_proj_out"], Is.EqualTo("up_blocks.1.attentions.2.proj_out"));
+        Assert.That(sdxl["lora_unet_output_blocks_0_1_transformer_blocks_0_attn1_to_q"], Is.EqualTo("up_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"));
+    }
+
+    [Test]
+    public void KohyaKeyedFile_LoadsOntoTheSameLayers_AndGeneratesTheSame()
+    {
+        var aliases = SgmModuleNames.KeyAliases(Layers().Select(l => l.ModulePath)).ToDictionary(kv => kv.Value, kv => kv.Key);
+        var official = WriteSpm("official.safetensors", "circle", 5);
+        var kohya = WriteSpm("kohya.safetensors", "circle", 5, keyOf: p => aliases[p]);
+        using (var f = Spm.Core.SafeTensors.SafeTensorsFile.Open(kohya))
+            Assert.That(f.Tensors.Select(t => t.Name).Where(n => n.EndsWith(".alpha", StringComparison.Ordinal)), Is.All.StartWith("lora_unet_input_blocks_").Or.StartWith("lora_unet_middle_block_").Or.StartWith("lora_unet_output_blocks_"));
+        var a = LoadedSpms.Load(TinySdxl.Folder, [official]);
+        var b = LoadedSpms.Load(TinySdxl.Folder, [kohya]);
+        Assert.That(b.Layout.Layers.Select(l => l.ModulePath), Is.EqualTo(a.Layout.Layers.Select(l => l.ModulePath)));
+        using var pa = TinySdxl.Load(unet: a.UNetSource);
+        using var pb = TinySdxl.Load(unet: b.UNetSource);
+        var ra = pa.Generate(Request(a.CreateConditioner(pa, [new GateSettings(FixedMultiplier: 1f)])));
+        var rb = pb.Generate(Request(b.CreateConditioner(pb, [new GateSettings(FixedMultiplier: 1f)])));
+        Assert.That(rb.Latents.Data, Is.EqualTo(ra.Latents.Data));
     }
 
     [Test]
