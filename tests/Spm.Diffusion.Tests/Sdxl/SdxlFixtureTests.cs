@@ -109,6 +109,27 @@ public class SdxlFixtureTests
     }
 
     [Test]
+    public void Sd2_IsTheSd1ClassWithA1024WideUNet()
+    {
+        var dir = Path.Combine(TestPaths.NewTempDir("spm-sd2"), "model");
+        foreach (var file in Directory.EnumerateFiles(TestPaths.TinySd1, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(dir, Path.GetRelativePath(TestPaths.TinySd1, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        var config = Path.Combine(dir, "unet", "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 1024"));
+        Assert.That(ModelFolder.Open(dir).Family, Is.EqualTo(ModelFamily.StableDiffusion2));
+        Assert.That(TestPaths.TinySd1, Does.Exist);
+        Assert.That(ModelFolder.Open(TestPaths.TinySd1).Family, Is.EqualTo(ModelFamily.StableDiffusion1));
+        using var p = StableDiffusionPipeline.Load(TestPaths.TinySd1);
+        Assert.That(p.Conditioning, Is.TypeOf<ClipPromptConditioning>());
+        Assert.That(p.Conditioning.Tokenizers, Has.Count.EqualTo(1));
+        Assert.That(p.UNet.TextInputs, Is.Empty);
+    }
+
+    [Test]
     public void SdxlClass_OnSd1Folder_IsRefusedNamingTheMissingPart()
     {
         // An SD 1.x folder whose index claims SDXL: the second tokenizer is missing.

@@ -71,6 +71,34 @@ public class SdxlGenerateTests
     }
 
     [Test]
+    public void Fp16Copy_GeneratesWhatFp32Does_ToHalfPrecision()
+    {
+        // Both encoders, the UNet (text_embeds and time_ids converted at the boundary) and the VAE in fp16.
+        var half = Path.Combine(Spm.Tests.Common.TestPaths.NewTempDir("spm-sdxl-fp16"), "half");
+        try
+        {
+            var converted = Spm.Diffusion.Onnx.Fp16.Fp16PipelineConverter.Convert(TinySdxl.Folder, half);
+            Assert.That(converted.Components, Is.EqualTo(new[] { "text_encoder", "text_encoder_2", "unet", "vae_decoder" }));
+            using var p16 = StableDiffusionPipeline.Load(half);
+            Assert.That(p16.UNet.TextInputs.Select(i => i.ElementType.ToString()), Is.All.EqualTo("Float16"));
+            var request = Request("euler") with { NegativePrompt = "blurry", DecodeImages = false };
+            var a = P.Generate(request).Latents.Data;
+            var b = p16.Generate(request).Latents.Data;
+            double diff = 0, scale = 0;
+            for (int i = 0; i < a.Length; i++)
+            {
+                diff = Math.Max(diff, Math.Abs(a[i] - b[i]));
+                scale = Math.Max(scale, Math.Abs(a[i]));
+            }
+            Assert.That(diff / scale, Is.LessThan(1e-2));
+        }
+        finally
+        {
+            try { Directory.Delete(Path.GetDirectoryName(half)!, true); } catch (IOException) { }
+        }
+    }
+
+    [Test]
     public void BadSizes_AreRefusedBeforeAnyModelRuns()
     {
         Assert.That(() => P.Generate(Request("euler") with { OriginalSize = (0, 10) }),
