@@ -181,6 +181,8 @@ internal static class BuildModelCommand
     /// <summary>The preset with another UNet; the text encoder's width follows its cross-attention width.</summary>
     internal static PipelinePreset WithUNet(PipelinePreset p, UNetConfig unet)
     {
+        if (p.IsSdxl || unet.HasTextTimeEmbedding)
+            throw new SpmException("--unet-config replaces the UNet of an SD 1.x/2.x preset; custom SDXL sizes are not supported yet (use --preset tiny-sdxl).");
         var text = p.TextEncoder;
         if (text.Width != unet.CrossAttentionDim)
         {

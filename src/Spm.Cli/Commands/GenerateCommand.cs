@@ -42,6 +42,10 @@ internal static class GenerateCommand
         public readonly Option<string?> InitLatents = new("--init-latents") { Description = "safetensors file with tensor 'latents' [B,4,h,w] of unit-variance noise." };
         public readonly Option<string?> SaveLatents = new("--save-latents") { Description = "Write the final latents (before the VAE) as tensor 'latents' to this safetensors file." };
 
+        public readonly Option<string?> OriginalSize = new("--original-size") { Description = "SDXL: the original size WIDTHxHEIGHT the model is told the picture had (time_ids; default: the image size, as diffusers)." };
+        public readonly Option<string?> Crop = new("--crop") { Description = "SDXL: the crop's top-left corner TOP,LEFT in pixels (time_ids; default 0,0)." };
+        public readonly Option<string?> TargetSize = new("--target-size") { Description = "SDXL: the target size WIDTHxHEIGHT (time_ids; default: the image size)." };
+
         public readonly Option<bool> Compare = new("--compare") { Description = "With --spm: also write the base image (every SPM off, same seed) as NAME.base.png, to compare." };
 
         public readonly SpmGenerateOptions Spm = new();
@@ -51,7 +55,7 @@ internal static class GenerateCommand
             $"{what} in pixels, a multiple of the model's factor (its VAE factor x 2^UNet down-sampling levels: 16 for the built-in model, 64 for SD 1.x). Default: the model's size.";
 
         public IEnumerable<Option> All() =>
-            [Model, Revision, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, Compare, .. Spm.All()];
+            [Model, Revision, Prompt, Negative, Steps, Guidance, Scheduler, Seed, Width, Height, Count, Batch, Out, Provider, Device, Threads, Deterministic, Force, InitLatents, SaveLatents, OriginalSize, Crop, TargetSize, Compare, .. Spm.All()];
     }
 
     public static Command Create(CliConsole console)
@@ -72,6 +76,11 @@ internal static class GenerateCommand
         var model = ModelFolder.Open(folder);
         InputChecks.ImageSide(model, "--width", parse.GetValue(o.Width));
         InputChecks.ImageSide(model, "--height", parse.GetValue(o.Height));
+        var originalSize = ParseSize("--original-size", parse.GetValue(o.OriginalSize));
+        var targetSize = ParseSize("--target-size", parse.GetValue(o.TargetSize));
+        var crop = ParseCrop(parse.GetValue(o.Crop));
+        if (model.Family != Spm.Diffusion.Pipelines.Families.ModelFamily.StableDiffusionXL && (originalSize ?? targetSize ?? (crop is null ? null : (0, 0))) is not null)
+            console.Error.WriteLine($"spm generate: warning: --original-size, --crop and --target-size are SDXL's size conditioning; '{model.Name}' is {Spm.Diffusion.Pipelines.Families.ModelFamilies.DisplayName(model.Family)} and ignores them.");
         var provider = ProviderOption.Parse(parse.GetValue(o.Provider));
         bool force = parse.GetValue(o.Force);
         var seed = parse.GetValue(o.Seed) ?? RandomSeed();
@@ -123,6 +132,9 @@ internal static class GenerateCommand
             Count = count,
             BatchSize = Math.Min(parse.GetValue(o.Batch), count),
             InitLatents = init,
+            OriginalSize = originalSize,
+            CropTopLeft = crop ?? default,
+            TargetSize = targetSize,
             Conditioner = o.Spm.CreateConditioner(console, spmFiles, parse, spms, pipeline, parse.GetValue(o.Prompt) ?? ""),
         };
 
@@ -159,6 +171,32 @@ internal static class GenerateCommand
         console.Error.WriteLine(FormattableString.Invariant(
             $"{result.SchedulerName}: {t.UNetCalls} UNet calls in {t.UNet.TotalSeconds:0.00}s ({(t.UNet.TotalSeconds > 0 ? t.UNetCalls / t.UNet.TotalSeconds : 0):0.00} it/s), total {t.Total.TotalSeconds:0.00}s on {pipeline.Provider.ToString().ToLowerInvariant()}"));
         return 0;
+    }
+
+    /// <summary>WIDTHxHEIGHT (as --width/--height and the PNG's Size field) → (height, width), diffusers' order.</summary>
+    internal static (int Height, int Width)? ParseSize(string option, string? text)
+    {
+        if (text is null) return null;
+        var parts = text.Split('x', 'X');
+        if (parts.Length == 2
+            && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var w)
+            && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var h)
+            && w is > 0 and <= 1 << 16 && h is > 0 and <= 1 << 16)
+            return (h, w);
+        throw new SpmException($"{option} must be WIDTHxHEIGHT in pixels, each 1 to 65536 (e.g. 1024x1024), got '{text}'.");
+    }
+
+    /// <summary>TOP,LEFT → (top, left).</summary>
+    internal static (int Top, int Left)? ParseCrop(string? text)
+    {
+        if (text is null) return null;
+        var parts = text.Split(',');
+        if (parts.Length == 2
+            && int.TryParse(parts[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var top)
+            && int.TryParse(parts[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var left)
+            && top <= 1 << 16 && left <= 1 << 16)
+            return (top, left);
+        throw new SpmException($"--crop must be TOP,LEFT in pixels, each 0 to 65536 (e.g. 0,0), got '{text}'.");
     }
 
     private static string BasePath(string path) => Path.Combine(Path.GetDirectoryName(path) ?? "", Path.GetFileNameWithoutExtension(path) + ".base.png");

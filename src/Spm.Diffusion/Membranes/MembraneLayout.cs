@@ -103,10 +103,14 @@ public sealed class MembraneLayout
     {
         if (layer is null) return "the model has no such layer";
         string Shape(IEnumerable<int> dims) => "[" + string.Join(",", dims) + "]";
-        if (m.IsConv != layer.IsConv)
-            return $"the membrane is {(m.IsConv ? "a conv" : "linear")} but the model's layer is {(layer.IsConv ? "a conv" : "linear")}";
         var down = m.Down.Shape;
         var up = m.Up.Shape;
+        // Both shapes in the message: a file made for another model family (SD 1.x on SDXL) fails here first.
+        string ModelShape() => layer.IsConv
+            ? $"[{layer.OutFeatures},{layer.InFeatures},{MembraneShapes.Kernel(layer).Height},{MembraneShapes.Kernel(layer).Width}]"
+            : $"[{layer.OutFeatures},{layer.InFeatures}]";
+        if (m.IsConv != layer.IsConv)
+            return $"the membrane is {(m.IsConv ? "a conv" : "linear")} but the model's layer is {(layer.IsConv ? "a conv" : "linear")} (membrane down {Shape(down)}, up {Shape(up)}; layer weight {ModelShape()})";
         if (layer.IsConv)
         {
             var (kh, kw) = MembraneShapes.Kernel(layer);

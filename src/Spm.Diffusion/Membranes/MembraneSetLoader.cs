@@ -8,7 +8,8 @@ namespace Spm.Diffusion.Membranes;
 public static class MembraneSetLoader
 {
     /// <summary>
-    /// Loads an SPM file, resolving its keys against the module paths of <paramref name="modelLayers"/>. Keys the model
+    /// Loads an SPM file, resolving its keys against the module paths of <paramref name="modelLayers"/> (diffusers' names,
+    /// the official layout, or kohya's SDXL names of the same layers: <see cref="SgmModuleNames"/>). Keys the model
     /// lacks stay as raw keys, so <see cref="MembraneLayout.Create"/> reports them as missing layers.
     /// </summary>
     /// <param name="path">The SPM (.safetensors) file.</param>
@@ -20,7 +21,7 @@ public static class MembraneSetLoader
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(modelLayers);
         var opts = (options ?? new SpmLoadOptions()) with { ModulePaths = modelLayers.Select(l => l.ModulePath).Distinct(StringComparer.Ordinal).ToList() };
-        var adapter = SpmFile.Load(path, opts);
+        var adapter = SgmModuleNames.ResolveAliases(SpmFile.Load(path, opts), opts.ModulePaths!);
         return FromAdapter(adapter, Path.GetFileName(path));
     }
 

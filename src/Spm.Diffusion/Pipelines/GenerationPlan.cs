@@ -20,7 +20,8 @@ internal sealed record GenerationPlan(
     int Height,
     int LatentWidth,
     int LatentHeight,
-    int TotalUNetCalls)
+    int TotalUNetCalls,
+    Families.SizeConditioning Sizes)
 {
     public static GenerationPlan Create(StableDiffusionPipeline pipeline, GenerationRequest r)
     {
@@ -67,11 +68,21 @@ internal sealed record GenerationPlan(
                 throw new InvalidGenerationRequestException($"unknown scheduler '{name}' (known: {string.Join(", ", SchedulerRegistry.Names)}).");
             name = factory.Name;
         }
+        const int maxSizeId = 1 << 16;
+        var original = r.OriginalSize ?? (height, width);
+        var target = r.TargetSize ?? (height, width);
+        if (original.Height is < 1 or > maxSizeId || original.Width is < 1 or > maxSizeId)
+            throw new InvalidGenerationRequestException($"original size must be 1..{maxSizeId} pixels per side, got {original.Height}x{original.Width} (height x width).");
+        if (target.Height is < 1 or > maxSizeId || target.Width is < 1 or > maxSizeId)
+            throw new InvalidGenerationRequestException($"target size must be 1..{maxSizeId} pixels per side, got {target.Height}x{target.Width} (height x width).");
+        if (r.CropTopLeft.Top is < 0 or > maxSizeId || r.CropTopLeft.Left is < 0 or > maxSizeId)
+            throw new InvalidGenerationRequestException($"crop top/left must be 0..{maxSizeId}, got {r.CropTopLeft.Top},{r.CropTopLeft.Left}.");
+        var sizes = new Families.SizeConditioning(original.Height, original.Width, r.CropTopLeft.Top, r.CropTopLeft.Left, target.Height, target.Width);
         bool guidance = r.GuidanceScale > 1.0;
         // Steps per batch come from a scheduler instance (PNDM repeats a timestep, so calls can exceed steps).
         var probe = factory.Create(pipeline.Folder.SchedulerConfig);
         probe.SetTimesteps(r.Steps);
         int batches = (r.Count + r.BatchSize - 1) / r.BatchSize;
-        return new GenerationPlan(r, factory, name, guidance, width, height, width / f, height / f, checked(probe.Timesteps.Count * batches));
+        return new GenerationPlan(r, factory, name, guidance, width, height, width / f, height / f, checked(probe.Timesteps.Count * batches), sizes);
     }
 }

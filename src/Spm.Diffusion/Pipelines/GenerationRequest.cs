@@ -58,6 +58,18 @@ public sealed record GenerationRequest
     /// <summary>Benchmark mode: <see cref="GenerationResult.Timings"/> pieces in CPU time instead of wall time (Total stays wall).</summary>
     public bool MeasureCpu { get; init; }
 
+    /// <summary>
+    /// SDXL: the original image size (height, width) the model is told about (<c>time_ids</c> 0-1); null = the
+    /// generated image's size (diffusers' default). Ignored by SD 1.x/2.x.
+    /// </summary>
+    public (int Height, int Width)? OriginalSize { get; init; }
+
+    /// <summary>SDXL: the crop's top-left corner (top, left) in pixels (<c>time_ids</c> 2-3); diffusers' default (0, 0). Ignored by SD 1.x/2.x.</summary>
+    public (int Top, int Left) CropTopLeft { get; init; }
+
+    /// <summary>SDXL: the target size (height, width) (<c>time_ids</c> 4-5); null = the generated image's size. Ignored by SD 1.x/2.x.</summary>
+    public (int Height, int Width)? TargetSize { get; init; }
+
     /// <summary>Supplies the UNet's extra inputs (membranes, gates) and SPM information for the image parameters.</summary>
     public IUNetConditioner? Conditioner { get; init; }
 }

@@ -18,7 +18,7 @@ public enum GuidanceRow
 /// </summary>
 /// <param name="Pipeline">The pipeline (its tokenizer and text encoder, e.g. to embed concept texts).</param>
 /// <param name="Request">The request.</param>
-/// <param name="PromptEmbedding">E(prompt): the text encoder's last hidden state [1,L,D] for the positive prompt.</param>
+/// <param name="PromptEmbedding">E(prompt): the positive prompt's hidden-state row [1,L,D] as the UNet reads it (SD 1.x/2.x: the text encoder's last hidden state; SDXL: both encoders' penultimate states concatenated).</param>
 /// <param name="PromptTokenIds">The prompt's padded token ids (length L, BOS/EOS/padding included).</param>
 /// <param name="Rows">The guidance half of every UNet batch row.</param>
 /// <param name="FirstImageIndex">Request index of the batch's first image.</param>

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Spm.Core;
+using Spm.Diffusion.Pipelines.Families;
 using Spm.Diffusion.Schedulers;
 
 namespace Spm.Diffusion.Pipelines;
@@ -7,8 +8,9 @@ namespace Spm.Diffusion.Pipelines;
 /// <summary>
 /// A diffusers/optimum ONNX Stable Diffusion folder: <c>model_index.json</c>, <c>scheduler/scheduler_config.json</c>,
 /// <c>tokenizer/</c>, <c>text_encoder/model.onnx</c>, <c>unet/model.onnx</c> (+ external data), <c>vae_decoder/model.onnx</c>,
-/// with the configuration the pipeline needs. Opening checks that every part is present; a missing or broken
-/// part is an <see cref="SpmFormatException"/> naming the file.
+/// with the configuration the pipeline needs; an SDXL folder also has <c>tokenizer_2/</c> and <c>text_encoder_2/</c>.
+/// Opening decides the <see cref="Family"/> and checks that every part is present; a missing or broken part, or a
+/// pipeline class spm does not run, is an <see cref="SpmFormatException"/> naming the file.
 /// </summary>
 public sealed class ModelFolder
 {
@@ -34,6 +36,24 @@ public sealed class ModelFolder
 
     /// <summary><c>text_encoder/model.onnx</c>.</summary>
     public string TextEncoderPath => Path.Combine(Root, "text_encoder", "model.onnx");
+
+    /// <summary>SDXL's second tokenizer folder (<c>tokenizer_2/</c>).</summary>
+    public string Tokenizer2Folder => Path.Combine(Root, "tokenizer_2");
+
+    /// <summary>SDXL's second text encoder (<c>text_encoder_2/model.onnx</c>).</summary>
+    public string TextEncoder2Path => Path.Combine(Root, "text_encoder_2", "model.onnx");
+
+    /// <summary>The model family (from <c>model_index.json</c>, see <see cref="ModelFamilies"/>).</summary>
+    public ModelFamily Family { get; private set; }
+
+    /// <summary><c>_class_name</c> of <c>model_index.json</c>, or null when it has none.</summary>
+    public string? PipelineClassName { get; private set; }
+
+    /// <summary>
+    /// SDXL's <c>force_zeros_for_empty_prompt</c> (model_index.json, default true): an empty negative prompt gives
+    /// all-zero embeddings instead of the encoding of "".
+    /// </summary>
+    public bool ForceZerosForEmptyPrompt { get; private set; } = true;
 
     /// <summary><c>unet/model.onnx</c>.</summary>
     public string UNetPath => Path.Combine(Root, "unet", "model.onnx");
@@ -115,10 +135,24 @@ public sealed class ModelFolder
         if (!Directory.Exists(root)) throw new SpmInputNotFoundException(root, "model folder");
         var m = new ModelFolder(root);
         RequireFile(m.ModelIndexPath, "the pipeline index");
-        ParseJson(m.ModelIndexPath);
+        using (var index = ParseJson(m.ModelIndexPath))
+        {
+            var r = index.RootElement;
+            if (r.TryGetProperty("_class_name", out var cls) && cls.ValueKind != JsonValueKind.Null)
+            {
+                if (cls.ValueKind != JsonValueKind.String) throw new SpmFormatException(m.ModelIndexPath, "_class_name", "must be a string.");
+                m.PipelineClassName = ReadString(cls, m.ModelIndexPath, "_class_name");
+            }
+            if (r.TryGetProperty("force_zeros_for_empty_prompt", out var fz) && fz.ValueKind != JsonValueKind.Null)
+            {
+                if (fz.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) throw new SpmFormatException(m.ModelIndexPath, "force_zeros_for_empty_prompt", "must be true or false.");
+                m.ForceZerosForEmptyPrompt = fz.GetBoolean();
+            }
+        }
         RequireFile(m.SchedulerConfigPath, "the scheduler configuration");
         if (!Directory.Exists(m.TokenizerFolder)) throw new SpmFormatException(m.TokenizerFolder, null, "tokenizer folder not found.");
         RequireFile(m.TextEncoderPath, "the text encoder");
+        int? crossAttentionDim = null;
         RequireFile(m.UNetPath, "the UNet");
         RequireFile(m.VaeDecoderPath, "the VAE decoder");
 
@@ -136,6 +170,14 @@ public sealed class ModelFolder
                 m.UNetSampleSize = v;
             }
             downsamples = UNetDepth.FromConfig(doc.RootElement, unetConfig);
+            if (doc.RootElement.TryGetProperty("cross_attention_dim", out var cad) && cad.ValueKind == JsonValueKind.Number && cad.TryGetInt32(out var width))
+                crossAttentionDim = width;
+        }
+        m.Family = ModelFamilies.FromPipelineClass(m.PipelineClassName, File.Exists(m.TextEncoder2Path), crossAttentionDim, m.ModelIndexPath);
+        if (m.Family == ModelFamily.StableDiffusionXL)
+        {
+            if (!Directory.Exists(m.Tokenizer2Folder)) throw new SpmFormatException(m.Tokenizer2Folder, null, "SDXL's second tokenizer folder not found.");
+            RequireFile(m.TextEncoder2Path, "SDXL's second text encoder");
         }
         var unetPath = m.UNetPath;
         m._unetDownsampleCount = downsamples is { } known ? new Lazy<int>(known) : new Lazy<int>(() => UNetDepth.FromGraph(unetPath));

@@ -5,6 +5,7 @@ using Spm.Core;
 using Spm.Core.Randomness;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Images;
+using Spm.Diffusion.Pipelines.Families;
 using Spm.Diffusion.Runtime;
 using Spm.Diffusion.Schedulers;
 using Spm.Diffusion.Text;
@@ -12,8 +13,9 @@ using Spm.Diffusion.Text;
 namespace Spm.Diffusion.Pipelines;
 
 /// <summary>
-/// Text-to-image Stable Diffusion on ONNX Runtime, loaded once from a diffusers/optimum ONNX folder:
-/// tokenizer → text encoder → denoising loop (classifier-free guidance in one UNet call per step on the batch
+/// Text-to-image Stable Diffusion (1.x, 2.x, XL) on ONNX Runtime, loaded once from a diffusers/optimum ONNX folder:
+/// the family's prompt conditioning (<see cref="IPromptConditioning"/>: tokenizers → text encoders → per-row UNet
+/// inputs) → denoising loop (classifier-free guidance in one UNet call per step on the batch
 /// [uncond…, cond…]) → VAE decoder → RGB pixels. <see cref="GenerateAsync"/> is safe to call from several threads
 /// at once (sessions are shared, all per-call state lives in the call), and a cancelled call leaves the pipeline usable.
 /// </summary>
@@ -22,12 +24,13 @@ public sealed class StableDiffusionPipeline : IDisposable
     private readonly PipelineOptions _options;
 
     private StableDiffusionPipeline(ModelFolder folder, PipelineOptions options, ClipTokenizer tokenizer,
-        TextEncoderModel textEncoder, UNetModel unet, VaeDecoderModel vae, ExecutionProviderKind provider, string? fallback)
+        TextEncoderModel textEncoder, IPromptConditioning conditioning, UNetModel unet, VaeDecoderModel vae, ExecutionProviderKind provider, string? fallback)
     {
         Folder = folder;
         _options = options;
         Tokenizer = tokenizer;
         TextEncoder = textEncoder;
+        Conditioning = conditioning;
         UNet = unet;
         VaeDecoder = vae;
         Provider = provider;
@@ -37,11 +40,17 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <summary>The model folder and its configuration.</summary>
     public ModelFolder Folder { get; }
 
-    /// <summary>The CLIP tokenizer of the folder.</summary>
+    /// <summary>The model family (SD 1.x, 2.x or XL).</summary>
+    public ModelFamily Family => Conditioning.Family;
+
+    /// <summary>The CLIP tokenizer of the folder (SDXL: the first of two, see <see cref="Conditioning"/>).</summary>
     public ClipTokenizer Tokenizer { get; }
 
-    /// <summary>The text encoder.</summary>
+    /// <summary>The text encoder (SDXL: the first of two, see <see cref="Conditioning"/>).</summary>
     public TextEncoderModel TextEncoder { get; }
+
+    /// <summary>The family's prompt conditioning: prompt → <see cref="EncodedPrompt"/> → the UNet's per-row text inputs.</summary>
+    public IPromptConditioning Conditioning { get; }
 
     /// <summary>The UNet (the folder's, or <see cref="PipelineOptions.UNetSource"/>).</summary>
     public UNetModel UNet { get; }
@@ -64,35 +73,50 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         options ??= new PipelineOptions();
         var mf = ModelFolder.Open(folder);
-        ClipTokenizer tokenizer;
-        try
-        {
-            tokenizer = ClipTokenizer.Load(mf.TokenizerFolder);
-        }
-        catch (Exception ex) when (ex is not SpmException and (IOException or FormatException or ArgumentException or InvalidOperationException or System.Text.Json.JsonException))
-        {
-            throw new SpmFormatException(mf.TokenizerFolder, null, $"cannot load the tokenizer: {ex.Message}", ex);
-        }
+        var tokenizer = LoadTokenizer(mf.TokenizerFolder);
+        var tokenizer2 = mf.Family == ModelFamily.StableDiffusionXL ? LoadTokenizer(mf.Tokenizer2Folder) : null;
         var disposables = new List<IDisposable>();
         try
         {
-            // One provider choice for the three models: a CUDA failure on the first puts all three on the CPU.
+            // One provider choice for all models: a CUDA failure on the first puts all of them on the CPU.
             var sessions = new OnnxSessionGroup(options.Runtime);
             var te = sessions.OpenCreated(OnnxModelSource.FromFile(mf.TextEncoderPath));
             disposables.Add(te.Session);
+            CreatedSession? te2 = null;
+            if (tokenizer2 is not null)
+            {
+                te2 = sessions.OpenCreated(OnnxModelSource.FromFile(mf.TextEncoder2Path));
+                disposables.Add(te2.Session);
+            }
             var un = sessions.OpenCreated(options.UNetSource ?? OnnxModelSource.FromFile(mf.UNetPath));
             disposables.Add(un.Session);
             var va = sessions.OpenCreated(OnnxModelSource.FromFile(mf.VaeDecoderPath));
             disposables.Add(va.Session);
             var textEncoder = new TextEncoderModel(te, mf.TextEncoderPath);
             var unet = new UNetModel(un, options.UNetSource?.DisplayName ?? mf.UNetPath);
+            ModelFamilies.CheckUNet(mf.Family, unet.Signature, mf.PipelineClassName);
             var vae = new VaeDecoderModel(va, mf.VaeDecoderPath);
-            return new StableDiffusionPipeline(mf, options, tokenizer, textEncoder, unet, vae, un.Provider, un.FallbackReason ?? te.FallbackReason);
+            IPromptConditioning conditioning = te2 is null
+                ? new ClipPromptConditioning(mf.Family, tokenizer, textEncoder)
+                : new SdxlPromptConditioning(tokenizer, textEncoder, tokenizer2!, new TextEncoderModel(te2, mf.TextEncoder2Path), mf.ForceZerosForEmptyPrompt);
+            return new StableDiffusionPipeline(mf, options, tokenizer, textEncoder, conditioning, unet, vae, un.Provider, un.FallbackReason ?? te.FallbackReason);
         }
         catch
         {
             foreach (var d in disposables) d.Dispose();
             throw;
+        }
+    }
+
+    private static ClipTokenizer LoadTokenizer(string folder)
+    {
+        try
+        {
+            return ClipTokenizer.Load(folder);
+        }
+        catch (Exception ex) when (ex is not SpmException and (IOException or FormatException or ArgumentException or InvalidOperationException or System.Text.Json.JsonException))
+        {
+            throw new SpmFormatException(folder, null, $"cannot load the tokenizer: {ex.Message}", ex);
         }
     }
 
@@ -124,11 +148,22 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompt);
         cancellationToken.ThrowIfCancellationRequested();
+        var e = Encode(prompt, cancellationToken);
+        return (e.TokenIds, e.HiddenStates);
+    }
+
+    /// <summary>
+    /// Encodes one prompt through the family's conditioning (<see cref="Conditioning"/>): token ids, the UNet's
+    /// hidden-state row [1,L,D] and, for SDXL, the pooled embedding.
+    /// </summary>
+    public EncodedPrompt Encode(string prompt, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        cancellationToken.ThrowIfCancellationRequested();
         ReportTruncation(prompt);
-        var ids = Tokenizer.Encode(prompt);
         using var ro = new RunOptions();
         using var reg = cancellationToken.Register(static o => ((RunOptions)o!).Terminate = true, ro);
-        return (ids, RunCancellable(() => TextEncoder.Encode(ids, 1, ro), cancellationToken));
+        return RunCancellable(() => Conditioning.Encode(prompt, ro), cancellationToken);
     }
 
     /// <summary>Generates the images of <paramref name="request"/> on the calling thread (the work is CPU- or GPU-bound, not I/O).</summary>
@@ -175,9 +210,9 @@ public sealed class StableDiffusionPipeline : IDisposable
         using var reg = ct.Register(static o => ((RunOptions)o!).Terminate = true, ro);
 
         progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, plan.TotalUNetCalls, 0, request.Count));
-        var cond = EncodeOnce(request.Prompt, ro, ct, piece, sw, ref tokTime, ref textTime);
-        var uncond = plan.Guidance ? (request.NegativePrompt == request.Prompt ? cond : EncodeOnce(request.NegativePrompt, ro, ct, piece, sw, ref tokTime, ref textTime)) : default;
-        int L = cond.Embedding.Shape[1], D = cond.Embedding.Shape[2];
+        var cond = EncodeOnce(request.Prompt, null, ro, ct, piece, sw, ref tokTime, ref textTime);
+        var uncond = plan.Guidance ? (request.NegativePrompt == request.Prompt ? cond : EncodeOnce(request.NegativePrompt, cond, ro, ct, piece, sw, ref tokTime, ref textTime)) : null;
+        string? familyText = Conditioning.ParametersText(plan.Sizes);
 
         int c = UNet.InChannels, h = plan.LatentHeight, w = plan.LatentWidth, perImage = c * h * w;
         var allLatents = new FloatTensor(request.Count, c, h, w);
@@ -213,19 +248,20 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
 
             // Text conditioning rows: [uncond × n, cond × n] with guidance, [cond × n] without.
-            var hidden = new FloatTensor(rows, L, D);
             var rowKinds = new GuidanceRow[rows];
+            var rowPrompts = new EncodedPrompt[rows];
             for (int r = 0; r < rows; r++)
             {
                 bool isCond = !plan.Guidance || r >= n;
                 rowKinds[r] = isCond ? GuidanceRow.Conditional : GuidanceRow.Unconditional;
-                (isCond ? cond : uncond).Embedding.Span.CopyTo(hidden.Span.Slice(r * L * D, L * D));
+                rowPrompts[r] = isCond ? cond : uncond!;
             }
+            var text = Conditioning.BuildRows(rowPrompts, plan.Sizes);
             UNetConditioning? conditioning = request.Conditioner?.Prepare(
-                new UNetConditioningContext(this, request, cond.Embedding, cond.TokenIds, rowKinds, first));
+                new UNetConditioningContext(this, request, cond.HiddenStates, cond.TokenIds, rowKinds, first));
             samplingTime += piece.Elapsed;
 
-            using (var runner = UNet.OpenRunner(hidden, conditioning?.Inputs, rows, h, w, UsesIoBinding, ro))
+            using (var runner = UNet.OpenRunner(text, conditioning?.Inputs, rows, h, w, UsesIoBinding, ro))
             {
                 // Scheduler work counts as sampling time, the UNet call as UNet time.
                 var hooks = new DenoisingHooks
@@ -251,7 +287,8 @@ public sealed class StableDiffusionPipeline : IDisposable
                 DenoisingLoop.Run(runner, schedulers, latents.Span, rngs, plan.Guidance, request.GuidanceScale, hooks: hooks, cancellationToken: ct);
             }
 
-            string? spmText = conditioning?.ParametersText;
+            string? spmText = familyText is null ? conditioning?.ParametersText
+                : conditioning?.ParametersText is { } adapterText ? familyText + ", " + adapterText : familyText;
             if (request.DecodeImages)
             {
                 ct.ThrowIfCancellationRequested();
@@ -291,16 +328,17 @@ public sealed class StableDiffusionPipeline : IDisposable
             GenerationParameters.SamplerDisplayName(plan.SchedulerName), plan.Request.GuidanceScale, seed, width, height,
             Folder.Name, extra is null ? null : [extra]);
 
-    private (int[] TokenIds, FloatTensor Embedding) EncodeOnce(string text, RunOptions ro, CancellationToken ct,
+    private EncodedPrompt EncodeOnce(string text, EncodedPrompt? prompt, RunOptions ro, CancellationToken ct,
         PieceTimer piece, PieceTimer model, ref TimeSpan tokenizerTime, ref TimeSpan encoderTime)
     {
+        // Tokenizing here is what the tokenizer time measures; the conditioning's own calls then hit the tokenizers' cache.
         piece.Restart();
-        var ids = Tokenizer.Encode(text);
+        foreach (var tokenizer in Conditioning.Tokenizers) tokenizer.Encode(text);
         tokenizerTime += piece.Elapsed;
         model.RestartModel();
-        var e = RunCancellable(() => TextEncoder.Encode(ids, 1, ro), ct);
+        var e = RunCancellable(() => prompt is null ? Conditioning.Encode(text, ro) : Conditioning.EncodeNegative(text, prompt, ro), ct);
         encoderTime += model.Elapsed;
-        return (ids, e);
+        return e;
     }
 
     // ORT reports a terminated run as a generic error: turn it into a cancellation when that is what happened.
@@ -319,7 +357,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        TextEncoder.Dispose();
+        Conditioning.Dispose();
         UNet.Dispose();
         VaeDecoder.Dispose();
     }

@@ -58,6 +58,38 @@ public sealed class TextEncoderModel : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Runs the encoder once on <paramref name="batch"/> rows of ids and returns the named float outputs, in order
+    /// (e.g. SDXL's <c>hidden_states.11</c> and <c>text_embeds</c>), each with its own shape.
+    /// </summary>
+    /// <exception cref="SpmFormatException">An output is missing or its batch axis is not <paramref name="batch"/>.</exception>
+    public FloatTensor[] EncodeOutputs(int[] ids, int batch, IReadOnlyList<string> outputs, RunOptions? runOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        ArgumentNullException.ThrowIfNull(outputs);
+        if (batch < 1 || ids.Length == 0 || ids.Length % batch != 0)
+            throw new ArgumentException($"{ids.Length} ids do not split into {batch} rows.", nameof(ids));
+        foreach (var name in outputs)
+            if (Signature.Outputs.All(o => o.Name != name))
+                throw new SpmFormatException(Name, name, $"the text encoder has no output '{name}' (outputs: {string.Join(", ", Signature.Outputs.Take(6).Select(o => o.Name))}{(Signature.Outputs.Count > 6 ? ", ..." : "")}).");
+        int len = ids.Length / batch;
+        using var input = OrtTensors.IdInput(ids, [batch, len], _ids, Name);
+        using var ro = runOptions is null ? new RunOptions() : null;
+        using var results = _session.Run(runOptions ?? ro!, [_ids.Name], [input], outputs.ToArray());
+        var tensors = new FloatTensor[outputs.Count];
+        for (int i = 0; i < outputs.Count; i++)
+        {
+            var shape = OrtTensors.ShapeOf(results[i]);
+            if (shape.Length < 2 || shape[0] != batch || shape.Any(d => d < 1 || d > 1 << 16))
+                throw new SpmFormatException(Name, outputs[i], $"output has shape [{string.Join(",", shape)}]; expected [{batch},...].");
+            var dims = shape.Select(d => (int)d).ToArray();
+            var t = new FloatTensor(dims, new float[dims.Aggregate(1, (a, b) => checked(a * b))]);
+            OrtTensors.ReadFloats(results[i], t.Span, Name, outputs[i]);
+            tensors[i] = t;
+        }
+        return tensors;
+    }
+
     /// <inheritdoc />
     public void Dispose() => _session.Dispose();
 }

@@ -1,14 +1,16 @@
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core;
 using Spm.Core.Tensors;
+using Spm.Diffusion.Pipelines.Families;
 using Spm.Diffusion.Runtime;
 
 namespace Spm.Diffusion.Pipelines;
 
 /// <summary>
 /// The denoising UNet: <c>sample</c> [B,C,h,w], <c>timestep</c> (int64/float [B] or a scalar, as the session
-/// declares), <c>encoder_hidden_states</c> [B,L,D] → noise prediction [B,C,h,w]. Any further graph inputs
-/// (e.g. injected membrane tensors and gates) are <see cref="ExtraInputs"/>, supplied by name per call.
+/// declares), <c>encoder_hidden_states</c> [B,L,D] → noise prediction [B,C,h,w]. SDXL's <c>text_embeds</c> and
+/// <c>time_ids</c> are <see cref="TextInputs"/>, supplied with the hidden states (<see cref="UNetTextInputs"/>). Any further
+/// graph inputs (e.g. injected membrane tensors and gates) are <see cref="ExtraInputs"/>, supplied by name per call.
 /// float16 models are converted at the boundary. Thread-safe: all per-call state lives in the call.
 /// </summary>
 public sealed class UNetModel : IDisposable
@@ -33,7 +35,10 @@ public sealed class UNetModel : IDisposable
         if (!HiddenStatesInput.IsFloatingPoint) throw new SpmFormatException(name, "encoder_hidden_states", $"input 'encoder_hidden_states' has element type {HiddenStatesInput.ElementType}; expected a floating-point type.");
         Output = Signature.RequireOutput();
         if (Output.Rank != 4) throw new SpmFormatException(name, Output.Name, $"output '{Output.Name}' has rank {Output.Rank}; expected [batch, channels, height, width].");
-        ExtraInputs = Signature.Inputs.Where(i => !StandardInputs.Contains(i.Name)).ToArray();
+        TextInputs = Signature.Inputs.Where(i => ModelFamilies.SdxlUNetInputs.Contains(i.Name)).ToArray();
+        foreach (var e in TextInputs)
+            if (!e.IsFloatingPoint) throw new SpmFormatException(name, e.Name, $"input '{e.Name}' has element type {e.ElementType}; expected a floating-point type.");
+        ExtraInputs = Signature.Inputs.Where(i => !StandardInputs.Contains(i.Name) && !ModelFamilies.SdxlUNetInputs.Contains(i.Name)).ToArray();
         foreach (var e in ExtraInputs)
             if (!e.IsFloatingPoint) throw new SpmFormatException(name, e.Name, $"extra input '{e.Name}' has element type {e.ElementType}; only floating-point extra inputs are supported.");
         InChannels = SampleInput.Dimensions[1] > 0 ? SampleInput.Dimensions[1] : 4;
@@ -60,7 +65,10 @@ public sealed class UNetModel : IDisposable
     /// <summary>The noise prediction output (the first output).</summary>
     public TensorSpec Output { get; }
 
-    /// <summary>Inputs beyond sample/timestep/encoder_hidden_states (membranes, gates); every one must be supplied per call.</summary>
+    /// <summary>The text conditioning inputs beside <c>encoder_hidden_states</c> (SDXL: <c>text_embeds</c>, <c>time_ids</c>); empty for SD 1.x/2.x.</summary>
+    public IReadOnlyList<TensorSpec> TextInputs { get; }
+
+    /// <summary>Inputs beyond the latents, timestep and text conditioning (membranes, gates); every one must be supplied per call.</summary>
     public IReadOnlyList<TensorSpec> ExtraInputs { get; }
 
     /// <summary>Latent channels (4 for SD).</summary>
@@ -78,11 +86,24 @@ public sealed class UNetModel : IDisposable
     public FloatTensor Predict(FloatTensor sample, double timestep, FloatTensor encoderHiddenStates,
         IReadOnlyDictionary<string, FloatTensor>? extraInputs = null, RunOptions? runOptions = null)
     {
-        ArgumentNullException.ThrowIfNull(sample);
         ArgumentNullException.ThrowIfNull(encoderHiddenStates);
+        return Predict(sample, timestep, UNetTextInputs.Sequence(encoderHiddenStates), extraInputs, runOptions);
+    }
+
+    /// <summary>One UNet evaluation with the full text conditioning (SDXL: hidden states, <c>text_embeds</c>, <c>time_ids</c>).</summary>
+    /// <param name="sample">Latents [B,C,h,w].</param>
+    /// <param name="timestep">The timestep, used for every batch row.</param>
+    /// <param name="text">The text conditioning rows (B of them).</param>
+    /// <param name="extraInputs">Values for every <see cref="ExtraInputs"/> entry.</param>
+    /// <param name="runOptions">Optional run options (e.g. for termination).</param>
+    public FloatTensor Predict(FloatTensor sample, double timestep, UNetTextInputs text,
+        IReadOnlyDictionary<string, FloatTensor>? extraInputs = null, RunOptions? runOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        ArgumentNullException.ThrowIfNull(text);
         if (sample.Rank != 4) throw new ArgumentException($"sample must be [B,C,h,w], got {sample.ShapeString}.", nameof(sample));
         using var ro = runOptions is null ? new RunOptions() : null;
-        using var runner = OpenRunner(encoderHiddenStates, extraInputs, sample.Shape[0], sample.Shape[2], sample.Shape[3], useIoBinding: false, runOptions ?? ro!);
+        using var runner = OpenRunner(text, extraInputs, sample.Shape[0], sample.Shape[2], sample.Shape[3], useIoBinding: false, runOptions ?? ro!);
         sample.Span.CopyTo(runner.Input);
         runner.Run(timestep);
         return new FloatTensor((int[])sample.Shape.Clone(), (float[])runner.Output.Clone());
@@ -99,6 +120,32 @@ public sealed class UNetModel : IDisposable
     /// <exception cref="SpmMismatchException">An extra input is missing, unknown or of the wrong shape.</exception>
     public UNetRunner OpenRunner(FloatTensor hidden, IReadOnlyDictionary<string, FloatTensor>? extras, int batch, int height, int width, bool useIoBinding, RunOptions runOptions)
     {
+        ArgumentNullException.ThrowIfNull(hidden);
+        return OpenRunner(UNetTextInputs.Sequence(hidden), extras, batch, height, width, useIoBinding, runOptions);
+    }
+
+    /// <summary>Opens a runner for many steps with fixed text conditioning (hidden states and, for SDXL, text_embeds and time_ids) bound once.</summary>
+    /// <param name="text">The text conditioning rows (<paramref name="batch"/> of them), as <see cref="IPromptConditioning.BuildRows"/> gives them.</param>
+    /// <param name="extras">Values for <see cref="ExtraInputs"/> (membranes, gates); every extra input must be given.</param>
+    /// <param name="batch">Rows per call.</param>
+    /// <param name="height">Latent height.</param>
+    /// <param name="width">Latent width.</param>
+    /// <param name="useIoBinding">Bind the constant inputs and the output once (IOBinding) instead of passing them per call.</param>
+    /// <param name="runOptions">Run options (cancellation through <c>Terminate</c>); not disposed by the runner.</param>
+    /// <exception cref="SpmMismatchException">A text or extra input is missing, unknown or of the wrong shape.</exception>
+    public UNetRunner OpenRunner(UNetTextInputs text, IReadOnlyDictionary<string, FloatTensor>? extras, int batch, int height, int width, bool useIoBinding, RunOptions runOptions)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var hidden = text.HiddenStates;
+        var missingText = TextInputs.Where(t => !text.Added.ContainsKey(t.Name)).Select(t => t.Name).ToList();
+        if (missingText.Count > 0)
+            throw new SpmMismatchException($"UNet '{Name}' takes SDXL conditioning ({string.Join(", ", missingText)}) that was not supplied: it needs an SDXL pipeline's prompt conditioning.", missingText[0]);
+        foreach (var (key, t) in text.Added)
+        {
+            var spec = TextInputs.FirstOrDefault(e => e.Name == key)
+                ?? throw new SpmMismatchException($"UNet '{Name}' has no input '{key}' (it is not an SDXL UNet).", key);
+            CheckShape(spec, t, batch);
+        }
         if (hidden.Rank != 3 || hidden.Shape[0] != batch)
             throw new ArgumentException($"encoder_hidden_states must be [{batch},L,D], got {hidden.ShapeString}.", nameof(hidden));
         CheckDim(HiddenStatesInput, 2, hidden.Shape[2], "text embedding width");
@@ -116,7 +163,16 @@ public sealed class UNetModel : IDisposable
                 if (spec.Dimensions[d] >= 0 && spec.Dimensions[d] != t.Shape[d])
                     throw new SpmMismatchException($"UNet input '{key}' is {spec.ShapeString}; the supplied tensor is {t.ShapeString}.", key);
         }
-        return new UNetRunner(this, _session, hidden, extras, batch, height, width, useIoBinding, runOptions);
+        return new UNetRunner(this, _session, hidden, text.Added, extras, batch, height, width, useIoBinding, runOptions);
+    }
+
+    private void CheckShape(TensorSpec spec, FloatTensor t, int batch)
+    {
+        if (spec.Rank != t.Rank || t.Shape[0] != batch)
+            throw new SpmMismatchException($"UNet '{Name}' input '{spec.Name}' is {spec.ShapeString}; the supplied tensor is {t.ShapeString} for a batch of {batch}.", spec.Name);
+        for (int d = 0; d < spec.Rank; d++)
+            if (spec.Dimensions[d] >= 0 && spec.Dimensions[d] != t.Shape[d])
+                throw new SpmMismatchException($"UNet '{Name}' input '{spec.Name}' is {spec.ShapeString}; the supplied tensor is {t.ShapeString}.", spec.Name);
     }
 
     private void CheckDim(TensorSpec spec, int axis, int value, string what)
@@ -150,7 +206,7 @@ public sealed class UNetRunner : IDisposable
     private readonly string[] _outputNames;
     private readonly OrtValue[] _outputValues;
 
-    internal UNetRunner(UNetModel model, InferenceSession session, FloatTensor hidden, IReadOnlyDictionary<string, FloatTensor> extras,
+    internal UNetRunner(UNetModel model, InferenceSession session, FloatTensor hidden, IReadOnlyDictionary<string, FloatTensor> textInputs, IReadOnlyDictionary<string, FloatTensor> extras,
         int batch, int height, int width, bool useIoBinding, RunOptions runOptions)
     {
         _model = model;
@@ -166,9 +222,9 @@ public sealed class UNetRunner : IDisposable
             var hiddenValue = Own(OrtTensors.FloatInput(hidden.Data, hidden.Shape.Select(d => (long)d).ToArray(), model.HiddenStatesInput, model.Name));
             var names = new List<string> { model.SampleInput.Name, model.TimestepInput.Name, model.HiddenStatesInput.Name };
             var values = new List<OrtValue> { _sample.Value, _sample.Value /* timestep placeholder, set per step */, hiddenValue };
-            foreach (var spec in model.ExtraInputs)
+            foreach (var spec in model.TextInputs.Concat(model.ExtraInputs))
             {
-                var t = extras[spec.Name];
+                var t = textInputs.TryGetValue(spec.Name, out var text) ? text : extras[spec.Name];
                 names.Add(spec.Name);
                 values.Add(Own(OrtTensors.FloatInput(t.Data, t.Shape.Select(d => (long)d).ToArray(), spec, model.Name)));
             }

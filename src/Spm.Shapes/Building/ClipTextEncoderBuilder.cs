@@ -31,6 +31,18 @@ public sealed record ClipTextConfig
     /// <summary>MLP activation: <c>quick_gelu</c> (CLIP ViT-L, SD 1.x) or <c>gelu</c> (OpenCLIP, SD 2.x).</summary>
     public string Activation { get; init; } = "quick_gelu";
 
+    /// <summary>
+    /// Width of <c>text_embeds</c>, the projection of the EOS token's final state (<c>CLIPTextModelWithProjection</c>,
+    /// SDXL's second encoder: 1280); null for a plain <c>CLIPTextModel</c> with <c>pooler_output</c>.
+    /// </summary>
+    public int? ProjectionDim { get; init; }
+
+    /// <summary>
+    /// Whether the graph also outputs <c>hidden_states.0</c> (the embeddings) to <c>hidden_states.N</c> (after layer N),
+    /// as optimum exports SDXL's encoders, whose penultimate states condition the UNet.
+    /// </summary>
+    public bool OutputHiddenStates { get; init; }
+
     /// <summary>The tiny fixture's text encoder: width 32, 2 layers, 4 heads, MLP 64.</summary>
     public static ClipTextConfig Tiny => new() { Width = 32, Layers = 2, Heads = 4, IntermediateSize = 64 };
 
@@ -45,12 +57,15 @@ public sealed record ClipTextConfig
         if (Heads <= 0 || Width % Heads != 0) Fail("num_attention_heads", $"{Width} is not divisible into {Heads} heads");
         if (IntermediateSize is <= 0 or > 65536) Fail("intermediate_size", $"out of range: {IntermediateSize}");
         if (Activation is not ("quick_gelu" or "gelu")) Fail("hidden_act", $"unsupported activation '{Activation}'");
+        if (ProjectionDim is <= 0 or > 16384) Fail("projection_dim", $"out of range: {ProjectionDim}");
     }
 
     /// <summary>The config as a transformers-style <c>CLIPTextConfig</c> JSON object.</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
-        ["architectures"] = new JsonArray("CLIPTextModel"),
+        var o = new JsonObject
+        {
+        ["architectures"] = new JsonArray(ProjectionDim is null ? "CLIPTextModel" : "CLIPTextModelWithProjection"),
         ["model_type"] = "clip_text_model",
         ["vocab_size"] = VocabSize,
         ["max_position_embeddings"] = MaxPositions,
@@ -63,7 +78,10 @@ public sealed record ClipTextConfig
         ["bos_token_id"] = 49406,
         ["eos_token_id"] = 49407,
         ["pad_token_id"] = 49407,
-    };
+        };
+        if (ProjectionDim is { } p) o["projection_dim"] = p;
+        return o;
+    }
 }
 
 /// <summary>
@@ -72,7 +90,11 @@ public sealed record ClipTextConfig
 /// <c>q_proj/k_proj/v_proj/out_proj</c>, <c>layer_norm2</c>, <c>fc1/fc2</c>) with a causal mask, and
 /// <c>final_layer_norm</c>. Input <c>input_ids</c> [B, S] int32; outputs <c>last_hidden_state</c> [B, S, D] and
 /// <c>pooler_output</c> [B, D] (the hidden state at the EOS token, found as the ArgMax of the ids, since EOS has
-/// the largest id in CLIP's vocabulary).
+/// the largest id in CLIP's vocabulary). With <see cref="ClipTextConfig.ProjectionDim"/> the pooled state goes through
+/// <c>text_projection</c> (no bias) and the outputs are optimum's for <c>CLIPTextModelWithProjection</c>:
+/// <c>text_embeds</c> [B, P] then <c>last_hidden_state</c>; with <see cref="ClipTextConfig.OutputHiddenStates"/>,
+/// <c>hidden_states.0..N</c> [B, S, D] follow (the residual stream before each layer and after the last, without the
+/// final LayerNorm, as transformers returns them).
 /// </summary>
 public static class ClipTextEncoderBuilder
 {
@@ -92,7 +114,7 @@ public static class ClipTextEncoderBuilder
             tok = g.Node("Gather", [g.Parameter("weight", [c.VocabSize, d], TensorInit.Normal(0.02f), "tok.weight"), ids64]);
         using (g.Scope("pos"))
             pos = g.Node("Slice", [g.Parameter("weight", [p, d], TensorInit.Normal(0.01f), "pos.weight"), g.ConstInt64([0]), seqLen, g.ConstInt64([0])]);
-        var x = g.Node("Add", [tok, pos]);
+        var x = g.NodeNamed("Add", [tok, pos], c.OutputHiddenStates ? "hidden_states.0" : null);
 
         // Causal mask: a constant [P, P] with a large negative value above the diagonal, cut to [S, S].
         var maskValues = new float[p * p];
@@ -118,7 +140,7 @@ public static class ClipTextEncoderBuilder
             h = c.Activation == "quick_gelu"
                 ? g.Node("Mul", [h, g.Node("Sigmoid", [g.Node("Mul", [h, g.ConstScalar(1.702f)])])])
                 : g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [g.Node("Erf", [g.Node("Div", [h, g.ConstScalar(1.4142135f)])]), g.ConstScalar(1f)])]), g.ConstScalar(0.5f)]);
-            x = g.Node("Add", [x, g.Linear("fc2", h, c.IntermediateSize, d)]);
+            x = g.NodeNamed("Add", [x, g.Linear("fc2", h, c.IntermediateSize, d)], c.OutputHiddenStates ? $"hidden_states.{layer + 1}" : null);
         }
         var last = g.LayerNorm("final_layer_norm", x, d, c.LayerNormEps, outputName: "last_hidden_state");
 
@@ -129,10 +151,25 @@ public static class ClipTextEncoderBuilder
         var rows = g.Node("Range", [g.ConstInt64([0], scalar: true), batchScalar, g.ConstInt64([1], scalar: true)]);
         var flatIndex = g.Node("Add", [g.Node("Mul", [rows, seqScalar]), eos]);
         var flat = g.Node("Flatten", [last], Attr.Int("axis", 2));
-        g.NodeNamed("Gather", [flat, flatIndex], "pooler_output", Attr.Int("axis", 0));
-
-        g.Output("last_hidden_state", DataType.Float, "batch", "sequence", d);
-        g.Output("pooler_output", DataType.Float, "batch", d);
+        if (c.ProjectionDim is { } proj)
+        {
+            var pooled = g.Node("Gather", [flat, flatIndex], Attr.Int("axis", 0));
+            using (g.Scope("text_projection"))
+            {
+                var w = g.MatMulWeight(d, proj, TensorInit.Uniform(NnLayers.DefaultBound(d)));
+                g.NodeNamed("MatMul", [pooled, w], "text_embeds");
+            }
+            g.Output("text_embeds", DataType.Float, "batch", proj);
+            g.Output("last_hidden_state", DataType.Float, "batch", "sequence", d);
+        }
+        else
+        {
+            g.NodeNamed("Gather", [flat, flatIndex], "pooler_output", Attr.Int("axis", 0));
+            g.Output("last_hidden_state", DataType.Float, "batch", "sequence", d);
+            g.Output("pooler_output", DataType.Float, "batch", d);
+        }
+        if (c.OutputHiddenStates)
+            for (int i = 0; i <= c.Layers; i++) g.Output($"hidden_states.{i}", DataType.Float, "batch", "sequence", d);
         return g;
     }
 }

@@ -5,20 +5,41 @@ using Spm.Core.IO;
 
 namespace Spm.Shapes.Building;
 
-/// <summary>The three networks of a text-to-image pipeline, sized consistently.</summary>
+/// <summary>The networks of a text-to-image pipeline, sized consistently.</summary>
 /// <param name="Name">Preset name (recorded in the models' metadata).</param>
 /// <param name="UNet">The UNet.</param>
-/// <param name="TextEncoder">The text encoder; its width must equal the UNet's cross-attention width.</param>
+/// <param name="TextEncoder">The text encoder; its width must equal the UNet's cross-attention width (SDXL: with the second's).</param>
 /// <param name="VaeDecoder">The VAE decoder; its latent channels must equal the UNet's channels.</param>
 public sealed record PipelinePreset(string Name, UNetConfig UNet, ClipTextConfig TextEncoder, VaeDecoderConfig VaeDecoder)
 {
+    /// <summary>
+    /// SDXL's second text encoder (<c>text_encoder_2/</c>, with projection); set for a UNet with
+    /// <see cref="UNetConfig.HasTextTimeEmbedding"/>, null otherwise.
+    /// </summary>
+    public ClipTextConfig? TextEncoder2 { get; init; }
+
+    /// <summary>Whether this is an SDXL pipeline (two encoders, pooled text and time ids).</summary>
+    public bool IsSdxl => UNet.HasTextTimeEmbedding;
+
     /// <summary>Checks each network and that they fit together, naming the first mismatch.</summary>
     public void Validate()
     {
         UNet.Validate("unet");
         TextEncoder.Validate("text_encoder");
         VaeDecoder.Validate("vae_decoder");
-        if (TextEncoder.Width != UNet.CrossAttentionDim)
+        if (IsSdxl || TextEncoder2 is not null)
+        {
+            if (TextEncoder2 is null || !IsSdxl)
+                throw new SpmMismatchException("An SDXL pipeline needs both a text-time UNet (addition_embed_type text_time) and a second text encoder.", TextEncoder2 is null ? "text_encoder_2" : "unet");
+            TextEncoder2.Validate("text_encoder_2");
+            if (!TextEncoder.OutputHiddenStates || !TextEncoder2.OutputHiddenStates)
+                throw new SpmMismatchException("SDXL's text encoders must output their hidden states (the UNet reads the penultimate ones).", TextEncoder.OutputHiddenStates ? "text_encoder_2" : "text_encoder");
+            if (TextEncoder.Width + TextEncoder2.Width != UNet.CrossAttentionDim)
+                throw new SpmMismatchException($"The text encoders' widths {TextEncoder.Width} + {TextEncoder2.Width} differ from the UNet's cross_attention_dim {UNet.CrossAttentionDim}.", "text_encoder");
+            if (TextEncoder2.ProjectionDim != UNet.TextEmbedsDim)
+                throw new SpmMismatchException($"text_encoder_2's projection_dim {TextEncoder2.ProjectionDim?.ToString() ?? "(none)"} differs from the UNet's text_embeds width {UNet.TextEmbedsDim}.", "text_encoder_2");
+        }
+        else if (TextEncoder.Width != UNet.CrossAttentionDim)
             throw new SpmMismatchException($"The text encoder's width {TextEncoder.Width} differs from the UNet's cross_attention_dim {UNet.CrossAttentionDim}.", "text_encoder");
         if (VaeDecoder.LatentChannels != UNet.OutChannels || UNet.InChannels != UNet.OutChannels)
             throw new SpmMismatchException($"The VAE's latent channels {VaeDecoder.LatentChannels} differ from the UNet's in/out channels {UNet.InChannels}/{UNet.OutChannels}.", "vae_decoder");
@@ -38,8 +59,19 @@ public static class PipelinePresets
     public static PipelinePreset Sd21 => new("sd21", UNetPresets.Sd21,
         new ClipTextConfig { Width = 1024, Layers = 23, Heads = 16, IntermediateSize = 4096, Activation = "gelu" }, new VaeDecoderConfig());
 
+    /// <summary>
+    /// A tiny SDXL-structured pipeline: <see cref="UNetPresets.TinySdxl"/>, a 32-wide 2-layer CLIP encoder and a 32-wide
+    /// 3-layer OpenCLIP-style one (gelu, projection to 32), both with hidden-state outputs, and the tiny VAE decoder
+    /// with SDXL's latent scaling 0.13025.
+    /// </summary>
+    public static PipelinePreset TinySdxl => new("tiny-sdxl", UNetPresets.TinySdxl,
+        ClipTextConfig.Tiny with { OutputHiddenStates = true }, VaeDecoderConfig.Tiny with { ScalingFactor = 0.13025 })
+    {
+        TextEncoder2 = ClipTextConfig.Tiny with { Layers = 3, Activation = "gelu", ProjectionDim = 32, OutputHiddenStates = true },
+    };
+
     /// <summary>The names <see cref="Get"/> knows.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["tiny-sd1", "sd15", "sd21"];
+    public static IReadOnlyList<string> Names { get; } = ["tiny-sd1", "sd15", "sd21", "tiny-sdxl"];
 
     /// <summary>A preset by name (case-insensitive).</summary>
     /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
@@ -48,6 +80,7 @@ public static class PipelinePresets
         "tiny-sd1" => TinySd1,
         "sd15" or "sd1" or "sd14" => Sd15,
         "sd21" or "sd2" => Sd21,
+        "tiny-sdxl" or "sdxl-tiny" => TinySdxl,
         _ => throw new ArgumentException($"Unknown model preset '{name}' (known: {string.Join(", ", Names)})."),
     };
 }
@@ -110,11 +143,14 @@ public static class PipelineWriter
         var metadata = new Dictionary<string, string> { ["spm.preset"] = preset.Name, ["spm.seed"] = seed.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         var unet = UNetBuilder.Create(preset.UNet, seed);
         var text = options.UNetOnly ? null : ClipTextEncoderBuilder.Create(preset.TextEncoder, seed);
+        // The second encoder draws from its own seed stream: its tensor names equal the first's.
+        var text2 = options.UNetOnly || preset.TextEncoder2 is null ? null : ClipTextEncoderBuilder.Create(preset.TextEncoder2, seed ^ 0x5D1_7E47_2UL);
         var vae = options.UNetOnly ? null : VaeDecoderBuilder.Create(preset.VaeDecoder, seed);
         options.Customize?.Invoke("unet", unet);
         if (text is not null) options.Customize?.Invoke("text_encoder", text);
+        if (text2 is not null) options.Customize?.Invoke("text_encoder_2", text2);
         if (vae is not null) options.Customize?.Invoke("vae_decoder", vae);
-        double total = unet.InitializerBytes + (text?.InitializerBytes ?? 0) + (vae?.InitializerBytes ?? 0);
+        double total = unet.InitializerBytes + (text?.InitializerBytes ?? 0) + (text2?.InitializerBytes ?? 0) + (vae?.InitializerBytes ?? 0);
         double done = 0;
         IProgress<double> Part(string component, GraphBuilder g)
         {
@@ -138,58 +174,22 @@ public static class PipelineWriter
 
             if (text is not null && vae is not null)
             {
-                Directory.CreateDirectory(Path.Combine(staging, "text_encoder"));
-                text.Save(Path.Combine(staging, "text_encoder", "model.onnx"), text.InitializerBytes > 1L << 30 ? "weights.pb" : null,
-                    metadata: metadata, progress: Part("text_encoder", text), cancellationToken: cancellationToken);
-                WriteJson(Path.Combine(staging, "text_encoder", "config.json"), preset.TextEncoder.ToJson());
+                WriteTextEncoder(staging, "text_encoder", text, preset.TextEncoder, metadata, Part("text_encoder", text), cancellationToken);
+                if (text2 is not null)
+                    WriteTextEncoder(staging, "text_encoder_2", text2, preset.TextEncoder2!, metadata, Part("text_encoder_2", text2), cancellationToken);
 
                 Directory.CreateDirectory(Path.Combine(staging, "vae_decoder"));
                 vae.Save(Path.Combine(staging, "vae_decoder", "model.onnx"), null, metadata: metadata,
                     progress: Part("vae_decoder", vae), cancellationToken: cancellationToken);
                 WriteJson(Path.Combine(staging, "vae_decoder", "config.json"), preset.VaeDecoder.ToJson());
 
-                var tok = Path.Combine(staging, "tokenizer");
-                Directory.CreateDirectory(tok);
-                AtomicFile.WriteAllBytes(Path.Combine(tok, "vocab.json"), File.ReadAllBytes(vocab));
-                AtomicFile.WriteAllBytes(Path.Combine(tok, "merges.txt"), File.ReadAllBytes(merges));
-                WriteJson(Path.Combine(tok, "special_tokens_map.json"), new JsonObject
-                {
-                    ["bos_token"] = "<|startoftext|>",
-                    ["eos_token"] = "<|endoftext|>",
-                    ["pad_token"] = "<|endoftext|>",
-                    ["unk_token"] = "<|endoftext|>",
-                });
-                WriteJson(Path.Combine(tok, "tokenizer_config.json"), new JsonObject
-                {
-                    ["model_max_length"] = preset.TextEncoder.MaxPositions,
-                    ["do_lower_case"] = true,
-                    ["tokenizer_class"] = "CLIPTokenizer",
-                });
+                WriteTokenizer(Path.Combine(staging, "tokenizer"), vocab, merges, preset.TextEncoder.MaxPositions, "<|endoftext|>");
+                // SDXL's second tokenizer (OpenCLIP's) pads with "!" (id 0) where the first pads with EOS.
+                if (text2 is not null) WriteTokenizer(Path.Combine(staging, "tokenizer_2"), vocab, merges, preset.TextEncoder2!.MaxPositions, "!");
 
                 Directory.CreateDirectory(Path.Combine(staging, "scheduler"));
-                WriteJson(Path.Combine(staging, "scheduler", "scheduler_config.json"), new JsonObject
-                {
-                    ["_class_name"] = "PNDMScheduler",
-                    ["beta_end"] = 0.012,
-                    ["beta_schedule"] = "scaled_linear",
-                    ["beta_start"] = 0.00085,
-                    ["num_train_timesteps"] = 1000,
-                    ["prediction_type"] = "epsilon",
-                    ["set_alpha_to_one"] = false,
-                    ["skip_prk_steps"] = true,
-                    ["steps_offset"] = 1,
-                    ["trained_betas"] = null,
-                    ["clip_sample"] = false,
-                });
-                WriteJson(Path.Combine(staging, "model_index.json"), new JsonObject
-                {
-                    ["_class_name"] = "OnnxStableDiffusionPipeline",
-                    ["text_encoder"] = new JsonArray("diffusers", "OnnxRuntimeModel"),
-                    ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
-                    ["unet"] = new JsonArray("diffusers", "OnnxRuntimeModel"),
-                    ["vae_decoder"] = new JsonArray("diffusers", "OnnxRuntimeModel"),
-                    ["scheduler"] = new JsonArray("diffusers", "PNDMScheduler"),
-                });
+                WriteJson(Path.Combine(staging, "scheduler", "scheduler_config.json"), preset.IsSdxl ? SdxlScheduler() : Sd1Scheduler());
+                WriteJson(Path.Combine(staging, "model_index.json"), preset.IsSdxl ? SdxlIndex() : Sd1Index());
             }
             cancellationToken.ThrowIfCancellationRequested();
             SwapIn(staging, target);
@@ -200,6 +200,93 @@ public static class PipelineWriter
             throw;
         }
     }
+
+    private static void WriteTextEncoder(string staging, string name, GraphBuilder g, ClipTextConfig config,
+        IReadOnlyDictionary<string, string> metadata, IProgress<double> progress, CancellationToken ct)
+    {
+        Directory.CreateDirectory(Path.Combine(staging, name));
+        g.Save(Path.Combine(staging, name, "model.onnx"), g.InitializerBytes > 1L << 30 ? "weights.pb" : null,
+            metadata: metadata, progress: progress, cancellationToken: ct);
+        WriteJson(Path.Combine(staging, name, "config.json"), config.ToJson());
+    }
+
+    private static void WriteTokenizer(string folder, string vocab, string merges, int maxLength, string padToken)
+    {
+        Directory.CreateDirectory(folder);
+        AtomicFile.WriteAllBytes(Path.Combine(folder, "vocab.json"), File.ReadAllBytes(vocab));
+        AtomicFile.WriteAllBytes(Path.Combine(folder, "merges.txt"), File.ReadAllBytes(merges));
+        WriteJson(Path.Combine(folder, "special_tokens_map.json"), new JsonObject
+        {
+            ["bos_token"] = "<|startoftext|>",
+            ["eos_token"] = "<|endoftext|>",
+            ["pad_token"] = padToken,
+            ["unk_token"] = "<|endoftext|>",
+        });
+        WriteJson(Path.Combine(folder, "tokenizer_config.json"), new JsonObject
+        {
+            ["model_max_length"] = maxLength,
+            ["do_lower_case"] = true,
+            ["tokenizer_class"] = "CLIPTokenizer",
+        });
+    }
+
+    private static JsonObject Sd1Scheduler() => new()
+    {
+        ["_class_name"] = "PNDMScheduler",
+        ["beta_end"] = 0.012,
+        ["beta_schedule"] = "scaled_linear",
+        ["beta_start"] = 0.00085,
+        ["num_train_timesteps"] = 1000,
+        ["prediction_type"] = "epsilon",
+        ["set_alpha_to_one"] = false,
+        ["skip_prk_steps"] = true,
+        ["steps_offset"] = 1,
+        ["trained_betas"] = null,
+        ["clip_sample"] = false,
+    };
+
+    // SDXL base's scheduler config: Euler discrete with leading spacing.
+    private static JsonObject SdxlScheduler() => new()
+    {
+        ["_class_name"] = "EulerDiscreteScheduler",
+        ["beta_end"] = 0.012,
+        ["beta_schedule"] = "scaled_linear",
+        ["beta_start"] = 0.00085,
+        ["clip_sample"] = false,
+        ["interpolation_type"] = "linear",
+        ["num_train_timesteps"] = 1000,
+        ["prediction_type"] = "epsilon",
+        ["sample_max_value"] = 1.0,
+        ["set_alpha_to_one"] = false,
+        ["skip_prk_steps"] = true,
+        ["steps_offset"] = 1,
+        ["timestep_spacing"] = "leading",
+        ["trained_betas"] = null,
+        ["use_karras_sigmas"] = false,
+    };
+
+    private static JsonObject Sd1Index() => new()
+    {
+        ["_class_name"] = "OnnxStableDiffusionPipeline",
+        ["text_encoder"] = new JsonArray("diffusers", "OnnxRuntimeModel"),
+        ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
+        ["unet"] = new JsonArray("diffusers", "OnnxRuntimeModel"),
+        ["vae_decoder"] = new JsonArray("diffusers", "OnnxRuntimeModel"),
+        ["scheduler"] = new JsonArray("diffusers", "PNDMScheduler"),
+    };
+
+    private static JsonObject SdxlIndex() => new()
+    {
+        ["_class_name"] = "StableDiffusionXLPipeline",
+        ["force_zeros_for_empty_prompt"] = true,
+        ["scheduler"] = new JsonArray("diffusers", "EulerDiscreteScheduler"),
+        ["text_encoder"] = new JsonArray("transformers", "CLIPTextModel"),
+        ["text_encoder_2"] = new JsonArray("transformers", "CLIPTextModelWithProjection"),
+        ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
+        ["tokenizer_2"] = new JsonArray("transformers", "CLIPTokenizer"),
+        ["unet"] = new JsonArray("diffusers", "UNet2DConditionModel"),
+        ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
+    };
 
     private static void SwapIn(string staging, string target)
     {

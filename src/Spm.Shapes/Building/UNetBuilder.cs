@@ -5,7 +5,8 @@ namespace Spm.Shapes.Building;
 /// <summary>
 /// Builds diffusers' <c>UNet2DConditionModel</c> (SD 1.x/2.x structure) as an ONNX graph with the module
 /// names and node names of a PyTorch export: inputs <c>sample</c> [B,C,H,W], <c>timestep</c> [B] (float),
-/// <c>encoder_hidden_states</c> [B,S,D]; output <c>out_sample</c>. Only ops our autodiff supports are used.
+/// <c>encoder_hidden_states</c> [B,S,D], and for SDXL (<see cref="UNetConfig.HasTextTimeEmbedding"/>) <c>text_embeds</c>
+/// [B,P] and <c>time_ids</c> [B,6]; output <c>out_sample</c>. Only ops our autodiff supports are used.
 /// </summary>
 public static class UNetBuilder
 {
@@ -28,8 +29,15 @@ public static class UNetBuilder
             var sample = g.Input("sample", DataType.Float, "batch", c.InChannels, "height", "width");
             var timestep = g.Input("timestep", DataType.Float, "batch");
             _encoderHiddenStates = g.Input("encoder_hidden_states", DataType.Float, "batch", "sequence", c.CrossAttentionDim);
+            string? textEmbeds = null, timeIds = null;
+            if (c.HasTextTimeEmbedding)
+            {
+                textEmbeds = g.Input("text_embeds", DataType.Float, "batch", c.TextEmbedsDim);
+                timeIds = g.Input("time_ids", DataType.Float, "batch", 6);
+            }
 
             _temb = TimeEmbedding(sample, timestep);
+            if (textEmbeds is not null) _temb = g.Node("Add", [_temb, AddEmbedding(textEmbeds, timeIds!)]);
             var h = g.Conv("conv_in", sample, c.InChannels, c.BlockOutChannels[0], c.ConvInKernel);
 
             var skips = new Stack<(string Value, long Channels)>();
@@ -109,25 +117,55 @@ public static class UNetBuilder
             // The timestep is broadcast to the batch of `sample`, as diffusers does (a single timestep is allowed).
             var batch = g.Node("Slice", [g.Node("Shape", [sample]), g.ConstInt64([0]), g.ConstInt64([1]), g.ConstInt64([0])]);
             var t = g.Node("Expand", [timestep, batch]);
-            int c0 = c.BlockOutChannels[0], half = c0 / 2;
+            int c0 = c.BlockOutChannels[0];
             string emb;
             using (g.Scope("time_proj"))
-            {
-                // Frequencies computed in float32 step by step, as torch does: exp(-ln(10000)·i / (half - shift)).
-                var freqs = new float[half];
-                float logMax = (float)-Math.Log(10000.0);
-                for (int i = 0; i < half; i++) freqs[i] = MathF.Exp(logMax * i / (half - c.FreqShift));
-                var arg = g.Node("Mul", [g.Node("Unsqueeze", [t, g.ConstInt64([1])]), g.ConstFloat(freqs, 1, half)]);
-                var sin = g.Node("Sin", [arg]);
-                var cos = g.Node("Cos", [arg]);
-                emb = g.Node("Concat", c.FlipSinToCos ? [cos, sin] : [sin, cos], Attr.Int("axis", -1));
-            }
+                emb = Sinusoidal(t, c0);
             using (g.Scope("time_embedding"))
             {
                 var h = g.Gemm("linear_1", emb, c0, 4L * c0);
                 h = g.Silu("act", h);
                 return g.Gemm("linear_2", h, 4L * c0, 4L * c0);
             }
+        }
+
+        /// <summary>
+        /// SDXL's <c>text_time</c> addition: each time id through the sinusoidal <c>add_time_proj</c> (flattened to
+        /// [B·6] and back to [B, 6·W]), concatenated after <c>text_embeds</c>, then <c>add_embedding</c> (linear_1, SiLU,
+        /// linear_2) to the timestep embedding's width, as diffusers' UNet2DConditionModel does.
+        /// </summary>
+        private string AddEmbedding(string textEmbeds, string timeIds)
+        {
+            int w = c.AdditionTimeEmbedDim;
+            long c4 = 4L * c.BlockOutChannels[0];
+            string timeEmbeds;
+            using (g.Scope("add_time_proj"))
+            {
+                var flat = g.Node("Reshape", [timeIds, g.ConstInt64([-1])], Attr.Int("allowzero", 0));
+                var emb = Sinusoidal(flat, w);
+                timeEmbeds = g.Node("Reshape", [emb, g.ConstInt64([-1, 6L * w])], Attr.Int("allowzero", 0));
+            }
+            var add = g.Node("Concat", [textEmbeds, timeEmbeds], Attr.Int("axis", -1));
+            using (g.Scope("add_embedding"))
+            {
+                var h = g.Gemm("linear_1", add, c.ProjectionClassEmbeddingsInputDim!.Value, c4);
+                h = g.Silu("act", h);
+                return g.Gemm("linear_2", h, c4, c4);
+            }
+        }
+
+        /// <summary>diffusers' get_timestep_embedding of a 1-D input [N] into [N, width] (max period 10000).</summary>
+        private string Sinusoidal(string t, int width)
+        {
+            int half = width / 2;
+            // Frequencies computed in float32 step by step, as torch does: exp(-ln(10000)·i / (half - shift)).
+            var freqs = new float[half];
+            float logMax = (float)-Math.Log(10000.0);
+            for (int i = 0; i < half; i++) freqs[i] = MathF.Exp(logMax * i / (half - c.FreqShift));
+            var arg = g.Node("Mul", [g.Node("Unsqueeze", [t, g.ConstInt64([1])]), g.ConstFloat(freqs, 1, half)]);
+            var sin = g.Node("Sin", [arg]);
+            var cos = g.Node("Cos", [arg]);
+            return g.Node("Concat", c.FlipSinToCos ? [cos, sin] : [sin, cos], Attr.Int("axis", -1));
         }
 
         /// <summary>ResnetBlock2D with time conditioning; node names as the exporter gives them (nonlinearity, nonlinearity_1, ...).</summary>

@@ -65,6 +65,27 @@ public sealed record UNetConfig
     /// <summary>Transformer blocks per transformer container (1 in SD 1.x/2.x).</summary>
     public int TransformerLayersPerBlock { get; init; } = 1;
 
+    /// <summary>
+    /// <c>addition_embed_type</c>: null (SD 1.x/2.x) or <c>text_time</c> (SDXL: the UNet also takes <c>text_embeds</c>
+    /// [B, P] and <c>time_ids</c> [B, 6], whose embedding is added to the timestep embedding).
+    /// </summary>
+    public string? AdditionEmbedType { get; init; }
+
+    /// <summary><c>addition_time_embed_dim</c>: width of the sinusoidal embedding of each of the six time ids (SDXL: 256).</summary>
+    public int AdditionTimeEmbedDim { get; init; } = 256;
+
+    /// <summary>
+    /// <c>projection_class_embeddings_input_dim</c>: input width of <c>add_embedding</c>, the pooled text width plus
+    /// 6 × <see cref="AdditionTimeEmbedDim"/> (SDXL: 1280 + 1536 = 2816).
+    /// </summary>
+    public int? ProjectionClassEmbeddingsInputDim { get; init; }
+
+    /// <summary>Whether this is an SDXL-style UNet (<c>addition_embed_type: text_time</c>).</summary>
+    public bool HasTextTimeEmbedding => AdditionEmbedType == "text_time";
+
+    /// <summary>Width of the pooled text embedding <c>text_embeds</c> of a text-time UNet (0 otherwise).</summary>
+    public int TextEmbedsDim => HasTextTimeEmbedding ? (ProjectionClassEmbeddingsInputDim ?? 0) - 6 * AdditionTimeEmbedDim : 0;
+
     /// <summary>Heads of the given down block (the mid block uses the last block's value).</summary>
     public int HeadsOf(int block) => AttentionHeadDim.Count == 1 ? AttentionHeadDim[0] : AttentionHeadDim[block];
 
@@ -89,6 +110,13 @@ public sealed record UNetConfig
         if (ConvInKernel is <= 0 or > 7 || ConvInKernel % 2 == 0) Fail("conv_in_kernel", $"must be odd and at most 7: {ConvInKernel}");
         if (ConvOutKernel is <= 0 or > 7 || ConvOutKernel % 2 == 0) Fail("conv_out_kernel", $"must be odd and at most 7: {ConvOutKernel}");
         if (NormNumGroups <= 0) Fail("norm_num_groups", $"must be positive: {NormNumGroups}");
+        if (AdditionEmbedType is not (null or "text_time")) Fail("addition_embed_type", $"unsupported value '{AdditionEmbedType}' (only text_time)");
+        if (HasTextTimeEmbedding)
+        {
+            if (AdditionTimeEmbedDim is <= 0 or > 4096 || AdditionTimeEmbedDim % 2 != 0) Fail("addition_time_embed_dim", $"must be even, 2 to 4096: {AdditionTimeEmbedDim}");
+            if (ProjectionClassEmbeddingsInputDim is null) Fail("projection_class_embeddings_input_dim", "needed with addition_embed_type text_time");
+            if (TextEmbedsDim is <= 0 or > 16384) Fail("projection_class_embeddings_input_dim", $"{ProjectionClassEmbeddingsInputDim} leaves {TextEmbedsDim} for text_embeds after 6 time ids of {AdditionTimeEmbedDim}");
+        }
         if (BlockOutChannels[0] % 2 != 0) Fail("block_out_channels", "the first block's channels (timestep embedding width) must be even");
         for (int i = 0; i < n; i++)
         {
@@ -133,6 +161,7 @@ public sealed record UNetConfig
             CheckString(o, "resnet_time_scale_shift", "default", source);
             CheckString(o, "time_embedding_type", "positional", source);
             CheckString(o, "mid_block_type", "UNetMidBlock2DCrossAttn", source);
+            var addType = o["addition_embed_type"] is JsonValue at && at.GetValueKind() == JsonValueKind.String ? at.GetValue<string>() : null;
             if (o["class_embed_type"] is JsonValue ce && ce.GetValueKind() != JsonValueKind.Null)
                 throw new SpmFormatException(source, "class_embed_type", "class embeddings are not supported");
             return d with
@@ -155,6 +184,9 @@ public sealed record UNetConfig
                 ConvInKernel = Int(o, "conv_in_kernel", d.ConvInKernel),
                 ConvOutKernel = Int(o, "conv_out_kernel", d.ConvOutKernel),
                 TransformerLayersPerBlock = Int(o, "transformer_layers_per_block", d.TransformerLayersPerBlock),
+                AdditionEmbedType = addType,
+                AdditionTimeEmbedDim = o["addition_time_embed_dim"] is JsonValue { } atd && atd.GetValueKind() == JsonValueKind.Number ? atd.GetValue<int>() : d.AdditionTimeEmbedDim,
+                ProjectionClassEmbeddingsInputDim = o["projection_class_embeddings_input_dim"] is JsonValue { } pc && pc.GetValueKind() == JsonValueKind.Number ? pc.GetValue<int>() : null,
             };
         }
         catch (Exception ex) when (ex is InvalidOperationException or FormatException)
@@ -169,8 +201,10 @@ public sealed record UNetConfig
     }
 
     /// <summary>Writes this config as a diffusers unet config.json object.</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
+        var o = new JsonObject
+        {
         ["_class_name"] = "UNet2DConditionModel",
         ["sample_size"] = SampleSize,
         ["in_channels"] = InChannels,
@@ -199,7 +233,16 @@ public sealed record UNetConfig
         ["conv_in_kernel"] = ConvInKernel,
         ["conv_out_kernel"] = ConvOutKernel,
         ["transformer_layers_per_block"] = TransformerLayersPerBlock,
-    };
+        ["addition_embed_type"] = AdditionEmbedType,
+        ["projection_class_embeddings_input_dim"] = ProjectionClassEmbeddingsInputDim,
+        };
+        if (HasTextTimeEmbedding)
+        {
+            o["addition_time_embed_dim"] = AdditionTimeEmbedDim;
+            o["addition_embed_type_num_heads"] = 64;
+        }
+        return o;
+    }
 
     private static void CheckString(JsonObject o, string key, string expected, string? source)
     {

@@ -30,8 +30,29 @@ public static class UNetPresets
         UseLinearProjection = true,
     };
 
+    /// <summary>
+    /// A tiny SDXL-structured UNet (the sizes of diffusers' own SDXL test pipeline): channels 32/64, DownBlock2D then
+    /// CrossAttnDownBlock2D, heads 2/4, linear projections, two transformer layers per block, cross-attention width
+    /// 64 (two 32-wide encoders), text_time addition with 8-wide time-id embeddings and 32-wide pooled text.
+    /// </summary>
+    public static UNetConfig TinySdxl => new()
+    {
+        SampleSize = 32,
+        DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D"],
+        UpBlockTypes = ["CrossAttnUpBlock2D", "UpBlock2D"],
+        BlockOutChannels = [32, 64],
+        LayersPerBlock = 2,
+        CrossAttentionDim = 64,
+        AttentionHeadDim = [2, 4],
+        UseLinearProjection = true,
+        TransformerLayersPerBlock = 2,
+        AdditionEmbedType = "text_time",
+        AdditionTimeEmbedDim = 8,
+        ProjectionClassEmbeddingsInputDim = 32 + 6 * 8,
+    };
+
     /// <summary>The preset names understood by <see cref="Get"/>.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["tiny-sd1", "sd15", "sd21"];
+    public static IReadOnlyList<string> Names { get; } = ["tiny-sd1", "sd15", "sd21", "tiny-sdxl"];
 
     /// <summary>A preset by name (case-insensitive).</summary>
     /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
@@ -40,6 +61,7 @@ public static class UNetPresets
         "tiny-sd1" => TinySd1,
         "sd15" or "sd1" or "sd14" => Sd15,
         "sd21" or "sd2" => Sd21,
+        "tiny-sdxl" or "sdxl-tiny" => TinySdxl,
         _ => throw new ArgumentException($"Unknown UNet preset '{name}' (known: {string.Join(", ", Names)})."),
     };
 }
