@@ -51,11 +51,12 @@ internal static class BuildModelCommand
         var captions = new Option<string?>("--captions") { Description = "tiny-shapes: caption wording, basic (one word per value, models v1-v3) or varied (synonyms, templates, plurals, capitals; model v4)." };
         var patternWeights = new Option<string?>("--pattern-weights") { Description = "tiny-shapes: relative frequencies of plain,striped,dotted pictures (default uniform), e.g. 1,2,1.5." };
         var stripePeriod = new Option<float?>("--stripe-period") { Description = "tiny-shapes: stripe period in pixels (default 8, models v1-v3; 12 puts a period on three latent cells instead of two)." };
+        var stripeAngle = new Option<float?>("--stripe-angle") { Description = "tiny-shapes: fix the stripes at this angle in degrees in image space (0: horizontal) instead of turning them with the shape (models v1-v3)." };
         var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
             preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
-            baseModel, captions, patternWeights, worldStyle, stripePeriod,
+            baseModel, captions, patternWeights, worldStyle, stripePeriod, stripeAngle,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -91,6 +92,7 @@ internal static class BuildModelCommand
                             ? pw.Split(',').Select(x => double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new SpmException($"--pattern-weights: '{x}' is not a number.")).ToArray()
                             : d.World.PatternWeights,
                         StripePeriod = parse.GetValue(stripePeriod) ?? d.World.StripePeriod,
+                        StripeAngle = parse.GetValue(stripeAngle) is { } deg ? deg * MathF.PI / 180f : d.World.StripeAngle,
                     },
                 };
                 return await TrainTinyShapes(console, parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);

@@ -295,7 +295,7 @@ public static class TinyShapesModel
             {
                 var s = world.Sample(rng);
                 var span = dst.AsSpan(i * pixels, pixels);
-                ShapeRasterizer.Render(s.Scene, span, ImageSize, o.World.Style, o.World.StripePeriod);
+                ShapeRasterizer.Render(s.Scene, span, ImageSize, o.World.Style, o.World.StripePeriod, o.World.StripeAngle);
                 for (int k = 0; k < span.Length; k++) span[k] = span[k] * 2f - 1f;
                 if (captions is not null) captions[i] = s.Caption;
             }
@@ -618,6 +618,7 @@ public static class TinyShapesModel
         var tag = "";
         if (w.Captions != CaptionStyle.Basic) tag += ";captions=" + w.Captions.ToString().ToLowerInvariant();
         if (w.Style != ShapeStyle.Flat) tag += ";style=" + w.Style.ToString().ToLowerInvariant();
+        if (w.StripeAngle is { } angle) tag += ";stripe-angle=" + angle.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (w.StripePeriod != ShapeRasterizer.StripePeriod) tag += ";stripes=" + w.StripePeriod.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (w.PatternWeights is { } pw) tag += ";patterns=" + string.Join(",", pw.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
         return tag;

@@ -53,9 +53,20 @@ public static class ShapeRasterizer
     /// (<see cref="ShapeWorldOptions.StripePeriod"/>) into <paramref name="destination"/> (3 * size * size floats, planar R, G, B).
     /// </summary>
     /// <exception cref="ArgumentException">The destination has the wrong length or the period is not positive.</exception>
-    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style, float stripePeriod)
+    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style, float stripePeriod) =>
+        Render(scene, destination, size, style, stripePeriod, null);
+
+    /// <summary>
+    /// Renders with stripes of <paramref name="stripePeriod"/> pixels that turn with the shape (<paramref name="stripeAngle"/>
+    /// null) or lie at a fixed angle in image space (<see cref="ShapeWorldOptions.StripeAngle"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">The destination has the wrong length, or the period or angle is unusable.</exception>
+    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style, float stripePeriod, float? stripeAngle)
     {
         if (!(stripePeriod > 0f) || float.IsInfinity(stripePeriod)) throw new ArgumentException($"Stripe period must be positive, got {stripePeriod}.");
+        if (stripeAngle is { } fixedAngle && !float.IsFinite(fixedAngle)) throw new ArgumentException($"Stripe angle must be finite, got {fixedAngle}.");
+        // The stripes' coordinate across the bands: the shape's own v, or v in a frame at the fixed angle.
+        float stripeCos = MathF.Cos(stripeAngle ?? 0f), stripeSin = MathF.Sin(stripeAngle ?? 0f);
         ArgumentNullException.ThrowIfNull(scene);
         if (size <= 0 || destination.Length != 3 * size * size)
             throw new ArgumentException($"Destination must hold 3 x {size} x {size} floats, got {destination.Length}.");
@@ -116,7 +127,8 @@ public static class ShapeRasterizer
                     : vertices == 0 ? MathF.Sqrt(r2) - CircleRadiusFraction * r : PolygonDistance(poly, u, v);
                 float alpha = Math.Clamp(0.5f - distance, 0f, 1f);
                 if (alpha <= 0f) continue;
-                float beta = PatternCoverage(scene.Pattern, u, v, stripePeriod);
+                float across = stripeAngle is null ? v : -stripeSin * dx + stripeCos * dy;
+                float beta = PatternCoverage(scene.Pattern, u, v, across, stripePeriod);
                 float fr = main.R + (shade.R - main.R) * beta;
                 float fg = main.G + (shade.G - main.G) * beta;
                 float fb = main.B + (shade.B - main.B) * beta;
@@ -137,7 +149,7 @@ public static class ShapeRasterizer
     }
 
     /// <summary>Fraction of the pixel at shape-local (u, v) covered by the pattern's shade.</summary>
-    private static float PatternCoverage(FillPattern pattern, float u, float v, float period)
+    private static float PatternCoverage(FillPattern pattern, float u, float v, float across, float period)
     {
         switch (pattern)
         {
@@ -145,7 +157,7 @@ public static class ShapeRasterizer
             {
                 // Bands [P/2, P) of each period are shade; distance to the nearest band edge, positive inside.
                 float half = period / 2;
-                float s = v - period * MathF.Floor(v / period);
+                float s = across - period * MathF.Floor(across / period);
                 float inside = s >= half ? MathF.Min(s - half, period - s) : -MathF.Min(s, half - s);
                 return Math.Clamp(0.5f + inside, 0f, 1f);
             }

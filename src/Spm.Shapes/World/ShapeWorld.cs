@@ -46,6 +46,13 @@ public sealed record ShapeWorldOptions(
     /// </summary>
     public float StripePeriod { get; init; } = ShapeRasterizer.StripePeriod;
 
+    /// <summary>
+    /// Null (models v1-v3): stripes turn with the shape, so a circle's stripes lie at any angle. A value fixes them in
+    /// image space at that angle in radians (0: horizontal bands), whatever the shape's rotation: a denoiser then never
+    /// has to choose an orientation, which averaged over angles reads as a texture (striped drawn as dotted).
+    /// </summary>
+    public float? StripeAngle { get; init; }
+
     /// <summary>The default world: 64x64 images, radii 15–25 px.</summary>
     public static ShapeWorldOptions Default { get; } = new();
 
@@ -57,6 +64,7 @@ public sealed record ShapeWorldOptions(
         if (2 * (MaxSize + Margin) > ImageSize) throw new ArgumentException($"Shapes of radius {MaxSize} do not fit in {ImageSize} px.");
         if (PatternWeights is { } w && (w.Count != ShapeVocabulary.Patterns.Count || w.Any(x => !(x >= 0) || double.IsInfinity(x)) || !(w.Sum() > 0)))
             throw new ArgumentException($"Pattern weights need {ShapeVocabulary.Patterns.Count} non-negative values (plain, striped, dotted) with a positive sum.");
+        if (StripeAngle is { } angle && !float.IsFinite(angle)) throw new ArgumentException($"Stripe angle {angle} is not a finite number of radians.");
         if (!(StripePeriod >= 4f && StripePeriod <= ImageSize / 2f))
             throw new ArgumentException($"Stripe period {StripePeriod} px is outside 4..{ImageSize / 2} (at least two stripes must fit in the image).");
     }
