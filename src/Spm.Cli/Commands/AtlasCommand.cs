@@ -127,7 +127,7 @@ internal static class AtlasCommand
                 ParseList(parse.GetValue(snr)!, "--snr", null), parse.GetValue(graphs), parse.GetValue(seed), ParseLinkage(parse.GetValue(linkage)!));
             int total = config.Snrs.Count * config.GraphsPerPoint;
             var points = await ProgressBars.RunAsync(cli, "sweep", total, "graph", bar =>
-                Task.Run(() => HsbmSweep.Run(config, new Progress<(int Done, int Total)>(p => bar.Report(new ProgressUpdate(p.Done))), ct), ct));
+                Task.Run(() => HsbmSweep.Run(config, new ActionProgress<(int Done, int Total)>(p => bar.Report(new ProgressUpdate(p.Done))), ct), ct));
             var table = AtlasRendering.SweepTable(config, points);
             cli.Out.Write(table);
             if (parse.GetValue(output) is { } path) Spm.Core.IO.AtomicFile.WriteAllText(path, table);

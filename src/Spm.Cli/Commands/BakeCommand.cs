@@ -55,7 +55,7 @@ internal static class BakeCommand
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask($"baking ({request.Mode.ToString().ToLowerInvariant()})", maxValue: 1);
-                    var progress = new Progress<(int Done, int Total)>(p => { task.MaxValue = p.Total; task.Value = p.Done; });
+                    var progress = new ActionProgress<(int Done, int Total)>(p => { task.MaxValue = p.Total; task.Value = p.Done; });
                     result = BakeJob.Run(request, progress, ct);
                     task.Value = task.MaxValue;
                 });

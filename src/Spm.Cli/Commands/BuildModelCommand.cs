@@ -119,7 +119,7 @@ internal static class BuildModelCommand
                 {
                     var task = ctx.AddTask($"building {p.Name}", maxValue: 1.0);
                     PipelineWriter.Write(outDir, p, parse.GetValue(seed), options,
-                        new Progress<PipelineWriteProgress>(r =>
+                        new ActionProgress<PipelineWriteProgress>(r =>
                         {
                             task.Description = $"{p.Name}: {r.Component}";
                             task.Value = r.Fraction;
@@ -140,7 +140,7 @@ internal static class BuildModelCommand
         if (tok is null) throw new SpmException("No CLIP tokenizer found: pass --tokenizer DIR (a folder with vocab.json and merges.txt).");
         var sw = Stopwatch.StartNew();
         var report = await ProgressBars.RunAsync(console, "tiny-shapes", options.AutoencoderSteps, "it", bar =>
-            TinyShapesModel.TrainAsync(outDir, tok, options, force, new Progress<TinyShapesProgress>(p =>
+            TinyShapesModel.TrainAsync(outDir, tok, options, force, new ActionProgress<TinyShapesProgress>(p =>
                 bar.Report(new ProgressUpdate(p.Step, p.Steps,
                     double.IsNaN(p.Loss) ? p.Phase : string.Create(CultureInfo.InvariantCulture, $"{p.Phase} loss {p.Loss:F4}")))), ct));
         var log = new System.Text.StringBuilder("phase,step,loss\n");

@@ -40,7 +40,7 @@ internal static class InjectionBenchCommand
                 : throw new ArgumentException("Give --model or --preset.");
             var unet = OnnxModel.Load(path);
             var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads));
-            var progress = new Progress<string>(s => console.Error.WriteLine($"spm: bench injection: {s}"));
+            var progress = new ActionProgress<string>(s => console.Error.WriteLine($"spm: bench injection: {s}"));
             var r = InjectionBenchmark.Run(unet, options, progress, ct);
             string F(double v, string fmt = "0.000") => v.ToString(fmt, CultureInfo.InvariantCulture);
             if (parse.GetValue(json))

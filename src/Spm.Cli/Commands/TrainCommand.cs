@@ -194,7 +194,7 @@ internal static class TrainCommand
             // Plain lines for logs and CI: one every ~5% of the run.
             var sw = Stopwatch.StartNew();
             int every = Math.Max(1, total / 20);
-            var plain = new Progress<TrainingProgress>(p =>
+            var plain = new ActionProgress<TrainingProgress>(p =>
             {
                 if (p.Step % every != 0 && p.Step != total) return;
                 double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
@@ -211,7 +211,7 @@ internal static class TrainCommand
             .StartAsync(async ctx =>
             {
                 var task = ctx.AddTask("training", maxValue: total);
-                var progress = new Progress<TrainingProgress>(p =>
+                var progress = new ActionProgress<TrainingProgress>(p =>
                 {
                     double rate = p.Timings.Iterations / Math.Max(1e-9, p.Timings.Total.TotalSeconds);
                     task.Description = string.Create(CultureInfo.InvariantCulture,

@@ -22,7 +22,7 @@ public sealed record CrossEffectOptions(int ImagesPerPrompt = 4, ulong Seed = 0,
 /// itself is exactly 1). Rows follow the generator's SPMs, columns the prompts. With the gate open this is the
 /// membrane's own reach, the "transport matrix" a library implies; with the deployed gate it is what users see.
 /// </summary>
-/// <param name="Spms">The SPMs' names, one per row.</param>
+/// <param name="Spms">The SPMs' names (file names without the extension), one per row.</param>
 /// <param name="Prompts">The prompts, one per column.</param>
 /// <param name="Change">[SPM, prompt] mean 1 - SSIM.</param>
 /// <param name="Multiplier">[SPM, prompt] the multiplier each SPM ran with (1 when open).</param>
@@ -127,7 +127,7 @@ public static class MembraneCrossEffects
                 }
                 change[s, p] = sum / k;
             }
-        return new CrossEffectMatrix(generator.Sets.Select(set => set.Name).ToArray(), prompts.ToArray(), change, multiplier, gates is not null, k);
+        return new CrossEffectMatrix(generator.Sets.Select(set => Path.GetFileNameWithoutExtension(set.Name)).ToArray(), prompts.ToArray(), change, multiplier, gates is not null, k);
     }
 
     /// <summary>Turns images done into a share of all images, on the reporting thread (no synchronisation context hop).</summary>

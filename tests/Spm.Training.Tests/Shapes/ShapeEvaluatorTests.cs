@@ -13,7 +13,7 @@ public class ShapeEvaluatorTests
     }
 
     private static Accuracy Measure(int count, ulong seed, float blur, float noise, ShapeStyle style = ShapeStyle.Flat,
-        float stripePeriod = ShapeRasterizer.StripePeriod)
+        float stripePeriod = ShapeRasterizer.StripePeriod, float? stripeAngle = null)
     {
         var evaluator = style == ShapeStyle.Flat ? Evaluator : new ShapeEvaluator(ShapeEvaluatorOptions.For(style));
         var world = new ShapeWorld();
@@ -23,7 +23,7 @@ public class ShapeEvaluatorTests
         {
             var scene = world.RandomScene(rng);
             var image = new float[3 * 64 * 64];
-            ShapeRasterizer.Render(scene, image, 64, style, stripePeriod);
+            ShapeRasterizer.Render(scene, image, 64, style, stripePeriod, stripeAngle);
             ImageCorruption.GaussianBlur(image, 3, 64, 64, blur);
             ImageCorruption.AddGaussianNoise(image, noise, rng);
             var j = evaluator.Evaluate(image);
@@ -64,15 +64,17 @@ public class ShapeEvaluatorTests
         }
     }
 
-    [TestCase(12f)]
-    [TestCase(16f)]
-    public void WiderStripes_ModelV4sWorld_AreReadAsWell(float period)
+    [TestCase(12f, null)]
+    [TestCase(16f, null)]
+    [TestCase(8f, 0f)]
+    [TestCase(8f, 0.7f)]
+    public void WiderOrFixedStripes_AreReadAsWell(float period, float? angle)
     {
         // The structure tensor's coherence does not depend on the period, so the flat world's settings read wider
         // stripes (ShapeWorldOptions.StripePeriod) as they read 8 px ones, clean and as a decoder draws them.
-        var clean = Measure(1000, 2026, 0f, 0f, ShapeStyle.Flat, period);
-        var soft = Measure(1000, 79, 0.7f, 0.05f, ShapeStyle.Flat, period);
-        TestContext.Out.WriteLine($"stripes {period} px, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
+        var clean = Measure(1000, 2026, 0f, 0f, ShapeStyle.Flat, period, angle);
+        var soft = Measure(1000, 79, 0.7f, 0.05f, ShapeStyle.Flat, period, angle);
+        TestContext.Out.WriteLine($"stripes {period} px, angle {angle?.ToString() ?? "with the shape"}, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
         foreach (var a in new[] { clean, soft })
         {
             Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));

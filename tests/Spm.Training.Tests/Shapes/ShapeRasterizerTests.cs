@@ -145,4 +145,36 @@ public class ShapeRasterizerTests
         Assert.Throws<ArgumentException>(() => ShapeRasterizer.Render(Plain(ShapeKind.Circle), new float[100], 64));
         Assert.Throws<ArgumentException>(() => new ShapeWorld(new ShapeWorldOptions(ImageSize: 32, MaxSize: 20)));
     }
+
+    [Test]
+    public void FixedStripeAngle_BandsStayHorizontalWhateverTheShapesRotation()
+    {
+        // With StripeAngle 0 every fully covered pixel's colour depends on its row only; turning the shape moves the
+        // outline, not the bands. With the stripes following the shape (null) the same turned square has rows of two colours.
+        foreach (float rotation in new[] { 0.3f, 1.1f })
+        {
+            var scene = new ShapeScene(ShapeKind.Square, ShapeColor.Blue, FillPattern.Striped, ShapeBackground.White, 32f, 32f, 24f, rotation);
+            var fixedImage = new float[3 * 64 * 64];
+            ShapeRasterizer.Render(scene, fixedImage, 64, ShapeStyle.Flat, ShapeRasterizer.StripePeriod, 0f);
+            var turning = ShapeRasterizer.Render(scene);
+            // The inscribed circle of the square less 2 px: fully inside whatever the rotation.
+            float r = 24f * 0.70710678f - 2f;
+            bool turningVaries = false;
+            for (int y = 0; y < 64; y++)
+            {
+                var inside = Enumerable.Range(0, 64).Where(x => (x + 0.5f - 32) * (x + 0.5f - 32) + (y + 0.5f - 32) * (y + 0.5f - 32) < r * r).ToArray();
+                if (inside.Length < 2) continue;
+                for (int c = 0; c < 3; c++)
+                {
+                    var row = inside.Select(x => fixedImage[c * 4096 + y * 64 + x]).ToArray();
+                    Assert.That(row.Max() - row.Min(), Is.LessThan(1e-6f), $"rotation {rotation}, row {y}, channel {c}");
+                    var turned = inside.Select(x => turning[c * 4096 + y * 64 + x]).ToArray();
+                    turningVaries |= turned.Max() - turned.Min() > 0.1f;
+                }
+            }
+            Assert.That(turningVaries, $"rotation {rotation}: stripes that turn with the shape should cross the rows");
+        }
+        Assert.That(() => ShapeRasterizer.Render(new ShapeScene(ShapeKind.Circle, ShapeColor.Red, FillPattern.Striped, ShapeBackground.White, 32, 32, 20, 0),
+            new float[3 * 64 * 64], 64, ShapeStyle.Flat, 8f, float.NaN), Throws.ArgumentException.With.Message.Contains("angle"));
+    }
 }
