@@ -1,4 +1,5 @@
 using Spm.Core.Gating;
+using Spm.Core.Library;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Onnx;
 using Spm.Diffusion.Pipelines;
@@ -38,11 +39,47 @@ public sealed class LoadedSpms
         var unet = OnnxModel.Load(modelPath);
         var layers = AdaptableLayerFinder.FindAll(unet);
         var sets = spmPaths.Select(p => MembraneSetLoader.Load(p, layers)).ToList();
+        return FromSets(unet, layers, sets, allowPartial);
+    }
+
+    /// <summary>
+    /// Loads every SPM of a concept library (<see cref="SpmLibrary"/>) against the UNet of <paramref name="modelPath"/>,
+    /// in the index's order, each set named by its concept: one injected UNet for the whole library, which
+    /// <see cref="CreateRoutedConditioner"/> then serves any routed subset of without a rebuild.
+    /// </summary>
+    /// <exception cref="Spm.Core.SpmException">The library is empty, a file is missing or broken, or an SPM does not fit the model.</exception>
+    public static LoadedSpms LoadLibrary(string modelPath, SpmLibrary library, bool allowPartial = false)
+    {
+        ArgumentNullException.ThrowIfNull(modelPath);
+        ArgumentNullException.ThrowIfNull(library);
+        if (library.Entries.Count == 0) throw new Spm.Core.SpmException($"Library '{library.Directory}' is empty: add SPMs with 'spm library add'.");
+        var unet = OnnxModel.Load(modelPath);
+        var layers = AdaptableLayerFinder.FindAll(unet);
+        var sets = library.Entries.Select(e =>
+        {
+            var path = library.PathOf(e);
+            if (!File.Exists(path)) throw new Spm.Core.SpmInputNotFoundException(path, $"SPM file of library concept '{e.Concept}'");
+            var set = MembraneSetLoader.Load(path, layers);
+            return new MembraneSet(e.Concept, set.Concepts, set.Membranes) { GateProbe = set.GateProbe };
+        }).ToList();
+        return FromSets(unet, layers, sets, allowPartial);
+    }
+
+    private static LoadedSpms FromSets(OnnxModel unet, IReadOnlyList<AdaptableLayer> layers, IReadOnlyList<MembraneSet> sets, bool allowPartial)
+    {
         var layout = MembraneLayout.Create(layers, sets, allowPartial);
         var injected = OnnxModel.FromProto(MembraneInjector.Inject(unet.Proto, layout), unet.BaseDirectory, unet.FilePath);
         var source = OnnxModelSource.FromBytes(injected.ToBytes(), unet.BaseDirectory, unet.FilePath + " (+SPM membranes)");
         return new LoadedSpms(layout, MembraneTensors.Build(layout), source);
     }
+
+    /// <summary>
+    /// A conditioner that routes: per prompt it reads every loaded SPM's gate in one batched pass
+    /// (<see cref="LibraryGate"/>), keeps those whose gate opens (<paramref name="route"/>) and feeds the injected UNet
+    /// only their membranes and gates.
+    /// </summary>
+    public RoutedSpmConditioner CreateRoutedConditioner(StableDiffusionPipeline pipeline, GateSettings settings, RouteOptions route, bool membranesOffInUnconditional = false)
+        => new(this, pipeline, settings, route, membranesOffInUnconditional);
 
     /// <summary>
     /// A conditioner for requests on <paramref name="pipeline"/> (loaded with <see cref="UNetSource"/>):
