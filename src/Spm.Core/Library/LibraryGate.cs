@@ -144,15 +144,18 @@ public sealed class LibraryGate
         int positions = embedding.Length / width - 1;
         // logits[p, i] = w_p . h_i + b_p for positions 1..L-1: the prompt's hidden states times the stacked weights, each
         // entry the same TensorPrimitives.Dot ConceptProbe.TokenLogits uses, so the pooled gamma is the same float.
-        var logits = new float[probes * positions];
-        for (int i = 0; i < positions; i++)
-        {
-            var h = new ReadOnlySpan<float>(embedding, (i + 1) * width, width);
-            for (int p = 0; p < probes; p++)
-                logits[p * positions + i] = TensorPrimitives.Dot(h, new ReadOnlySpan<float>(_probeWeights, p * width, width)) + _linearProbes[p].Bias;
-        }
+        // Probe-major: one probe's weights stay in L1 while the prompt's states (77 x D, a few kB) stream past them, and
+        // one logits buffer serves every probe; position-major order thrashes the cache once the stacked weights outgrow it.
+        var logits = new float[positions];
         var gammas = new float[probes];
-        for (int p = 0; p < probes; p++) gammas[p] = _linearProbes[p].GammaOfLogits(new ReadOnlySpan<float>(logits, p * positions, positions));
+        for (int p = 0; p < probes; p++)
+        {
+            var w = new ReadOnlySpan<float>(_probeWeights, p * width, width);
+            float bias = _linearProbes[p].Bias;
+            for (int i = 0; i < positions; i++)
+                logits[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(embedding, (i + 1) * width, width), w) + bias;
+            gammas[p] = _linearProbes[p].GammaOfLogits(logits);
+        }
         return gammas;
     }
 }
