@@ -25,6 +25,37 @@ internal static class LibraryCommand
         cmd.Subcommands.Add(List(console));
         cmd.Subcommands.Add(Show(console));
         cmd.Subcommands.Add(Verify(console));
+        cmd.Subcommands.Add(Merge(console));
+        return cmd;
+    }
+
+    private static Command Merge(CliConsole console)
+    {
+        var dir = DirArgument();
+        var output = new Option<string>("--out", "-o") { Description = "The merged SPM file to write.", Required = true };
+        var budget = new Option<int?>("--rank-budget") { Description = "Compress every layer's summed delta to this rank by truncated SVD (reports each layer's relative Frobenius error). Default: exact (ranks concatenated, gates kept per concept)." }.InRange(1, 1_000_000);
+        var force = new Option<bool>("--force") { Description = "Overwrite --out." };
+        var cmd = new Command("merge", "Merge the library's SPMs into one file: exact (ranks concatenated, each concept gated on its own) or compressed by truncated SVD to a rank budget.") { dir, output, budget, force };
+        cmd.SetAction(parse =>
+        {
+            var lib = SpmLibrary.Open(parse.GetValue(dir)!);
+            var outPath = parse.GetValue(output)!;
+            bool overwrite = parse.GetValue(force);
+            if (!overwrite && File.Exists(outPath)) throw new IOException($"'{outPath}' already exists (use --force to overwrite).");
+            var result = lib.Merge(parse.GetValue(budget));
+            global::Spm.Core.Membranes.SpmFile.Save(outPath, result.Adapter, overwrite);
+            string F(double v) => v.ToString("0.000000", CultureInfo.InvariantCulture);
+            if (result.Kind == SpmMerge.SvdKind)
+            {
+                int w = result.Layers.Max(l => l.Key.Length);
+                console.Out.WriteLine($"{"layer".PadRight(w)}  rank  of  relative Frobenius error");
+                foreach (var l in result.Layers)
+                    console.Out.WriteLine(FormattableString.Invariant($"{l.Key.PadRight(w)}  {l.Rank,4}  {l.FullRank,3}  {F(l.RelativeError)}"));
+            }
+            console.Out.WriteLine(FormattableString.Invariant(
+                $"Merged {lib.Entries.Count} SPM(s) ({result.Kind}, rank {result.Adapter.Config.Rank}, {result.Layers.Count} layers{(result.Kind == SpmMerge.SvdKind ? $", largest relative error {F(result.MaxRelativeError)}" : "")}) -> {outPath}"));
+            return ExitCodes.Ok;
+        });
         return cmd;
     }
 

@@ -81,7 +81,7 @@ internal sealed class SpmGenerateOptions
                 console.Out.WriteLine(FormattableString.Invariant($"gate: {r.Name} gate {r.Multiplier:0.###} (gamma {r.Gamma:0.###}, {SpmGate.NameOf(routedConditioner.Gate.ReadBy[r.Index])})"));
             return routedConditioner;
         }
-        var settings = fixedMults.Select(m => new GateSettings(curve, factor, m, calibration)).ToList();
+        var settings = spms.PerSet(fixedMults.Select(m => new GateSettings(curve, factor, m, calibration)).ToList());
         bool off = parse.GetValue(UncondOff);
         var conditioner = spms.CreateConditioner(pipeline, settings, off);
         foreach (var g in conditioner.GatesFor(prompt)) console.Out.WriteLine($"gate: {g}");

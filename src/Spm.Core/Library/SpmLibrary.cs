@@ -87,6 +87,31 @@ public sealed class SpmLibrary
     public LibraryEntry? Find(string concept) =>
         Entries.FirstOrDefault(e => string.Equals(e.Concept, concept, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>
+    /// Merges every SPM of the library into one (<see cref="SpmMerge"/>): exactly when <paramref name="rankBudget"/> is
+    /// null (ranks concatenated, gates kept per concept), else compressed per layer by truncated SVD to that rank.
+    /// Each file is checked against its recorded SHA-256 first.
+    /// </summary>
+    /// <exception cref="SpmException">The library is empty, or a file is missing, changed since it was added, or does not load.</exception>
+    public MergeResult Merge(int? rankBudget = null, CancellationToken cancellationToken = default)
+    {
+        Index = ReadIndex(IndexPath);
+        if (Entries.Count == 0) throw new SpmException($"Library '{Directory}' is empty: nothing to merge.");
+        var components = new List<MergeComponent>();
+        foreach (var e in Entries)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var path = PathOf(e);
+            if (!File.Exists(path)) throw new SpmInputNotFoundException(path, $"SPM file of library concept '{e.Concept}'");
+            var bytes = File.ReadAllBytes(path);
+            var sha = Convert.ToHexStringLower(SHA256.HashData(bytes));
+            if (!string.Equals(sha, e.Sha256, StringComparison.OrdinalIgnoreCase))
+                throw new SpmFormatException(path, null, $"SHA-256 {sha} does not match the library index ({e.Sha256}) for concept '{e.Concept}': the file changed since it was added (add it again, or run 'spm library verify').");
+            components.Add(new MergeComponent(e.Concept, SpmFile.Load(path), e.Sha256));
+        }
+        return rankBudget is { } r ? SpmMerge.Compressed(components, r, cancellationToken) : SpmMerge.Exact(components);
+    }
+
     /// <summary>The full path of an entry's file.</summary>
     public string PathOf(LibraryEntry entry)
     {

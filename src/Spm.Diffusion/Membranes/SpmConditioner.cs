@@ -24,6 +24,20 @@ public sealed class LoadedSpms
     /// <summary>The loaded SPMs and their layers.</summary>
     public MembraneLayout Layout { get; }
 
+    /// <summary>
+    /// For each loaded set, the index of the file it came from (in the order given to <see cref="Load"/>): a merged file
+    /// gives one set per concept, every other file one set.
+    /// </summary>
+    public IReadOnlyList<int> SetFiles { get; private set; } = [];
+
+    /// <summary>Per-set values from per-file ones (e.g. a fixed multiplier given per file), following <see cref="SetFiles"/>.</summary>
+    public IReadOnlyList<T> PerSet<T>(IReadOnlyList<T> perFile)
+    {
+        ArgumentNullException.ThrowIfNull(perFile);
+        if (SetFiles.Count == 0) return perFile;
+        return SetFiles.Select(f => perFile[f]).ToList();
+    }
+
     /// <summary>The constant membrane inputs.</summary>
     public MembraneTensors Tensors { get; }
 
@@ -38,8 +52,11 @@ public sealed class LoadedSpms
         ArgumentNullException.ThrowIfNull(spmPaths);
         var unet = OnnxModel.Load(modelPath);
         var layers = AdaptableLayerFinder.FindAll(unet);
-        var sets = spmPaths.Select(p => MembraneSetLoader.Load(p, layers)).ToList();
-        return FromSets(unet, layers, sets, allowPartial);
+        // An exactly merged file expands into one set per concept (each gated on its own); SetFiles maps them back.
+        var perFile = spmPaths.Select(p => MembraneSetLoader.LoadAll(p, layers)).ToList();
+        var loaded = FromSets(unet, layers, perFile.SelectMany(s => s).ToList(), allowPartial);
+        loaded.SetFiles = perFile.SelectMany((sets, file) => sets.Select(_ => file)).ToArray();
+        return loaded;
     }
 
     /// <summary>
