@@ -87,6 +87,66 @@ public class GenerateLibraryTests
     }
 
     [Test]
+    public void ExactMerge_GivesTheSameImagesAsTheSeparateFiles_AndTheRoutedLibrary_EachConceptGatedOnItsOwn()
+    {
+        var dir = TestPaths.NewTempDir("spm-merged");
+        try
+        {
+            var merged = Path.Combine(dir, "lib-merged.safetensors");
+            var (code, stdout, stderr) = CliHarness.Run(c => [LibraryCommand.Create(c)], "library", "merge", _lib, "--out", merged);
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(stdout, Does.Contain("Merged 3 SPM(s) (exact, rank 3"));
+            const string prompt = "a red circle on a white background";
+            (code, stdout, stderr) = Run(Generate(prompt, "merged", dir, "--spm", merged));
+            Assert.That(code, Is.EqualTo(0), stderr);
+            foreach (var c in Concepts) Assert.That(stdout, Does.Contain($"gate: lib-merged.safetensors#{c} gate"), "one gate per concept inside the merged file");
+            (code, _, stderr) = Run(Generate(prompt, "separate", dir, Concepts.SelectMany(c => new[] { "--spm", Shipped(c) }).ToArray()));
+            Assert.That(code, Is.EqualTo(0), stderr);
+            (code, _, stderr) = Run(Generate(prompt, "routed", dir, "--library", _lib));
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(Latents(dir, "merged").Data, Is.EqualTo(Latents(dir, "separate").Data), "merged exactly = the three files side by side");
+            Assert.That(Latents(dir, "merged").Data, Is.EqualTo(Latents(dir, "routed").Data), "= the routed library (all three open for this prompt)");
+
+            // A fixed multiplier on the merged file applies to each of its concepts.
+            (code, stdout, stderr) = Run(Generate(prompt, "fixed", dir, "--spm", merged + ":0.5"));
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(stdout, Does.Contain("gate: lib-merged.safetensors#red x0.5 (fixed)"));
+
+            // Compressed to rank 2 (of 3): every layer reports its error; the file loads like any SPM.
+            var svd = Path.Combine(dir, "lib-svd.safetensors");
+            (code, stdout, stderr) = CliHarness.Run(c => [LibraryCommand.Create(c)], "library", "merge", _lib, "--out", svd, "--rank-budget", "2");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(stdout, Does.Contain("relative Frobenius error").And.Contain("(svd, rank 2"));
+            (code, stdout, stderr) = Run(Generate(prompt, "svd", dir, "--spm", svd));
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(stdout, Does.Contain("gate: lib-svd.safetensors gate"), "gated as one SPM over all the concepts");
+            (code, _, stderr) = CliHarness.Run(c => [LibraryCommand.Create(c)], "library", "merge", _lib, "--out", svd);
+            Assert.That(code, Is.Not.EqualTo(0));
+            Assert.That(stderr, Does.Contain("already exists"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void BakeLibrary_EqualsBakingItsFiles()
+    {
+        var dir = TestPaths.NewTempDir("spm-bake-library");
+        try
+        {
+            var unet = Path.Combine(Model, "unet", "model.onnx");
+            var (code, _, stderr) = CliHarness.Run(c => [BakeCommand.Create(c)], "bake", "--model", unet, "--library", _lib, "--out", Path.Combine(dir, "lib.onnx"));
+            Assert.That(code, Is.EqualTo(0), stderr);
+            (code, _, stderr) = CliHarness.Run(c => [BakeCommand.Create(c)], ["bake", "--model", unet, .. Concepts.SelectMany(c => new[] { "--spm", Shipped(c) }), "--out", Path.Combine(dir, "files.onnx")]);
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(File.ReadAllBytes(Path.Combine(dir, "lib.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(dir, "files.onnx"))));
+            (code, _, stderr) = CliHarness.Run(c => [BakeCommand.Create(c)], "bake", "--model", unet, "--out", Path.Combine(dir, "none.onnx"));
+            Assert.That(code, Is.Not.EqualTo(0));
+            Assert.That(stderr, Does.Contain("--spm FILE (repeatable) and/or --library DIR"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
     public void LibraryAndSpmTogether_AreRefused()
     {
         var (code, _, stderr) = Run(Generate("a red circle", "x", _dir, "--library", _lib, "--spm", Shipped("red")));
