@@ -58,7 +58,7 @@ internal sealed class SpmGenerateOptions
         if (files.Count == 0 && library is null) return null;
         var loaded = library is not null
             ? LoadedSpms.LoadLibrary(modelFolder, library, parse.GetValue(AllowPartial))
-            : LoadedSpms.Load(modelFolder, files.Select(f => f.Path).ToList(), parse.GetValue(AllowPartial));
+            : LoadedSpms.Load(modelFolder, files.Select(f => f.Path).ToList(), parse.GetValue(AllowPartial), splitMerged: true);
         foreach (var w in loaded.Layout.Warnings) console.Error.WriteLine($"spm: warning: {w}");
         return loaded;
     }

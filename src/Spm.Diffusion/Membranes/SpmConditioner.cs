@@ -46,14 +46,20 @@ public sealed class LoadedSpms
 
     /// <summary>Loads <paramref name="spmPaths"/> against the UNet of <paramref name="modelPath"/> (pipeline folder, UNet folder or file).</summary>
     /// <exception cref="Spm.Core.SpmMismatchException">An SPM does not fit (see <see cref="MembraneLayout.Create"/>).</exception>
-    public static LoadedSpms Load(string modelPath, IReadOnlyList<string> spmPaths, bool allowPartial = false)
+    /// <param name="modelPath">Pipeline folder, UNet folder or UNet file.</param>
+    /// <param name="spmPaths">The SPM files.</param>
+    /// <param name="allowPartial">Apply the matching layers of an SPM that does not fully fit.</param>
+    /// <param name="splitMerged">Load an exactly merged file (<see cref="SpmMerge"/>) as one set per concept, each gated on its own (see <see cref="SetFiles"/>).</param>
+    public static LoadedSpms Load(string modelPath, IReadOnlyList<string> spmPaths, bool allowPartial = false, bool splitMerged = false)
     {
         ArgumentNullException.ThrowIfNull(modelPath);
         ArgumentNullException.ThrowIfNull(spmPaths);
         var unet = OnnxModel.Load(modelPath);
         var layers = AdaptableLayerFinder.FindAll(unet);
-        // An exactly merged file expands into one set per concept (each gated on its own); SetFiles maps them back.
-        var perFile = spmPaths.Select(p => MembraneSetLoader.LoadAll(p, layers)).ToList();
+        // With splitMerged, an exactly merged file expands into one set per concept (each gated on its own); SetFiles maps
+        // them back. Without it, every file is one set (a merged file gates as one SPM over all its concepts), which is what
+        // callers that index sets by file expect.
+        var perFile = spmPaths.Select(p => splitMerged ? MembraneSetLoader.LoadAll(p, layers) : [MembraneSetLoader.Load(p, layers)]).ToList();
         var loaded = FromSets(unet, layers, perFile.SelectMany(s => s).ToList(), allowPartial);
         loaded.SetFiles = perFile.SelectMany((sets, file) => sets.Select(_ => file)).ToArray();
         return loaded;
