@@ -53,7 +53,7 @@ public sealed record MergedComponent(string Concept, IReadOnlyList<string> Promp
 public static class SpmMerge
 {
     /// <summary>The metadata key holding the merge record (JSON).</summary>
-    public const string MetadataKey = "spm_merge";
+    public const string MetadataKey = SpmMetadataKeys.Merge;
 
     /// <summary>The record's kind for an exact merge.</summary>
     public const string ExactKind = "exact";
