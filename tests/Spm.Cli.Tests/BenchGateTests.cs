@@ -34,4 +34,16 @@ public class BenchGateTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Test]
+    public void InjectionBench_Routed_ReportsTheRoutedStepAgainstTheSameSpmsOnTheirOwn()
+    {
+        var (code, stdout, stderr) = CliHarness.Run(c => [BenchCommand.Create(c)],
+            "bench", "injection", "--model", Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes"), "--spms", "6", "--routed", "2", "--rounds", "1", "--latent", "8", "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var o = JsonNode.Parse(stdout.Trim().Split('\n')[^1])!.AsObject();
+        Assert.That((int)o["routed_spms"]!, Is.EqualTo(2));
+        foreach (var key in new[] { "routed_ms", "routed_by_hand_ms", "routed_ratio", "select_ms" })
+            Assert.That((double)o[key]!, Is.GreaterThan(0), key);
+    }
 }
