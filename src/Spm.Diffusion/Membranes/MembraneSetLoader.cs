@@ -35,6 +35,11 @@ public static class MembraneSetLoader
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(modelLayers);
+        // Only the header is read to tell a merged file; every other file goes through Load unchanged (one code path
+        // for key resolution).
+        bool merged;
+        using (var header = Spm.Core.SafeTensors.SafeTensorsFile.Open(path)) merged = header.Metadata.ContainsKey(SpmMerge.MetadataKey);
+        if (!merged) return [Load(path, modelLayers, options)];
         var opts = (options ?? new SpmLoadOptions()) with { ModulePaths = modelLayers.Select(l => l.ModulePath).Distinct(StringComparer.Ordinal).ToList() };
         var adapter = SpmFile.Load(path, opts);
         var name = Path.GetFileName(path);
