@@ -15,7 +15,8 @@ namespace Spm.Benchmarks;
 /// <param name="Rounds">Measured rounds; each round runs base, 1 SPM and many SPMs once, interleaved so drift hits all alike.</param>
 /// <param name="IntraOpThreads">ONNX Runtime intra-op threads (0 = its default).</param>
 /// <param name="Seed">Seed of the random membranes and inputs.</param>
-public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 32, int ManySpms = 20, int Rounds = 5, int IntraOpThreads = 0, ulong Seed = 1);
+/// <param name="Routed">When above 0, also time a routed step: this many of the <see cref="ManySpms"/> fed to the session built for all of them (<see cref="MembraneTensors.Select"/>), against the same SPMs loaded on their own.</param>
+public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 32, int ManySpms = 20, int Rounds = 5, int IntraOpThreads = 0, ulong Seed = 1, int Routed = 0);
 
 /// <summary>Median UNet call times with and without membranes, measured in one run.</summary>
 /// <param name="Layers">Layers with a branch (all transformer layers).</param>
@@ -24,8 +25,15 @@ public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 3
 /// <param name="ManySpmMs">Median call with <see cref="InjectionBenchmarkOptions.ManySpms"/> rank-1 SPMs loaded and active.</param>
 /// <param name="SwitchMs">Median time to swap the loaded SPM set (1 ↔ many) on the same session (no rebuild: the next call runs at full speed).</param>
 /// <param name="Rounds">Measured rounds.</param>
-public sealed record InjectionBenchmarkResult(int Layers, double BaseMs, double OneSpmMs, double ManySpmMs, double SwitchMs, int Rounds)
+/// <param name="RoutedMs">Median call with <see cref="InjectionBenchmarkOptions.Routed"/> SPMs routed out of the many (NaN when not measured).</param>
+/// <param name="RoutedByHandMs">Median call with the same SPMs loaded on their own (the routed case's baseline; NaN when not measured).</param>
+/// <param name="SelectMs">Median time to cut the routed SPMs' inputs out of the library's (once per request, not per step; NaN when not measured).</param>
+public sealed record InjectionBenchmarkResult(int Layers, double BaseMs, double OneSpmMs, double ManySpmMs, double SwitchMs, int Rounds,
+    double RoutedMs = double.NaN, double RoutedByHandMs = double.NaN, double SelectMs = double.NaN)
 {
+    /// <summary>RoutedMs / RoutedByHandMs: what the library costs a routed step beyond its routed SPMs (1 = nothing).</summary>
+    public double RoutedRatio => RoutedMs / RoutedByHandMs;
+
     /// <summary>OneSpmMs / BaseMs (target ≤ 1.05).</summary>
     public double OneSpmRatio => OneSpmMs / BaseMs;
 
@@ -51,6 +59,10 @@ public static class InjectionBenchmark
         var sets = Enumerable.Range(0, Math.Max(1, options.ManySpms)).Select(i => RandomSet($"bench{i}", layers, rng)).ToList();
         var many = MembraneTensors.Build(MembraneLayout.Create(layers, sets));
         var one = MembraneTensors.Build(MembraneLayout.Create(layers, [sets[0]]));
+        int routedCount = Math.Clamp(options.Routed, 0, sets.Count);
+        // Every third SPM up to the count: a subset spread over the library, not its first columns.
+        var routedIndices = Enumerable.Range(0, sets.Count).Where(i => i % 3 == 0).Concat(Enumerable.Range(0, sets.Count).Where(i => i % 3 != 0)).Take(routedCount).Order().ToList();
+        var byHand = routedCount == 0 ? null : MembraneTensors.Build(MembraneLayout.Create(layers, routedIndices.Select(i => sets[i]).ToList()));
 
         // Identical runtime options for both sessions, so the comparison is of the graphs only.
         var sessions = new Spm.Diffusion.Runtime.OnnxSessionGroup(new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = options.IntraOpThreads });
@@ -77,6 +89,36 @@ public static class InjectionBenchmark
                 using var o = injected.Run(inputs, gates);
                 return sw.Elapsed.TotalMilliseconds;
             }
+            var routedGates = Enumerable.Repeat(1f, options.Batch * Math.Max(1, routedCount)).ToArray();
+            double RunFeed(IReadOnlyDictionary<string, FloatTensor> membranes)
+            {
+                // Membrane inputs fed per call, as the pipeline feeds a conditioner's inputs; only the session run is timed.
+                var feed = membranes.Select(kv => (kv.Key, Value: OrtValue.CreateTensorValueFromMemory(kv.Value.Data, kv.Value.Shape.Select(d => (long)d).ToArray()))).ToList();
+                try
+                {
+                    var n = new List<string>(names); n.AddRange(feed.Select(f => f.Key));
+                    var v = new List<OrtValue>(values); v.AddRange(feed.Select(f => f.Value));
+                    var sw = Stopwatch.StartNew();
+                    using var o = injected.Session.Run(new RunOptions(), n, v, injected.Session.OutputNames);
+                    return sw.Elapsed.TotalMilliseconds;
+                }
+                finally { foreach (var f in feed) f.Value.Dispose(); }
+            }
+            double RunRouted(out double selectMs)
+            {
+                // What RoutedSpmConditioner does: cut the routed SPMs out of the library's tensors and feed them with the
+                // model's inputs to the session built for the whole library.
+                var sw = Stopwatch.StartNew();
+                var subset = many.Select(routedIndices, routedGates);
+                selectMs = sw.Elapsed.TotalMilliseconds;
+                return RunFeed(subset);
+            }
+            double RunByHand()
+            {
+                // The same SPMs in a layout of their own, fed the same way (what SpmConditioner does with them loaded by hand).
+                var inputs2 = new Dictionary<string, FloatTensor>(byHand!.Inputs, StringComparer.Ordinal) { [MembraneNames.Gates] = byHand.Gates(options.Batch, Enumerable.Repeat(1f, routedCount).ToArray()) };
+                return RunFeed(inputs2);
+            }
             double Switch(MembraneTensors t)
             {
                 var sw = Stopwatch.StartNew();
@@ -88,7 +130,9 @@ public static class InjectionBenchmark
             RunPlain();
             Switch(one); RunInjected(one);
             Switch(many); RunInjected(many);
+            if (byHand is not null) { RunRouted(out _); RunByHand(); }
             var b = new List<double>(); var o1 = new List<double>(); var on = new List<double>(); var sws = new List<double>();
+            var routed = new List<double>(); var hand = new List<double>(); var selects = new List<double>();
             for (int r = 0; r < options.Rounds; r++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -98,8 +142,17 @@ public static class InjectionBenchmark
                 o1.Add(RunInjected(one));
                 sws.Add(Switch(many));
                 on.Add(RunInjected(many));
+                if (byHand is null) continue;
+                // The routed feed brings its own membrane inputs; the session's stored constants are not used for it. The
+                // two alternate which runs first (the first call after the many-SPM one meets colder caches).
+                double selectMs;
+                if (r % 2 == 0) { routed.Add(RunRouted(out selectMs)); hand.Add(RunByHand()); }
+                else { hand.Add(RunByHand()); routed.Add(RunRouted(out selectMs)); }
+                selects.Add(selectMs);
             }
-            return new InjectionBenchmarkResult(layers.Count, Median(b), Median(o1), Median(on), Median(sws), options.Rounds);
+            return byHand is null
+                ? new InjectionBenchmarkResult(layers.Count, Median(b), Median(o1), Median(on), Median(sws), options.Rounds)
+                : new InjectionBenchmarkResult(layers.Count, Median(b), Median(o1), Median(on), Median(sws), options.Rounds, Median(routed), Median(hand), Median(selects));
         }
         finally
         {

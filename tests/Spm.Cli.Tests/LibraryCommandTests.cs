@@ -85,15 +85,45 @@ public class LibraryCommandTests
         Run("library", "init", _lib);
         var a = WriteSpm("a.safetensors", "a red circle");
         Assert.That(Run("library", "add", _lib, a, "--concept", "circle").Code, Is.EqualTo(ExitCodes.Ok));
-        var (code, stdout, stderr) = Run("library", "add", _lib, WriteSpm("b.safetensors", "circle", 3));
+        var (code, stdout, stderr) = Run("library", "add", _lib, WriteSpm("b.safetensors", "circle", 3), "--no-replace");
         Assert.That(code, Is.EqualTo(ExitCodes.UsageError));
-        Assert.That(stderr, Does.Contain("already has concept 'circle'").And.Contain("--replace"));
+        Assert.That(stderr, Does.Contain("already has concept 'circle'").And.Contain("--no-replace"));
+        (code, stdout, stderr) = Run("library", "add", _lib, Path.Combine(_root, "b.safetensors"));
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        Assert.That(stdout, Does.Contain("Replaced 'circle' v1 -> v2"));
         (code, stdout, stderr) = Run("library", "add", _lib, Path.Combine(_root, "b.safetensors"), "--replace");
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
-        Assert.That(stdout, Does.Contain("'circle' v2"));
+        Assert.That(stdout, Does.Contain("Unchanged 'circle' v2"));
         (code, _, stderr) = Run("library", "add", _lib, a, WriteSpm("c.safetensors", "c", 4), "--concept", "x");
         Assert.That(code, Is.EqualTo(ExitCodes.UsageError));
         Assert.That(stderr, Does.Contain("--concept"));
+    }
+
+    [Test]
+    public void Diff_PrintsAddedRemovedAndChanged_AndJson()
+    {
+        var b = Path.Combine(_root, "lib-b");
+        Run("library", "init", _lib);
+        Run("library", "init", b);
+        var circle = WriteSpm("circle.safetensors", "circle");
+        Assert.That(Run("library", "add", _lib, circle, WriteSpm("red.safetensors", "red", 2)).Code, Is.EqualTo(ExitCodes.Ok));
+        Assert.That(Run("library", "add", b, circle, WriteSpm("star.safetensors", "star", 5)).Code, Is.EqualTo(ExitCodes.Ok));
+        Assert.That(Run("library", "add", b, WriteSpm("circle2.safetensors", "circle", 7)).Code, Is.EqualTo(ExitCodes.Ok));
+        var (code, stdout, stderr) = Run("library", "diff", _lib, b);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.That(lines[0], Does.StartWith("- red (v1, rank 1, sha256 "));
+        Assert.That(lines[1], Does.StartWith("~ circle: sha256 ").And.Contain("; version 1 -> 2"));
+        Assert.That(lines[2], Does.StartWith("+ star (v1, rank 1, sha256 "));
+        Assert.That(lines[3], Is.EqualTo("1 added, 1 removed, 1 changed."));
+        (code, stdout, _) = Run("library", "diff", _lib, b, "--json");
+        var array = JsonNode.Parse(stdout)!.AsArray();
+        Assert.That(array.Select(n => ((string)n!["concept"]!, (string)n["change"]!)), Is.EqualTo(new[] { ("red", "removed"), ("circle", "changed"), ("star", "added") }));
+        Assert.That(array[1]!["fields"]!.AsArray().Select(f => (string)f!["field"]!), Is.EqualTo(new[] { "sha256", "version" }));
+        (_, stdout, _) = Run("library", "diff", b, b);
+        Assert.That(stdout, Does.Contain("No differences (2 concept(s))."));
+        (code, _, stderr) = Run("library", "diff", _lib, Path.Combine(_root, "missing"));
+        Assert.That(code, Is.EqualTo(ExitCodes.MissingInput));
     }
 
     [Test]

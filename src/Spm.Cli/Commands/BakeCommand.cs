@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using Spectre.Console;
+using Spm.Core;
+using Spm.Core.Library;
 using Spm.Diffusion.Membranes;
 
 using Spm.Cli.Rendering;
@@ -19,9 +21,9 @@ internal static class BakeCommand
         var spm = new Option<string[]>("--spm")
         {
             Description = $"SPM to bake, repeat for several: {SpmFileArgument.Syntax.Replace("fixes the gate", "is the strength baked in", StringComparison.Ordinal)}.",
-            Required = true,
             AllowMultipleArgumentsPerToken = false,
         };
+        var library = new Option<string?>("--library") { Description = "Bake every SPM of a concept library (spm library), in index order (with or instead of --spm)." };
         var multiplier = new Option<float[]>("--multiplier") { Description = "Multiplier per SPM in --spm order, or one for all (default 1)." };
         var mode = new Option<string>("--mode") { Description = "merge: add the membranes into the weights (plain model); branch: keep constant branches.", DefaultValueFactory = _ => "merge" };
         mode.AcceptOnlyFromAmong("merge", "branch");
@@ -30,13 +32,20 @@ internal static class BakeCommand
         var partial = new Option<bool>("--allow-partial") { Description = "Apply the matching layers of an SPM that does not fully fit the model (with a warning)." };
         var cmd = new Command("bake", "Bake SPM membranes into a model: merged into the weights or as constant branches.")
         {
-            model, spm, multiplier, mode, output, force, partial,
+            model, spm, library, multiplier, mode, output, force, partial,
         };
         cmd.SetAction((parse, ct) =>
         {
             // A folder, a file, or ORG/NAME in the local Hugging Face cache.
             var modelPath = Spm.Diffusion.Pipelines.DefaultModel.Resolve(parse.GetValue(model)!);
-            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], Directory.Exists(modelPath) ? modelPath : null);
+            var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], Directory.Exists(modelPath) ? modelPath : null).ToList();
+            if (parse.GetValue(library) is { } libDir)
+            {
+                var lib = SpmLibrary.Open(libDir);
+                if (lib.Entries.Count == 0) throw new SpmException($"Library '{lib.Directory}' is empty: nothing to bake.");
+                files.AddRange(lib.Entries.Select(e => new SpmFileArgument(lib.PathOf(e), null)));
+            }
+            if (files.Count == 0) throw new SpmException("Give the SPMs to bake: --spm FILE (repeatable) and/or --library DIR.");
             var paths = files.Select(f => f.Path).ToList();
             var inline = files.Select(f => f.Multiplier).ToList();
             var given = parse.GetValue(multiplier) ?? [];

@@ -29,6 +29,7 @@ internal static class BenchCommand
         yield return TrainBenchCommand.Create(console);
         yield return InjectionBenchCommand.Create(console);
         yield return EvalBenchCommand.Create(console);
+        yield return GateBenchCommand.Create(console);
     }
 
     /// <summary><c>spm bench pipeline</c>: it/s of generation and the share of time outside the three models.</summary>

@@ -73,6 +73,7 @@ internal static class GenerateCommand
         // the sizes against the model's real constraint, the input and output files.
         var folder = DefaultModel.Resolve(parse.GetValue(o.Model), parse.GetValue(o.Revision));
         var spmFiles = o.Spm.Parse(parse, folder);
+        var library = o.Spm.OpenLibrary(parse);
         var model = ModelFolder.Open(folder);
         InputChecks.ImageSide(model, "--width", parse.GetValue(o.Width));
         InputChecks.ImageSide(model, "--height", parse.GetValue(o.Height));
@@ -94,13 +95,13 @@ internal static class GenerateCommand
         // Output names are fixed (and checked) before any work, so a long run never ends in a refused write.
         var targets = OutputPaths(parse.GetValue(o.Out), count, seed, force);
         bool compare = parse.GetValue(o.Compare);
-        if (compare && spmFiles.Count == 0) throw new SpmException("--compare needs at least one --spm (it writes the image without them beside the one with them).");
+        if (compare && spmFiles.Count == 0 && library is null) throw new SpmException("--compare needs at least one --spm or a --library (it writes the image without them beside the one with them).");
         var baseTargets = compare ? targets.Select(BasePath).ToArray() : [];
         if (!force)
             foreach (var p in baseTargets)
                 if (File.Exists(p)) throw new IOException($"'{p}' already exists (use --force to overwrite).");
 
-        var spms = o.Spm.Load(console, parse, folder, spmFiles);
+        var spms = o.Spm.Load(console, parse, folder, spmFiles, library);
         using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions
         {
             UNetSource = spms?.UNetSource,

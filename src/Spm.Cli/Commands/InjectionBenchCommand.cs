@@ -27,11 +27,12 @@ internal static class InjectionBenchCommand
         var latent = new Option<int>("--latent") { Description = "Latent height and width.", DefaultValueFactory = _ => 32 };
         var spms = new Option<int>("--spms") { Description = "SPM count of the 'many' case.", DefaultValueFactory = _ => 20 };
         var rounds = new Option<int>("--rounds") { Description = "Measured rounds (after a warm-up).", DefaultValueFactory = _ => 5 };
+        var routedOpt = new Option<int>("--routed") { Description = "Also time a routed step: this many of the --spms SPMs fed to the session built for all of them, against the same SPMs loaded on their own (0 = off).", DefaultValueFactory = _ => 0 };
         var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var cmd = new Command("injection", "Membrane branch cost: UNet call with 1 and N SPMs vs the plain UNet, plus the cost of switching SPM sets.")
         {
-            model, preset, buildDir, batch, latent, spms, rounds, threads, json,
+            model, preset, buildDir, batch, latent, spms, rounds, routedOpt, threads, json,
         };
         cmd.SetAction((parse, ct) =>
         {
@@ -39,7 +40,7 @@ internal static class InjectionBenchCommand
                 : parse.GetValue(preset) is { } p ? BuildPreset(console, p, parse.GetValue(buildDir), ct)
                 : throw new ArgumentException("Give --model or --preset.");
             var unet = OnnxModel.Load(path);
-            var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads));
+            var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads), Routed: parse.GetValue(routedOpt));
             var progress = new ActionProgress<string>(s => console.Error.WriteLine($"spm: bench injection: {s}"));
             var r = InjectionBenchmark.Run(unet, options, progress, ct);
             string F(double v, string fmt = "0.000") => v.ToString(fmt, CultureInfo.InvariantCulture);
@@ -51,6 +52,11 @@ internal static class InjectionBenchCommand
                     base_ms = Math.Round(r.BaseMs, 2), one_spm_ms = Math.Round(r.OneSpmMs, 2), many_spm_ms = Math.Round(r.ManySpmMs, 2),
                     many_spms = options.ManySpms, one_spm_ratio = Math.Round(r.OneSpmRatio, 4), many_spm_ratio = Math.Round(r.ManySpmRatio, 4),
                     switch_ms = Math.Round(r.SwitchMs, 3),
+                    routed_spms = options.Routed,
+                    routed_ms = double.IsNaN(r.RoutedMs) ? (double?)null : Math.Round(r.RoutedMs, 2),
+                    routed_by_hand_ms = double.IsNaN(r.RoutedByHandMs) ? (double?)null : Math.Round(r.RoutedByHandMs, 2),
+                    routed_ratio = double.IsNaN(r.RoutedMs) ? (double?)null : Math.Round(r.RoutedRatio, 4),
+                    select_ms = double.IsNaN(r.SelectMs) ? (double?)null : Math.Round(r.SelectMs, 3),
                 }));
                 return Task.FromResult(0);
             }
@@ -59,6 +65,13 @@ internal static class InjectionBenchCommand
             table.AddRow("1 SPM (rank 1)", F(r.OneSpmMs, "0.0") + " ms", F(r.OneSpmRatio) + " (target ≤ 1.05)");
             table.AddRow($"{options.ManySpms} SPMs (rank 1 each)", F(r.ManySpmMs, "0.0") + " ms", F(r.ManySpmRatio) + " (target ≤ 1.25)");
             table.AddRow("switch SPM set (same session)", F(r.SwitchMs, "0.00") + " ms", "");
+            if (!double.IsNaN(r.RoutedMs))
+            {
+                table.AddRow($"{options.Routed} SPMs loaded on their own", F(r.RoutedByHandMs, "0.0") + " ms", F(r.RoutedByHandMs / r.BaseMs));
+                table.AddRow($"{options.Routed} of {options.ManySpms} routed (library session)", F(r.RoutedMs, "0.0") + " ms",
+                    F(r.RoutedMs / r.BaseMs) + $" ({F(r.RoutedRatio)}x the same SPMs on their own)");
+                table.AddRow("cutting the routed inputs (per request)", F(r.SelectMs, "0.00") + " ms", "");
+            }
             console.Output.Write(table);
             console.Out.WriteLine(Markup.Escape($"{r.Layers} layers, batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, {r.Rounds} rounds, model {unet.FilePath}"));
             return Task.FromResult(0);

@@ -25,6 +25,83 @@ internal static class LibraryCommand
         cmd.Subcommands.Add(List(console));
         cmd.Subcommands.Add(Show(console));
         cmd.Subcommands.Add(Verify(console));
+        cmd.Subcommands.Add(Merge(console));
+        cmd.Subcommands.Add(Diff(console));
+        return cmd;
+    }
+
+    private static Command Diff(CliConsole console)
+    {
+        var a = new Argument<string>("a") { Description = "The first (older) library folder." };
+        var b = new Argument<string>("b") { Description = "The second (newer) library folder." };
+        var json = new Option<bool>("--json") { Description = "Print the differences as one JSON array." };
+        var cmd = new Command("diff", "List the concepts added, removed and changed (SHA-256, version, rank, alpha, prompts, base model, gate, training settings) from library A to library B.") { a, b, json };
+        cmd.SetAction(parse =>
+        {
+            var from = SpmLibrary.Open(parse.GetValue(a)!);
+            var to = SpmLibrary.Open(parse.GetValue(b)!);
+            var changes = SpmLibrary.Diff(from, to);
+            if (parse.GetValue(json))
+            {
+                var array = new JsonArray(changes.Select(c => (JsonNode?)new JsonObject
+                {
+                    ["concept"] = c.Concept,
+                    ["change"] = c.Kind.ToString().ToLowerInvariant(),
+                    ["old"] = c.Old is null ? null : JsonSerializer.SerializeToNode(c.Old),
+                    ["new"] = c.New is null ? null : JsonSerializer.SerializeToNode(c.New),
+                    ["fields"] = new JsonArray(c.Fields.Select(f => (JsonNode?)new JsonObject { ["field"] = f.Field, ["old"] = f.Old, ["new"] = f.New }).ToArray()),
+                }).ToArray());
+                console.Out.WriteLine(array.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                return ExitCodes.Ok;
+            }
+            foreach (var c in changes)
+            {
+                var line = c.Kind switch
+                {
+                    LibraryChangeKind.Added => $"+ {c.Concept} (v{c.New!.Version}, rank {c.New.Rank}, sha256 {c.New.Sha256[..12]})",
+                    LibraryChangeKind.Removed => $"- {c.Concept} (v{c.Old!.Version}, rank {c.Old.Rank}, sha256 {c.Old.Sha256[..12]})",
+                    _ => $"~ {c.Concept}: " + string.Join("; ", c.Fields.Select(f => $"{f.Field} {Short(f.Field, f.Old)} -> {Short(f.Field, f.New)}")),
+                };
+                console.Out.WriteLine(line);
+            }
+            int added = changes.Count(c => c.Kind == LibraryChangeKind.Added), removed = changes.Count(c => c.Kind == LibraryChangeKind.Removed);
+            console.Out.WriteLine(changes.Count == 0
+                ? $"No differences ({from.Entries.Count} concept(s))."
+                : $"{added} added, {removed} removed, {changes.Count - added - removed} changed.");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static string Short(string field, string value) => field == "sha256" && value.Length > 12 ? value[..12] : value;
+
+    private static Command Merge(CliConsole console)
+    {
+        var dir = DirArgument();
+        var output = new Option<string>("--out", "-o") { Description = "The merged SPM file to write.", Required = true };
+        var budget = new Option<int?>("--rank-budget") { Description = "Compress every layer's summed delta to this rank by truncated SVD (reports each layer's relative Frobenius error). Default: exact (ranks concatenated, gates kept per concept)." }.InRange(1, 1_000_000);
+        var force = new Option<bool>("--force") { Description = "Overwrite --out." };
+        var cmd = new Command("merge", "Merge the library's SPMs into one file: exact (ranks concatenated, each concept gated on its own) or compressed by truncated SVD to a rank budget.") { dir, output, budget, force };
+        cmd.SetAction(parse =>
+        {
+            var lib = SpmLibrary.Open(parse.GetValue(dir)!);
+            var outPath = parse.GetValue(output)!;
+            bool overwrite = parse.GetValue(force);
+            if (!overwrite && File.Exists(outPath)) throw new IOException($"'{outPath}' already exists (use --force to overwrite).");
+            var result = lib.Merge(parse.GetValue(budget));
+            global::Spm.Core.Membranes.SpmFile.Save(outPath, result.Adapter, overwrite);
+            string F(double v) => v.ToString("0.000000", CultureInfo.InvariantCulture);
+            if (result.Kind == SpmMerge.SvdKind)
+            {
+                int w = result.Layers.Max(l => l.Key.Length);
+                console.Out.WriteLine($"{"layer".PadRight(w)}  rank  of  relative Frobenius error");
+                foreach (var l in result.Layers)
+                    console.Out.WriteLine(FormattableString.Invariant($"{l.Key.PadRight(w)}  {l.Rank,4}  {l.FullRank,3}  {F(l.RelativeError)}"));
+            }
+            console.Out.WriteLine(FormattableString.Invariant(
+                $"Merged {lib.Entries.Count} SPM(s) ({result.Kind}, rank {result.Adapter.Config.Rank}, {result.Layers.Count} layers{(result.Kind == SpmMerge.SvdKind ? $", largest relative error {F(result.MaxRelativeError)}" : "")}) -> {outPath}"));
+            return ExitCodes.Ok;
+        });
         return cmd;
     }
 
@@ -48,20 +125,29 @@ internal static class LibraryCommand
         var dir = DirArgument();
         var files = new Argument<string[]>("files") { Description = "SPM file(s) to add.", Arity = ArgumentArity.OneOrMore };
         var concept = new Option<string?>("--concept") { Description = "The concept the SPM erases (one file only). Default: its first prompt." };
-        var replace = new Option<bool>("--replace") { Description = "Replace an entry of the same concept (its version goes up) instead of refusing." };
+        var replace = new Option<bool>("--replace") { Description = "Replace an entry of the same concept (the default; kept for scripts)." };
+        var noReplace = new Option<bool>("--no-replace") { Description = "Refuse a concept the library already has instead of replacing it." };
         var reference = new Option<bool>("--reference") { Description = "Record the file's full path instead of copying it into the library." };
-        var cmd = new Command("add", "Add SPM files to the library: each is loaded, hashed and copied in (or referenced).") { dir, files, concept, replace, reference };
+        var cmd = new Command("add", "Add SPM files to the library: each is loaded, hashed and copied in (or referenced); a concept already there is replaced by the new version (the old entry is kept in the index's history).") { dir, files, concept, replace, noReplace, reference };
         cmd.SetAction(parse =>
         {
             var paths = parse.GetValue(files) ?? [];
             var name = parse.GetValue(concept);
             if (name is not null && paths.Length != 1)
                 throw new SpmException($"--concept names one file's concept; {paths.Length} files were given.");
+            if (parse.GetValue(replace) && parse.GetValue(noReplace)) throw new SpmException("--replace and --no-replace contradict each other.");
             var lib = SpmLibrary.Open(parse.GetValue(dir)!);
             foreach (var p in paths)
             {
-                var e = lib.Add(p, name, parse.GetValue(replace), parse.GetValue(reference));
-                console.Out.WriteLine($"Added '{e.Concept}' v{e.Version} ({e.File}, rank {e.Rank}, sha256 {e.Sha256[..12]}).");
+                var before = lib.Entries.ToList();
+                var e = lib.Add(p, name, !parse.GetValue(noReplace), parse.GetValue(reference));
+                var old = before.FirstOrDefault(b => string.Equals(b.Concept, e.Concept, StringComparison.OrdinalIgnoreCase));
+                if (old is not null && old.Version == e.Version)
+                    console.Out.WriteLine($"Unchanged '{e.Concept}' v{e.Version} ({e.File}): the same SHA-256 {e.Sha256[..12]} is already in the library.");
+                else if (old is not null)
+                    console.Out.WriteLine($"Replaced '{e.Concept}' v{old.Version} -> v{e.Version} ({e.File}, rank {e.Rank}, sha256 {old.Sha256[..12]} -> {e.Sha256[..12]}).");
+                else
+                    console.Out.WriteLine($"Added '{e.Concept}' v{e.Version} ({e.File}, rank {e.Rank}, sha256 {e.Sha256[..12]}).");
             }
             return ExitCodes.Ok;
         });

@@ -96,7 +96,13 @@ public sealed class ConceptProbe
     /// erases the images where it does), and not at all where it is unlikely; the probability itself would leave a
     /// prompt the model draws the concept for half the time at a quarter of the membrane (square curve).
     /// </summary>
-    public float Gamma(ReadOnlySpan<float> embedding) => Math.Clamp((Probability(embedding) - Closed) / (Open - Closed), 0f, 1f);
+    public float Gamma(ReadOnlySpan<float> embedding) => GammaOfLogits(TokenLogits(embedding));
+
+    /// <summary>
+    /// <see cref="Gamma"/> from per-position logits already computed (<see cref="TokenLogits"/>, or the same dots done
+    /// for many probes at once by a batched router): the same arithmetic, so the same float.
+    /// </summary>
+    public float GammaOfLogits(ReadOnlySpan<float> logits) => Math.Clamp((Sigmoid(SoftMax(logits, Temperature)) - Closed) / (Open - Closed), 0f, 1f);
 
     /// <summary>
     /// <see cref="Gamma"/> and its gradient with respect to the embedding (what a white-box attacker differentiates

@@ -87,6 +87,69 @@ public sealed class SpmLibrary
     public LibraryEntry? Find(string concept) =>
         Entries.FirstOrDefault(e => string.Equals(e.Concept, concept, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>
+    /// Merges every SPM of the library into one (<see cref="SpmMerge"/>): exactly when <paramref name="rankBudget"/> is
+    /// null (ranks concatenated, gates kept per concept), else compressed per layer by truncated SVD to that rank.
+    /// Each file is checked against its recorded SHA-256 first.
+    /// </summary>
+    /// <exception cref="SpmException">The library is empty, or a file is missing, changed since it was added, or does not load.</exception>
+    public MergeResult Merge(int? rankBudget = null, CancellationToken cancellationToken = default)
+    {
+        Index = ReadIndex(IndexPath);
+        if (Entries.Count == 0) throw new SpmException($"Library '{Directory}' is empty: nothing to merge.");
+        var components = new List<MergeComponent>();
+        foreach (var e in Entries)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var path = PathOf(e);
+            if (!File.Exists(path)) throw new SpmInputNotFoundException(path, $"SPM file of library concept '{e.Concept}'");
+            var bytes = File.ReadAllBytes(path);
+            var sha = Convert.ToHexStringLower(SHA256.HashData(bytes));
+            if (!string.Equals(sha, e.Sha256, StringComparison.OrdinalIgnoreCase))
+                throw new SpmFormatException(path, null, $"SHA-256 {sha} does not match the library index ({e.Sha256}) for concept '{e.Concept}': the file changed since it was added (add it again, or run 'spm library verify').");
+            components.Add(new MergeComponent(e.Concept, SpmFile.Load(path), e.Sha256));
+        }
+        return rankBudget is { } r ? SpmMerge.Compressed(components, r, cancellationToken) : SpmMerge.Exact(components);
+    }
+
+    /// <summary>
+    /// How library <paramref name="to"/> differs from <paramref name="from"/>, by concept (case-insensitive): concepts
+    /// added, removed, and changed in any recorded field but the file's name (SHA-256, version, rank, alpha, prompts,
+    /// base model, gate calibration, training settings, referenced). Added and changed concepts follow
+    /// <paramref name="to"/>'s order, removed ones <paramref name="from"/>'s.
+    /// </summary>
+    public static IReadOnlyList<LibraryChange> Diff(SpmLibrary from, SpmLibrary to)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(to);
+        var changes = new List<LibraryChange>();
+        foreach (var e in from.Entries)
+            if (to.Find(e.Concept) is null) changes.Add(new LibraryChange(e.Concept, LibraryChangeKind.Removed, e, null, []));
+        foreach (var e in to.Entries)
+        {
+            var old = from.Find(e.Concept);
+            if (old is null) { changes.Add(new LibraryChange(e.Concept, LibraryChangeKind.Added, null, e, [])); continue; }
+            var fields = new List<LibraryFieldChange>();
+            void Compare(string field, string? a, string? b)
+            {
+                if (!string.Equals(a, b, StringComparison.Ordinal)) fields.Add(new LibraryFieldChange(field, a ?? "-", b ?? "-"));
+            }
+            string I(int v) => v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            string F(float v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+            Compare("sha256", old.Sha256.ToLowerInvariant(), e.Sha256.ToLowerInvariant());
+            Compare("version", I(old.Version), I(e.Version));
+            Compare("rank", I(old.Rank), I(e.Rank));
+            Compare("alpha", F(old.Alpha), F(e.Alpha));
+            Compare("prompts", string.Join(", ", old.Prompts), string.Join(", ", e.Prompts));
+            Compare("base_model", old.BaseModel, e.BaseModel);
+            Compare("gate_calibration", old.GateCalibration, e.GateCalibration);
+            Compare("training", old.Training, e.Training);
+            Compare("referenced", old.Referenced ? "true" : "false", e.Referenced ? "true" : "false");
+            if (fields.Count > 0) changes.Add(new LibraryChange(e.Concept, LibraryChangeKind.Changed, old, e, fields));
+        }
+        return changes;
+    }
+
     /// <summary>The full path of an entry's file.</summary>
     public string PathOf(LibraryEntry entry)
     {
@@ -100,13 +163,16 @@ public sealed class SpmLibrary
     /// </summary>
     /// <param name="spmPath">The SPM file.</param>
     /// <param name="concept">The concept it erases; default its first prompt.</param>
-    /// <param name="replace">Replace an entry of the same concept (its version goes up by one) instead of refusing.</param>
+    /// <param name="replace">
+    /// Replace an entry of the same concept (its version goes up by one and the old entry goes to
+    /// <see cref="LibraryIndex.History"/>); false refuses instead. A file with the same SHA-256 as the entry changes nothing.
+    /// </param>
     /// <param name="reference">Record the file where it is instead of copying it into the folder.</param>
     /// <returns>The new entry.</returns>
     /// <exception cref="SpmInputNotFoundException"><paramref name="spmPath"/> does not exist.</exception>
     /// <exception cref="SpmFormatException">The file is not a valid SPM file, or the index is broken.</exception>
     /// <exception cref="SpmException">The concept is already in the library (without <paramref name="replace"/>), or the file name is taken.</exception>
-    public LibraryEntry Add(string spmPath, string? concept = null, bool replace = false, bool reference = false)
+    public LibraryEntry Add(string spmPath, string? concept = null, bool replace = true, bool reference = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(spmPath);
         var source = Path.GetFullPath(spmPath);
@@ -125,8 +191,15 @@ public sealed class SpmLibrary
         var entries = index.Entries.ToList();
         int at = entries.FindIndex(e => string.Equals(e.Concept, concept, StringComparison.OrdinalIgnoreCase));
         if (at >= 0 && !replace)
-            throw new SpmException($"Library '{Directory}' already has concept '{entries[at].Concept}' (file '{entries[at].File}'): pass --replace to replace it.");
+            throw new SpmException($"Library '{Directory}' already has concept '{entries[at].Concept}' (file '{entries[at].File}', v{entries[at].Version}) and replacing was refused (--no-replace).");
         var old = at >= 0 ? entries[at] : null;
+        // The same bytes again (and recorded the same way) change nothing: no new version.
+        if (old is not null && string.Equals(old.Sha256, sha, StringComparison.OrdinalIgnoreCase) && old.Referenced == reference
+            && (!reference || string.Equals(old.File, source, StringComparison.Ordinal)))
+        {
+            Index = index;
+            return old;
+        }
 
         string file;
         if (reference)
@@ -154,9 +227,11 @@ public sealed class SpmLibrary
         var entry = new LibraryEntry(concept, adapter.Config.Prompts.ToArray(), file, sha, adapter.Config.Rank, adapter.Config.Alpha,
             extra.GetValueOrDefault(SpmMetadataKeys.BaseModel),
             extra.ContainsKey(SpmMetadataKeys.GateProbe) ? LearnedCalibration : CosineCalibration,
-            (old?.Version ?? 0) + 1, reference);
+            (old?.Version ?? 0) + 1, reference, extra.GetValueOrDefault(SpmMetadataKeys.Training));
         if (at >= 0) entries[at] = entry; else entries.Add(entry);
-        var next = index with { Entries = entries };
+        // The replaced entry is kept in the history (its file is deleted below unless referenced): what was erased, when
+        // at which version, stays on record.
+        var next = index with { Entries = entries, History = old is null ? index.History : [.. index.History ?? [], old] };
         WriteIndex(next);
         if (old is { Referenced: false } && !string.Equals(old.File, entry.File, StringComparison.OrdinalIgnoreCase))
             TryDelete(PathOf(old));

@@ -33,6 +33,9 @@ public static class SpmMetadataKeys
     /// <summary>The learned gate (<see cref="Gating.ConceptProbe"/>) as a JSON object string.</summary>
     public const string GateProbe = "gate_probe";
 
+    /// <summary>The record of a merged library (<see cref="Library.SpmMerge"/>) as a JSON object string: kind, components, per-layer errors.</summary>
+    public const string Merge = "spm_merge";
+
     /// <summary>What this library writes under <see cref="Writer"/>: <c>Spm &lt;version&gt;</c> (no commit hash, so files stay byte-identical across builds of one version).</summary>
     public static string CurrentWriter { get; } = "Spm " + (typeof(SpmMetadataKeys).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "unknown");
 

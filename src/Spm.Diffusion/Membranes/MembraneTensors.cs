@@ -83,6 +83,60 @@ public sealed class MembraneTensors
         return gates;
     }
 
+    /// <summary>
+    /// The membrane inputs of a subset of the loaded SPMs, for the same injected graph (its rank axis is symbolic, so
+    /// one session serves any subset): each layer's down rows and up columns of <paramref name="sets"/> only, in the
+    /// order given, their scales, and <c>spm.gates</c> from <paramref name="multipliers"/> ([B, sets] row-major). With
+    /// the subset in layout order, a layer's values equal those of a layout that loaded exactly these SPMs; layers none
+    /// of them covers get zero columns, which add exactly 0. An empty subset gets one zero column with gate 0 (ONNX
+    /// Runtime is not given empty tensors), which leaves the UNet's output as without membranes.
+    /// </summary>
+    /// <exception cref="ArgumentException">An index out of range or repeated, or the multipliers are not [B, sets].</exception>
+    public Dictionary<string, FloatTensor> Select(IReadOnlyList<int> sets, ReadOnlySpan<float> multipliers)
+    {
+        ArgumentNullException.ThrowIfNull(sets);
+        if (sets.Distinct().Count() != sets.Count || sets.Any(s => s < 0 || s >= Layout.Sets.Count))
+            throw new ArgumentException($"The subset must name distinct SPMs among 0..{Layout.Sets.Count - 1}.", nameof(sets));
+        int n = Math.Max(1, sets.Count);
+        if (multipliers.Length == 0 || multipliers.Length % n != 0)
+            throw new ArgumentException($"Expected batch x {n} multipliers, got {multipliers.Length}.", nameof(multipliers));
+        int batch = multipliers.Length / n;
+        int r = sets.Count == 0 ? 1 : sets.Sum(s => Layout.Sets[s].Rank);
+        int R = Layout.TotalRank;
+        var inputs = new Dictionary<string, FloatTensor>(StringComparer.Ordinal);
+        foreach (var layer in Layout.Layers)
+        {
+            int rowLen = MembraneShapes.FanIn(layer), outF = layer.OutFeatures;
+            var downAll = Inputs[MembraneNames.Down(layer.ModulePath)];
+            var upAll = Inputs[MembraneNames.Up(layer.ModulePath)];
+            var down = new FloatTensor(MembraneShapes.Down(layer, r));
+            var up = new FloatTensor(MembraneShapes.Up(layer, r));
+            int at = 0;
+            foreach (var s in sets)
+            {
+                int off = Layout.ColumnOffset(s), rank = Layout.Sets[s].Rank;
+                downAll.Data.AsSpan(off * rowLen, rank * rowLen).CopyTo(down.Data.AsSpan(at * rowLen));
+                for (int o = 0; o < outF; o++) upAll.Data.AsSpan(o * R + off, rank).CopyTo(up.Data.AsSpan(o * r + at));
+                at += rank;
+            }
+            inputs[MembraneNames.Down(layer.ModulePath)] = down;
+            inputs[MembraneNames.Up(layer.ModulePath)] = up;
+        }
+        var scales = new FloatTensor(r);
+        var gates = new FloatTensor(batch, r);
+        int col = 0;
+        for (int k = 0; k < sets.Count; k++)
+        {
+            int s = sets[k], off = Layout.ColumnOffset(s), rank = Layout.Sets[s].Rank;
+            Inputs[MembraneNames.Scales].Data.AsSpan(off, rank).CopyTo(scales.Data.AsSpan(col));
+            for (int row = 0; row < batch; row++) gates.Data.AsSpan(row * r + col, rank).Fill(multipliers[row * n + k]);
+            col += rank;
+        }
+        inputs[MembraneNames.Scales] = scales;
+        inputs[MembraneNames.Gates] = gates;
+        return inputs;
+    }
+
     /// <summary>Gates with the same multipliers on every one of <paramref name="batch"/> rows.</summary>
     public FloatTensor Gates(int batch, ReadOnlySpan<float> perSpm)
     {

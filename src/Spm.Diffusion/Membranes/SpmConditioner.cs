@@ -1,4 +1,5 @@
 using Spm.Core.Gating;
+using Spm.Core.Library;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Onnx;
 using Spm.Diffusion.Pipelines;
@@ -23,6 +24,20 @@ public sealed class LoadedSpms
     /// <summary>The loaded SPMs and their layers.</summary>
     public MembraneLayout Layout { get; }
 
+    /// <summary>
+    /// For each loaded set, the index of the file it came from (in the order given to <see cref="Load"/>): a merged file
+    /// gives one set per concept, every other file one set.
+    /// </summary>
+    public IReadOnlyList<int> SetFiles { get; private set; } = [];
+
+    /// <summary>Per-set values from per-file ones (e.g. a fixed multiplier given per file), following <see cref="SetFiles"/>.</summary>
+    public IReadOnlyList<T> PerSet<T>(IReadOnlyList<T> perFile)
+    {
+        ArgumentNullException.ThrowIfNull(perFile);
+        if (SetFiles.Count == 0) return perFile;
+        return SetFiles.Select(f => perFile[f]).ToList();
+    }
+
     /// <summary>The constant membrane inputs.</summary>
     public MembraneTensors Tensors { get; }
 
@@ -31,18 +46,63 @@ public sealed class LoadedSpms
 
     /// <summary>Loads <paramref name="spmPaths"/> against the UNet of <paramref name="modelPath"/> (pipeline folder, UNet folder or file).</summary>
     /// <exception cref="Spm.Core.SpmMismatchException">An SPM does not fit (see <see cref="MembraneLayout.Create"/>).</exception>
-    public static LoadedSpms Load(string modelPath, IReadOnlyList<string> spmPaths, bool allowPartial = false)
+    /// <param name="modelPath">Pipeline folder, UNet folder or UNet file.</param>
+    /// <param name="spmPaths">The SPM files.</param>
+    /// <param name="allowPartial">Apply the matching layers of an SPM that does not fully fit.</param>
+    /// <param name="splitMerged">Load an exactly merged file (<see cref="SpmMerge"/>) as one set per concept, each gated on its own (see <see cref="SetFiles"/>).</param>
+    public static LoadedSpms Load(string modelPath, IReadOnlyList<string> spmPaths, bool allowPartial = false, bool splitMerged = false)
     {
         ArgumentNullException.ThrowIfNull(modelPath);
         ArgumentNullException.ThrowIfNull(spmPaths);
         var unet = OnnxModel.Load(modelPath);
         var layers = AdaptableLayerFinder.FindAll(unet);
-        var sets = spmPaths.Select(p => MembraneSetLoader.Load(p, layers)).ToList();
+        // With splitMerged, an exactly merged file expands into one set per concept (each gated on its own); SetFiles maps
+        // them back. Without it, every file is one set (a merged file gates as one SPM over all its concepts), which is what
+        // callers that index sets by file expect.
+        var perFile = spmPaths.Select(p => splitMerged ? MembraneSetLoader.LoadAll(p, layers) : [MembraneSetLoader.Load(p, layers)]).ToList();
+        var loaded = FromSets(unet, layers, perFile.SelectMany(s => s).ToList(), allowPartial);
+        loaded.SetFiles = perFile.SelectMany((sets, file) => sets.Select(_ => file)).ToArray();
+        return loaded;
+    }
+
+    /// <summary>
+    /// Loads every SPM of a concept library (<see cref="SpmLibrary"/>) against the UNet of <paramref name="modelPath"/>,
+    /// in the index's order, each set named by its concept: one injected UNet for the whole library, which
+    /// <see cref="CreateRoutedConditioner"/> then serves any routed subset of without a rebuild.
+    /// </summary>
+    /// <exception cref="Spm.Core.SpmException">The library is empty, a file is missing or broken, or an SPM does not fit the model.</exception>
+    public static LoadedSpms LoadLibrary(string modelPath, SpmLibrary library, bool allowPartial = false)
+    {
+        ArgumentNullException.ThrowIfNull(modelPath);
+        ArgumentNullException.ThrowIfNull(library);
+        if (library.Entries.Count == 0) throw new Spm.Core.SpmException($"Library '{library.Directory}' is empty: add SPMs with 'spm library add'.");
+        var unet = OnnxModel.Load(modelPath);
+        var layers = AdaptableLayerFinder.FindAll(unet);
+        var sets = library.Entries.Select(e =>
+        {
+            var path = library.PathOf(e);
+            if (!File.Exists(path)) throw new Spm.Core.SpmInputNotFoundException(path, $"SPM file of library concept '{e.Concept}'");
+            var set = MembraneSetLoader.Load(path, layers);
+            return new MembraneSet(e.Concept, set.Concepts, set.Membranes) { GateProbe = set.GateProbe };
+        }).ToList();
+        return FromSets(unet, layers, sets, allowPartial);
+    }
+
+    private static LoadedSpms FromSets(OnnxModel unet, IReadOnlyList<AdaptableLayer> layers, IReadOnlyList<MembraneSet> sets, bool allowPartial)
+    {
         var layout = MembraneLayout.Create(layers, sets, allowPartial);
         var injected = OnnxModel.FromProto(MembraneInjector.Inject(unet.Proto, layout), unet.BaseDirectory, unet.FilePath);
         var source = OnnxModelSource.FromBytes(injected.ToBytes(), unet.BaseDirectory, unet.FilePath + " (+SPM membranes)");
         return new LoadedSpms(layout, MembraneTensors.Build(layout), source);
     }
+
+    /// <summary>
+    /// A conditioner that routes: per prompt it reads every loaded SPM's gate in one batched pass
+    /// (<see cref="LibraryGate"/>), keeps those whose gate opens (<paramref name="route"/>) and feeds the injected UNet
+    /// only their membranes and gates.
+    /// </summary>
+    public RoutedSpmConditioner CreateRoutedConditioner(StableDiffusionPipeline pipeline, GateSettings settings, RouteOptions route, bool membranesOffInUnconditional = false)
+        => new(this, pipeline, settings, route, membranesOffInUnconditional);
 
     /// <summary>
     /// A conditioner for requests on <paramref name="pipeline"/> (loaded with <see cref="UNetSource"/>):

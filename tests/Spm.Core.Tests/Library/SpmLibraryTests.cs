@@ -88,18 +88,68 @@ public class SpmLibraryTests
     }
 
     [Test]
-    public void DuplicateConceptRefusedUnlessReplace()
+    public void AddingAPresentConcept_ReplacesItWithTheNextVersion_AndRecordsTheOldEntry()
     {
         var lib = SpmLibrary.Init(_dir);
-        lib.Add(WriteSpm(_src, "cat.safetensors", ["cat"]));
-        var other = WriteSpm(_src, "cat2.safetensors", ["Cat"], seed: 2);
-        Assert.That(() => lib.Add(other), Throws.InstanceOf<SpmException>().With.Message.Contains("already has concept 'cat'").And.Message.Contains("--replace"));
-        var replaced = lib.Add(other, replace: true);
+        var first = lib.Add(WriteSpm(_src, "cat.safetensors", ["cat"], extra: new() { [SpmMetadataKeys.Training] = "{\"iterations\":100}" }));
+        Assert.That(first.Training, Is.EqualTo("{\"iterations\":100}"), "the training settings are recorded");
+        var other = WriteSpm(_src, "cat2.safetensors", ["Cat"], seed: 2, extra: new() { [SpmMetadataKeys.Training] = "{\"iterations\":300}" });
+        Assert.That(() => lib.Add(other, replace: false), Throws.InstanceOf<SpmException>().With.Message.Contains("already has concept 'cat'").And.Message.Contains("--no-replace"));
+        var replaced = lib.Add(other);
         Assert.That(replaced.Version, Is.EqualTo(2));
         Assert.That(replaced.File, Is.EqualTo("cat2.safetensors"));
         Assert.That(File.Exists(Path.Combine(_dir, "cat.safetensors")), Is.False, "the replaced copy is deleted");
-        Assert.That(SpmLibrary.Open(_dir).Entries, Has.Count.EqualTo(1));
+        var reopened = SpmLibrary.Open(_dir);
+        Assert.That(reopened.Entries, Has.Count.EqualTo(1));
+        Assert.That(reopened.Index.History!.Select(e => (e.File, e.Sha256, e.Version, e.Training)), Is.EqualTo(new[] { (first.File, first.Sha256, 1, first.Training) }),
+            "the old entry, as it was, is in the history");
         Assert.That(lib.Verify(), Is.Empty);
+
+        // The same bytes again change nothing; a third version goes on the history too.
+        var again = lib.Add(other);
+        Assert.That((again.Version, again.Sha256, again.File), Is.EqualTo((2, replaced.Sha256, replaced.File)));
+        Assert.That(SpmLibrary.Open(_dir).Entries.Single().Version, Is.EqualTo(2));
+        var third = lib.Add(WriteSpm(_src, "cat3.safetensors", ["cat"], seed: 3));
+        Assert.That(third.Version, Is.EqualTo(3));
+        Assert.That(SpmLibrary.Open(_dir).Index.History!.Select(e => e.Version), Is.EqualTo(new[] { 1, 2 }));
+    }
+
+    [Test]
+    public void AnIndexWithoutHistoryOrTraining_IsWrittenAsBefore()
+    {
+        var lib = SpmLibrary.Init(_dir);
+        lib.Add(WriteSpm(_src, "cat.safetensors", ["cat"]));
+        var text = File.ReadAllText(Path.Combine(_dir, SpmLibrary.IndexFileName));
+        Assert.That(text, Does.Not.Contain("history").And.Not.Contain("training"));
+    }
+
+    [Test]
+    public void Diff_ListsAddedRemovedAndChangedConcepts()
+    {
+        var a = SpmLibrary.Init(Path.Combine(_dir, "a"));
+        var b = SpmLibrary.Init(Path.Combine(_dir, "b"));
+        var cat = WriteSpm(_src, "cat.safetensors", ["cat"]);
+        var dog = WriteSpm(_src, "dog.safetensors", ["dog"], rank: 4);
+        a.Add(cat); a.Add(dog); a.Add(WriteSpm(_src, "owl.safetensors", ["owl"]));
+        b.Add(cat); b.Add(WriteSpm(_src, "fox.safetensors", ["fox"]));
+        Assert.That(SpmLibrary.Diff(a, a), Is.Empty);
+        b.Add(dog);
+        b.Add(WriteSpm(_src, "dog2.safetensors", ["dog"], rank: 2, alpha: 0.5f, seed: 5, extra: new() { [SpmMetadataKeys.Training] = "{\"lr\":1}" }), concept: "dog");
+        var diff = SpmLibrary.Diff(a, b);
+        Assert.That(diff.Select(c => (c.Concept, c.Kind)), Is.EqualTo(new[]
+        {
+            ("owl", LibraryChangeKind.Removed), ("fox", LibraryChangeKind.Added), ("dog", LibraryChangeKind.Changed),
+        }));
+        var dogChange = diff.Single(c => c.Concept == "dog");
+        Assert.That(dogChange.Fields.Select(f => f.Field), Is.EqualTo(new[] { "sha256", "version", "rank", "alpha", "training" }));
+        Assert.That(dogChange.Fields.Single(f => f.Field == "version"), Is.EqualTo(new LibraryFieldChange("version", "1", "2")));
+        Assert.That(dogChange.Fields.Single(f => f.Field == "rank"), Is.EqualTo(new LibraryFieldChange("rank", "4", "2")));
+        Assert.That(dogChange.Fields.Single(f => f.Field == "training"), Is.EqualTo(new LibraryFieldChange("training", "-", "{\"lr\":1}")));
+        Assert.That(dogChange.Fields.Single(f => f.Field == "sha256").New, Is.EqualTo(b.Find("dog")!.Sha256));
+        Assert.That(SpmLibrary.Diff(b, a).Select(c => (c.Concept, c.Kind)), Is.EqualTo(new[]
+        {
+            ("fox", LibraryChangeKind.Removed), ("dog", LibraryChangeKind.Changed), ("owl", LibraryChangeKind.Added),
+        }));
     }
 
     [Test]
