@@ -53,11 +53,12 @@ internal static class TrainCommand
         var robustPrompts = new Option<string[]>("--robust-prompt") { Description = "Robust mode: a prompt asking for the concept that the attack starts from (repeatable; default: the concept itself).", AllowMultipleArgumentsPerToken = false };
         var robustAttackSteps = new Option<int>("--robust-attack-steps") { Description = "Robust mode: gradient-attack steps per round.", DefaultValueFactory = _ => 30 }.InRange(1, 100_000);
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
+        var library = new Option<string?>("--library") { Description = "Grow this concept library (a folder with library.json): train against the combined model, its SPMs loaded frozen at their gates, with their concepts as extra anchors, so the new membrane does not undo them." };
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
-            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps,
+            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, library,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -101,6 +102,12 @@ internal static class TrainCommand
             int rounds = parse.GetValue(robustRounds);
             if (parse.GetValue(initSpm) is { } init)
                 options = options with { InitialSpm = SpmFileArgument.Parse(init, modelFolder.Root, allowMultiplier: false).Path };
+            if (parse.GetValue(library) is { } libraryDir)
+            {
+                var files = LibraryFiles(libraryDir);
+                options = options with { LibrarySpms = files };
+                console.Error.WriteLine($"spm train: growing the library {libraryDir}: {files.Count} SPMs loaded frozen at their gates, their concepts anchored.");
+            }
             bool trainFirst = options.Iterations > 0;
             if (!trainFirst && (options.InitialSpm is null || rounds == 0))
                 throw new ArgumentException("--iterations 0 only makes sense with --init-spm and --robust-rounds (harden an existing SPM).");
@@ -181,6 +188,17 @@ internal static class TrainCommand
         {
             if (baseFile is not null && File.Exists(baseFile)) File.Delete(baseFile);
         }
+    }
+
+    /// <summary>The library's SPM files, checked first (hashes, loading) so a broken library stops before any training.</summary>
+    internal static IReadOnlyList<string> LibraryFiles(string directory)
+    {
+        var lib = Spm.Core.Library.SpmLibrary.Open(directory);
+        if (lib.Entries.Count == 0) throw new SpmException($"the library '{lib.Directory}' is empty: there is nothing to grow from (train without --library).");
+        var problems = lib.Verify();
+        if (problems.Count > 0)
+            throw new SpmFormatException(lib.IndexPath, problems[0].Concept, $"the library does not verify ({problems.Count} problem(s)); first: {problems[0].Message}");
+        return lib.Entries.Select(lib.PathOf).ToList();
     }
 
     private static string Share(TimeSpan part, TrainingTimings t)
