@@ -913,7 +913,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         var file = new FileInfo(_unet.FilePath);
         var layers = string.Join(",", _layout.Layers.Select(l => l.ModulePath));
-        return $"{file.FullName}|{file.Length}|{file.LastWriteTimeUtc.Ticks}|rank {_options.Rank}|{layers}|{key}|{_gradientSettings with { Sessions = null }}";
+        return $"{file.FullName}|{file.Length}|{file.LastWriteTimeUtc.Ticks}|rank {_options.Rank} of {_layout.TotalRank} ({string.Join(",", _layout.Sets.Select(s => s.Name))})|{layers}|{key}|{_gradientSettings with { Sessions = null }}";
     }
 
     /// <inheritdoc />
