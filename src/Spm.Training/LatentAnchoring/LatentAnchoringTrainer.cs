@@ -178,6 +178,10 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var library = (options.LibrarySpms ?? []).Select(p => MembraneSetLoader.Load(p, layers)).ToList();
         var libraryPrompts = library.SelectMany(l => l.Concepts).Select(c => c.Trim()).Where(c => c.Length > 0)
             .Distinct(StringComparer.Ordinal).ToArray();
+        // Anchoring a concept while erasing it would pull the membrane both ways: retraining a library's concept is a
+        // replacement (train without --library, then spm library add --replace), not growth.
+        if (library.FirstOrDefault(l => l.Concepts.Any(c => string.Equals(c.Trim(), options.Concept.Trim(), StringComparison.OrdinalIgnoreCase))) is { } same)
+            throw new SpmException($"'{options.Concept}' is already erased by the library's {same.Name}: growing adds new concepts; to retrain it, train without the library and replace it (spm library add --replace).");
         if (options.Action != TrainingAction.EraseWithAnchoring) libraryPrompts = [];
 
         float[][] embeddings;

@@ -75,4 +75,12 @@ public class LibraryGrowingTests
         Assert.That(File.ReadAllBytes(grown), Is.Not.EqualTo(File.ReadAllBytes(plain)), "the combined model and the library's anchors change what the membrane learns");
         Assert.That(LatentAnchoringTrainer.SettingsJson(Green with { LibrarySpms = library }), Is.EqualTo(g.Config.Extra[SpmMetadataKeys.Training]));
     }
+
+    [Test]
+    public void AConceptTheLibraryAlreadyErasesIsRefused()
+    {
+        var ex = Assert.Throws<Spm.Core.SpmException>(() => LatentAnchoringTrainer.Create(Model,
+            Green with { Concept = "Circle", LibrarySpms = [Path.Combine(Model, "spm", "circle.safetensors")] }, OneThread))!;
+        Assert.That(ex.Message, Does.Contain("already erased by the library's circle.safetensors").And.Contain("--replace"));
+    }
 }
