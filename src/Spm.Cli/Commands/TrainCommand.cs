@@ -45,7 +45,10 @@ internal static class TrainCommand
         var previewSteps = new Option<int>("--preview-steps") { Description = "DDIM steps of the preview images.", DefaultValueFactory = _ => 20 };
         var probe = new Option<bool>("--probe") { Description = "Also log the erasure loss on a fixed probe (same x and t for 5 fixed k) every iteration: a measurement independent of the k draw; it does not change the result." };
         var config = new Option<string?>("--config") { Description = "Prompt config in the reference YAML layout (first entry is trained)." };
-        var output = new Option<string>("--out") { Description = "SPM file to write.", Required = true };
+        var output = new Option<string?>("--out") { Description = "SPM file to write (required unless --manifest)." };
+        var manifest = new Option<string?>("--manifest") { Description = "Train the concepts of this manifest (YAML or JSON: concepts with their settings) into --out-dir, each isolated and resumable; see docs/scale-out.md." };
+        var shard = new Option<string>("--shard") { Description = "With --manifest: train shard I of N (I/N, 0-based: concept i belongs to shard i mod N), or auto/N to read I from $JOB_COMPLETION_INDEX (Kubernetes) or $SLURM_ARRAY_TASK_ID (Slurm).", DefaultValueFactory = _ => "0/1" };
+        var outDir = new Option<string?>("--out-dir") { Description = "With --manifest: the folder every concept's SPM file goes to (shared storage across shards)." };
         var initSpm = new Option<string?>("--init-spm") { Description = "Start from this SPM file's membranes (same layers, rank and alpha) instead of fresh ones; a bare name such as 'circle' means MODEL/spm/circle.safetensors." };
         var robustRounds = new Option<int>("--robust-rounds") { Description = "Robust mode: after training, this many rounds of a gradient attack on the membrane followed by erasing what it found (AdvUnlearn-style); 0 = off." }.InRange(0, 1000);
         var robustIterations = new Option<int>("--robust-iterations") { Description = "Robust mode: training iterations per round.", DefaultValueFactory = _ => 100 }.InRange(1);
@@ -53,14 +56,33 @@ internal static class TrainCommand
         var robustPrompts = new Option<string[]>("--robust-prompt") { Description = "Robust mode: a prompt asking for the concept that the attack starts from (repeatable; default: the concept itself).", AllowMultipleArgumentsPerToken = false };
         var robustAttackSteps = new Option<int>("--robust-attack-steps") { Description = "Robust mode: gradient-attack steps per round.", DefaultValueFactory = _ => 30 }.InRange(1, 100_000);
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
+        var library = new Option<string?>("--library") { Description = "Grow this concept library (a folder with library.json): train against the combined model, its SPMs loaded frozen at their gates, with their concepts as extra anchors, so the new membrane does not undo them." };
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
-            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps,
+            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, library, manifest, shard, outDir,
         };
+        // Settings a manifest carries per concept: giving them on the command line as well is a usage error.
+        Option[] perConcept = [concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
+            resolution, fixedSize, seed, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, initSpm,
+            robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps];
         cmd.SetAction(async (parse, ct) =>
         {
+            if (parse.GetValue(manifest) is { } manifestPath)
+            {
+                var given = perConcept.Where(opt => parse.GetResult(opt) is { Implicit: false }).Select(opt => opt.Name).ToList();
+                if (given.Count > 0)
+                    throw new SpmException($"--manifest carries each concept's settings: leave out {string.Join(", ", given)} (put them in the manifest, per concept or under 'defaults').");
+                var dir = parse.GetValue(outDir) ?? throw new SpmException("--manifest needs --out-dir, the folder the SPM files go to.");
+                var libraryFiles = parse.GetValue(library) is { } grow ? LibraryFiles(grow) : null;
+                return await TrainManifest(console, DefaultModel.Resolve(parse.GetValue(model)), manifestPath, dir, ShardSpec.Parse(parse.GetValue(shard)!),
+                    new OnnxRuntimeOptions { Provider = ProviderOption.Parse(parse.GetValue(provider)), IntraOpThreads = parse.GetValue(threads) },
+                    libraryFiles, parse.GetValue(force), ct);
+            }
+            if (parse.GetResult(outDir) is { Implicit: false } || parse.GetResult(shard) is { Implicit: false })
+                throw new SpmException("--out-dir and --shard go with --manifest.");
+            if (parse.GetValue(output) is null) throw new SpmException("give the SPM file to write with --out (or train a manifest with --manifest and --out-dir).");
             var modelFolder = Spm.Diffusion.Pipelines.ModelFolder.Open(DefaultModel.Resolve(parse.GetValue(model)));
             InputChecks.ImageSide(modelFolder, "--resolution", parse.GetValue(resolution));
             var modelDefaults = ModelTrainingDefaults.Load(modelFolder.Root);
@@ -101,6 +123,12 @@ internal static class TrainCommand
             int rounds = parse.GetValue(robustRounds);
             if (parse.GetValue(initSpm) is { } init)
                 options = options with { InitialSpm = SpmFileArgument.Parse(init, modelFolder.Root, allowMultiplier: false).Path };
+            if (parse.GetValue(library) is { } libraryDir)
+            {
+                var files = LibraryFiles(libraryDir);
+                options = options with { LibrarySpms = files };
+                console.Error.WriteLine($"spm train: growing the library {libraryDir}: {files.Count} SPMs loaded frozen at their gates, their concepts anchored.");
+            }
             bool trainFirst = options.Iterations > 0;
             if (!trainFirst && (options.InitialSpm is null || rounds == 0))
                 throw new ArgumentException("--iterations 0 only makes sense with --init-spm and --robust-rounds (harden an existing SPM).");
@@ -181,6 +209,64 @@ internal static class TrainCommand
         {
             if (baseFile is not null && File.Exists(baseFile)) File.Delete(baseFile);
         }
+    }
+
+    /// <summary>
+    /// <c>--manifest</c>: this shard's concepts, one after the other, each with its own progress bar; a line per concept
+    /// (trained, resumed, skipped, failed) and exit code 1 when any failed (the others are kept; rerun to retry).
+    /// </summary>
+    private static async Task<int> TrainManifest(CliConsole console, string modelDir, string manifestPath, string outDir, ShardSpec shard,
+        OnnxRuntimeOptions runtime, IReadOnlyList<string>? library, bool force, CancellationToken ct)
+    {
+        var defaults = TrainingManifest.ModelDefaults(modelDir) with { LibrarySpms = library };
+        var manifest = TrainingManifest.Load(manifestPath, defaults);
+        var mine = manifest.ShardConcepts(shard);
+        console.Error.WriteLine($"spm train: manifest {manifestPath}: {manifest.Concepts.Count} concepts; shard {shard} trains {mine.Count} of them " +
+            $"(concept i goes to shard i mod {shard.Count}) into {outDir}" + (library is null ? "" : $", growing a library of {library.Count} SPMs"));
+        if (mine.Count == 0)
+        {
+            console.Out.WriteLine($"shard {shard}: no concepts (the manifest has {manifest.Concepts.Count}).");
+            return 0;
+        }
+        var results = await ProgressBars.RunAsync(console, $"concept 1/{mine.Count}", mine[0].Options.Iterations, "it", bar => Task.Run(() =>
+            ManifestTrainer.Run(modelDir, manifest, new ManifestRunOptions(outDir, shard, runtime, force), new ActionProgress<ManifestProgress>(p =>
+            {
+                string label = $"concept {p.Number}/{p.Count} '{p.Concept.Options.Concept}'";
+                if (p.Result is { } r)
+                    console.Error.WriteLine($"{label}: {Describe(r)}");
+                else if (p.Step is { } step)
+                    bar.Report(new ProgressUpdate(step.Step, step.TotalSteps, label));
+                else
+                    bar.Report(new ProgressUpdate(0, p.Concept.Options.Iterations, label));
+            }), ct), ct));
+        foreach (var r in results) console.Out.WriteLine($"{r.State.ToString().ToLowerInvariant(),-8} {r.Concept.Options.Concept}  {r.OutputPath}" + (r.Error is null ? "" : $"  ({r.Error})"));
+        int failed = results.Count(r => r.State == ManifestConceptState.Failed);
+        if (failed == 0)
+        {
+            console.Out.WriteLine($"shard {shard}: {results.Count} concept(s) done ({results.Count(r => r.State == ManifestConceptState.Skipped)} already finished). Gather: spm library add LIB {Path.Combine(outDir, "*.safetensors")}");
+            return 0;
+        }
+        console.Error.WriteLine($"spm train: {failed} of {results.Count} concept(s) of shard {shard} failed; the others are written. Rerun the same command to retry them (finished ones are skipped, interrupted ones resume).");
+        return ExitCodes.RuntimeFailure;
+    }
+
+    private static string Describe(ManifestConceptResult r) => r.State switch
+    {
+        ManifestConceptState.Skipped => $"already finished ({r.OutputPath})",
+        ManifestConceptState.Resumed => $"resumed from step {r.ResumedFrom}, wrote {r.OutputPath}",
+        ManifestConceptState.Trained => $"wrote {r.OutputPath}",
+        _ => $"FAILED: {r.Error}",
+    };
+
+    /// <summary>The library's SPM files, checked first (hashes, loading) so a broken library stops before any training.</summary>
+    internal static IReadOnlyList<string> LibraryFiles(string directory)
+    {
+        var lib = Spm.Core.Library.SpmLibrary.Open(directory);
+        if (lib.Entries.Count == 0) throw new SpmException($"the library '{lib.Directory}' is empty: there is nothing to grow from (train without --library).");
+        var problems = lib.Verify();
+        if (problems.Count > 0)
+            throw new SpmFormatException(lib.IndexPath, problems[0].Concept, $"the library does not verify ({problems.Count} problem(s)); first: {problems[0].Message}");
+        return lib.Entries.Select(lib.PathOf).ToList();
     }
 
     private static string Share(TimeSpan part, TrainingTimings t)

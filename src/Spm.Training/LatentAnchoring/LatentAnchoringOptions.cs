@@ -145,6 +145,15 @@ public sealed record LatentAnchoringOptions
     /// <summary>Start from this SPM file's membranes instead of fresh ones (same layers and rank); null: fresh.</summary>
     public string? InitialSpm { get; init; }
 
+    /// <summary>
+    /// Growing a library: SPM files already erasing other concepts (a library's files). They are loaded frozen next to
+    /// the trained membrane, each at its facilitated-transport gate for the row's prompt, so every prediction (sampling
+    /// x, the frozen targets, the trained rows) is the combined model's; and each file's prompts join the anchors
+    /// every iteration (with anchoring on), so the new membrane learns to leave the already erased concepts as the
+    /// library erases them. Null or empty: ordinary training.
+    /// </summary>
+    public IReadOnlyList<string>? LibrarySpms { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {

@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using Spm.Core;
+using Spm.Core.Gating;
 using Spm.Core.Membranes;
 using Spm.Core.Randomness;
 using Spm.Core.Tensors;
@@ -67,7 +68,11 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly SchedulerConfig _ddimConfig;
     private readonly string _baseModelId;
     private readonly bool _positiveIsTarget;
-    private readonly float[][] _previewEmbeddings, _adversarialEmbeddings;
+    private readonly float[][] _previewEmbeddings, _adversarialEmbeddings, _libraryAnchors;
+    // Growing a library: the frozen library SPMs' gates for each fixed conditioning row (by reference; rows not listed,
+    // the random anchors, get the library's gates at 0) and the stacked entries the optimizer must leave alone.
+    private readonly Dictionary<float[], float[]> _libraryGates = new(ReferenceEqualityComparer.Instance);
+    private readonly List<FrozenSegment> _frozen = [];
     private readonly OnnxSessionGroup _sessions;
     // The injected session seen as a UNet for the denoising loops (the session belongs to _injected).
     private readonly UNetModel _unetModel;
@@ -76,7 +81,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
 
     private LatentAnchoringTrainer(LatentAnchoringOptions options, ModelFolder folder, OnnxModel unet, MembraneLayout layout,
         InjectedUnet injected, ModelProto trainingModel, GradientSessionSettings gradientSettings,
-        float[][] embeddings, int tokens, int width, string baseModelId, OnnxSessionGroup sessions)
+        float[][] embeddings, int tokens, int width, string baseModelId, OnnxSessionGroup sessions, int libraryAnchors = 0,
+        IReadOnlyList<float[]>? libraryGates = null)
     {
         _options = options;
         _folder = folder;
@@ -88,7 +94,10 @@ public sealed class LatentAnchoringTrainer : IDisposable
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
         int previews = options.PreviewEvery > 0 ? options.PreviewRows.Count : 0;
         _previewEmbeddings = embeddings[4..(4 + previews)];
-        _adversarialEmbeddings = embeddings[(4 + previews)..];
+        _adversarialEmbeddings = embeddings[(4 + previews)..^libraryAnchors];
+        _libraryAnchors = embeddings[^libraryAnchors..];
+        if (libraryGates is not null)
+            for (int i = 0; i < embeddings.Length; i++) _libraryGates.TryAdd(embeddings[i], libraryGates[i]);
         _sessions = sessions;
         _unetModel = new UNetModel(new CreatedSession(injected.Session, sessions.Provider, sessions.FallbackReason), unet.FilePath);
         (_tokens, _width) = (tokens, width);
@@ -112,6 +121,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             }
         }
         _scales = inputs[MembraneNames.Scales].Data;
+        if (layout.Sets.Count > 1) FreezeLibraryColumns();
         var graphInputs = unet.Graph.Input.Where(i => !MembraneNames.IsMembraneInput(i.Name)).ToList();
         _sampleInput = FindInput(graphInputs, "sample", 0, unet.FilePath);
         _hiddenInput = FindInput(graphInputs, "encoder_hidden_states", 2, unet.FilePath);
@@ -157,19 +167,6 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var sessions = new OnnxSessionGroup(runtime);
         var folder = ModelFolder.Open(modelFolder);
         var tokenizer = ClipTokenizer.Load(folder.TokenizerFolder);
-        float[][] embeddings;
-        int tokens, width;
-        using (var text = new TextEncoderModel(sessions.OpenCreated(OnnxModelSource.FromFile(folder.TextEncoderPath)), folder.TextEncoderPath))
-        {
-            string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
-                .. options.PreviewEvery > 0 ? options.PreviewRows : [], .. options.AdversarialPrompts ?? []];
-            var ids = prompts.SelectMany(tokenizer.Encode).ToArray();
-            var e = text.Encode(ids, prompts.Length);
-            tokens = e.Shape[1];
-            width = e.Shape[2];
-            int n = tokens * width;
-            embeddings = Enumerable.Range(0, prompts.Length).Select(i => e.Data.AsSpan(i * n, n).ToArray()).ToArray();
-        }
 
         var unet = OnnxModel.Load(folder.UNetPath);
         Spm.Diffusion.Onnx.Fused.FusedGraphs.EnsureTrainable(unet);
@@ -177,17 +174,52 @@ public sealed class LatentAnchoringTrainer : IDisposable
         if (Spm.Diffusion.Onnx.Fp16.Fp16Converter.IsHalf(unet)) unet = Spm.Diffusion.Onnx.Fp16.Fp16Converter.ToFp32Model(unet);
         var layers = AdaptableLayerFinder.FindTransformerLayers(unet);
         if (layers.Count == 0) throw new SpmMismatchException($"'{folder.UNetPath}' has no adaptable layers inside transformer containers.");
+        // Growing: the library's SPMs, frozen, after the trained set on the rank axis (the trained set keeps columns 0..r).
+        var library = (options.LibrarySpms ?? []).Select(p => MembraneSetLoader.Load(p, layers)).ToList();
+        var libraryPrompts = library.SelectMany(l => l.Concepts).Select(c => c.Trim()).Where(c => c.Length > 0)
+            .Distinct(StringComparer.Ordinal).ToArray();
+        // Anchoring a concept while erasing it would pull the membrane both ways: retraining a library's concept is a
+        // replacement (train without --library, then spm library add --replace), not growth.
+        if (library.FirstOrDefault(l => l.Concepts.Any(c => string.Equals(c.Trim(), options.Concept.Trim(), StringComparison.OrdinalIgnoreCase))) is { } same)
+            throw new SpmException($"'{options.Concept}' is already erased by the library's {same.Name}: growing adds new concepts; to retrain it, train without the library and replace it (spm library add --replace).");
+        if (options.Action != TrainingAction.EraseWithAnchoring) libraryPrompts = [];
+
+        float[][] embeddings;
+        float[][]? libraryGates = null;
+        int tokens, width;
+        using (var text = new TextEncoderModel(sessions.OpenCreated(OnnxModelSource.FromFile(folder.TextEncoderPath)), folder.TextEncoderPath))
+        {
+            string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
+                .. options.PreviewEvery > 0 ? options.PreviewRows : [], .. options.AdversarialPrompts ?? [], .. libraryPrompts];
+            var ids = prompts.SelectMany(tokenizer.Encode).ToArray();
+            var e = text.Encode(ids, prompts.Length);
+            tokens = e.Shape[1];
+            width = e.Shape[2];
+            int n = tokens * width;
+            embeddings = Enumerable.Range(0, prompts.Length).Select(i => e.Data.AsSpan(i * n, n).ToArray()).ToArray();
+            if (library.Count > 0)
+            {
+                // Each library SPM at the gate spm generate would give it for the row's prompt (default gate settings).
+                var gate = new SpmGateEvaluator(t => { var tid = tokenizer.Encode(t); return (tid, text.Encode(tid, 1).Data); },
+                    [tokenizer.BosId, tokenizer.EosId, tokenizer.PadId]);
+                var settings = Enumerable.Repeat(GateSettings.Default, library.Count).ToList();
+                libraryGates = prompts.Select((p, i) =>
+                    gate.Evaluate(gate.TextOf(tokenizer.Encode(p), embeddings[i]), library, settings).Select(g => g.Multiplier).ToArray()).ToArray();
+            }
+        }
+
         var rng = new SeededRandom(options.Seed ^ 0x5350_4D49_4E49_5400UL); // initialisation stream, independent of the run's stream
         var membranes = options.InitialSpm is { } init
             ? MembranesFrom(init, layers, options)
             : layers.Select(l => InitialMembrane(l, options, rng)).ToList();
         var set = new MembraneSet(SetName, [options.Concept], membranes);
-        var layout = MembraneLayout.Create(layers, [set]);
+        var layout = MembraneLayout.Create(layers, [set, .. library]);
 
         var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, sessions);
         var trainingModel = MembraneTrainingGraph.AddRowLoss(MembraneInjector.Inject(unet.Proto, layout));
-        var settings = GradientSessionSettings.For(sessions, unet.BaseDirectory);
-        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, settings, embeddings, tokens, width, BaseModelId(folder), sessions)
+        var graphSettings = GradientSessionSettings.For(sessions, unet.BaseDirectory);
+        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, graphSettings, embeddings, tokens, width, BaseModelId(folder), sessions,
+            libraryPrompts.Length, libraryGates)
         {
             _graphCache = graphCache,
         };
@@ -278,6 +310,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
             // Anchors and frozen predictions.
             int anchors = o.Action == TrainingAction.EraseWithAnchoring ? o.AnchorCount : 0;
             var anchorEmbeddings = DrawAnchors(anchors, rng);
+            // Growing: the library's concepts anchor too, so the combined model keeps erasing them as before.
+            anchorEmbeddings.AddRange(_libraryAnchors);
+            anchors += _libraryAnchors.Length;
             sw.Restart();
             var frozenRows = new List<float[]> { _ePositive, _eSurrogate };
             frozenRows.AddRange(anchorEmbeddings);
@@ -310,6 +345,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             if (!double.IsFinite(loss))
                 throw new SpmException($"The loss became {loss} at step {step + 1}; lower the learning rate (--lr) or the anchor strength.");
 
+            ZeroFrozenGradients();
             double gradNorm = GradientNorm();
             // The probe reads the same membrane state as this iteration's loss (before the update); its time is
             // kept out of the iteration's.
@@ -325,6 +361,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             sw.Restart();
             double lr = schedule.At(o.LearningRate, step);
             optimizer.Step(_parameters, lr);
+            RestoreFrozen();
             timings = timings with { Optimizer = timings.Optimizer + sw.Elapsed };
 
             double lossEra = rowLoss[0];
@@ -374,18 +411,66 @@ public sealed class LatentAnchoringTrainer : IDisposable
         if (scheduler.InitNoiseSigma != 1.0)
             System.Numerics.Tensors.TensorPrimitives.Multiply(x, (float)scheduler.InitNoiseSigma, x);
         using var ro = new RunOptions();
-        using var runner = OpenRunner([_eUncond, _eTarget], Gates(2, _ => 1f), draw.LatentHeight, draw.LatentWidth, ro);
+        using var runner = OpenRunner([_eUncond, _eTarget], Gates(2, _ => 1f, _ => LibraryGates(_eTarget)), draw.LatentHeight, draw.LatentWidth, ro);
         DenoisingLoop.Run(runner, [scheduler], x, null, guidance: true, o.SamplingGuidance, draw.Steps, cancellationToken: ct);
         return x;
     }
 
-    /// <summary>Gates [rows, R], row r at <paramref name="gate"/>(r) for every membrane column.</summary>
-    private FloatTensor Gates(int rows, Func<int, float> gate)
+    /// <summary>
+    /// Gates [rows, R]: row r's trained membrane at <paramref name="gate"/>(r); the library's frozen SPMs (growing) at
+    /// <paramref name="library"/>(r), one multiplier per SPM, or 0 where it gives null (random anchors).
+    /// </summary>
+    private FloatTensor Gates(int rows, Func<int, float> gate, Func<int, float[]?>? library = null)
     {
-        int r = _layout.TotalRank;
+        int r = _layout.TotalRank, own = _layout.Sets[0].Rank;
         var gates = new FloatTensor(rows, r);
-        for (int row = 0; row < rows; row++) gates.Span.Slice(row * r, r).Fill(gate(row));
+        for (int row = 0; row < rows; row++)
+        {
+            var span = gates.Span.Slice(row * r, r);
+            span[..own].Fill(gate(row));
+            if (library?.Invoke(row) is not { } multipliers) continue;
+            for (int s = 1; s < _layout.Sets.Count; s++)
+                span.Slice(_layout.ColumnOffset(s), _layout.Sets[s].Rank).Fill(multipliers[s - 1]);
+        }
         return gates;
+    }
+
+    /// <summary>The library SPMs' multipliers for a fixed conditioning row, or null (no library, or a random anchor).</summary>
+    private float[]? LibraryGates(float[] row) => _libraryGates.GetValueOrDefault(row);
+
+    /// <summary>A run of stacked membrane entries the optimizer must not change: a library SPM's columns (growing).</summary>
+    private sealed record FrozenSegment(TrainableTensor Tensor, int Start, float[] Saved);
+
+    /// <summary>
+    /// Records the library's columns of every stacked down/up tensor (and whole tensors of layers the trained set does
+    /// not cover): their gradients are zeroed before each step and their values restored after it, so AdamW's
+    /// moments stay zero there and its weight decay cannot shrink the library's membranes.
+    /// </summary>
+    private void FreezeLibraryColumns()
+    {
+        int total = _layout.TotalRank, own = _layout.Sets[0].Rank;
+        var byName = _parameters.ToDictionary(p => p.Name, StringComparer.Ordinal);
+        foreach (var layer in _layout.Layers)
+        {
+            int from = _layout.IsApplied(0, layer.ModulePath) ? own : 0;
+            if (from == total) continue;
+            var down = byName[MembraneNames.Down(layer.ModulePath)];
+            int rowLen = MembraneShapes.FanIn(layer);
+            _frozen.Add(new FrozenSegment(down, from * rowLen, down.Value.AsSpan(from * rowLen, (total - from) * rowLen).ToArray()));
+            var up = byName[MembraneNames.Up(layer.ModulePath)];
+            for (int o = 0; o < layer.OutFeatures; o++)
+                _frozen.Add(new FrozenSegment(up, o * total + from, up.Value.AsSpan(o * total + from, total - from).ToArray()));
+        }
+    }
+
+    private void ZeroFrozenGradients()
+    {
+        foreach (var f in _frozen) f.Tensor.Grad.AsSpan(f.Start, f.Saved.Length).Clear();
+    }
+
+    private void RestoreFrozen()
+    {
+        foreach (var f in _frozen) f.Saved.CopyTo(f.Tensor.Value.AsSpan(f.Start));
     }
 
     /// <summary>A UNet runner over the injected session with these conditioning rows and gates (membranes bound in place, so updates show).</summary>
@@ -427,7 +512,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         }
         Snapshot(0);
         using (var ro = new RunOptions())
-        using (var runner = OpenRunner([_eUncond, _eTarget], Gates(2, _ => 0f), lh, lw, ro))
+        using (var runner = OpenRunner([_eUncond, _eTarget], Gates(2, _ => 0f, _ => LibraryGates(_eTarget)), lh, lw, ro))
             DenoisingLoop.Run(runner, [scheduler], x, null, guidance: true, g, ks[^1],
                 new DenoisingHooks { AfterStep = i => Snapshot(i + 1) }, ct);
         if (taken != n) throw new InvalidOperationException("The probe steps must be ascending.");
@@ -493,8 +578,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         using var sampleValue = OrtValue.CreateTensorValueFromMemory(samples, [b, 4, lh, lw]);
         using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
         using var tValue = OrtTensors.TimestepRows(timesteps.ToArray(), _timestep, _unet.FilePath);
-        var gates = new FloatTensor(b, _layout.TotalRank);
-        gates.Span.Fill(gate);
+        var gates = Gates(b, _ => gate, r => LibraryGates(rows[r]));
         var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
         using var outputs = _injected.Run(inputs, gates, [_outputName]);
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
@@ -533,7 +617,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             schedulers[i].SetTimesteps(o.PreviewSteps);
         }
         using (var ro = new RunOptions())
-        using (var runner = OpenRunner(hiddenRows, Gates(2 * images, r => (r % images) % 2 == 1 ? 1f : 0f), lh, lw, ro))
+        using (var runner = OpenRunner(hiddenRows, Gates(2 * images, r => (r % images) % 2 == 1 ? 1f : 0f, r => LibraryGates(_previewEmbeddings[(r % images) / 2])), lh, lw, ro))
             DenoisingLoop.Run(runner, schedulers, x, null, guidance: true, o.PreviewGuidance, cancellationToken: ct);
 
         _vae ??= new VaeDecoderModel(_sessions.OpenCreated(OnnxModelSource.FromFile(_folder.VaeDecoderPath)), _folder.VaeDecoderPath);
@@ -607,8 +691,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, 4, draw.LatentHeight, draw.LatentWidth]);
         using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
         using var tValue = OrtTensors.TimestepInput(timestep ?? draw.QueryTimestep, b, _timestep, _unet.FilePath);
-        var gates = new FloatTensor(b, _layout.TotalRank);
-        gates.Span.Fill(gate);
+        var gates = Gates(b, _ => gate, r => LibraryGates(rows[r]));
         var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
         using var outputs = _injected.Run(inputs, gates, [_outputName]);
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
@@ -620,8 +703,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var sample = new float[b * latent];
         for (int r = 0; r < b; r++) x.CopyTo(sample, r * latent);
         var hidden = Concat(rows);
-        var gates = new float[b * _layout.TotalRank];
-        Array.Fill(gates, 1f);
+        var gates = Gates(b, _ => 1f, r => LibraryGates(rows[r])).Data;
         long[] latentShape = [b, 4, draw.LatentHeight, draw.LatentWidth];
         var owned = new List<OrtValue>();
         try
@@ -688,7 +770,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     public TimeSpan TimeBareUNetCalls(IEnumerable<IterationDraw> draws, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(draws);
-        int anchors = _options.Action == TrainingAction.EraseWithAnchoring ? _options.AnchorCount : 0;
+        int anchors = _options.Action == TrainingAction.EraseWithAnchoring ? _options.AnchorCount + _libraryAnchors.Length : 0;
         var total = TimeSpan.Zero;
         foreach (var draw in draws)
         {
@@ -706,7 +788,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var hiddenRows = Enumerable.Repeat(_eTarget, rows).ToList();
         using var hidden = OrtValue.CreateTensorValueFromMemory(Concat(hiddenRows), [rows, _tokens, _width]);
         using var t = OrtTensors.TimestepInput(draw.QueryTimestep, rows, _timestep, _unet.FilePath);
-        var gates = Gates(rows, _ => 1f);
+        var gates = Gates(rows, _ => 1f, _ => LibraryGates(_eTarget));
         using var gateValue = OrtValue.CreateTensorValueFromMemory(gates.Data, [rows, _layout.TotalRank]);
         var names = new List<string> { _sampleInput, _hiddenInput, _timestep.Name };
         var values = new List<OrtValue> { sample, hidden, t };
@@ -730,10 +812,24 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         var o = _options;
         var membranes = new List<Membrane>();
+        int total = _layout.TotalRank;
         foreach (var layer in _layout.Layers)
         {
+            if (!_layout.IsApplied(0, layer.ModulePath)) continue; // a layer only the library covers
             var down = _injected.Membranes.Inputs[MembraneNames.Down(layer.ModulePath)].Clone();
             var upFlat = _injected.Membranes.Inputs[MembraneNames.Up(layer.ModulePath)].Clone();
+            if (total != o.Rank)
+            {
+                // Growing: keep the trained set's columns 0..r of the stacked tensors, not the library's.
+                int rowLen = MembraneShapes.FanIn(layer);
+                var downShape = (int[])down.Shape.Clone();
+                downShape[0] = o.Rank;
+                down = new FloatTensor(downShape, down.Data.AsSpan(0, o.Rank * rowLen).ToArray());
+                var ownUp = new float[layer.OutFeatures * o.Rank];
+                for (int row = 0; row < layer.OutFeatures; row++)
+                    upFlat.Data.AsSpan(row * total, o.Rank).CopyTo(ownUp.AsSpan(row * o.Rank));
+                upFlat = new FloatTensor([layer.OutFeatures, o.Rank], ownUp);
+            }
             var up = layer.IsConv ? upFlat.Reshape(layer.OutFeatures, o.Rank, 1, 1) : upFlat;
             membranes.Add(new Membrane(SpmKeys.KeyFor(layer.ModulePath), down, up, (float)o.Alpha, layer.ModulePath));
         }
@@ -748,9 +844,16 @@ public sealed class LatentAnchoringTrainer : IDisposable
         return new SpmAdapter(config, membranes);
     }
 
-    private string SettingsJson()
+    private string SettingsJson() => SettingsJson(_options);
+
+    /// <summary>
+    /// The training settings as the SPM file's <c>training</c> metadata records them (sorted keys, JSON): what a
+    /// manifest run compares to decide that a finished file is this concept's and can be skipped.
+    /// </summary>
+    public static string SettingsJson(LatentAnchoringOptions options)
     {
-        var o = _options;
+        ArgumentNullException.ThrowIfNull(options);
+        var o = options;
         var settings = new SortedDictionary<string, object?>(StringComparer.Ordinal)
         {
             ["concept"] = o.Concept, ["positive"] = o.Positive, ["surrogate"] = o.Surrogate, ["unconditional"] = o.Unconditional,
@@ -768,6 +871,10 @@ public sealed class LatentAnchoringTrainer : IDisposable
             settings["adversarial_share"] = o.AdversarialShare;
         }
         if (o.InitialSpm is { } init) settings["initial_spm"] = Path.GetFileName(init);
+        // Growing: the library it was trained against (file names and content hashes), so a checkpoint or a finished
+        // file of another library is not taken for this run's.
+        if (o.LibrarySpms is { Count: > 0 } library)
+            settings["library"] = library.Select(f => $"{Path.GetFileName(f)} sha256:{FileSha256(f)[..16]}").ToList();
         return JsonSerializer.Serialize(settings);
     }
 
@@ -779,8 +886,16 @@ public sealed class LatentAnchoringTrainer : IDisposable
         return Convert.ToHexString(bytes, 0, 16).ToLowerInvariant();
     }
 
-    private static string BaseModelId(ModelFolder folder)
+    private static string FileSha256(string path)
     {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexString(SHA256.HashData(stream)).ToLowerInvariant();
+    }
+
+    /// <summary>The base-model id a run on <paramref name="folder"/> writes as the SPM's <c>base_model</c> metadata.</summary>
+    public static string BaseModelId(ModelFolder folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
         // The UNet graph file's hash identifies the base model without reading GBs of external weights.
         using var stream = File.OpenRead(folder.UNetPath);
         var hash = SHA256.HashData(stream);
@@ -802,7 +917,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         var file = new FileInfo(_unet.FilePath);
         var layers = string.Join(",", _layout.Layers.Select(l => l.ModulePath));
-        return $"{file.FullName}|{file.Length}|{file.LastWriteTimeUtc.Ticks}|rank {_options.Rank}|{layers}|{key}|{_gradientSettings with { Sessions = null }}";
+        return $"{file.FullName}|{file.Length}|{file.LastWriteTimeUtc.Ticks}|rank {_options.Rank} of {_layout.TotalRank} ({string.Join(",", _layout.Sets.Select(s => s.Name))})|{layers}|{key}|{_gradientSettings with { Sessions = null }}";
     }
 
     /// <inheritdoc />
