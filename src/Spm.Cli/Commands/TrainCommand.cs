@@ -53,11 +53,12 @@ internal static class TrainCommand
         var robustPrompts = new Option<string[]>("--robust-prompt") { Description = "Robust mode: a prompt asking for the concept that the attack starts from (repeatable; default: the concept itself).", AllowMultipleArgumentsPerToken = false };
         var robustAttackSteps = new Option<int>("--robust-attack-steps") { Description = "Robust mode: gradient-attack steps per round.", DefaultValueFactory = _ => 30 }.InRange(1, 100_000);
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
+        var graphCache = new GraphCacheOption();
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
-            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps,
+            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, graphCache.Folder, graphCache.Off,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -108,6 +109,7 @@ internal static class TrainCommand
             {
                 Provider = ProviderOption.Parse(parse.GetValue(provider)),
                 IntraOpThreads = parse.GetValue(threads),
+                OptimizedModelCacheFolder = graphCache.Resolve(parse),
             };
             var modelDir = DefaultModel.Resolve(parse.GetValue(model));
             var outPath = parse.GetValue(output)!;
