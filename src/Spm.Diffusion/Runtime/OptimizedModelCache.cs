@@ -104,6 +104,10 @@ public static class OptimizedModelCache
     {
         try
         {
+            // A process killed while ONNX Runtime wrote its graph leaves a staging folder that is never published.
+            if (Path.GetDirectoryName(entry) is { } parent && Directory.Exists(parent))
+                foreach (var stale in Directory.EnumerateDirectories(parent, Path.GetFileName(entry) + ".staging-*"))
+                    if (Directory.GetLastWriteTimeUtc(stale) < DateTime.UtcNow - TimeSpan.FromHours(1)) Remove(stale);
             var staging = $"{entry}.staging-{Environment.ProcessId}-{Guid.NewGuid():N}";
             Directory.CreateDirectory(staging);
             return staging;
