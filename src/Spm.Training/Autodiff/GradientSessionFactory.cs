@@ -25,6 +25,13 @@ public sealed record GradientSessionSettings(
     public string? OptimizedModelCacheFolder { get; init; }
 
     /// <summary>
+    /// Open probes without graph optimization and skip ONNX Runtime's quantization passes on float gradient graphs
+    /// (true, the default; neither changes a result). False opens every session exactly with the run's options and no
+    /// cache: the baseline <c>spm bench graph-build</c> measures against.
+    /// </summary>
+    public bool SpeedTuning { get; init; } = true;
+
+    /// <summary>
     /// When set, sessions open through this group, with its options (provider, device, threads, optimization) and
     /// its one provider choice shared with the run's other sessions; only <see cref="ExternalDataFolder"/> is read
     /// from these settings then.
@@ -67,7 +74,7 @@ public static class GradientSessionFactory
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(settings);
-        return Open(WithoutDeclaredShapes(model), settings, TuningFor(model));
+        return Open(WithoutDeclaredShapes(model), settings, settings.SpeedTuning ? TuningFor(model) : SessionTuning.None);
     }
 
     /// <summary>
@@ -76,7 +83,8 @@ public static class GradientSessionFactory
     /// the tensors' element types and sizes do not depend on it.
     /// </summary>
     internal static InferenceSession CreateProbe(ModelProto model, GradientSessionSettings settings)
-        => Open(WithoutDeclaredShapes(model), settings, new SessionTuning { OptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL }).Session;
+        => Open(WithoutDeclaredShapes(model), settings,
+            settings.SpeedTuning ? new SessionTuning { OptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL } : SessionTuning.None).Session;
 
     private static CreatedSession Open(ModelProto model, GradientSessionSettings settings, SessionTuning tuning)
     {
