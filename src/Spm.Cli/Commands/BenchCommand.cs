@@ -27,6 +27,7 @@ internal static class BenchCommand
         yield return PipelineBench(console);
         yield return TrainStepBenchCommand.Create(console);
         yield return TrainBenchCommand.Create(console);
+        yield return GraphBuildBenchCommand.Create(console);
         yield return InjectionBenchCommand.Create(console);
         yield return EvalBenchCommand.Create(console);
         yield return GateBenchCommand.Create(console);

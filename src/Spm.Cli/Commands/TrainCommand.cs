@@ -57,11 +57,12 @@ internal static class TrainCommand
         var robustAttackSteps = new Option<int>("--robust-attack-steps") { Description = "Robust mode: gradient-attack steps per round.", DefaultValueFactory = _ => 30 }.InRange(1, 100_000);
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var library = new Option<string?>("--library") { Description = "Grow this concept library (a folder with library.json): train against the combined model, its SPMs loaded frozen at their gates, with their concepts as extra anchors, so the new membrane does not undo them." };
+        var graphCache = new GraphCacheOption();
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
-            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, library, manifest, shard, outDir,
+            initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, library, manifest, shard, outDir, graphCache.Folder, graphCache.Off,
         };
         // Settings a manifest carries per concept: giving them on the command line as well is a usage error.
         Option[] perConcept = [concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
@@ -77,7 +78,7 @@ internal static class TrainCommand
                 var dir = parse.GetValue(outDir) ?? throw new SpmException("--manifest needs --out-dir, the folder the SPM files go to.");
                 var libraryFiles = parse.GetValue(library) is { } grow ? LibraryFiles(grow) : null;
                 return await TrainManifest(console, DefaultModel.Resolve(parse.GetValue(model)), manifestPath, dir, ShardSpec.Parse(parse.GetValue(shard)!),
-                    new OnnxRuntimeOptions { Provider = ProviderOption.Parse(parse.GetValue(provider)), IntraOpThreads = parse.GetValue(threads) },
+                    new OnnxRuntimeOptions { Provider = ProviderOption.Parse(parse.GetValue(provider)), IntraOpThreads = parse.GetValue(threads), OptimizedModelCacheFolder = graphCache.Resolve(parse) },
                     libraryFiles, parse.GetValue(force), ct);
             }
             if (parse.GetResult(outDir) is { Implicit: false } || parse.GetResult(shard) is { Implicit: false })
@@ -136,6 +137,7 @@ internal static class TrainCommand
             {
                 Provider = ProviderOption.Parse(parse.GetValue(provider)),
                 IntraOpThreads = parse.GetValue(threads),
+                OptimizedModelCacheFolder = graphCache.Resolve(parse),
             };
             var modelDir = DefaultModel.Resolve(parse.GetValue(model));
             var outPath = parse.GetValue(output)!;

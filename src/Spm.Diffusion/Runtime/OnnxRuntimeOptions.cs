@@ -37,6 +37,13 @@ public sealed record OnnxRuntimeOptions
     /// </summary>
     public string? ProfileOutputPrefix { get; init; }
 
+    /// <summary>
+    /// Folder where sessions that ask for it (<see cref="SessionTuning.UseOptimizedModelCache"/>: gradient graphs)
+    /// keep ONNX Runtime's optimized graph, so the next process that opens the same model skips graph optimization.
+    /// Null (the default) keeps nothing on disk. See <see cref="OptimizedModelCache"/>.
+    /// </summary>
+    public string? OptimizedModelCacheFolder { get; init; }
+
     /// <summary>The profiling prefix in effect: <see cref="ProfileOutputPrefix"/>, else <c>SPM_ORT_PROFILE</c>; null when off.</summary>
     public string? EffectiveProfilePrefix
         => (ProfileOutputPrefix ?? Environment.GetEnvironmentVariable("SPM_ORT_PROFILE")) is { Length: > 0 } p ? p : null;

@@ -9,6 +9,9 @@ namespace Spm.Diffusion.Runtime;
 /// <param name="FallbackReason">Why CUDA was not used, in one line; null when the requested provider is in use.</param>
 public sealed record CreatedSession(InferenceSession Session, ExecutionProviderKind Provider, string? FallbackReason) : IDisposable
 {
+    /// <summary>Whether the optimized graph came from, or went to, the optimized-model cache.</summary>
+    public OptimizedModelUse OptimizedModel { get; init; }
+
     /// <summary>Disposes <see cref="Session"/>.</summary>
     public void Dispose() => Session.Dispose();
 }
@@ -26,17 +29,25 @@ public static class OnnxSessionFactory
 {
     // ORT's session config key for resolving external data of a model loaded from bytes.
     private const string ExternalFolderKey = "session.model_external_initializers_file_folder_path";
+    // ORT's session config keys for skipping named graph transformers and for where a saved optimized model's weights go.
+    private const string DisabledOptimizersKey = "optimization.disable_specified_optimizers";
+    private const string OptimizedWeightsFileKey = "session.optimized_model_external_initializers_file_name";
 
     /// <summary>Creates a session for <paramref name="source"/>.</summary>
     /// <exception cref="SpmFormatException">The model cannot be parsed or initialized.</exception>
-    public static CreatedSession Create(OnnxModelSource source, OnnxRuntimeOptions options)
+    public static CreatedSession Create(OnnxModelSource source, OnnxRuntimeOptions options) => Create(source, options, SessionTuning.None);
+
+    /// <summary>Creates a session for <paramref name="source"/>, with per-model <paramref name="tuning"/> on top of the run's options.</summary>
+    /// <exception cref="SpmFormatException">The model cannot be parsed or initialized.</exception>
+    public static CreatedSession Create(OnnxModelSource source, OnnxRuntimeOptions options, SessionTuning tuning)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(tuning);
         options.Validate();
         string? fallback = null;
         var provider = ExecutionProviderKind.Cpu;
-        var so = BuildCpuOptions(options, source);
+        var so = BuildCpuOptions(options, source, tuning);
         try
         {
             if (options.Provider == ExecutionProviderKind.Cuda)
@@ -47,8 +58,13 @@ public static class OnnxSessionFactory
                 {
                     // A failed append can leave the options half-configured: start again on the CPU.
                     so.Dispose();
-                    so = BuildCpuOptions(options, source);
+                    so = BuildCpuOptions(options, source, tuning);
                 }
+            }
+            else if (tuning.UseOptimizedModelCache && options.OptimizedModelCacheFolder is { } folder
+                && OptimizedModelCache.EntryFor(folder, source, tuning.OptimizationLevel ?? options.OptimizationLevel, tuning.DisabledOptimizers) is { } entry)
+            {
+                return OpenThroughCache(source, options, tuning, so, entry);
             }
             try
             {
@@ -59,7 +75,7 @@ public static class OnnxSessionFactory
                 // The provider library loaded but the device could not be initialized (no GPU, bad device index, ...).
                 fallback = $"CUDA session could not start on device {options.DeviceId} ({FirstLine(ex.Message)})";
                 so.Dispose();
-                so = BuildCpuOptions(options, source);
+                so = BuildCpuOptions(options, source, tuning);
                 return new CreatedSession(Open(source, so), ExecutionProviderKind.Cpu, fallback);
             }
         }
@@ -77,18 +93,64 @@ public static class OnnxSessionFactory
     private static InferenceSession Open(OnnxModelSource source, SessionOptions so)
         => source.Bytes is not null ? new InferenceSession(source.Bytes, so) : new InferenceSession(source.Path!, so);
 
-    private static SessionOptions BuildCpuOptions(OnnxRuntimeOptions options, OnnxModelSource source)
+    /// <summary>
+    /// A CPU session through the optimized-model cache: the stored optimized graph with graph optimization off when the
+    /// entry exists (a damaged entry is deleted and rebuilt), else the usual session with ONNX Runtime saving its optimized
+    /// graph into a staging folder that is then published as the entry.
+    /// </summary>
+    private static CreatedSession OpenThroughCache(OnnxModelSource source, OnnxRuntimeOptions options, SessionTuning tuning, SessionOptions so, string entry)
+    {
+        if (OptimizedModelCache.CompleteModel(entry) is { } cached)
+        {
+            // The stored graph is already optimized (and names its weights file beside it): optimizing it again would only cost time.
+            using var loadOptions = BuildCpuOptions(options, null, new SessionTuning { OptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL });
+            try
+            {
+                return new CreatedSession(new InferenceSession(cached, loadOptions), ExecutionProviderKind.Cpu, null) { OptimizedModel = OptimizedModelUse.Loaded };
+            }
+            catch (OnnxRuntimeException)
+            {
+                OptimizedModelCache.Remove(entry);
+            }
+        }
+        if (OptimizedModelCache.CreateStaging(entry) is not { } staging)
+            return new CreatedSession(Open(source, so), ExecutionProviderKind.Cpu, null);
+        InferenceSession session;
+        using (var saving = BuildCpuOptions(options, source, tuning))
+        {
+            saving.OptimizedModelFilePath = Path.Combine(staging, OptimizedModelCache.ModelFileName);
+            // Weights in a file of their own: a large UNet's optimized graph does not fit protobuf's 2 GB limit.
+            saving.AddSessionConfigEntry(OptimizedWeightsFileKey, OptimizedModelCache.WeightsFileName);
+            try
+            {
+                session = Open(source, saving);
+            }
+            catch (OnnxRuntimeException)
+            {
+                // Most likely the optimized graph could not be written (disk full, permissions): open without the cache,
+                // which reports a genuine model error itself.
+                OptimizedModelCache.Remove(staging);
+                return new CreatedSession(Open(source, so), ExecutionProviderKind.Cpu, null);
+            }
+        }
+        bool stored = OptimizedModelCache.Publish(staging, entry);
+        return new CreatedSession(session, ExecutionProviderKind.Cpu, null) { OptimizedModel = stored ? OptimizedModelUse.Stored : OptimizedModelUse.None };
+    }
+
+    private static SessionOptions BuildCpuOptions(OnnxRuntimeOptions options, OnnxModelSource? source, SessionTuning tuning)
     {
         var so = new SessionOptions
         {
-            GraphOptimizationLevel = options.OptimizationLevel,
+            GraphOptimizationLevel = tuning.OptimizationLevel ?? options.OptimizationLevel,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
             ExecutionMode = options.Deterministic || options.InterOpThreads <= 1 ? ExecutionMode.ORT_SEQUENTIAL : ExecutionMode.ORT_PARALLEL,
         };
         if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
         if (options.InterOpThreads > 0) so.InterOpNumThreads = options.InterOpThreads;
-        if (source.Bytes is not null && source.ExternalDataFolder is not null)
+        if (source?.Bytes is not null && source.ExternalDataFolder is not null)
             so.AddSessionConfigEntry(ExternalFolderKey, source.ExternalDataFolder);
+        if (tuning.DisabledOptimizers.Count > 0)
+            so.AddSessionConfigEntry(DisabledOptimizersKey, string.Join(';', tuning.DisabledOptimizers));
         if (options.EffectiveProfilePrefix is { } prefix)
         {
             // The prefix first: ORT reads it when profiling is switched on (the other order writes onnxruntime_profile_*.json).

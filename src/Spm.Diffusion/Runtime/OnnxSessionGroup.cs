@@ -49,10 +49,15 @@ public sealed class OnnxSessionGroup
 
     /// <summary>As <see cref="Open"/>, returning the provider details as well.</summary>
     /// <exception cref="Spm.Core.SpmFormatException">The model cannot be parsed or initialized.</exception>
-    public CreatedSession OpenCreated(OnnxModelSource source)
+    public CreatedSession OpenCreated(OnnxModelSource source) => OpenCreated(source, SessionTuning.None);
+
+    /// <summary>As <see cref="OpenCreated(OnnxModelSource)"/>, with per-model <paramref name="tuning"/> (the provider choice stays the group's).</summary>
+    /// <exception cref="Spm.Core.SpmFormatException">The model cannot be parsed or initialized.</exception>
+    public CreatedSession OpenCreated(OnnxModelSource source, SessionTuning tuning)
     {
         ArgumentNullException.ThrowIfNull(source);
-        var created = OnnxSessionFactory.Create(source, Effective);
+        ArgumentNullException.ThrowIfNull(tuning);
+        var created = OnnxSessionFactory.Create(source, Effective, tuning);
         lock (_gate)
         {
             if (created.FallbackReason is { } why && _effective.Provider != ExecutionProviderKind.Cpu)

@@ -59,7 +59,7 @@ public sealed class TensorShapes
                 if (o.Length > 0 && known.Add(o))
                     graph.Output.Add(new ValueInfoProto { Name = o });
 
-        using var session = GradientSessionFactory.Create(probe, settings ?? new GradientSessionSettings());
+        using var session = GradientSessionFactory.CreateProbe(probe, settings ?? new GradientSessionSettings());
         var inputNames = feeds.Keys.ToArray();
         var inputValues = inputNames.Select(n => feeds[n]).ToArray();
         foreach (var (n, v) in feeds)

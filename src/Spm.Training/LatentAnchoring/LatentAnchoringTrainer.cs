@@ -740,7 +740,11 @@ public sealed class LatentAnchoringTrainer : IDisposable
                     graph = _graphCache.GetOrBuild(GraphCacheKey(key), BuildGraph);
                     _graphs[key] = graph;
                 }
-                timings = timings with { GraphBuild = timings.GraphBuild + sw.Elapsed };
+                timings = timings with
+                {
+                    GraphBuild = timings.GraphBuild + sw.Elapsed,
+                    GraphsFromCache = timings.GraphsFromCache + (graph.OptimizedModel == Spm.Diffusion.Runtime.OptimizedModelUse.Loaded ? 1 : 0),
+                };
             }
             return graph.Run(feeds, _gradients);
         }

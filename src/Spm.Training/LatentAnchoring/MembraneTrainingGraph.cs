@@ -70,9 +70,16 @@ internal sealed class MembraneTrainingGraph : IDisposable
     public static MembraneTrainingGraph Build(ModelProto withRowLoss, IReadOnlyList<string> wrt, IReadOnlyDictionary<string, OrtValue> feeds, GradientSessionSettings settings)
     {
         var graph = BuildGradient(withRowLoss, wrt, feeds, settings);
-        var session = GradientSessionFactory.Create(graph.Model, settings);
-        return new MembraneTrainingGraph(session, graph.LossOutput, graph.GradientOutputs) { BackwardNodes = graph.BackwardNodeCount };
+        var created = GradientSessionFactory.CreateDetailed(graph.Model, settings);
+        return new MembraneTrainingGraph(created.Session, graph.LossOutput, graph.GradientOutputs)
+        {
+            BackwardNodes = graph.BackwardNodeCount,
+            OptimizedModel = created.OptimizedModel,
+        };
     }
+
+    /// <summary>Whether the session's optimized graph came from (or went to) the optimized-model cache.</summary>
+    public Spm.Diffusion.Runtime.OptimizedModelUse OptimizedModel { get; private init; }
 
     /// <summary>
     /// The gradient graph (loss and gradients with respect to <paramref name="wrt"/>) of the training model, its shapes

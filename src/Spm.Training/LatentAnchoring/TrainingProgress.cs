@@ -57,6 +57,9 @@ public sealed record TrainingTimings
     /// <summary>Building gradient graphs and sessions (once per latent size).</summary>
     public TimeSpan GraphBuild { get; init; }
 
+    /// <summary>Gradient graphs whose ONNX Runtime optimized graph was loaded from the optimized-model cache (so not optimized again).</summary>
+    public int GraphsFromCache { get; init; }
+
     /// <summary>Everything of the iterations, including the above.</summary>
     public TimeSpan Total { get; init; }
 
