@@ -39,6 +39,8 @@ internal static class GateCommand
         var promptFile = new Option<string?>("--prompt-file") { Description = "Prompts to label, one per line (default with the tiny-shapes judge: generated re-phrasings of the world's captions)." };
         var prompts = new Option<int>("--prompts") { Description = "Prompts to generate when no --prompt-file is given.", DefaultValueFactory = _ => 1500 };
         var imagesPerPrompt = new Option<int>("--images-per-prompt") { Description = "Images drawn per prompt; a prompt's label is the share that shows the concept.", DefaultValueFactory = _ => 2 };
+        var synonymShare = new Option<double>("--synonym-share") { Description = "With the tiny-shapes prompts: the share written with the world's synonyms (crimson, disc, banded...) for a model trained with --captions varied; 0 writes the prompts of earlier versions.", DefaultValueFactory = _ => 0 };
+        synonymShare.Validators.Add(r => { var v = r.GetValue(synonymShare); if (!(v >= 0 && v <= 1)) r.AddError("--synonym-share must lie in [0, 1]."); });
         var data = new Option<string?>("--data") { Description = "Labelled-prompt cache (JSON lines): read when it exists (no images drawn), else written after labelling." };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the prompts and image seeds.", DefaultValueFactory = _ => 0 };
         var outDir = new Option<string?>("--out-dir") { Description = "Write the SPM files with their gate into this folder (same file names)." };
@@ -57,7 +59,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -134,7 +136,7 @@ internal static class GateCommand
             {
                 var texts = file is not null
                     ? File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray()
-                    : ShapeGateData.Prompts(n, s, AttackPrimitives.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")));
+                    : ShapeGateData.Prompts(n, s, AttackPrimitives.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")), parse.GetValue(synonymShare));
                 if (texts.Count < 10) throw new SpmException($"'{file}' holds {texts.Count} prompts; a gate needs at least 10 (a few hundred to be useful).");
                 console.Error.WriteLine($"spm: labelling {texts.Count} prompts x {per} images ({settings.Steps} steps, guidance {settings.GuidanceScale.ToString(CultureInfo.InvariantCulture)}) with {string.Join("; ", job.JudgeNames)}");
                 labelled = await ProgressBars.RunAsync(console, "labelling", texts.Count * per, "image", bar =>

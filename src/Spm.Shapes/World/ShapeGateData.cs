@@ -16,13 +16,30 @@ public static class ShapeGateData
     /// <summary>The share of prompts written in the evaluation's phrasings (<see cref="ShapePhrasings.Phrase"/>) of random values.</summary>
     public const double PhrasingShare = 0.4;
 
-    /// <summary><paramref name="count"/> prompts, deterministic from <paramref name="seed"/>; <paramref name="vocabulary"/> supplies the random words.</summary>
-    public static IReadOnlyList<string> Prompts(int count, ulong seed, IReadOnlyList<string> vocabulary)
+    /// <summary>
+    /// <paramref name="count"/> prompts, deterministic from <paramref name="seed"/>; <paramref name="vocabulary"/> supplies
+    /// the random words.
+    /// </summary>
+    /// <param name="count">How many prompts.</param>
+    /// <param name="seed">Seed of every choice.</param>
+    /// <param name="vocabulary">Words for the "random vocabulary word" slot fillers (the tokenizer's words).</param>
+    /// <param name="synonymShare">
+    /// For a model trained on the synonym vocabulary (<see cref="ShapeLexicon"/>, <c>--captions varied</c>): the share of
+    /// prompts written as training captions with synonyms only ("a crimson disc with bands"), and the chance that a
+    /// template's word slot holds a synonym instead of the canonical word. Never a held-out template or word combination,
+    /// so evaluations on held-out wording stay unseen by the gate too. 0 (the default) writes exactly the prompts of
+    /// earlier versions for the same seed.
+    /// </param>
+    public static IReadOnlyList<string> Prompts(int count, ulong seed, IReadOnlyList<string> vocabulary, double synonymShare = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentNullException.ThrowIfNull(vocabulary);
         if (vocabulary.Count == 0) throw new ArgumentException("No vocabulary words.", nameof(vocabulary));
+        if (!(synonymShare >= 0 && synonymShare <= 1)) throw new ArgumentOutOfRangeException(nameof(synonymShare), synonymShare, "The synonym share must lie in [0, 1].");
         var rng = new SeededRandom(seed ^ 0x6A7E_DA7AUL);
+        bool synonyms = synonymShare > 0;
+        // A word of a value: the canonical one, or (with synonyms) any of the value's training words.
+        int WordIndex() => synonyms && rng.NextDouble() < synonymShare ? rng.NextInt(1, 3) : 0;
         string Word() => vocabulary[rng.NextInt(0, vocabulary.Count)];
         string Vary(string w, bool noun)
         {
@@ -41,6 +58,11 @@ public static class ShapeGateData
         {
             // Two prompts in five are the evaluation's own phrasings (word orders, long prompts, repetitions, plurals, typos,
             // capitals) of random values, so the gate learns how the model reads each phrasing of each value, concept or not.
+            if (synonyms && rng.NextDouble() < synonymShare)
+            {
+                prompts.Add(ShapeLexicon.TrainingCaption(RandomIntent(rng), rng, canonicalShare: 0));
+                continue;
+            }
             if (rng.NextDouble() < PhrasingShare)
             {
                 var attribute = attributes[rng.NextInt(0, attributes.Length)];
@@ -53,13 +75,33 @@ public static class ShapeGateData
                 prompts.Add(ShapePhrasings.Phrase(intent, kinds[rng.NextInt(0, kinds.Length)], attribute, rng));
                 continue;
             }
-            string? shape = rng.NextDouble() < 0.9 ? Vary(Pick(ShapeVocabulary.Shapes, ShapeVocabulary.Word), true) : null;
-            string? color = rng.NextDouble() < 0.85 ? Vary(Pick(ShapeVocabulary.Colors, ShapeVocabulary.Word), false) : null;
-            int pattern = rng.NextInt(0, 4); // none, plain, striped, dotted
-            string? bg = rng.NextDouble() < 0.4 ? Pick(ShapeVocabulary.Backgrounds, ShapeVocabulary.Word) : null;
+            string? shape, color;
+            string adjective, with;
+            int pattern;
+            string? bg;
+            if (!synonyms)
+            {
+                shape = rng.NextDouble() < 0.9 ? Vary(Pick(ShapeVocabulary.Shapes, ShapeVocabulary.Word), true) : null;
+                color = rng.NextDouble() < 0.85 ? Vary(Pick(ShapeVocabulary.Colors, ShapeVocabulary.Word), false) : null;
+                pattern = rng.NextInt(0, 4); // none, plain, striped, dotted
+                bg = rng.NextDouble() < 0.4 ? Pick(ShapeVocabulary.Backgrounds, ShapeVocabulary.Word) : null;
+                adjective = pattern switch { 1 => Vary("plain", false) + " ", 2 => Vary("striped", false) + " ", 3 => Vary("dotted", false) + " ", _ => "" };
+                with = pattern switch { 2 => " with " + Vary("stripes", false), 3 => " with " + Vary("dots", false), _ => "" };
+            }
+            else
+            {
+                int shapeWord = WordIndex(), colorWord = WordIndex();
+                if (ShapeLexicon.IsHeldOutCombination(shapeWord, colorWord)) colorWord = 1;
+                shape = rng.NextDouble() < 0.9 ? Vary(ShapeLexicon.ShapeWords[ShapeVocabulary.Shapes[rng.NextInt(0, ShapeVocabulary.Shapes.Count)]][shapeWord], true) : null;
+                color = rng.NextDouble() < 0.85 ? Vary(ShapeLexicon.ColorWords[ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)]][colorWord], false) : null;
+                pattern = rng.NextInt(0, 4);
+                bg = rng.NextDouble() < 0.4 ? Pick(ShapeVocabulary.Backgrounds, ShapeVocabulary.Word) : null;
+                var fill = pattern switch { 1 => FillPattern.Plain, 2 => FillPattern.Striped, 3 => FillPattern.Dotted, _ => (FillPattern?)null };
+                int patternWord = WordIndex();
+                adjective = fill is { } a ? Vary(ShapeLexicon.PatternWords[a][patternWord], false) + " " : "";
+                with = fill is { } n && ShapeLexicon.PatternNouns.TryGetValue(n, out var nouns) ? " with " + Vary(nouns[patternWord], false) : "";
+            }
             string noun = shape ?? "shape";
-            string adjective = pattern switch { 1 => Vary("plain", false) + " ", 2 => Vary("striped", false) + " ", 3 => Vary("dotted", false) + " ", _ => "" };
-            string with = pattern switch { 2 => " with " + Vary("stripes", false), 3 => " with " + Vary("dots", false), _ => "" };
             string colorAdj = color is null ? "" : color + " ";
             string onBg = bg is null ? "" : $" on a {bg} background";
             string text = rng.NextInt(0, 7) switch
@@ -76,4 +118,10 @@ public static class ShapeGateData
         }
         return prompts;
     }
+
+    private static ShapePrompt RandomIntent(SeededRandom rng) => new(
+        ShapeVocabulary.Shapes[rng.NextInt(0, ShapeVocabulary.Shapes.Count)],
+        rng.NextDouble() < 0.85 ? ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)] : null,
+        rng.NextDouble() < 0.75 ? ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)] : null,
+        rng.NextDouble() < 0.5 ? ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)] : null);
 }
