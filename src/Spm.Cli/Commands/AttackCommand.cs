@@ -134,6 +134,9 @@ internal static class AttackCommand
                 ("preservation (spm eval's set)", EvalPromptSets.Preservation([target], count, s)),
                 ("near neighbours, unknown words (plurals, typos of other values)", ShapePhrasings.NearNeighbours([target], count, s ^ 0x51UL,
                     [PhrasingKind.Plural, PhrasingKind.Typo]).Select(p => p.ToEvalPrompt()).ToList()),
+                // Other values in synonyms ("a crimson block" for circle): trained words on a model built with --captions varied.
+                ("near neighbours, synonyms", ShapePhrasings.NearNeighbours([target], count, s ^ 0x5EUL,
+                    [PhrasingKind.Synonym]).Select(p => p.ToEvalPrompt()).ToList()),
             };
             int totalImages = 2 * (plans.Sum(p => p.Targets.Sum(t => t.Candidates.Count)) + keptSets.Sum(k => k.Prompts.Count));
             console.Error.WriteLine($"spm: attacking '{target.Name}' on {(files.Length == 0 ? "the base model (no SPM)" : string.Join(", ", files.Select(Path.GetFileName)))}, gate {GateCalibrations.NameOf(calibration)}: {string.Join(", ", names)} ({totalImages} images)");

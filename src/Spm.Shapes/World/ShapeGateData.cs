@@ -16,6 +16,11 @@ public static class ShapeGateData
     /// <summary>The share of prompts written in the evaluation's phrasings (<see cref="ShapePhrasings.Phrase"/>) of random values.</summary>
     public const double PhrasingShare = 0.4;
 
+    // The phrasings the gate data has always drawn from; synonyms come in through synonymShare, so that a share of 0 keeps
+    // writing the prompts earlier versions wrote for the same seed.
+    private static readonly PhrasingKind[] GatePhrasings =
+        [PhrasingKind.Canonical, PhrasingKind.Plural, PhrasingKind.Typo, PhrasingKind.Capitals, PhrasingKind.WordOrder, PhrasingKind.Long, PhrasingKind.Repeated];
+
     /// <summary>
     /// <paramref name="count"/> prompts, deterministic from <paramref name="seed"/>; <paramref name="vocabulary"/> supplies
     /// the random words.
@@ -71,8 +76,7 @@ public static class ShapeGateData
                     ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)],
                     attribute == Evaluation.ConceptAttribute.Pattern || rng.NextDouble() < 0.6 ? ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)] : null,
                     rng.NextDouble() < 0.5 ? ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)] : null);
-                var kinds = Enum.GetValues<PhrasingKind>();
-                prompts.Add(ShapePhrasings.Phrase(intent, kinds[rng.NextInt(0, kinds.Length)], attribute, rng));
+                prompts.Add(ShapePhrasings.Phrase(intent, GatePhrasings[rng.NextInt(0, GatePhrasings.Length)], attribute, rng));
                 continue;
             }
             string? shape, color;

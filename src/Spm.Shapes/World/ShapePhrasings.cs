@@ -21,6 +21,8 @@ public enum PhrasingKind
     Long,
     /// <summary>The concept's word repeated ("circle, a red circle, circle").</summary>
     Repeated,
+    /// <summary>Synonyms for every named value, in a training template ("a crimson disc with bands", "red, round, stripy").</summary>
+    Synonym,
 }
 
 /// <summary>One phrased prompt: its text, how it was phrased, what it asks for, and its image seed.</summary>
@@ -147,6 +149,8 @@ public static class ShapePhrasings
                 return TextEdits.Bury(canonical, rng.NextInt(1, 4), rng.NextInt(1, 5), rng);
             case PhrasingKind.Repeated when word is not null:
                 return $"{word}, {canonical}, {word}";
+            case PhrasingKind.Synonym:
+                return ShapeLexicon.TrainingCaption(p, rng, canonicalShare: 0);
             default:
                 return canonical;
         }
