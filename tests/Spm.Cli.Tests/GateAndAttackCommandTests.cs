@@ -109,7 +109,7 @@ public class GateAndAttackCommandTests
             Assert.That(File.Exists(Path.Combine(outDir, $"grid-{(string)a["name"]!}.png")));
         }
         Assert.That((int)attacks[1]!["candidates"]!, Is.EqualTo(3), "one strength per innocent prompt");
-        Assert.That(json["collateral"]!.AsArray(), Has.Count.EqualTo(3));
+        Assert.That(json["collateral"]!.AsArray(), Has.Count.EqualTo(4), "near neighbours, preservation, unknown words, synonyms");
         Assert.That(File.ReadAllText(Path.Combine(outDir, "attack.md")), Does.Contain("| text | 3 | 3 |"));
 
         // No SPM: the attacked model is the base model, so every attack's ASR equals its base ASR and nothing changes.
