@@ -43,6 +43,7 @@ internal static class BuildModelCommand
         var unetBatch = new Option<int?>("--unet-batch") { Description = "tiny-shapes: latents per UNet step (default 24)." };
         var pool = new Option<int?>("--latent-pool") { Description = "tiny-shapes: pictures encoded for the UNet phase (default 8000)." };
         var work = new Option<string?>("--work-dir") { Description = "tiny-shapes: folder for phase snapshots (a finished autoencoder there is reused)." };
+        var resumeBuild = new Option<bool>("--resume") { Description = "tiny-shapes: resume an interrupted build from its last UNet snapshot in --work-dir (same options; the result equals an uninterrupted build's)." };
         var continueUnet = new Option<bool>("--continue-unet") { Description = "tiny-shapes: start the UNet from the snapshot in --work-dir (train it further)." };
         var trainText = new Option<bool?>("--train-text-encoder") { Description = "tiny-shapes: train the text encoder with the UNet in every stage (all but its token table). With --continue-unet, a text_encoder.safetensors in --work-dir (left by a run that trained it) is loaded either way." };
         var unetLr = new Option<double?>("--unet-lr") { Description = "tiny-shapes: peak learning rate of that one stage (default 1e-3)." };
@@ -55,7 +56,7 @@ internal static class BuildModelCommand
         var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
-            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
+            preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, resumeBuild, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
             baseModel, captions, patternWeights, worldStyle, stripePeriod, stripeAngle,
         };
         cmd.SetAction(async (parse, ct) =>
@@ -78,6 +79,7 @@ internal static class BuildModelCommand
                     Threads = parse.GetValue(threads),
                     WorkFolder = parse.GetValue(work),
                     ContinueUNet = parse.GetValue(continueUnet),
+                    Resume = parse.GetValue(resumeBuild),
                     TrainTextEncoder = parse.GetValue(trainText) ?? d.TrainTextEncoder,
                     BaseModel = parse.GetValue(baseModel),
                     World = d.World with

@@ -120,6 +120,15 @@ public sealed record TinyShapesTrainingOptions
     public bool ContinueUNet { get; init; }
 
     /// <summary>
+    /// Resume an interrupted build from its last resume point in <see cref="WorkFolder"/> (<c>unet-resume.safetensors</c>,
+    /// written with every UNet snapshot: the UNet and text-encoder weights, the optimizer's moments, the stage and step,
+    /// and the loss log). The finished autoencoder and decoder are reused as always, and the data stream is replayed to
+    /// the resume step, so the result equals that of the uninterrupted build. The options must be those of the
+    /// interrupted run (an <see cref="SpmException"/> otherwise); without a resume point the build starts from the top.
+    /// </summary>
+    public bool Resume { get; init; }
+
+    /// <summary>
     /// Train the text encoder together with the UNet: the two graphs are joined into one (<see cref="Spm.Diffusion.Onnx.GraphComposer"/>) so the gradient reaches every text-encoder weight except the 49,408-row token
     /// table, which stays frozen at <see cref="TextTokenStd"/> (its gradient would be a one-hot product over the whole
     /// vocabulary at every step). A frozen random encoder maps captions to fixed features the UNet has to learn to read;
@@ -156,6 +165,7 @@ public sealed record TinyShapesTrainingOptions
             throw new SpmException("Every UNet stage needs at least 1 step and a positive learning rate.");
         if (UNetStages.Any(st => st.TextTokenStd is { } std && !(std > 0 && std < 1e6)))
             throw new SpmException("A stage's text token standard deviation must be positive.");
+        if (Resume && (ContinueUNet || WorkFolder is null)) throw new SpmException("Resuming a build needs its work folder (--work-dir) and does not go with --continue-unet.");
         if (UNetStages.Count == 0 && !ContinueUNet) throw new SpmException("0 UNet steps only make sense with --continue-unet (writes the model from the snapshots).");
         if (!(TextTokenStd > 0)) throw new SpmException("The text token standard deviation must be positive.");
         if (AutoencoderBatch < 2 || UNetBatch < 2) throw new SpmException("Batches must hold at least 2 samples.");
@@ -461,6 +471,13 @@ public static class TinyShapesModel
             if (textSnapshot is not null && File.Exists(textSnapshot) && TryLoadSnapshot(textSnapshot, null, textBuilder)) textTrained = true;
         }
 
+        // The resume point: every option that shapes the UNet phase is in its tag, so another run's point is refused.
+        var resumeTag = decTag + string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $";stages={string.Join("/", o.UNetStages.Select(st => $"{st.Steps}:{st.LearningRate:R}:{st.TextTokenStd?.ToString("R") ?? "-"}:{st.TrainTextEncoder}"))};batch={o.UNetBatch};pool={o.LatentPoolSize};minsnr={o.MinSnrGamma:R};uncond={o.UnconditionalProbability:R};warmup={o.WarmupSteps};clip={o.MaxGradientNorm:R};textstd={o.TextTokenStd:R};text={o.TrainTextEncoder}");
+        string? resumePath = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, ResumeFile);
+        ResumePoint? resume = o.Resume && resumePath is not null && File.Exists(resumePath) ? ResumePoint.Read(resumePath, resumeTag) : null;
+        if (resume is not null) unetLosses.AddRange(resume.Losses);
+
         var schedule3 = NoiseSchedule.FromConfig(new SchedulerConfig());
         var alphas = schedule3.AlphasCumprod;
         int b = o.UNetBatch;
@@ -534,9 +551,29 @@ public static class TinyShapesModel
                 }
                 trainsText = TrainsText(o.UNetStages[stage]);
                 textTrained |= trainsText;
-                // Each stage replays the data stream from the seed, as a separate --continue-unet run does.
+                // Resuming: stages finished before the resume point only replay their bookkeeping above.
+                int startStep = 0;
+                if (resume is not null)
+                {
+                    if (stage == resume.Stage)
+                    {
+                        resume.LoadWeights(unetBuilder, "unet.");
+                        if (resume.HasText) { resume.LoadWeights(textBuilder, "text."); textTrained = true; }
+                        embeddings.Clear();
+                        textSession?.Dispose();
+                        textSession = null;
+                        startStep = resume.Step;
+                    }
+                    if (stage < resume.Stage || startStep >= stageSteps)
+                    {
+                        progress?.Report(new TinyShapesProgress(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, stageSteps, double.NaN, 0));
+                        continue;
+                    }
+                }
+                // Each stage replays the data stream from the seed, as a separate --continue-unet run does (and a
+                // resumed stage replays it to its resume step).
                 rng = new SeededRandom(o.Seed ^ 0xC0FFEE);
-                FillBatch();
+                for (int replay = 0; replay <= startStep; replay++) FillBatch();
                 var unetModel = WithLossWeight(unetBuilder.Build());
                 using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, preset.UNet.InChannels, latentSize, latentSize]);
                 using var timestepValue = OrtValue.CreateTensorValueFromMemory(timesteps, [b]);
@@ -560,24 +597,33 @@ public static class TinyShapesModel
                     trained = FloatWeights(unetModel);
                 }
                 using var trainer = GraphTrainer.Create(unetModel, trained, [LossTerm.MeanSquaredError(WeightedOutput, "noise_target")], inputs, new AdamW(weightDecay: 0.01), settings);
+                if (startStep > 0) resume!.LoadOptimizer(trainer.Optimizer);
                 var feeds = new Dictionary<string, OrtValue>(inputs) { ["noise_target"] = noiseValue };
                 var schedule = new CosineWithHardRestartsSchedule(o.WarmupSteps, stageSteps, 1);
-                void Snapshot()
+                int stageIndex = stage;
+                void Snapshot(int stepsDone)
                 {
                     trainer.CopyTo(unetBuilder);
                     if (unetSnapshot is not null) SaveSnapshot(unetSnapshot, "unet", unetBuilder);
                     if (trainsText) trainer.CopyTo(textBuilder, TextPrefix);
                     if (textTrained && textSnapshot is not null) SaveSnapshot(textSnapshot, "text_encoder", textBuilder);
+                    if (resumePath is not null)
+                        ResumePoint.Write(resumePath, resumeTag, stageIndex, stepsDone, unetBuilder, textTrained ? textBuilder : null, trainer.Optimizer, unetLosses);
                 }
                 unetLoss = RunPhase(o.UNetStages.Count == 1 ? "unet" : $"unet {stage + 1}/{o.UNetStages.Count}", stageSteps, 100, unetLosses, step =>
                 {
                     FillBatch();
                     double loss = trainer.Step(feeds, schedule.At(stageLr, step), o.MaxGradientNorm).Loss;
                     if (unetSnapshot is not null && o.SnapshotEvery > 0 && (step + 1) % o.SnapshotEvery == 0 && !(lastStage && step + 1 == stageSteps))
-                        Snapshot();
+                    {
+                        // The loss log of the snapshot must hold this step's loss too (RunPhase appends it after we return).
+                        unetLosses.Add(loss);
+                        Snapshot((int)step + 1);
+                        unetLosses.RemoveAt(unetLosses.Count - 1);
+                    }
                     return loss;
-                }, progress, ct);
-                Snapshot();
+                }, progress, ct, startStep);
+                Snapshot(stageSteps);
             }
         }
         finally
@@ -585,6 +631,8 @@ public static class TinyShapesModel
             textSession?.Dispose();
         }
         swUnet.Stop();
+        // Resumed after the last stage had finished: the phase's figure comes from the restored log.
+        if (double.IsNaN(unetLoss) && unetLosses.Count > 0) unetLoss = unetLosses.TakeLast(100).Average();
 
         // Write the pipeline folder with the trained weights.
         var trainedPreset = preset with { VaeDecoder = preset.VaeDecoder with { ScalingFactor = Math.Round(scaling, 5) } };
@@ -699,6 +747,86 @@ public static class TinyShapesModel
         return true;
     }
 
+    private const string ResumeFile = "unet-resume.safetensors";
+
+    /// <summary>
+    /// Where an interrupted UNet phase stands: weights, optimizer moments, stage and step, the loss log. Written atomically
+    /// beside the snapshots, so a kill leaves the previous point or the new one, never half of either.
+    /// </summary>
+    private sealed class ResumePoint
+    {
+        private const string TagKey = "spm.resume", StageKey = "spm.resume.stage", StepKey = "spm.resume.step", LossesKey = "spm.resume.losses";
+        private readonly Dictionary<string, Core.Tensors.FloatTensor> _tensors;
+        private readonly string _path;
+
+        private ResumePoint(string path, int stage, int step, double[] losses, Dictionary<string, Core.Tensors.FloatTensor> tensors)
+        {
+            _path = path;
+            Stage = stage;
+            Step = step;
+            Losses = losses;
+            _tensors = tensors;
+        }
+
+        public int Stage { get; }
+        public int Step { get; }
+        public double[] Losses { get; }
+        public bool HasText => _tensors.Keys.Any(k => k.StartsWith("text.", StringComparison.Ordinal));
+
+        public static void Write(string path, string tag, int stage, int step, GraphBuilder unet, GraphBuilder? text, Optimizer optimizer, IReadOnlyList<double> losses)
+        {
+            var tensors = new Dictionary<string, Core.Tensors.FloatTensor>(StringComparer.Ordinal);
+            void Add(GraphBuilder g, string prefix)
+            {
+                foreach (var t in g.Build().Graph.Initializer.Where(i => i.DataType == 1))
+                    tensors[prefix + t.Name] = new Core.Tensors.FloatTensor(t.Dims.Select(d => (int)d).ToArray(), InitializerValues.ReadFloats(t));
+            }
+            Add(unet, "unet.");
+            if (text is not null) Add(text, "text.");
+            var metadata = new Dictionary<string, string>
+            {
+                [TagKey] = tag,
+                [StageKey] = stage.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                [StepKey] = step.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                [LossesKey] = string.Join(",", losses.Select(l => l.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
+            };
+            optimizer.ExportState(tensors, metadata);
+            Core.SafeTensors.SafeTensorsWriter.WriteFloat(path, tensors, metadata);
+        }
+
+        public static ResumePoint Read(string path, string tag)
+        {
+            using var file = Core.SafeTensors.SafeTensorsFile.Open(path);
+            if (!file.Metadata.TryGetValue(TagKey, out var found) || found != tag)
+                throw new SpmException($"'{path}' is the resume point of a build with other options (its tag: {found ?? "(none)"}; this build's: {tag}). Resume with the interrupted run's options, or leave out --resume to start over.");
+            int Int(string key) => file.Metadata.TryGetValue(key, out var v) && int.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n)
+                ? n : throw new SpmFormatException(path, key, "missing or not a non-negative integer.");
+            double[] losses = file.Metadata.TryGetValue(LossesKey, out var text) && text.Length > 0
+                ? text.Split(',').Select(x => double.TryParse(x, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d) ? d : throw new SpmFormatException(path, LossesKey, $"'{x}' is not a number.")).ToArray()
+                : [];
+            var tensors = new Dictionary<string, Core.Tensors.FloatTensor>(StringComparer.Ordinal);
+            foreach (var info in file.Tensors)
+                if (!info.Name.StartsWith("optim.", StringComparison.Ordinal)) tensors[info.Name] = file.ReadFloat(info.Name);
+            return new ResumePoint(path, Int(StageKey), Int(StepKey), losses, tensors);
+        }
+
+        public void LoadWeights(GraphBuilder g, string prefix)
+        {
+            foreach (var (name, shape) in g.Initializers.ToList())
+            {
+                if (!_tensors.TryGetValue(prefix + name, out var t)) continue;
+                if (!t.Shape.Select(d => (long)d).SequenceEqual(shape)) throw new SpmFormatException(_path, prefix + name, "has another shape than the model's weight.");
+                g.SetInitializer(name, TensorInit.FromData(t.Data));
+            }
+        }
+
+        public void LoadOptimizer(Optimizer optimizer)
+        {
+            using var file = Core.SafeTensors.SafeTensorsFile.Open(_path);
+            optimizer.ImportState(file);
+        }
+    }
+
     private const string LossWeightInput = "loss_weight";
     private const string TextPrefix = "text_encoder/";
     private const string FrozenTokenTable = "tok.weight";
@@ -724,12 +852,13 @@ public static class TinyShapesModel
         return unet;
     }
 
-    private static double RunPhase(string phase, int steps, int tail, List<double> log, Func<long, double> step, IProgress<TinyShapesProgress>? progress, CancellationToken ct)
+    private static double RunPhase(string phase, int steps, int tail, List<double> log, Func<long, double> step, IProgress<TinyShapesProgress>? progress, CancellationToken ct, int start = 0)
     {
-        var recent = new Queue<double>();
+        // Resumed: the phase's own last losses before the resume step (the log ends with them) count as they would have.
+        var recent = new Queue<double>(log.Skip(log.Count - Math.Min(Math.Min(start, tail), log.Count)));
         double smoothed = double.NaN;
         var sw = Stopwatch.StartNew();
-        for (int s = 0; s < steps; s++)
+        for (int s = start; s < steps; s++)
         {
             ct.ThrowIfCancellationRequested();
             double loss = step(s);
@@ -737,9 +866,9 @@ public static class TinyShapesModel
             smoothed = double.IsNaN(smoothed) ? loss : 0.95 * smoothed + 0.05 * loss;
             recent.Enqueue(loss);
             if (recent.Count > tail) recent.Dequeue();
-            progress?.Report(new TinyShapesProgress(phase, s + 1, steps, smoothed, (s + 1) / Math.Max(1e-9, sw.Elapsed.TotalSeconds)));
+            progress?.Report(new TinyShapesProgress(phase, s + 1, steps, smoothed, (s + 1 - start) / Math.Max(1e-9, sw.Elapsed.TotalSeconds)));
         }
-        return recent.Average();
+        return recent.Count > 0 ? recent.Average() : double.NaN;
     }
 
     private static InferenceSession OpenSession(Spm.Diffusion.Onnx.Proto.ModelProto model, string name, int threads)

@@ -55,7 +55,7 @@ public class TinyShapesModelTests
             };
             await TinyShapesModel.TrainAsync(Path.Combine(root, "a"), Tokenizer, options);
             Assert.That(Directory.GetFiles(options.WorkFolder!).Select(Path.GetFileName),
-                Is.EquivalentTo(new[] { "autoencoder.safetensors", "decoder.safetensors", "unet.safetensors" }));
+                Is.EquivalentTo(new[] { "autoencoder.safetensors", "decoder.safetensors", "unet.safetensors", "unet-resume.safetensors" }));
 
             // 0 UNet steps + continue: every phase comes from its snapshot, so the written model is byte-identical.
             var phases = new HashSet<string>();
@@ -214,6 +214,48 @@ public class TinyShapesModelTests
         Assert.That(out3[2], Is.EqualTo(3 * out1[2]).Within(1e-6));
         Assert.That(() => new TinyShapesTrainingOptions { AutoencoderChromaWeight = -1 }.Validate(),
             Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("chroma weight"));
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
+    public async Task ABuildInterruptedThreeTimes_AndResumed_EqualsTheUninterruptedBuild_ByteForByte()
+    {
+        await InScratchFolder(async root =>
+        {
+            var options = new TinyShapesTrainingOptions
+            {
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
+                SnapshotEvery = 2, TextTokenStd = 1.0, WorkFolder = Path.Combine(root, "work-one"),
+                // A token scale that changes after the first stage, a stage that trains the text encoder, a frozen one after it.
+                UNetStages = [new(3, 1e-3, 0.02), new(3, 1e-3, null, TrainTextEncoder: true), new(3, 5e-4)],
+            };
+            var whole = await TinyShapesModel.TrainAsync(Path.Combine(root, "one"), Tokenizer, options);
+
+            var interrupted = options with { WorkFolder = Path.Combine(root, "work-two"), Resume = true };
+            // Stop at the end of stage 1 (resume point: the stage's end), in the middle of the text stage (step 2 of 3, with
+            // the encoder's weights and the optimizer's moments), and in the middle of the last, frozen stage.
+            foreach (var (phase, step) in new[] { ("unet 1/3", 3), ("unet 2/3", 2), ("unet 3/3", 2) })
+            {
+                using var cts = new CancellationTokenSource();
+                var stop = new SyncProgress<TinyShapesProgress>(p => { if (p.Phase == phase && p.Step == step && p.StepsPerSecond > 0) cts.Cancel(); });
+                Assert.That(async () => await TinyShapesModel.TrainAsync(Path.Combine(root, "two"), Tokenizer, interrupted, progress: stop, cancellationToken: cts.Token),
+                    Throws.InstanceOf<OperationCanceledException>(), phase);
+                Assert.That(Directory.Exists(Path.Combine(root, "two")), Is.False, "nothing written before the end");
+            }
+            var phases = new List<TinyShapesProgress>();
+            var resumed = await TinyShapesModel.TrainAsync(Path.Combine(root, "two"), Tokenizer, interrupted, progress: new SyncProgress<TinyShapesProgress>(phases.Add));
+            Assert.That(phases.Where(p => p.Phase.StartsWith("unet", StringComparison.Ordinal) && p.StepsPerSecond > 0).Select(p => (p.Phase, p.Step)),
+                Is.EqualTo(new[] { ("unet 3/3", 3) }), "only the last step was left to train");
+            foreach (var part in new[] { "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx" })
+                Assert.That(File.ReadAllBytes(Path.Combine(root, "two", part)), Is.EqualTo(File.ReadAllBytes(Path.Combine(root, "one", part))), part);
+            Assert.That(resumed.UNetLosses, Is.EqualTo(whole.UNetLosses), "the loss log is restored with the weights");
+
+            // Another build's options are refused, naming the resume file.
+            var other = interrupted with { UNetStages = [new(3, 2e-3, 0.02), options.UNetStages[1], options.UNetStages[2]] };
+            Assert.That(async () => await TinyShapesModel.TrainAsync(Path.Combine(root, "three"), Tokenizer, other),
+                Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("unet-resume.safetensors").And.Message.Contains("other options"));
+            Assert.That(() => (options with { Resume = true, WorkFolder = null }).Validate(), Throws.TypeOf<Spm.Core.SpmException>().With.Message.Contains("--work-dir"));
+        });
     }
 
     private static string Tokenizer => Path.Combine(TestPaths.Shared, "clip-tokenizer");
