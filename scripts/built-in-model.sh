@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Rebuilds a candidate of the built-in tiny-shapes model and everything shipped with it, step by step, each step
+# resumable (rerun the same command after an interruption: finished steps are skipped, the model build resumes
+# exactly from its last snapshot). What each step measures is in docs/tiny-shapes.md and docs/gate.md.
+#
+#   scripts/built-in-model.sh OUT [STEP...]
+#     steps: model fidelity spms gate harden attack eval   (default: all, in that order)
+#
+# OUT/model is the pipeline folder, OUT/spm the SPM files, OUT/reports the JSON/Markdown reports and grids.
+# SPM=path/to/spm runs a given binary (default: `dotnet run` of src/Spm.Cli in Release). A model that meets the bars
+# replaces models/tiny-shapes by hand (see docs/tiny-shapes.md, "Replacing the built-in model").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: scripts/built-in-model.sh OUT [STEP...]}
+shift
+steps=${*:-model fidelity spms gate harden attack eval}
+if [ -n "${SPM:-}" ]; then spm() { "$SPM" "$@"; }
+else
+  dotnet build src/Spm.Cli -c Release -v q -nologo >/dev/null
+  spm() { dotnet src/Spm.Cli/bin/Release/net10.0/spm.dll "$@"; }
+fi
+model=$out/model; spms=$out/spm; reports=$out/reports
+mkdir -p "$out" "$spms" "$reports"
+done_mark() { [ -f "$out/.done-$1" ]; }
+mark() { touch "$out/.done-$1"; echo "== $1: done"; }
+
+for step in $steps; do
+  if done_mark "$step"; then echo "== $step: already done ($out/.done-$step)"; continue; fi
+  echo "== $step"
+  case $step in
+    model)
+      # Model v4's recipe: varied captions (synonyms, templates, plurals, capitals), fixed horizontal stripes, and the
+      # UNet in four stages (the last trains the text encoder too). About 2.5 h on 2 cores.
+      spm build-model --preset tiny-shapes --work-dir "$out/work" --out "$model" --captions varied --stripe-angle 0 \
+        --unet-stages 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3:text --snapshot-every 500 --resume --force
+      # The tiny-shapes settings that travel with the model (sampling and training defaults).
+      cp models/tiny-shapes/spm_generate_defaults.json models/tiny-shapes/spm_train_defaults.json "$model/"
+      ;;
+    fidelity)
+      spm eval --model "$model" --fidelity --images 400 --json "$reports/fidelity-canonical.json" --force
+      spm eval --model "$model" --fidelity --images 200 --wording synonyms --json "$reports/fidelity-synonyms.json" --force
+      spm eval --model "$model" --fidelity --images 200 --wording held-out --json "$reports/fidelity-held-out.json" --force
+      ;;
+    spms)
+      spm train --model "$model" --concept circle --surrogate square --seed 1 --out "$spms/circle.safetensors" --force
+      spm train --model "$model" --concept red --surrogate blue --seed 1 --out "$spms/red.safetensors" --force
+      # Patterns need more iterations and a weaker anchor (docs/tiny-shapes.md, "Model v4").
+      spm train --model "$model" --concept striped --surrogate plain --seed 1 --iterations 400 --anchor-strength 3 \
+        --out "$spms/striped.safetensors" --force
+      spm train --model "$model" --concept circle --surrogate square --seed 1 --no-anchoring \
+        --out "$spms/circle-noanchor.safetensors" --force
+      ;;
+    gate)
+      # The learned gate of all three, on prompts labelled by the evaluator (the labels are cached for reruns).
+      spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" "$spms/striped.safetensors" \
+        --prompts 2200 --seed 11 --synonym-share 0.3 --data "$out/gate-labels.jsonl" --in-place
+      ;;
+    harden)
+      # Robust mode (docs/attacks.md#robust-mode) on the gated files; the gate is kept.
+      spm train --model "$model" --concept circle --surrogate square --seed 1 --init-spm "$spms/circle.safetensors" \
+        --iterations 0 --robust-rounds 4 --robust-goals 24 \
+        --robust-prompt "a red circle on a white background" --robust-prompt "an orange circle on a black background" \
+        --robust-prompt "a blue striped circle on a gray background" --robust-prompt "a green dotted circle on a white background" \
+        --robust-prompt "a purple circle on a yellow background" --robust-prompt "a circle" \
+        --out "$spms/circle-robust.safetensors" --force
+      spm train --model "$model" --concept red --surrogate blue --seed 1 --init-spm "$spms/red.safetensors" \
+        --iterations 0 --robust-rounds 4 --robust-goals 24 \
+        --robust-prompt "a red circle on a white background" --robust-prompt "a red square on a black background" \
+        --robust-prompt "a striped red triangle on a gray background" --robust-prompt "a dotted red star on a white background" \
+        --robust-prompt "a red square on a light blue background" --robust-prompt "a red triangle" \
+        --out "$spms/red-robust.safetensors" --force
+      mv "$spms/circle-robust.safetensors" "$spms/circle.safetensors"
+      mv "$spms/red-robust.safetensors" "$spms/red.safetensors"
+      ;;
+    attack)
+      for c in circle red striped; do
+        spm attack --model "$model" --spm "$spms/$c.safetensors" --images 100 --attacks text,embedding,random-tokens \
+          --strengths 1,2,3 --budget 2 --out "$reports/attack-$c" --force
+        spm attack --model "$model" --spm "$spms/$c.safetensors" --images 100 --attacks gradient \
+          --budget 4 --tokens 3 --attack-steps 40 --out "$reports/attack-gradient-$c" --force
+      done
+      ;;
+    eval)
+      for w in canonical synonyms held-out; do
+        spm eval --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" "$spms/striped.safetensors" \
+          --no-anchoring-spm "$spms/circle-noanchor.safetensors" --images 200 --wording "$w" \
+          --json "$reports/eval-$w.json" --markdown "$reports/eval-$w.md" --grid-dir "$reports/grids-$w" --force
+      done
+      ;;
+    *) echo "unknown step '$step' (model fidelity spms gate harden attack eval)" >&2; exit 2 ;;
+  esac
+  mark "$step"
+done
