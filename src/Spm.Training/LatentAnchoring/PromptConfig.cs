@@ -28,7 +28,7 @@ public static class PromptConfig
         var stream = new YamlStream();
         try
         {
-            CheckDepth(yaml, fileName);
+            YamlDepthGuard.Check(yaml, fileName, MaxDepth);
             stream.Load(new StringReader(yaml));
         }
         catch (Exception ex) when (ex is YamlDotNet.Core.YamlException or InvalidOperationException or ArgumentException)
@@ -54,26 +54,6 @@ public static class PromptConfig
 
     /// <summary>Deepest nesting a prompt config needs is 2 (a list of mappings); anything far deeper is hostile.</summary>
     private const int MaxDepth = 16;
-
-    // Checked on the parser's event stream, before the node tree is built: building it recurses once per level, and
-    // a file of thousands of '[' would overflow the stack, a crash no catch can stop.
-    private static void CheckDepth(string yaml, string? fileName)
-    {
-        var parser = new YamlDotNet.Core.Parser(new StringReader(yaml));
-        int depth = 0;
-        while (parser.MoveNext())
-        {
-            switch (parser.Current)
-            {
-                case YamlDotNet.Core.Events.SequenceStart or YamlDotNet.Core.Events.MappingStart:
-                    if (++depth > MaxDepth) throw new SpmFormatException(fileName, null, $"nested deeper than {MaxDepth} levels.");
-                    break;
-                case YamlDotNet.Core.Events.SequenceEnd or YamlDotNet.Core.Events.MappingEnd:
-                    depth--;
-                    break;
-            }
-        }
-    }
 
     private static LatentAnchoringOptions ParseEntry(YamlMappingNode map, LatentAnchoringOptions defaults, string? file, int index)
     {

@@ -162,7 +162,7 @@ public sealed class TrainingManifest
         var stream = new YamlStream();
         try
         {
-            CheckDepth(text, fileName);
+            YamlDepthGuard.Check(text, fileName, MaxDepth);
             stream.Load(new StringReader(text));
         }
         catch (Exception ex) when (ex is YamlDotNet.Core.YamlException or InvalidOperationException or ArgumentException)
@@ -312,24 +312,4 @@ public sealed class TrainingManifest
 
     private static SpmFormatException Error(string? file, string key, YamlNode node, string detail) =>
         new(file, $"{key} (line {node.Start.Line})", detail);
-
-    // As PromptConfig: checked on the event stream before the node tree is built, whose recursion a hostile file of
-    // thousands of '[' would overflow.
-    private static void CheckDepth(string yaml, string? fileName)
-    {
-        var parser = new YamlDotNet.Core.Parser(new StringReader(yaml));
-        int depth = 0;
-        while (parser.MoveNext())
-        {
-            switch (parser.Current)
-            {
-                case YamlDotNet.Core.Events.SequenceStart or YamlDotNet.Core.Events.MappingStart:
-                    if (++depth > MaxDepth) throw new SpmFormatException(fileName, null, $"nested deeper than {MaxDepth} levels.");
-                    break;
-                case YamlDotNet.Core.Events.SequenceEnd or YamlDotNet.Core.Events.MappingEnd:
-                    depth--;
-                    break;
-            }
-        }
-    }
 }
