@@ -83,6 +83,18 @@ public class TrainingManifestTests
     }
 
     [Test]
+    public void NestingFarDeeperThanAManifestNeeds_IsRefusedBeforeTheTreeIsBuilt()
+    {
+        // 100,000 levels would overflow the stack of the node-tree builder; the guard reads the event stream first.
+        var hostile = "concepts: " + new string('[', 100_000);
+        var manifest = Assert.Throws<SpmFormatException>(() => TrainingManifest.Parse(hostile, ModelDefaults, "deep.yaml"))!.Message;
+        Assert.That(manifest, Does.Contain("deep.yaml").And.Contain("nested deeper than 8 levels"));
+        var config = Assert.Throws<SpmFormatException>(() => PromptConfig.Parse("- target: " + new string('[', 100_000), new LatentAnchoringOptions { Concept = "x" }, "prompts.yaml"))!.Message;
+        Assert.That(config, Does.Contain("prompts.yaml").And.Contain("nested deeper than 16 levels"));
+        Assert.That(TrainingManifest.Parse("concepts: [{concept: circle, iterations: 3}]", ModelDefaults, "flat.yaml").Concepts, Has.Count.EqualTo(1), "shallow nesting loads");
+    }
+
+    [Test]
     public void ShardsSplitConceptsByIndexModuloCount()
     {
         var yaml = "concepts:\n" + string.Concat(Enumerable.Range(0, 7).Select(i => $"  - concept: c{i}\n"));
