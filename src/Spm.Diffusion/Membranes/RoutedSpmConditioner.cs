@@ -39,12 +39,7 @@ public sealed class RoutedSpmConditioner : IUNetConditioner
         _pipeline = pipeline;
         _offInUnconditional = offInUnconditional;
         Route = route;
-        var tok = pipeline.Tokenizer;
-        _texts = new SpmGateEvaluator(text =>
-        {
-            var (ids, embedding) = pipeline.EncodePrompt(text);
-            return (ids, embedding.Data);
-        }, [tok.BosId, tok.EosId, tok.PadId]);
+        _texts = SpmGateEvaluator.For(pipeline);
         var cache = new Dictionary<string, GateText>(StringComparer.Ordinal);
         GateText Text(string t)
         {

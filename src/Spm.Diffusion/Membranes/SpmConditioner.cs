@@ -137,12 +137,7 @@ public sealed class SpmConditioner : IUNetConditioner
         _settings = settings;
         _offInUnconditional = offInUnconditional;
         _pipeline = pipeline;
-        var tok = pipeline.Tokenizer;
-        _evaluator = new SpmGateEvaluator(text =>
-        {
-            var (ids, embedding) = pipeline.EncodePrompt(text);
-            return (ids, embedding.Data);
-        }, [tok.BosId, tok.EosId, tok.PadId]);
+        _evaluator = SpmGateEvaluator.For(pipeline);
     }
 
     /// <summary>The gates of every loaded SPM for <paramref name="prompt"/> (what a request with that prompt will use).</summary>

@@ -48,6 +48,19 @@ public sealed class SpmGateEvaluator
         _specialIds = specialTokenIds.Distinct().ToArray();
     }
 
+    /// <summary>An evaluator reading prompts through <paramref name="pipeline"/>'s own conditioning (its
+    /// <see cref="Pipelines.StableDiffusionPipeline.EncodePrompt"/> row and tokenizer; BOS, EOS and padding are the special ids).</summary>
+    public static SpmGateEvaluator For(Pipelines.StableDiffusionPipeline pipeline)
+    {
+        ArgumentNullException.ThrowIfNull(pipeline);
+        var tok = pipeline.Tokenizer;
+        return new SpmGateEvaluator(text =>
+        {
+            var (ids, embedding) = pipeline.EncodePrompt(text);
+            return (ids, embedding.Data);
+        }, [tok.BosId, tok.EosId, tok.PadId]);
+    }
+
     /// <summary>The gate view of a text (no caching).</summary>
     public GateText TextOf(string text)
     {

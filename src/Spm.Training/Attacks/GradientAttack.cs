@@ -357,9 +357,7 @@ public sealed class GradientAttack : IDisposable
 
     private SpmGateEvaluator? _evaluator;
 
-    private SpmGateEvaluator GateEvaluator => _evaluator ??= new SpmGateEvaluator(
-        t => { var (ids, e) = _pipeline.EncodePrompt(t); return (ids, e.Data); },
-        [_pipeline.Tokenizer.BosId, _pipeline.Tokenizer.EosId, _pipeline.Tokenizer.PadId]);
+    private SpmGateEvaluator GateEvaluator => _evaluator ??= SpmGateEvaluator.For(_pipeline);
 
     private static string Compose(IReadOnlyList<(string Word, int Id)> pool, ReadOnlySpan<int> words, string prompt)
     {
