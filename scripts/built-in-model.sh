@@ -4,16 +4,17 @@
 # exactly from its last snapshot). What each step measures is in docs/tiny-shapes.md and docs/gate.md.
 #
 #   scripts/built-in-model.sh OUT [STEP...]
-#     steps: model fidelity spms gate harden attack eval   (default: all, in that order)
+#     steps: model fidelity spms gate harden attack eval derived transfer   (default: all, in that order)
 #
-# OUT/model is the pipeline folder, OUT/spm the SPM files, OUT/reports the JSON/Markdown reports and grids.
+# OUT/model is the pipeline folder, OUT/spm the SPM files, OUT/reports the JSON/Markdown reports and grids,
+# OUT/derived the derived model (the model fine-tuned on the outlined world, as community fine-tunes change SD's style).
 # SPM=path/to/spm runs a given binary (default: `dotnet run` of src/Spm.Cli in Release). A model that meets the bars
 # replaces models/tiny-shapes by hand (see docs/tiny-shapes.md, "Replacing the built-in model").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/built-in-model.sh OUT [STEP...]}
 shift
-steps=${*:-model fidelity spms gate harden attack eval}
+steps=${*:-model fidelity spms gate harden attack eval derived transfer}
 if [ -n "${SPM:-}" ]; then spm() { "$SPM" "$@"; }
 else
   dotnet build src/Spm.Cli -c Release -v q -nologo >/dev/null
@@ -87,7 +88,22 @@ for step in $steps; do
           --json "$reports/eval-$w.json" --markdown "$reports/eval-$w.md" --grid-dir "$reports/grids-$w" --force
       done
       ;;
-    *) echo "unknown step '$step' (model fidelity spms gate harden attack eval)" >&2; exit 2 ;;
+    derived)
+      # A fine-tune of the model on the outlined world: a fresh encoder against the frozen decoder, the decoder kept,
+      # the UNet trained further on outlined pictures (same architecture, text encoder frozen).
+      spm build-model --preset tiny-shapes --base-model "$model" --style outlined --work-dir "$out/derived-work" \
+        --out "$out/derived" --captions varied --stripe-angle 0 --decoder-steps 0 --ae-steps 400 --unet-stages 3000:1e-3 \
+        --snapshot-every 500 --resume --force
+      cp "$model/spm_generate_defaults.json" "$model/spm_train_defaults.json" "$out/derived/"
+      spm eval --model "$out/derived" --style outlined --fidelity --images 400 --json "$reports/derived-fidelity.json" --force
+      ;;
+    transfer)
+      # The SPMs trained on the model, applied to the derived model without retraining.
+      spm eval --model "$out/derived" --style outlined --spm "$spms/circle.safetensors" "$spms/red.safetensors" \
+        "$spms/striped.safetensors" --images 200 --json "$reports/transfer.json" --markdown "$reports/transfer.md" \
+        --grid-dir "$reports/grids-transfer" --force
+      ;;
+    *) echo "unknown step '$step' (model fidelity spms gate harden attack eval derived transfer)" >&2; exit 2 ;;
   esac
   mark "$step"
 done
