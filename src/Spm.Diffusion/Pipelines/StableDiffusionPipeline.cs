@@ -108,17 +108,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private static ClipTokenizer LoadTokenizer(string folder)
-    {
-        try
-        {
-            return ClipTokenizer.Load(folder);
-        }
-        catch (Exception ex) when (ex is not SpmException and (IOException or FormatException or ArgumentException or InvalidOperationException or System.Text.Json.JsonException))
-        {
-            throw new SpmFormatException(folder, null, $"cannot load the tokenizer: {ex.Message}", ex);
-        }
-    }
+    private static ClipTokenizer LoadTokenizer(string folder) => PromptConditionings.LoadTokenizer(folder);
 
     /// <summary>The CLI name of the folder's configured scheduler (from its <c>_class_name</c>), or pndm.</summary>
     public string DefaultSchedulerName => Folder.SchedulerClassName switch

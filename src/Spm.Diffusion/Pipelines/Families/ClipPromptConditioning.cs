@@ -41,6 +41,32 @@ public sealed class ClipPromptConditioning : IPromptConditioning
     }
 
     /// <inheritdoc />
+    public IReadOnlyList<EncodedPrompt> EncodeBatch(IReadOnlyList<string> texts, RunOptions? runOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        if (texts.Count == 0) return [];
+        var ids = texts.Select(_tokenizer.Encode).ToArray();
+        var e = _encoder.Encode(ids.SelectMany(i => i).ToArray(), texts.Count, runOptions);
+        return texts.Select((t, i) => new EncodedPrompt(t, ids[i], Row(e, i))).ToArray();
+    }
+
+    /// <summary>Row <paramref name="i"/> of a [B, ...] tensor as [1, ...].</summary>
+    internal static FloatTensor Row(FloatTensor batch, int i)
+    {
+        int n = batch.Length / batch.Shape[0];
+        var shape = (int[])batch.Shape.Clone();
+        shape[0] = 1;
+        return new FloatTensor(shape, batch.Span.Slice(i * n, n).ToArray());
+    }
+
+    /// <inheritdoc />
+    public IUNetRowLayout RowLayout(EncodedPrompt example)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        return UNetRowLayout.Sequence(example.HiddenStates.Shape[1], example.HiddenStates.Shape[2]);
+    }
+
+    /// <inheritdoc />
     public EncodedPrompt EncodeNegative(string text, EncodedPrompt prompt, RunOptions? runOptions = null) => Encode(text, runOptions);
 
     /// <inheritdoc />
