@@ -17,13 +17,16 @@ public class SdxlTrainCommandTests
 
     [Test]
     [Category(TestCategories.Slow)]
-    public void Train_OnSdxl_WritesAnSpmThatInspectMatchesAndGenerateLoads()
+    public void Train_OnSdxl_WithPreviewsAndProbe_WritesAnSpmThatInspectMatchesAndGenerateLoads()
     {
         var dir = TestPaths.NewTempDir("spm-sdxl-train-cli");
         var output = Path.Combine(dir, "circle.safetensors");
         var train = Run("train", "--model", TinySdxl.Folder, "--concept", "a red circle", "--iterations", "2", "--resolution", "128",
-            "--fixed-resolution", "--threads", "1", "--seed", "3", "--warmup", "1", "--lr", "1e-2", "--no-graph-cache", "--out", output);
+            "--fixed-resolution", "--threads", "1", "--seed", "3", "--warmup", "1", "--lr", "1e-2", "--no-graph-cache",
+            "--preview-every", "2", "--preview-steps", "2", "--probe", "--out", output);
         Assert.That(train.Code, Is.EqualTo(0), train.Err);
+        Assert.That(File.Exists(output + ".preview-000002.png"), Is.True, "previews decode SDXL latents through the same row layout");
+        Assert.That(File.ReadAllLines(output + ".loss.csv")[0], Does.Contain("probe_erasure"));
         var adapter = SpmFile.Load(output);
         Assert.That(adapter.Membranes, Has.Count.EqualTo(132));
         Assert.That(adapter.Membranes.Select(m => m.Key), Has.All.StartWith("lora_unet_"));

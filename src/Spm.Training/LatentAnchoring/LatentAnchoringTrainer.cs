@@ -102,6 +102,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
             for (int i = 0; i < embeddings.Length; i++) _libraryGates.TryAdd(embeddings[i], libraryGates[i]);
         _sessions = sessions;
         _unetModel = new UNetModel(new CreatedSession(injected.Session, sessions.Provider, sessions.FallbackReason), unet.FilePath);
+        // A folder that mixes families (an SDXL index over an SD 1.x UNet...) is named here, not by a failed UNet call.
+        ModelFamilies.CheckUNet(folder.Family, _unetModel.Signature, folder.PipelineClassName);
         _rowLayout = rowLayout;
         _baseModelId = baseModelId;
         _positiveIsTarget = _ePositive.AsSpan().SequenceEqual(_eTarget);

@@ -24,7 +24,11 @@ public sealed class ClipPromptConditioning : IPromptConditioning
         _tokenizer = tokenizer;
         _encoder = encoder;
         Tokenizers = [tokenizer];
+        TextEncoders = [encoder];
     }
+
+    /// <inheritdoc />
+    public IReadOnlyList<TextEncoderModel> TextEncoders { get; }
 
     /// <inheritdoc />
     public ModelFamily Family { get; }

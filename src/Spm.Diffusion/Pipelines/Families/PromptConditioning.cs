@@ -62,6 +62,9 @@ public interface IPromptConditioning : IDisposable
     /// <summary>The tokenizers, first one first (SDXL: tokenizer/ then tokenizer_2/).</summary>
     IReadOnlyList<ClipTokenizer> Tokenizers { get; }
 
+    /// <summary>The text encoders, first one first (SDXL: text_encoder/ then text_encoder_2/); owned by the conditioning.</summary>
+    IReadOnlyList<TextEncoderModel> TextEncoders { get; }
+
     /// <summary>Encodes a prompt.</summary>
     EncodedPrompt Encode(string text, RunOptions? runOptions = null);
 

@@ -45,7 +45,11 @@ public sealed partial class SdxlPromptConditioning : IPromptConditioning
         _encoder2 = encoder2;
         ForceZerosForEmptyPrompt = forceZerosForEmptyPrompt;
         Tokenizers = [tokenizer1, tokenizer2];
+        TextEncoders = [encoder1, encoder2];
     }
+
+    /// <inheritdoc />
+    public IReadOnlyList<TextEncoderModel> TextEncoders { get; }
 
     /// <inheritdoc />
     public ModelFamily Family => ModelFamily.StableDiffusionXL;
