@@ -13,7 +13,7 @@ public class SdxlTrainCommandTests
 {
     private static (int Code, string Out, string Err) Run(params string[] args)
         => CliHarness.Run(c => [TrainCommand.Create(c), InspectCommand.Create(c), GenerateCommand.Create(c), EvalCommand.Create(c),
-            GateCommand.Create(c), AttackCommand.Create(c)], args);
+            GateCommand.Create(c), AttackCommand.Create(c), BenchCommand.Create(c)], args);
 
     [Test]
     [Category(TestCategories.Slow)]
@@ -40,6 +40,17 @@ public class SdxlTrainCommandTests
             "--width", "64", "--height", "64", "--spm", output, "--out", png);
         Assert.That(generate.Code, Is.EqualTo(0), generate.Err);
         Assert.That(File.Exists(png), Is.True);
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void BenchTrainStep_OnSdxl_FeedsTextEmbedsAndTimeIds()
+    {
+        var (code, stdout, err) = Run("bench", "train-step", "--model", TinySdxl.Folder, "--latent-size", "8", "--runs", "1", "--threads", "1", "--json");
+        Assert.That(code, Is.EqualTo(0), err);
+        using var json = System.Text.Json.JsonDocument.Parse(stdout);
+        Assert.That(json.RootElement.GetProperty("layers").GetInt32(), Is.EqualTo(132));
+        Assert.That(json.RootElement.GetProperty("train_step_ms").GetDouble(), Is.GreaterThan(0));
     }
 
     private static IEnumerable<TestCaseData> RefusingVerbs()
