@@ -4,6 +4,7 @@ using Spm.Core.Randomness;
 using Spm.Core.Tensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Onnx;
+using Spm.Diffusion.Pipelines.Families;
 using Spm.Diffusion.Runtime;
 
 using Spm.Training.Autodiff;
@@ -78,6 +79,19 @@ public static class TrainStepBenchmark
         var fNames = new List<string>(modelInputs.Keys);
         var fValues = new List<OrtValue>(modelInputs.Values);
         var owned = new List<OrtValue>();
+        // An SDXL UNet also takes the pooled embedding and the size ids: random pooled rows, and diffusers' default ids
+        // for the image size of the latents.
+        foreach (var input in unet.Graph.Input.Where(i => ModelFamilies.SdxlUNetInputs.Contains(i.Name)).ToList())
+        {
+            float[] data = input.Name == "time_ids"
+                ? Enumerable.Range(0, b).SelectMany(_ => SizeConditioning.Default(8 * s, 8 * s).ToTimeIds()).ToArray()
+                : G(b * input.Type.TensorType.Shape.Dim[1].DimValue);
+            var v = OrtValue.CreateTensorValueFromMemory(data, [b, data.Length / b]);
+            owned.Add(v);
+            modelInputs[input.Name] = v;
+            fNames.Add(input.Name);
+            fValues.Add(v);
+        }
         foreach (var (n, t) in tensors.Inputs) { var v = ToOrt(t); owned.Add(v); fNames.Add(n); fValues.Add(v); }
         var gv = ToOrt(gates);
         owned.Add(gv);

@@ -17,17 +17,25 @@ public class TrainKillResumeTests
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(10);
 
     // Tiny but real: 6 iterations at 128x128 (16x16 latents), checkpoints after steps 2 and 4, one thread.
-    private static string[] TrainArgs(string output, params string[] extra) =>
+    private static string[] TrainArgs(string model, string output, params string[] extra) =>
     [
-        "train", "--model", TestPaths.TinySd1, "--concept", "a photo of a cat", "--iterations", "6", "--resolution", "128",
+        "train", "--model", model, "--concept", "a photo of a cat", "--iterations", "6", "--resolution", "128",
         "--fixed-resolution", "--checkpoint-every", "2", "--threads", "1", "--seed", "3", "--warmup", "2", "--lr", "1e-2",
         "--out", output, .. extra,
     ];
 
     [Test]
     [Category(TestCategories.Slow)]
-    public void SigkilledRunResumesToTheSameFileAsAnUninterruptedRun()
+    public void SigkilledRunResumesToTheSameFileAsAnUninterruptedRun() => KillAndResume(TestPaths.TinySd1);
+
+    /// <summary>The same on the tiny SDXL pipeline: two encoders, pooled embeddings and time ids in every UNet call.</summary>
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void SigkilledSdxlRunResumesToTheSameFileAsAnUninterruptedRun() => KillAndResume(TinySdxl.Folder);
+
+    private static void KillAndResume(string model)
     {
+        string[] TrainArgs(string output, params string[] extra) => TrainKillResumeTests.TrainArgs(model, output, extra);
         var dir = TestPaths.NewTempDir("spm-kill");
         var straight = Path.Combine(dir, "straight.safetensors");
         var resumed = Path.Combine(dir, "resumed.safetensors");

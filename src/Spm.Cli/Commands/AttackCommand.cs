@@ -52,6 +52,7 @@ internal static class AttackCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder, "spm attack");
             var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
             var names = parse.GetValue(attacks) is { Length: > 0 } a ? a.SelectMany(x => x.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray() : AttackPlans.Names.ToArray();
             foreach (var n in names)

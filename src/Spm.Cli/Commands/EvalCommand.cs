@@ -97,6 +97,7 @@ internal static class EvalCommand
         if (concepts.Length > 0 && concepts.Length != spms.Length && concepts.Length != spms.Length + noAnchoring.Length)
             throw new SpmException($"--concepts names {concepts.Length} concept(s) for {spms.Length} --spm file(s){(noAnchoring.Length > 0 ? $" and {noAnchoring.Length} --no-anchoring-spm file(s)" : "")}: give one per --spm file (optionally followed by one per --no-anchoring-spm file).");
         var modelFolder = DefaultModel.Resolve(parse.GetValue(o.Model));
+        Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder, "spm eval");
         spms = SpmFileArgument.ParseAll(spms, modelFolder, allowMultiplier: false).Select(f => f.Path).ToArray();
         noAnchoring = SpmFileArgument.ParseAll(noAnchoring, modelFolder, "--no-anchoring-spm", allowMultiplier: false).Select(f => f.Path).ToArray();
         int images = parse.GetValue(o.Images) ?? (fidelity ? 200 : 100);

@@ -64,6 +64,7 @@ internal static class GateCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
+            Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder, "spm gate fit");
             var files = SpmFileArgument.ParseAll(parse.GetValue(spm) ?? [], modelFolder, allowMultiplier: false).Select(a => a.Path).ToArray();
             var dir = parse.GetValue(outDir);
             bool place = parse.GetValue(inPlace);

@@ -21,7 +21,7 @@ internal static class GradCommand
         var model = new Option<string>("--model") { Description = "Pipeline folder, UNet folder or UNet .onnx file.", Required = true };
         var spm = new Option<string>("--spm") { Description = "The SPM file whose membranes are differentiated (a bare name such as 'circle' means MODEL/spm/circle.safetensors when no such file is in the current folder).", Required = true };
         var multiplier = new Option<float>("--multiplier") { Description = "Membrane multiplier (gate) for every batch row.", DefaultValueFactory = _ => 1f };
-        var inputs = new Option<string>("--inputs") { Description = "safetensors with sample, timestep, encoder_hidden_states and R.", Required = true };
+        var inputs = new Option<string>("--inputs") { Description = "safetensors with sample, timestep, encoder_hidden_states and R (an SDXL UNet also needs text_embeds and time_ids).", Required = true };
         var output = new Option<string>("--out") { Description = "Output safetensors file (grad.<key> for every down/up tensor).", Required = true };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads (0 = ORT default).", DefaultValueFactory = _ => 0 }.InRange(0);
         var force = new Option<bool>("--force") { Description = "Overwrite the output file if it exists." };

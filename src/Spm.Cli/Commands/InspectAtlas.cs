@@ -18,8 +18,9 @@ internal static class InspectAtlas
     public static async Task<JsonObject> RunAsync(CliConsole console, string spm, string? model, string atlasPath, int images, ulong seed,
         GateSettings gate, SamplingOptions sampling, ParseResult parse, CancellationToken ct)
     {
-        var atlas = ConceptAtlas.Load(atlasPath);
         var modelFolder = DefaultModel.Resolve(model);
+        Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder, "spm inspect --atlas");
+        var atlas = ConceptAtlas.Load(atlasPath);
         var file = SpmFileArgument.Parse(spm, modelFolder, "path", allowMultiplier: false).Path;
         var loaded = LoadedSpms.Load(modelFolder, [file]);
         var settings = sampling.Settings(parse, modelFolder);

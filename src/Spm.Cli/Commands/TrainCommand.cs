@@ -122,6 +122,7 @@ internal static class TrainCommand
             }
             if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
             int rounds = parse.GetValue(robustRounds);
+            if (rounds > 0) Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder.Root, "spm train --robust-rounds");
             if (parse.GetValue(initSpm) is { } init)
                 options = options with { InitialSpm = SpmFileArgument.Parse(init, modelFolder.Root, allowMultiplier: false).Path };
             if (parse.GetValue(library) is { } libraryDir)

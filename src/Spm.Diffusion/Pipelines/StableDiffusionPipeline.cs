@@ -73,50 +73,29 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         options ??= new PipelineOptions();
         var mf = ModelFolder.Open(folder);
-        var tokenizer = LoadTokenizer(mf.TokenizerFolder);
-        var tokenizer2 = mf.Family == ModelFamily.StableDiffusionXL ? LoadTokenizer(mf.Tokenizer2Folder) : null;
+        // One provider choice for all models: a CUDA failure on the first puts all of them on the CPU. The UNet opens
+        // first so that a folder mixing families is named by its UNet's inputs before the encoders are checked; the
+        // text encoders open through the family's conditioning (the only place that chooses it).
+        var sessions = new OnnxSessionGroup(options.Runtime);
         var disposables = new List<IDisposable>();
         try
         {
-            // One provider choice for all models: a CUDA failure on the first puts all of them on the CPU.
-            var sessions = new OnnxSessionGroup(options.Runtime);
-            var te = sessions.OpenCreated(OnnxModelSource.FromFile(mf.TextEncoderPath));
-            disposables.Add(te.Session);
-            CreatedSession? te2 = null;
-            if (tokenizer2 is not null)
-            {
-                te2 = sessions.OpenCreated(OnnxModelSource.FromFile(mf.TextEncoder2Path));
-                disposables.Add(te2.Session);
-            }
             var un = sessions.OpenCreated(options.UNetSource ?? OnnxModelSource.FromFile(mf.UNetPath));
             disposables.Add(un.Session);
-            var va = sessions.OpenCreated(OnnxModelSource.FromFile(mf.VaeDecoderPath));
-            disposables.Add(va.Session);
-            var textEncoder = new TextEncoderModel(te, mf.TextEncoderPath);
             var unet = new UNetModel(un, options.UNetSource?.DisplayName ?? mf.UNetPath);
             ModelFamilies.CheckUNet(mf.Family, unet.Signature, mf.PipelineClassName);
+            var conditioning = PromptConditionings.Open(mf, sessions);
+            disposables.Add(conditioning);
+            var va = sessions.OpenCreated(OnnxModelSource.FromFile(mf.VaeDecoderPath));
+            disposables.Add(va.Session);
             var vae = new VaeDecoderModel(va, mf.VaeDecoderPath);
-            IPromptConditioning conditioning = te2 is null
-                ? new ClipPromptConditioning(mf.Family, tokenizer, textEncoder)
-                : new SdxlPromptConditioning(tokenizer, textEncoder, tokenizer2!, new TextEncoderModel(te2, mf.TextEncoder2Path), mf.ForceZerosForEmptyPrompt);
-            return new StableDiffusionPipeline(mf, options, tokenizer, textEncoder, conditioning, unet, vae, un.Provider, un.FallbackReason ?? te.FallbackReason);
+            return new StableDiffusionPipeline(mf, options, conditioning.Tokenizers[0], conditioning.TextEncoders[0], conditioning, unet, vae,
+                un.Provider, un.FallbackReason ?? sessions.FallbackReason);
         }
         catch
         {
             foreach (var d in disposables) d.Dispose();
             throw;
-        }
-    }
-
-    private static ClipTokenizer LoadTokenizer(string folder)
-    {
-        try
-        {
-            return ClipTokenizer.Load(folder);
-        }
-        catch (Exception ex) when (ex is not SpmException and (IOException or FormatException or ArgumentException or InvalidOperationException or System.Text.Json.JsonException))
-        {
-            throw new SpmFormatException(folder, null, $"cannot load the tokenizer: {ex.Message}", ex);
         }
     }
 

@@ -113,6 +113,7 @@ public sealed class SpmEvaluationRun : IDisposable
     public static SpmEvaluationRun Open(SpmEvaluationRequest request, IProgress<string>? warnings = null)
     {
         ArgumentNullException.ThrowIfNull(request);
+        Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(request.Model, "spm eval (SpmEvaluationRun)");
         if (request.Fidelity)
         {
             if (request.Spms.Count > 0 || request.NoAnchoringSpms.Count > 0)

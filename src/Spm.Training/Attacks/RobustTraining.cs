@@ -93,6 +93,7 @@ public static class RobustTraining
         ArgumentNullException.ThrowIfNull(training);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(outputPath);
+        Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder, "spm train --robust-rounds (RobustTraining)");
         options.Validate();
         training.Validate();
         if (!File.Exists(startSpm)) throw new SpmInputNotFoundException(startSpm, "SPM file");

@@ -6,6 +6,7 @@ using Spm.Core.Tensors;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Onnx;
 using Spm.Diffusion.Onnx.Proto;
+using Spm.Diffusion.Pipelines.Families;
 
 namespace Spm.Training.Autodiff;
 
@@ -23,7 +24,10 @@ public static class SpmGradients
     /// <param name="modelPath">A pipeline folder, a UNet folder or a UNet .onnx file.</param>
     /// <param name="spmPath">The SPM file.</param>
     /// <param name="multiplier">The membrane multiplier (gate) for every batch row.</param>
-    /// <param name="inputsPath">A safetensors file with <c>sample</c>, <c>timestep</c>, <c>encoder_hidden_states</c> and <c>R</c>.</param>
+    /// <param name="inputsPath">
+    /// A safetensors file with <c>sample</c>, <c>timestep</c>, <c>encoder_hidden_states</c> and <c>R</c>; for an SDXL
+    /// UNet also <c>text_embeds</c> [B, P] and <c>time_ids</c> [B, 6] (the UNet's further conditioning inputs).
+    /// </param>
     /// <param name="settings">Threads and provider.</param>
     /// <returns>Gradient tensors keyed <c>grad.&lt;key&gt;.lora_down.weight</c> / <c>.lora_up.weight</c>, shaped as in the SPM file, and the loss.</returns>
     /// <exception cref="SpmFormatException">A file is malformed or an input is missing or misshapen (the message names file and key).</exception>
@@ -70,9 +74,12 @@ public static class SpmGradients
     private static Dictionary<string, OrtValue> ReadInputs(string path, GraphProto graph, out FloatTensor r, out int batch)
     {
         using var f = SafeTensorsFile.Open(path);
+        // SDXL UNets take text_embeds and time_ids beside the hidden states: the file must carry them too.
+        var added = graph.Input.Select(i => i.Name).Where(ModelFamilies.SdxlUNetInputs.Contains).ToList();
+        var needed = string.Join(", ", ["sample", "timestep", "encoder_hidden_states", .. added]) + " and R";
         FloatTensor Need(string key)
         {
-            if (!f.Contains(key)) throw new SpmFormatException(path, key, "missing (spm grad needs sample, timestep, encoder_hidden_states and R)");
+            if (!f.Contains(key)) throw new SpmFormatException(path, key, $"missing (spm grad on this UNet needs {needed})");
             return f.ReadFloat(key);
         }
         var sample = Need("sample");
@@ -92,6 +99,13 @@ public static class SpmGradients
             ["encoder_hidden_states"] = MembraneGradientSession.ToOrt(ehs),
             ["R"] = MembraneGradientSession.ToOrt(r),
         };
+        foreach (var name in added)
+        {
+            var t = Need(name);
+            if (t.Rank != 2 || t.Shape[0] != batch)
+                throw new SpmFormatException(path, name, $"expected [{batch}, {(name == "time_ids" ? "6" : "width")}], found {t.ShapeString}");
+            feeds[name] = MembraneGradientSession.ToOrt(t);
+        }
         // Exporters differ in the timestep's type and rank (float [B], int64 [B], float scalar): follow the model.
         var declared = graph.Input.FirstOrDefault(i => i.Name == "timestep")
             ?? throw new SpmFormatException(null, "timestep", "the UNet has no 'timestep' input");

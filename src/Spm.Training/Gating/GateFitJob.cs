@@ -121,6 +121,7 @@ public sealed class GateFitJob : IDisposable
     public static GateFitJob Open(GateFitRequest request, IProgress<string>? warnings = null)
     {
         ArgumentNullException.ThrowIfNull(request);
+        Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(request.Model, "spm gate fit (GateFitJob)");
         if (request.Spms.Count == 0) throw new ArgumentException("No SPM file to fit a gate for.", nameof(request));
         if (request.Concepts.Count != request.Spms.Count)
             throw new ArgumentException($"{request.Concepts.Count} concept(s) for {request.Spms.Count} SPM file(s): give one per file.", nameof(request));

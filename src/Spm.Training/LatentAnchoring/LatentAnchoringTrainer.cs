@@ -13,6 +13,7 @@ using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Onnx;
 using Spm.Diffusion.Onnx.Proto;
 using Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Pipelines.Families;
 using Spm.Diffusion.Runtime;
 using Spm.Diffusion.Schedulers;
 using Spm.Diffusion.Text;
@@ -64,7 +65,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly Dictionary<(int Rows, int H, int W), MembraneTrainingGraph> _graphs = [];
     private readonly GradientSessionSettings _gradientSettings;
     private readonly float[] _eTarget, _ePositive, _eSurrogate, _eUncond;
-    private readonly int _tokens, _width;
+    // How a conditioning row (one float[] per prompt or anchor) feeds the UNet: the family's row layout.
+    private readonly IUNetRowLayout _rowLayout;
     private readonly SchedulerConfig _ddimConfig;
     private readonly string _baseModelId;
     private readonly bool _positiveIsTarget;
@@ -81,7 +83,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
 
     private LatentAnchoringTrainer(LatentAnchoringOptions options, ModelFolder folder, OnnxModel unet, MembraneLayout layout,
         InjectedUnet injected, ModelProto trainingModel, GradientSessionSettings gradientSettings,
-        float[][] embeddings, int tokens, int width, string baseModelId, OnnxSessionGroup sessions, int libraryAnchors = 0,
+        float[][] embeddings, IUNetRowLayout rowLayout, string baseModelId, OnnxSessionGroup sessions, int libraryAnchors = 0,
         IReadOnlyList<float[]>? libraryGates = null)
     {
         _options = options;
@@ -100,7 +102,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
             for (int i = 0; i < embeddings.Length; i++) _libraryGates.TryAdd(embeddings[i], libraryGates[i]);
         _sessions = sessions;
         _unetModel = new UNetModel(new CreatedSession(injected.Session, sessions.Provider, sessions.FallbackReason), unet.FilePath);
-        (_tokens, _width) = (tokens, width);
+        // A folder that mixes families (an SDXL index over an SD 1.x UNet...) is named here, not by a failed UNet call.
+        ModelFamilies.CheckUNet(folder.Family, _unetModel.Signature, folder.PipelineClassName);
+        _rowLayout = rowLayout;
         _baseModelId = baseModelId;
         _positiveIsTarget = _ePositive.AsSpan().SequenceEqual(_eTarget);
         _ddimConfig = folder.SchedulerConfig with { Eta = 0 };
@@ -166,7 +170,6 @@ public sealed class LatentAnchoringTrainer : IDisposable
         // Every session of the run opens through this group, so a CUDA request gives one device for all of them.
         var sessions = new OnnxSessionGroup(runtime);
         var folder = ModelFolder.Open(modelFolder);
-        var tokenizer = ClipTokenizer.Load(folder.TokenizerFolder);
 
         var unet = OnnxModel.Load(folder.UNetPath);
         Spm.Diffusion.Onnx.Fused.FusedGraphs.EnsureTrainable(unet);
@@ -186,25 +189,26 @@ public sealed class LatentAnchoringTrainer : IDisposable
 
         float[][] embeddings;
         float[][]? libraryGates = null;
-        int tokens, width;
-        using (var text = new TextEncoderModel(sessions.OpenCreated(OnnxModelSource.FromFile(folder.TextEncoderPath)), folder.TextEncoderPath))
+        IUNetRowLayout rowLayout;
+        // The family's conditioning (SD 1.x/2.x: one encoder; SDXL: both, pooled embeddings, time ids): every fixed
+        // prompt becomes one flat row in the family's layout, encoded in one batch.
+        using (var conditioning = PromptConditionings.Open(folder, sessions))
         {
             string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
                 .. options.PreviewEvery > 0 ? options.PreviewRows : [], .. options.AdversarialPrompts ?? [], .. libraryPrompts];
-            var ids = prompts.SelectMany(tokenizer.Encode).ToArray();
-            var e = text.Encode(ids, prompts.Length);
-            tokens = e.Shape[1];
-            width = e.Shape[2];
-            int n = tokens * width;
-            embeddings = Enumerable.Range(0, prompts.Length).Select(i => e.Data.AsSpan(i * n, n).ToArray()).ToArray();
+            var encoded = conditioning.EncodeBatch(prompts);
+            rowLayout = conditioning.RowLayout(encoded[0]);
+            embeddings = encoded.Select(rowLayout.ToRow).ToArray();
             if (library.Count > 0)
             {
-                // Each library SPM at the gate spm generate would give it for the row's prompt (default gate settings).
-                var gate = new SpmGateEvaluator(t => { var tid = tokenizer.Encode(t); return (tid, text.Encode(tid, 1).Data); },
+                // Each library SPM at the gate spm generate would give it for the row's prompt (default gate settings);
+                // the gate reads the prompt's encoder_hidden_states row, as in generation.
+                var tokenizer = conditioning.Tokenizers[0];
+                var gate = new SpmGateEvaluator(t => { var p = conditioning.Encode(t); return (p.TokenIds, p.HiddenStates.Data); },
                     [tokenizer.BosId, tokenizer.EosId, tokenizer.PadId]);
                 var settings = Enumerable.Repeat(GateSettings.Default, library.Count).ToList();
-                libraryGates = prompts.Select((p, i) =>
-                    gate.Evaluate(gate.TextOf(tokenizer.Encode(p), embeddings[i]), library, settings).Select(g => g.Multiplier).ToArray()).ToArray();
+                libraryGates = encoded.Select(p =>
+                    gate.Evaluate(gate.TextOf(p.TokenIds, p.HiddenStates.Data), library, settings).Select(g => g.Multiplier).ToArray()).ToArray();
             }
         }
 
@@ -218,7 +222,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, sessions);
         var trainingModel = MembraneTrainingGraph.AddRowLoss(MembraneInjector.Inject(unet.Proto, layout));
         var graphSettings = GradientSessionSettings.For(sessions, unet.BaseDirectory);
-        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, graphSettings, embeddings, tokens, width, BaseModelId(folder), sessions,
+        return new LatentAnchoringTrainer(options, folder, unet, layout, injected, trainingModel, graphSettings, embeddings, rowLayout, BaseModelId(folder), sessions,
             libraryPrompts.Length, libraryGates)
         {
             _graphCache = graphCache,
@@ -476,9 +480,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
     /// <summary>A UNet runner over the injected session with these conditioning rows and gates (membranes bound in place, so updates show).</summary>
     private UNetRunner OpenRunner(IReadOnlyList<float[]> rows, FloatTensor gates, int lh, int lw, RunOptions ro)
     {
-        var hidden = new FloatTensor([rows.Count, _tokens, _width], Concat(rows));
         var extras = new Dictionary<string, FloatTensor>(_injected.Membranes.Inputs, StringComparer.Ordinal) { [MembraneNames.Gates] = gates };
-        return _unetModel.OpenRunner(hidden, extras, rows.Count, lh, lw, _sessions.Provider == ExecutionProviderKind.Cuda, ro);
+        return _unetModel.OpenRunner(TextRows(rows, lh, lw), extras, rows.Count, lh, lw, _sessions.Provider == ExecutionProviderKind.Cuda, ro);
     }
 
     /// <summary>The fixed probe's inputs: one x per probe k at the probe size, the query timesteps and the erasure targets.</summary>
@@ -574,14 +577,20 @@ public sealed class LatentAnchoringTrainer : IDisposable
                 PredictRows(samples.AsSpan(r * latent, latent).ToArray(), lh, lw, [rows[r]], [timesteps[r]], gate).CopyTo(all, r * latent);
             return all;
         }
-        var hidden = Concat(rows);
-        using var sampleValue = OrtValue.CreateTensorValueFromMemory(samples, [b, 4, lh, lw]);
-        using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
-        using var tValue = OrtTensors.TimestepRows(timesteps.ToArray(), _timestep, _unet.FilePath);
-        var gates = Gates(b, _ => gate, r => LibraryGates(rows[r]));
-        var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
-        using var outputs = _injected.Run(inputs, gates, [_outputName]);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        var owned = new List<OrtValue>();
+        try
+        {
+            var inputs = TextFeeds(TextRows(rows, lh, lw), owned);
+            owned.Add(inputs[_sampleInput] = OrtValue.CreateTensorValueFromMemory(samples, [b, 4, lh, lw]));
+            owned.Add(inputs[_timestep.Name] = OrtTensors.TimestepRows(timesteps.ToArray(), _timestep, _unet.FilePath));
+            var gates = Gates(b, _ => gate, r => LibraryGates(rows[r]));
+            using var outputs = _injected.Run(inputs, gates, [_outputName]);
+            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        }
+        finally
+        {
+            foreach (var v in owned) v.Dispose();
+        }
     }
 
     /// <summary>
@@ -662,7 +671,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         var list = new List<float[]>(count);
         if (count == 0) return list;
-        var sampler = new AnchorSampler(_eTarget);
+        var sampler = new RowAnchorSampler(_eTarget, _rowLayout);
         // The reference code's batching quirk: only half of the anchors are random, the rest are E("").
         int random = _options.ReferenceQuirk ? (count + 1) / 2 : count;
         for (int i = 0; i < count; i++)
@@ -687,14 +696,20 @@ public sealed class LatentAnchoringTrainer : IDisposable
         int b = rows.Count, latent = x.Length;
         var sample = new float[b * latent];
         for (int r = 0; r < b; r++) x.CopyTo(sample, r * latent);
-        var hidden = Concat(rows);
-        using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, [b, 4, draw.LatentHeight, draw.LatentWidth]);
-        using var hiddenValue = OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width]);
-        using var tValue = OrtTensors.TimestepInput(timestep ?? draw.QueryTimestep, b, _timestep, _unet.FilePath);
-        var gates = Gates(b, _ => gate, r => LibraryGates(rows[r]));
-        var inputs = new Dictionary<string, OrtValue> { [_sampleInput] = sampleValue, [_hiddenInput] = hiddenValue, [_timestep.Name] = tValue };
-        using var outputs = _injected.Run(inputs, gates, [_outputName]);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        var owned = new List<OrtValue>();
+        try
+        {
+            var inputs = TextFeeds(TextRows(rows, draw.LatentHeight, draw.LatentWidth), owned);
+            owned.Add(inputs[_sampleInput] = OrtValue.CreateTensorValueFromMemory(sample, [b, 4, draw.LatentHeight, draw.LatentWidth]));
+            owned.Add(inputs[_timestep.Name] = OrtTensors.TimestepInput(timestep ?? draw.QueryTimestep, b, _timestep, _unet.FilePath));
+            var gates = Gates(b, _ => gate, r => LibraryGates(rows[r]));
+            using var outputs = _injected.Run(inputs, gates, [_outputName]);
+            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        }
+        finally
+        {
+            foreach (var v in owned) v.Dispose();
+        }
     }
 
     private (double Loss, float[] RowLoss) RunTrainingGraph(float[] x, IterationDraw draw, IReadOnlyList<float[]> rows, float[] target, float[] rowWeights, ref TrainingTimings timings)
@@ -702,23 +717,26 @@ public sealed class LatentAnchoringTrainer : IDisposable
         int b = rows.Count, latent = x.Length;
         var sample = new float[b * latent];
         for (int r = 0; r < b; r++) x.CopyTo(sample, r * latent);
-        var hidden = Concat(rows);
+        var text = TextRows(rows, draw.LatentHeight, draw.LatentWidth);
         var gates = Gates(b, _ => 1f, r => LibraryGates(rows[r])).Data;
         long[] latentShape = [b, 4, draw.LatentHeight, draw.LatentWidth];
         var owned = new List<OrtValue>();
         try
         {
             OrtValue Own(OrtValue v) { owned.Add(v); return v; }
-            var feeds = new Dictionary<string, OrtValue>(StringComparer.Ordinal)
+            // The text inputs first (encoder_hidden_states and the family's further inputs: SDXL's text_embeds and
+            // time_ids), so the gradient graph is probed and fed with every input the UNet takes.
+            var feeds = TextFeeds(text, owned);
+            foreach (var (name, value) in new Dictionary<string, OrtValue>(StringComparer.Ordinal)
             {
                 [_sampleInput] = Own(OrtValue.CreateTensorValueFromMemory(sample, latentShape)),
-                [_hiddenInput] = Own(OrtValue.CreateTensorValueFromMemory(hidden, [b, _tokens, _width])),
                 [_timestep.Name] = Own(OrtTensors.TimestepInput(draw.QueryTimestep, b, _timestep, _unet.FilePath)),
                 [MembraneNames.Gates] = Own(OrtValue.CreateTensorValueFromMemory(gates, [b, _layout.TotalRank])),
                 [MembraneNames.Scales] = Own(OrtValue.CreateTensorValueFromMemory(_scales, [_scales.Length])),
                 [MembraneTrainingGraph.TargetInput] = Own(OrtValue.CreateTensorValueFromMemory(target, latentShape)),
                 [MembraneTrainingGraph.RowWeightsInput] = Own(OrtValue.CreateTensorValueFromMemory(rowWeights, [b])),
-            };
+            })
+                feeds[name] = value;
             foreach (var p in _parameters)
                 feeds[p.Name] = Own(OrtValue.CreateTensorValueFromMemory(p.Value, p.Shape.Select(d => (long)d).ToArray()));
             // Gradient graphs read sizes at run time, so one graph serves every latent size; only a probe with a
@@ -754,12 +772,27 @@ public sealed class LatentAnchoringTrainer : IDisposable
         }
     }
 
-    private static float[] Concat(IReadOnlyList<float[]> rows)
+    /// <summary>
+    /// The UNet's text inputs for these conditioning rows at a latent size: the family's row layout stacks them (SDXL:
+    /// the pooled embeddings too, and <c>time_ids</c> from the image size, diffusers' defaults: original = target = the
+    /// size trained at, crop 0).
+    /// </summary>
+    private UNetTextInputs TextRows(IReadOnlyList<float[]> rows, int latentHeight, int latentWidth)
+        => _rowLayout.Stack(rows, SizeConditioning.Default(latentWidth * _folder.VaeScaleFactor, latentHeight * _folder.VaeScaleFactor));
+
+    /// <summary>ORT values of the text inputs, keyed by the UNet's input names (added to <paramref name="owned"/>).</summary>
+    private Dictionary<string, OrtValue> TextFeeds(UNetTextInputs text, List<OrtValue> owned)
     {
-        int n = rows[0].Length;
-        var all = new float[rows.Count * n];
-        for (int i = 0; i < rows.Count; i++) rows[i].CopyTo(all, i * n);
-        return all;
+        var feeds = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
+        OrtValue Own(FloatTensor t)
+        {
+            var v = OrtValue.CreateTensorValueFromMemory(t.Data, t.Shape.Select(d => (long)d).ToArray());
+            owned.Add(v);
+            return v;
+        }
+        feeds[_hiddenInput] = Own(text.HiddenStates);
+        foreach (var (name, t) in text.Added) feeds[name] = Own(t);
+        return feeds;
     }
 
     /// <summary>
@@ -789,13 +822,14 @@ public sealed class LatentAnchoringTrainer : IDisposable
         if (calls == 0) return TimeSpan.Zero;
         int latent = 4 * draw.LatentHeight * draw.LatentWidth;
         using var sample = OrtValue.CreateTensorValueFromMemory(new float[rows * latent], [rows, 4, draw.LatentHeight, draw.LatentWidth]);
-        var hiddenRows = Enumerable.Repeat(_eTarget, rows).ToList();
-        using var hidden = OrtValue.CreateTensorValueFromMemory(Concat(hiddenRows), [rows, _tokens, _width]);
+        using var owned = new OwnedValues();
+        var text = TextFeeds(TextRows(Enumerable.Repeat(_eTarget, rows).ToList(), draw.LatentHeight, draw.LatentWidth), owned);
         using var t = OrtTensors.TimestepInput(draw.QueryTimestep, rows, _timestep, _unet.FilePath);
         var gates = Gates(rows, _ => 1f, _ => LibraryGates(_eTarget));
         using var gateValue = OrtValue.CreateTensorValueFromMemory(gates.Data, [rows, _layout.TotalRank]);
-        var names = new List<string> { _sampleInput, _hiddenInput, _timestep.Name };
-        var values = new List<OrtValue> { sample, hidden, t };
+        var names = new List<string> { _sampleInput, _timestep.Name };
+        var values = new List<OrtValue> { sample, t };
+        foreach (var (name, value) in text) { names.Add(name); values.Add(value); }
         _injected.AppendInputs(names, values, gateValue);
         using var ro = new RunOptions();
         // One untimed call first: a new shape makes ONNX Runtime plan its memory again, a cost the bound leaves out.
@@ -809,6 +843,16 @@ public sealed class LatentAnchoringTrainer : IDisposable
             sw.Stop();
         }
         return sw.Elapsed;
+    }
+
+    /// <summary>ORT values disposed together.</summary>
+    private sealed class OwnedValues : List<OrtValue>, IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var v in this) v.Dispose();
+            Clear();
+        }
     }
 
     /// <summary>The trained membranes as an SPM adapter in the official layout with our extra metadata.</summary>

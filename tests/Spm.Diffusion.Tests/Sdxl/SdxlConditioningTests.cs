@@ -5,6 +5,8 @@ using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Pipelines.Families;
 using Spm.Diffusion.Text;
 
+using Spm.Tests.Common;
+
 namespace Spm.Diffusion.Tests.Sdxl;
 
 /// <summary>

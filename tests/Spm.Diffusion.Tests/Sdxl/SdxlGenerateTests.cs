@@ -2,6 +2,8 @@ using Spm.Diffusion.Images;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Schedulers;
 
+using Spm.Tests.Common;
+
 namespace Spm.Diffusion.Tests.Sdxl;
 
 /// <summary>Generation on the tiny SDXL fixture: every scheduler, determinism per seed, batching, PNG parameters.</summary>

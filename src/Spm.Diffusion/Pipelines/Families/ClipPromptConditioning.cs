@@ -24,7 +24,11 @@ public sealed class ClipPromptConditioning : IPromptConditioning
         _tokenizer = tokenizer;
         _encoder = encoder;
         Tokenizers = [tokenizer];
+        TextEncoders = [encoder];
     }
+
+    /// <inheritdoc />
+    public IReadOnlyList<TextEncoderModel> TextEncoders { get; }
 
     /// <inheritdoc />
     public ModelFamily Family { get; }
@@ -38,6 +42,32 @@ public sealed class ClipPromptConditioning : IPromptConditioning
         ArgumentNullException.ThrowIfNull(text);
         var ids = _tokenizer.Encode(text);
         return new EncodedPrompt(text, ids, _encoder.Encode(ids, 1, runOptions));
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyList<EncodedPrompt> EncodeBatch(IReadOnlyList<string> texts, RunOptions? runOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        if (texts.Count == 0) return [];
+        var ids = texts.Select(_tokenizer.Encode).ToArray();
+        var e = _encoder.Encode(ids.SelectMany(i => i).ToArray(), texts.Count, runOptions);
+        return texts.Select((t, i) => new EncodedPrompt(t, ids[i], Row(e, i))).ToArray();
+    }
+
+    /// <summary>Row <paramref name="i"/> of a [B, ...] tensor as [1, ...].</summary>
+    internal static FloatTensor Row(FloatTensor batch, int i)
+    {
+        int n = batch.Length / batch.Shape[0];
+        var shape = (int[])batch.Shape.Clone();
+        shape[0] = 1;
+        return new FloatTensor(shape, batch.Span.Slice(i * n, n).ToArray());
+    }
+
+    /// <inheritdoc />
+    public IUNetRowLayout RowLayout(EncodedPrompt example)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        return UNetRowLayout.Sequence(example.HiddenStates.Shape[1], example.HiddenStates.Shape[2]);
     }
 
     /// <inheritdoc />

@@ -72,6 +72,34 @@ public static class ModelFamilies
         return "an unknown pipeline";
     }
 
+    /// <summary>The verbs that run on SDXL, for the refusal of the others (kept in step with docs/sdxl.md).</summary>
+    public const string SdxlVerbs = "generate, tokenize, inspect, bake, train and grad";
+
+    /// <summary>
+    /// Refuses an SDXL model folder for a feature that does not take SDXL conditioning yet, before anything is loaded.
+    /// A path that is not a readable model folder is left alone (the feature's own loading reports what is wrong).
+    /// </summary>
+    /// <param name="modelPath">The model folder the feature was given.</param>
+    /// <param name="feature">What refuses, as the user called it (e.g. <c>spm eval</c>, <c>spm train --robust-rounds</c>).</param>
+    /// <exception cref="SpmException">The folder is SDXL; the message names the folder and the feature.</exception>
+    public static void RefuseSdxl(string modelPath, string feature)
+    {
+        ArgumentNullException.ThrowIfNull(modelPath);
+        ArgumentNullException.ThrowIfNull(feature);
+        if (!Directory.Exists(modelPath)) return;
+        ModelFamily family;
+        try
+        {
+            family = Pipelines.ModelFolder.Open(modelPath).Family;
+        }
+        catch (SpmException)
+        {
+            return;
+        }
+        if (family == ModelFamily.StableDiffusionXL)
+            throw new SpmException($"'{modelPath}' is a Stable Diffusion XL model: SDXL is not supported by {feature} yet (it conditions the UNet with hidden states only, without SDXL's pooled text_embeds and time_ids). On SDXL, use {SdxlVerbs} (docs/sdxl.md).");
+    }
+
     /// <summary>
     /// Checks that the UNet's inputs are those of <paramref name="family"/>: an SDXL UNet takes <c>text_embeds</c> and
     /// <c>time_ids</c>, an SD 1.x/2.x UNet neither.

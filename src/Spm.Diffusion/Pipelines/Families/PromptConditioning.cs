@@ -62,8 +62,23 @@ public interface IPromptConditioning : IDisposable
     /// <summary>The tokenizers, first one first (SDXL: tokenizer/ then tokenizer_2/).</summary>
     IReadOnlyList<ClipTokenizer> Tokenizers { get; }
 
+    /// <summary>The text encoders, first one first (SDXL: text_encoder/ then text_encoder_2/); owned by the conditioning.</summary>
+    IReadOnlyList<TextEncoderModel> TextEncoders { get; }
+
     /// <summary>Encodes a prompt.</summary>
     EncodedPrompt Encode(string text, RunOptions? runOptions = null);
+
+    /// <summary>
+    /// Encodes several prompts in one text-encoder call per encoder (a batch of rows), as <see cref="Encode"/> would
+    /// encode each; for code that encodes a fixed set of prompts up front (the trainer).
+    /// </summary>
+    IReadOnlyList<EncodedPrompt> EncodeBatch(IReadOnlyList<string> texts, RunOptions? runOptions = null);
+
+    /// <summary>
+    /// The layout of flat conditioning rows for prompts encoded like <paramref name="example"/> (its sequence length,
+    /// widths): which UNet inputs a row feeds and how rows stack into a batch (<see cref="IUNetRowLayout"/>).
+    /// </summary>
+    IUNetRowLayout RowLayout(EncodedPrompt example);
 
     /// <summary>
     /// Encodes the negative prompt of <paramref name="prompt"/> (the unconditional half of guidance). SDXL with

@@ -45,7 +45,11 @@ public sealed partial class SdxlPromptConditioning : IPromptConditioning
         _encoder2 = encoder2;
         ForceZerosForEmptyPrompt = forceZerosForEmptyPrompt;
         Tokenizers = [tokenizer1, tokenizer2];
+        TextEncoders = [encoder1, encoder2];
     }
+
+    /// <inheritdoc />
+    public IReadOnlyList<TextEncoderModel> TextEncoders { get; }
 
     /// <inheritdoc />
     public ModelFamily Family => ModelFamily.StableDiffusionXL;
@@ -95,6 +99,32 @@ public sealed partial class SdxlPromptConditioning : IPromptConditioning
             throw new SpmMismatchException($"SDXL's encoders gave sequences {h1.ShapeString} ('{_encoder1.Name}') and {h2.ShapeString} ('{_encoder2.Name}'); they must be [1, L, D] with the same L.", "encoder_hidden_states");
         if (pooled.Rank != 2) throw new SpmFormatException(_encoder2.Name, "text_embeds", $"output is {pooled.ShapeString}; expected [1, P].");
         return new EncodedPrompt(text, ids1, Concatenate(h1, h2), pooled, ids2);
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyList<EncodedPrompt> EncodeBatch(IReadOnlyList<string> texts, RunOptions? runOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        if (texts.Count == 0) return [];
+        int n = texts.Count;
+        var ids1 = texts.Select(_tokenizer1.Encode).ToArray();
+        var ids2 = texts.Select(_tokenizer2.Encode).ToArray();
+        var h1 = _encoder1.EncodeOutputs(ids1.SelectMany(i => i).ToArray(), n, [_penultimate1], runOptions)[0];
+        var out2 = _encoder2.EncodeOutputs(ids2.SelectMany(i => i).ToArray(), n, [_penultimate2, "text_embeds"], runOptions);
+        var (h2, pooled) = (out2[0], out2[1]);
+        if (h1.Rank != 3 || h2.Rank != 3 || h1.Shape[1] != h2.Shape[1])
+            throw new SpmMismatchException($"SDXL's encoders gave sequences {h1.ShapeString} ('{_encoder1.Name}') and {h2.ShapeString} ('{_encoder2.Name}'); they must be [B, L, D] with the same L.", "encoder_hidden_states");
+        if (pooled.Rank != 2) throw new SpmFormatException(_encoder2.Name, "text_embeds", $"output is {pooled.ShapeString}; expected [B, P].");
+        return texts.Select((t, i) => new EncodedPrompt(t, ids1[i],
+            Concatenate(ClipPromptConditioning.Row(h1, i), ClipPromptConditioning.Row(h2, i)), ClipPromptConditioning.Row(pooled, i), ids2[i])).ToArray();
+    }
+
+    /// <inheritdoc />
+    public IUNetRowLayout RowLayout(EncodedPrompt example)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        var pooled = example.Pooled ?? throw new ArgumentException("An SDXL prompt has a pooled embedding.", nameof(example));
+        return UNetRowLayout.Sdxl(example.HiddenStates.Shape[1], example.HiddenStates.Shape[2], pooled.Shape[1]);
     }
 
     // [1, L, D1] ++ [1, L, D2] -> [1, L, D1 + D2], token by token.

@@ -1,9 +1,8 @@
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
 using Spm.Shapes.Building;
-using Spm.Tests.Common;
 
-namespace Spm.Diffusion.Tests.Sdxl;
+namespace Spm.Tests.Common;
 
 /// <summary>
 /// The tiny SDXL-structured pipeline (<see cref="PipelinePresets.TinySdxl"/>, seed 21), written by the project's own
