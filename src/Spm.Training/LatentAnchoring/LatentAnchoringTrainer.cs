@@ -675,15 +675,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
         if (count == 0) return list;
         if (_anchorPromptEmbeddings.Length > 0)
         {
-            // Family anchors: count distinct prompts of the atlas's list (a partial Fisher-Yates shuffle), or all of them.
-            var pool = (float[][])_anchorPromptEmbeddings.Clone();
-            if (pool.Length <= count) return [.. pool];
-            for (int i = 0; i < count; i++)
-            {
-                int j = rng.NextInt(i, pool.Length);
-                (pool[i], pool[j]) = (pool[j], pool[i]);
-                list.Add(pool[i]);
-            }
+            // Family anchors: count distinct prompts of the atlas's list, or all of them.
+            list.AddRange(AnchorSampler.DrawPromptIndices(rng, _anchorPromptEmbeddings.Length, count).Select(i => _anchorPromptEmbeddings[i]));
             return list;
         }
         var sampler = new AnchorSampler(_eTarget);
