@@ -3,7 +3,9 @@ using Spectre.Console;
 using Spm.Cli.Rendering;
 using Spm.Core;
 using Spm.Core.Atlas;
+using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
+using Spm.Training.Evaluation;
 
 namespace Spm.Cli.Commands;
 
@@ -12,7 +14,13 @@ internal static class AtlasConceptCommands
 {
     public static Command Build(CliConsole cli)
     {
-        var prompts = new Option<string>("--prompts") { Description = "Concept prompts, one per line (blank lines and lines starting with # are skipped).", Required = true };
+        var prompts = new Option<string?>("--prompts") { Description = "Concept prompts, one per line (blank lines and lines starting with # are skipped)." };
+        var library = new Option<string?>("--library") { Description = "Concepts from a concept library's SPMs (a folder with library.json), one concept per SPM." };
+        var spms = new Option<string[]>("--spm") { Description = "Concepts from these SPM files, one concept per SPM (repeatable; a bare name such as 'circle' means MODEL/spm/circle.safetensors).", AllowMultipleArgumentsPerToken = false };
+        var edges = new Option<string>("--edges") { Description = "Edge weights: embedding (cosine of the text encoder's embeddings) or cross-effects (measured: how much each concept's SPM changes the other concepts' images; needs --library or --spm).", DefaultValueFactory = _ => "embedding" };
+        edges.AcceptOnlyFromAmong("embedding", "cross-effects");
+        var images = new Option<int>("--images") { Description = "Cross-effects: seeds per concept prompt (base image and one per SPM for each).", DefaultValueFactory = _ => 4 }.InRange(1, 10_000);
+        var imageSeed = new Option<ulong>("--image-seed") { Description = "Cross-effects: first image seed.", DefaultValueFactory = _ => 0 };
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var neighbours = new Option<int>("--neighbours") { Description = "Keep each concept's k most similar concepts as edges (0: all positive similarities).", DefaultValueFactory = _ => 4 }.InRange(0, 100_000);
         var threshold = new Option<double>("--threshold") { Description = "Drop edges whose similarity is below this.", DefaultValueFactory = _ => 0 }.InRange(-1, 1);
@@ -23,43 +31,93 @@ internal static class AtlasConceptCommands
         var output = new Option<string>("--out") { Description = "The atlas JSON to write.", Required = true };
         var svg = new Option<string?>("--svg") { Description = "Also draw the dendrogram to this SVG file." };
         var force = new Option<bool>("--force") { Description = "Overwrite existing files." };
-        var cmd = new Command("build", "Build a concept atlas: embed each prompt with the model's text encoder (the embedding the gate uses), join similar concepts, find communities bottom-up and merge them into a tree.")
+        var sampling = new SamplingOptions();
+        var cmd = new Command("build", "Build a concept atlas: join similar concepts (text-encoder embeddings, or measured membrane cross-effects of SPMs), find communities bottom-up and merge them into a tree.")
         {
-            prompts, model, neighbours, threshold, communities, linkage, seed, center, output, svg, force,
+            prompts, library, spms, edges, images, imageSeed, model, neighbours, threshold, communities, linkage, seed, center, output, svg, force,
         };
+        foreach (var o in sampling.All()) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
             var outPath = parse.GetValue(output)!;
             var svgPath = parse.GetValue(svg);
             bool overwrite = parse.GetValue(force);
+            var promptFile = parse.GetValue(prompts);
+            var libraryDir = parse.GetValue(library);
+            var spmArgs = parse.GetValue(spms) ?? [];
+            int sources = (promptFile is null ? 0 : 1) + (libraryDir is null ? 0 : 1) + (spmArgs.Length == 0 ? 0 : 1);
+            if (sources != 1) throw new SpmException("give the concepts with exactly one of --prompts FILE, --library DIR or --spm FILE (repeatable).");
+            bool crossEffects = parse.GetValue(edges) == "cross-effects";
+            if (crossEffects && promptFile is not null) throw new SpmException("--edges cross-effects measures SPMs: give them with --library DIR or --spm FILE (a prompt file has no membranes).");
+            if (!crossEffects && (parse.GetResult(images) is { Implicit: false } || parse.GetResult(imageSeed) is { Implicit: false }))
+                throw new SpmException("--images and --image-seed go with --edges cross-effects.");
             foreach (var p in new[] { outPath, svgPath })
                 if (p is not null && File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
-            var concepts = ReadPrompts(parse.GetValue(prompts)!);
             var folder = DefaultModel.Resolve(parse.GetValue(model));
-            var atlas = await Task.Run(() =>
+            var files = libraryDir is not null ? TrainCommand.LibraryFiles(libraryDir)
+                : spmArgs.Select(a => SpmFileArgument.Parse(a, folder, "--spm", allowMultiplier: false).Path).ToList();
+            var options = new ConceptAtlasOptions(new SparsifyOptions(parse.GetValue(neighbours), parse.GetValue(threshold)),
+                parse.GetValue(communities), AtlasCommand.ParseLinkage(parse.GetValue(linkage)!), parse.GetValue(seed), !parse.GetValue(center));
+            var meta = new Dictionary<string, string>
             {
-                using var pipeline = StableDiffusionPipeline.Load(folder);
-                var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
-                var options = new ConceptAtlasOptions(new SparsifyOptions(parse.GetValue(neighbours), parse.GetValue(threshold)),
-                    parse.GetValue(communities), AtlasCommand.ParseLinkage(parse.GetValue(linkage)!), parse.GetValue(seed), !parse.GetValue(center));
-                var meta = new Dictionary<string, string>
+                ["model"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)),
+                ["neighbours"] = parse.GetValue(neighbours).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["linkage"] = parse.GetValue(linkage)!,
+            };
+            if (promptFile is not null) meta["prompts"] = Path.GetFileName(promptFile);
+            if (libraryDir is not null) meta["library"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(libraryDir));
+            ConceptAtlas atlas;
+            if (crossEffects)
+                atlas = await BuildCrossEffects(cli, folder, files, options, meta, parse.GetValue(images), parse.GetValue(imageSeed), sampling, parse, ct);
+            else
+            {
+                var concepts = promptFile is not null ? ReadPrompts(promptFile) : SpmConcepts(files);
+                atlas = await Task.Run(() =>
                 {
-                    ["model"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)),
-                    ["prompts"] = Path.GetFileName(parse.GetValue(prompts)!),
-                    ["neighbours"] = parse.GetValue(neighbours).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    ["linkage"] = parse.GetValue(linkage)!,
-                };
-                return ConceptAtlas.Build(concepts, embeddings, options,
-                    !parse.GetValue(center) ? "cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean over the concepts" : "cosine of the text encoder's padded last hidden state E(prompt) (the gate's clipcos)", meta, ct);
-            }, ct);
+                    using var pipeline = StableDiffusionPipeline.Load(folder);
+                    var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
+                    return ConceptAtlas.Build(concepts, embeddings, options,
+                        !parse.GetValue(center) ? "cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean over the concepts" : "cosine of the text encoder's padded last hidden state E(prompt) (the gate's clipcos)", meta, ct);
+                }, ct);
+            }
             atlas.Save(outPath, overwrite);
-            if (svgPath is not null) Spm.Core.IO.AtomicFile.WriteAllText(svgPath, atlas.ToSvg($"Concept atlas: {concepts.Count} prompts, {atlas.Metadata["model"]}"), overwrite);
+            if (svgPath is not null) Spm.Core.IO.AtomicFile.WriteAllText(svgPath, atlas.ToSvg($"Concept atlas: {atlas.Concepts.Count} concepts, {atlas.Metadata["model"]}"), overwrite);
             var console = cli.Output;
             Render(atlas, console);
             console.WriteLine($"wrote {outPath}" + (svgPath is null ? "" : $" and {svgPath}"));
             return ExitCodes.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>Each SPM file's first concept (its trained prompt), checked to be at least 3 files.</summary>
+    private static IReadOnlyList<string> SpmConcepts(IReadOnlyList<string> files)
+    {
+        if (files.Count < 3) throw new SpmException($"an atlas needs at least 3 concepts: give at least 3 SPMs (got {files.Count}).");
+        return files.Select(f =>
+        {
+            var adapter = Spm.Core.Membranes.SpmFile.Load(f);
+            return adapter.Config.Prompts.Count > 0 ? adapter.Config.Prompts[0] : throw new SpmFormatException(f, "prompts", "the SPM names no concept.");
+        }).ToList();
+    }
+
+    /// <summary>Measures the SPMs' cross-effects on each other's concepts (progress bar, cancellable) and clusters them.</summary>
+    private static async Task<ConceptAtlas> BuildCrossEffects(CliConsole cli, string folder, IReadOnlyList<string> files, ConceptAtlasOptions options,
+        Dictionary<string, string> meta, int images, ulong imageSeed, SamplingOptions sampling, ParseResult parse, CancellationToken ct)
+    {
+        if (files.Count < 3) throw new SpmException($"a cross-effect atlas needs at least 3 SPMs (got {files.Count}).");
+        var loaded = LoadedSpms.Load(folder, files);
+        var settings = sampling.Settings(parse, folder);
+        using var pipeline = StableDiffusionPipeline.Load(folder, new PipelineOptions { UNetSource = loaded.UNetSource, Runtime = sampling.Runtime(parse) });
+        if (pipeline.ProviderFallbackReason is { } why) cli.Error.WriteLine($"spm: warning: {why}; running on the CPU.");
+        var generator = new EvalImageGenerator(pipeline, loaded, settings);
+        int n = files.Count, total = n * images * (n + 1);
+        meta["steps"] = settings.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        meta["guidance"] = settings.GuidanceScale.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        meta["image_seed"] = imageSeed.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return await ProgressBars.RunAsync(cli, "measuring cross-effects", total, "image", bar =>
+            Task.Run(() => CrossEffectAtlas.Build(generator, null, new CrossEffectOptions(images, imageSeed), options, meta,
+                new ActionProgress<double>(f => bar.Report(new ProgressUpdate(f * total, total, $"{n} SPMs x {n} concepts"))), ct), ct));
     }
 
     public static Command Show(CliConsole cli)

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Spectre.Console;
 using Spm.Core;
+using Spm.Core.Atlas;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
 using Spm.Training.Attacks;
@@ -57,17 +58,22 @@ internal static class TrainCommand
         var robustAttackSteps = new Option<int>("--robust-attack-steps") { Description = "Robust mode: gradient-attack steps per round.", DefaultValueFactory = _ => 30 }.InRange(1, 100_000);
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var library = new Option<string?>("--library") { Description = "Grow this concept library (a folder with library.json): train against the combined model, its SPMs loaded frozen at their gates, with their concepts as extra anchors, so the new membrane does not undo them." };
+        var anchorsFromAtlas = new Option<string?>("--anchors-from-atlas") { Description = "Family anchors: anchor the concepts nearest to --concept in this concept atlas (its own community, then the sibling communities walking up the tree) instead of the spec's random anchors." };
+        var conceptFamily = new Option<string?>("--concept-family") { Description = "Erase a family: every concept under this node of the --atlas tree (the ids 'spm atlas show' prints), with one membrane; anchors from the nearest concepts outside it." };
+        var atlas = new Option<string?>("--atlas") { Description = "The concept atlas --concept-family names a node of." };
+        var atlasAnchors = new Option<int>("--atlas-anchors") { Description = "With an atlas: anchor at least this many concepts (whole communities are taken, nearest first); each iteration draws --anchors of them.", DefaultValueFactory = _ => 8 }.InRange(1, 100_000);
         var graphCache = new GraphCacheOption();
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
             initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, library, manifest, shard, outDir, graphCache.Folder, graphCache.Off,
+            anchorsFromAtlas, conceptFamily, atlas, atlasAnchors,
         };
         // Settings a manifest carries per concept: giving them on the command line as well is a usage error.
         Option[] perConcept = [concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, initSpm,
-            robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps];
+            robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, anchorsFromAtlas, conceptFamily, atlas, atlasAnchors];
         cmd.SetAction(async (parse, ct) =>
         {
             if (parse.GetValue(manifest) is { } manifestPath)
@@ -120,6 +126,8 @@ internal static class TrainCommand
                 options = fromFile[0];
                 if (fromFile.Count > 1) console.Error.WriteLine($"spm: {configPath} has {fromFile.Count} entries; training the first ('{options.Concept}').");
             }
+            options = AtlasOptions(console, options, parse.GetValue(anchorsFromAtlas), parse.GetValue(conceptFamily), parse.GetValue(atlas), parse.GetValue(atlasAnchors),
+                parse.GetResult(atlasAnchors) is { Implicit: false });
             if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
             int rounds = parse.GetValue(robustRounds);
             if (rounds > 0) Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder.Root, "spm train --robust-rounds");
@@ -180,6 +188,45 @@ internal static class TrainCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// <c>--anchors-from-atlas</c> and <c>--concept-family</c>: the anchor prompts (and the family's prompts) the atlas
+    /// gives; the options unchanged when neither is given.
+    /// </summary>
+    internal static LatentAnchoringOptions AtlasOptions(CliConsole console, LatentAnchoringOptions options, string? anchorsFrom, string? family, string? atlasPath,
+        int minimum, bool minimumGiven)
+    {
+        if (family is null && atlasPath is not null)
+            throw new SpmException("--atlas names the atlas of --concept-family; for family anchors of one concept use --anchors-from-atlas ATLAS.");
+        if (family is null && anchorsFrom is null)
+        {
+            if (minimumGiven) throw new SpmException("--atlas-anchors goes with --anchors-from-atlas or --concept-family.");
+            return options;
+        }
+        if (options.Action == TrainingAction.Erase) throw new SpmException("--no-anchoring has no anchors to draw from an atlas: leave out --anchors-from-atlas / --atlas-anchors.");
+        if (family is not null)
+        {
+            if (atlasPath is null) throw new SpmException("--concept-family needs --atlas ATLAS.json, the atlas whose tree node it names.");
+            if (anchorsFrom is not null) throw new SpmException("--concept-family takes its anchors from --atlas (the nearest concepts outside the family): leave out --anchors-from-atlas.");
+            if (options.Concept.Length > 0) throw new SpmException("--concept-family erases the concepts of an atlas node: leave out --concept.");
+            var atlas = ConceptAtlas.Load(atlasPath);
+            int node = AtlasSelection.ParseNode(atlas, family, atlasPath);
+            var members = AtlasSelection.FamilyConcepts(atlas, node);
+            var anchors = AtlasSelection.FamilyAnchors(atlas, node, minimum);
+            console.Error.WriteLine($"spm train: erasing the family of node {node} of {atlasPath}: {members.Count} concepts ({string.Join(", ", members)})");
+            console.Error.WriteLine(anchors.Count > 0
+                ? $"spm train: anchors drawn from the {anchors.Count} nearest concepts outside it: {string.Join(", ", anchors)}"
+                : "spm train: the family is the whole atlas: nothing lies outside it, so the anchors are the spec's random ones.");
+            return options with { Concept = members[0], FamilyPrompts = members, AnchorPrompts = anchors.Count > 0 ? anchors : null };
+        }
+        if (string.IsNullOrWhiteSpace(options.Concept)) throw new SpmException("--anchors-from-atlas anchors the concepts nearest to --concept: give --concept.");
+        var a = ConceptAtlas.Load(anchorsFrom!);
+        int index = AtlasSelection.FindConcept(a, options.Concept, anchorsFrom!);
+        var pool = AtlasSelection.ConceptAnchors(a, index, minimum);
+        if (pool.Count == 0) throw new SpmException($"the atlas '{anchorsFrom}' has no concept besides '{a.Concepts[index]}' to anchor.");
+        console.Error.WriteLine($"spm train: family anchors for '{options.Concept}' (atlas concept \"{a.Concepts[index]}\") from {anchorsFrom}: {string.Join(", ", pool)}");
+        return options with { AnchorPrompts = pool };
     }
 
     /// <summary>Robust mode: ordinary training (unless --iterations 0), then the attack-and-erase rounds, one file at the end.</summary>

@@ -185,8 +185,9 @@ public sealed class ConceptAtlas
         node[key] as T ?? throw new SpmFormatException(path, key, $"missing or not a JSON {(typeof(T) == typeof(JsonArray) ? "array" : "object")}.");
 
     /// <summary>
-    /// The tree as indented text lines: internal nodes show the linkage similarity at which their children merge,
-    /// leaves list their concepts.
+    /// The tree as indented text lines: every node starts with its id in brackets (the id <c>--concept-family</c>
+    /// takes: 0..K-1 the finest communities, then the merges, the root last); internal nodes show the linkage
+    /// similarity at which their children merge, leaves list their concepts.
     /// </summary>
     public IReadOnlyList<string> TreeLines()
     {
@@ -203,7 +204,7 @@ public sealed class ConceptAtlas
                 return;
             }
             var (l, r) = tree.Children(node);
-            lines.Add($"{branch}merge at {tree.Merges[node - tree.LeafCount].Similarity.ToString("0.000", CultureInfo.InvariantCulture)} ({tree.Leaves(node).Sum(c => members[c].Length)} concepts)");
+            lines.Add($"{branch}[{node}] merge at {tree.Merges[node - tree.LeafCount].Similarity.ToString("0.000", CultureInfo.InvariantCulture)} ({tree.Leaves(node).Sum(c => members[c].Length)} concepts)");
             Walk(l, childIndent, false, false);
             Walk(r, childIndent, true, false);
         }

@@ -28,6 +28,26 @@ public sealed class AnchorSampler
     /// <summary>How many proposals were rejected so far (for diagnostics).</summary>
     public long Rejections { get; private set; }
 
+    /// <summary>
+    /// Family anchors (prompts from a concept atlas): which <paramref name="count"/> of <paramref name="poolSize"/>
+    /// prompts anchor this iteration, distinct and uniformly drawn (a partial Fisher-Yates shuffle), in draw order; all
+    /// of them in order, without touching <paramref name="rng"/>, when the pool holds no more than <paramref name="count"/>.
+    /// </summary>
+    public static int[] DrawPromptIndices(SeededRandom rng, int poolSize, int count)
+    {
+        ArgumentNullException.ThrowIfNull(rng);
+        ArgumentOutOfRangeException.ThrowIfNegative(poolSize);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var pool = Enumerable.Range(0, poolSize).ToArray();
+        if (poolSize <= count) return pool;
+        for (int i = 0; i < count; i++)
+        {
+            int j = rng.NextInt(i, poolSize);
+            (pool[i], pool[j]) = (pool[j], pool[i]);
+        }
+        return pool[..count];
+    }
+
     /// <summary>Writes one anchor into <paramref name="destination"/> (length <see cref="Length"/>).</summary>
     public void Sample(SeededRandom rng, Span<float> destination)
     {

@@ -154,6 +154,23 @@ public sealed record LatentAnchoringOptions
     /// </summary>
     public IReadOnlyList<string>? LibrarySpms { get; init; }
 
+    /// <summary>
+    /// Family anchors (from a concept atlas, <c>spm train --anchors-from-atlas</c>): concept prompts to anchor instead of
+    /// the spec's random anchors. Each iteration draws <see cref="AnchorCount"/> of them without replacement from the run's
+    /// generator (all of them, in order, when there are no more); the anchoring loss and its weight are unchanged.
+    /// Null: the spec's random anchors.
+    /// </summary>
+    public IReadOnlyList<string>? AnchorPrompts { get; init; }
+
+    /// <summary>
+    /// Erasing a family (<c>spm train --concept-family</c>): every prompt of the family is a target. Each iteration
+    /// draws one of them uniformly; x is sampled with it, and its own erasure target
+    /// <c>eps(c_sur) - eta (eps(c) - eps(c_sur))</c> is matched on it. The SPM file lists every family prompt as its
+    /// concepts (the gate opens on any of them); <see cref="Concept"/> names the run (the probe and previews use it).
+    /// Null: the single concept.
+    /// </summary>
+    public IReadOnlyList<string>? FamilyPrompts { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {
@@ -173,6 +190,20 @@ public sealed record LatentAnchoringOptions
         if (double.IsNaN(Eta) || double.IsNaN(AnchorStrength) || AnchorStrength < 0) throw new ArgumentException("eta must be a number and the anchor strength non-negative.");
         if (!(AdversarialShare is >= 0 and <= 1)) throw new ArgumentException($"The adversarial share must be in [0, 1] (got {AdversarialShare}).");
         if (AdversarialPrompts is not null && AdversarialPrompts.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("An adversarial prompt is empty.");
+        if (AnchorPrompts is not null)
+        {
+            if (AnchorPrompts.Count == 0) throw new ArgumentException("The list of anchor prompts is empty (the atlas has no concept to anchor).");
+            if (AnchorPrompts.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("An anchor prompt is empty.");
+            if (ReferenceQuirk) throw new ArgumentException("--reference-quirk shapes the spec's random anchors; it does not combine with anchor prompts from an atlas.");
+        }
+        if (FamilyPrompts is not null)
+        {
+            if (FamilyPrompts.Count == 0 || FamilyPrompts.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("A concept family needs at least one non-empty prompt.");
+            if (Positive is not null) throw new ArgumentException("A concept family erases each member towards the surrogate; a separate positive prompt does not apply.");
+            if (AdversarialPrompts is { Count: > 0 }) throw new ArgumentException("Robust mode (adversarial prompts) trains one concept, not a family.");
+            if (AnchorPrompts is not null && AnchorPrompts.Intersect(FamilyPrompts, StringComparer.OrdinalIgnoreCase).FirstOrDefault() is { } both)
+                throw new ArgumentException($"'{both}' is both a family member (erased) and an anchor (kept).");
+        }
     }
 }
 

@@ -70,7 +70,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly SchedulerConfig _ddimConfig;
     private readonly string _baseModelId;
     private readonly bool _positiveIsTarget;
-    private readonly float[][] _previewEmbeddings, _adversarialEmbeddings, _libraryAnchors;
+    private readonly float[][] _previewEmbeddings, _adversarialEmbeddings, _libraryAnchors, _familyEmbeddings, _anchorPromptEmbeddings;
     // Growing a library: the frozen library SPMs' gates for each fixed conditioning row (by reference; rows not listed,
     // the random anchors, get the library's gates at 0) and the stacked entries the optimizer must leave alone.
     private readonly Dictionary<float[], float[]> _libraryGates = new(ReferenceEqualityComparer.Instance);
@@ -96,8 +96,14 @@ public sealed class LatentAnchoringTrainer : IDisposable
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
         int previews = options.PreviewEvery > 0 ? options.PreviewRows.Count : 0;
         _previewEmbeddings = embeddings[4..(4 + previews)];
-        _adversarialEmbeddings = embeddings[(4 + previews)..^libraryAnchors];
-        _libraryAnchors = embeddings[^libraryAnchors..];
+        // Row order of the encoded prompts (Create): 4 fixed, previews, adversarial, family, anchor prompts, library.
+        int adversarial = options.AdversarialPrompts?.Count ?? 0, family = options.FamilyPrompts?.Count ?? 0, anchorPrompts = options.AnchorPrompts?.Count ?? 0;
+        int at = 4 + previews;
+        _adversarialEmbeddings = embeddings[at..(at += adversarial)];
+        _familyEmbeddings = embeddings[at..(at += family)];
+        _anchorPromptEmbeddings = embeddings[at..(at += anchorPrompts)];
+        _libraryAnchors = embeddings[at..];
+        if (_libraryAnchors.Length != libraryAnchors) throw new InvalidOperationException($"{embeddings.Length} encoded prompts do not match the options' rows.");
         if (libraryGates is not null)
             for (int i = 0; i < embeddings.Length; i++) _libraryGates.TryAdd(embeddings[i], libraryGates[i]);
         _sessions = sessions;
@@ -183,8 +189,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
             .Distinct(StringComparer.Ordinal).ToArray();
         // Anchoring a concept while erasing it would pull the membrane both ways: retraining a library's concept is a
         // replacement (train without --library, then spm library add --replace), not growth.
-        if (library.FirstOrDefault(l => l.Concepts.Any(c => string.Equals(c.Trim(), options.Concept.Trim(), StringComparison.OrdinalIgnoreCase))) is { } same)
-            throw new SpmException($"'{options.Concept}' is already erased by the library's {same.Name}: growing adds new concepts; to retrain it, train without the library and replace it (spm library add --replace).");
+        foreach (var erased in options.FamilyPrompts ?? [options.Concept])
+            if (library.FirstOrDefault(l => l.Concepts.Any(c => string.Equals(c.Trim(), erased.Trim(), StringComparison.OrdinalIgnoreCase))) is { } same)
+                throw new SpmException($"'{erased}' is already erased by the library's {same.Name}: growing adds new concepts; to retrain it, train without the library and replace it (spm library add --replace).");
         if (options.Action != TrainingAction.EraseWithAnchoring) libraryPrompts = [];
 
         float[][] embeddings;
@@ -195,7 +202,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
         using (var conditioning = PromptConditionings.Open(folder, sessions))
         {
             string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
-                .. options.PreviewEvery > 0 ? options.PreviewRows : [], .. options.AdversarialPrompts ?? [], .. libraryPrompts];
+                .. options.PreviewEvery > 0 ? options.PreviewRows : [], .. options.AdversarialPrompts ?? [], .. options.FamilyPrompts ?? [],
+                .. options.AnchorPrompts ?? [], .. libraryPrompts];
             var encoded = conditioning.EncodeBatch(prompts);
             rowLayout = conditioning.RowLayout(encoded[0]);
             embeddings = encoded.Select(rowLayout.ToRow).ToArray();
@@ -216,7 +224,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         var membranes = options.InitialSpm is { } init
             ? MembranesFrom(init, layers, options)
             : layers.Select(l => InitialMembrane(l, options, rng)).ToList();
-        var set = new MembraneSet(SetName, [options.Concept], membranes);
+        var set = new MembraneSet(SetName, options.FamilyPrompts ?? [options.Concept], membranes);
         var layout = MembraneLayout.Create(layers, [set, .. library]);
 
         var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, layout, sessions);
@@ -306,9 +314,12 @@ public sealed class LatentAnchoringTrainer : IDisposable
         {
             ct.ThrowIfCancellationRequested();
             var iterationStart = total.Elapsed;
+            // A family: this iteration's member (drawn only in family runs, so single-concept runs keep their stream).
+            var eTarget = _familyEmbeddings.Length > 0 ? _familyEmbeddings[rng.NextInt(0, _familyEmbeddings.Length)] : _eTarget;
+            var ePositive = _familyEmbeddings.Length > 0 ? eTarget : _ePositive;
             var draw = IterationSampler.Draw(rng, o, ddimTimesteps, _folder.VaeScaleFactor);
             var sw = Stopwatch.StartNew();
-            var x = SampleX(draw, rng, ct);
+            var x = SampleX(draw, rng, eTarget, ct);
             timings = timings with { SamplingX = timings.SamplingX + sw.Elapsed };
 
             // Anchors and frozen predictions.
@@ -318,7 +329,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             anchorEmbeddings.AddRange(_libraryAnchors);
             anchors += _libraryAnchors.Length;
             sw.Restart();
-            var frozenRows = new List<float[]> { _ePositive, _eSurrogate };
+            var frozenRows = new List<float[]> { ePositive, _eSurrogate };
             frozenRows.AddRange(anchorEmbeddings);
             var frozen = PredictUNet(x, draw, frozenRows, gate: 0f);
             timings = timings with { Frozen = timings.Frozen + sw.Elapsed };
@@ -330,7 +341,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             float eta = (float)o.Eta;
             for (int i = 0; i < latent; i++) target[i] = eSur[i] - eta * (ePos[i] - eSur[i]);
             // With positive == concept, eps(x,t,c_tar) of the frozen model is ePos: the untrained loss at this draw.
-            double frozenEra = _positiveIsTarget ? MeanSquaredDifference(ePos, target.AsSpan(0, latent)) : double.NaN;
+            double frozenEra = _positiveIsTarget || _familyEmbeddings.Length > 0 ? MeanSquaredDifference(ePos, target.AsSpan(0, latent)) : double.NaN;
             frozen.AsSpan(2 * latent, anchors * latent).CopyTo(target.AsSpan(latent));
 
             var rowWeights = new float[1 + anchors];
@@ -339,7 +350,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
 
             sw.Restart();
             // Robust mode: part of the iterations erase an adversarial phrasing instead of the concept's own prompt.
-            var erased = _eTarget;
+            var erased = eTarget;
             if (_adversarialEmbeddings.Length > 0 && rng.NextDouble() < o.AdversarialShare)
                 erased = _adversarialEmbeddings[rng.NextInt(0, _adversarialEmbeddings.Length)];
             var trainRows = new List<float[]> { erased };
@@ -404,7 +415,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     }
 
     /// <summary>Runs the first k of the DDIM steps from Gaussian noise, guided, with the membranes on.</summary>
-    private float[] SampleX(IterationDraw draw, SeededRandom rng, CancellationToken ct)
+    private float[] SampleX(IterationDraw draw, SeededRandom rng, float[] eTarget, CancellationToken ct)
     {
         var o = _options;
         var scheduler = SchedulerRegistry.Create("ddim", _ddimConfig);
@@ -415,7 +426,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         if (scheduler.InitNoiseSigma != 1.0)
             System.Numerics.Tensors.TensorPrimitives.Multiply(x, (float)scheduler.InitNoiseSigma, x);
         using var ro = new RunOptions();
-        using var runner = OpenRunner([_eUncond, _eTarget], Gates(2, _ => 1f, _ => LibraryGates(_eTarget)), draw.LatentHeight, draw.LatentWidth, ro);
+        using var runner = OpenRunner([_eUncond, eTarget], Gates(2, _ => 1f, _ => LibraryGates(eTarget)), draw.LatentHeight, draw.LatentWidth, ro);
         DenoisingLoop.Run(runner, [scheduler], x, null, guidance: true, o.SamplingGuidance, draw.Steps, cancellationToken: ct);
         return x;
     }
@@ -671,6 +682,12 @@ public sealed class LatentAnchoringTrainer : IDisposable
     {
         var list = new List<float[]>(count);
         if (count == 0) return list;
+        if (_anchorPromptEmbeddings.Length > 0)
+        {
+            // Family anchors: count distinct prompts of the atlas's list, or all of them.
+            list.AddRange(AnchorSampler.DrawPromptIndices(rng, _anchorPromptEmbeddings.Length, count).Select(i => _anchorPromptEmbeddings[i]));
+            return list;
+        }
         var sampler = new RowAnchorSampler(_eTarget, _rowLayout);
         // The reference code's batching quirk: only half of the anchors are random, the rest are E("").
         int random = _options.ReferenceQuirk ? (count + 1) / 2 : count;
@@ -888,7 +905,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             [SpmMetadataKeys.Training] = SettingsJson(),
             [SpmMetadataKeys.Writer] = SpmMetadataKeys.CurrentWriter,
         };
-        var config = new SpmConfig([o.Concept], o.Rank, (float)o.Alpha, extra);
+        var config = new SpmConfig(o.FamilyPrompts ?? [o.Concept], o.Rank, (float)o.Alpha, extra);
         return new SpmAdapter(config, membranes);
     }
 
@@ -919,6 +936,9 @@ public sealed class LatentAnchoringTrainer : IDisposable
             settings["adversarial_share"] = o.AdversarialShare;
         }
         if (o.InitialSpm is { } init) settings["initial_spm"] = Path.GetFileName(init);
+        // Atlas runs only: the anchor prompts and the family, so ordinary runs' settings stay as before.
+        if (o.AnchorPrompts is { } anchorPrompts) settings["anchor_prompts"] = anchorPrompts.ToList();
+        if (o.FamilyPrompts is { } family) settings["family"] = family.ToList();
         // Growing: the library it was trained against (file names and content hashes), so a checkpoint or a finished
         // file of another library is not taken for this run's.
         if (o.LibrarySpms is { Count: > 0 } library)

@@ -1,0 +1,152 @@
+using Spm.Cli.Commands;
+using Spm.Core.Atlas;
+using Spm.Core.Membranes;
+using Spm.Tests.Common;
+
+namespace Spm.Cli.Tests;
+
+/// <summary>
+/// The atlas's uses on the command line: <c>spm train --anchors-from-atlas</c> and <c>--concept-family</c> (what is refused,
+/// by exit code and message, and one short family run), <c>spm atlas build --edges cross-effects</c>, node ids in <c>atlas show</c>.
+/// </summary>
+[TestFixture]
+public class AtlasUsesCommandTests
+{
+    // Communities: 0 shapes, 1 colours, 2 patterns, 3 backgrounds; node 4 = (1, 2), node 5 = (0, 4), node 6 = the root.
+    private const string AtlasJson = """
+        {
+          "format": "spm-concept-atlas", "version": 1, "similarity": "hand-made", "metadata": {},
+          "concepts": [
+            { "id": 0, "prompt": "a circle", "community": 0 },
+            { "id": 1, "prompt": "a square", "community": 0 },
+            { "id": 2, "prompt": "a triangle", "community": 0 },
+            { "id": 3, "prompt": "a red shape", "community": 1 },
+            { "id": 4, "prompt": "a blue shape", "community": 1 },
+            { "id": 5, "prompt": "a striped pattern", "community": 2 },
+            { "id": 6, "prompt": "a plain pattern", "community": 2 },
+            { "id": 7, "prompt": "on a white background", "community": 3 }
+          ],
+          "edges": [ { "source": 0, "target": 1, "weight": 0.5 } ],
+          "tree": { "communities": 4, "merges": [
+            { "left": 1, "right": 2, "similarity": 0.02 },
+            { "left": 0, "right": 4, "similarity": 0.004 },
+            { "left": 5, "right": 3, "similarity": 0 } ] }
+        }
+        """;
+
+    private string _dir = null!;
+    private string _atlas = null!;
+    private string _out = null!;
+
+    private static string Model => Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");
+
+    [SetUp]
+    public void SetUp()
+    {
+        _dir = TestPaths.NewTempDir("spm-atlas-uses");
+        _atlas = Path.Combine(_dir, "atlas.json");
+        _out = Path.Combine(_dir, "out.safetensors");
+        File.WriteAllText(_atlas, AtlasJson);
+    }
+
+    [TearDown] public void TearDown() => Directory.Delete(_dir, true);
+
+    private static (int Code, string Out, string Err) Train(params string[] args) => CliHarness.Run(c => [TrainCommand.Create(c)], ["train", "--model", Model, .. args]);
+
+    private static (int Code, string Out, string Err) Root(params string[] args) => CliHarness.RunRoot(CliGlobals.CreateRoot, args);
+
+    [Test]
+    public void TrainAtlasOptions_AreRefusedBeforeTraining_WithMessagesNamingNodeAndFile()
+    {
+        var cases = new (string[] Args, int Code, string Message)[]
+        {
+            (["--concept-family", "9", "--atlas", _atlas], 2, $"The atlas '{_atlas}' has no node '9': its tree nodes are 0..6"),
+            (["--concept-family", "colours", "--atlas", _atlas], 2, $"The atlas '{_atlas}' has no node 'colours'"),
+            (["--concept-family", "4"], 2, "--concept-family needs --atlas ATLAS.json"),
+            (["--concept", "circle", "--atlas", _atlas], 2, "--atlas names the atlas of --concept-family"),
+            (["--concept", "circle", "--concept-family", "4", "--atlas", _atlas], 2, "--concept-family erases the concepts of an atlas node: leave out --concept."),
+            (["--concept-family", "4", "--atlas", _atlas, "--anchors-from-atlas", _atlas], 2, "leave out --anchors-from-atlas"),
+            (["--concept", "dog", "--anchors-from-atlas", _atlas], 2, $"'dog' is not a concept of the atlas '{_atlas}'"),
+            (["--concept", "shape", "--anchors-from-atlas", _atlas], 2, $"'shape' names several concepts of the atlas '{_atlas}'"),
+            (["--concept", "circle", "--anchors-from-atlas", _atlas, "--no-anchoring"], 2, "--no-anchoring has no anchors to draw from an atlas"),
+            (["--concept", "circle", "--atlas-anchors", "3"], 2, "--atlas-anchors goes with --anchors-from-atlas or --concept-family."),
+            (["--concept-family", "4", "--atlas", Path.Combine(_dir, "missing.json")], 3, "missing.json"),
+        };
+        foreach (var (args, code, message) in cases)
+        {
+            var (c, _, err) = Train([.. args, "--iterations", "1", "--out", _out]);
+            Assert.That(c, Is.EqualTo(code), $"{string.Join(" ", args)}: {err}");
+            Assert.That(err, Does.Contain(message), string.Join(" ", args));
+        }
+        Assert.That(File.Exists(_out), Is.False);
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void ConceptFamily_TrainsOneMembraneForTheSubtree_AnchoredOutsideIt()
+    {
+        var (code, _, err) = Train("--concept-family", "0", "--atlas", _atlas, "--atlas-anchors", "5", "--iterations", "2", "--threads", "1", "--seed", "1", "--out", _out);
+        Assert.That(code, Is.EqualTo(0), err);
+        Assert.That(err, Does.Contain($"erasing the family of node 0 of {_atlas}: 3 concepts (a circle, a square, a triangle)"));
+        // Node 0's sibling is node 4 (4 concepts < 5), then node 3.
+        Assert.That(err, Does.Contain("anchors drawn from the 5 nearest concepts outside it: a red shape, a blue shape, a striped pattern, a plain pattern, on a white background"));
+        var spm = SpmFile.Load(_out);
+        Assert.That(spm.Config.Prompts, Is.EqualTo(new[] { "a circle", "a square", "a triangle" }));
+        Assert.That(spm.Config.Extra[SpmMetadataKeys.Training], Does.Contain("\"anchor_prompts\":[\"a red shape\",\"a blue shape\",\"a striped pattern\",\"a plain pattern\",\"on a white background\"]"));
+
+        // Family anchors for one concept: the rest of its community first, then the sibling subtrees (default at least 8).
+        var single = Path.Combine(_dir, "circle.safetensors");
+        (code, _, err) = Train("--concept", "circle", "--surrogate", "square", "--anchors-from-atlas", _atlas, "--iterations", "1", "--threads", "1", "--out", single);
+        Assert.That(code, Is.EqualTo(0), err);
+        Assert.That(err, Does.Contain($"family anchors for 'circle' (atlas concept \"a circle\") from {_atlas}: a square, a triangle, a red shape, a blue shape, a striped pattern, a plain pattern, on a white background"));
+        Assert.That(SpmFile.Load(single).Config.Prompts, Is.EqualTo(new[] { "circle" }));
+    }
+
+    [Test]
+    public void Show_PrintsNodeIds()
+    {
+        var (code, stdout, err) = Root("atlas", "show", _atlas);
+        Assert.That(code, Is.EqualTo(0), err);
+        Assert.That(stdout, Does.Contain("[6] merge at 0.000 (8 concepts)\n├─ [5] merge at 0.004 (7 concepts)\n│  ├─ [0] a circle, a square, a triangle\n│  └─ [4] merge at 0.020 (4 concepts)"));
+    }
+
+    [Test]
+    public void BuildSources_AreCheckedBeforeAnyModelWork()
+    {
+        var prompts = Path.Combine(_dir, "p.txt");
+        File.WriteAllText(prompts, "a\nb\nc\n");
+        var json = Path.Combine(_dir, "a.json");
+        var cases = new (string[] Args, string Message)[]
+        {
+            ([], "exactly one of --prompts FILE, --library DIR or --spm FILE"),
+            (["--prompts", prompts, "--spm", "circle"], "exactly one of --prompts FILE, --library DIR or --spm FILE"),
+            (["--prompts", prompts, "--edges", "cross-effects"], "--edges cross-effects measures SPMs"),
+            (["--prompts", prompts, "--images", "2"], "--images and --image-seed go with --edges cross-effects."),
+            (["--spm", "circle", "--spm", "red", "--edges", "cross-effects"], "a cross-effect atlas needs at least 3 SPMs (got 2)"),
+        };
+        foreach (var (args, message) in cases)
+        {
+            var (code, _, err) = Root(["atlas", "build", "--model", Model, .. args, "--out", json]);
+            Assert.That(code, Is.EqualTo(2), $"{string.Join(" ", args)}: {err}");
+            Assert.That(err, Does.Contain(message), string.Join(" ", args));
+        }
+        Assert.That(File.Exists(json), Is.False);
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void BuildCrossEffects_FromTheShippedSpms_WritesAnAtlasOfTheirConcepts()
+    {
+        var json = Path.Combine(_dir, "cross.json");
+        var (code, stdout, err) = Root("atlas", "build", "--model", Model, "--spm", "circle", "--spm", "red", "--spm", "striped", "--edges", "cross-effects",
+            "--images", "1", "--steps", "4", "--out", json);
+        Assert.That(code, Is.EqualTo(0), err);
+        var atlas = ConceptAtlas.Load(json);
+        Assert.That(atlas.Concepts, Is.EqualTo(new[] { "circle", "red", "striped" }));
+        Assert.That(atlas.Metadata["edges"], Is.EqualTo("cross-effects"));
+        Assert.That(atlas.Metadata["spms"], Is.EqualTo("circle, red, striped"));
+        Assert.That(atlas.Metadata["steps"], Is.EqualTo("4"));
+        Assert.That(atlas.Similarity, Does.StartWith("membrane cross-effects"));
+        Assert.That(stdout, Does.Contain("3 concepts").And.Contain("wrote " + json));
+    }
+}
