@@ -4,7 +4,7 @@
 # exactly from its last snapshot). What each step measures is in docs/tiny-shapes.md and docs/gate.md.
 #
 #   scripts/built-in-model.sh OUT [STEP...]
-#     steps: model fidelity spms gate harden attack eval derived transfer   (default: all, in that order)
+#     steps: model fidelity atlas spms gate harden attack eval derived transfer   (default: all, in that order)
 #
 # OUT/model is the pipeline folder, OUT/spm the SPM files, OUT/reports the JSON/Markdown reports and grids,
 # OUT/derived the derived model (the model fine-tuned on the outlined world, as community fine-tunes change SD's style).
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/built-in-model.sh OUT [STEP...]}
 shift
-steps=${*:-model fidelity spms gate harden attack eval derived transfer}
+steps=${*:-model fidelity atlas spms gate harden attack eval derived transfer}
 if [ -n "${SPM:-}" ]; then spm() { "$SPM" "$@"; }
 else
   dotnet build src/Spm.Cli -c Release -v q -nologo >/dev/null
@@ -41,6 +41,13 @@ for step in $steps; do
       spm eval --model "$model" --fidelity --images 400 --json "$reports/fidelity-canonical.json" --force
       spm eval --model "$model" --fidelity --images 200 --wording synonyms --json "$reports/fidelity-synonyms.json" --force
       spm eval --model "$model" --fidelity --images 200 --wording held-out --json "$reports/fidelity-held-out.json" --force
+      ;;
+    atlas)
+      # The vocabulary's atlas (text encoder only): do synonyms meet, do attributes group?
+      spm atlas build --model "$model" --prompts docs/atlas/tiny-shapes-synonyms.txt --out "$reports/atlas-synonyms.json" \
+        --svg "$reports/atlas-synonyms.svg" --force
+      spm atlas build --model "$model" --prompts docs/atlas/tiny-shapes-synonyms.txt --communities 17 \
+        --out "$reports/atlas-synonyms-17.json" --force
       ;;
     spms)
       spm train --model "$model" --concept circle --surrogate square --seed 1 --out "$spms/circle.safetensors" --force
@@ -103,7 +110,7 @@ for step in $steps; do
         "$spms/striped.safetensors" --images 200 --json "$reports/transfer.json" --markdown "$reports/transfer.md" \
         --grid-dir "$reports/grids-transfer" --force
       ;;
-    *) echo "unknown step '$step' (model fidelity spms gate harden attack eval derived transfer)" >&2; exit 2 ;;
+    *) echo "unknown step '$step' (model fidelity atlas spms gate harden attack eval derived transfer)" >&2; exit 2 ;;
   esac
   mark "$step"
 done
