@@ -71,6 +71,9 @@ public sealed class GraphBuilder
     /// <summary>Number of parameters (elements of float initializers) declared so far.</summary>
     public long ParameterCount => _initializers.Where(i => i.Type == DataType.Float).Sum(i => i.ElementCount);
 
+    /// <summary>The names of the nodes declared so far, in order (no weights are drawn to read them).</summary>
+    public IEnumerable<string> NodeNames => _graph.Node.Select(n => n.Name);
+
     /// <summary>The declared initializers (name and shape), in declaration order.</summary>
     public IEnumerable<(string Name, long[] Shape)> Initializers => _initializers.Select(i => (i.Name, i.Dims));
 

@@ -70,8 +70,23 @@ public static class PipelinePresets
         TextEncoder2 = ClipTextConfig.Tiny with { Layers = 3, Activation = "gelu", ProjectionDim = 32, OutputHiddenStates = true },
     };
 
+    /// <summary>
+    /// Stable Diffusion XL base 1.0 sizes: <see cref="UNetPresets.Sdxl"/> (2.6B), CLIP ViT-L (768 wide, 12 layers,
+    /// quick_gelu) and OpenCLIP bigG (1280 wide, 32 layers, 20 heads, MLP 5120, gelu, projection 1280), both with
+    /// hidden-state outputs, and the SD VAE decoder with SDXL's latent scaling 0.13025. Random weights, for benchmarks;
+    /// <c>spm bench injection --preset sdxl</c> builds only its UNet.
+    /// </summary>
+    public static PipelinePreset Sdxl => new("sdxl", UNetPresets.Sdxl,
+        new ClipTextConfig { OutputHiddenStates = true }, new VaeDecoderConfig { ScalingFactor = 0.13025 })
+    {
+        TextEncoder2 = new ClipTextConfig
+        {
+            Width = 1280, Layers = 32, Heads = 20, IntermediateSize = 5120, Activation = "gelu", ProjectionDim = 1280, OutputHiddenStates = true,
+        },
+    };
+
     /// <summary>The names <see cref="Get"/> knows.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["tiny-sd1", "sd15", "sd21", "tiny-sdxl"];
+    public static IReadOnlyList<string> Names { get; } = ["tiny-sd1", "sd15", "sd21", "tiny-sdxl", "sdxl"];
 
     /// <summary>A preset by name (case-insensitive).</summary>
     /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
@@ -81,6 +96,7 @@ public static class PipelinePresets
         "sd15" or "sd1" or "sd14" => Sd15,
         "sd21" or "sd2" => Sd21,
         "tiny-sdxl" or "sdxl-tiny" => TinySdxl,
+        "sdxl" => Sdxl,
         _ => throw new ArgumentException($"Unknown model preset '{name}' (known: {string.Join(", ", Names)})."),
     };
 }

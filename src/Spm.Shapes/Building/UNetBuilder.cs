@@ -53,7 +53,7 @@ public static class UNetBuilder
                 for (int j = 0; j < c.LayersPerBlock; j++)
                 {
                     h = Resnet($"resnets.{j}", h, j == 0 ? inCh : outCh, outCh);
-                    if (cross) h = Transformer($"attentions.{j}", h, outCh, c.HeadsOf(i));
+                    if (cross) h = Transformer($"attentions.{j}", h, outCh, c.HeadsOf(i), c.TransformerLayersOf(i));
                     skips.Push((h, outCh));
                 }
                 if (i < n - 1)
@@ -68,7 +68,7 @@ public static class UNetBuilder
             {
                 long ch = c.BlockOutChannels[^1];
                 h = Resnet("resnets.0", h, ch, ch);
-                h = Transformer("attentions.0", h, ch, c.HeadsOf(n - 1));
+                h = Transformer("attentions.0", h, ch, c.HeadsOf(n - 1), c.TransformerLayersOf(n - 1));
                 h = Resnet("resnets.1", h, ch, ch);
             }
 
@@ -79,6 +79,7 @@ public static class UNetBuilder
                 long blockIn = c.BlockOutChannels[Math.Max(n - 2 - i, 0)];
                 bool cross = c.UpBlockTypes[i] == "CrossAttnUpBlock2D";
                 int heads = c.HeadsOf(n - 1 - i);
+                int transformerLayers = c.TransformerLayersOf(n - 1 - i);
                 using var _ = g.Scope($"up_blocks.{i}");
                 int layers = c.LayersPerBlock + 1;
                 for (int j = 0; j < layers; j++)
@@ -89,7 +90,7 @@ public static class UNetBuilder
                     long resIn = j == 0 ? prevOut : up;
                     h = g.Node("Concat", [h, skip], Attr.Int("axis", 1));
                     h = Resnet($"resnets.{j}", h, resIn + skipCh, up);
-                    if (cross) h = Transformer($"attentions.{j}", h, up, heads);
+                    if (cross) h = Transformer($"attentions.{j}", h, up, heads, transformerLayers);
                 }
                 if (i < n - 1)
                 {
@@ -187,7 +188,7 @@ public static class UNetBuilder
         }
 
         /// <summary>Transformer2DModel: GroupNorm, proj_in, BasicTransformerBlocks, proj_out, residual.</summary>
-        private string Transformer(string module, string x, long channels, int heads)
+        private string Transformer(string module, string x, long channels, int heads, int layers)
         {
             using var _ = g.Scope(module);
             long inner = channels; // heads · (channels / heads)
@@ -203,7 +204,7 @@ public static class UNetBuilder
                 h = ToTokens(h, channels);
                 h = g.Linear("proj_in", h, channels, inner);
             }
-            for (int b = 0; b < c.TransformerLayersPerBlock; b++)
+            for (int b = 0; b < layers; b++)
                 h = TransformerBlock($"transformer_blocks.{b}", h, inner, heads);
             if (!c.UseLinearProjection)
             {

@@ -62,8 +62,13 @@ public sealed record UNetConfig
     /// <summary>Kernel of conv_out.</summary>
     public int ConvOutKernel { get; init; } = 3;
 
-    /// <summary>Transformer blocks per transformer container (1 in SD 1.x/2.x).</summary>
-    public int TransformerLayersPerBlock { get; init; } = 1;
+    /// <summary>
+    /// <c>transformer_layers_per_block</c>: BasicTransformerBlocks in each Transformer2DModel, one value per down block
+    /// or a single value for all (SD 1.x/2.x: 1; SDXL base: [1, 2, 10]). As in diffusers, the mid block uses the last
+    /// entry and up block i the entry of down block n-1-i; config.json may hold an int or a list, both are read and the
+    /// form is kept when written (one value is written as an int).
+    /// </summary>
+    public IReadOnlyList<int> TransformerLayersPerBlock { get; init; } = [1];
 
     /// <summary>
     /// <c>addition_embed_type</c>: null (SD 1.x/2.x) or <c>text_time</c> (SDXL: the UNet also takes <c>text_embeds</c>
@@ -89,6 +94,9 @@ public sealed record UNetConfig
     /// <summary>Heads of the given down block (the mid block uses the last block's value).</summary>
     public int HeadsOf(int block) => AttentionHeadDim.Count == 1 ? AttentionHeadDim[0] : AttentionHeadDim[block];
 
+    /// <summary>Transformer layers of each Transformer2DModel of the given down block (the mid block uses the last block's value).</summary>
+    public int TransformerLayersOf(int block) => TransformerLayersPerBlock.Count == 1 ? TransformerLayersPerBlock[0] : TransformerLayersPerBlock[block];
+
     /// <summary>Checks the configuration, throwing <see cref="SpmFormatException"/> naming the offending field.</summary>
     public void Validate(string? source = null)
     {
@@ -105,7 +113,10 @@ public sealed record UNetConfig
         if (InChannels is <= 0 or > 1024) Fail("in_channels", $"out of range: {InChannels}");
         if (OutChannels is <= 0 or > 1024) Fail("out_channels", $"out of range: {OutChannels}");
         if (LayersPerBlock is <= 0 or > 16) Fail("layers_per_block", $"out of range: {LayersPerBlock}");
-        if (TransformerLayersPerBlock is <= 0 or > 16) Fail("transformer_layers_per_block", $"out of range: {TransformerLayersPerBlock}");
+        if (TransformerLayersPerBlock.Count != 1 && TransformerLayersPerBlock.Count != n)
+            Fail("transformer_layers_per_block", $"{TransformerLayersPerBlock.Count} values for {n} blocks (give one value or one per down block)");
+        foreach (var layers in TransformerLayersPerBlock)
+            if (layers is <= 0 or > 64) Fail("transformer_layers_per_block", $"out of range: {layers} (1 to 64)");
         if (CrossAttentionDim is <= 0 or > 16384) Fail("cross_attention_dim", $"out of range: {CrossAttentionDim}");
         if (ConvInKernel is <= 0 or > 7 || ConvInKernel % 2 == 0) Fail("conv_in_kernel", $"must be odd and at most 7: {ConvInKernel}");
         if (ConvOutKernel is <= 0 or > 7 || ConvOutKernel % 2 == 0) Fail("conv_out_kernel", $"must be odd and at most 7: {ConvOutKernel}");
@@ -183,7 +194,7 @@ public sealed record UNetConfig
                 UseLinearProjection = Bool(o, "use_linear_projection", d.UseLinearProjection),
                 ConvInKernel = Int(o, "conv_in_kernel", d.ConvInKernel),
                 ConvOutKernel = Int(o, "conv_out_kernel", d.ConvOutKernel),
-                TransformerLayersPerBlock = Int(o, "transformer_layers_per_block", d.TransformerLayersPerBlock),
+                TransformerLayersPerBlock = Ints(o, "transformer_layers_per_block") ?? d.TransformerLayersPerBlock,
                 AdditionEmbedType = addType,
                 AdditionTimeEmbedDim = o["addition_time_embed_dim"] is JsonValue { } atd && atd.GetValueKind() == JsonValueKind.Number ? atd.GetValue<int>() : d.AdditionTimeEmbedDim,
                 ProjectionClassEmbeddingsInputDim = o["projection_class_embeddings_input_dim"] is JsonValue { } pc && pc.GetValueKind() == JsonValueKind.Number ? pc.GetValue<int>() : null,
@@ -232,7 +243,7 @@ public sealed record UNetConfig
         ["time_embedding_type"] = "positional",
         ["conv_in_kernel"] = ConvInKernel,
         ["conv_out_kernel"] = ConvOutKernel,
-        ["transformer_layers_per_block"] = TransformerLayersPerBlock,
+        ["transformer_layers_per_block"] = TransformerLayersPerBlock.Count == 1 ? JsonValue.Create(TransformerLayersPerBlock[0]) : new JsonArray(TransformerLayersPerBlock.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
         ["addition_embed_type"] = AdditionEmbedType,
         ["projection_class_embeddings_input_dim"] = ProjectionClassEmbeddingsInputDim,
         };
