@@ -64,8 +64,14 @@ public static class InjectionBenchmark
         var routedIndices = Enumerable.Range(0, sets.Count).Where(i => i % 3 == 0).Concat(Enumerable.Range(0, sets.Count).Where(i => i % 3 != 0)).Take(routedCount).Order().ToList();
         var byHand = routedCount == 0 ? null : MembraneTensors.Build(MembraneLayout.Create(layers, routedIndices.Select(i => sets[i]).ToList()));
 
-        // Identical runtime options for both sessions, so the comparison is of the graphs only.
-        var sessions = new Spm.Diffusion.Runtime.OnnxSessionGroup(new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = options.IntraOpThreads });
+        // Identical runtime options for both sessions, so the comparison is of the graphs only. The two graphs have the
+        // same weights: with a shared pre-packed store they are packed once, which is what lets an SDXL-sized UNet
+        // (10 GB) be timed against itself in one process on a 24 GB machine; both sessions run the same packed kernels.
+        using var prepacked = new PrePackedWeightsContainer();
+        var sessions = new Spm.Diffusion.Runtime.OnnxSessionGroup(new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = options.IntraOpThreads })
+        {
+            SharedPrepackedWeights = prepacked,
+        };
         progress?.Report("opening the plain UNet session");
         using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, sessions);
         progress?.Report("opening the injected UNet session");

@@ -68,7 +68,7 @@ public static class OnnxSessionFactory
             }
             try
             {
-                return new CreatedSession(Open(source, so), provider, fallback);
+                return new CreatedSession(Open(source, so, tuning.SharedPrepackedWeights), provider, fallback);
             }
             catch (OnnxRuntimeException ex) when (provider == ExecutionProviderKind.Cuda)
             {
@@ -76,7 +76,7 @@ public static class OnnxSessionFactory
                 fallback = $"CUDA session could not start on device {options.DeviceId} ({FirstLine(ex.Message)})";
                 so.Dispose();
                 so = BuildCpuOptions(options, source, tuning);
-                return new CreatedSession(Open(source, so), ExecutionProviderKind.Cpu, fallback);
+                return new CreatedSession(Open(source, so, tuning.SharedPrepackedWeights), ExecutionProviderKind.Cpu, fallback);
             }
         }
         catch (OnnxRuntimeException ex)
@@ -90,8 +90,10 @@ public static class OnnxSessionFactory
         }
     }
 
-    private static InferenceSession Open(OnnxModelSource source, SessionOptions so)
-        => source.Bytes is not null ? new InferenceSession(source.Bytes, so) : new InferenceSession(source.Path!, so);
+    private static InferenceSession Open(OnnxModelSource source, SessionOptions so, PrePackedWeightsContainer? shared = null)
+        => shared is null
+            ? source.Bytes is not null ? new InferenceSession(source.Bytes, so) : new InferenceSession(source.Path!, so)
+            : source.Bytes is not null ? new InferenceSession(source.Bytes, so, shared) : new InferenceSession(source.Path!, so, shared);
 
     /// <summary>
     /// A CPU session through the optimized-model cache: the stored optimized graph with graph optimization off when the

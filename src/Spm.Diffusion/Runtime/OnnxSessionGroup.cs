@@ -28,6 +28,13 @@ public sealed class OnnxSessionGroup
         _effective = Requested;
     }
 
+    /// <summary>
+    /// When set, every session the group opens without a container of its own shares ONNX Runtime's pre-packed weights
+    /// through this one (<see cref="SessionTuning.SharedPrepackedWeights"/>); the caller owns it and disposes it after the
+    /// sessions.
+    /// </summary>
+    public PrePackedWeightsContainer? SharedPrepackedWeights { get; init; }
+
     /// <summary>The options asked for.</summary>
     public OnnxRuntimeOptions Requested { get; }
 
@@ -57,6 +64,8 @@ public sealed class OnnxSessionGroup
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(tuning);
+        if (SharedPrepackedWeights is not null && tuning.SharedPrepackedWeights is null)
+            tuning = tuning with { SharedPrepackedWeights = SharedPrepackedWeights };
         var created = OnnxSessionFactory.Create(source, Effective, tuning);
         lock (_gate)
         {
