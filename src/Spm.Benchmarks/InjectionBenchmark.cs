@@ -16,7 +16,14 @@ namespace Spm.Benchmarks;
 /// <param name="IntraOpThreads">ONNX Runtime intra-op threads (0 = its default).</param>
 /// <param name="Seed">Seed of the random membranes and inputs.</param>
 /// <param name="Routed">When above 0, also time a routed step: this many of the <see cref="ManySpms"/> fed to the session built for all of them (<see cref="MembraneTensors.Select"/>), against the same SPMs loaded on their own.</param>
-public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 32, int ManySpms = 20, int Rounds = 5, int IntraOpThreads = 0, ulong Seed = 1, int Routed = 0);
+/// <param name="OneSessionAtATime">
+/// Hold one session at a time, for UNets too large for two (SDXL-sized: 10 GB of weights, and opening a second session
+/// loads them again before it can share the packed copy): the plain UNet's rounds, then the injected UNet's, then the
+/// plain UNet's again, each session closed before the next opens; the baseline is the median of both plain phases, which
+/// bracket the injected one in time. Not with <see cref="Routed"/>.
+/// </param>
+public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 32, int ManySpms = 20, int Rounds = 5, int IntraOpThreads = 0, ulong Seed = 1, int Routed = 0,
+    bool OneSessionAtATime = false);
 
 /// <summary>Median UNet call times with and without membranes, measured in one run.</summary>
 /// <param name="Layers">Layers with a branch (all transformer layers).</param>
@@ -28,8 +35,11 @@ public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 3
 /// <param name="RoutedMs">Median call with <see cref="InjectionBenchmarkOptions.Routed"/> SPMs routed out of the many (NaN when not measured).</param>
 /// <param name="RoutedByHandMs">Median call with the same SPMs loaded on their own (the routed case's baseline; NaN when not measured).</param>
 /// <param name="SelectMs">Median time to cut the routed SPMs' inputs out of the library's (once per request, not per step; NaN when not measured).</param>
+/// <param name="BaseBeforeMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the phase before the injected one (NaN otherwise).</param>
+/// <param name="BaseAfterMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the phase after it (NaN otherwise); far from <see cref="BaseBeforeMs"/> means the load drifted.</param>
 public sealed record InjectionBenchmarkResult(int Layers, double BaseMs, double OneSpmMs, double ManySpmMs, double SwitchMs, int Rounds,
-    double RoutedMs = double.NaN, double RoutedByHandMs = double.NaN, double SelectMs = double.NaN)
+    double RoutedMs = double.NaN, double RoutedByHandMs = double.NaN, double SelectMs = double.NaN,
+    double BaseBeforeMs = double.NaN, double BaseAfterMs = double.NaN)
 {
     /// <summary>RoutedMs / RoutedByHandMs: what the library costs a routed step beyond its routed SPMs (1 = nothing).</summary>
     public double RoutedRatio => RoutedMs / RoutedByHandMs;
@@ -63,6 +73,11 @@ public static class InjectionBenchmark
         // Every third SPM up to the count: a subset spread over the library, not its first columns.
         var routedIndices = Enumerable.Range(0, sets.Count).Where(i => i % 3 == 0).Concat(Enumerable.Range(0, sets.Count).Where(i => i % 3 != 0)).Take(routedCount).Order().ToList();
         var byHand = routedCount == 0 ? null : MembraneTensors.Build(MembraneLayout.Create(layers, routedIndices.Select(i => sets[i]).ToList()));
+        if (options.OneSessionAtATime)
+        {
+            if (byHand is not null) throw new ArgumentException("A routed step (Routed) needs both sessions open at once; it cannot be combined with OneSessionAtATime.", nameof(options));
+            return RunOneSessionAtATime(unet, layers.Count, one, many, options, rng, progress, cancellationToken);
+        }
 
         // Identical runtime options for both sessions, so the comparison is of the graphs only. The two graphs have the
         // same weights: with a shared pre-packed store they are packed once, which is what lets an SDXL-sized UNet
@@ -163,6 +178,83 @@ public static class InjectionBenchmark
         finally
         {
             foreach (var v in inputs.Values) v.Dispose();
+        }
+    }
+
+    /// <summary>Plain, injected, plain again: one session open at a time (see <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>).</summary>
+    private static InjectionBenchmarkResult RunOneSessionAtATime(OnnxModel unet, int layerCount, MembraneTensors one, MembraneTensors many,
+        InjectionBenchmarkOptions options, SeededRandom rng, IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        // No shared pre-packed store here: it would keep the plain session's packed weights alive while the injected
+        // session loads its own copy, which is the very peak this mode avoids.
+        var sessions = new Spm.Diffusion.Runtime.OnnxSessionGroup(new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = options.IntraOpThreads });
+        Dictionary<string, OrtValue>? inputs = null;
+        try
+        {
+            List<double> PlainPhase(string label)
+            {
+                progress?.Report($"opening the plain UNet session ({label})");
+                using var plain = InjectedUnet.OpenSession(unet.Proto, unet.BaseDirectory, sessions);
+                // The same inputs in every phase: drawn once, from the first session's input metadata.
+                inputs ??= MakeInputs(plain, options, rng);
+                var names = inputs.Keys.ToList();
+                var values = inputs.Values.ToList();
+                double Run()
+                {
+                    var sw = Stopwatch.StartNew();
+                    using var o = plain.Run(new RunOptions(), names, values, plain.OutputNames);
+                    return sw.Elapsed.TotalMilliseconds;
+                }
+                progress?.Report($"warm-up ({label})");
+                Run();
+                var times = new List<double>();
+                for (int r = 0; r < options.Rounds; r++)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    times.Add(Run());
+                    progress?.Report($"plain round {r + 1}/{options.Rounds} ({label}): {times[^1]:0} ms");
+                }
+                return times;
+            }
+
+            var before = PlainPhase("before the injected one");
+            var o1 = new List<double>(); var on = new List<double>(); var sws = new List<double>();
+            progress?.Report("opening the injected UNet session");
+            using (var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, sessions))
+            {
+                double RunInjected(MembraneTensors t)
+                {
+                    var gates = t.Gates(options.Batch, Enumerable.Repeat(1f, t.Layout.Sets.Count).ToArray());
+                    var sw = Stopwatch.StartNew();
+                    using var o = injected.Run(inputs!, gates);
+                    return sw.Elapsed.TotalMilliseconds;
+                }
+                double Switch(MembraneTensors t)
+                {
+                    var sw = Stopwatch.StartNew();
+                    injected.SetMembranes(t);
+                    return sw.Elapsed.TotalMilliseconds;
+                }
+                progress?.Report("warm-up (injected)");
+                Switch(one); RunInjected(one);
+                Switch(many); RunInjected(many);
+                for (int r = 0; r < options.Rounds; r++)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    sws.Add(Switch(one));
+                    o1.Add(RunInjected(one));
+                    sws.Add(Switch(many));
+                    on.Add(RunInjected(many));
+                    progress?.Report($"injected round {r + 1}/{options.Rounds}: 1 SPM {o1[^1]:0} ms, {options.ManySpms} SPMs {on[^1]:0} ms");
+                }
+            }
+            var after = PlainPhase("after the injected one");
+            return new InjectionBenchmarkResult(layerCount, Median([.. before, .. after]), Median(o1), Median(on), Median(sws), options.Rounds,
+                BaseBeforeMs: Median(before), BaseAfterMs: Median(after));
+        }
+        finally
+        {
+            if (inputs is not null) foreach (var v in inputs.Values) v.Dispose();
         }
     }
 

@@ -29,10 +29,14 @@ internal static class InjectionBenchCommand
         var rounds = new Option<int>("--rounds") { Description = "Measured rounds (after a warm-up).", DefaultValueFactory = _ => 5 };
         var routedOpt = new Option<int>("--routed") { Description = "Also time a routed step: this many of the --spms SPMs fed to the session built for all of them, against the same SPMs loaded on their own (0 = off).", DefaultValueFactory = _ => 0 };
         var threads = new Option<int>("--threads") { Description = "Intra-op threads (0 = ONNX Runtime's choice).", DefaultValueFactory = _ => 0 };
+        var sequential = new Option<bool>("--one-session-at-a-time")
+        {
+            Description = "Hold one session at a time (plain, injected, plain again) for UNets too large to open twice (SDXL-sized on 24 GB); the default interleaves rounds of both sessions.",
+        };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var cmd = new Command("injection", "Membrane branch cost: UNet call with 1 and N SPMs vs the plain UNet, plus the cost of switching SPM sets.")
         {
-            model, preset, buildDir, batch, latent, spms, rounds, routedOpt, threads, json,
+            model, preset, buildDir, batch, latent, spms, rounds, routedOpt, threads, sequential, json,
         };
         cmd.SetAction((parse, ct) =>
         {
@@ -40,7 +44,8 @@ internal static class InjectionBenchCommand
                 : parse.GetValue(preset) is { } p ? BuildPreset(console, p, parse.GetValue(buildDir), ct)
                 : throw new ArgumentException("Give --model or --preset.");
             var unet = OnnxModel.Load(path);
-            var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads), Routed: parse.GetValue(routedOpt));
+            var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads), Routed: parse.GetValue(routedOpt),
+                OneSessionAtATime: parse.GetValue(sequential));
             var progress = new ActionProgress<string>(s => console.Error.WriteLine($"spm: bench injection: {s}"));
             var r = InjectionBenchmark.Run(unet, options, progress, ct);
             string F(double v, string fmt = "0.000") => v.ToString(fmt, CultureInfo.InvariantCulture);
@@ -57,11 +62,16 @@ internal static class InjectionBenchCommand
                     routed_by_hand_ms = double.IsNaN(r.RoutedByHandMs) ? (double?)null : Math.Round(r.RoutedByHandMs, 2),
                     routed_ratio = double.IsNaN(r.RoutedMs) ? (double?)null : Math.Round(r.RoutedRatio, 4),
                     select_ms = double.IsNaN(r.SelectMs) ? (double?)null : Math.Round(r.SelectMs, 3),
+                    one_session_at_a_time = options.OneSessionAtATime,
+                    base_before_ms = double.IsNaN(r.BaseBeforeMs) ? (double?)null : Math.Round(r.BaseBeforeMs, 2),
+                    base_after_ms = double.IsNaN(r.BaseAfterMs) ? (double?)null : Math.Round(r.BaseAfterMs, 2),
                 }));
                 return Task.FromResult(0);
             }
             var table = new Table().AddColumn("case").AddColumn(new TableColumn("median UNet call").RightAligned()).AddColumn(new TableColumn("ratio").RightAligned());
             table.AddRow("plain UNet (baseline)", F(r.BaseMs, "0.0") + " ms", "1.000");
+            if (!double.IsNaN(r.BaseBeforeMs))
+                table.AddRow("  plain, before / after the injected phase", F(r.BaseBeforeMs, "0.0") + " / " + F(r.BaseAfterMs, "0.0") + " ms", F(r.BaseAfterMs / r.BaseBeforeMs) + " (drift)");
             table.AddRow("1 SPM (rank 1)", F(r.OneSpmMs, "0.0") + " ms", F(r.OneSpmRatio) + " (target ≤ 1.05)");
             table.AddRow($"{options.ManySpms} SPMs (rank 1 each)", F(r.ManySpmMs, "0.0") + " ms", F(r.ManySpmRatio) + " (target ≤ 1.25)");
             table.AddRow("switch SPM set (same session)", F(r.SwitchMs, "0.00") + " ms", "");
@@ -73,7 +83,7 @@ internal static class InjectionBenchCommand
                 table.AddRow("cutting the routed inputs (per request)", F(r.SelectMs, "0.00") + " ms", "");
             }
             console.Output.Write(table);
-            console.Out.WriteLine(Markup.Escape($"{r.Layers} layers, batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, {r.Rounds} rounds, model {unet.FilePath}"));
+            console.Out.WriteLine(Markup.Escape($"{r.Layers} layers, batch {options.Batch}, latent {options.LatentSize}x{options.LatentSize}, {r.Rounds} rounds{(options.OneSessionAtATime ? " (one session at a time)" : "")}, model {unet.FilePath}"));
             return Task.FromResult(0);
         });
         return cmd;
