@@ -12,7 +12,7 @@ using Spm.Shapes.World;
 namespace Spm.Cli.Commands;
 
 /// <summary>
-/// <c>spm build-model --preset tiny-sd1|sd15|sd21 [--unet-config FILE] --seed S --out DIR</c>: writes an SD-architecture
+/// <c>spm build-model --preset tiny-sd1|sd15|sd21|tiny-sdxl|sdxl [--unet-config FILE] --seed S --out DIR</c>: writes an SD-architecture
 /// ONNX pipeline with random weights, built by the project's own graph builders (benchmarks, tests, the
 /// starting point of the built-in model).
 /// </summary>
