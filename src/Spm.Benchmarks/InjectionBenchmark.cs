@@ -22,8 +22,13 @@ namespace Spm.Benchmarks;
 /// plain UNet's again, each session closed before the next opens; the baseline is the median of both plain phases, which
 /// bracket the injected one in time. Not with <see cref="Routed"/>.
 /// </param>
+/// <param name="InjectedPhases">
+/// With <see cref="OneSessionAtATime"/>: how many injected phases, each followed by a plain one (plain, injected, plain,
+/// injected, plain, ...), so every injected phase is bracketed by plain ones close in time; each phase runs
+/// <see cref="Rounds"/> rounds.
+/// </param>
 public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 32, int ManySpms = 20, int Rounds = 5, int IntraOpThreads = 0, ulong Seed = 1, int Routed = 0,
-    bool OneSessionAtATime = false);
+    bool OneSessionAtATime = false, int InjectedPhases = 1);
 
 /// <summary>Median UNet call times with and without membranes, measured in one run.</summary>
 /// <param name="Layers">Layers with a branch (all transformer layers).</param>
@@ -36,10 +41,11 @@ public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 3
 /// <param name="RoutedByHandMs">Median call with the same SPMs loaded on their own (the routed case's baseline; NaN when not measured).</param>
 /// <param name="SelectMs">Median time to cut the routed SPMs' inputs out of the library's (once per request, not per step; NaN when not measured).</param>
 /// <param name="BaseBeforeMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the phase before the injected one (NaN otherwise).</param>
-/// <param name="BaseAfterMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the phase after it (NaN otherwise); far from <see cref="BaseBeforeMs"/> means the load drifted.</param>
+/// <param name="BaseAfterMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the last plain phase (NaN otherwise); far from <see cref="BaseBeforeMs"/> means the load drifted.</param>
+/// <param name="Phases">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: each injected phase against the plain phases on either side of it (null otherwise).</param>
 public sealed record InjectionBenchmarkResult(int Layers, double BaseMs, double OneSpmMs, double ManySpmMs, double SwitchMs, int Rounds,
     double RoutedMs = double.NaN, double RoutedByHandMs = double.NaN, double SelectMs = double.NaN,
-    double BaseBeforeMs = double.NaN, double BaseAfterMs = double.NaN)
+    double BaseBeforeMs = double.NaN, double BaseAfterMs = double.NaN, IReadOnlyList<InjectionPhase>? Phases = null)
 {
     /// <summary>RoutedMs / RoutedByHandMs: what the library costs a routed step beyond its routed SPMs (1 = nothing).</summary>
     public double RoutedRatio => RoutedMs / RoutedByHandMs;
@@ -48,6 +54,23 @@ public sealed record InjectionBenchmarkResult(int Layers, double BaseMs, double 
     public double OneSpmRatio => OneSpmMs / BaseMs;
 
     /// <summary>ManySpmMs / BaseMs (target ≤ 1.25 for 20).</summary>
+    public double ManySpmRatio => ManySpmMs / BaseMs;
+}
+
+/// <summary>One injected phase of a one-session-at-a-time run, against the plain phases just before and after it.</summary>
+/// <param name="PlainBeforeMs">Median plain call of the phase before.</param>
+/// <param name="OneSpmMs">Median call with one SPM in this phase.</param>
+/// <param name="ManySpmMs">Median call with the many SPMs in this phase.</param>
+/// <param name="PlainAfterMs">Median plain call of the phase after.</param>
+public sealed record InjectionPhase(double PlainBeforeMs, double OneSpmMs, double ManySpmMs, double PlainAfterMs)
+{
+    /// <summary>The baseline of this phase: the mean of the plain medians on either side.</summary>
+    public double BaseMs => (PlainBeforeMs + PlainAfterMs) / 2;
+
+    /// <summary>OneSpmMs / BaseMs.</summary>
+    public double OneSpmRatio => OneSpmMs / BaseMs;
+
+    /// <summary>ManySpmMs / BaseMs.</summary>
     public double ManySpmRatio => ManySpmMs / BaseMs;
 }
 
@@ -181,7 +204,7 @@ public static class InjectionBenchmark
         }
     }
 
-    /// <summary>Plain, injected, plain again: one session open at a time (see <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>).</summary>
+    /// <summary>Plain, then (injected, plain) per injected phase: one session open at a time (see <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>).</summary>
     private static InjectionBenchmarkResult RunOneSessionAtATime(OnnxModel unet, int layerCount, MembraneTensors one, MembraneTensors many,
         InjectionBenchmarkOptions options, SeededRandom rng, IProgress<string>? progress, CancellationToken cancellationToken)
     {
@@ -217,40 +240,48 @@ public static class InjectionBenchmark
                 return times;
             }
 
-            var before = PlainPhase("before the injected one");
+            var plainPhases = new List<List<double>> { PlainPhase("plain phase 1") };
             var o1 = new List<double>(); var on = new List<double>(); var sws = new List<double>();
-            progress?.Report("opening the injected UNet session");
-            using (var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, sessions))
+            var phases = new List<InjectionPhase>();
+            int count = Math.Max(1, options.InjectedPhases);
+            for (int p = 0; p < count; p++)
             {
-                double RunInjected(MembraneTensors t)
+                var p1 = new List<double>(); var pn = new List<double>();
+                progress?.Report($"opening the injected UNet session (injected phase {p + 1}/{count})");
+                using (var injected = InjectedUnet.Create(unet.Proto, unet.BaseDirectory, many.Layout, sessions))
                 {
-                    var gates = t.Gates(options.Batch, Enumerable.Repeat(1f, t.Layout.Sets.Count).ToArray());
-                    var sw = Stopwatch.StartNew();
-                    using var o = injected.Run(inputs!, gates);
-                    return sw.Elapsed.TotalMilliseconds;
+                    double RunInjected(MembraneTensors t)
+                    {
+                        var gates = t.Gates(options.Batch, Enumerable.Repeat(1f, t.Layout.Sets.Count).ToArray());
+                        var sw = Stopwatch.StartNew();
+                        using var o = injected.Run(inputs!, gates);
+                        return sw.Elapsed.TotalMilliseconds;
+                    }
+                    double Switch(MembraneTensors t)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        injected.SetMembranes(t);
+                        return sw.Elapsed.TotalMilliseconds;
+                    }
+                    progress?.Report("warm-up (injected)");
+                    Switch(one); RunInjected(one);
+                    Switch(many); RunInjected(many);
+                    for (int r = 0; r < options.Rounds; r++)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        sws.Add(Switch(one));
+                        p1.Add(RunInjected(one));
+                        sws.Add(Switch(many));
+                        pn.Add(RunInjected(many));
+                        progress?.Report($"injected round {r + 1}/{options.Rounds} (injected phase {p + 1}/{count}): 1 SPM {p1[^1]:0} ms, {options.ManySpms} SPMs {pn[^1]:0} ms");
+                    }
                 }
-                double Switch(MembraneTensors t)
-                {
-                    var sw = Stopwatch.StartNew();
-                    injected.SetMembranes(t);
-                    return sw.Elapsed.TotalMilliseconds;
-                }
-                progress?.Report("warm-up (injected)");
-                Switch(one); RunInjected(one);
-                Switch(many); RunInjected(many);
-                for (int r = 0; r < options.Rounds; r++)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    sws.Add(Switch(one));
-                    o1.Add(RunInjected(one));
-                    sws.Add(Switch(many));
-                    on.Add(RunInjected(many));
-                    progress?.Report($"injected round {r + 1}/{options.Rounds}: 1 SPM {o1[^1]:0} ms, {options.ManySpms} SPMs {on[^1]:0} ms");
-                }
+                plainPhases.Add(PlainPhase($"plain phase {p + 2}"));
+                phases.Add(new InjectionPhase(Median(plainPhases[^2]), Median(p1), Median(pn), Median(plainPhases[^1])));
+                o1.AddRange(p1); on.AddRange(pn);
             }
-            var after = PlainPhase("after the injected one");
-            return new InjectionBenchmarkResult(layerCount, Median([.. before, .. after]), Median(o1), Median(on), Median(sws), options.Rounds,
-                BaseBeforeMs: Median(before), BaseAfterMs: Median(after));
+            return new InjectionBenchmarkResult(layerCount, Median(plainPhases.SelectMany(x => x).ToList()), Median(o1), Median(on), Median(sws), options.Rounds,
+                BaseBeforeMs: Median(plainPhases[0]), BaseAfterMs: Median(plainPhases[^1]), Phases: phases);
         }
         finally
         {

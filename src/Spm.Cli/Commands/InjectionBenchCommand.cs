@@ -33,10 +33,15 @@ internal static class InjectionBenchCommand
         {
             Description = "Hold one session at a time (plain, injected, plain again) for UNets too large to open twice (SDXL-sized on 24 GB); the default interleaves rounds of both sessions.",
         };
+        var phasesOpt = new Option<int>("--injected-phases")
+        {
+            Description = "With --one-session-at-a-time: injected phases, each followed by a plain one (plain, injected, plain, ...); each phase runs --rounds rounds.",
+            DefaultValueFactory = _ => 1,
+        };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var cmd = new Command("injection", "Membrane branch cost: UNet call with 1 and N SPMs vs the plain UNet, plus the cost of switching SPM sets.")
         {
-            model, preset, buildDir, batch, latent, spms, rounds, routedOpt, threads, sequential, json,
+            model, preset, buildDir, batch, latent, spms, rounds, routedOpt, threads, sequential, phasesOpt, json,
         };
         cmd.SetAction((parse, ct) =>
         {
@@ -45,7 +50,7 @@ internal static class InjectionBenchCommand
                 : throw new ArgumentException("Give --model or --preset.");
             var unet = OnnxModel.Load(path);
             var options = new InjectionBenchmarkOptions(parse.GetValue(batch), parse.GetValue(latent), parse.GetValue(spms), parse.GetValue(rounds), parse.GetValue(threads), Routed: parse.GetValue(routedOpt),
-                OneSessionAtATime: parse.GetValue(sequential));
+                OneSessionAtATime: parse.GetValue(sequential), InjectedPhases: parse.GetValue(phasesOpt));
             var progress = new ActionProgress<string>(s => console.Error.WriteLine($"spm: bench injection: {s}"));
             var r = InjectionBenchmark.Run(unet, options, progress, ct);
             string F(double v, string fmt = "0.000") => v.ToString(fmt, CultureInfo.InvariantCulture);
@@ -65,16 +70,28 @@ internal static class InjectionBenchCommand
                     one_session_at_a_time = options.OneSessionAtATime,
                     base_before_ms = double.IsNaN(r.BaseBeforeMs) ? (double?)null : Math.Round(r.BaseBeforeMs, 2),
                     base_after_ms = double.IsNaN(r.BaseAfterMs) ? (double?)null : Math.Round(r.BaseAfterMs, 2),
+                    phases = r.Phases?.Select(p => new
+                    {
+                        plain_before_ms = Math.Round(p.PlainBeforeMs, 2), one_spm_ms = Math.Round(p.OneSpmMs, 2), many_spm_ms = Math.Round(p.ManySpmMs, 2),
+                        plain_after_ms = Math.Round(p.PlainAfterMs, 2), one_spm_ratio = Math.Round(p.OneSpmRatio, 4), many_spm_ratio = Math.Round(p.ManySpmRatio, 4),
+                    }).ToArray(),
                 }));
                 return Task.FromResult(0);
             }
             var table = new Table().AddColumn("case").AddColumn(new TableColumn("median UNet call").RightAligned()).AddColumn(new TableColumn("ratio").RightAligned());
             table.AddRow("plain UNet (baseline)", F(r.BaseMs, "0.0") + " ms", "1.000");
             if (!double.IsNaN(r.BaseBeforeMs))
-                table.AddRow("  plain, before / after the injected phase", F(r.BaseBeforeMs, "0.0") + " / " + F(r.BaseAfterMs, "0.0") + " ms", F(r.BaseAfterMs / r.BaseBeforeMs) + " (drift)");
+                table.AddRow("  plain, first / last phase", F(r.BaseBeforeMs, "0.0") + " / " + F(r.BaseAfterMs, "0.0") + " ms", F(r.BaseAfterMs / r.BaseBeforeMs) + " (drift)");
             table.AddRow("1 SPM (rank 1)", F(r.OneSpmMs, "0.0") + " ms", F(r.OneSpmRatio) + " (target ≤ 1.05)");
             table.AddRow($"{options.ManySpms} SPMs (rank 1 each)", F(r.ManySpmMs, "0.0") + " ms", F(r.ManySpmRatio) + " (target ≤ 1.25)");
             table.AddRow("switch SPM set (same session)", F(r.SwitchMs, "0.00") + " ms", "");
+            for (int i = 0; i < (r.Phases?.Count ?? 0); i++)
+            {
+                var ph = r.Phases![i];
+                table.AddRow($"injected phase {i + 1} vs the plain phases around it",
+                    $"{F(ph.PlainBeforeMs, "0")} | {F(ph.OneSpmMs, "0")}, {F(ph.ManySpmMs, "0")} | {F(ph.PlainAfterMs, "0")} ms",
+                    $"1 SPM {F(ph.OneSpmRatio)}, {options.ManySpms} SPMs {F(ph.ManySpmRatio)}");
+            }
             if (!double.IsNaN(r.RoutedMs))
             {
                 table.AddRow($"{options.Routed} SPMs loaded on their own", F(r.RoutedByHandMs, "0.0") + " ms", F(r.RoutedByHandMs / r.BaseMs));
