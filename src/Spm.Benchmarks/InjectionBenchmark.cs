@@ -98,7 +98,7 @@ public static class InjectionBenchmark
         var byHand = routedCount == 0 ? null : MembraneTensors.Build(MembraneLayout.Create(layers, routedIndices.Select(i => sets[i]).ToList()));
         if (options.OneSessionAtATime)
         {
-            if (byHand is not null) throw new ArgumentException("A routed step (Routed) needs both sessions open at once; it cannot be combined with OneSessionAtATime.", nameof(options));
+            if (byHand is not null) throw new ArgumentException("A routed step (Routed, --routed) needs both sessions open at once; it cannot be combined with one session at a time (OneSessionAtATime, --one-session-at-a-time).", nameof(options));
             return RunOneSessionAtATime(unet, layers.Count, one, many, options, rng, progress, cancellationToken);
         }
 

@@ -46,4 +46,29 @@ public class BenchGateTests
         foreach (var key in new[] { "routed_ms", "routed_by_hand_ms", "routed_ratio", "select_ms" })
             Assert.That((double)o[key]!, Is.GreaterThan(0), key);
     }
+
+    [Test]
+    public void InjectionBench_OneSessionAtATime_ReportsEveryInjectedPhaseAgainstThePlainOnesAroundIt()
+    {
+        var model = Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");
+        var (code, stdout, stderr) = CliHarness.Run(c => [BenchCommand.Create(c)],
+            "bench", "injection", "--model", model, "--spms", "3", "--rounds", "2", "--latent", "8", "--one-session-at-a-time", "--injected-phases", "2", "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var o = JsonNode.Parse(stdout.Trim().Split('\n')[^1])!.AsObject();
+        Assert.That((bool)o["one_session_at_a_time"]!, Is.True);
+        var phases = o["phases"]!.AsArray();
+        Assert.That(phases, Has.Count.EqualTo(2));
+        // Phase 1's "after" plain phase is phase 2's "before" one.
+        Assert.That((double)phases[0]!["plain_after_ms"]!, Is.EqualTo((double)phases[1]!["plain_before_ms"]!));
+        Assert.That((double)phases[0]!["plain_before_ms"]!, Is.EqualTo((double)o["base_before_ms"]!));
+        Assert.That((double)phases[1]!["plain_after_ms"]!, Is.EqualTo((double)o["base_after_ms"]!));
+        foreach (var key in new[] { "base_ms", "one_spm_ms", "many_spm_ms", "one_spm_ratio", "many_spm_ratio" })
+            Assert.That((double)o[key]!, Is.GreaterThan(0), key);
+        Assert.That(stderr, Does.Contain("plain phase 3"));
+
+        (code, _, stderr) = CliHarness.Run(c => [BenchCommand.Create(c)],
+            "bench", "injection", "--model", model, "--spms", "3", "--routed", "1", "--rounds", "1", "--latent", "8", "--one-session-at-a-time");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(stderr, Does.Contain("--one-session-at-a-time"));
+    }
 }
