@@ -54,10 +54,11 @@ internal static class BuildModelCommand
         var stripePeriod = new Option<float?>("--stripe-period") { Description = "tiny-shapes: stripe period in pixels (default 8, models v1-v3; 12 puts a period on three latent cells instead of two)." };
         var stripeAngle = new Option<float?>("--stripe-angle") { Description = "tiny-shapes: fix the stripes at this angle in degrees in image space (0: horizontal) instead of turning them with the shape (models v1-v3)." };
         var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
+        var graphCache = new GraphCacheOption();
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
             preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, resumeBuild, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
-            baseModel, captions, patternWeights, worldStyle, stripePeriod, stripeAngle,
+            baseModel, captions, patternWeights, worldStyle, stripePeriod, stripeAngle, graphCache.Folder, graphCache.Off,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -77,6 +78,7 @@ internal static class BuildModelCommand
                     UNetBatch = parse.GetValue(unetBatch) ?? d.UNetBatch,
                     LatentPoolSize = parse.GetValue(pool) ?? d.LatentPoolSize,
                     Threads = parse.GetValue(threads),
+                    GraphCacheFolder = graphCache.Resolve(parse),
                     WorkFolder = parse.GetValue(work),
                     ContinueUNet = parse.GetValue(continueUnet),
                     Resume = parse.GetValue(resumeBuild),

@@ -47,7 +47,7 @@ public class SdxlTrainerTests
         var dir = TestPaths.NewTempDir("spm-sdxl-train");
         var output = new TrainingOutput(Path.Combine(dir, "circle.safetensors"));
         TrainingResult result;
-        using (var trainer = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(4), OneThread))
+        using (var trainer = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(4), OneThread, SharedTrainingGraphs.Cache))
         {
             Assert.That(trainer.Layers, Has.Count.EqualTo(132), "every linear of every transformer layer");
             result = trainer.Train(output);
@@ -85,7 +85,7 @@ public class SdxlTrainerTests
         string Train(string name, ulong seed)
         {
             var path = Path.Combine(dir, name);
-            using var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(3, seed: seed), OneThread);
+            using var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(3, seed: seed), OneThread, SharedTrainingGraphs.Cache);
             t.Train(new TrainingOutput(path));
             return path;
         }
@@ -103,17 +103,17 @@ public class SdxlTrainerTests
     {
         var dir = TestPaths.NewTempDir("spm-sdxl-resume");
         var straight = new TrainingOutput(Path.Combine(dir, "straight.safetensors"));
-        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(5, checkpointEvery: 2), OneThread)) t.Train(straight);
+        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(5, checkpointEvery: 2), OneThread, SharedTrainingGraphs.Cache)) t.Train(straight);
 
         var interrupted = new TrainingOutput(Path.Combine(dir, "resumed.safetensors"), Resume: true);
         using (var cts = new CancellationTokenSource())
-        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(5, checkpointEvery: 2), OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(5, checkpointEvery: 2), OneThread, SharedTrainingGraphs.Cache))
         {
             var stopAfterThird = new SyncProgress(p => { if (p.Step == 3) cts.Cancel(); });
             Assert.That(() => t.Train(interrupted, stopAfterThird, cts.Token), Throws.InstanceOf<OperationCanceledException>());
         }
         Assert.That(File.Exists(interrupted.Checkpoint), Is.True);
-        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(5, checkpointEvery: 2), OneThread))
+        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(5, checkpointEvery: 2), OneThread, SharedTrainingGraphs.Cache))
             Assert.That(t.Train(interrupted).ResumedFrom, Is.EqualTo(2));
         Assert.That(File.ReadAllBytes(interrupted.Path), Is.EqualTo(File.ReadAllBytes(straight.Path)));
         Assert.That(File.ReadAllLines(interrupted.LossLog), Is.EqualTo(File.ReadAllLines(straight.LossLog)));

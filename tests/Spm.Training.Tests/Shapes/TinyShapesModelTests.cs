@@ -9,6 +9,17 @@ namespace Spm.Training.Tests.Shapes;
 [Parallelizable(ParallelScope.All)] // every test trains in a scratch folder of its own
 public class TinyShapesModelTests
 {
+    // One optimized-graph cache for every build here: their gradient graphs share architectures and batches, so each is
+    // optimized by ONNX Runtime once instead of once per build (results are bit-identical with or without the cache;
+    // the resume test below compares fresh and cache-loaded graphs byte for byte).
+    private static readonly string GraphCache = TestPaths.NewTempDir("spm-tinyshapes-graphs");
+
+    [OneTimeTearDown]
+    public void RemoveGraphCache()
+    {
+        if (Directory.Exists(GraphCache)) Directory.Delete(GraphCache, recursive: true);
+    }
+
     [Test]
     [Category(TestCategories.Slow)]
     public async Task AShortRun_WritesAPipelineFolderThatGenerates64PixelImages()
@@ -16,7 +27,7 @@ public class TinyShapesModelTests
         var dir = Path.Combine(Path.GetTempPath(), "spm-tinyshapes-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var options = new TinyShapesTrainingOptions { AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1 };
+            var options = new TinyShapesTrainingOptions { GraphCacheFolder = GraphCache, AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1 };
             var phases = new HashSet<string>();
             var report = await TinyShapesModel.TrainAsync(dir, Path.Combine(TestPaths.Shared, "clip-tokenizer"), options,
                 progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
@@ -50,6 +61,7 @@ public class TinyShapesModelTests
         {
             var options = new TinyShapesTrainingOptions
             {
+                GraphCacheFolder = GraphCache,
                 AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 2, UNetStages = [new(2, 1e-3, 0.02), new(1, 5e-4)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
                 WorkFolder = Path.Combine(root, "work"), SnapshotEvery = 1, TextTokenStd = 1.0,
             };
@@ -109,6 +121,7 @@ public class TinyShapesModelTests
         {
             var frozen = new TinyShapesTrainingOptions
             {
+                GraphCacheFolder = GraphCache,
                 AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetStages = [new(2, 1e-3)], UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
                 WorkFolder = Path.Combine(root, "work-frozen"), TextTokenStd = 1.0,
             };
@@ -140,6 +153,7 @@ public class TinyShapesModelTests
         {
             var options = new TinyShapesTrainingOptions
             {
+                GraphCacheFolder = GraphCache,
                 AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
                 WorkFolder = Path.Combine(root, "work-one"), TextTokenStd = 1.0,
                 UNetStages = [new(2, 1e-3), new(2, 1e-3, null, TrainTextEncoder: true), new(2, 5e-4)], // 2 steps each: the first is warm-up at rate 0
@@ -173,6 +187,7 @@ public class TinyShapesModelTests
         {
             var plain = new TinyShapesTrainingOptions
             {
+                GraphCacheFolder = GraphCache,
                 AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 0, UNetStages = [new(1, 1e-3)], UNetBatch = 2, LatentPoolSize = 2, WarmupSteps = 1,
                 WorkFolder = Path.Combine(root, "work"), AutoencoderChromaWeight = 0,
             };
@@ -224,6 +239,7 @@ public class TinyShapesModelTests
         {
             var options = new TinyShapesTrainingOptions
             {
+                GraphCacheFolder = GraphCache,
                 AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetBatch = 2, LatentPoolSize = 4, WarmupSteps = 1,
                 SnapshotEvery = 2, TextTokenStd = 1.0, WorkFolder = Path.Combine(root, "work-one"),
                 // A token scale that changes after the first stage, a stage that trains the text encoder, a frozen one after it.
