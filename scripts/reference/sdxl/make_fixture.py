@@ -6,7 +6,7 @@ diffusers' UNet2DConditionModel (tiny_sdxl_modules.py), and PyTorch reference re
                                       text_embeds, time_ids -> out_sample), seeded random weights
   loop/case.json                      prompt, token ids of both tokenizers, steps, guidance, sizes
   loop/conditioning.safetensors       the prompt's encoder_hidden_states [1,77,64] and text_embeds [1,32]
-  loop/latents.safetensors            init (the fixed unit-variance initial latents) and final.<scheduler> for
+  loop/latents.safetensors            latents (the fixed unit-variance initial latents, the key --init-latents reads) and final.<scheduler> for
                                       euler, ddim, dpmpp-2m: StableDiffusionXLPipeline's loop run in PyTorch
   membranes/spm.safetensors           rank 2, alpha 4 on every attention and feed-forward linear of every transformer
                                       layer, official SDXL key layout (lora_unet_...)
@@ -293,7 +293,7 @@ def main():
     with open(os.path.join(args.tiny_sdxl, "scheduler", "scheduler_config.json")) as f:
         sched_cfg = json.load(f)
     init = torch.randn(1, 4, LATENT, LATENT, generator=torch.Generator().manual_seed(UNET_SEED + 2))
-    latents = {"init": init}
+    latents = {"latents": init}  # the key `spm generate --init-latents` reads
     for name, cls in SCHEDULERS.items():
         final = sdxl_loop(unet, cls(sched_cfg, STEPS), init, prompt_embeds, pooled, time_ids, GUIDANCE)
         latents["final." + name] = final
@@ -307,7 +307,7 @@ def main():
         "guidance_scale": GUIDANCE, "width": size, "height": size, "time_ids": time_ids[0].tolist(),
         "schedulers": list(SCHEDULERS), "tokenizer_ids": ids1, "tokenizer_2_ids": ids2,
         "text_encoders": "spm build-model --preset tiny-sdxl --seed 21",
-        "note": "StableDiffusionXLPipeline semantics from latents.safetensors' init (unit variance, multiplied by "
+        "note": "StableDiffusionXLPipeline semantics from latents.safetensors' latents (unit variance, multiplied by "
                 "init_noise_sigma); rows [zero negative, prompt]; final.<scheduler> are the latents before the VAE"})
 
     # 3. Membranes: outputs with and without, gradients of sum(out_sample * R).

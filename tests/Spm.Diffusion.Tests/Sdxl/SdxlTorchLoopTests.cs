@@ -68,7 +68,7 @@ public class SdxlTorchLoopTests
             Steps = _steps,
             GuidanceScale = _guidance,
             Scheduler = scheduler,
-            InitLatents = latents["init"],
+            InitLatents = latents["latents"],
             DecodeImages = false,
         });
         Assert.That(result.Images[0].Width, Is.EqualTo(_size));
@@ -78,6 +78,6 @@ public class SdxlTorchLoopTests
         TestContext.Out.WriteLine($"{scheduler}: max relative error of the final latents {rel:E2} (|max| {want.Data.Max(Math.Abs):F3})");
         Assert.That(rel, Is.LessThan(1e-3));
         // Guards the comparison: the loop moved the latents far from where they started.
-        Assert.That(TinySdxlTorch.RelError(latents["init"].Data, want.Data), Is.GreaterThan(0.1));
+        Assert.That(TinySdxlTorch.RelError(latents["latents"].Data, want.Data), Is.GreaterThan(0.1));
     }
 }
