@@ -14,6 +14,8 @@ diffusers' UNet2DConditionModel (tiny_sdxl_modules.py), and PyTorch reference re
   membranes/expected.safetensors      out_sample (membranes at case.json's multiplier), out_sample_base, and
                                       grad.<key> = d sum(out_sample * R) / d tensor for every membrane tensor
   membranes/case.json
+  builder/expected.safetensors        out_sample of the project's own tiny SDXL UNet (spm build-model --preset
+                                      tiny-sdxl --seed 21) run by the PyTorch UNet on membranes/inputs.safetensors
 
 The text encoders are NOT re-exported: the comparison starts from the project's own tiny SDXL text encoders
 (`spm build-model --preset tiny-sdxl --seed 21`, the folder the tests build), whose ONNX weights are read here into a
@@ -180,6 +182,26 @@ def load_text_encoder(folder):
     return model.eval()
 
 
+def load_builder_unet(folder):
+    """The project's own tiny SDXL UNet (`spm build-model --preset tiny-sdxl`) in the PyTorch module: initializers named
+    after the module, except linear weights of MatMuls ([in, out], onnx::MatMul_N) named by their node's scope."""
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    model = UNet2DConditionModel(cfg)
+    graph = onnx.load(os.path.join(folder, "model.onnx")).graph
+    inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    state = {k: v for k, v in inits.items() if not k.startswith("onnx::")}
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[1].startswith("onnx::") and node.input[1] in inits:
+            module = node.name.strip("/").rsplit("/", 1)[0].replace("/", ".")  # /a/b.0/to_q/MatMul -> a.b.0.to_q
+            state[module + ".weight"] = inits[node.input[1]].T.contiguous()
+    # GroupNorm's scale and bias are stored [C, 1, 1] (they multiply the NCHW output after InstanceNormalization).
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    state = {k: v.reshape(shapes[k]) if k in shapes and v.numel() == shapes[k].numel() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
 def encode_prompt(enc1, enc2, ids1, ids2):
     """StableDiffusionXLPipeline.encode_prompt, clip_skip None: penultimate hidden states of both encoders
     concatenated, pooled = text_encoder_2's text_embeds."""
@@ -342,6 +364,16 @@ def main():
         "note": "y = W x + multiplier * (alpha/rank) * up(down(x)) on every attention and feed-forward Linear of every "
                 "transformer layer (transformer_blocks.N) of every Transformer2DModel"})
     print(f"membranes: {len(membranes)} layers, output change {change:.3e} of max |base|")
+
+    # 4. The project's own tiny SDXL UNet (the one every other SDXL test uses) in PyTorch, on the same inputs.
+    builder = load_builder_unet(os.path.join(args.tiny_sdxl, "unet"))
+    builder_out = builder(*unet_args)
+    write_safetensors(os.path.join(args.out, "builder", "expected.safetensors"), {"out_sample": builder_out})
+    write_json(os.path.join(args.out, "builder", "case.json"), {
+        "unet": "spm build-model --preset tiny-sdxl --seed 21: unet/",
+        "inputs": "membranes/inputs.safetensors (sample, timestep, encoder_hidden_states, text_embeds, time_ids)",
+        "note": "out_sample of the project-built UNet's weights run by the PyTorch UNet2DConditionModel re-implementation"})
+    print(f"builder unet: {sum(p.numel() for p in builder.parameters()):,} parameters, |out_sample| max {builder_out.abs().max():.4f}")
 
 
 if __name__ == "__main__":
