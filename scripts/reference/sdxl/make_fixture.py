@@ -49,7 +49,9 @@ LATENT = 16  # latents 16x16: 128x128 images
 RANK, ALPHA, MULTIPLIER = 2, 4.0, 0.75
 
 # The tiny SDXL UNet: the structure of diffusers' SDXL test UNet (DownBlock2D + CrossAttnDownBlock2D, heads 2/4, two
-# transformer layers per block, linear projections, text_time), with 32 channels in both blocks to keep the file small.
+# transformer layers per block, linear projections, text_time), with 32 channels in both blocks to keep the file small
+# and 8 normalisation groups: with 32 groups of one channel each, GroupNorm would remove the time embedding that every
+# resnet adds per channel, and timestep, text_embeds and time_ids would not reach the output (in SDXL, 10+ per group).
 UNET_CONFIG = {
     "_class_name": "UNet2DConditionModel",
     "sample_size": 32,
@@ -67,7 +69,7 @@ UNET_CONFIG = {
     "downsample_padding": 1,
     "mid_block_scale_factor": 1,
     "act_fn": "silu",
-    "norm_num_groups": 32,
+    "norm_num_groups": 8,
     "norm_eps": 1e-05,
     "cross_attention_dim": 64,
     "attention_head_dim": [2, 4],

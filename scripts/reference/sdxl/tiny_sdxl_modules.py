@@ -50,9 +50,9 @@ class TimestepEmbedding(nn.Module):
 
 
 class ResnetBlock2D(nn.Module):
-    """time_embedding_norm "default", output_scale_factor 1, eps 1e-5, 32 groups."""
+    """time_embedding_norm "default", output_scale_factor 1, eps 1e-5 (norm_eps), norm_num_groups groups."""
 
-    def __init__(self, in_channels, out_channels, temb_channels, groups=32, eps=1e-5):
+    def __init__(self, in_channels, out_channels, temb_channels, groups, eps=1e-5):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps, affine=True)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=1, padding=1)
@@ -160,7 +160,7 @@ class BasicTransformerBlock(nn.Module):
 class Transformer2DModel(nn.Module):
     """Continuous input with use_linear_projection: GroupNorm (eps 1e-6), linear proj_in, N blocks, linear proj_out."""
 
-    def __init__(self, heads, dim_head, in_channels, num_layers, cross_attention_dim, groups=32):
+    def __init__(self, heads, dim_head, in_channels, num_layers, cross_attention_dim, groups):
         super().__init__()
         inner = heads * dim_head
         self.norm = nn.GroupNorm(groups, in_channels, eps=1e-6, affine=True)
@@ -183,9 +183,9 @@ class Transformer2DModel(nn.Module):
 
 
 class DownBlock2D(nn.Module):
-    def __init__(self, in_ch, out_ch, temb, layers, add_downsample):
+    def __init__(self, in_ch, out_ch, temb, layers, add_downsample, groups):
         super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock2D(in_ch if i == 0 else out_ch, out_ch, temb) for i in range(layers)])
+        self.resnets = nn.ModuleList([ResnetBlock2D(in_ch if i == 0 else out_ch, out_ch, temb, groups) for i in range(layers)])
         self.downsamplers = nn.ModuleList([Downsample2D(out_ch)]) if add_downsample else None
 
     def forward(self, x, temb, context):
@@ -200,11 +200,11 @@ class DownBlock2D(nn.Module):
 
 
 class CrossAttnDownBlock2D(nn.Module):
-    def __init__(self, in_ch, out_ch, temb, layers, add_downsample, heads, tlayers, cross_dim):
+    def __init__(self, in_ch, out_ch, temb, layers, add_downsample, heads, tlayers, cross_dim, groups):
         super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock2D(in_ch if i == 0 else out_ch, out_ch, temb) for i in range(layers)])
+        self.resnets = nn.ModuleList([ResnetBlock2D(in_ch if i == 0 else out_ch, out_ch, temb, groups) for i in range(layers)])
         self.attentions = nn.ModuleList(
-            [Transformer2DModel(heads, out_ch // heads, out_ch, tlayers, cross_dim) for _ in range(layers)])
+            [Transformer2DModel(heads, out_ch // heads, out_ch, tlayers, cross_dim, groups) for _ in range(layers)])
         self.downsamplers = nn.ModuleList([Downsample2D(out_ch)]) if add_downsample else None
 
     def forward(self, x, temb, context):
@@ -219,10 +219,10 @@ class CrossAttnDownBlock2D(nn.Module):
 
 
 class UNetMidBlock2DCrossAttn(nn.Module):
-    def __init__(self, ch, temb, heads, tlayers, cross_dim):
+    def __init__(self, ch, temb, heads, tlayers, cross_dim, groups):
         super().__init__()
-        self.attentions = nn.ModuleList([Transformer2DModel(heads, ch // heads, ch, tlayers, cross_dim)])
-        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb), ResnetBlock2D(ch, ch, temb)])
+        self.attentions = nn.ModuleList([Transformer2DModel(heads, ch // heads, ch, tlayers, cross_dim, groups)])
+        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb, groups), ResnetBlock2D(ch, ch, temb, groups)])
 
     def forward(self, x, temb, context):
         x = self.resnets[0](x, temb)
@@ -231,19 +231,19 @@ class UNetMidBlock2DCrossAttn(nn.Module):
         return x
 
 
-def _up_resnets(in_ch, out_ch, prev_out, temb, layers):
+def _up_resnets(in_ch, out_ch, prev_out, temb, layers, groups):
     # diffusers: the last resnet takes the block's input-width skip, the first the previous block's output.
     return nn.ModuleList([
-        ResnetBlock2D((prev_out if i == 0 else out_ch) + (in_ch if i == layers - 1 else out_ch), out_ch, temb)
+        ResnetBlock2D((prev_out if i == 0 else out_ch) + (in_ch if i == layers - 1 else out_ch), out_ch, temb, groups)
         for i in range(layers)])
 
 
 class CrossAttnUpBlock2D(nn.Module):
-    def __init__(self, in_ch, out_ch, prev_out, temb, layers, add_upsample, heads, tlayers, cross_dim):
+    def __init__(self, in_ch, out_ch, prev_out, temb, layers, add_upsample, heads, tlayers, cross_dim, groups):
         super().__init__()
-        self.resnets = _up_resnets(in_ch, out_ch, prev_out, temb, layers)
+        self.resnets = _up_resnets(in_ch, out_ch, prev_out, temb, layers, groups)
         self.attentions = nn.ModuleList(
-            [Transformer2DModel(heads, out_ch // heads, out_ch, tlayers, cross_dim) for _ in range(layers)])
+            [Transformer2DModel(heads, out_ch // heads, out_ch, tlayers, cross_dim, groups) for _ in range(layers)])
         self.upsamplers = nn.ModuleList([Upsample2D(out_ch)]) if add_upsample else None
 
     def forward(self, x, skips, temb, context):
@@ -256,9 +256,9 @@ class CrossAttnUpBlock2D(nn.Module):
 
 
 class UpBlock2D(nn.Module):
-    def __init__(self, in_ch, out_ch, prev_out, temb, layers, add_upsample):
+    def __init__(self, in_ch, out_ch, prev_out, temb, layers, add_upsample, groups):
         super().__init__()
-        self.resnets = _up_resnets(in_ch, out_ch, prev_out, temb, layers)
+        self.resnets = _up_resnets(in_ch, out_ch, prev_out, temb, layers, groups)
         self.upsamplers = nn.ModuleList([Upsample2D(out_ch)]) if add_upsample else None
 
     def forward(self, x, skips, temb, context):
@@ -279,7 +279,7 @@ class UNet2DConditionModel(nn.Module):
         heads = cfg["attention_head_dim"]  # diffusers' naming quirk: these are the numbers of heads
         tl = cfg["transformer_layers_per_block"]
         tl = tl if isinstance(tl, list) else [tl] * len(ch)
-        lpb, cross = cfg["layers_per_block"], cfg["cross_attention_dim"]
+        lpb, cross, g = cfg["layers_per_block"], cfg["cross_attention_dim"], cfg["norm_num_groups"]
         temb = ch[0] * 4
         self.conv_in = nn.Conv2d(cfg["in_channels"], ch[0], 3, padding=1)
         self.time_proj = Timesteps(ch[0], cfg["flip_sin_to_cos"], cfg["freq_shift"])
@@ -293,10 +293,10 @@ class UNet2DConditionModel(nn.Module):
             inp, out = out, ch[i]
             last = i == len(ch) - 1
             if kind == "DownBlock2D":
-                self.down_blocks.append(DownBlock2D(inp, out, temb, lpb, not last))
+                self.down_blocks.append(DownBlock2D(inp, out, temb, lpb, not last, g))
             else:
-                self.down_blocks.append(CrossAttnDownBlock2D(inp, out, temb, lpb, not last, heads[i], tl[i], cross))
-        self.mid_block = UNetMidBlock2DCrossAttn(ch[-1], temb, heads[-1], tl[-1], cross)
+                self.down_blocks.append(CrossAttnDownBlock2D(inp, out, temb, lpb, not last, heads[i], tl[i], cross, g))
+        self.mid_block = UNetMidBlock2DCrossAttn(ch[-1], temb, heads[-1], tl[-1], cross, g)
 
         self.up_blocks = nn.ModuleList()
         rch, rheads, rtl = list(reversed(ch)), list(reversed(heads)), list(reversed(tl))
@@ -306,10 +306,10 @@ class UNet2DConditionModel(nn.Module):
             prev, out = out, rch[i]
             inp = rch[min(i + 1, len(ch) - 1)]
             if kind == "CrossAttnUpBlock2D":
-                self.up_blocks.append(CrossAttnUpBlock2D(inp, out, prev, temb, lpb + 1, not last, rheads[i], rtl[i], cross))
+                self.up_blocks.append(CrossAttnUpBlock2D(inp, out, prev, temb, lpb + 1, not last, rheads[i], rtl[i], cross, g))
             else:
-                self.up_blocks.append(UpBlock2D(inp, out, prev, temb, lpb + 1, not last))
-        self.conv_norm_out = nn.GroupNorm(32, ch[0], eps=1e-5)
+                self.up_blocks.append(UpBlock2D(inp, out, prev, temb, lpb + 1, not last, g))
+        self.conv_norm_out = nn.GroupNorm(g, ch[0], eps=cfg["norm_eps"])
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(ch[0], cfg["out_channels"], 3, padding=1)
 

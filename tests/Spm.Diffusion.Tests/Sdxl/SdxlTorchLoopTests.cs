@@ -80,4 +80,27 @@ public class SdxlTorchLoopTests
         // Guards the comparison: the loop moved the latents far from where they started.
         Assert.That(TinySdxlTorch.RelError(latents["latents"].Data, want.Data), Is.GreaterThan(0.1));
     }
+
+    /// <summary>
+    /// Guards the comparison's reach: the fixture's time embedding is not normalised away (its UNet uses 8 groups of 4
+    /// channels), so a different crop in <c>time_ids</c> moves the final latents well beyond the 1e-3 bound.
+    /// </summary>
+    [Test]
+    public void SizeConditioning_ReachesTheFinalLatents()
+    {
+        var latents = TinySdxlTorch.ReadAll("loop", "latents.safetensors");
+        var cropped = _p.Generate(new GenerationRequest
+        {
+            Prompt = _prompt,
+            Steps = _steps,
+            GuidanceScale = _guidance,
+            Scheduler = "euler",
+            InitLatents = latents["latents"],
+            DecodeImages = false,
+            CropTopLeft = (16, 32),
+        });
+        double rel = TinySdxlTorch.RelError(cropped.Latents.Data, latents["final.euler"].Data);
+        TestContext.Out.WriteLine($"crop (16, 32) vs the reference's (0, 0): {rel:E2}");
+        Assert.That(rel, Is.GreaterThan(1e-2));
+    }
 }
