@@ -5,6 +5,7 @@ using Spm.Core.Tensors;
 using Spm.Diffusion.Images;
 
 using Spm.Diffusion.Pipelines;
+using Spm.Diffusion.Pipelines.Families;
 
 namespace Spm.Benchmarks;
 
@@ -114,12 +115,13 @@ public static class PipelineBenchmark
 
     private static TimeSpan MeasureBareUNet(StableDiffusionPipeline pipeline, int rows, int h, int w, int calls, CancellationToken ct)
     {
-        var (_, e) = pipeline.EncodePrompt("", ct);
-        int per = e.Length;
-        var hidden = new FloatTensor(rows, e.Shape[1], e.Shape[2]);
-        for (int r = 0; r < rows; r++) e.Span.CopyTo(hidden.Span.Slice(r * per, per));
+        // The rows go through the family's conditioning, as the pipeline's do, so an SDXL UNet also gets its pooled
+        // text_embeds and time_ids (the size conditioning's values do not change the call's cost, only its shapes count).
+        ct.ThrowIfCancellationRequested();
+        var empty = pipeline.Conditioning.Encode("");
+        var text = pipeline.Conditioning.BuildRows(Enumerable.Repeat(empty, rows).ToArray(), SizeConditioning.Default(w * 8, h * 8));
         using var ro = new RunOptions();
-        using var runner = pipeline.UNet.OpenRunner(hidden, null, rows, h, w, pipeline.UsesIoBinding, ro);
+        using var runner = pipeline.UNet.OpenRunner(text, null, rows, h, w, pipeline.UsesIoBinding, ro);
         new SeededRandom(0).FillGaussian(runner.Input);
         runner.Run(500);
         var times = new List<TimeSpan>();

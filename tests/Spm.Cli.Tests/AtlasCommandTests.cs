@@ -103,6 +103,31 @@ public sealed class AtlasCommandTests
     }
 
     [Test]
+    public void Show_DrawsPng_WithTheSvgLayoutAtTwicePixels_LeavesDarkOnTheirRows()
+    {
+        var json = Path.Combine(TestPaths.RepoRoot, "docs", "atlas", "tiny-shapes-atlas.json");
+        var png = Path.Combine(_dir, "a.png");
+        var (code, _, err) = Run("atlas", "show", json, "--png", png);
+        Assert.That(code, Is.EqualTo(0), err);
+        var (image, h, w) = Spm.Training.Evaluation.ImageGrid.LoadRgb(png);
+        var layout = DendrogramLayout.Of(ConceptAtlas.Load(json));
+        Assert.That((w, h), Is.EqualTo(((int)Math.Ceiling(layout.Width * 2), (int)Math.Ceiling(layout.Height * 2))));
+        double Luma(int x, int y) => 0.2126 * image[y * w + x] + 0.7152 * image[h * w + y * w + x] + 0.0722 * image[2 * h * w + y * w + x];
+        Assert.That(layout.Leaves, Has.Count.EqualTo(4));
+        foreach (var (lx, ly) in layout.Leaves)
+        {
+            int y = (int)Math.Round(ly * 2);
+            Assert.That(Luma((int)(lx * 2) + 4, y), Is.LessThan(0.5), $"the leaf at {lx}, {ly} is dark");
+            Assert.That(Luma((int)(lx * 2) + 4, y + 12), Is.GreaterThan(0.9), $"6 units below the leaf at {lx}, {ly} is white");
+        }
+        Assert.That(Luma(w - 2, h - 2), Is.GreaterThan(0.9), "white background");
+
+        (code, _, err) = Run("atlas", "show", json, "--png", png);
+        Assert.That(code, Is.Not.EqualTo(0), "an existing PNG is kept without --force");
+        Assert.That(err, Does.Contain("already exists"));
+    }
+
+    [Test]
     [Category(TestCategories.Slow)]
     public void Build_OnTheBuiltInModel_GroupsTheVocabularyByAttribute()
     {

@@ -50,6 +50,7 @@ public class AtlasUsesCommandTests
             (["--concept", "shape", "--anchors-from-atlas", _atlas], 2, $"'shape' names several concepts of the atlas '{_atlas}'"),
             (["--concept", "circle", "--anchors-from-atlas", _atlas, "--no-anchoring"], 2, "--no-anchoring has no anchors to draw from an atlas"),
             (["--concept", "circle", "--atlas-anchors", "3"], 2, "--atlas-anchors goes with --anchors-from-atlas or --concept-family."),
+            (["--concept", "circle", "--anchor-surrogate"], 2, "--anchor-surrogate goes with --anchors-from-atlas or --concept-family."),
             (["--concept-family", "4", "--atlas", Path.Combine(_dir, "missing.json")], 3, "missing.json"),
         };
         foreach (var (args, code, message) in cases)
@@ -78,8 +79,17 @@ public class AtlasUsesCommandTests
         var single = Path.Combine(_dir, "circle.safetensors");
         (code, _, err) = Train("--concept", "circle", "--surrogate", "square", "--anchors-from-atlas", _atlas, "--iterations", "1", "--threads", "1", "--out", single);
         Assert.That(code, Is.EqualTo(0), err);
-        Assert.That(err, Does.Contain($"family anchors for 'circle' (atlas concept \"a circle\") from {_atlas}: a square, a triangle, a red shape, a blue shape, a striped pattern, a plain pattern, on a white background"));
+        // The surrogate's concept ("a square") is left out by default; the list walks on to make up for it.
+        Assert.That(err, Does.Contain("the surrogate 'square' names \"a square\"; left out of the anchors"));
+        Assert.That(err, Does.Contain($"family anchors for 'circle' (atlas concept \"a circle\") from {_atlas}: a triangle, a red shape, a blue shape, a striped pattern, a plain pattern, on a white background"));
         Assert.That(SpmFile.Load(single).Config.Prompts, Is.EqualTo(new[] { "circle" }));
+        Assert.That(SpmFile.Load(single).Config.Extra[SpmMetadataKeys.Training], Does.Contain("\"anchor_prompts\":[\"a triangle\","));
+
+        // --anchor-surrogate keeps it, nearest first as before.
+        (code, _, err) = Train("--concept", "circle", "--surrogate", "square", "--anchors-from-atlas", _atlas, "--anchor-surrogate", "--iterations", "1", "--threads", "1", "--out", single, "--force");
+        Assert.That(code, Is.EqualTo(0), err);
+        Assert.That(err, Does.Contain($"family anchors for 'circle' (atlas concept \"a circle\") from {_atlas}: a square, a triangle, a red shape, a blue shape, a striped pattern, a plain pattern, on a white background"));
+        Assert.That(SpmFile.Load(single).Config.Extra[SpmMetadataKeys.Training], Does.Contain("\"anchor_prompts\":[\"a square\",\"a triangle\","));
     }
 
     [Test]

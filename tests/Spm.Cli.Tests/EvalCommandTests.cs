@@ -128,6 +128,49 @@ public class EvalCommandTests
         Assert.That(doc.RootElement.GetProperty("run").GetProperty("batch").GetInt32(), Is.EqualTo(3));
     }
 
+    [Test]
+    [Category(TestCategories.Slow)]
+    public void AFamilyMembrane_IsOneCase_WithARowPerMember()
+    {
+        // A hand-made family file: the reference membranes with the prompts and training record of
+        // 'spm train --concept-family' erasing circle and square.
+        var adapter = SpmFile.Load(_circle);
+        var family = Path.Combine(_dir, "family.safetensors");
+        var extra = new Dictionary<string, string>(adapter.Config.Extra) { ["training"] = """{"action":"erase_with_la","family":["a circle","a square"]}""" };
+        SpmFile.Save(family, new SpmAdapter(adapter.Config with { Prompts = ["a circle", "a square"], Extra = extra }, adapter.Membranes));
+        var json = Path.Combine(_dir, "f.json");
+        var (code, stdout, stderr) = Run(Eval("--spm", family, _red, "--concepts", "", "red", "--images", "1", "--grid-prompts", "0", "--json", json));
+        Assert.That(code, Is.Not.EqualTo(0), "an empty --concepts word names no concept");
+        Assert.That(stderr, Does.Contain("names no concept"));
+
+        (code, stdout, stderr) = Run(Eval("--spm", family, "--images", "1", "--grid-prompts", "0", "--json", json));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var rows = lines.Skip(2).Select(l => l.Split("  ", StringSplitOptions.RemoveEmptyEntries).Select(s => s.Trim()).ToArray()).ToArray();
+        Assert.That(rows.Select(r => $"{r[0]}|{r[1]}|{r[2]}"), Is.EqualTo(new[]
+        {
+            "circle + square|circle|base", "circle + square|circle|erased", "circle + square|circle|erased, no transport",
+            "circle + square|square|base", "circle + square|square|erased", "circle + square|square|erased, no transport",
+        }));
+        using (var doc = JsonDocument.Parse(File.ReadAllText(json)))
+        {
+            var spm = doc.RootElement.GetProperty("run").GetProperty("spms")[0];
+            Assert.That(spm.GetProperty("concept").GetString(), Is.EqualTo("circle + square"));
+            Assert.That(spm.GetProperty("concepts").EnumerateArray().Select(c => c.GetString()), Is.EqualTo(new[] { "circle", "square" }));
+        }
+
+        // Without the record, the concepts are given: a family's words joined by commas, next to an ordinary SPM.
+        var plain = Path.Combine(_dir, "plain-family.safetensors");
+        SpmFile.Save(plain, new SpmAdapter(adapter.Config with { Prompts = ["a circle", "a square"] }, adapter.Membranes));
+        (code, stdout, stderr) = Run(Eval("--spm", plain, "--images", "1", "--grid-prompts", "0"));
+        Assert.That(code, Is.EqualTo(2), "two concepts in the prompts and no family record: ambiguous");
+        Assert.That(stderr, Does.Contain("pass --concepts"));
+        (code, stdout, stderr) = Run(Eval("--spm", plain, _red, "--concepts", "circle,square", "red", "--images", "1", "--grid-prompts", "0"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Contain("3 case(s): circle + square [").And.Contain("; red [").And.Contain("; (circle + square) + red ["));
+        Assert.That(stdout, Does.Contain("(circle + square) + red  square"));
+    }
+
     [TestCase(new string[0], "nothing to evaluate")]
     [TestCase(new[] { "--fidelity", "--spm", "{circle}" }, "--fidelity measures the base model")]
     [TestCase(new[] { "--spm", "{circle}", "{red}", "--concepts", "circle" }, "--concepts names 1 concept(s) for 2 --spm file(s)")]

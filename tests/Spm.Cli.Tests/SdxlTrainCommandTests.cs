@@ -74,4 +74,16 @@ public class SdxlTrainCommandTests
         Assert.That(err, Does.Contain("use generate, tokenize, inspect, bake, train and grad"));
         Assert.That(Directory.EnumerateFileSystemEntries(dir), Is.Empty, "refused before anything was written");
     }
+    [Test]
+    public void BenchPipeline_OnSdxl_MeasuresTheBareUNetWithItsPooledEmbeddingsAndTimeIds()
+    {
+        // The baseline's bare UNet calls take their rows from the family's conditioning: before, an SDXL UNet refused
+        // them for want of text_embeds and time_ids.
+        var (code, stdout, stderr) = Run("bench", "pipeline", "--model", TinySdxl.Folder, "--steps", "2", "--runs", "1", "--size", "128", "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(stdout);
+        Assert.That(doc.RootElement.GetProperty("batch_rows").GetInt32(), Is.EqualTo(2));
+        Assert.That(doc.RootElement.GetProperty("bare_unet_ms").GetDouble(), Is.GreaterThan(0));
+        Assert.That(doc.RootElement.GetProperty("it_per_s").GetDouble(), Is.GreaterThan(0));
+    }
 }

@@ -30,17 +30,19 @@ internal static class AtlasConceptCommands
         var center = new Option<bool>("--raw-cosine") { Description = "Use the gate's own cosine as edge weights, without first subtracting the concepts' mean embedding." };
         var output = new Option<string>("--out") { Description = "The atlas JSON to write.", Required = true };
         var svg = new Option<string?>("--svg") { Description = "Also draw the dendrogram to this SVG file." };
+        var png = PngOption();
         var force = new Option<bool>("--force") { Description = "Overwrite existing files." };
         var sampling = new SamplingOptions();
         var cmd = new Command("build", "Build a concept atlas: join similar concepts (text-encoder embeddings, or measured membrane cross-effects of SPMs), find communities bottom-up and merge them into a tree.")
         {
-            prompts, library, spms, edges, images, imageSeed, model, neighbours, threshold, communities, linkage, seed, center, output, svg, force,
+            prompts, library, spms, edges, images, imageSeed, model, neighbours, threshold, communities, linkage, seed, center, output, svg, png, force,
         };
         foreach (var o in sampling.All()) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
             var outPath = parse.GetValue(output)!;
             var svgPath = parse.GetValue(svg);
+            var pngPath = parse.GetValue(png);
             bool overwrite = parse.GetValue(force);
             var promptFile = parse.GetValue(prompts);
             var libraryDir = parse.GetValue(library);
@@ -51,7 +53,7 @@ internal static class AtlasConceptCommands
             if (crossEffects && promptFile is not null) throw new SpmException("--edges cross-effects measures SPMs: give them with --library DIR or --spm FILE (a prompt file has no membranes).");
             if (!crossEffects && (parse.GetResult(images) is { Implicit: false } || parse.GetResult(imageSeed) is { Implicit: false }))
                 throw new SpmException("--images and --image-seed go with --edges cross-effects.");
-            foreach (var p in new[] { outPath, svgPath })
+            foreach (var p in new[] { outPath, svgPath, pngPath })
                 if (p is not null && File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
             var folder = DefaultModel.Resolve(parse.GetValue(model));
             var files = libraryDir is not null ? TrainCommand.LibraryFiles(libraryDir)
@@ -81,10 +83,12 @@ internal static class AtlasConceptCommands
                 }, ct);
             }
             atlas.Save(outPath, overwrite);
-            if (svgPath is not null) Spm.Core.IO.AtomicFile.WriteAllText(svgPath, atlas.ToSvg($"Concept atlas: {atlas.Concepts.Count} concepts, {atlas.Metadata["model"]}"), overwrite);
+            var drawing = DendrogramLayout.Of(atlas, $"Concept atlas: {atlas.Concepts.Count} concepts, {atlas.Metadata["model"]}");
+            if (svgPath is not null) Spm.Core.IO.AtomicFile.WriteAllText(svgPath, drawing.ToSvg(), overwrite);
+            if (pngPath is not null) WritePng(pngPath, drawing, overwrite);
             var console = cli.Output;
             Render(atlas, console);
-            console.WriteLine($"wrote {outPath}" + (svgPath is null ? "" : $" and {svgPath}"));
+            console.WriteLine($"wrote {string.Join(", ", new[] { outPath, svgPath, pngPath }.OfType<string>())}");
             return ExitCodes.Ok;
         });
         return cmd;
@@ -124,20 +128,37 @@ internal static class AtlasConceptCommands
     {
         var file = new Argument<string>("atlas") { Description = "An atlas JSON written by 'spm atlas build'." };
         var svg = new Option<string?>("--svg") { Description = "Also draw the dendrogram to this SVG file." };
-        var force = new Option<bool>("--force") { Description = "Overwrite --svg." };
-        var cmd = new Command("show", "Print a concept atlas as a text tree (and draw its dendrogram).") { file, svg, force };
+        var png = PngOption();
+        var force = new Option<bool>("--force") { Description = "Overwrite --svg and --png." };
+        var cmd = new Command("show", "Print a concept atlas as a text tree (and draw its dendrogram).") { file, svg, png, force };
         cmd.SetAction(parse =>
         {
             var atlas = ConceptAtlas.Load(parse.GetValue(file)!);
-            if (parse.GetValue(svg) is { } path)
-            {
-                if (File.Exists(path) && !parse.GetValue(force)) throw new IOException($"'{path}' already exists (use --force to overwrite).");
-                Spm.Core.IO.AtomicFile.WriteAllText(path, atlas.ToSvg($"Concept atlas: {atlas.Concepts.Count} prompts"));
-            }
+            bool overwrite = parse.GetValue(force);
+            var svgPath = parse.GetValue(svg);
+            var pngPath = parse.GetValue(png);
+            foreach (var p in new[] { svgPath, pngPath })
+                if (p is not null && File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
+            var drawing = DendrogramLayout.Of(atlas, $"Concept atlas: {atlas.Concepts.Count} prompts");
+            if (svgPath is not null) Spm.Core.IO.AtomicFile.WriteAllText(svgPath, drawing.ToSvg(), overwrite);
+            if (pngPath is not null) WritePng(pngPath, drawing, overwrite);
             Render(atlas, cli.Output);
             return ExitCodes.Ok;
         });
         return cmd;
+    }
+
+    private static Option<string?> PngOption() =>
+        new("--png") { Description = $"Also draw the dendrogram to this PNG file (the SVG's layout at {PngScale} pixels per SVG unit)." };
+
+    /// <summary>Pixels per SVG unit of the PNG dendrogram: at 1 the bitmap font's labels are 7 pixels tall, hard to read.</summary>
+    internal const int PngScale = 2;
+
+    /// <summary>Rasterizes the dendrogram and writes it as PNG (atomically; an existing file only with <paramref name="overwrite"/>).</summary>
+    internal static void WritePng(string path, DendrogramLayout drawing, bool overwrite)
+    {
+        var canvas = drawing.Rasterize(PngScale);
+        Spm.Diffusion.Images.PngImage.Write(path, Spm.Diffusion.Images.PngImage.Encode(canvas.Pixels, canvas.Width, canvas.Height, null), overwrite);
     }
 
     /// <summary>Prints the summary line and the text tree (plain text: the tree's lines are the library's).</summary>

@@ -29,7 +29,7 @@ internal static class EvalCommand
     {
         public readonly Option<string?> Model = new("--model") { Description = CliGlobals.ModelHelp };
         public readonly Option<string[]> Spm = new("--spm") { Description = "SPM file(s) to evaluate (repeat, or list several after one --spm); a bare name such as 'circle' means MODEL/spm/circle.safetensors when no such file is in the current folder.", AllowMultipleArgumentsPerToken = true };
-        public readonly Option<string[]> Concepts = new("--concepts") { Description = "The concept each --spm file erases, in order (then optionally each --no-anchoring-spm file's). Default: read from each file's prompts.", AllowMultipleArgumentsPerToken = true };
+        public readonly Option<string[]> Concepts = new("--concepts") { Description = "The concept each --spm file erases, in order (then optionally each --no-anchoring-spm file's); a family membrane's concepts joined by commas (circle,square,triangle,star). Default: a family membrane's recorded family, else read from each file's prompts.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<string[]> NoAnchoringSpm = new("--no-anchoring-spm") { Description = "SPM file(s) trained with --no-anchoring, for the \"no anchoring\" ablation rows.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<bool> Fidelity = new("--fidelity") { Description = "Measure the base model's fidelity to random captions (shape/colour/pattern/background accuracy) instead." };
         public readonly Option<int?> Images = new Option<int?>("--images") { Description = "Images per prompt set, 1 to 100000 (default 100; 200 with --fidelity)." }.InRange(1, 100_000);

@@ -62,18 +62,19 @@ internal static class TrainCommand
         var conceptFamily = new Option<string?>("--concept-family") { Description = "Erase a family: every concept under this node of the --atlas tree (the ids 'spm atlas show' prints), with one membrane; anchors from the nearest concepts outside it." };
         var atlas = new Option<string?>("--atlas") { Description = "The concept atlas --concept-family names a node of." };
         var atlasAnchors = new Option<int>("--atlas-anchors") { Description = "With an atlas: anchor at least this many concepts (whole communities are taken, nearest first); each iteration draws --anchors of them.", DefaultValueFactory = _ => 8 }.InRange(1, 100_000);
+        var anchorSurrogate = new Option<bool>("--anchor-surrogate") { Description = "With an atlas: keep the surrogate's concept among the anchors (by default it is left out: anchoring it holds the very prediction the erasure moves towards)." };
         var graphCache = new GraphCacheOption();
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
             initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, library, manifest, shard, outDir, graphCache.Folder, graphCache.Off,
-            anchorsFromAtlas, conceptFamily, atlas, atlasAnchors,
+            anchorsFromAtlas, conceptFamily, atlas, atlasAnchors, anchorSurrogate,
         };
         // Settings a manifest carries per concept: giving them on the command line as well is a usage error.
         Option[] perConcept = [concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, initSpm,
-            robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, anchorsFromAtlas, conceptFamily, atlas, atlasAnchors];
+            robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, anchorsFromAtlas, conceptFamily, atlas, atlasAnchors, anchorSurrogate];
         cmd.SetAction(async (parse, ct) =>
         {
             if (parse.GetValue(manifest) is { } manifestPath)
@@ -127,7 +128,7 @@ internal static class TrainCommand
                 if (fromFile.Count > 1) console.Error.WriteLine($"spm: {configPath} has {fromFile.Count} entries; training the first ('{options.Concept}').");
             }
             options = AtlasOptions(console, options, parse.GetValue(anchorsFromAtlas), parse.GetValue(conceptFamily), parse.GetValue(atlas), parse.GetValue(atlasAnchors),
-                parse.GetResult(atlasAnchors) is { Implicit: false });
+                parse.GetResult(atlasAnchors) is { Implicit: false }, parse.GetValue(anchorSurrogate));
             if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
             int rounds = parse.GetValue(robustRounds);
             if (rounds > 0) Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder.Root, "spm train --robust-rounds");
@@ -192,16 +193,17 @@ internal static class TrainCommand
 
     /// <summary>
     /// <c>--anchors-from-atlas</c> and <c>--concept-family</c>: the anchor prompts (and the family's prompts) the atlas
-    /// gives; the options unchanged when neither is given.
+    /// gives, without the surrogate's concept unless <paramref name="keepSurrogate"/>; the options unchanged when neither is given.
     /// </summary>
     internal static LatentAnchoringOptions AtlasOptions(CliConsole console, LatentAnchoringOptions options, string? anchorsFrom, string? family, string? atlasPath,
-        int minimum, bool minimumGiven)
+        int minimum, bool minimumGiven, bool keepSurrogate = false)
     {
         if (family is null && atlasPath is not null)
             throw new SpmException("--atlas names the atlas of --concept-family; for family anchors of one concept use --anchors-from-atlas ATLAS.");
         if (family is null && anchorsFrom is null)
         {
             if (minimumGiven) throw new SpmException("--atlas-anchors goes with --anchors-from-atlas or --concept-family.");
+            if (keepSurrogate) throw new SpmException("--anchor-surrogate goes with --anchors-from-atlas or --concept-family.");
             return options;
         }
         if (options.Action == TrainingAction.Erase) throw new SpmException("--no-anchoring has no anchors to draw from an atlas: leave out --anchors-from-atlas / --atlas-anchors.");
@@ -213,7 +215,7 @@ internal static class TrainCommand
             var atlas = ConceptAtlas.Load(atlasPath);
             int node = AtlasSelection.ParseNode(atlas, family, atlasPath);
             var members = AtlasSelection.FamilyConcepts(atlas, node);
-            var anchors = AtlasSelection.FamilyAnchors(atlas, node, minimum);
+            var anchors = AtlasSelection.FamilyAnchors(atlas, node, minimum, SurrogateConcepts(console, atlas, options.Surrogate, keepSurrogate));
             console.Error.WriteLine($"spm train: erasing the family of node {node} of {atlasPath}: {members.Count} concepts ({string.Join(", ", members)})");
             console.Error.WriteLine(anchors.Count > 0
                 ? $"spm train: anchors drawn from the {anchors.Count} nearest concepts outside it: {string.Join(", ", anchors)}"
@@ -223,10 +225,28 @@ internal static class TrainCommand
         if (string.IsNullOrWhiteSpace(options.Concept)) throw new SpmException("--anchors-from-atlas anchors the concepts nearest to --concept: give --concept.");
         var a = ConceptAtlas.Load(anchorsFrom!);
         int index = AtlasSelection.FindConcept(a, options.Concept, anchorsFrom!);
-        var pool = AtlasSelection.ConceptAnchors(a, index, minimum);
+        var pool = AtlasSelection.ConceptAnchors(a, index, minimum, SurrogateConcepts(console, a, options.Surrogate, keepSurrogate));
         if (pool.Count == 0) throw new SpmException($"the atlas '{anchorsFrom}' has no concept besides '{a.Concepts[index]}' to anchor.");
         console.Error.WriteLine($"spm train: family anchors for '{options.Concept}' (atlas concept \"{a.Concepts[index]}\") from {anchorsFrom}: {string.Join(", ", pool)}");
         return options with { AnchorPrompts = pool };
+    }
+
+    /// <summary>
+    /// The atlas concepts the surrogate names (<see cref="AtlasSelection.ConceptsNamedBy"/>: "plain" names "a plain
+    /// pattern"), left out of the anchors and said so; none when it is empty, names no concept, or <paramref name="keep"/>.
+    /// </summary>
+    private static IReadOnlyList<int> SurrogateConcepts(CliConsole console, ConceptAtlas atlas, string surrogate, bool keep)
+    {
+        var named = AtlasSelection.ConceptsNamedBy(atlas, surrogate);
+        if (named.Count == 0) return [];
+        var list = string.Join(", ", named.Select(i => $"\"{atlas.Concepts[i]}\""));
+        if (keep)
+        {
+            console.Error.WriteLine($"spm train: the surrogate '{surrogate}' names {list}; kept among the anchors (--anchor-surrogate).");
+            return [];
+        }
+        console.Error.WriteLine($"spm train: the surrogate '{surrogate}' names {list}; left out of the anchors (--anchor-surrogate keeps it).");
+        return named;
     }
 
     /// <summary>Robust mode: ordinary training (unless --iterations 0), then the attack-and-erase rounds, one file at the end.</summary>

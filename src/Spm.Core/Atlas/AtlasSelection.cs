@@ -14,7 +14,8 @@ namespace Spm.Core.Atlas;
 /// target's own finest community, then, walking up from the target's community (or the family's node) to the root,
 /// the concepts of the sibling subtree met at each ancestor. Whole subtrees are taken, in concept order, until the
 /// list holds at least the asked minimum, so the list may be longer than the minimum (and is shorter only when the
-/// atlas has no more concepts outside).
+/// atlas has no more concepts outside). Excluded concepts (a training run's surrogate: anchoring it would hold the
+/// very prediction the erasure moves towards) are skipped and do not count towards the minimum.
 /// </remarks>
 public static class AtlasSelection
 {
@@ -46,13 +47,17 @@ public static class AtlasSelection
     /// Anchors for a family: the concepts of the sibling subtree at each ancestor of <paramref name="node"/>, nearest
     /// ancestor first, until at least <paramref name="minimum"/> are listed. Never a concept of the subtree itself.
     /// </summary>
-    public static IReadOnlyList<string> FamilyAnchors(ConceptAtlas atlas, int node, int minimum)
+    /// <param name="atlas">The atlas.</param>
+    /// <param name="node">The family's tree node.</param>
+    /// <param name="minimum">Anchors wanted at least.</param>
+    /// <param name="exclude">Concept indices never to list (the surrogate's concept); null for none.</param>
+    public static IReadOnlyList<string> FamilyAnchors(ConceptAtlas atlas, int node, int minimum, IReadOnlyCollection<int>? exclude = null)
     {
         ArgumentNullException.ThrowIfNull(atlas);
         CheckNode(atlas, node);
         ArgumentOutOfRangeException.ThrowIfNegative(minimum);
         var result = new List<string>();
-        AddSiblings(atlas, node, minimum, result);
+        AddSiblings(atlas, node, minimum, result, exclude ?? []);
         return result;
     }
 
@@ -60,16 +65,38 @@ public static class AtlasSelection
     /// Anchors for one target concept: the other concepts of its finest community, then (while fewer than
     /// <paramref name="minimum"/>) the sibling subtrees walking up from that community. Never the target itself.
     /// </summary>
-    public static IReadOnlyList<string> ConceptAnchors(ConceptAtlas atlas, int concept, int minimum)
+    /// <param name="atlas">The atlas.</param>
+    /// <param name="concept">The target's concept index.</param>
+    /// <param name="minimum">Anchors wanted at least.</param>
+    /// <param name="exclude">Concept indices never to list besides the target (the surrogate's concept); null for none.</param>
+    public static IReadOnlyList<string> ConceptAnchors(ConceptAtlas atlas, int concept, int minimum, IReadOnlyCollection<int>? exclude = null)
     {
         ArgumentNullException.ThrowIfNull(atlas);
         ArgumentOutOfRangeException.ThrowIfNegative(concept);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(concept, atlas.Concepts.Count);
         ArgumentOutOfRangeException.ThrowIfNegative(minimum);
+        exclude ??= [];
         int community = atlas.Hierarchy.Communities[concept];
-        var result = atlas.Concepts.Where((_, i) => i != concept && atlas.Hierarchy.Communities[i] == community).ToList();
-        AddSiblings(atlas, community, minimum, result);
+        var result = atlas.Concepts.Where((_, i) => i != concept && !exclude.Contains(i) && atlas.Hierarchy.Communities[i] == community).ToList();
+        AddSiblings(atlas, community, minimum, result, exclude);
         return result;
+    }
+
+    /// <summary>
+    /// The atlas concepts a phrase names, as <see cref="FindConcept"/> reads a target: the concept equal to it (case and
+    /// surrounding spaces ignored) alone, else every concept containing it as a whole word or phrase ("blue" names
+    /// "a blue shape" and "on a light blue background"); empty when none does or the phrase is blank.
+    /// </summary>
+    public static IReadOnlyList<int> ConceptsNamedBy(ConceptAtlas atlas, string phrase)
+    {
+        ArgumentNullException.ThrowIfNull(atlas);
+        ArgumentNullException.ThrowIfNull(phrase);
+        string t = phrase.Trim();
+        if (t.Length == 0) return [];
+        for (int i = 0; i < atlas.Concepts.Count; i++)
+            if (string.Equals(atlas.Concepts[i].Trim(), t, StringComparison.OrdinalIgnoreCase)) return [i];
+        var word = new Regex($@"(?<![\w]){Regex.Escape(t)}(?![\w])", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
+        return Enumerable.Range(0, atlas.Concepts.Count).Where(i => word.IsMatch(atlas.Concepts[i])).ToArray();
     }
 
     /// <summary>
@@ -81,28 +108,21 @@ public static class AtlasSelection
     {
         ArgumentNullException.ThrowIfNull(atlas);
         ArgumentNullException.ThrowIfNull(target);
-        string t = target.Trim();
-        for (int i = 0; i < atlas.Concepts.Count; i++)
-            if (string.Equals(atlas.Concepts[i].Trim(), t, StringComparison.OrdinalIgnoreCase)) return i;
-        if (t.Length > 0)
-        {
-            var word = new Regex($@"(?<![\w]){Regex.Escape(t)}(?![\w])", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
-            var hits = Enumerable.Range(0, atlas.Concepts.Count).Where(i => word.IsMatch(atlas.Concepts[i])).ToArray();
-            if (hits.Length == 1) return hits[0];
-            if (hits.Length > 1)
-                throw new SpmException($"'{target}' names several concepts of the atlas '{atlasPath}' ({string.Join(", ", hits.Select(i => $"\"{atlas.Concepts[i]}\""))}); give one of them exactly as --concept.");
-        }
+        var hits = ConceptsNamedBy(atlas, target);
+        if (hits.Count == 1) return hits[0];
+        if (hits.Count > 1)
+            throw new SpmException($"'{target}' names several concepts of the atlas '{atlasPath}' ({string.Join(", ", hits.Select(i => $"\"{atlas.Concepts[i]}\""))}); give one of them exactly as --concept.");
         throw new SpmException($"'{target}' is not a concept of the atlas '{atlasPath}' (nor a word of exactly one of its {atlas.Concepts.Count} concepts); family anchors need the target in the atlas: add its prompt and rebuild the atlas, or name one of its concepts.");
     }
 
-    private static void AddSiblings(ConceptAtlas atlas, int node, int minimum, List<string> result)
+    private static void AddSiblings(ConceptAtlas atlas, int node, int minimum, List<string> result, IReadOnlyCollection<int> exclude)
     {
         var tree = atlas.Hierarchy.Tree;
         for (int child = node, parent = tree.Parent(node); parent != -1 && result.Count < minimum; child = parent, parent = tree.Parent(parent))
         {
             var (l, r) = tree.Children(parent);
             var leaves = tree.Leaves(l == child ? r : l).ToHashSet();
-            result.AddRange(atlas.Concepts.Where((_, i) => leaves.Contains(atlas.Hierarchy.Communities[i])));
+            result.AddRange(atlas.Concepts.Where((_, i) => !exclude.Contains(i) && leaves.Contains(atlas.Hierarchy.Communities[i])));
         }
     }
 

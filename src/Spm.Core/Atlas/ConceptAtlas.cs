@@ -215,63 +215,7 @@ public sealed class ConceptAtlas
     /// <summary>
     /// A dendrogram drawing (SVG): concepts listed on the left, grouped by finest community, and the merges as
     /// elbows whose horizontal position is the linkage similarity (further right = merged at a lower similarity).
+    /// The layout is <see cref="DendrogramLayout"/>'s, which also draws it as pixels.
     /// </summary>
-    public string ToSvg(string? title = null)
-    {
-        var inv = CultureInfo.InvariantCulture;
-        var tree = Hierarchy.Tree;
-        var members = CommunityMembers();
-        const int row = 18, top = 40, labelWidth = 230, plotWidth = 420, groupGap = 8;
-        // Rows: concepts in the tree's left-to-right leaf order, a small gap between communities.
-        var leafOrder = tree.Leaves(tree.Root);
-        var y = new double[2 * tree.LeafCount - 1];
-        var x = new double[y.Length];
-        var sb = new StringBuilder();
-        double cursor = top;
-        var labels = new StringBuilder();
-        foreach (int leaf in leafOrder)
-        {
-            double first = cursor;
-            foreach (var concept in members[leaf])
-            {
-                labels.Append(inv, $"<text x=\"{labelWidth - 8}\" y=\"{cursor + 5:0.#}\" text-anchor=\"end\">{Escape(concept)}</text>\n");
-                cursor += row;
-            }
-            double last = cursor - row;
-            y[leaf] = (first + last) / 2;
-            x[leaf] = labelWidth;
-            labels.Append(inv, $"<line x1=\"{labelWidth - 4}\" y1=\"{first - 4:0.#}\" x2=\"{labelWidth - 4}\" y2=\"{last + 4:0.#}\" stroke=\"#888\"/>\n");
-            cursor += groupGap;
-        }
-        double height = cursor + 30;
-        var sims = tree.Merges.Select(m => m.Similarity).ToArray();
-        double hi = sims.Length == 0 ? 1 : sims.Max(), lo = sims.Length == 0 ? 0 : sims.Min();
-        if (hi - lo < 1e-12) { hi += 0.5; lo -= 0.5; }
-        double X(double s) => labelWidth + 20 + (hi - s) / (hi - lo) * (plotWidth - 40);
-        var lines = new StringBuilder();
-        for (int i = 0; i < tree.Merges.Count; i++)
-        {
-            var m = tree.Merges[i];
-            int id = tree.LeafCount + i;
-            x[id] = X(m.Similarity);
-            y[id] = (y[m.Left] + y[m.Right]) / 2;
-            foreach (int c in new[] { m.Left, m.Right })
-                lines.Append(inv, $"<polyline points=\"{x[c]:0.#},{y[c]:0.#} {x[id]:0.#},{y[c]:0.#} {x[id]:0.#},{y[id]:0.#}\" fill=\"none\" stroke=\"#2b6cb0\" stroke-width=\"1.5\"/>\n");
-        }
-        double width = labelWidth + plotWidth + 20;
-        sb.Append(inv, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height:0}\" viewBox=\"0 0 {width} {height:0}\" font-family=\"sans-serif\" font-size=\"12\">\n");
-        sb.Append(inv, $"<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-        sb.Append(inv, $"<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">{Escape(title ?? "Concept atlas")}</text>\n");
-        sb.Append(labels).Append(lines);
-        // Axis: the linkage similarity.
-        double axisY = cursor + 5;
-        sb.Append(inv, $"<line x1=\"{X(hi):0.#}\" y1=\"{axisY:0.#}\" x2=\"{X(lo):0.#}\" y2=\"{axisY:0.#}\" stroke=\"#444\"/>\n");
-        foreach (var s in new[] { hi, (hi + lo) / 2, lo })
-            sb.Append(inv, $"<text x=\"{X(s):0.#}\" y=\"{axisY + 15:0.#}\" text-anchor=\"middle\" font-size=\"10\">{s:0.000}</text>\n");
-        sb.Append(inv, $"<text x=\"{X(lo) + 5:0.#}\" y=\"{axisY + 4:0.#}\" font-size=\"10\">linkage</text>\n");
-        sb.Append("</svg>\n");
-        return sb.ToString();
-    }
-
-    private static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;").Replace("\"", "&quot;");
+    public string ToSvg(string? title = null) => DendrogramLayout.Of(this, title).ToSvg();
 }

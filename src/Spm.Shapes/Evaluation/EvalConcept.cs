@@ -79,6 +79,40 @@ public sealed record EvalConcept(ConceptAttribute Attribute, int Value)
             $"cannot tell which tiny-shapes concept '{file}' erases (its prompts: {string.Join(", ", prompts.Select(c => $"'{c}'"))}{(found.Length > 1 ? $" name {string.Join(", ", found.Select(f => f.Name))}" : "")}); pass --concepts.");
     }
 
+    /// <summary>
+    /// The concepts a family membrane erases, read from its prompts: every prompt names exactly one tiny-shapes value
+    /// ("a circle", "a square"); the concepts in prompt order, each once.
+    /// </summary>
+    /// <param name="prompts">The family's prompts (the trainer's <c>family</c> record, or the file's <c>prompts</c>).</param>
+    /// <param name="file">The SPM file, for the message.</param>
+    /// <exception cref="SpmException">No prompts, or a prompt names no tiny-shapes value or several.</exception>
+    public static IReadOnlyList<EvalConcept> FamilyFromPrompts(IReadOnlyList<string> prompts, string file)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count == 0) throw new SpmException($"'{file}' names no concepts; pass --concepts.");
+        var concepts = new List<EvalConcept>();
+        foreach (var p in prompts)
+        {
+            var found = NamedIn(p).Distinct().ToArray();
+            if (found.Length != 1)
+                throw new SpmException($"cannot tell which tiny-shapes concept the family prompt '{p}' of '{file}' names{(found.Length > 1 ? $" (it names {string.Join(", ", found.Select(f => f.Name))})" : "")}; pass --concepts with the family's concepts joined by commas (e.g. circle,square).");
+            if (!concepts.Contains(found[0])) concepts.Add(found[0]);
+        }
+        return concepts;
+    }
+
+    /// <summary>Reads one SPM's concepts from a word or, for a family membrane, words joined by commas ("circle,square").</summary>
+    /// <exception cref="SpmException">A word names no value, or one is given twice.</exception>
+    public static IReadOnlyList<EvalConcept> ParseList(string words)
+    {
+        ArgumentNullException.ThrowIfNull(words);
+        var concepts = words.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Parse).ToArray();
+        if (concepts.Length == 0) throw new SpmException($"'{words}' names no concept.");
+        var twice = concepts.GroupBy(c => c).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null) throw new SpmException($"'{words}' names '{twice.Key.Name}' twice.");
+        return concepts;
+    }
+
     private static IEnumerable<EvalConcept> NamedIn(string text)
     {
         if (TryParse(text) is { } whole)

@@ -19,7 +19,8 @@ public sealed record EvalPrompt(ShapePrompt Prompt, string Text, ulong Seed);
 ///   attribute has a known right answer.</item>
 /// </list>
 /// Prompts always name the shape and colour and name the pattern (60%) and background (50%) at random, as the
-/// training captions do.
+/// training captions do. When the erased concepts are every value of an attribute (a family membrane erasing all four
+/// shapes), preservation prompts leave that attribute open ("a red shape"): none is left to ask for.
 /// </summary>
 public static class EvalPromptSets
 {
@@ -44,8 +45,10 @@ public static class EvalPromptSets
         return list;
     }
 
-    /// <summary><paramref name="count"/> prompts that ask for none of <paramref name="erased"/> (each of their attributes named with another value).</summary>
-    /// <exception cref="ArgumentException">The erased concepts leave no value for some attribute.</exception>
+    /// <summary>
+    /// <paramref name="count"/> prompts that ask for none of <paramref name="erased"/> (each of their attributes named
+    /// with another value, or left open when every value of it is erased).
+    /// </summary>
     /// <param name="erased">The concepts none of the prompts asks for.</param>
     /// <param name="count">How many prompts.</param>
     /// <param name="seed">Seed of the prompts and their image seeds.</param>
@@ -59,7 +62,7 @@ public static class EvalPromptSets
         foreach (var (attribute, values) in excluded)
         {
             var rest = Enumerable.Range(0, EvalConcept.CountOf(attribute)).Where(v => !values.Contains(v)).ToArray();
-            if (rest.Length == 0) throw new ArgumentException($"Every {attribute.ToString().ToLowerInvariant()} is erased: no preservation prompts possible.");
+            // Every value erased: the attribute is left open (an empty list), so no prompt asks for an erased value.
             allowed[attribute] = rest;
         }
         var rng = new SeededRandom(seed ^ 0x9E5E_7A7E_0000UL);
@@ -70,7 +73,7 @@ public static class EvalPromptSets
             foreach (var (attribute, values) in allowed)
             {
                 var probe = new EvalConcept(attribute, 0);
-                prompt = probe.WithValue(prompt, values[rng.NextInt(0, values.Length)]);
+                prompt = probe.WithValue(prompt, values.Length == 0 ? null : values[rng.NextInt(0, values.Length)]);
             }
             ulong imageSeed = rng.NextUInt64();
             list.Add(new EvalPrompt(prompt, Word(prompt, wording, imageSeed), imageSeed));

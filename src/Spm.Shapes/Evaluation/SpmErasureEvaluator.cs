@@ -89,30 +89,51 @@ public sealed class SpmErasureEvaluator
     {
         ArgumentNullException.ThrowIfNull(erasers);
         ArgumentNullException.ThrowIfNull(noAnchoring);
+        return StandardCasesBySpm(erasers.Select(c => (IReadOnlyList<EvalConcept>)[c]).ToArray(), noAnchoring.Select(c => (IReadOnlyList<EvalConcept>)[c]).ToArray());
+    }
+
+    /// <summary>
+    /// The standard cases when an SPM may erase several concepts (a family membrane, <c>spm train --concept-family</c>):
+    /// as <see cref="StandardCases(IReadOnlyList{EvalConcept}, IReadOnlyList{EvalConcept})"/>, each SPM's case holding
+    /// all its concepts (a row per member: its UA, and IRA/CRA on prompts that ask for no member). A family case is named
+    /// by its members joined with " + "; in the all-together case a family's names are in parentheses. A no-anchoring
+    /// SPM pairs with the eraser of the same concept set.
+    /// </summary>
+    /// <param name="erasers">The concepts of each erasing SPM (generator indices 0..E-1), one or more each.</param>
+    /// <param name="noAnchoring">The concepts of each SPM trained without anchoring (generator indices E..E+A-1).</param>
+    /// <exception cref="SpmException">No erasers, an SPM with no concept, a concept erased by two SPMs of one kind, or a no-anchoring SPM whose concepts no eraser has.</exception>
+    public static IReadOnlyList<SpmCaseSpec> StandardCasesBySpm(IReadOnlyList<IReadOnlyList<EvalConcept>> erasers, IReadOnlyList<IReadOnlyList<EvalConcept>> noAnchoring)
+    {
+        ArgumentNullException.ThrowIfNull(erasers);
+        ArgumentNullException.ThrowIfNull(noAnchoring);
         if (erasers.Count == 0) throw new SpmException("Nothing to evaluate: no erasing SPM given.");
-        CheckDistinct(erasers, "erasing SPMs");
-        CheckDistinct(noAnchoring, "no-anchoring SPMs");
-        foreach (var c in noAnchoring)
-            if (!erasers.Contains(c))
-                throw new SpmException($"The no-anchoring SPM for '{c.Name}' has no erasing SPM to compare with (concepts erased: {string.Join(", ", erasers.Select(e => e.Name))}).");
+        if (erasers.Concat(noAnchoring).Any(set => set.Count == 0)) throw new ArgumentException("Every SPM needs at least one concept.");
+        CheckDistinct(erasers.SelectMany(s => s).ToArray(), "erasing SPMs");
+        CheckDistinct(noAnchoring.SelectMany(s => s).ToArray(), "no-anchoring SPMs");
+        static bool SameSet(IReadOnlyList<EvalConcept> a, IReadOnlyList<EvalConcept> b) => a.Count == b.Count && a.All(b.Contains);
+        static string Label(IReadOnlyList<EvalConcept> set) => string.Join(" + ", set.Select(c => c.Name));
+        foreach (var set in noAnchoring)
+            if (!erasers.Any(e => SameSet(e, set)))
+                throw new SpmException($"The no-anchoring SPM for '{Label(set)}' has no erasing SPM to compare with (concepts erased: {string.Join(", ", erasers.Select(Label))}).");
 
         SpmCaseSpec Case(string name, IReadOnlyList<int> indices)
         {
-            var concepts = indices.Select(i => erasers[i]).ToArray();
+            var concepts = indices.SelectMany(i => erasers[i]).ToArray();
             var variants = new List<SpmVariantSpec>
             {
                 new(Erased, indices, SpmDrive.Transport),
                 new(NoTransport, indices, SpmDrive.Always),
             };
-            var ablation = concepts.Select(c => noAnchoring.ToList().IndexOf(c)).ToArray();
+            var ablation = indices.Select(i => noAnchoring.ToList().FindIndex(set => SameSet(set, erasers[i]))).ToArray();
             if (ablation.All(i => i >= 0))
                 variants.Add(new SpmVariantSpec(NoAnchoring, ablation.Select(i => erasers.Count + i).ToArray(), SpmDrive.Transport));
             return new SpmCaseSpec(name, concepts, variants);
         }
 
         var cases = new List<SpmCaseSpec>();
-        for (int i = 0; i < erasers.Count; i++) cases.Add(Case(erasers[i].Name, [i]));
-        if (erasers.Count > 1) cases.Add(Case(string.Join(" + ", erasers.Select(e => e.Name)), Enumerable.Range(0, erasers.Count).ToArray()));
+        for (int i = 0; i < erasers.Count; i++) cases.Add(Case(Label(erasers[i]), [i]));
+        if (erasers.Count > 1)
+            cases.Add(Case(string.Join(" + ", erasers.Select(e => e.Count == 1 ? e[0].Name : $"({Label(e)})")), Enumerable.Range(0, erasers.Count).ToArray()));
         return cases;
     }
 

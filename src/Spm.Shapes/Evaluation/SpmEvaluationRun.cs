@@ -26,8 +26,9 @@ public sealed record SpmEvaluationRequest
     public IReadOnlyList<string> NoAnchoringSpms { get; init; } = [];
 
     /// <summary>
-    /// Concept words given for the SPMs in order (erasers, then optionally the no-anchoring ones); an SPM without one
-    /// gets the one tiny-shapes word its prompts name.
+    /// Concept words given for the SPMs in order (erasers, then optionally the no-anchoring ones), a family membrane's
+    /// words joined by commas ("circle,square"); an SPM without one gets its trainer's recorded family, else the one
+    /// tiny-shapes word its prompts name.
     /// </summary>
     public IReadOnlyList<string> Concepts { get; init; } = [];
 
@@ -77,10 +78,10 @@ public sealed class SpmEvaluationRun : IDisposable
     private readonly StableDiffusionPipeline _pipeline;
     private readonly SpmErasureEvaluator _evaluator;
     private readonly IReadOnlyList<MembraneSet> _sets;
-    private readonly IReadOnlyList<EvalConcept> _concepts;
+    private readonly IReadOnlyList<IReadOnlyList<EvalConcept>> _concepts;
 
     private SpmEvaluationRun(SpmEvaluationRequest request, StableDiffusionPipeline pipeline, EvalImageGenerator generator,
-        IReadOnlyList<MembraneSet> sets, IReadOnlyList<EvalConcept> concepts, IReadOnlyList<SpmCaseSpec> cases)
+        IReadOnlyList<MembraneSet> sets, IReadOnlyList<IReadOnlyList<EvalConcept>> concepts, IReadOnlyList<SpmCaseSpec> cases)
     {
         Request = request;
         _pipeline = pipeline;
@@ -135,7 +136,7 @@ public sealed class SpmEvaluationRun : IDisposable
         foreach (var w in loaded.Layout.Warnings) warnings?.Report(w);
         var concepts = ResolveConcepts(request, loaded.Layout.Sets);
         foreach (var w in TrainingWarnings(request)) warnings?.Report(w);
-        var cases = SpmErasureEvaluator.StandardCases(concepts.Take(request.Spms.Count).ToArray(), concepts.Skip(request.Spms.Count).ToArray());
+        var cases = SpmErasureEvaluator.StandardCasesBySpm(concepts.Take(request.Spms.Count).ToArray(), concepts.Skip(request.Spms.Count).ToArray());
         var pipeline = StableDiffusionPipeline.Load(request.Model, new PipelineOptions { UNetSource = loaded.UNetSource, Runtime = request.Runtime });
         try
         {
@@ -150,19 +151,30 @@ public sealed class SpmEvaluationRun : IDisposable
     }
 
     /// <summary>
-    /// The concept of every SPM of <paramref name="request"/> (erasers, then no-anchoring ones): the concept word given
-    /// for it, else the one tiny-shapes word in its file's prompts (<paramref name="sets"/>, in the same order).
+    /// The concepts of every SPM of <paramref name="request"/> (erasers, then no-anchoring ones): the concept word(s)
+    /// given for it (a family's joined by commas); else, for a family membrane (its training record lists the family,
+    /// <see cref="TrainingRecord.FamilyOf"/>), the concept each family prompt names; else the one tiny-shapes word in
+    /// its file's prompts (<paramref name="sets"/>, in the same order). One concept for an ordinary SPM, several for a family.
     /// </summary>
     /// <exception cref="SpmException">A word names no tiny-shapes value, or a file's prompts name none or several.</exception>
-    public static IReadOnlyList<EvalConcept> ResolveConcepts(SpmEvaluationRequest request, IReadOnlyList<MembraneSet> sets)
+    public static IReadOnlyList<IReadOnlyList<EvalConcept>> ResolveConcepts(SpmEvaluationRequest request, IReadOnlyList<MembraneSet> sets)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(sets);
         var files = request.Spms.Concat(request.NoAnchoringSpms).ToArray();
         if (sets.Count != files.Length) throw new ArgumentException($"Expected {files.Length} membrane sets (one per SPM file), got {sets.Count}.", nameof(sets));
-        var concepts = new EvalConcept[files.Length];
+        var concepts = new IReadOnlyList<EvalConcept>[files.Length];
         for (int i = 0; i < files.Length; i++)
-            concepts[i] = i < request.Concepts.Count ? EvalConcept.Parse(request.Concepts[i]) : EvalConcept.FromPrompts(sets[i].Concepts, files[i]);
+        {
+            if (i < request.Concepts.Count)
+            {
+                concepts[i] = EvalConcept.ParseList(request.Concepts[i]);
+                continue;
+            }
+            IReadOnlyList<string>? family;
+            using (var st = SafeTensorsFile.Open(files[i])) family = TrainingRecord.FamilyOf(st.Metadata);
+            concepts[i] = family is not null ? EvalConcept.FamilyFromPrompts(family, files[i]) : [EvalConcept.FromPrompts(sets[i].Concepts, files[i])];
+        }
         return concepts;
     }
 
@@ -230,7 +242,8 @@ public sealed class SpmEvaluationRun : IDisposable
             {
                 ["file"] = files[i],
                 ["name"] = _sets[i].Name,
-                ["concept"] = _concepts[i].Name,
+                ["concept"] = string.Join(" + ", _concepts[i].Select(c => c.Name)),
+                ["concepts"] = new JsonArray(_concepts[i].Select(c => (JsonNode?)JsonValue.Create(c.Name)).ToArray()),
                 ["role"] = i < r.Spms.Count ? "erase" : "no-anchoring",
                 ["prompts"] = new JsonArray(_sets[i].Concepts.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
             });

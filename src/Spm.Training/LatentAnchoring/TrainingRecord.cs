@@ -23,4 +23,25 @@ public static class TrainingRecord
             return null;
         }
     }
+
+    /// <summary>
+    /// The concept prompts of a family membrane (<c>spm train --concept-family</c> records them as <c>family</c>); null
+    /// when the file was not trained as a family, does not say, or the record is unreadable.
+    /// </summary>
+    /// <param name="metadata">The file's metadata (<c>SafeTensorsFile.Metadata</c> or <c>SpmConfig.Extra</c>).</param>
+    public static IReadOnlyList<string>? FamilyOf(IReadOnlyDictionary<string, string> metadata)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        if (!metadata.TryGetValue(SpmMetadataKeys.Training, out var json)) return null;
+        try
+        {
+            if (JsonNode.Parse(json)?["family"] is not JsonArray family) return null;
+            var prompts = family.Select(p => p?.GetValue<string>()).OfType<string>().ToArray();
+            return prompts.Length == 0 ? null : prompts;
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
+    }
 }

@@ -42,6 +42,31 @@ public sealed class AtlasSelectionTests
     }
 
     [Test]
+    public void Anchors_LeaveOutExcludedConcepts_AndWalkOnToMakeUpTheMinimum()
+    {
+        // striped with surrogate "plain": the community's other pattern is gone, so the colours (node 1) follow, and
+        // with a minimum of 3 also the shapes (node 0), which the list with plain in it never reached.
+        int plain = AtlasSelection.FindConcept(_atlas, "plain", _path);
+        Assert.That(AtlasSelection.ConceptAnchors(_atlas, 5, 3), Is.EqualTo(new[] { "a plain pattern", "a red shape", "a blue shape" }));
+        Assert.That(AtlasSelection.ConceptAnchors(_atlas, 5, 3, [plain]), Is.EqualTo(new[] { "a red shape", "a blue shape", "a circle", "a square", "a triangle" }));
+        Assert.That(AtlasSelection.ConceptAnchors(_atlas, 5, 100, [plain]), Has.No.Member("a plain pattern").And.No.Member("a striped pattern").And.Count.EqualTo(6));
+        Assert.That(AtlasSelection.ConceptAnchors(_atlas, 5, 3, []), Is.EqualTo(AtlasSelection.ConceptAnchors(_atlas, 5, 3)));
+        // A family's anchors skip the excluded concept too.
+        Assert.That(AtlasSelection.FamilyAnchors(_atlas, 0, 4, [3]), Is.EqualTo(new[] { "a blue shape", "a striped pattern", "a plain pattern", "on a white background" }));
+    }
+
+    [Test]
+    public void ConceptsNamedBy_ExactAloneElseEveryWholeWordMatch()
+    {
+        Assert.That(AtlasSelection.ConceptsNamedBy(_atlas, "plain"), Is.EqualTo(new[] { 6 }));
+        Assert.That(AtlasSelection.ConceptsNamedBy(_atlas, " A Red Shape "), Is.EqualTo(new[] { 3 }));
+        Assert.That(AtlasSelection.ConceptsNamedBy(_atlas, "shape"), Is.EqualTo(new[] { 3, 4 }));
+        Assert.That(AtlasSelection.ConceptsNamedBy(_atlas, "squ"), Is.Empty, "whole words only");
+        Assert.That(AtlasSelection.ConceptsNamedBy(_atlas, "  "), Is.Empty);
+        Assert.That(AtlasSelection.ConceptsNamedBy(_atlas, "dog"), Is.Empty);
+    }
+
+    [Test]
     public void FamilyConcepts_AreTheSubtreesConcepts_AndFamilyAnchorsLieOutsideIt()
     {
         Assert.That(AtlasSelection.FamilyConcepts(_atlas, 4), Is.EqualTo(new[] { "a red shape", "a blue shape", "a striped pattern", "a plain pattern" }));

@@ -186,4 +186,52 @@ public class ErasureEvaluationTests
     {
         public void Report(T value) => report(value);
     }
+
+    private static ShapeScene NoCirclesOrSquares(ShapeScene s) => s.Shape is ShapeKind.Circle or ShapeKind.Square ? s with { Shape = ShapeKind.Triangle } : s;
+
+    [Test]
+    public void AFamilyCase_ReportsUaPerMember_AndIraCraOverPromptsAskingForNoMember()
+    {
+        // A family membrane erasing circle and square (one SPM, one case): "erased" draws triangles for both, "leaky" also
+        // turns stars into triangles, which the preservation prompts (triangles and stars only) must show.
+        var baseline = new EvalVariant("base", Draw(s => s));
+        var family = new[] { EvalConcept.Of(ShapeKind.Circle), EvalConcept.Of(ShapeKind.Square) };
+        var options = new EvalOptions(ImagesPerSet: 40, Seed: 5, GridPromptsPerSet: 0);
+        var report = new ErasureEvaluation().Run(
+            [new EvalCase("circle + square", family, [new EvalVariant("erased", Draw(NoCirclesOrSquares)),
+                new EvalVariant("leaky", Draw(s => NoCirclesOrSquares(s.Shape == ShapeKind.Star ? s with { Shape = ShapeKind.Triangle } : s)))])],
+            baseline, options);
+        EvalRow Row(string concept, string v) => report.Rows.Single(r => r.Concept == concept && r.Variant == v);
+        var preservation = EvalPromptSets.Preservation(family, 40, 5);
+        Assert.That(preservation.Select(p => p.Prompt.Shape), Is.All.AnyOf(ShapeKind.Triangle, ShapeKind.Star), "no preservation prompt asks for a member");
+        double stars = preservation.Count(p => p.Prompt.Shape == ShapeKind.Star) / 40.0;
+        Assert.That(stars, Is.InRange(0.1, 0.9));
+        foreach (var member in new[] { "circle", "square" })
+        {
+            Assert.That(Row(member, "base").UnlearningAccuracy, Is.EqualTo(0.0), member);
+            Assert.That(Row(member, "erased").UnlearningAccuracy, Is.EqualTo(1.0), member);
+            Assert.That(Row(member, "erased").InDomainRetainAccuracy, Is.EqualTo(1.0), member);
+            Assert.That(Row(member, "erased").CrossDomainRetainAccuracy, Is.EqualTo(1.0), member);
+            Assert.That(Row(member, "leaky").InDomainRetainAccuracy, Is.EqualTo(1 - stars).Within(1e-12), $"{member}: the stars drawn as triangles");
+            Assert.That(Row(member, "leaky").CrossDomainRetainAccuracy, Is.EqualTo(1.0), member);
+        }
+    }
+
+    [Test]
+    public void AFamilyOfAWholeAttribute_LeavesItOpenInThePreservationPrompts_AndHasNoIra()
+    {
+        var shapes = ShapeVocabulary.Shapes.Select(EvalConcept.Of).ToArray();
+        var preservation = EvalPromptSets.Preservation(shapes, 30, 2);
+        Assert.That(preservation.Select(p => p.Prompt.Shape), Is.All.Null);
+        Assert.That(preservation.Select(p => p.Text), Is.All.Contains("shape"));
+        var report = new ErasureEvaluation().Run([new EvalCase("shapes", shapes, [new EvalVariant("unchanged", Draw(s => s))])],
+            new EvalVariant("base", Draw(s => s)), new EvalOptions(ImagesPerSet: 30, Seed: 2, GridPromptsPerSet: 0));
+        Assert.That(report.Rows, Has.Count.EqualTo(8), "a base and a variant row per shape");
+        foreach (var row in report.Rows)
+        {
+            Assert.That(row.UnlearningAccuracy, Is.EqualTo(0.0), row.Concept);
+            Assert.That(row.InDomainRetainAccuracy, Is.NaN, "no prompt names a shape that is not erased");
+            Assert.That(row.CrossDomainRetainAccuracy, Is.EqualTo(1.0), row.Concept);
+        }
+    }
 }

@@ -146,4 +146,23 @@ public class SpmErasureEvaluatorTests
         Assert.That(() => evaluator.Evaluate(SpmErasureEvaluator.StandardCases([Circle], []), new EvalOptions(ImageSize: 32)),
             Throws.ArgumentException.With.Message.Contains("generator makes 64"));
     }
+
+    [Test]
+    public void StandardCasesBySpm_AFamilyIsOneCaseWithAllItsMembers()
+    {
+        var square = EvalConcept.Of(ShapeKind.Square);
+        var cases = SpmErasureEvaluator.StandardCasesBySpm([[Circle, square], [Red]], [[square, Circle]]);
+        Assert.That(cases.Select(c => c.Name), Is.EqualTo(new[] { "circle + square", "red", "(circle + square) + red" }));
+        Assert.That(cases[0].Concepts, Is.EqualTo(new[] { Circle, square }));
+        Assert.That(cases[0].Variants.Select(v => (v.Name, string.Join(",", v.Spms))), Is.EqualTo(new[]
+        {
+            (SpmErasureEvaluator.Erased, "0"), (SpmErasureEvaluator.NoTransport, "0"), (SpmErasureEvaluator.NoAnchoring, "2"),
+        }), "one SPM erases the whole family; the no-anchoring family (same set, other order) is its ablation");
+        Assert.That(cases[2].Concepts, Is.EqualTo(new[] { Circle, square, Red }));
+        Assert.That(cases[2].Variants.Select(v => v.Name), Is.EqualTo(new[] { SpmErasureEvaluator.Erased, SpmErasureEvaluator.NoTransport }), "red has no ablation");
+        Assert.That(() => SpmErasureEvaluator.StandardCasesBySpm([[Circle, square], [square]], []),
+            Throws.InstanceOf<SpmException>().With.Message.Contains("Two erasing SPMs erase 'square'"));
+        Assert.That(() => SpmErasureEvaluator.StandardCasesBySpm([[Circle, square]], [[Circle]]),
+            Throws.InstanceOf<SpmException>().With.Message.Contains("no-anchoring SPM for 'circle' has no erasing SPM"));
+    }
 }

@@ -120,6 +120,57 @@ public class SdxlTrainerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
+    public void GrowingALibrary_OnSdxl_KeepsTheLibraryFrozen_AndWritesAnOrdinarySdxlSpm()
+    {
+        // The library's SPM acts in every SDXL prediction at its gate (pooled embeddings and time ids in each row), its
+        // columns of the stacked tensors never move, and the new file has the ordinary layout (rank 1, 132 layers).
+        var dir = TestPaths.NewTempDir("spm-sdxl-grow");
+        var library = Path.Combine(dir, "circle.safetensors");
+        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, Small(2), OneThread, SharedTrainingGraphs.Cache))
+            t.Train(new TrainingOutput(library));
+        var square = Small(2) with { Concept = "a blue square", Surrogate = "a blue triangle" };
+        var grown = Path.Combine(dir, "square-grown.safetensors");
+        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, square with { LibrarySpms = [library] }, OneThread, SharedTrainingGraphs.Cache))
+        {
+            var before = t.Parameters.ToDictionary(p => p.Name, p => p.Value.ToArray());
+            t.Train(new TrainingOutput(grown));
+            int changedOwn = 0;
+            foreach (var p in t.Parameters)
+            {
+                var old = before[p.Name];
+                if (p.Name.EndsWith(".down", StringComparison.Ordinal))
+                {
+                    Assert.That(p.Shape[0], Is.EqualTo(2), p.Name);
+                    int row = p.Value.Length / 2;
+                    Assert.That(p.Value.AsSpan(row).SequenceEqual(old.AsSpan(row)), Is.True, $"{p.Name}: the library's row changed");
+                    if (!p.Value.AsSpan(0, row).SequenceEqual(old.AsSpan(0, row))) changedOwn++;
+                }
+                else
+                {
+                    Assert.That(p.Shape[^1], Is.EqualTo(2), p.Name);
+                    for (int o = 0; o < p.Value.Length / 2; o++)
+                    {
+                        Assert.That(p.Value[o * 2 + 1], Is.EqualTo(old[o * 2 + 1]), $"{p.Name}: the library's column changed (row {o})");
+                        if (p.Value[o * 2] != old[o * 2]) changedOwn++;
+                    }
+                }
+            }
+            Assert.That(changedOwn, Is.GreaterThan(0), "the new membrane learned");
+        }
+        var plain = Path.Combine(dir, "square-plain.safetensors");
+        using (var t = LatentAnchoringTrainer.Create(TinySdxl.Folder, square, OneThread, SharedTrainingGraphs.Cache))
+            t.Train(new TrainingOutput(plain));
+
+        var g = SpmFile.Load(grown);
+        Assert.That(g.Config.Rank, Is.EqualTo(1));
+        Assert.That(g.Membranes, Has.Count.EqualTo(132));
+        Assert.That(g.Membranes.Select(m => m.Key), Does.Contain("lora_unet_up_blocks_0_attentions_2_transformer_blocks_1_attn2_to_k"));
+        Assert.That(g.Config.Extra[SpmMetadataKeys.Training], Does.Contain("\"library\":[\"circle.safetensors sha256:"));
+        Assert.That(File.ReadAllBytes(grown), Is.Not.EqualTo(File.ReadAllBytes(plain)), "the library changes what the membrane learns");
+    }
+
+    [Test]
     public void RowAnchors_DrawEverySegmentAroundTheTargets_AndSd1RowsAreTheSingleSamplersStream()
     {
         var rng = new SeededRandom(1);
