@@ -40,7 +40,7 @@ public sealed record InjectionBenchmarkOptions(int Batch = 2, int LatentSize = 3
 /// <param name="RoutedMs">Median call with <see cref="InjectionBenchmarkOptions.Routed"/> SPMs routed out of the many (NaN when not measured).</param>
 /// <param name="RoutedByHandMs">Median call with the same SPMs loaded on their own (the routed case's baseline; NaN when not measured).</param>
 /// <param name="SelectMs">Median time to cut the routed SPMs' inputs out of the library's (once per request, not per step; NaN when not measured).</param>
-/// <param name="BaseBeforeMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the phase before the injected one (NaN otherwise).</param>
+/// <param name="BaseBeforeMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the first plain phase (NaN otherwise).</param>
 /// <param name="BaseAfterMs">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: the median plain call of the last plain phase (NaN otherwise); far from <see cref="BaseBeforeMs"/> means the load drifted.</param>
 /// <param name="Phases">With <see cref="InjectionBenchmarkOptions.OneSessionAtATime"/>: each injected phase against the plain phases on either side of it (null otherwise).</param>
 public sealed record InjectionBenchmarkResult(int Layers, double BaseMs, double OneSpmMs, double ManySpmMs, double SwitchMs, int Rounds,
@@ -103,8 +103,9 @@ public static class InjectionBenchmark
         }
 
         // Identical runtime options for both sessions, so the comparison is of the graphs only. The two graphs have the
-        // same weights: with a shared pre-packed store they are packed once, which is what lets an SDXL-sized UNet
-        // (10 GB) be timed against itself in one process on a 24 GB machine; both sessions run the same packed kernels.
+        // same weights: with a shared pre-packed store the packed copy exists once (an SD-1.5-sized UNet saves 3.4 GB).
+        // It is not enough for an SDXL-sized UNet on 24 GB: opening the second session reads the 10 GB in again before
+        // its weights are found packed; that case uses OneSessionAtATime.
         using var prepacked = new PrePackedWeightsContainer();
         var sessions = new Spm.Diffusion.Runtime.OnnxSessionGroup(new Spm.Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = options.IntraOpThreads })
         {
