@@ -103,7 +103,7 @@ public static class InjectionBenchmark
         }
 
         // Identical runtime options for both sessions, so the comparison is of the graphs only. The two graphs have the
-        // same weights: with a shared pre-packed store the packed copy exists once (an SD-1.5-sized UNet saves 3.4 GB).
+        // same weights: with a shared pre-packed store the packed copy exists once instead of once per session.
         // It is not enough for an SDXL-sized UNet on 24 GB: opening the second session reads the 10 GB in again before
         // its weights are found packed; that case uses OneSessionAtATime.
         using var prepacked = new PrePackedWeightsContainer();
