@@ -31,8 +31,9 @@ public sealed record SessionTuning
     /// <summary>
     /// ONNX Runtime's store of pre-packed weights (the CPU kernels' re-laid-out copies of constant weights), shared by every
     /// session opened with the same container; null keeps each session's own. Two graphs over the same weights, such as
-    /// a plain UNet and the same UNet with membranes, then hold the packed weights once (the SDXL-sized UNet packs about
-    /// 10 GB, so two separate copies do not fit a 24 GB machine). The container must outlive the sessions.
+    /// a plain UNet and the same UNet with membranes, then hold the packed weights once. Each session still reads the
+    /// weights in while it opens, so this lowers what two open sessions hold, not the peak of opening the second one.
+    /// The container must outlive the sessions.
     /// </summary>
     public PrePackedWeightsContainer? SharedPrepackedWeights { get; init; }
 }
