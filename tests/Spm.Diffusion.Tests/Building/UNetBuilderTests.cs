@@ -187,7 +187,7 @@ public class UNetPresetTests
     [Test]
     public void UnknownPreset_ListsKnownOnes()
     {
-        var ex = Assert.Throws<ArgumentException>(() => UNetPresets.Get("sdxl"))!;
-        Assert.That(ex.Message, Does.Contain("tiny-sd1").And.Contain("sd15"));
+        var ex = Assert.Throws<ArgumentException>(() => UNetPresets.Get("sd3"))!;
+        Assert.That(ex.Message, Does.Contain("unknown UNet preset 'sd3'").IgnoreCase.And.Contain("tiny-sd1").And.Contain("sd15").And.Contain("sdxl"));
     }
 }
