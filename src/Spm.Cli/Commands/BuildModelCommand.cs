@@ -53,12 +53,17 @@ internal static class BuildModelCommand
         var patternWeights = new Option<string?>("--pattern-weights") { Description = "tiny-shapes: relative frequencies of plain,striped,dotted pictures (default uniform), e.g. 1,2,1.5." };
         var stripePeriod = new Option<float?>("--stripe-period") { Description = "tiny-shapes: stripe period in pixels (default 8, models v1-v3; 12 puts a period on three latent cells instead of two)." };
         var stripeAngle = new Option<float?>("--stripe-angle") { Description = "tiny-shapes: fix the stripes at this angle in degrees in image space (0: horizontal) instead of turning them with the shape (models v1-v3)." };
+        var dotSpacing = new Option<float?>("--dot-spacing") { Description = "tiny-shapes: distance between dot centres in pixels (default 7, models v1-v4; the radius scales with it)." };
+        var dotAngle = new Option<float?>("--dot-angle") { Description = "tiny-shapes: fix the dot lattice at this angle in degrees in image space (anchored at the image's origin) instead of turning it with the shape (models v1-v4)." };
         var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
+        var checkAe = new Option<int?>("--check-autoencoder") { Description = "tiny-shapes: after the autoencoder and decoder, judge N round trips of fresh pictures through them (what the decoder can draw at all)." };
+        var aeOnly = new Option<bool>("--autoencoder-only") { Description = "tiny-shapes: stop after the autoencoder and decoder (and --check-autoencoder, 200 pictures by default): snapshots in --work-dir, no pipeline." };
         var graphCache = new GraphCacheOption();
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
             preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, resumeBuild, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
             baseModel, captions, patternWeights, worldStyle, stripePeriod, stripeAngle, graphCache.Folder, graphCache.Off,
+            checkAe, aeOnly, dotSpacing, dotAngle,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -84,6 +89,8 @@ internal static class BuildModelCommand
                     Resume = parse.GetValue(resumeBuild),
                     TrainTextEncoder = parse.GetValue(trainText) ?? d.TrainTextEncoder,
                     BaseModel = parse.GetValue(baseModel),
+                    AutoencoderOnly = parse.GetValue(aeOnly),
+                    AutoencoderCheckImages = parse.GetValue(checkAe) ?? (parse.GetValue(aeOnly) ? 200 : 0),
                     World = d.World with
                     {
                         Captions = parse.GetValue(captions) is { } cs
@@ -97,6 +104,8 @@ internal static class BuildModelCommand
                             : d.World.PatternWeights,
                         StripePeriod = parse.GetValue(stripePeriod) ?? d.World.StripePeriod,
                         StripeAngle = parse.GetValue(stripeAngle) is { } deg ? deg * MathF.PI / 180f : d.World.StripeAngle,
+                        DotSpacing = parse.GetValue(dotSpacing) ?? d.World.DotSpacing,
+                        DotAngle = parse.GetValue(dotAngle) is { } dotDeg ? dotDeg * MathF.PI / 180f : d.World.DotAngle,
                     },
                 };
                 return await TrainTinyShapes(console, parse.GetValue(output)!, parse.GetValue(tokenizer), o, parse.GetValue(force), ct);
@@ -147,6 +156,13 @@ internal static class BuildModelCommand
             TinyShapesModel.TrainAsync(outDir, tok, options, force, new ActionProgress<TinyShapesProgress>(p =>
                 bar.Report(new ProgressUpdate(p.Step, p.Steps,
                     double.IsNaN(p.Loss) ? p.Phase : string.Create(CultureInfo.InvariantCulture, $"{p.Phase} loss {p.Loss:F4}")))), ct));
+        if (report.ReconstructionFidelity is { } check) WriteReconstructionCheck(console, check);
+        if (options.AutoencoderOnly)
+        {
+            console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}); snapshots in {Path.GetFullPath(options.WorkFolder ?? ".")}, no pipeline written (--autoencoder-only)"));
+            return 0;
+        }
         var log = new System.Text.StringBuilder("phase,step,loss\n");
         for (int i = 0; i < report.AutoencoderLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"autoencoder,{i + 1},{report.AutoencoderLosses[i]:G6}\n");
         for (int i = 0; i < report.DecoderLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"decoder,{i + 1},{report.DecoderLosses[i]:G6}\n");
@@ -155,6 +171,16 @@ internal static class BuildModelCommand
         console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}, pool {report.PoolScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
         return 0;
+    }
+
+    /// <summary>Prints the autoencoder round-trip check: per attribute, then per pattern and colour value (the weak spots so far).</summary>
+    private static void WriteReconstructionCheck(CliConsole console, Spm.Shapes.Evaluation.FidelityResult r)
+    {
+        static string Pct(double v) => double.IsNaN(v) ? "-" : string.Create(CultureInfo.InvariantCulture, $"{100 * v:F1} %");
+        console.Out.WriteLine($"autoencoder round trips of {r.Images} pictures: shape {Pct(r.ShapeAccuracy)}, colour {Pct(r.ColorAccuracy)}, pattern {Pct(r.PatternAccuracy)}, background {Pct(r.BackgroundAccuracy)}, object found {Pct(r.FoundObjectRate)}");
+        foreach (var confusion in r.Confusion.Where(c => c.Attribute is "pattern" or "colour" or "shape"))
+            console.Out.WriteLine($"  {confusion.Attribute}: " + string.Join(", ", confusion.Labels.Where(l => confusion.Named(l) > 0).Select(l =>
+                $"{l} {Pct(confusion.Accuracy(l))}" + (confusion.MostCommonMisreading(l) is { } m ? $" ({m.Count} read as {m.Label})" : ""))));
     }
 
     /// <summary>The UNet stages from <c>--unet-stages</c>, or one stage from <c>--unet-steps</c>/<c>--unet-lr</c>; null for the default recipe.</summary>

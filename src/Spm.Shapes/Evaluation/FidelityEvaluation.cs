@@ -66,40 +66,37 @@ public static class FidelityEvaluation
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), "At least one image is needed.");
         evaluator ??= new ShapeEvaluator();
         var prompts = Prompts(count, seed, wording);
-        int shape = 0, color = 0, colorNamed = 0, pattern = 0, patternNamed = 0, background = 0, backgroundNamed = 0, found = 0;
-        var shapes = AttributeConfusion.Empty("shape", ShapeVocabulary.Shapes, ShapeVocabulary.Word);
-        var colors = AttributeConfusion.Empty("colour", ShapeVocabulary.Colors, ShapeVocabulary.Word);
-        var patterns = AttributeConfusion.Empty("pattern", ShapeVocabulary.Patterns, ShapeVocabulary.Word);
-        var backgrounds = AttributeConfusion.Empty("background", ShapeVocabulary.Backgrounds, ShapeVocabulary.Word);
+        var tally = new FidelityTally();
         for (int i = 0; i < count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var prompt = prompts[i];
-            var asked = prompt.Prompt;
             var image = source(prompt, cancellationToken);
             int expected = 3 * imageSize * imageSize;
             if (image is null || image.Length != expected)
                 throw new Spm.Core.SpmException($"The image source returned {image?.Length ?? 0} values for \"{prompt.Text}\", expected {expected} (3 x {imageSize} x {imageSize}).");
-            var j = evaluator.Evaluate(image, imageSize);
-            if (j.FoundObject) found++;
-            if (j.FoundObject && j.Shape.Value == asked.Shape) shape++;
-            Tally(asked.Color, j.Color.Value, ref color, ref colorNamed, j.FoundObject);
-            Tally(asked.Pattern, j.Pattern.Value, ref pattern, ref patternNamed, j.FoundObject);
-            Tally(asked.Background, j.Background.Value, ref background, ref backgroundNamed, true);
-            if (j.FoundObject)
-            {
-                Count(shapes, asked.Shape, j.Shape.Value);
-                Count(colors, asked.Color, j.Color.Value);
-                Count(patterns, asked.Pattern, j.Pattern.Value);
-            }
-            Count(backgrounds, asked.Background, j.Background.Value);
+            tally.Add(prompt.Prompt, evaluator.Evaluate(image, imageSize));
             progress?.Report(new EvalProgress(i + 1, count, "fidelity"));
         }
-        static double Rate(int hits, int of) => of == 0 ? double.NaN : hits / (double)of;
-        return new FidelityResult(count, Rate(shape, count), Rate(color, colorNamed), Rate(pattern, patternNamed), Rate(background, backgroundNamed), Rate(found, count))
-        {
-            Confusion = [shapes, colors, patterns, backgrounds],
-        };
+        return tally.Result();
+    }
+
+    /// <summary>
+    /// Judges pictures against the scenes they show (every attribute named): how much of each scene survives a
+    /// round trip, say through an autoencoder, before any model is asked to draw it.
+    /// </summary>
+    /// <param name="pictures">Each scene with its planar RGB picture in [0, 1] of side <paramref name="imageSize"/>.</param>
+    /// <param name="imageSize">Side of the pictures.</param>
+    /// <param name="evaluator">The judge (default options when null).</param>
+    public static FidelityResult MeasureScenes(IEnumerable<(ShapeScene Scene, float[] Picture)> pictures, int imageSize = 64, ShapeEvaluator? evaluator = null)
+    {
+        ArgumentNullException.ThrowIfNull(pictures);
+        evaluator ??= new ShapeEvaluator();
+        var tally = new FidelityTally();
+        foreach (var (scene, picture) in pictures)
+            tally.Add(new ShapePrompt(scene.Shape, scene.Color, scene.Pattern, scene.Background), evaluator.Evaluate(picture, imageSize));
+        if (tally.Images == 0) throw new ArgumentException("At least one picture is needed.", nameof(pictures));
+        return tally.Result();
     }
 
     /// <summary>
@@ -125,6 +122,47 @@ public static class FidelityEvaluation
             prompts[i] = new EvalPrompt(sample.Prompt, wording == PromptWording.Canonical ? sample.Caption : EvalPromptSets.Word(sample.Prompt, wording, imageSeed), imageSeed);
         }
         return prompts;
+    }
+}
+
+/// <summary>Counts judgements against what was asked, per attribute, into a <see cref="FidelityResult"/>.</summary>
+internal sealed class FidelityTally
+{
+    private int shape, color, colorNamed, pattern, patternNamed, background, backgroundNamed, found;
+    private readonly AttributeConfusion shapes = AttributeConfusion.Empty("shape", ShapeVocabulary.Shapes, ShapeVocabulary.Word);
+    private readonly AttributeConfusion colors = AttributeConfusion.Empty("colour", ShapeVocabulary.Colors, ShapeVocabulary.Word);
+    private readonly AttributeConfusion patterns = AttributeConfusion.Empty("pattern", ShapeVocabulary.Patterns, ShapeVocabulary.Word);
+    private readonly AttributeConfusion backgrounds = AttributeConfusion.Empty("background", ShapeVocabulary.Backgrounds, ShapeVocabulary.Word);
+
+    /// <summary>Judgements counted so far.</summary>
+    public int Images { get; private set; }
+
+    /// <summary>Counts one judgement of a picture asked for as <paramref name="asked"/>.</summary>
+    public void Add(ShapePrompt asked, ShapeJudgement j)
+    {
+        Images++;
+        if (j.FoundObject) found++;
+        if (j.FoundObject && j.Shape.Value == asked.Shape) shape++;
+        Tally(asked.Color, j.Color.Value, ref color, ref colorNamed, j.FoundObject);
+        Tally(asked.Pattern, j.Pattern.Value, ref pattern, ref patternNamed, j.FoundObject);
+        Tally(asked.Background, j.Background.Value, ref background, ref backgroundNamed, true);
+        if (j.FoundObject)
+        {
+            Count(shapes, asked.Shape, j.Shape.Value);
+            Count(colors, asked.Color, j.Color.Value);
+            Count(patterns, asked.Pattern, j.Pattern.Value);
+        }
+        Count(backgrounds, asked.Background, j.Background.Value);
+    }
+
+    /// <summary>The rates and confusion matrices of everything counted.</summary>
+    public FidelityResult Result()
+    {
+        static double Rate(int hits, int of) => of == 0 ? double.NaN : hits / (double)of;
+        return new FidelityResult(Images, Rate(shape, Images), Rate(color, colorNamed), Rate(pattern, patternNamed), Rate(background, backgroundNamed), Rate(found, Images))
+        {
+            Confusion = [shapes, colors, patterns, backgrounds],
+        };
     }
 
     private static void Count<T>(AttributeConfusion confusion, T? named, T read) where T : struct, Enum

@@ -7,6 +7,7 @@ using Spm.Core.Randomness;
 using Spm.Diffusion.Schedulers;
 using Spm.Diffusion.Text;
 using Spm.Shapes.Building;
+using Spm.Shapes.Evaluation;
 using Spm.Shapes.World;
 using Spm.Training.Autodiff;
 using Spm.Training.Optimizers;
@@ -129,6 +130,16 @@ public sealed record TinyShapesTrainingOptions
     public bool Resume { get; init; }
 
     /// <summary>
+    /// After the autoencoder and decoder phases, encode and decode this many fresh pictures and judge the round trips
+    /// against their scenes (<see cref="TinyShapesTrainingReport.ReconstructionFidelity"/>): what the decoder can draw at
+    /// all, before any UNet time is spent (0: skip).
+    /// </summary>
+    public int AutoencoderCheckImages { get; init; }
+
+    /// <summary>Stop after the autoencoder and decoder phases (and the check): snapshots only, no pipeline written.</summary>
+    public bool AutoencoderOnly { get; init; }
+
+    /// <summary>
     /// Train the text encoder together with the UNet: the two graphs are joined into one (<see cref="Spm.Diffusion.Onnx.GraphComposer"/>) so the gradient reaches every text-encoder weight except the 49,408-row token
     /// table, which stays frozen at <see cref="TextTokenStd"/> (its gradient would be a one-hot product over the whole
     /// vocabulary at every step). A frozen random encoder maps captions to fixed features the UNet has to learn to read;
@@ -168,6 +179,7 @@ public sealed record TinyShapesTrainingOptions
     /// <summary>Checks the values, naming the first bad one.</summary>
     public void Validate()
     {
+        if (AutoencoderCheckImages is < 0 or > 100_000) throw new SpmException($"The autoencoder check takes 0..100000 pictures, got {AutoencoderCheckImages}.");
         if (AutoencoderSteps < 1 || DecoderSteps < 0 || SnapshotEvery < 0) throw new SpmException("Step counts must be at least 1 (decoder steps and snapshot interval at least 0).");
         if (UNetStages.Any(st => st.Steps < 1 || !(st.LearningRate > 0) || double.IsInfinity(st.LearningRate)))
             throw new SpmException("Every UNet stage needs at least 1 step and a positive learning rate.");
@@ -232,6 +244,12 @@ public sealed record TinyShapesTrainingReport(double AutoencoderLoss, double Sca
 
     /// <summary>1 / standard deviation of this run's latent pool (equal to <see cref="ScalingFactor"/> unless a base model's factor was kept).</summary>
     public double PoolScalingFactor { get; init; } = double.NaN;
+
+    /// <summary>
+    /// How the autoencoder's round trips of fresh pictures read against their scenes
+    /// (<see cref="TinyShapesTrainingOptions.AutoencoderCheckImages"/>), or null when not checked.
+    /// </summary>
+    public FidelityResult? ReconstructionFidelity { get; init; }
 }
 
 /// <summary>
@@ -313,7 +331,7 @@ public static class TinyShapesModel
             {
                 var s = world.Sample(rng);
                 var span = dst.AsSpan(i * pixels, pixels);
-                ShapeRasterizer.Render(s.Scene, span, ImageSize, o.World.Style, o.World.StripePeriod, o.World.StripeAngle);
+                ShapeRasterizer.Render(s.Scene, span, o.World);
                 for (int k = 0; k < span.Length; k++) span[k] = span[k] * 2f - 1f;
                 if (captions is not null) captions[i] = s.Caption;
             }
@@ -417,6 +435,21 @@ public static class TinyShapesModel
             if (decSnapshot is not null) SaveSnapshot(decSnapshot, decTag, decoder);
         }
         swDec.Stop();
+
+        FidelityResult? roundTrips = null;
+        if (o.AutoencoderCheckImages > 0)
+        {
+            ct.ThrowIfCancellationRequested();
+            roundTrips = CheckReconstruction(decoder, Encode, o, world, progress, ct);
+        }
+        if (o.AutoencoderOnly)
+            return new TinyShapesTrainingReport(aeLoss, double.NaN, double.NaN, swAe.Elapsed, TimeSpan.Zero, TimeSpan.Zero, aeLosses, unetLosses)
+            {
+                DecoderLoss = decLosses.Count == 0 ? double.NaN : decLosses.TakeLast(50).Average(),
+                DecoderTime = swDec.Elapsed,
+                DecoderLosses = decLosses,
+                ReconstructionFidelity = roundTrips,
+            };
 
         // Phase 2: encode a pool of pictures; their spread fixes the scaling factor.
         var swEnc = Stopwatch.StartNew();
@@ -665,7 +698,56 @@ public static class TinyShapesModel
             DecoderTime = swDec.Elapsed,
             DecoderLosses = decLosses,
             PoolScalingFactor = Math.Round(poolScaling, 5),
+            ReconstructionFidelity = roundTrips,
         };
+    }
+
+    /// <summary>A picture batch encoder: planar pictures in [-1, 1], their count, the latents' destination.</summary>
+    private delegate void PictureEncoder(ReadOnlyMemory<float> pictures, int count, Span<float> destination);
+
+    /// <summary>
+    /// Renders <see cref="TinyShapesTrainingOptions.AutoencoderCheckImages"/> pictures from a stream of their own (the
+    /// training data is untouched), sends them through the encoder and the decoder, and judges each result against its
+    /// scene.
+    /// </summary>
+    private static FidelityResult CheckReconstruction(GraphBuilder decoder, PictureEncoder encode, TinyShapesTrainingOptions o,
+        ShapeWorld world, IProgress<TinyShapesProgress>? progress, CancellationToken ct)
+    {
+        const int chunk = 32;
+        int pixels = 3 * ImageSize * ImageSize, latentLen = Preset.VaeDecoder.LatentChannels * (ImageSize / 4) * (ImageSize / 4);
+        using var session = OpenSession(decoder.Build(), "tiny-shapes VAE decoder", o.Threads);
+        var rng = new SeededRandom(o.Seed ^ 0xC4EC_0A7EUL);
+        var buffer = new float[chunk * pixels];
+        var latent = new float[chunk * latentLen];
+        var judged = new List<(ShapeScene, float[])>(o.AutoencoderCheckImages);
+        var scenes = new ShapeScene[chunk];
+        var sw = Stopwatch.StartNew();
+        for (int start = 0; start < o.AutoencoderCheckImages; start += chunk)
+        {
+            ct.ThrowIfCancellationRequested();
+            int n = Math.Min(chunk, o.AutoencoderCheckImages - start);
+            for (int i = 0; i < n; i++)
+            {
+                scenes[i] = world.RandomScene(rng);
+                var span = buffer.AsSpan(i * pixels, pixels);
+                ShapeRasterizer.Render(scenes[i], span, o.World);
+                for (int k = 0; k < span.Length; k++) span[k] = span[k] * 2f - 1f;
+            }
+            encode(buffer.AsMemory(0, n * pixels), n, latent.AsSpan(0, n * latentLen));
+            using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, latent.AsMemory(0, n * latentLen),
+                [n, Preset.VaeDecoder.LatentChannels, ImageSize / 4, ImageSize / 4]);
+            using var runOptions = new RunOptions();
+            using var result = session.Run(runOptions, ["latent_sample"], [input], ["sample"]);
+            var decoded = result[0].GetTensorDataAsSpan<float>();
+            for (int i = 0; i < n; i++)
+            {
+                var picture = new float[pixels];
+                for (int k = 0; k < pixels; k++) picture[k] = Math.Clamp(decoded[i * pixels + k] * 0.5f + 0.5f, 0f, 1f);
+                judged.Add((scenes[i], picture));
+            }
+            progress?.Report(new TinyShapesProgress("check", start + n, o.AutoencoderCheckImages, double.NaN, (start + n) / Math.Max(1e-9, sw.Elapsed.TotalSeconds)));
+        }
+        return FidelityEvaluation.MeasureScenes(judged, ImageSize, new ShapeEvaluator(ShapeEvaluatorOptions.For(o.World.Style)));
     }
 
     /// <summary>The world's settings that change the data, for snapshot tags (empty for the default world, so older snapshots match).</summary>
@@ -676,6 +758,8 @@ public static class TinyShapesModel
         if (w.Style != ShapeStyle.Flat) tag += ";style=" + w.Style.ToString().ToLowerInvariant();
         if (w.StripeAngle is { } angle) tag += ";stripe-angle=" + angle.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (w.StripePeriod != ShapeRasterizer.StripePeriod) tag += ";stripes=" + w.StripePeriod.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (w.DotSpacing != ShapeRasterizer.DotSpacing) tag += ";dots=" + w.DotSpacing.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (w.DotAngle is { } dotAngle) tag += ";dot-angle=" + dotAngle.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (w.PatternWeights is { } pw) tag += ";patterns=" + string.Join(",", pw.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
         return tag;
     }

@@ -61,8 +61,27 @@ public static class ShapeRasterizer
     /// null) or lie at a fixed angle in image space (<see cref="ShapeWorldOptions.StripeAngle"/>).
     /// </summary>
     /// <exception cref="ArgumentException">The destination has the wrong length, or the period or angle is unusable.</exception>
-    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style, float stripePeriod, float? stripeAngle)
+    public static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style, float stripePeriod, float? stripeAngle) =>
+        Render(scene, destination, size, style, stripePeriod, stripeAngle, DotSpacing, null);
+
+    /// <summary>
+    /// Renders a scene of <paramref name="world"/> (its image size, style, stripes and dots) into <paramref name="destination"/>
+    /// (3 * size * size floats, planar R, G, B): how a world's training pictures are drawn.
+    /// </summary>
+    /// <exception cref="ArgumentException">The destination has the wrong length, or the world's pattern geometry is unusable.</exception>
+    public static void Render(ShapeScene scene, Span<float> destination, ShapeWorldOptions world)
     {
+        ArgumentNullException.ThrowIfNull(world);
+        Render(scene, destination, world.ImageSize, world.Style, world.StripePeriod, world.StripeAngle, world.DotSpacing, world.DotAngle);
+    }
+
+    private static void Render(ShapeScene scene, Span<float> destination, int size, ShapeStyle style, float stripePeriod, float? stripeAngle,
+        float dotSpacing, float? dotAngle)
+    {
+        if (!(dotSpacing > 0f) || float.IsInfinity(dotSpacing)) throw new ArgumentException($"Dot spacing must be positive, got {dotSpacing}.");
+        if (dotAngle is { } fixedDots && !float.IsFinite(fixedDots)) throw new ArgumentException($"Dot angle must be finite, got {fixedDots}.");
+        float dotCos = MathF.Cos(dotAngle ?? 0f), dotSin = MathF.Sin(dotAngle ?? 0f);
+        var dots = new DotLattice(dotSpacing, DotRadius * dotSpacing / DotSpacing);
         if (!(stripePeriod > 0f) || float.IsInfinity(stripePeriod)) throw new ArgumentException($"Stripe period must be positive, got {stripePeriod}.");
         if (stripeAngle is { } fixedAngle && !float.IsFinite(fixedAngle)) throw new ArgumentException($"Stripe angle must be finite, got {fixedAngle}.");
         // The stripes' coordinate across the bands: the shape's own v, or v in a frame at the fixed angle.
@@ -128,7 +147,15 @@ public static class ShapeRasterizer
                 float alpha = Math.Clamp(0.5f - distance, 0f, 1f);
                 if (alpha <= 0f) continue;
                 float across = stripeAngle is null ? v : -stripeSin * dx + stripeCos * dy;
-                float beta = PatternCoverage(scene.Pattern, u, v, across, stripePeriod);
+                // A fixed dot lattice is anchored at the image's origin, not at the shape's centre.
+                float du = u, dv = v;
+                if (dotAngle is not null)
+                {
+                    float ix = px + 0.5f, iy = py + 0.5f;
+                    du = dotCos * ix + dotSin * iy;
+                    dv = -dotSin * ix + dotCos * iy;
+                }
+                float beta = PatternCoverage(scene.Pattern, du, dv, across, stripePeriod, dots);
                 float fr = main.R + (shade.R - main.R) * beta;
                 float fg = main.G + (shade.G - main.G) * beta;
                 float fb = main.B + (shade.B - main.B) * beta;
@@ -149,7 +176,7 @@ public static class ShapeRasterizer
     }
 
     /// <summary>Fraction of the pixel at shape-local (u, v) covered by the pattern's shade.</summary>
-    private static float PatternCoverage(FillPattern pattern, float u, float v, float across, float period)
+    private static float PatternCoverage(FillPattern pattern, float u, float v, float across, float period, DotLattice dots)
     {
         switch (pattern)
         {
@@ -163,14 +190,16 @@ public static class ShapeRasterizer
             }
             case FillPattern.Dotted:
             {
-                float du = u - DotSpacing * MathF.Round(u / DotSpacing);
-                float dv = v - DotSpacing * MathF.Round(v / DotSpacing);
-                return Math.Clamp(0.5f + DotRadius - MathF.Sqrt(du * du + dv * dv), 0f, 1f);
+                float du = u - dots.Spacing * MathF.Round(u / dots.Spacing);
+                float dv = v - dots.Spacing * MathF.Round(v / dots.Spacing);
+                return Math.Clamp(0.5f + dots.Radius - MathF.Sqrt(du * du + dv * dv), 0f, 1f);
             }
             default:
                 return 0f;
         }
     }
+
+    private readonly record struct DotLattice(float Spacing, float Radius);
 
     /// <summary>Signed distance from (u, v) to a closed polygon (negative inside), exact for simple polygons.</summary>
     private static float PolygonDistance(ReadOnlySpan<float> poly, float u, float v)

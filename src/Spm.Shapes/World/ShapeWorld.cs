@@ -53,6 +53,20 @@ public sealed record ShapeWorldOptions(
     /// </summary>
     public float? StripeAngle { get; init; }
 
+    /// <summary>
+    /// Distance between dot centres in pixels (<see cref="ShapeRasterizer.DotSpacing"/>, 7, in models v1-v4). At 7 px a
+    /// period is shorter than two latent cells, above the 16x16 latent's Nyquist limit; the dots' radius scales with the
+    /// spacing, so the share of the shape they cover stays the same.
+    /// </summary>
+    public float DotSpacing { get; init; } = ShapeRasterizer.DotSpacing;
+
+    /// <summary>
+    /// Null (models v1-v4): the dot lattice turns with the shape and is centred on it. A value fixes the lattice in image
+    /// space at that angle in radians, anchored at the image's origin, whatever the shape's rotation and position (as
+    /// <see cref="StripeAngle"/> does for stripes).
+    /// </summary>
+    public float? DotAngle { get; init; }
+
     /// <summary>The default world: 64x64 images, radii 15–25 px.</summary>
     public static ShapeWorldOptions Default { get; } = new();
 
@@ -65,6 +79,9 @@ public sealed record ShapeWorldOptions(
         if (PatternWeights is { } w && (w.Count != ShapeVocabulary.Patterns.Count || w.Any(x => !(x >= 0) || double.IsInfinity(x)) || !(w.Sum() > 0)))
             throw new ArgumentException($"Pattern weights need {ShapeVocabulary.Patterns.Count} non-negative values (plain, striped, dotted) with a positive sum.");
         if (StripeAngle is { } angle && !float.IsFinite(angle)) throw new ArgumentException($"Stripe angle {angle} is not a finite number of radians.");
+        if (DotAngle is { } dotAngle && !float.IsFinite(dotAngle)) throw new ArgumentException($"Dot angle {dotAngle} is not a finite number of radians.");
+        if (!(DotSpacing >= 4f && DotSpacing <= ImageSize / 4f))
+            throw new ArgumentException($"Dot spacing {DotSpacing} px is outside 4..{ImageSize / 4}.");
         if (!(StripePeriod >= 4f && StripePeriod <= ImageSize / 2f))
             throw new ArgumentException($"Stripe period {StripePeriod} px is outside 4..{ImageSize / 2} (at least two stripes must fit in the image).");
     }

@@ -13,17 +13,20 @@ public class ShapeEvaluatorTests
     }
 
     private static Accuracy Measure(int count, ulong seed, float blur, float noise, ShapeStyle style = ShapeStyle.Flat,
-        float stripePeriod = ShapeRasterizer.StripePeriod, float? stripeAngle = null)
+        float stripePeriod = ShapeRasterizer.StripePeriod, float? stripeAngle = null) =>
+        Measure(count, seed, blur, noise, ShapeWorldOptions.Default with { Style = style, StripePeriod = stripePeriod, StripeAngle = stripeAngle });
+
+    private static Accuracy Measure(int count, ulong seed, float blur, float noise, ShapeWorldOptions options)
     {
-        var evaluator = style == ShapeStyle.Flat ? Evaluator : new ShapeEvaluator(ShapeEvaluatorOptions.For(style));
-        var world = new ShapeWorld();
+        var evaluator = options.Style == ShapeStyle.Flat ? Evaluator : new ShapeEvaluator(ShapeEvaluatorOptions.For(options.Style));
+        var world = new ShapeWorld(options);
         var rng = new SeededRandom(seed);
         int s = 0, c = 0, p = 0, b = 0;
         for (int i = 0; i < count; i++)
         {
             var scene = world.RandomScene(rng);
             var image = new float[3 * 64 * 64];
-            ShapeRasterizer.Render(scene, image, 64, style, stripePeriod, stripeAngle);
+            ShapeRasterizer.Render(scene, image, options);
             ImageCorruption.GaussianBlur(image, 3, 64, 64, blur);
             ImageCorruption.AddGaussianNoise(image, noise, rng);
             var j = evaluator.Evaluate(image);
@@ -75,6 +78,27 @@ public class ShapeEvaluatorTests
         var clean = Measure(1000, 2026, 0f, 0f, ShapeStyle.Flat, period, angle);
         var soft = Measure(1000, 79, 0.7f, 0.05f, ShapeStyle.Flat, period, angle);
         TestContext.Out.WriteLine($"stripes {period} px, angle {angle?.ToString() ?? "with the shape"}, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
+        foreach (var a in new[] { clean, soft })
+        {
+            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
+        }
+    }
+
+    [TestCase(7f, null)]
+    [TestCase(7f, 0f)]
+    [TestCase(8f, 0f)]
+    [TestCase(8f, 30f)]
+    public void WiderOrFixedDots_AreReadAsWell(float spacing, float? degrees)
+    {
+        // A fixed lattice (ShapeWorldOptions.DotAngle) anchored at the image's origin, or a wider one, with fixed
+        // horizontal stripes beside it (the v4 world): the flat world's settings still tell the two patterns apart.
+        var options = ShapeWorldOptions.Default with { StripeAngle = 0f, DotSpacing = spacing, DotAngle = degrees * MathF.PI / 180f };
+        var clean = Measure(1000, 2027, 0f, 0f, options);
+        var soft = Measure(1000, 80, 0.7f, 0.05f, options);
+        TestContext.Out.WriteLine($"dots {spacing} px, angle {degrees?.ToString() ?? "with the shape"}, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
         foreach (var a in new[] { clean, soft })
         {
             Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
