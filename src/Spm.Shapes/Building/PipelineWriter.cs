@@ -124,6 +124,13 @@ public sealed record PipelineWriteOptions
     /// before it is written, e.g. to load trained weights with <see cref="GraphBuilder.SetInitializer"/>.
     /// </summary>
     public Action<string, GraphBuilder>? Customize { get; init; }
+
+    /// <summary>
+    /// A VAE encoder to ship as <c>vae_encoder/</c> (<see cref="VaeEncoderBuilder.CreatePipelineEncoder"/>, weights set), or
+    /// null for none: diffusers' ONNX pipelines carry one for image-to-image; the project's builds use it to continue
+    /// from a pipeline with the encoder its UNet was trained on.
+    /// </summary>
+    public GraphBuilder? VaeEncoder { get; init; }
 }
 
 /// <summary>Progress of a pipeline write.</summary>
@@ -198,6 +205,12 @@ public static class PipelineWriter
                 vae.Save(Path.Combine(staging, "vae_decoder", "model.onnx"), null, metadata: metadata,
                     progress: Part("vae_decoder", vae), cancellationToken: cancellationToken);
                 WriteJson(Path.Combine(staging, "vae_decoder", "config.json"), preset.VaeDecoder.ToJson());
+                if (options.VaeEncoder is { } encoder)
+                {
+                    Directory.CreateDirectory(Path.Combine(staging, "vae_encoder"));
+                    encoder.Save(Path.Combine(staging, "vae_encoder", "model.onnx"), null, metadata: metadata, cancellationToken: cancellationToken);
+                    WriteJson(Path.Combine(staging, "vae_encoder", "config.json"), preset.VaeDecoder.ToJson());
+                }
 
                 WriteTokenizer(Path.Combine(staging, "tokenizer"), vocab, merges, preset.TextEncoder.MaxPositions, "<|endoftext|>");
                 // SDXL's second tokenizer (OpenCLIP's) pads with "!" (id 0) where the first pads with EOS.
@@ -205,7 +218,9 @@ public static class PipelineWriter
 
                 Directory.CreateDirectory(Path.Combine(staging, "scheduler"));
                 WriteJson(Path.Combine(staging, "scheduler", "scheduler_config.json"), preset.IsSdxl ? SdxlScheduler() : Sd1Scheduler());
-                WriteJson(Path.Combine(staging, "model_index.json"), preset.IsSdxl ? SdxlIndex() : Sd1Index());
+                var index = preset.IsSdxl ? SdxlIndex() : Sd1Index();
+                if (options.VaeEncoder is not null) index["vae_encoder"] = new JsonArray("diffusers", "OnnxRuntimeModel");
+                WriteJson(Path.Combine(staging, "model_index.json"), index);
             }
             cancellationToken.ThrowIfCancellationRequested();
             SwapIn(staging, target);

@@ -7,7 +7,8 @@ namespace Spm.Shapes.Building;
 /// <c>encoder.down_blocks.N</c>, <c>encoder.mid_block</c>, <c>encoder.conv_out</c>, <c>quant_conv</c>), made
 /// <b>deterministic</b>: <c>conv_out</c> writes the latent channels directly instead of SD's mean and log-variance,
 /// because the project trains its own small autoencoders with a plain reconstruction loss (no sampling, no KL).
-/// The encoder is a training-time tool: only the decoder ships in a pipeline folder.
+/// Pipelines the project builds ship it as <c>vae_encoder/</c> (<see cref="CreatePipelineEncoder"/>), so a later build can
+/// continue from a pipeline with the very encoder its UNet was trained on.
 /// </summary>
 public static class VaeEncoderBuilder
 {
@@ -31,15 +32,30 @@ public static class VaeEncoderBuilder
     /// <summary>Name of the reconstruction output of <see cref="CreateAutoencoder"/>.</summary>
     public const string ReconstructionOutput = "sample";
 
+    /// <summary>Name of the image input of a pipeline's <c>vae_encoder/model.onnx</c> (diffusers' ONNX export's name).</summary>
+    public const string PipelineImageInput = "sample";
+
+    /// <summary>Name of the latent output of a pipeline's <c>vae_encoder/model.onnx</c> (deterministic, not yet scaled).</summary>
+    public const string PipelineLatentOutput = "latent_sample";
+
     /// <summary>The encoder alone: <c>image</c> → <c>latent</c>.</summary>
-    public static GraphBuilder CreateEncoder(VaeDecoderConfig c, ulong seed)
+    public static GraphBuilder CreateEncoder(VaeDecoderConfig c, ulong seed) => CreateNamedEncoder(c, seed, ImageInput, LatentOutput);
+
+    /// <summary>
+    /// The encoder as a pipeline folder's <c>vae_encoder/model.onnx</c>: <c>sample</c> → <c>latent_sample</c>, the names of
+    /// diffusers' ONNX export; the latent is the deterministic code (no mean/log-variance pair), not yet multiplied by
+    /// the scaling factor. Initializer names equal <see cref="CreateEncoder"/>'s.
+    /// </summary>
+    public static GraphBuilder CreatePipelineEncoder(VaeDecoderConfig c, ulong seed) => CreateNamedEncoder(c, seed, PipelineImageInput, PipelineLatentOutput);
+
+    private static GraphBuilder CreateNamedEncoder(VaeDecoderConfig c, ulong seed, string imageInput, string latentOutput)
     {
         ArgumentNullException.ThrowIfNull(c);
         c.Validate();
         var g = new GraphBuilder("main_graph", seed);
-        var x = g.Input(ImageInput, DataType.Float, "batch", c.OutChannels, "height", "width");
-        Emit(g, c, x, LatentOutput);
-        g.Output(LatentOutput, DataType.Float, "batch", c.LatentChannels, "latent_height", "latent_width");
+        var x = g.Input(imageInput, DataType.Float, "batch", c.OutChannels, "height", "width");
+        Emit(g, c, x, latentOutput);
+        g.Output(latentOutput, DataType.Float, "batch", c.LatentChannels, "latent_height", "latent_width");
         return g;
     }
 

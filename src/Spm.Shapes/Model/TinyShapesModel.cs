@@ -352,6 +352,13 @@ public static class TinyShapesModel
         {
             progress?.Report(new TinyShapesProgress("autoencoder", o.AutoencoderSteps, o.AutoencoderSteps, double.NaN, 0));
         }
+        else if (baseModel?.Encoder is { } shippedEncoder)
+        {
+            // The base pipeline ships the encoder its UNet was trained on: take it as it is rather than derive another
+            // right-inverse of the decoder (a re-derived encoder's latents cost the continued UNet most of its steps).
+            WeightTransfer.CopyByConsumer(shippedEncoder, aeBuilder, partial: true);
+            progress?.Report(new TinyShapesProgress("encoder", o.AutoencoderSteps, o.AutoencoderSteps, double.NaN, 0));
+        }
         else
         {
             using var imageValue = OrtValue.CreateTensorValueFromMemory(images, imageShape);
@@ -677,9 +684,12 @@ public static class TinyShapesModel
 
         // Write the pipeline folder with the trained weights.
         var trainedPreset = preset with { VaeDecoder = preset.VaeDecoder with { ScalingFactor = Math.Round(scaling, 5) } };
+        var shippedEncoderGraph = VaeEncoderBuilder.CreatePipelineEncoder(preset.VaeDecoder, o.Seed);
+        WeightTransfer.CopyByConsumer(aeBuilder, shippedEncoderGraph);
         PipelineWriter.Write(folder, trainedPreset, o.Seed, new PipelineWriteOptions
         {
             TokenizerFolder = tokenizerFolder,
+            VaeEncoder = shippedEncoderGraph,
             Overwrite = overwrite,
             Customize = (component, g) =>
             {
@@ -766,16 +776,24 @@ public static class TinyShapesModel
 
     /// <summary>The weights of a trained pipeline folder that <see cref="TinyShapesTrainingOptions.BaseModel"/> starts from.</summary>
     private sealed record BaseWeights(Diffusion.Onnx.Proto.ModelProto UNet, Diffusion.Onnx.Proto.ModelProto Decoder,
-        Diffusion.Onnx.Proto.ModelProto TextEncoder, double ScalingFactor, string Fingerprint)
+        Diffusion.Onnx.Proto.ModelProto TextEncoder, Diffusion.Onnx.Proto.ModelProto? Encoder, double ScalingFactor, string Fingerprint)
     {
         public static BaseWeights Load(string folder)
         {
             var f = Spm.Diffusion.Pipelines.ModelFolder.Open(folder);
             byte[] unet = File.ReadAllBytes(f.UNetPath), dec = File.ReadAllBytes(f.VaeDecoderPath), text = File.ReadAllBytes(f.TextEncoderPath);
+            // Pipelines written before the encoder shipped (models v1-v3) have none: one is then trained against the decoder.
+            var encoderPath = Path.Combine(folder, "vae_encoder", "model.onnx");
+            byte[] enc = File.Exists(encoderPath) ? File.ReadAllBytes(encoderPath) : [];
             // Tags of the snapshots made from it: another base model must not reuse them.
-            var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData([.. unet, .. dec, .. text]))[..12].ToLowerInvariant();
-            return new BaseWeights(Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(unet), Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(dec),
-                Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(text), f.VaeScalingFactor, hash);
+            var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData([.. unet, .. dec, .. text, .. enc]))[..12].ToLowerInvariant();
+            Diffusion.Onnx.Proto.ModelProto Parse(byte[] bytes, string path)
+            {
+                try { return Diffusion.Onnx.Proto.ModelProto.Parser.ParseFrom(bytes); }
+                catch (InvalidProtocolBufferException e) { throw new SpmFormatException(path, null, "not a readable ONNX model: " + e.Message, e); }
+            }
+            return new BaseWeights(Parse(unet, f.UNetPath), Parse(dec, f.VaeDecoderPath), Parse(text, f.TextEncoderPath),
+                enc.Length == 0 ? null : Parse(enc, encoderPath), f.VaeScalingFactor, hash);
         }
     }
 

@@ -181,6 +181,67 @@ public class TinyShapesModelTests
 
     [Test]
     [Category(TestCategories.Slow)]
+    public async Task APipelineShipsItsEncoder_AndABuildFromItUsesThatEncoderInsteadOfTrainingOne()
+    {
+        await InScratchFolder(async root =>
+        {
+            var options = new TinyShapesTrainingOptions
+            {
+                GraphCacheFolder = GraphCache,
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetStages = [new(1, 1e-3)], UNetBatch = 2, LatentPoolSize = 2, WarmupSteps = 1,
+                AutoencoderCheckImages = 3,
+            };
+            string first = Path.Combine(root, "first"), second = Path.Combine(root, "second");
+            var report = await TinyShapesModel.TrainAsync(first, Tokenizer, options);
+            Assert.That(File.Exists(Path.Combine(first, "vae_encoder", "model.onnx")));
+            Assert.That(File.ReadAllText(Path.Combine(first, "model_index.json")), Does.Contain("\"vae_encoder\""));
+            Assert.That(report.ReconstructionFidelity!.Images, Is.EqualTo(3));
+            Assert.That(report.ReconstructionFidelity.Confusion.Single(c => c.Attribute == "shape").Counts.Sum(r => r.Sum()), Is.LessThanOrEqualTo(3));
+
+            // The shipped encoder reads pictures as the names diffusers' ONNX export uses.
+            using (var session = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(first, "vae_encoder", "model.onnx")))
+            {
+                Assert.That(session.InputMetadata.Keys, Is.EqualTo(new[] { "sample" }));
+                Assert.That(session.OutputMetadata.Keys, Is.EqualTo(new[] { "latent_sample" }));
+            }
+
+            var phases = new List<string>();
+            var continued = await TinyShapesModel.TrainAsync(second, Tokenizer, options with { BaseModel = first, DecoderSteps = 0, AutoencoderCheckImages = 0 },
+                progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
+            Assert.That(continued.AutoencoderLosses, Is.Empty, "the base pipeline's encoder is taken, not trained");
+            Assert.That(phases, Does.Contain("encoder"));
+            Assert.That(continued.ReconstructionFidelity, Is.Null);
+            Assert.That(File.ReadAllBytes(Path.Combine(second, "vae_encoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_encoder", "model.onnx"))));
+            Assert.That(File.ReadAllBytes(Path.Combine(second, "vae_decoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_decoder", "model.onnx"))));
+        });
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
+    public async Task AnAutoencoderOnlyRun_StopsBeforeTheUNet_AndWritesNoPipeline()
+    {
+        await InScratchFolder(async root =>
+        {
+            var options = new TinyShapesTrainingOptions
+            {
+                GraphCacheFolder = GraphCache,
+                AutoencoderSteps = 2, AutoencoderBatch = 2, DecoderSteps = 1, UNetStages = [new(1, 1e-3)], UNetBatch = 2, LatentPoolSize = 2, WarmupSteps = 1,
+                WorkFolder = Path.Combine(root, "work"), AutoencoderOnly = true, AutoencoderCheckImages = 4,
+            };
+            var phases = new HashSet<string>();
+            var report = await TinyShapesModel.TrainAsync(Path.Combine(root, "out"), Tokenizer, options,
+                progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
+            Assert.That(phases, Is.EquivalentTo(new[] { "autoencoder", "decoder", "check" }));
+            Assert.That(Directory.Exists(Path.Combine(root, "out")), Is.False);
+            Assert.That(File.Exists(Path.Combine(root, "work", "decoder.safetensors")));
+            Assert.That(report.ReconstructionFidelity!.Images, Is.EqualTo(4));
+            Assert.That(report.UNetLosses, Is.Empty);
+            Assert.Throws<Spm.Core.SpmException>(() => (options with { AutoencoderCheckImages = -1 }).Validate());
+        });
+    }
+
+    [Test]
+    [Category(TestCategories.Slow)]
     public async Task AnAutoencoderTrainedWithChromaWeightAndLatentNoise_IsReusedOnlyWithTheSameSettings()
     {
         await InScratchFolder(async root =>
