@@ -96,9 +96,9 @@ for step in $steps; do
       done
       ;;
     derived)
-      # A fine-tune of the model on the outlined world: a fresh encoder against the frozen decoder, the decoder kept,
+      # A fine-tune of the model on the outlined world: its encoder trained further against the frozen decoder, the decoder kept,
       # the UNet trained further on outlined pictures (same architecture, text encoder frozen).
-      spm build-model --preset tiny-shapes --base-model "$model" --style outlined --work-dir "$out/derived-work" \
+      spm build-model --preset tiny-shapes --base-model "$model" --train-encoder --style outlined --work-dir "$out/derived-work" \
         --out "$out/derived" --captions varied --stripe-angle 0 --decoder-steps 0 --ae-steps 400 --unet-stages 3000:1e-3 \
         --snapshot-every 500 --resume --force
       cp "$model/spm_generate_defaults.json" "$model/spm_train_defaults.json" "$out/derived/"

@@ -58,12 +58,13 @@ internal static class BuildModelCommand
         var worldStyle = new Option<string?>("--style") { Description = "tiny-shapes: the world's drawing style, flat (default) or outlined (for a derived model, with --base-model)." };
         var checkAe = new Option<int?>("--check-autoencoder") { Description = "tiny-shapes: after the autoencoder and decoder, judge N round trips of fresh pictures through them (what the decoder can draw at all)." };
         var aeOnly = new Option<bool>("--autoencoder-only") { Description = "tiny-shapes: stop after the autoencoder and decoder (and --check-autoencoder, 200 pictures by default): snapshots in --work-dir, no pipeline." };
+        var trainEncoder = new Option<bool>("--train-encoder") { Description = "tiny-shapes: with --base-model that ships vae_encoder/, train its encoder further (--ae-steps) against the frozen decoder (a world in another style) instead of taking it as it is." };
         var graphCache = new GraphCacheOption();
         var cmd = new Command("build-model", "Write an SD-architecture ONNX pipeline (random weights) built by spm's own graph builders.")
         {
             preset, unetConfig, seed, output, tokenizer, unetOnly, external, force, aeSteps, unetSteps, unetBatch, pool, threads, work, continueUnet, resumeBuild, unetLr, decoderSteps, snapshotEvery, textTokenStd, unetStages, trainText, aeNoise, aeChroma,
             baseModel, captions, patternWeights, worldStyle, stripePeriod, stripeAngle, graphCache.Folder, graphCache.Off,
-            checkAe, aeOnly, dotSpacing, dotAngle,
+            checkAe, aeOnly, dotSpacing, dotAngle, trainEncoder,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -90,6 +91,7 @@ internal static class BuildModelCommand
                     TrainTextEncoder = parse.GetValue(trainText) ?? d.TrainTextEncoder,
                     BaseModel = parse.GetValue(baseModel),
                     AutoencoderOnly = parse.GetValue(aeOnly),
+                    TrainBaseEncoder = parse.GetValue(trainEncoder),
                     AutoencoderCheckImages = parse.GetValue(checkAe) ?? (parse.GetValue(aeOnly) ? 200 : 0),
                     World = d.World with
                     {

@@ -140,6 +140,13 @@ public sealed record TinyShapesTrainingOptions
     public bool AutoencoderOnly { get; init; }
 
     /// <summary>
+    /// With a <see cref="BaseModel"/> that ships its encoder (<c>vae_encoder/</c>), train that encoder further for
+    /// <see cref="AutoencoderSteps"/> steps against the frozen decoder (a world drawn in another style) instead of taking
+    /// it as it is.
+    /// </summary>
+    public bool TrainBaseEncoder { get; init; }
+
+    /// <summary>
     /// Train the text encoder together with the UNet: the two graphs are joined into one (<see cref="Spm.Diffusion.Onnx.GraphComposer"/>) so the gradient reaches every text-encoder weight except the 49,408-row token
     /// table, which stays frozen at <see cref="TextTokenStd"/> (its gradient would be a one-hot product over the whole
     /// vocabulary at every step). A frozen random encoder maps captions to fixed features the UNet has to learn to read;
@@ -319,6 +326,8 @@ public static class TinyShapesModel
         var aeBuilder = VaeEncoderBuilder.CreateAutoencoder(preset.VaeDecoder, o.Seed, latentNoise: o.AutoencoderLatentNoise > 0, colourTransform: chroma);
         // With a base model its decoder is fixed: only the encoder half trains (to invert it).
         var frozen = baseModel is null ? new HashSet<string>() : WeightTransfer.CopyByConsumer(baseModel.Decoder, aeBuilder, partial: true);
+        // A base pipeline that ships its encoder (the one its UNet was trained on) starts the encoder half from it.
+        if (baseModel?.Encoder is { } shippedEncoder) WeightTransfer.CopyByConsumer(shippedEncoder, aeBuilder, partial: true);
         var aeModel = aeBuilder.Build();
         var dataRng = new SeededRandom(o.Seed ^ 0xA11CE);
         int ab = o.AutoencoderBatch, pixels = 3 * ImageSize * ImageSize, latentSize = ImageSize / 4;
@@ -346,17 +355,17 @@ public static class TinyShapesModel
             + (o.AutoencoderLatentNoise == 0 ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";noise={o.AutoencoderLatentNoise}"))
             + (!chroma ? "" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $";chroma={o.AutoencoderChromaWeight}"))
             + (baseModel is null ? "" : ";base=" + baseModel.Fingerprint)
+            + (o.TrainBaseEncoder && baseModel?.Encoder is not null ? ";train-encoder" : "")
             + WorldTag(o.World);
         string? aeSnapshot = o.WorkFolder is null ? null : Path.Combine(o.WorkFolder, "autoencoder.safetensors");
         if (aeSnapshot is not null && File.Exists(aeSnapshot) && TryLoadSnapshot(aeSnapshot, aeTag, aeBuilder))
         {
             progress?.Report(new TinyShapesProgress("autoencoder", o.AutoencoderSteps, o.AutoencoderSteps, double.NaN, 0));
         }
-        else if (baseModel?.Encoder is { } shippedEncoder)
+        else if (baseModel?.Encoder is not null && !o.TrainBaseEncoder)
         {
-            // The base pipeline ships the encoder its UNet was trained on: take it as it is rather than derive another
-            // right-inverse of the decoder (a re-derived encoder's latents cost the continued UNet most of its steps).
-            WeightTransfer.CopyByConsumer(shippedEncoder, aeBuilder, partial: true);
+            // Taken as it is rather than another right-inverse of the decoder derived (a re-derived encoder's latents
+            // cost the continued UNet most of its steps).
             progress?.Report(new TinyShapesProgress("encoder", o.AutoencoderSteps, o.AutoencoderSteps, double.NaN, 0));
         }
         else

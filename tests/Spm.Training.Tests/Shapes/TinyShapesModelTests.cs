@@ -213,6 +213,16 @@ public class TinyShapesModelTests
             Assert.That(continued.ReconstructionFidelity, Is.Null);
             Assert.That(File.ReadAllBytes(Path.Combine(second, "vae_encoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_encoder", "model.onnx"))));
             Assert.That(File.ReadAllBytes(Path.Combine(second, "vae_decoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_decoder", "model.onnx"))));
+
+            // A world in another style trains the shipped encoder further (against the frozen decoder).
+            var restyled = await TinyShapesModel.TrainAsync(Path.Combine(root, "third"), Tokenizer, options with
+            {
+                BaseModel = first, DecoderSteps = 0, AutoencoderCheckImages = 0, TrainBaseEncoder = true,
+                World = options.World with { Style = Spm.Shapes.World.ShapeStyle.Outlined },
+            });
+            Assert.That(restyled.AutoencoderLosses, Has.Count.EqualTo(2));
+            Assert.That(File.ReadAllBytes(Path.Combine(root, "third", "vae_encoder", "model.onnx")), Is.Not.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_encoder", "model.onnx"))));
+            Assert.That(File.ReadAllBytes(Path.Combine(root, "third", "vae_decoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_decoder", "model.onnx"))));
         });
     }
 
