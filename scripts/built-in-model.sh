@@ -30,10 +30,12 @@ for step in $steps; do
   echo "== $step"
   case $step in
     model)
-      # Model v4's recipe: varied captions (synonyms, templates, plurals, capitals), fixed horizontal stripes, and the
-      # UNet in four stages (the last trains the text encoder too). About 2.5 h on 2 cores.
+      # Model v4's candidate recipe (v4d, docs/tiny-shapes.md): varied captions (synonyms, templates, plurals, capitals),
+      # horizontal stripes and a dot lattice fixed in image space (the autoencoder cannot draw dots that turn with the
+      # shape: the round-trip check prints it before any UNet time), and v3's four UNet stages. About 85 min on 2 idle cores.
       spm build-model --preset tiny-shapes --work-dir "$out/work" --out "$model" --captions varied --stripe-angle 0 \
-        --unet-stages 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3:text --snapshot-every 500 --resume --force
+        --dot-spacing 8 --dot-angle 0 --check-autoencoder 300 \
+        --unet-stages 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3 --snapshot-every 500 --resume --force
       # The tiny-shapes settings that travel with the model (sampling and training defaults).
       cp models/tiny-shapes/spm_generate_defaults.json models/tiny-shapes/spm_train_defaults.json "$model/"
       ;;
@@ -99,7 +101,7 @@ for step in $steps; do
       # A fine-tune of the model on the outlined world: its encoder trained further against the frozen decoder, the decoder kept,
       # the UNet trained further on outlined pictures (same architecture, text encoder frozen).
       spm build-model --preset tiny-shapes --base-model "$model" --train-encoder --style outlined --work-dir "$out/derived-work" \
-        --out "$out/derived" --captions varied --stripe-angle 0 --decoder-steps 0 --ae-steps 400 --unet-stages 3000:1e-3 \
+        --out "$out/derived" --captions varied --stripe-angle 0 --dot-spacing 8 --dot-angle 0 --decoder-steps 0 --ae-steps 400 --unet-stages 3000:1e-3 \
         --snapshot-every 500 --resume --force
       cp "$model/spm_generate_defaults.json" "$model/spm_train_defaults.json" "$out/derived/"
       spm eval --model "$out/derived" --style outlined --fidelity --images 400 --json "$reports/derived-fidelity.json" --force
