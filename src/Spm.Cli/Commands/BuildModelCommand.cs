@@ -162,7 +162,7 @@ internal static class BuildModelCommand
         if (options.AutoencoderOnly)
         {
             console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}); snapshots in {Path.GetFullPath(options.WorkFolder ?? ".")}, no pipeline written (--autoencoder-only)"));
+                $"autoencoder {Phase(report.AutoencoderTime, report.AutoencoderLoss, "reconstruction MSE")}, decoder {Phase(report.DecoderTime, report.DecoderLoss, "MSE")}; snapshots in {Path.GetFullPath(options.WorkFolder ?? ".")}, no pipeline written (--autoencoder-only)"));
             return 0;
         }
         var log = new System.Text.StringBuilder("phase,step,loss\n");
@@ -171,9 +171,14 @@ internal static class BuildModelCommand
         for (int i = 0; i < report.UNetLosses.Count; i++) log.Append(CultureInfo.InvariantCulture, $"unet,{i + 1},{report.UNetLosses[i]:G6}\n");
         Spm.Core.IO.AtomicFile.WriteAllText(Path.Combine(outDir, "training-log.csv"), log.ToString());
         console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {report.AutoencoderTime.TotalMinutes:F1} min (reconstruction MSE {report.AutoencoderLoss:F5}), decoder {report.DecoderTime.TotalMinutes:F1} min (MSE {report.DecoderLoss:F5}), encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}, pool {report.PoolScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
+            $"wrote {Path.GetFullPath(outDir)} (tiny-shapes, seed {options.Seed}) in {sw.Elapsed.TotalMinutes:F1} min: autoencoder {Phase(report.AutoencoderTime, report.AutoencoderLoss, "reconstruction MSE")}, decoder {Phase(report.DecoderTime, report.DecoderLoss, "MSE")}, encode {report.EncodeTime.TotalMinutes:F1} min (scaling factor {report.ScalingFactor}, pool {report.PoolScalingFactor}), UNet {report.UNetTime.TotalMinutes:F1} min (noise MSE {report.UNetLoss:F4})"));
         return 0;
     }
+
+    /// <summary>A training phase's time and final loss; a phase that did not train (reused or skipped) has no loss to show.</summary>
+    private static string Phase(TimeSpan time, double loss, string lossName) => double.IsNaN(loss)
+        ? string.Create(CultureInfo.InvariantCulture, $"{time.TotalMinutes:F1} min (not trained)")
+        : string.Create(CultureInfo.InvariantCulture, $"{time.TotalMinutes:F1} min ({lossName} {loss:F5})");
 
     /// <summary>Prints the autoencoder round-trip check: per attribute, then per pattern and colour value (the weak spots so far).</summary>
     private static void WriteReconstructionCheck(CliConsole console, Spm.Shapes.Evaluation.FidelityResult r)
