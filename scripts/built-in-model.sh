@@ -9,7 +9,7 @@
 # OUT/model is the pipeline folder, OUT/spm the SPM files, OUT/reports the JSON/Markdown reports and grids,
 # OUT/derived the derived model (the model fine-tuned on the outlined world, as community fine-tunes change SD's style).
 # SPM=path/to/spm runs a given binary (default: `dotnet run` of src/Spm.Cli in Release). A model that meets the bars
-# replaces models/tiny-shapes by hand (see docs/tiny-shapes.md, "Replacing the built-in model").
+# replaces models/tiny-shapes by hand (docs/built-in-model.md; candidates wait in models/candidates/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/built-in-model.sh OUT [STEP...]}
