@@ -175,9 +175,9 @@ internal static class BuildModelCommand
         return 0;
     }
 
-    /// <summary>A training phase's time and final loss; a phase that did not train (reused or skipped) has no loss to show.</summary>
+    /// <summary>A training phase's time and final loss; a phase that did not train in this run (loaded from a snapshot, taken from the base model or skipped) has no loss to show.</summary>
     private static string Phase(TimeSpan time, double loss, string lossName) => double.IsNaN(loss)
-        ? string.Create(CultureInfo.InvariantCulture, $"{time.TotalMinutes:F1} min (not trained)")
+        ? string.Create(CultureInfo.InvariantCulture, $"{time.TotalMinutes:F1} min (not trained in this run: snapshot or base model)")
         : string.Create(CultureInfo.InvariantCulture, $"{time.TotalMinutes:F1} min ({lossName} {loss:F5})");
 
     /// <summary>Prints the autoencoder round-trip check: per attribute, then per pattern and colour value (the weak spots so far).</summary>

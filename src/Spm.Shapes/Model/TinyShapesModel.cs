@@ -229,7 +229,8 @@ public sealed record UNetStage(int Steps, double LearningRate, double? TextToken
 public readonly record struct TinyShapesProgress(string Phase, int Step, int Steps, double Loss, double StepsPerSecond);
 
 /// <summary>What a training run measured.</summary>
-/// <param name="AutoencoderLoss">Mean reconstruction MSE (in [-1, 1] pixel units) over the last 50 autoencoder steps.</param>
+/// <param name="AutoencoderLoss">Mean reconstruction MSE (in [-1, 1] pixel units) over the last 50 autoencoder steps (NaN when
+/// none ran: loaded from a snapshot, or a base model's shipped encoder taken as it is).</param>
 /// <param name="ScalingFactor">1 / standard deviation of the pooled latents, written to vae_decoder/config.json.</param>
 /// <param name="UNetLoss">Mean noise-prediction MSE over the last 100 UNet steps.</param>
 /// <param name="AutoencoderTime">Time of the autoencoder phase.</param>
