@@ -111,7 +111,7 @@ public class AtlasUsesCommandTests
             ([], "exactly one of --prompts FILE, --library DIR or --spm FILE"),
             (["--prompts", prompts, "--spm", "circle"], "exactly one of --prompts FILE, --library DIR or --spm FILE"),
             (["--prompts", prompts, "--edges", "cross-effects"], "--edges cross-effects measures SPMs"),
-            (["--prompts", prompts, "--images", "2"], "--images and --image-seed go with --edges cross-effects."),
+            (["--prompts", prompts, "--images", "2"], "--images and --image-seed go with --edges cross-effects or guidance."),
             (["--spm", "circle", "--spm", "red", "--edges", "cross-effects"], "a cross-effect atlas needs at least 3 SPMs (got 2)"),
         };
         foreach (var (args, message) in cases)
@@ -121,6 +121,25 @@ public class AtlasUsesCommandTests
             Assert.That(err, Does.Contain(message), string.Join(" ", args));
         }
         Assert.That(File.Exists(json), Is.False);
+    }
+
+    [Test]
+    public void BuildGuidance_PairsPromptsTheUNetDrawsAlike()
+    {
+        // Colour decides most of what the built-in model draws first, so each "a COLOUR shape" must meet the shape of its
+        // colour, and only it, among the k = 1 nearest neighbours of the guidance directions.
+        var prompts = Path.Combine(_dir, "p.txt");
+        File.WriteAllText(prompts, "a red shape\na red circle\na blue shape\na blue square\na green shape\na green triangle\n");
+        var json = Path.Combine(_dir, "guidance.json");
+        var (code, stdout, err) = Root("atlas", "build", "--model", Model, "--prompts", prompts, "--edges", "guidance", "--images", "2",
+            "--neighbours", "1", "--out", json);
+        Assert.That(code, Is.EqualTo(0), err);
+        var atlas = ConceptAtlas.Load(json);
+        Assert.That(atlas.Similarity, Does.StartWith("cosine of the UNet's guidance direction").And.Contain("on 2 noise latents at timesteps 999,900,800"));
+        Assert.That(atlas.Metadata["latents"], Is.EqualTo("2"));
+        Assert.That(atlas.Metadata["timesteps"], Is.EqualTo("999,900,800"));
+        var pairs = atlas.Graph.Edges().Select(e => (Math.Min(e.Source, e.Target), Math.Max(e.Source, e.Target))).Distinct().Order().ToArray();
+        Assert.That(pairs, Is.EqualTo(new[] { (0, 1), (2, 3), (4, 5) }), stdout);
     }
 
     [Test]

@@ -17,10 +17,10 @@ internal static class AtlasConceptCommands
         var prompts = new Option<string?>("--prompts") { Description = "Concept prompts, one per line (blank lines and lines starting with # are skipped)." };
         var library = new Option<string?>("--library") { Description = "Concepts from a concept library's SPMs (a folder with library.json), one concept per SPM." };
         var spms = new Option<string[]>("--spm") { Description = "Concepts from these SPM files, one concept per SPM (repeatable; a bare name such as 'circle' means MODEL/spm/circle.safetensors).", AllowMultipleArgumentsPerToken = false };
-        var edges = new Option<string>("--edges") { Description = "Edge weights: embedding (cosine of the text encoder's embeddings) or cross-effects (measured: how much each concept's SPM changes the other concepts' images; needs --library or --spm).", DefaultValueFactory = _ => "embedding" };
-        edges.AcceptOnlyFromAmong("embedding", "cross-effects");
-        var images = new Option<int>("--images") { Description = "Cross-effects: seeds per concept prompt (base image and one per SPM for each).", DefaultValueFactory = _ => 4 }.InRange(1, 10_000);
-        var imageSeed = new Option<ulong>("--image-seed") { Description = "Cross-effects: first image seed.", DefaultValueFactory = _ => 0 };
+        var edges = new Option<string>("--edges") { Description = "Edge weights: embedding (cosine of the text encoder's embeddings), guidance (cosine of the UNet's guidance directions: what the model draws for each prompt, so synonyms the UNet learned meet even where the text encoder keeps them apart) or cross-effects (measured: how much each concept's SPM changes the other concepts' images; needs --library or --spm).", DefaultValueFactory = _ => "embedding" };
+        edges.AcceptOnlyFromAmong("embedding", "guidance", "cross-effects");
+        var images = new Option<int>("--images") { Description = "Cross-effects: seeds per concept prompt (base image and one per SPM for each). Guidance: noise latents per prompt.", DefaultValueFactory = _ => 4 }.InRange(1, 10_000);
+        var imageSeed = new Option<ulong>("--image-seed") { Description = "Cross-effects and guidance: first image seed.", DefaultValueFactory = _ => 0 };
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var neighbours = new Option<int>("--neighbours") { Description = "Keep each concept's k most similar concepts as edges (0: all positive similarities).", DefaultValueFactory = _ => 4 }.InRange(0, 100_000);
         var threshold = new Option<double>("--threshold") { Description = "Drop edges whose similarity is below this.", DefaultValueFactory = _ => 0 }.InRange(-1, 1);
@@ -49,10 +49,10 @@ internal static class AtlasConceptCommands
             var spmArgs = parse.GetValue(spms) ?? [];
             int sources = (promptFile is null ? 0 : 1) + (libraryDir is null ? 0 : 1) + (spmArgs.Length == 0 ? 0 : 1);
             if (sources != 1) throw new SpmException("give the concepts with exactly one of --prompts FILE, --library DIR or --spm FILE (repeatable).");
-            bool crossEffects = parse.GetValue(edges) == "cross-effects";
+            bool crossEffects = parse.GetValue(edges) == "cross-effects", guidance = parse.GetValue(edges) == "guidance";
             if (crossEffects && promptFile is not null) throw new SpmException("--edges cross-effects measures SPMs: give them with --library DIR or --spm FILE (a prompt file has no membranes).");
-            if (!crossEffects && (parse.GetResult(images) is { Implicit: false } || parse.GetResult(imageSeed) is { Implicit: false }))
-                throw new SpmException("--images and --image-seed go with --edges cross-effects.");
+            if (!crossEffects && !guidance && (parse.GetResult(images) is { Implicit: false } || parse.GetResult(imageSeed) is { Implicit: false }))
+                throw new SpmException("--images and --image-seed go with --edges cross-effects or guidance.");
             foreach (var p in new[] { outPath, svgPath, pngPath })
                 if (p is not null && File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
             var folder = DefaultModel.Resolve(parse.GetValue(model));
@@ -74,13 +74,30 @@ internal static class AtlasConceptCommands
             else
             {
                 var concepts = promptFile is not null ? ReadPrompts(promptFile) : SpmConcepts(files);
-                atlas = await Task.Run(() =>
+                string centering = !parse.GetValue(center) ? ", after subtracting the mean over the concepts" : "";
+                if (guidance)
                 {
-                    using var pipeline = StableDiffusionPipeline.Load(folder);
-                    var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
-                    return ConceptAtlas.Build(concepts, embeddings, options,
-                        !parse.GetValue(center) ? "cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean over the concepts" : "cosine of the text encoder's padded last hidden state E(prompt) (the gate's clipcos)", meta, ct);
-                }, ct);
+                    var probe = new GuidanceDirectionOptions(parse.GetValue(images), Seed: parse.GetValue(imageSeed));
+                    meta["latents"] = probe.Latents.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    meta["image_seed"] = probe.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    meta["timesteps"] = string.Join(",", GuidanceDirectionOptions.DefaultTimesteps);
+                    atlas = await ProgressBars.RunAsync(cli, "probing the UNet", concepts.Count, "prompt", bar => Task.Run(() =>
+                    {
+                        using var pipeline = StableDiffusionPipeline.Load(folder);
+                        var directions = GuidanceDirections.Compute(pipeline, concepts, probe,
+                            new ActionProgress<double>(f => bar.Report(new ProgressUpdate(f * concepts.Count, concepts.Count, ""))), ct);
+                        return ConceptAtlas.Build(concepts, directions, options,
+                            $"cosine of the UNet's guidance direction eps(x_t, E(prompt)) - eps(x_t, E(\"\")) on {probe.Latents} noise latents at timesteps {meta["timesteps"]}{centering}", meta, ct);
+                    }, ct));
+                }
+                else
+                    atlas = await Task.Run(() =>
+                    {
+                        using var pipeline = StableDiffusionPipeline.Load(folder);
+                        var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
+                        return ConceptAtlas.Build(concepts, embeddings, options,
+                            centering.Length > 0 ? "cosine of the text encoder's padded last hidden state E(prompt)" + centering : "cosine of the text encoder's padded last hidden state E(prompt) (the gate's clipcos)", meta, ct);
+                    }, ct);
             }
             atlas.Save(outPath, overwrite);
             var drawing = DendrogramLayout.Of(atlas, $"Concept atlas: {atlas.Concepts.Count} concepts, {atlas.Metadata["model"]}");
