@@ -30,13 +30,26 @@ for step in $steps; do
   echo "== $step"
   case $step in
     model)
-      # Model v4's candidate recipe (v4d, docs/tiny-shapes.md): varied captions (synonyms, templates, plurals, capitals),
+      # Model v4g's recipe (docs/tiny-shapes.md, "Model v4"): varied captions (synonyms, templates, plurals, capitals),
       # horizontal stripes and a dot lattice fixed in image space (the autoencoder cannot draw dots that turn with the
-      # shape: the round-trip check prints it before any UNet time), and v3's four UNet stages. About 85 min on 2 idle cores.
-      spm build-model --preset tiny-shapes --work-dir "$out/work" --out "$model" --captions varied --stripe-angle 0 \
-        --dot-spacing 8 --dot-angle 0 --check-autoencoder 300 \
+      # shape: the round-trip check prints it before any UNet time), v3's four UNet stages (v4d, about 85 min on 2 idle
+      # cores), then three continuations on the same world (1,500 + 1,500 + 3,000 steps, the last with plain and dotted
+      # pictures 1.5 times as frequent; about 45 min). Each continuation starts from the previous pipeline and its encoder.
+      world=(--captions varied --stripe-angle 0 --dot-spacing 8 --dot-angle 0)
+      spm build-model --preset tiny-shapes --work-dir "$out/work" --out "$out/v4d" "${world[@]}" --check-autoencoder 300 \
         --unet-stages 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3 --snapshot-every 500 --resume --force
-      # The tiny-shapes settings that travel with the model (sampling and training defaults).
+      prev=$out/v4d
+      for c in "e 1500:1e-3" "f 1500:1e-3" "g 3000:1e-3 --pattern-weights 1.5,1,1.5"; do
+        set -- $c
+        name=$1; shift
+        spm build-model --preset tiny-shapes --base-model "$prev" --work-dir "$out/work-v4$name" --out "$out/v4$name" "${world[@]}" \
+          --decoder-steps 0 --unet-stages "$@" --force
+        prev=$out/v4$name
+      done
+      rm -rf "$model"; cp -r "$prev" "$model"
+      # The settings that travel with the model: DPM-Solver++ 2M (scheduler/), 30 steps at guidance 3, the trainer's defaults.
+      cp models/tiny-shapes/model_index.json "$model/"
+      cp models/tiny-shapes/scheduler/scheduler_config.json "$model/scheduler/"
       cp models/tiny-shapes/spm_generate_defaults.json models/tiny-shapes/spm_train_defaults.json "$model/"
       ;;
     fidelity)
@@ -55,7 +68,7 @@ for step in $steps; do
       spm train --model "$model" --concept circle --surrogate square --seed 1 --out "$spms/circle.safetensors" --force
       spm train --model "$model" --concept red --surrogate blue --seed 1 --out "$spms/red.safetensors" --force
       # Patterns need more iterations and a weaker anchor (docs/tiny-shapes.md, "Model v4").
-      spm train --model "$model" --concept striped --surrogate plain --seed 1 --iterations 400 --anchor-strength 3 \
+      spm train --model "$model" --concept striped --surrogate plain --seed 1 --iterations 800 --anchor-strength 3 \
         --out "$spms/striped.safetensors" --force
       spm train --model "$model" --concept circle --surrogate square --seed 1 --no-anchoring \
         --out "$spms/circle-noanchor.safetensors" --force
@@ -64,6 +77,11 @@ for step in $steps; do
       # The learned gate of all three, on prompts labelled by the evaluator (the labels are cached for reruns).
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" "$spms/striped.safetensors" \
         --prompts 2200 --seed 11 --synonym-share 0.3 --data "$out/gate-labels.jsonl" --in-place
+      # A prompt that names no pattern is drawn striped a third of the time, which the default levels (open from p = 0.35)
+      # read as "open": striped shuts below p = 0.45 and opens fully from 0.7 (docs/built-in-model.md).
+      spm gate fit --model "$model" --spm "$spms/striped.safetensors" --data "$out/gate-labels.jsonl" --in-place \
+        --strength 2 --closed 0.45 --open 0.7
+      spm gate fit --model "$model" --spm "$spms/circle-noanchor.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.25
       ;;
     harden)
       # Robust mode (docs/attacks.md#robust-mode) on the gated files; the gate is kept.
@@ -79,8 +97,15 @@ for step in $steps; do
         --robust-prompt "a striped red triangle on a gray background" --robust-prompt "a dotted red star on a white background" \
         --robust-prompt "a red square on a light blue background" --robust-prompt "a red triangle" \
         --out "$spms/red-robust.safetensors" --force
+      spm train --model "$model" --concept striped --surrogate plain --seed 1 --init-spm "$spms/striped.safetensors" \
+        --iterations 0 --robust-rounds 4 --robust-goals 24 --anchor-strength 3 \
+        --robust-prompt "a red striped circle on a white background" --robust-prompt "a striped blue square on a black background" \
+        --robust-prompt "a green triangle with stripes on a gray background" --robust-prompt "a striped yellow star on a white background" \
+        --robust-prompt "a purple striped square on a light blue background" --robust-prompt "a striped shape" \
+        --out "$spms/striped-robust.safetensors" --force
       mv "$spms/circle-robust.safetensors" "$spms/circle.safetensors"
       mv "$spms/red-robust.safetensors" "$spms/red.safetensors"
+      mv "$spms/striped-robust.safetensors" "$spms/striped.safetensors"
       ;;
     attack)
       for c in circle red striped; do

@@ -12,11 +12,11 @@ try
         throw new SpmException($"the model '{model}' has no spm/circle.safetensors; name the SPM files after the model folder.");
 
     // The circle SPM erases "circle" (towards squares). The first prompt names the concept, so facilitated transport
-    // opens its gate fully and the circle becomes a square (seed 3 is the README's picture). The second names no circle:
+    // opens its gate fully and the circle becomes a square (seed 1 is the README's picture). The second names no circle:
     // the gate, calibrated against the empty prompt (docs/gate.md), stays shut, so the triangle is the base model's.
     var written = await QuickStart.RunAsync(
         new QuickStartOptions(model, spmFiles, ["a red circle on a white background", "a green triangle on a black background"],
-            "quickstart-output", Seed: 3),
+            "quickstart-output", Seed: 1),
         Console.Out);
     Console.WriteLine($"wrote {written.Count} images");
     return 0;

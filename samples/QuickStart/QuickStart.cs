@@ -7,7 +7,7 @@ namespace Spm.Samples.QuickStart;
 
 /// <summary>What to run: a model folder, SPM files, prompts, where to write the PNGs.</summary>
 public sealed record QuickStartOptions(string ModelFolder, IReadOnlyList<string> SpmFiles, IReadOnlyList<string> Prompts,
-    string OutputFolder, int Steps = 20, ulong Seed = 42, int? Size = null);
+    string OutputFolder, int? Steps = null, ulong Seed = 42, int? Size = null);
 
 /// <summary>The whole sample: load a model, load SPMs, generate each prompt with facilitated transport, save PNGs.</summary>
 public static class QuickStart
@@ -26,15 +26,18 @@ public static class QuickStart
         //    (square gate curve, facilitate factor 1; GateSettings.FixedMultiplier would bypass the gate).
         var conditioner = spms.CreateConditioner(sd, spms.Layout.Sets.Select(_ => GateSettings.Default).ToList());
 
-        // 4. Generate and save, at the guidance the model recommends for itself (spm_generate_defaults.json; SD's 7.5 otherwise).
-        double guidance = ModelGenerationDefaults.Load(o.ModelFolder)?.GuidanceScale ?? 7.5;
+        // 4. Generate and save, at the guidance and steps the model recommends for itself (spm_generate_defaults.json; SD's
+        //    7.5 and 20 otherwise) with the model's own scheduler (scheduler/scheduler_config.json).
+        var defaults = ModelGenerationDefaults.Load(o.ModelFolder);
+        double guidance = defaults?.GuidanceScale ?? 7.5;
+        int steps = o.Steps ?? defaults?.Steps ?? 20;
         Directory.CreateDirectory(o.OutputFolder);
         var written = new List<string>();
         for (int i = 0; i < o.Prompts.Count; i++)
         {
             var request = new GenerationRequest
             {
-                Prompt = o.Prompts[i], Steps = o.Steps, GuidanceScale = guidance, Seed = o.Seed, Width = o.Size, Height = o.Size, Conditioner = conditioner,
+                Prompt = o.Prompts[i], Steps = steps, GuidanceScale = guidance, Seed = o.Seed, Width = o.Size, Height = o.Size, Conditioner = conditioner,
             };
             var result = await sd.GenerateAsync(request, progress: null, ct);
             var image = result.Images[0];

