@@ -73,7 +73,7 @@ public class QuickStartSampleTests
             Assert.That(judged[0], Is.EqualTo((ShapeKind.Square, ShapeColor.Red, ShapeBackground.White)));
             var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.That(lines[1], Does.Contain("\"a green triangle on a black background\"").And.Contain("gate 0 (gamma 0, learned)"), log.ToString());
-            Assert.That(lines[0], Does.Contain("gate 1.25 (gamma 1, learned)"), log.ToString());
+            Assert.That(lines[0], Does.Contain("gate 1.5 (gamma 1, learned)"), log.ToString());
             Assert.That(judged[1].Item2, Is.EqualTo(ShapeColor.Green));
         }
         finally
