@@ -62,11 +62,15 @@ public static class GuidanceDirections
         {
             var encoded = pipeline.Encode(prompt, cancellationToken);
             var text = pipeline.Conditioning.BuildRows(Enumerable.Repeat(encoded, b).ToArray(), sizes);
+            // One runner per prompt: the text rows are bound once and serve every timestep.
+            using var runner = pipeline.UNet.OpenRunner(text, null, b, side, side, useIoBinding: false, ro);
             var outputs = new float[timesteps.Count][];
             for (int k = 0; k < timesteps.Count; k++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                outputs[k] = pipeline.UNet.Predict(sample, timesteps[k], text, null, ro).Data;
+                sample.Data.CopyTo(runner.Input, 0);
+                runner.Run(timesteps[k]);
+                outputs[k] = (float[])runner.Output.Clone();
             }
             return outputs;
         }
