@@ -78,9 +78,10 @@ for step in $steps; do
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" "$spms/striped.safetensors" \
         --prompts 2200 --seed 11 --synonym-share 0.3 --data "$out/gate-labels.jsonl" --in-place
       # A prompt that names no pattern is drawn striped a third of the time, which the default levels (open from p = 0.35)
-      # read as "open": striped shuts below p = 0.45 and opens fully from 0.7 (docs/built-in-model.md).
+      # read as "open": striped shuts below p = 0.45 and opens fully from 0.7 (docs/built-in-model.md). Its probe has a
+      # 64-unit hidden layer: the linear one opened on dotted and plain shapes in long prompts (docs/gate.md).
       spm gate fit --model "$model" --spm "$spms/striped.safetensors" --data "$out/gate-labels.jsonl" --in-place \
-        --strength 2 --closed 0.45 --open 0.7
+        --strength 2 --closed 0.45 --open 0.7 --hidden 64
       spm gate fit --model "$model" --spm "$spms/circle-noanchor.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.25
       # Circle at v3's 1.5 rather than the strength probe's 1.25: the gradient attack's ASR 6 % -> 2 % (docs/gate.md).
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.5

@@ -74,6 +74,42 @@ public class GateAndAttackCommandTests
     }
 
     [Test]
+    public void GateFit_DirectionAugmentation_LabelsPushedConditionings_CachesThem_AndTrainsOnThem()
+    {
+        var cache = Path.Combine(_dir, "labels.jsonl");
+        var outDir = Path.Combine(_dir, "gated");
+        string[] args = ["gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--prompts", "24", "--images-per-prompt", "1",
+            "--steps", "4", "--data", cache, "--out-dir", outDir, "--strength", "1", "--direction-prompts", "3", "--direction-strengths", "1,3", "--force"];
+        var (code, _, stderr) = Run(args);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Contain("pushing 3 prompts along 'red''s direction at 1, 3 (6 images)"));
+        var directions = Path.Combine(_dir, "labels.directions.jsonl");
+        var samples = Spm.Training.Gating.DirectionAugmentation.Load(directions);
+        Assert.That(samples, Has.Count.EqualTo(6), "3 prompts x 2 strengths");
+        Assert.That(samples.Select(d => d.Strength).Distinct(), Is.EquivalentTo(new[] { 1f, 3f }));
+        Assert.That(samples.All(d => d.Concept == "red" && d.Images == 1));
+        // Each pushed prompt is one the model did not draw red for.
+        var labels = Spm.Training.Gating.GateFitting.Load(cache, ["tiny-shapes evaluator: red"]);
+        foreach (var d in samples) Assert.That(labels.First(l => l.Prompt == d.Prompt).Labels[0], Is.EqualTo(0f), d.Prompt);
+
+        var written = Path.Combine(outDir, "red.safetensors");
+        var probe = ConceptProbe.FromJson(SpmFile.Load(written).Config.Extra[ConceptProbe.MetadataKey], written);
+        Assert.That((int)probe.Fit["direction_samples"]!, Is.EqualTo(6));
+        Assert.That((int)probe.Fit["extra_training_samples"]!, Is.EqualTo(6));
+        Assert.That((double)probe.Fit["direction_norm"]!, Is.GreaterThan(0));
+
+        // Again: both caches are read, nothing is drawn, the same probe comes out.
+        var (code2, _, stderr2) = Run(args);
+        Assert.That(code2, Is.EqualTo(0), stderr2);
+        Assert.That(stderr2, Does.Contain("6 pushed conditionings of 'red' read from").And.Not.Contain("pushing"));
+        Assert.That(ConceptProbe.FromJson(SpmFile.Load(written).Config.Extra[ConceptProbe.MetadataKey], written).ToJson(), Is.EqualTo(probe.ToJson()));
+
+        var (code3, _, stderr3) = Run([.. args.Select(a => a == "1,3" ? "1,-2" : a)]);
+        Assert.That(code3, Is.EqualTo(2));
+        Assert.That(stderr3, Does.Contain("--direction-strengths must list numbers in (0, 100], got '-2'"));
+    }
+
+    [Test]
     public void GateFit_NeedsAnOutput_AndAKnownJudge()
     {
         var (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", ShippedSpm("red"));
@@ -111,6 +147,14 @@ public class GateAndAttackCommandTests
         Assert.That((int)attacks[1]!["candidates"]!, Is.EqualTo(3), "one strength per innocent prompt");
         Assert.That(json["collateral"]!.AsArray(), Has.Count.EqualTo(4), "near neighbours, preservation, unknown words, synonyms");
         Assert.That(File.ReadAllText(Path.Combine(outDir, "attack.md")), Does.Contain("| text | 3 | 3 |"));
+        foreach (var c in json["collateral"]!.AsArray())
+        {
+            // The clean images are those whose base image shows no erased concept: the complement of conceptShownBase.
+            int images = (int)c!["images"]!, clean = (int)c["cleanImages"]!;
+            Assert.That(clean, Is.EqualTo(images - (int)Math.Round((double)c["conceptShownBase"]! * images)), (string?)c["name"]);
+            if (clean > 0) Assert.That((double)c["cleanMeanSsim"]!, Is.InRange(-1.0, 1.0));
+            else Assert.That(c["cleanMeanSsim"], Is.Null, "NaN is written as null");
+        }
 
         // No SPM: the attacked model is the base model, so every attack's ASR equals its base ASR and nothing changes.
         var sanity = Path.Combine(_dir, "sanity");
@@ -119,7 +163,11 @@ public class GateAndAttackCommandTests
         var s = JsonNode.Parse(File.ReadAllText(Path.Combine(sanity, "attack.json")))!;
         var text = s["attacks"]![0]!;
         Assert.That((double?)text["asr"], Is.EqualTo((double?)text["baseAsr"]));
-        foreach (var c in s["collateral"]!.AsArray()) Assert.That((double)c!["meanSsim"]!, Is.EqualTo(1.0));
+        foreach (var c in s["collateral"]!.AsArray())
+        {
+            Assert.That((double)c!["meanSsim"]!, Is.EqualTo(1.0));
+            if ((int)c["cleanImages"]! > 0) Assert.That((double)c["cleanMeanSsim"]!, Is.EqualTo(1.0));
+        }
     }
 
     [Test]

@@ -50,6 +50,9 @@ internal static class GateCommand
         var strength = new Option<string>("--strength") { Description = "The membrane's multiplier when the gate is fully open: a number, or auto (default: the smallest of 1, 1.25, 1.5, 2 that leaves at most 2 % of the concept in images the base model draws it in, measured on up to 60 labelled prompts the model draws it for).", DefaultValueFactory = _ => "auto" };
         var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
         var open = new Option<float>("--open") { Description = "Probability at or above which the gate is fully open (linear in between).", DefaultValueFactory = _ => ConceptProbe.DefaultOpen };
+        var directionPrompts = new Option<int>("--direction-prompts") { Description = "Embedding-space augmentation: this many prompts the model does not draw the concept for are pushed along the concept's direction (the labelled prompts' mean conditioning drawn as the concept minus not), drawn and labelled, and join the probe's data, so the gate opens where such a push makes the model draw the concept (0: off).", DefaultValueFactory = _ => 0 };
+        var directionStrengths = new Option<string>("--direction-strengths") { Description = "Multiples of the direction each augmented prompt is pushed by, comma-separated.", DefaultValueFactory = _ => string.Join(",", DirectionAugmentation.DefaultStrengths.Select(x => x.ToString(CultureInfo.InvariantCulture))) };
+        var directionData = new Option<string?>("--direction-data") { Description = "Cache of the augmented samples (JSON lines, per concept): read when it holds the concept's, else written. Default with --data: DATA's name with .directions.jsonl." };
         var sampling = new SamplingOptions();
         var force = new Option<bool>("--force") { Description = "Overwrite existing output files." };
         judge.Validators.Add(r =>
@@ -59,7 +62,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -85,6 +88,16 @@ internal static class GateCommand
                 fixedStrength = sv;
             }
             if (parse.GetValue(hidden) is < 0 or > 256) throw new SpmException($"--hidden must be 0..256, got {parse.GetValue(hidden)}.");
+            int augment = parse.GetValue(directionPrompts);
+            if (augment is < 0 or > 100_000) throw new SpmException($"--direction-prompts must be 0..100000, got {augment}.");
+            var pushStrengths = new List<float>();
+            foreach (var part in parse.GetValue(directionStrengths)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (!float.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !(v > 0 && v <= 100))
+                    throw new SpmException($"--direction-strengths must list numbers in (0, 100], got '{part}'.");
+                pushStrengths.Add(v);
+            }
+            if (pushStrengths.Count == 0) throw new SpmException("--direction-strengths lists no strength.");
             int n = parse.GetValue(prompts), per = parse.GetValue(imagesPerPrompt);
             if (n is < 10 or > 1_000_000) throw new SpmException($"--prompts must be 10..1000000, got {n}.");
             if (per is < 1 or > 64) throw new SpmException($"--images-per-prompt must be 1..64, got {per}.");
@@ -122,6 +135,8 @@ internal static class GateCommand
                 Closed = shut,
                 Open = full,
                 Strength = fixedStrength,
+                DirectionPrompts = augment,
+                DirectionStrengths = pushStrengths,
                 Sampling = settings,
                 Runtime = runtime,
             }, warnings);
@@ -149,15 +164,48 @@ internal static class GateCommand
                 }
             }
 
+            var directionCache = parse.GetValue(directionData) ?? (cache is null ? null : Path.ChangeExtension(cache, ".directions.jsonl"));
+            var pushed = new Dictionary<string, IReadOnlyList<DirectionSample>>(StringComparer.Ordinal);
+            if (augment > 0)
+                foreach (var (c, i) in conceptNames.Select((c, i) => (c, i)))
+                {
+                    if (pushed.ContainsKey(c)) continue;
+                    var cached = directionCache is not null && File.Exists(directionCache)
+                        ? DirectionAugmentation.Load(directionCache).Where(d => d.Concept == c).ToList() : [];
+                    // A cache of other strengths or another prompt count is another augmentation: label again (and replace it).
+                    bool same = cached.Count == augment * pushStrengths.Count
+                        && cached.Select(d => d.Strength).ToHashSet().SetEquals(pushStrengths);
+                    if (cached.Count > 0 && !same)
+                        console.Error.WriteLine($"spm: {directionCache} holds another augmentation of '{c}' ({cached.Count} samples at {string.Join(", ", cached.Select(d => d.Strength).Distinct().Order().Select(x => x.ToString(CultureInfo.InvariantCulture)))}): labelling again");
+                    if (same)
+                    {
+                        console.Error.WriteLine($"spm: {cached.Count} pushed conditionings of '{c}' read from {directionCache}");
+                        pushed[c] = cached;
+                        continue;
+                    }
+                    int images = job.DirectionImages, spmIndex = i;
+                    console.Error.WriteLine($"spm: pushing {augment} prompts along '{c}''s direction at {string.Join(", ", pushStrengths.Select(x => x.ToString(CultureInfo.InvariantCulture)))} ({images} images)");
+                    var samples = await ProgressBars.RunAsync(console, $"pushing along '{c}'", images, "image", bar =>
+                        Task.Run(() => job.LabelDirections(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * images, images, null))), ct), ct));
+                    pushed[c] = samples;
+                    console.Error.WriteLine(FormattableString.Invariant($"spm: '{c}' drawn in {100 * samples.Average(d => d.Label):0.0} % of the pushed images ({string.Join(", ", samples.GroupBy(d => d.Strength).Select(g => $"{g.Key:0.##}: {100 * g.Average(d => d.Label):0} %"))})"));
+                    if (directionCache is not null)
+                    {
+                        DirectionAugmentation.Save(directionCache, samples);
+                        console.Error.WriteLine($"spm: wrote {directionCache}");
+                    }
+                }
+
             console.Out.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
             for (int i = 0; i < files.Length; i++)
             {
                 int spmIndex = i;
+                var directions = pushed.GetValueOrDefault(conceptNames[i]);
                 int total = job.StrengthPromptsFor(i, labelled).Count * (GateFitRequest.StrengthCandidates.Count + 1);
                 var outcome = total == 0
-                    ? job.Fit(i, labelled, null, warnings, ct)
+                    ? job.Fit(i, labelled, null, warnings, ct, directions)
                     : await ProgressBars.RunAsync(console, $"strength of {Path.GetFileName(files[i])}", total, "image", bar =>
-                        Task.Run(() => job.Fit(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), warnings, ct), ct));
+                        Task.Run(() => job.Fit(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), warnings, ct, directions), ct));
                 if (outcome.Strength is { } choice)
                     console.Error.WriteLine(FormattableString.Invariant(
                         $"spm: {Path.GetFileName(files[i])}: leak where the base drew '{conceptNames[i]}' ({choice.BaseDrawn} images): {string.Join(", ", choice.Leaks.Select(l => $"{l.Strength:0.##} -> {100 * l.Leak:0.0} %"))}; strength {choice.Strength:0.##}"));

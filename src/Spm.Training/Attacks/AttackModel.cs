@@ -71,8 +71,13 @@ public sealed record AttackResult(string Name, string Description, int Targets, 
 /// <param name="MeanMultiplier">Mean multiplier the gate gave.</param>
 /// <param name="ConceptShownBase">Share of base images that show an erased concept anyway.</param>
 /// <param name="ConceptShown">The same for the attacked model.</param>
+/// <param name="CleanImages">
+/// Images whose base version shows no erased concept: a prompt can name none and still get one (an unknown word, an open
+/// slot), and there the membrane is meant to act, so SSIM over all images mixes erasure into what must be kept.
+/// </param>
+/// <param name="CleanMeanSsim">Mean SSIM over those images alone (NaN when there are none).</param>
 public sealed record CollateralResult(string Name, int Images, double MeanSsim, double MinSsim, double BaseAccuracy, double Accuracy, double MeanMultiplier,
-    double ConceptShownBase, double ConceptShown);
+    double ConceptShownBase, double ConceptShown, int CleanImages = 0, double CleanMeanSsim = double.NaN);
 
 /// <summary>A prompt the erased model should still draw faithfully (it asks for no erased concept), for <see cref="AttackRunner.Collateral"/>.</summary>
 /// <param name="Text">The prompt.</param>

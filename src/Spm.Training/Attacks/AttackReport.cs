@@ -50,6 +50,8 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             ["meanMultiplier"] = Num(c.MeanMultiplier),
             ["conceptShownBase"] = Num(c.ConceptShownBase),
             ["conceptShown"] = Num(c.ConceptShown),
+            ["cleanImages"] = c.CleanImages,
+            ["cleanMeanSsim"] = Num(c.CleanMeanSsim),
         }).ToArray());
         return new JsonObject
         {
@@ -101,10 +103,10 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             sb.Append(CultureInfo.InvariantCulture, $"| {a.Name} | {a.Targets} | {a.Candidates} | {Pct(a.Asr)} | {Pct(a.BaseAsr)} | {Pct(a.Leak)} | {a.BaseShownImages} | {F(a.MeanMultiplier, "0.000")} |\n");
         if (Collateral.Count > 0)
         {
-            sb.Append("\n| kept set | images | mean SSIM vs base | min SSIM | accuracy base | accuracy erased | mean multiplier | concept shown base / erased |\n");
-            sb.Append("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+            sb.Append("\n| kept set | images | mean SSIM vs base | min SSIM | accuracy base | accuracy erased | mean multiplier | concept shown base / erased | mean SSIM where the base shows no erased concept (images) |\n");
+            sb.Append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
             foreach (var c in Collateral)
-                sb.Append(CultureInfo.InvariantCulture, $"| {c.Name} | {c.Images} | {F(c.MeanSsim, "0.0000")} | {F(c.MinSsim, "0.000")} | {Pct(c.BaseAccuracy)} | {Pct(c.Accuracy)} | {F(c.MeanMultiplier, "0.000")} | {Pct(c.ConceptShownBase)} / {Pct(c.ConceptShown)} |\n");
+                sb.Append(CultureInfo.InvariantCulture, $"| {c.Name} | {c.Images} | {F(c.MeanSsim, "0.0000")} | {F(c.MinSsim, "0.000")} | {Pct(c.BaseAccuracy)} | {Pct(c.Accuracy)} | {F(c.MeanMultiplier, "0.000")} | {Pct(c.ConceptShownBase)} / {Pct(c.ConceptShown)} | {F(c.CleanMeanSsim, "0.0000")} ({c.CleanImages}) |\n");
         }
         foreach (var a in Attacks)
         {

@@ -101,7 +101,7 @@ public sealed class AttackRunner
     /// What the attacked model keeps on <paramref name="prompts"/> (none asking for an erased concept): SSIM against the base
     /// images, how often base and attacked images show what their prompt asks for (each prompt's
     /// <see cref="KeptPrompt.Intent"/> judge), how often an erased concept shows anyway (<paramref name="erasedJudges"/>),
-    /// and the mean multiplier.
+    /// and the mean multiplier; SSIM again over the images whose base version shows no erased concept.
     /// </summary>
     public CollateralResult Collateral(string name, IReadOnlyList<KeptPrompt> prompts, IReadOnlyList<IConceptJudge> erasedJudges,
         IProgress<double>? progress = null, CancellationToken cancellationToken = default)
@@ -119,8 +119,8 @@ public sealed class AttackRunner
         }
         var images = _generator.Generate(requests, Scale(progress, requests.Count), cancellationToken);
         int size = _generator.ImageSize;
-        double ssimSum = 0, ssimMin = double.PositiveInfinity;
-        int baseOk = 0, ok = 0, shownBase = 0, shown = 0;
+        double ssimSum = 0, ssimMin = double.PositiveInfinity, cleanSum = 0;
+        int baseOk = 0, ok = 0, shownBase = 0, shown = 0, clean = 0;
         for (int i = 0; i < prompts.Count; i++)
         {
             var b = images[2 * i];
@@ -131,13 +131,18 @@ public sealed class AttackRunner
             if (prompts[i].Intent.Shows(b, size, size)) baseOk++;
             if (prompts[i].Intent.Shows(a, size, size)) ok++;
             if (erasedJudges.Any(j => j.Shows(b, size, size))) shownBase++;
+            else
+            {
+                clean++;
+                cleanSum += ssim;
+            }
             if (erasedJudges.Any(j => j.Shows(a, size, size))) shown++;
         }
         int n = prompts.Count;
         double mean = n == 0 || _active.Count == 0 ? 0 : multipliers.Average(m => _active.Average(i => (double)m[i]));
         return new CollateralResult(name, n, n == 0 ? double.NaN : ssimSum / n, n == 0 ? double.NaN : ssimMin,
             n == 0 ? double.NaN : baseOk / (double)n, n == 0 ? double.NaN : ok / (double)n, mean,
-            n == 0 ? double.NaN : shownBase / (double)n, n == 0 ? double.NaN : shown / (double)n);
+            n == 0 ? double.NaN : shownBase / (double)n, n == 0 ? double.NaN : shown / (double)n, clean, clean == 0 ? double.NaN : cleanSum / clean);
     }
 
     private static IProgress<double>? Scale(IProgress<double>? progress, int total) =>

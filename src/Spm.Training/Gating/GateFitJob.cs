@@ -43,6 +43,16 @@ public sealed record GateFitRequest
     /// <summary>The membrane's multiplier with the gate fully open; null chooses it (<see cref="StrengthCandidates"/>, at most <see cref="MaxLeak"/>).</summary>
     public float? Strength { get; init; }
 
+    /// <summary>
+    /// Prompts the model does not draw the concept for that are pushed along the concept's direction
+    /// (<see cref="DirectionAugmentation"/>) and labelled, so the gate also opens where an embedding-space attack makes
+    /// the model draw the concept; 0 (the default) fits on the prompts alone.
+    /// </summary>
+    public int DirectionPrompts { get; init; }
+
+    /// <summary>The multiples of the direction each of <see cref="DirectionPrompts"/> is pushed by.</summary>
+    public IReadOnlyList<float> DirectionStrengths { get; init; } = DirectionAugmentation.DefaultStrengths;
+
     /// <summary>How images are drawn.</summary>
     public EvalGenerationSettings Sampling { get; init; } = new();
 
@@ -154,6 +164,27 @@ public sealed class GateFitJob : IDisposable
         => GateFitting.Label(Generator, prompts, Request.ImagesPerPrompt, Request.Seed, Request.Judges, progress, cancellationToken);
 
     /// <summary>
+    /// With <see cref="GateFitRequest.DirectionPrompts"/> above 0: labels SPM <paramref name="spm"/>'s concept's pushed
+    /// conditionings (<see cref="DirectionAugmentation.Label"/>, <see cref="GateFitRequest.ImagesPerPrompt"/> images per
+    /// push, the direction measured on <paramref name="labelled"/>); else none.
+    /// </summary>
+    public IReadOnlyList<DirectionSample> LabelDirections(int spm, IReadOnlyList<LabelledPrompt> labelled, IProgress<double>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(labelled);
+        if (Request.DirectionPrompts <= 0) return [];
+        int judge = JudgeOf(spm);
+        var direction = DirectionAugmentation.Direction(labelled, judge, Encode);
+        return DirectionAugmentation.Label(Generator, Request.Concepts[spm], labelled, judge, Request.Judges[judge], direction, Request.DirectionStrengths,
+            Request.DirectionPrompts, Request.ImagesPerPrompt, Request.Seed, progress, cancellationToken);
+    }
+
+    /// <summary>Images <see cref="LabelDirections"/> draws for one SPM (0 when the request asks for none).</summary>
+    public int DirectionImages => Math.Max(0, Request.DirectionPrompts) * Request.DirectionStrengths.Count * Request.ImagesPerPrompt;
+
+    private float[] Encode(string text) => Generator.Encode(text).Embedding;
+
+    /// <summary>
     /// The prompts an automatic strength choice for SPM <paramref name="spm"/> measures on: up to
     /// <see cref="GateFitRequest.StrengthPrompts"/> labelled prompts the base model draws its concept for, surest first.
     /// Empty with a fixed strength.
@@ -171,17 +202,34 @@ public sealed class GateFitJob : IDisposable
     /// Fits SPM <paramref name="spm"/>'s probe on <paramref name="labelled"/> (every fifth prompt held out), chooses its
     /// strength when the request leaves it open (<paramref name="strengthProgress"/> follows the images that takes; with no
     /// labelled prompt drawn as the concept the strength is 1 and <paramref name="warnings"/> says so), and gives the SPM
-    /// with the gate in its metadata.
+    /// with the gate in its metadata. <paramref name="directions"/> (<see cref="LabelDirections"/>, this SPM's concept's)
+    /// join the training data.
     /// </summary>
     public GateFitOutcome Fit(int spm, IReadOnlyList<LabelledPrompt> labelled, IProgress<double>? strengthProgress = null,
-        IProgress<string>? warnings = null, CancellationToken cancellationToken = default)
+        IProgress<string>? warnings = null, CancellationToken cancellationToken = default, IReadOnlyList<DirectionSample>? directions = null)
     {
         ArgumentNullException.ThrowIfNull(labelled);
         int judgeIndex = JudgeOf(spm);
         var concept = Request.Concepts[spm];
         var judge = Request.Judges[judgeIndex];
-        var fit = GateFitting.Fit(concept, labelled, judgeIndex, t => Generator.Encode(t).Embedding, _width, _signature, Request.Fit, cancellationToken: cancellationToken);
+        IReadOnlyList<ProbeSample>? pushedSamples = null;
+        float[]? direction = null;
+        if (directions is { Count: > 0 })
+        {
+            if (directions.FirstOrDefault(d => d.Concept != concept) is { } other)
+                throw new ArgumentException($"A direction sample of '{other.Concept}' was given for the gate of '{concept}'.", nameof(directions));
+            direction = DirectionAugmentation.Direction(labelled, judgeIndex, Encode);
+            pushedSamples = DirectionAugmentation.ToProbeSamples(directions, direction, Encode);
+        }
+        var fit = GateFitting.Fit(concept, labelled, judgeIndex, Encode, _width, _signature, Request.Fit, cancellationToken: cancellationToken, extraTraining: pushedSamples);
         fit.Probe.Fit["judge"] = judge.Name;
+        if (direction is not null)
+        {
+            fit.Probe.Fit["direction_samples"] = directions!.Count;
+            fit.Probe.Fit["direction_norm"] = Math.Round(System.Numerics.Tensors.TensorPrimitives.Norm(direction), 4);
+            fit.Probe.Fit["direction_strengths"] = new JsonArray(directions!.Select(d => d.Strength).Distinct().Order().Select(x => (JsonNode?)JsonValue.Create(x)).ToArray());
+            fit.Probe.Fit["direction_positive_share"] = Math.Round(directions!.Average(d => d.Label), 4);
+        }
         float strength = Request.Strength ?? 1f;
         StrengthChoice? choice = null;
         if (Request.Strength is null)

@@ -70,10 +70,13 @@ public static class GateFitting
 
     /// <summary>
     /// Fits the probe of judge <paramref name="judgeIndex"/>'s concept: every <paramref name="heldOutEvery"/>-th prompt is
-    /// held out (0: none) and measured after the fit.
+    /// held out (0: none) and measured after the fit. <paramref name="extraTraining"/> (for example
+    /// <see cref="DirectionAugmentation"/>'s pushed conditionings) joins the training samples, never the held-out ones, so
+    /// the held-out figures stay comparable with a fit without it.
     /// </summary>
     public static GateFitResult Fit(string concept, IReadOnlyList<LabelledPrompt> data, int judgeIndex, Func<string, float[]> encode, int width,
-        float[] encoderSignature, ProbeFitOptions? options = null, int heldOutEvery = 5, CancellationToken cancellationToken = default)
+        float[] encoderSignature, ProbeFitOptions? options = null, int heldOutEvery = 5, CancellationToken cancellationToken = default,
+        IReadOnlyList<ProbeSample>? extraTraining = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(encode);
@@ -86,12 +89,14 @@ public static class GateFitting
             var sample = new ProbeSample(d.Prompt, encode(d.Prompt), d.Labels[judgeIndex], d.Images);
             (heldOutEvery > 0 && i % heldOutEvery == heldOutEvery - 1 ? held : train).Add(sample);
         }
+        if (extraTraining is not null) train.AddRange(extraTraining);
         var probe = ConceptProbeFitter.Fit(concept, train, width, options, encoderSignature, cancellationToken);
         var trainMetrics = ProbeMetrics.Measure(probe, train);
         var heldMetrics = held.Count > 0 ? ProbeMetrics.Measure(probe, held) : null;
         probe.Fit["prompts"] = data.Count;
         probe.Fit["images_per_prompt"] = data.Count > 0 ? data[0].Images : 0;
         probe.Fit["train_auc"] = Round(trainMetrics.Auc);
+        if (extraTraining is { Count: > 0 }) probe.Fit["extra_training_samples"] = extraTraining.Count;
         if (heldMetrics is not null)
         {
             probe.Fit["heldout_prompts"] = heldMetrics.Count;
