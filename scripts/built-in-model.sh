@@ -78,10 +78,9 @@ for step in $steps; do
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" "$spms/striped.safetensors" \
         --prompts 2200 --seed 11 --synonym-share 0.3 --data "$out/gate-labels.jsonl" --in-place
       # A prompt that names no pattern is drawn striped a third of the time, which the default levels (open from p = 0.35)
-      # read as "open": striped shuts below p = 0.45 and opens fully from 0.7 (docs/built-in-model.md). Its probe has a
-      # 64-unit hidden layer: the linear one opened on dotted and plain shapes in long prompts (docs/gate.md).
+      # read as "open": striped shuts below p = 0.45 and opens fully from 0.7 (docs/built-in-model.md).
       spm gate fit --model "$model" --spm "$spms/striped.safetensors" --data "$out/gate-labels.jsonl" --in-place \
-        --strength 2 --closed 0.45 --open 0.7 --hidden 64
+        --strength 2 --closed 0.45 --open 0.7
       spm gate fit --model "$model" --spm "$spms/circle-noanchor.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.25
       # Circle at v3's 1.5 rather than the strength probe's 1.25: the gradient attack's ASR 6 % -> 2 % (docs/gate.md).
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.5
@@ -109,6 +108,11 @@ for step in $steps; do
       mv "$spms/circle-robust.safetensors" "$spms/circle.safetensors"
       mv "$spms/red-robust.safetensors" "$spms/red.safetensors"
       mv "$spms/striped-robust.safetensors" "$spms/striped.safetensors"
+      # Striped's gate again, hardened membrane kept: a probe with a 64-unit hidden layer (the linear one opened on dotted
+      # and plain shapes in long prompts) trained also on 150 prompts pushed along the concept's direction (the
+      # embedding attack's way in); 1,500 more images, cached in gate-labels.directions.jsonl (docs/gate.md).
+      spm gate fit --model "$model" --spm "$spms/striped.safetensors" --data "$out/gate-labels.jsonl" --in-place \
+        --strength 2 --closed 0.45 --open 0.7 --hidden 64 --direction-prompts 150
       ;;
     attack)
       for c in circle red striped; do

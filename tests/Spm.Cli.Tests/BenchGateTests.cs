@@ -9,6 +9,7 @@ namespace Spm.Cli.Tests;
 public class BenchGateTests
 {
     [Test]
+    [Category(TestCategories.Slow)]
     public void WritesTheJsonFigures_AndTheBatchedSubsetsEqualThePerSpmLoop()
     {
         var dir = TestPaths.NewTempDir("spm-bench-gate");
@@ -36,6 +37,7 @@ public class BenchGateTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void InjectionBench_Routed_ReportsTheRoutedStepAgainstTheSameSpmsOnTheirOwn()
     {
         var (code, stdout, stderr) = CliHarness.Run(c => [BenchCommand.Create(c)],
@@ -48,6 +50,7 @@ public class BenchGateTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void InjectionBench_OneSessionAtATime_ReportsEveryInjectedPhaseAgainstThePlainOnesAroundIt()
     {
         var model = Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");

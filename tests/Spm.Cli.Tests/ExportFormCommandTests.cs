@@ -34,6 +34,7 @@ public class ExportAdapterCommandTests
 public class ConvertFp16CommandTests
 {
     [Test]
+    [Category(TestCategories.Slow)]
     public void ConvertFp16_WritesEveryComponentInFp16_AndRefusesAnExistingFolder()
     {
         var dir = TestPaths.NewTempDir("spm-cli-fp16");

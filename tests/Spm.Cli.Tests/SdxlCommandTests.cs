@@ -109,6 +109,7 @@ public class SdxlCommandTests
     [TestCase("dpmpp-2m")]
     [TestCase("pndm")]
     [TestCase("lms")]
+    [Category(TestCategories.Slow)]
     public void Generate_EveryScheduler_SameSeedSameFile_ParametersCarrySizes(string scheduler)
     {
         var a = Path.Combine(_root, $"{scheduler}-a.png");

@@ -132,6 +132,7 @@ public class SdxlMembraneTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void KohyaKeyedFile_LoadsOntoTheSameLayers_AndGeneratesTheSame()
     {
         var aliases = SgmModuleNames.KeyAliases(Layers().Select(l => l.ModulePath)).ToDictionary(kv => kv.Value, kv => kv.Key);

@@ -196,6 +196,7 @@ public class ClipTokenizerTests
     [TestCase("{\"pad_token\": {\"content\": \"!\", \"lstrip\": false}}", 0)]
     [TestCase("{\"pad_token\": \"<|endoftext|>\"}", 49407)]
     [TestCase("{\"bos_token\": \"<|startoftext|>\"}", 49407)]
+    [Category(TestCategories.Slow)]
     public void PadId_ComesFromSpecialTokensMap(string map, int expectedPad)
     {
         var dir = CopyVocab();
@@ -267,6 +268,7 @@ public class ClipTokenizerTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void ConcurrentEncoding_GivesTheSameIdsAsSequential()
     {
         var tok = ClipTokenizer.Load(SharedClip); // fresh instance: cold caches are where races would show

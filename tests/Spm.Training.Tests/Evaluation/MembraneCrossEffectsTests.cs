@@ -105,6 +105,7 @@ public class MembraneCrossEffectsTests
     }
 
     [Test]
+    [Category(TestCategories.Slow)]
     public void AtlasReach_AveragesEachCommunitysPrompts_MostChangedFirst()
     {
         // Two obvious communities by a hand-made similarity: the circles, and the rest.

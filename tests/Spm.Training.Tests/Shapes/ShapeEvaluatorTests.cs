@@ -1,5 +1,6 @@
 using Spm.Core.Randomness;
 using Spm.Shapes.World;
+using Spm.Tests.Common;
 
 namespace Spm.Training.Tests.Shapes;
 
@@ -71,6 +72,7 @@ public class ShapeEvaluatorTests
     [TestCase(16f, null)]
     [TestCase(8f, 0f)]
     [TestCase(8f, 0.7f)]
+    [Category(TestCategories.Slow)]
     public void WiderOrFixedStripes_AreReadAsWell(float period, float? angle)
     {
         // The structure tensor's coherence does not depend on the period, so the flat world's settings read wider
@@ -91,6 +93,7 @@ public class ShapeEvaluatorTests
     [TestCase(7f, 0f)]
     [TestCase(8f, 0f)]
     [TestCase(8f, 30f)]
+    [Category(TestCategories.Slow)]
     public void WiderOrFixedDots_AreReadAsWell(float spacing, float? degrees)
     {
         // A fixed lattice (ShapeWorldOptions.DotAngle) anchored at the image's origin, or a wider one, with fixed
