@@ -135,7 +135,9 @@ for step in $steps; do
       spm build-model --preset tiny-shapes --base-model "$model" --train-encoder --style outlined --work-dir "$out/derived-work" \
         --out "$out/derived" --captions varied --stripe-angle 0 --dot-spacing 8 --dot-angle 0 --decoder-steps 0 --ae-steps 400 --unet-stages 3000:1e-3 \
         --snapshot-every 500 --resume --force
-      cp "$model/spm_generate_defaults.json" "$model/spm_train_defaults.json" "$out/derived/"
+      # The model's sampler travels with it (DPM-Solver++ 2M; build-model writes PNDM).
+      cp "$model/spm_generate_defaults.json" "$model/spm_train_defaults.json" "$model/model_index.json" "$out/derived/"
+      rm -rf "$out/derived/scheduler"; cp -r "$model/scheduler" "$out/derived/scheduler"
       spm eval --model "$out/derived" --style outlined --fidelity --images 400 --json "$reports/derived-fidelity.json" --force
       ;;
     transfer)
