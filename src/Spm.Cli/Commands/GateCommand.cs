@@ -203,9 +203,9 @@ internal static class GateCommand
                 var directions = pushed.GetValueOrDefault(conceptNames[i]);
                 int total = job.StrengthPromptsFor(i, labelled).Count * (GateFitRequest.StrengthCandidates.Count + 1);
                 var outcome = total == 0
-                    ? job.Fit(i, labelled, null, warnings, ct, directions)
+                    ? job.Fit(i, labelled, null, warnings, directions, ct)
                     : await ProgressBars.RunAsync(console, $"strength of {Path.GetFileName(files[i])}", total, "image", bar =>
-                        Task.Run(() => job.Fit(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), warnings, ct, directions), ct));
+                        Task.Run(() => job.Fit(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), warnings, directions, ct), ct));
                 if (outcome.Strength is { } choice)
                     console.Error.WriteLine(FormattableString.Invariant(
                         $"spm: {Path.GetFileName(files[i])}: leak where the base drew '{conceptNames[i]}' ({choice.BaseDrawn} images): {string.Join(", ", choice.Leaks.Select(l => $"{l.Strength:0.##} -> {100 * l.Leak:0.0} %"))}; strength {choice.Strength:0.##}"));

@@ -206,7 +206,7 @@ public sealed class GateFitJob : IDisposable
     /// join the training data.
     /// </summary>
     public GateFitOutcome Fit(int spm, IReadOnlyList<LabelledPrompt> labelled, IProgress<double>? strengthProgress = null,
-        IProgress<string>? warnings = null, CancellationToken cancellationToken = default, IReadOnlyList<DirectionSample>? directions = null)
+        IProgress<string>? warnings = null, IReadOnlyList<DirectionSample>? directions = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(labelled);
         int judgeIndex = JudgeOf(spm);

@@ -75,8 +75,8 @@ public static class GateFitting
     /// the held-out figures stay comparable with a fit without it.
     /// </summary>
     public static GateFitResult Fit(string concept, IReadOnlyList<LabelledPrompt> data, int judgeIndex, Func<string, float[]> encode, int width,
-        float[] encoderSignature, ProbeFitOptions? options = null, int heldOutEvery = 5, CancellationToken cancellationToken = default,
-        IReadOnlyList<ProbeSample>? extraTraining = null)
+        float[] encoderSignature, ProbeFitOptions? options = null, int heldOutEvery = 5, IReadOnlyList<ProbeSample>? extraTraining = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(encode);
