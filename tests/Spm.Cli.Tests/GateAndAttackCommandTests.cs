@@ -104,6 +104,17 @@ public class GateAndAttackCommandTests
         Assert.That(stderr2, Does.Contain("6 pushed conditionings of 'red' read from").And.Not.Contain("pushing"));
         Assert.That(ConceptProbe.FromJson(SpmFile.Load(written).Config.Extra[ConceptProbe.MetadataKey], written).ToJson(), Is.EqualTo(probe.ToJson()));
 
+        // More prompts asked for than the data holds never-drawn ones: all of them are pushed, and the cache still serves.
+        string[] many = [.. args.Select(a => a == "3" ? "1000" : a)];
+        var (code4, _, stderr4) = Run(many);
+        Assert.That(code4, Is.EqualTo(0), stderr4);
+        int never = labels.Select(l => l.Prompt).Distinct().Count(p => labels.First(l => l.Prompt == p).Labels[0] == 0f);
+        Assert.That(stderr4, Does.Contain($"pushing {never} prompts along 'red''s direction at 1, 3 ({2 * never} images)"));
+        Assert.That(Spm.Training.Gating.DirectionAugmentation.Load(directions), Has.Count.EqualTo(2 * never));
+        var (code5, _, stderr5) = Run(many);
+        Assert.That(code5, Is.EqualTo(0), stderr5);
+        Assert.That(stderr5, Does.Contain($"{2 * never} pushed conditionings of 'red' read from").And.Not.Contain("pushing"));
+
         var (code3, _, stderr3) = Run([.. args.Select(a => a == "1,3" ? "1,-2" : a)]);
         Assert.That(code3, Is.EqualTo(2));
         Assert.That(stderr3, Does.Contain("--direction-strengths must list numbers in (0, 100], got '-2'"));

@@ -173,8 +173,8 @@ internal static class GateCommand
                     var cached = directionCache is not null && File.Exists(directionCache)
                         ? DirectionAugmentation.Load(directionCache).Where(d => d.Concept == c).ToList() : [];
                     // A cache of other strengths or another prompt count is another augmentation: label again (and replace it).
-                    bool same = cached.Count == augment * pushStrengths.Count
-                        && cached.Select(d => d.Strength).ToHashSet().SetEquals(pushStrengths);
+                    int expected = job.DirectionSampleCount(i, labelled);
+                    bool same = cached.Count == expected && cached.Select(d => d.Strength).ToHashSet().SetEquals(pushStrengths);
                     if (cached.Count > 0 && !same)
                         console.Error.WriteLine($"spm: {directionCache} holds another augmentation of '{c}' ({cached.Count} samples at {string.Join(", ", cached.Select(d => d.Strength).Distinct().Order().Select(x => x.ToString(CultureInfo.InvariantCulture)))}): labelling again");
                     if (same)
@@ -183,8 +183,8 @@ internal static class GateCommand
                         pushed[c] = cached;
                         continue;
                     }
-                    int images = job.DirectionImages, spmIndex = i;
-                    console.Error.WriteLine($"spm: pushing {augment} prompts along '{c}''s direction at {string.Join(", ", pushStrengths.Select(x => x.ToString(CultureInfo.InvariantCulture)))} ({images} images)");
+                    int images = expected * per, spmIndex = i;
+                    console.Error.WriteLine($"spm: pushing {expected / pushStrengths.Count} prompts along '{c}''s direction at {string.Join(", ", pushStrengths.Select(x => x.ToString(CultureInfo.InvariantCulture)))} ({images} images)");
                     var samples = await ProgressBars.RunAsync(console, $"pushing along '{c}'", images, "image", bar =>
                         Task.Run(() => job.LabelDirections(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * images, images, null))), ct), ct));
                     pushed[c] = samples;

@@ -179,8 +179,19 @@ public sealed class GateFitJob : IDisposable
             Request.DirectionPrompts, Request.ImagesPerPrompt, Request.Seed, progress, cancellationToken);
     }
 
-    /// <summary>Images <see cref="LabelDirections"/> draws for one SPM (0 when the request asks for none).</summary>
-    public int DirectionImages => Math.Max(0, Request.DirectionPrompts) * Request.DirectionStrengths.Count * Request.ImagesPerPrompt;
+    /// <summary>
+    /// The samples <see cref="LabelDirections"/> gives SPM <paramref name="spm"/>: one per strength for each of
+    /// <see cref="GateFitRequest.DirectionPrompts"/> prompts, or fewer when <paramref name="labelled"/> holds fewer prompts
+    /// never drawn as the concept (0 when the request asks for none).
+    /// </summary>
+    public int DirectionSampleCount(int spm, IReadOnlyList<LabelledPrompt> labelled)
+    {
+        ArgumentNullException.ThrowIfNull(labelled);
+        if (Request.DirectionPrompts <= 0) return 0;
+        int judge = JudgeOf(spm);
+        int negatives = labelled.Where(d => d.Labels[judge] == 0f).Select(d => d.Prompt).Distinct(StringComparer.Ordinal).Count();
+        return Math.Min(Request.DirectionPrompts, negatives) * Request.DirectionStrengths.Count;
+    }
 
     private float[] Encode(string text) => Generator.Encode(text).Embedding;
 
