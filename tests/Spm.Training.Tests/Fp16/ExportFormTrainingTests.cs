@@ -14,7 +14,7 @@ namespace Spm.Training.Tests.Fp16;
 [TestFixture]
 public sealed class ExportFormTrainingTests
 {
-    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
+    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1, OptimizedModelCacheFolder = SuiteGraphCache.Folder };
 
     [Test]
     [Category(TestCategories.Slow)]

@@ -9,7 +9,7 @@ namespace Spm.Training.Tests.LatentAnchoring;
 [Parallelizable(ParallelScope.All)] // each test trains on one ONNX Runtime thread (OneThread) in its own folder
 public class ErasureProbeTests
 {
-    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
+    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1, OptimizedModelCacheFolder = SuiteGraphCache.Folder };
 
     private static LatentAnchoringOptions Small(int iterations, bool probe) => TrainerTests.Small(iterations) with { ErasureProbe = probe };
 

@@ -14,7 +14,7 @@ namespace Spm.Training.Tests.LatentAnchoring;
 public class ManifestTrainerTests
 {
     private static string Model => Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");
-    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
+    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1, OptimizedModelCacheFolder = SuiteGraphCache.Folder };
 
     private static TrainingManifest Manifest(int circleIterations) => TrainingManifest.Parse($"""
         defaults:

@@ -20,7 +20,7 @@ namespace Spm.Training.Tests.LatentAnchoring;
 [Parallelizable(ParallelScope.All)]
 public class SdxlTrainerTests
 {
-    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
+    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1, OptimizedModelCacheFolder = SuiteGraphCache.Folder };
 
     private static LatentAnchoringOptions Small(int iterations, int checkpointEvery = 0, ulong seed = 7) => new()
     {

@@ -23,7 +23,7 @@ public class TrainerTests
         CheckpointEvery = checkpointEvery,
     };
 
-    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1 };
+    private static readonly OnnxRuntimeOptions OneThread = new() { IntraOpThreads = 1, OptimizedModelCacheFolder = SuiteGraphCache.Folder };
 
     private sealed class SyncProgress(Action<TrainingProgress> onReport) : IProgress<TrainingProgress>
     {
