@@ -111,7 +111,9 @@ public class AtlasUsesCommandTests
             ([], "exactly one of --prompts FILE, --library DIR or --spm FILE"),
             (["--prompts", prompts, "--spm", "circle"], "exactly one of --prompts FILE, --library DIR or --spm FILE"),
             (["--prompts", prompts, "--edges", "cross-effects"], "--edges cross-effects measures SPMs"),
-            (["--prompts", prompts, "--images", "2"], "--images and --image-seed go with --edges cross-effects or guidance."),
+            (["--prompts", prompts, "--images", "2"], "--images and --image-seed go with --edges cross-effects, guidance or combined."),
+            (["--prompts", prompts, "--guidance-weight", "0.3"], "--guidance-weight goes with --edges combined."),
+            (["--prompts", prompts, "--edges", "combined", "--guidance-weight", "1.5"], "--guidance-weight must be between 0 and 1, got 1.5."),
             (["--spm", "circle", "--spm", "red", "--edges", "cross-effects"], "a cross-effect atlas needs at least 3 SPMs (got 2)"),
         };
         foreach (var (args, message) in cases)
@@ -140,6 +142,33 @@ public class AtlasUsesCommandTests
         Assert.That(atlas.Metadata["timesteps"], Is.EqualTo("999,900,800"));
         var pairs = atlas.Graph.Edges().Select(e => (Math.Min(e.Source, e.Target), Math.Max(e.Source, e.Target))).Distinct().Order().ToArray();
         Assert.That(pairs, Is.EqualTo(new[] { (0, 1), (2, 3), (4, 5) }), stdout);
+    }
+
+    [Test]
+    public void BuildCombined_WeighsTheTextEmbeddingAgainstTheGuidanceDirections()
+    {
+        // At weight 0 the combined atlas is the embedding atlas, at 1 the guidance atlas, edge for edge; in between it
+        // says both readings and the weight in its description and metadata (the blend itself: SimilarityBlendTests).
+        var prompts = Path.Combine(_dir, "p.txt");
+        File.WriteAllText(prompts, "a red shape\na red circle\na blue shape\na blue square\na green shape\na green triangle\n");
+        ConceptAtlas Build(string name, params string[] extra)
+        {
+            var json = Path.Combine(_dir, name + ".json");
+            string[] latents = extra[1] == "embedding" ? [] : ["--images", "2"];
+            var (code, _, err) = Root(["atlas", "build", "--model", Model, "--prompts", prompts, "--neighbours", "2", .. latents, .. extra, "--out", json]);
+            Assert.That(code, Is.EqualTo(0), $"{name}: {err}");
+            return ConceptAtlas.Load(json);
+        }
+        static (int, int, double)[] Edges(ConceptAtlas a) =>
+            a.Graph.Edges().Select(e => (Math.Min(e.Source, e.Target), Math.Max(e.Source, e.Target), Math.Round(e.Weight, 5))).Distinct().Order().ToArray();
+        var guidance = Build("guidance", "--edges", "guidance");
+        var embedding = Build("embedding", "--edges", "embedding");
+        Assert.That(Edges(Build("w1", "--edges", "combined", "--guidance-weight", "1")), Is.EqualTo(Edges(guidance)));
+        Assert.That(Edges(Build("w0", "--edges", "combined", "--guidance-weight", "0")), Is.EqualTo(Edges(embedding)));
+        var half = Build("half", "--edges", "combined");
+        Assert.That(half.Similarity, Does.StartWith("0.5 x cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean over the concepts + 0.5 x cosine of the UNet's guidance direction"));
+        Assert.That(half.Metadata["guidance_weight"], Is.EqualTo("0.5"));
+        Assert.That(Edges(half), Is.Not.EqualTo(Edges(guidance)).And.Not.EqualTo(Edges(embedding)));
     }
 
     [Test]

@@ -17,10 +17,11 @@ internal static class AtlasConceptCommands
         var prompts = new Option<string?>("--prompts") { Description = "Concept prompts, one per line (blank lines and lines starting with # are skipped)." };
         var library = new Option<string?>("--library") { Description = "Concepts from a concept library's SPMs (a folder with library.json), one concept per SPM." };
         var spms = new Option<string[]>("--spm") { Description = "Concepts from these SPM files, one concept per SPM (repeatable; a bare name such as 'circle' means MODEL/spm/circle.safetensors).", AllowMultipleArgumentsPerToken = false };
-        var edges = new Option<string>("--edges") { Description = "Edge weights: embedding (cosine of the text encoder's embeddings), guidance (cosine of the UNet's guidance directions: what the model draws for each prompt, so synonyms the UNet learned meet even where the text encoder keeps them apart) or cross-effects (measured: how much each concept's SPM changes the other concepts' images; needs --library or --spm).", DefaultValueFactory = _ => "embedding" };
-        edges.AcceptOnlyFromAmong("embedding", "guidance", "cross-effects");
-        var images = new Option<int>("--images") { Description = "Cross-effects: seeds per concept prompt (base image and one per SPM for each). Guidance: noise latents per prompt.", DefaultValueFactory = _ => 4 }.InRange(1, 10_000);
-        var imageSeed = new Option<ulong>("--image-seed") { Description = "Cross-effects and guidance: first image seed.", DefaultValueFactory = _ => 0 };
+        var edges = new Option<string>("--edges") { Description = "Edge weights: embedding (cosine of the text encoder's embeddings), guidance (cosine of the UNet's guidance directions: what the model draws for each prompt, so synonyms the UNet learned meet even where the text encoder keeps them apart) combined (the mean of the two: attributes kept apart by the text encoder, synonyms brought together by the UNet; --guidance-weight sets the UNet's share) or cross-effects (measured: how much each concept's SPM changes the other concepts' images; needs --library or --spm).", DefaultValueFactory = _ => "embedding" };
+        edges.AcceptOnlyFromAmong("embedding", "guidance", "combined", "cross-effects");
+        var guidanceWeight = new Option<double>("--guidance-weight") { Description = "With --edges combined: the guidance directions' share of each edge weight, 0 to 1 (the text embedding has the rest).", DefaultValueFactory = _ => 0.5 };
+        var images = new Option<int>("--images") { Description = "Cross-effects: seeds per concept prompt (base image and one per SPM for each). Guidance and combined: noise latents per prompt.", DefaultValueFactory = _ => 4 }.InRange(1, 10_000);
+        var imageSeed = new Option<ulong>("--image-seed") { Description = "Cross-effects, guidance and combined: first image seed.", DefaultValueFactory = _ => 0 };
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
         var neighbours = new Option<int>("--neighbours") { Description = "Keep each concept's k most similar concepts as edges (0: all positive similarities).", DefaultValueFactory = _ => 4 }.InRange(0, 100_000);
         var threshold = new Option<double>("--threshold") { Description = "Drop edges whose similarity is below this.", DefaultValueFactory = _ => 0 }.InRange(-1, 1);
@@ -35,7 +36,7 @@ internal static class AtlasConceptCommands
         var sampling = new SamplingOptions();
         var cmd = new Command("build", "Build a concept atlas: join similar concepts (text-encoder embeddings, or measured membrane cross-effects of SPMs), find communities bottom-up and merge them into a tree.")
         {
-            prompts, library, spms, edges, images, imageSeed, model, neighbours, threshold, communities, linkage, seed, center, output, svg, png, force,
+            prompts, library, spms, edges, guidanceWeight, images, imageSeed, model, neighbours, threshold, communities, linkage, seed, center, output, svg, png, force,
         };
         foreach (var o in sampling.All()) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
@@ -49,10 +50,14 @@ internal static class AtlasConceptCommands
             var spmArgs = parse.GetValue(spms) ?? [];
             int sources = (promptFile is null ? 0 : 1) + (libraryDir is null ? 0 : 1) + (spmArgs.Length == 0 ? 0 : 1);
             if (sources != 1) throw new SpmException("give the concepts with exactly one of --prompts FILE, --library DIR or --spm FILE (repeatable).");
-            bool crossEffects = parse.GetValue(edges) == "cross-effects", guidance = parse.GetValue(edges) == "guidance";
+            string edgeKind = parse.GetValue(edges)!;
+            bool crossEffects = edgeKind == "cross-effects", combined = edgeKind == "combined", guidance = edgeKind == "guidance" || combined;
+            double unetShare = parse.GetValue(guidanceWeight);
+            if (parse.GetResult(guidanceWeight) is { Implicit: false } && !combined) throw new SpmException("--guidance-weight goes with --edges combined.");
+            if (!(unetShare >= 0 && unetShare <= 1)) throw new SpmException($"--guidance-weight must be between 0 and 1, got {unetShare}.");
             if (crossEffects && promptFile is not null) throw new SpmException("--edges cross-effects measures SPMs: give them with --library DIR or --spm FILE (a prompt file has no membranes).");
             if (!crossEffects && !guidance && (parse.GetResult(images) is { Implicit: false } || parse.GetResult(imageSeed) is { Implicit: false }))
-                throw new SpmException("--images and --image-seed go with --edges cross-effects or guidance.");
+                throw new SpmException("--images and --image-seed go with --edges cross-effects, guidance or combined.");
             foreach (var p in new[] { outPath, svgPath, pngPath })
                 if (p is not null && File.Exists(p) && !overwrite) throw new IOException($"'{p}' already exists (use --force to overwrite).");
             var folder = DefaultModel.Resolve(parse.GetValue(model));
@@ -81,13 +86,23 @@ internal static class AtlasConceptCommands
                     meta["latents"] = probe.Latents.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     meta["image_seed"] = probe.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     meta["timesteps"] = string.Join(",", GuidanceDirectionOptions.DefaultTimesteps);
+                    if (combined) meta["guidance_weight"] = unetShare.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     atlas = await ProgressBars.RunAsync(cli, "probing the UNet", concepts.Count, "prompt", bar => Task.Run(() =>
                     {
                         using var pipeline = StableDiffusionPipeline.Load(folder);
                         var directions = GuidanceDirections.Compute(pipeline, concepts, probe,
                             new ActionProgress<double>(f => bar.Report(new ProgressUpdate(f * concepts.Count, concepts.Count, ""))), ct);
-                        return ConceptAtlas.Build(concepts, directions, options,
-                            $"cosine of the UNet's guidance direction eps(x_t, E(prompt)) - eps(x_t, E(\"\")) on {probe.Latents} noise latents at timesteps {meta["timesteps"]}{centering}", meta, ct);
+                        string reading = $"cosine of the UNet's guidance direction eps(x_t, E(prompt)) - eps(x_t, E(\"\")) on {probe.Latents} noise latents at timesteps {meta["timesteps"]}{centering}";
+                        if (!combined) return ConceptAtlas.Build(concepts, directions, options, reading, meta, ct);
+                        // Both readings, each centred (or not) as asked, then their weighted mean: the text embedding
+                        // separates the attributes by their phrasing, the guidance directions join synonyms.
+                        var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
+                        var similarity = SimilarityGraph.Blend([
+                            (SimilarityGraph.Cosine(embeddings, options.Center), 1 - unetShare),
+                            (SimilarityGraph.Cosine(directions, options.Center), unetShare)]);
+                        return ConceptAtlas.FromSimilarity(concepts, similarity, options,
+                            string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                                $"{1 - unetShare:0.##} x cosine of the text encoder's padded last hidden state E(prompt){centering} + {unetShare:0.##} x {reading}"), meta, ct);
                     }, ct));
                 }
                 else

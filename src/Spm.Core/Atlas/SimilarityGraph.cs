@@ -70,4 +70,32 @@ public static class SimilarityGraph
             }
         return sim;
     }
+
+    /// <summary>
+    /// The weighted mean of similarity matrices of the same concepts: <c>sum_k w_k S_k / sum_k w_k</c>. Two readings of
+    /// a concept that see different things (the text encoder's embedding, which keeps attributes apart by their
+    /// phrasing, and what the UNet draws, which brings synonyms together) give one graph where both show.
+    /// </summary>
+    /// <exception cref="ArgumentException">No matrix, a weight that is negative or not finite, all weights zero, or matrices of different sizes.</exception>
+    public static double[,] Blend(IReadOnlyList<(double[,] Similarity, double Weight)> parts)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
+        if (parts.Count == 0) throw new ArgumentException("No similarity matrix to blend.", nameof(parts));
+        int n = parts[0].Similarity.GetLength(0);
+        double total = 0;
+        foreach (var (s, w) in parts)
+        {
+            ArgumentNullException.ThrowIfNull(s);
+            if (s.GetLength(0) != n || s.GetLength(1) != n) throw new ArgumentException($"Similarity matrices differ in size ({s.GetLength(0)}x{s.GetLength(1)} against {n}x{n}).", nameof(parts));
+            if (!double.IsFinite(w) || w < 0) throw new ArgumentException($"A blend weight must be finite and >= 0, got {w}.", nameof(parts));
+            total += w;
+        }
+        if (total <= 0) throw new ArgumentException("The blend weights sum to zero.", nameof(parts));
+        var blended = new double[n, n];
+        foreach (var (s, w) in parts)
+            for (int a = 0; a < n; a++)
+                for (int b = 0; b < n; b++)
+                    blended[a, b] += s[a, b] * (w / total);
+        return blended;
+    }
 }
