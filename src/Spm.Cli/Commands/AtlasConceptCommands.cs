@@ -96,22 +96,21 @@ internal static class AtlasConceptCommands
                         if (!combined) return ConceptAtlas.Build(concepts, directions, options, reading, meta, ct);
                         // Both readings, each centred (or not) as asked, then their weighted mean: the text embedding
                         // separates the attributes by their phrasing, the guidance directions join synonyms.
-                        var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
+                        var embeddings = TextEmbeddings(pipeline, concepts, ct);
                         var similarity = SimilarityGraph.Blend([
                             (SimilarityGraph.Cosine(embeddings, options.Center), 1 - unetShare),
                             (SimilarityGraph.Cosine(directions, options.Center), unetShare)]);
                         return ConceptAtlas.FromSimilarity(concepts, similarity, options,
                             string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                                $"{1 - unetShare:0.##} x cosine of the text encoder's padded last hidden state E(prompt){centering} + {unetShare:0.##} x {reading}"), meta, ct);
+                                $"{1 - unetShare:0.##} x {TextReading}{centering} + {unetShare:0.##} x {reading}"), meta, ct);
                     }, ct));
                 }
                 else
                     atlas = await Task.Run(() =>
                     {
                         using var pipeline = StableDiffusionPipeline.Load(folder);
-                        var embeddings = concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
-                        return ConceptAtlas.Build(concepts, embeddings, options,
-                            centering.Length > 0 ? "cosine of the text encoder's padded last hidden state E(prompt)" + centering : "cosine of the text encoder's padded last hidden state E(prompt) (the gate's clipcos)", meta, ct);
+                        return ConceptAtlas.Build(concepts, TextEmbeddings(pipeline, concepts, ct), options,
+                            centering.Length > 0 ? TextReading + centering : TextReading + " (the gate's clipcos)", meta, ct);
                     }, ct);
             }
             atlas.Save(outPath, overwrite);
@@ -125,6 +124,12 @@ internal static class AtlasConceptCommands
         });
         return cmd;
     }
+
+    private const string TextReading = "cosine of the text encoder's padded last hidden state E(prompt)";
+
+    /// <summary>Each concept's text embedding E(prompt), the padded last hidden state the gate's clipcos reads.</summary>
+    private static float[][] TextEmbeddings(StableDiffusionPipeline pipeline, IReadOnlyList<string> concepts, CancellationToken ct)
+        => concepts.Select(c => pipeline.EncodePrompt(c, ct).Embedding.Data.ToArray()).ToArray();
 
     /// <summary>Each SPM file's first concept (its trained prompt), checked to be at least 3 files.</summary>
     private static IReadOnlyList<string> SpmConcepts(IReadOnlyList<string> files)

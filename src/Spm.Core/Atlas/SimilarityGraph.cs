@@ -93,9 +93,12 @@ public static class SimilarityGraph
         if (total <= 0) throw new ArgumentException("The blend weights sum to zero.", nameof(parts));
         var blended = new double[n, n];
         foreach (var (s, w) in parts)
+        {
+            double share = w / total;
             for (int a = 0; a < n; a++)
                 for (int b = 0; b < n; b++)
-                    blended[a, b] += s[a, b] * (w / total);
+                    blended[a, b] += s[a, b] * share;
+        }
         return blended;
     }
 }
