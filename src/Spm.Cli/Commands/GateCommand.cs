@@ -54,6 +54,10 @@ internal static class GateCommand
         var directionStrengths = new Option<string>("--direction-strengths") { Description = "Multiples of the direction each augmented prompt is pushed by, comma-separated.", DefaultValueFactory = _ => string.Join(",", DirectionAugmentation.DefaultStrengths.Select(x => x.ToString(CultureInfo.InvariantCulture))) };
         var directionData = new Option<string?>("--direction-data") { Description = "Cache of the augmented samples (JSON lines, per concept): read when it holds the concept's, else written. Default with --data: DATA's name with .directions.jsonl." };
         var sampling = new SamplingOptions();
+        var mine = new Option<int>("--mine") { Description = "Active labelling: fit a first gate, read it on many fresh candidate prompts, label this many of those it opens for (per concept), and fit again with them; corrects where the gate opens wrongly (a typo of another word, a near neighbour). 0 = off.", DefaultValueFactory = _ => 0 };
+        var mineCandidates = new Option<int>("--mine-candidates") { Description = "Candidate prompts the first gate is read on (tiny-shapes: generated at another seed). Default: 20 x --mine." };
+        var mineFrom = new Option<string?>("--mine-from") { Description = "Candidate prompts for --mine, one per line (required with --prompt-file; default with the tiny-shapes judge: generated)." };
+        var mineData = new Option<string?>("--mine-data") { Description = "Cache of the mined, labelled prompts (JSON lines): read when it exists, else written. Default with --data: DATA's name with .mined.jsonl." };
         var force = new Option<bool>("--force") { Description = "Overwrite existing output files." };
         judge.Validators.Add(r =>
         {
@@ -62,7 +66,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, mine, mineCandidates, mineFrom, mineData, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -196,6 +200,50 @@ internal static class GateCommand
                     }
                 }
 
+            IReadOnlyList<LabelledPrompt>? mined = null;
+            int mineCount = parse.GetValue(mine);
+            if (mineCount is < 0 or > 100_000) throw new SpmException($"--mine must be 0..100000, got {mineCount}.");
+            if (mineCount > 0)
+            {
+                var mineCache = parse.GetValue(mineData) ?? (cache is null ? null : Path.ChangeExtension(cache, ".mined.jsonl"));
+                if (mineCache is not null && File.Exists(mineCache))
+                {
+                    mined = GateFitting.Load(mineCache, job.JudgeNames);
+                    console.Error.WriteLine($"spm: {mined.Count} mined prompts read from {mineCache}");
+                }
+                else
+                {
+                    int candidateCount = parse.GetValue(mineCandidates) is int mc and > 0 ? mc : 20 * mineCount;
+                    var from = parse.GetValue(mineFrom);
+                    if (from is null && file is not null) throw new SpmException("--mine with --prompt-file needs candidate prompts: --mine-from FILE (one per line).");
+                    IReadOnlyList<string> candidates = from is not null
+                        ? File.ReadAllLines(from).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray()
+                        : ShapeGateData.Prompts(candidateCount, unchecked(s + 0x4D494E45UL), AttackPrimitives.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")), parse.GetValue(synonymShare));
+                    var chosen = new List<string>();
+                    var taken = new HashSet<string>(StringComparer.Ordinal);
+                    foreach (var c in conceptNames.Distinct(StringComparer.Ordinal))
+                    {
+                        int spmIndex = Array.IndexOf(conceptNames.ToArray(), c);
+                        var (picked, opened) = await ProgressBars.RunAsync(console, $"reading '{c}''s first gate", candidates.Count, "prompt", bar =>
+                            Task.Run(() => job.MinePrompts(spmIndex, labelled, pushed.GetValueOrDefault(c), candidates, mineCount, s,
+                                new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * candidates.Count, candidates.Count, null))), ct), ct));
+                        console.Error.WriteLine($"spm: '{c}''s first gate opens for {opened} of {candidates.Count} candidates; labelling {picked.Count} of them");
+                        foreach (var p in picked) if (taken.Add(p)) chosen.Add(p);
+                    }
+                    int images = chosen.Count * per;
+                    mined = await ProgressBars.RunAsync(console, "labelling mined prompts", images, "image", bar =>
+                        Task.Run(() => job.Label(chosen, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * images, images, null))), ct), ct));
+                    if (mineCache is not null)
+                    {
+                        GateFitting.Save(mineCache, mined, job.JudgeNames, overwrite: true);
+                        console.Error.WriteLine($"spm: wrote {mineCache}");
+                    }
+                }
+                for (int j = 0; j < job.JudgeNames.Count; j++)
+                    if (mined.Count > 0)
+                        console.Error.WriteLine(FormattableString.Invariant($"spm: {job.JudgeNames[j]}: drawn in {100 * mined.Average(m => m.Labels[j]):0.0} % of the mined prompts' images"));
+            }
+
             console.Out.WriteLine("spm | concept | prompts | positives | held-out AUC | held-out accuracy | mean p (held-out positives / negatives)");
             for (int i = 0; i < files.Length; i++)
             {
@@ -203,9 +251,9 @@ internal static class GateCommand
                 var directions = pushed.GetValueOrDefault(conceptNames[i]);
                 int total = job.StrengthPromptsFor(i, labelled).Count * (GateFitRequest.StrengthCandidates.Count + 1);
                 var outcome = total == 0
-                    ? job.Fit(i, labelled, null, warnings, directions, ct)
+                    ? job.Fit(i, labelled, mined, null, warnings, directions, ct)
                     : await ProgressBars.RunAsync(console, $"strength of {Path.GetFileName(files[i])}", total, "image", bar =>
-                        Task.Run(() => job.Fit(spmIndex, labelled, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), warnings, directions, ct), ct));
+                        Task.Run(() => job.Fit(spmIndex, labelled, mined, new ActionProgress<double>(d => bar.Report(new ProgressUpdate(d * total, total, null))), warnings, directions, ct), ct));
                 if (outcome.Strength is { } choice)
                     console.Error.WriteLine(FormattableString.Invariant(
                         $"spm: {Path.GetFileName(files[i])}: leak where the base drew '{conceptNames[i]}' ({choice.BaseDrawn} images): {string.Join(", ", choice.Leaks.Select(l => $"{l.Strength:0.##} -> {100 * l.Leak:0.0} %"))}; strength {choice.Strength:0.##}"));

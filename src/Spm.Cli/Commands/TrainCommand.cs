@@ -63,18 +63,19 @@ internal static class TrainCommand
         var atlas = new Option<string?>("--atlas") { Description = "The concept atlas --concept-family names a node of." };
         var atlasAnchors = new Option<int>("--atlas-anchors") { Description = "With an atlas: anchor at least this many concepts (whole communities are taken, nearest first); each iteration draws --anchors of them.", DefaultValueFactory = _ => 8 }.InRange(1, 100_000);
         var anchorSurrogate = new Option<bool>("--anchor-surrogate") { Description = "With an atlas: keep the surrogate's concept among the anchors (by default it is left out: anchoring it holds the very prediction the erasure moves towards)." };
+        var pairs = new Option<string?>("--pairs") { Description = "Paired erasure: a text file of 'TARGET => SURROGATE' lines (the concept in context and the same prompt with the surrogate); each iteration erases one pair. The file still names --concept." };
         var graphCache = new GraphCacheOption();
         var cmd = new Command("train", "Train an SPM membrane that erases a concept (latent anchoring).")
         {
             model, concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, provider, threads, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, force,
             initSpm, robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, library, manifest, shard, outDir, graphCache.Folder, graphCache.Off,
-            anchorsFromAtlas, conceptFamily, atlas, atlasAnchors, anchorSurrogate,
+            anchorsFromAtlas, conceptFamily, atlas, atlasAnchors, anchorSurrogate, pairs,
         };
         // Settings a manifest carries per concept: giving them on the command line as well is a usage error.
         Option[] perConcept = [concept, surrogate, eta, anchorStrength, noAnchoring, anchors, quirk, iterations, lr, adamEpsilon, warmup, rank, alpha,
             resolution, fixedSize, seed, checkpointEvery, resume, previewEvery, previewPrompts, previewSteps, probe, config, output, initSpm,
-            robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, anchorsFromAtlas, conceptFamily, atlas, atlasAnchors, anchorSurrogate];
+            robustRounds, robustIterations, robustGoals, robustPrompts, robustAttackSteps, anchorsFromAtlas, conceptFamily, atlas, atlasAnchors, anchorSurrogate, pairs];
         cmd.SetAction(async (parse, ct) =>
         {
             if (parse.GetValue(manifest) is { } manifestPath)
@@ -130,6 +131,12 @@ internal static class TrainCommand
             options = AtlasOptions(console, options, parse.GetValue(anchorsFromAtlas), parse.GetValue(conceptFamily), parse.GetValue(atlas), parse.GetValue(atlasAnchors),
                 parse.GetResult(atlasAnchors) is { Implicit: false }, parse.GetValue(anchorSurrogate));
             if (string.IsNullOrWhiteSpace(options.Concept)) throw new ArgumentException("Give the concept to erase with --concept (or --config).");
+            if (parse.GetValue(pairs) is { } pairPath)
+            {
+                if (options.FamilyPrompts is not null) throw new ArgumentException("--pairs and --concept-family do not combine: a family erases every member towards one surrogate.");
+                options = options with { Pairs = ErasurePairFile.Load(pairPath) };
+                console.Error.WriteLine($"spm train: {options.Pairs.Count} erasure pairs from {pairPath}.");
+            }
             int rounds = parse.GetValue(robustRounds);
             if (rounds > 0) Spm.Diffusion.Pipelines.Families.ModelFamilies.RefuseSdxl(modelFolder.Root, "spm train --robust-rounds");
             if (parse.GetValue(initSpm) is { } init)

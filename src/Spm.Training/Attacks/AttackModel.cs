@@ -76,8 +76,20 @@ public sealed record AttackResult(string Name, string Description, int Targets, 
 /// slot), and there the membrane is meant to act, so SSIM over all images mixes erasure into what must be kept.
 /// </param>
 /// <param name="CleanMeanSsim">Mean SSIM over those images alone (NaN when there are none).</param>
+/// <param name="PerImage">Every compared image, in prompt order (empty when not recorded): what to look at when a mean moves.</param>
 public sealed record CollateralResult(string Name, int Images, double MeanSsim, double MinSsim, double BaseAccuracy, double Accuracy, double MeanMultiplier,
-    double ConceptShownBase, double ConceptShown, int CleanImages = 0, double CleanMeanSsim = double.NaN);
+    double ConceptShownBase, double ConceptShown, int CleanImages = 0, double CleanMeanSsim = double.NaN, IReadOnlyList<KeptImage>? PerImage = null);
+
+/// <summary>One kept-set image pair (base and attacked model, same prompt and seed).</summary>
+/// <param name="Prompt">The prompt.</param>
+/// <param name="Seed">Its seed.</param>
+/// <param name="Multiplier">Mean multiplier the gate gave the attacked SPMs for this prompt.</param>
+/// <param name="Ssim">SSIM of the attacked image against the base one.</param>
+/// <param name="BaseAsAsked">Whether the base image shows what the prompt asks for.</param>
+/// <param name="AsAsked">Whether the attacked image does.</param>
+/// <param name="BaseShowsConcept">Whether the base image shows an erased concept anyway.</param>
+/// <param name="ShowsConcept">Whether the attacked image does.</param>
+public sealed record KeptImage(string Prompt, ulong Seed, double Multiplier, double Ssim, bool BaseAsAsked, bool AsAsked, bool BaseShowsConcept, bool ShowsConcept);
 
 /// <summary>A prompt the erased model should still draw faithfully (it asks for no erased concept), for <see cref="AttackRunner.Collateral"/>.</summary>
 /// <param name="Text">The prompt.</param>

@@ -52,6 +52,9 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             ["conceptShown"] = Num(c.ConceptShown),
             ["cleanImages"] = c.CleanImages,
             ["cleanMeanSsim"] = Num(c.CleanMeanSsim),
+            // The images behind the means: the lowest SSIMs and every image whose accuracy verdict flipped.
+            ["lowestSsim"] = KeptImages((c.PerImage ?? []).OrderBy(k => k.Ssim).Take(Math.Min(10, maxListed))),
+            ["accuracyFlipped"] = KeptImages((c.PerImage ?? []).Where(k => k.BaseAsAsked != k.AsAsked)),
         }).ToArray());
         return new JsonObject
         {
@@ -64,6 +67,18 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             ["run"] = JsonNode.Parse(Run.ToJsonString()),
         };
     }
+
+    private static JsonArray KeptImages(IEnumerable<KeptImage> images) => new(images.Select(k => (JsonNode?)new JsonObject
+    {
+        ["prompt"] = k.Prompt,
+        ["seed"] = k.Seed.ToString(CultureInfo.InvariantCulture),
+        ["multiplier"] = Math.Round(k.Multiplier, 4),
+        ["ssim"] = Math.Round(k.Ssim, 4),
+        ["baseAsAsked"] = k.BaseAsAsked,
+        ["asAsked"] = k.AsAsked,
+        ["baseShowsConcept"] = k.BaseShowsConcept,
+        ["showsConcept"] = k.ShowsConcept,
+    }).ToArray());
 
     // Per candidate note (a phrasing kind, a strength): how often the base drew the concept and how often it leaked.
     private static JsonObject ByNote(AttackResult a)

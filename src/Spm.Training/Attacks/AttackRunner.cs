@@ -121,6 +121,7 @@ public sealed class AttackRunner
         int size = _generator.ImageSize;
         double ssimSum = 0, ssimMin = double.PositiveInfinity, cleanSum = 0;
         int baseOk = 0, ok = 0, shownBase = 0, shown = 0, clean = 0;
+        var perImage = new List<KeptImage>(prompts.Count);
         for (int i = 0; i < prompts.Count; i++)
         {
             var b = images[2 * i];
@@ -128,21 +129,25 @@ public sealed class AttackRunner
             double ssim = ReferenceEquals(a, b) || a.AsSpan().SequenceEqual(b) ? 1.0 : ImageMetrics.Ssim(a, b, 3, size, size);
             ssimSum += ssim;
             ssimMin = Math.Min(ssimMin, ssim);
-            if (prompts[i].Intent.Shows(b, size, size)) baseOk++;
-            if (prompts[i].Intent.Shows(a, size, size)) ok++;
-            if (erasedJudges.Any(j => j.Shows(b, size, size))) shownBase++;
+            bool baseAsAsked = prompts[i].Intent.Shows(b, size, size), asAsked = prompts[i].Intent.Shows(a, size, size);
+            bool baseShows = erasedJudges.Any(j => j.Shows(b, size, size)), shows = erasedJudges.Any(j => j.Shows(a, size, size));
+            if (baseAsAsked) baseOk++;
+            if (asAsked) ok++;
+            if (baseShows) shownBase++;
             else
             {
                 clean++;
                 cleanSum += ssim;
             }
-            if (erasedJudges.Any(j => j.Shows(a, size, size))) shown++;
+            if (shows) shown++;
+            double m = _active.Count == 0 ? 0 : _active.Average(k => (double)multipliers[i][k]);
+            perImage.Add(new KeptImage(prompts[i].Text, prompts[i].Seed, m, ssim, baseAsAsked, asAsked, baseShows, shows));
         }
         int n = prompts.Count;
         double mean = n == 0 || _active.Count == 0 ? 0 : multipliers.Average(m => _active.Average(i => (double)m[i]));
         return new CollateralResult(name, n, n == 0 ? double.NaN : ssimSum / n, n == 0 ? double.NaN : ssimMin,
             n == 0 ? double.NaN : baseOk / (double)n, n == 0 ? double.NaN : ok / (double)n, mean,
-            n == 0 ? double.NaN : shownBase / (double)n, n == 0 ? double.NaN : shown / (double)n, clean, clean == 0 ? double.NaN : cleanSum / clean);
+            n == 0 ? double.NaN : shownBase / (double)n, n == 0 ? double.NaN : shown / (double)n, clean, clean == 0 ? double.NaN : cleanSum / clean, perImage);
     }
 
     private static IProgress<double>? Scale(IProgress<double>? progress, int total) =>

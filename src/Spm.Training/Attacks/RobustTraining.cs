@@ -107,6 +107,23 @@ public static class RobustTraining
         var roundFiles = new List<string>();
         string current = startSpm;
         var goalPrompts = options.GoalPrompts is { Count: > 0 } g ? g : [training.Concept];
+        // A paired run attacks its pairs' targets (or the goal prompts, each of which must be one) and erases what it finds
+        // towards the attacked pair's surrogate.
+        var pairs = training.Pairs;
+        int[]? goalPairs = null;
+        if (pairs is { Count: > 0 })
+        {
+            if (options.GoalPrompts is { Count: > 0 })
+                goalPairs = goalPrompts.Select(p => IndexOfTarget(pairs, p) is int i and >= 0 ? i
+                    : throw new ArgumentException($"The robust goal '{p}' is not the target of any erasure pair (--pairs): a paired run attacks its pairs.")).ToArray();
+            else
+            {
+                // Spread over the pairs: a fixed stride through the list, so every round sees other contexts.
+                goalPairs = Enumerable.Range(0, pairs.Count).Select(i => (int)((i * 7919L) % pairs.Count)).Distinct().ToArray();
+                goalPrompts = goalPairs.Select(i => pairs[i].Target).ToArray();
+            }
+        }
+        var foundGoals = new List<int>();
         try
         {
             for (int round = 1; round <= options.Rounds; round++)
@@ -115,6 +132,8 @@ public static class RobustTraining
                 int r = round;
                 // Attack the current membrane (multiplier fixed at 1).
                 var loaded = LoadedSpms.Load(modelFolder, [current]);
+                // Paired runs without goal prompts walk on through their pairs round after round.
+                int offset = goalPairs is not null && options.GoalPrompts is not { Count: > 0 } ? (round - 1) * options.Goals : 0;
                 AttackPlan plan;
                 using (var pipeline = StableDiffusionPipeline.Load(modelFolder, new PipelineOptions { UNetSource = loaded.UNetSource, Runtime = runtime }))
                 using (var attack = GradientAttack.Create(pipeline, loaded, pipeline.Folder.DefaultImageSize,
@@ -122,15 +141,19 @@ public static class RobustTraining
                 {
                     var pool = GradientAttack.TokenPool(pipeline.Tokenizer, AttackPrimitives.VocabularyWords(Path.Combine(pipeline.Tokenizer.Folder, "vocab.json")), []);
                     var goals = Enumerable.Range(0, options.Goals)
-                        .Select(i => (goalPrompts[i % goalPrompts.Count], unchecked(training.Seed * 7919UL + (ulong)(round * 100_003 + i)))).ToList();
+                        .Select(i => (goalPrompts[(offset + i) % goalPrompts.Count], unchecked(training.Seed * 7919UL + (ulong)(round * 100_003 + i)))).ToList();
                     plan = attack.Plan(goals, pool, [new GateSettings(FixedMultiplier: 1f)],
                         new EvalGenerationSettings { Steps = options.ImageSteps, GuidanceScale = options.ImageGuidance },
                         options.Attack, unchecked(training.Seed ^ (ulong)round * 0x9E37_79B9UL),
                         progress is null ? null : new Relay(f => progress.Report(new RobustTrainingProgress(r, options.Rounds, "attack", f))), cancellationToken);
                 }
                 var last = plan.Targets.Select(t => t.Candidates[^1]).ToList();
-                foreach (var c in last)
-                    if (seen.Add(c.Text)) found.Add(c.Text);
+                for (int i = 0; i < last.Count; i++)
+                    if (seen.Add(last[i].Text))
+                    {
+                        found.Add(last[i].Text);
+                        if (goalPairs is not null) foundGoals.Add(goalPairs[(offset + i) % goalPairs.Length]);
+                    }
                 losses.Add(last.Select(c => LossOf(c.Note)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average());
 
                 // Erase them, starting from the current membranes.
@@ -140,6 +163,7 @@ public static class RobustTraining
                 {
                     InitialSpm = current,
                     AdversarialPrompts = found.ToList(),
+                    AdversarialGoals = goalPairs is null ? null : foundGoals.ToList(),
                     AdversarialShare = options.AdversarialShare,
                     Iterations = options.IterationsPerRound,
                     WarmupSteps = Math.Min(training.WarmupSteps, Math.Max(1, options.IterationsPerRound / 10)),
@@ -194,6 +218,13 @@ public static class RobustTraining
     }
 
     /// <summary>The loss a gradient-attack candidate's note records ("step 30, loss 0.0123").</summary>
+    private static int IndexOfTarget(IReadOnlyList<ErasurePair> pairs, string prompt)
+    {
+        for (int i = 0; i < pairs.Count; i++)
+            if (string.Equals(pairs[i].Target, prompt, StringComparison.Ordinal)) return i;
+        return -1;
+    }
+
     private static double LossOf(string note)
     {
         int i = note.IndexOf("loss ", StringComparison.Ordinal);

@@ -90,7 +90,7 @@ public sealed record GateFitOutcome(string Spm, string Concept, string Judge, Sp
 
 /// <summary>
 /// Fits the learned gate of SPM files (<c>spm gate fit</c>): <see cref="Open"/> loads the SPMs and the pipeline,
-/// <see cref="Label"/> draws base-model images for prompts and lets the judges label them, <see cref="Fit"/> fits one
+/// <see cref="Label"/> draws base-model images for prompts and lets the judges label them, <see cref="Fit(int, IReadOnlyList{LabelledPrompt}, IReadOnlyList{LabelledPrompt}?, IProgress{double}?, IProgress{string}?, IReadOnlyList{DirectionSample}?, CancellationToken)"/> fits one
 /// SPM's probe on the text encoder's states and (when asked) chooses its strength, and <see cref="Save"/> writes the
 /// gated file. The steps are separate so a caller can show progress and results as they come.
 /// </summary>
@@ -218,22 +218,27 @@ public sealed class GateFitJob : IDisposable
     /// </summary>
     public GateFitOutcome Fit(int spm, IReadOnlyList<LabelledPrompt> labelled, IProgress<double>? strengthProgress = null,
         IProgress<string>? warnings = null, IReadOnlyList<DirectionSample>? directions = null, CancellationToken cancellationToken = default)
+        => Fit(spm, labelled, mined: null, strengthProgress, warnings, directions, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="Fit(int, IReadOnlyList{LabelledPrompt}, IProgress{double}?, IProgress{string}?, IReadOnlyList{DirectionSample}?, CancellationToken)"/>,
+    /// with <paramref name="mined"/> (<see cref="MinePrompts"/>, labelled) joining the training data; like the pushed
+    /// conditionings they never enter the held-out fifth, so its figures compare with a fit without them.
+    /// </summary>
+    public GateFitOutcome Fit(int spm, IReadOnlyList<LabelledPrompt> labelled, IReadOnlyList<LabelledPrompt>? mined, IProgress<double>? strengthProgress = null,
+        IProgress<string>? warnings = null, IReadOnlyList<DirectionSample>? directions = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(labelled);
         int judgeIndex = JudgeOf(spm);
         var concept = Request.Concepts[spm];
         var judge = Request.Judges[judgeIndex];
-        IReadOnlyList<ProbeSample>? pushedSamples = null;
-        float[]? direction = null;
-        if (directions is { Count: > 0 })
-        {
-            if (directions.FirstOrDefault(d => d.Concept != concept) is { } other)
-                throw new ArgumentException($"A direction sample of '{other.Concept}' was given for the gate of '{concept}'.", nameof(directions));
-            direction = DirectionAugmentation.Direction(labelled, judgeIndex, Encode);
-            pushedSamples = DirectionAugmentation.ToProbeSamples(directions, direction, Encode);
-        }
-        var fit = GateFitting.Fit(concept, labelled, judgeIndex, Encode, _width, _signature, Request.Fit, cancellationToken: cancellationToken, extraTraining: pushedSamples);
+        var (fit, direction) = FitProbe(spm, labelled, mined, directions, cancellationToken);
         fit.Probe.Fit["judge"] = judge.Name;
+        if (mined is { Count: > 0 })
+        {
+            fit.Probe.Fit["mined_prompts"] = mined.Count;
+            fit.Probe.Fit["mined_positive_share"] = Math.Round(mined.Average(m => m.Labels[judgeIndex]), 4);
+        }
         if (direction is not null)
         {
             fit.Probe.Fit["direction_samples"] = directions!.Count;
@@ -261,6 +266,68 @@ public sealed class GateFitJob : IDisposable
         var extra = new Dictionary<string, string>(a.Config.Extra, StringComparer.Ordinal) { [ConceptProbe.MetadataKey] = probe.ToJson() };
         var gated = new SpmAdapter(a.Config with { Extra = extra }, a.Membranes, a.StorageDType);
         return new GateFitOutcome(Request.Spms[spm], concept, judge.Name, gated, fit, choice, labelled.Count, labelled.Count(d => d.Labels[judgeIndex] >= 0.5f));
+    }
+
+    // The probe alone (no strength): labelled prompts, pushed conditionings and mined prompts, as Fit describes.
+    private (GateFitResult Fit, float[]? Direction) FitProbe(int spm, IReadOnlyList<LabelledPrompt> labelled, IReadOnlyList<LabelledPrompt>? mined,
+        IReadOnlyList<DirectionSample>? directions, CancellationToken cancellationToken)
+    {
+        int judgeIndex = JudgeOf(spm);
+        var concept = Request.Concepts[spm];
+        var extra = new List<ProbeSample>();
+        float[]? direction = null;
+        if (directions is { Count: > 0 })
+        {
+            if (directions.FirstOrDefault(d => d.Concept != concept) is { } other)
+                throw new ArgumentException($"A direction sample of '{other.Concept}' was given for the gate of '{concept}'.", nameof(directions));
+            direction = DirectionAugmentation.Direction(labelled, judgeIndex, Encode);
+            extra.AddRange(DirectionAugmentation.ToProbeSamples(directions, direction, Encode));
+        }
+        if (mined is not null)
+            foreach (var m in mined)
+            {
+                if (judgeIndex >= m.Labels.Count) throw new ArgumentException($"The mined prompt '{m.Prompt}' has {m.Labels.Count} labels; judge {judgeIndex} has none.", nameof(mined));
+                extra.Add(new ProbeSample(m.Prompt, Encode(m.Prompt), m.Labels[judgeIndex], m.Images));
+            }
+        var fit = GateFitting.Fit(concept, labelled, judgeIndex, Encode, _width, _signature, Request.Fit, cancellationToken: cancellationToken,
+            extraTraining: extra.Count > 0 ? extra : null);
+        return (fit, direction);
+    }
+
+    /// <summary>
+    /// Active labelling of SPM <paramref name="spm"/>'s gate: fits a first probe (as <see cref="Fit(int, IReadOnlyList{LabelledPrompt}, IReadOnlyList{LabelledPrompt}?, IProgress{double}?, IProgress{string}?, IReadOnlyList{DirectionSample}?, CancellationToken)"/>
+    /// would, without choosing a strength), reads its gate on every one of <paramref name="candidates"/> not labelled yet,
+    /// and returns <paramref name="take"/> of those it opens for (gamma above 0), drawn uniformly with <paramref name="seed"/>
+    /// (all of them when fewer open). Labelling these tells the probe where it opens wrongly: a typo of another word it
+    /// reads as the concept, a neighbour it confuses, as well as where it is right, without spending images on the many
+    /// prompts it already shuts correctly.
+    /// </summary>
+    /// <returns>The chosen prompts and how many candidates the first probe opened for.</returns>
+    public (IReadOnlyList<string> Prompts, int Opened) MinePrompts(int spm, IReadOnlyList<LabelledPrompt> labelled, IReadOnlyList<DirectionSample>? directions,
+        IReadOnlyList<string> candidates, int take, ulong seed, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(labelled);
+        ArgumentNullException.ThrowIfNull(candidates);
+        ArgumentOutOfRangeException.ThrowIfNegative(take);
+        var probe = FitProbe(spm, labelled, null, directions, cancellationToken).Fit.Probe.WithThresholds(Request.Closed, Request.Open);
+        var known = labelled.Select(l => l.Prompt).ToHashSet(StringComparer.Ordinal);
+        var fresh = candidates.Where(c => !known.Contains(c)).Distinct(StringComparer.Ordinal).ToList();
+        var open = new List<string>();
+        for (int i = 0; i < fresh.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (probe.Gamma(Encode(fresh[i])) > 0f) open.Add(fresh[i]);
+            if (progress is not null && (i % 256 == 255 || i == fresh.Count - 1)) progress.Report((i + 1) / (double)fresh.Count);
+        }
+        if (open.Count <= take) return (open, open.Count);
+        // A partial Fisher-Yates shuffle: the first `take` entries are a uniform draw.
+        var rng = new Spm.Core.Randomness.SeededRandom(seed ^ 0x4D49_4E45UL);
+        for (int i = 0; i < take; i++)
+        {
+            int j = rng.NextInt(i, open.Count);
+            (open[i], open[j]) = (open[j], open[i]);
+        }
+        return (open.GetRange(0, take), open.Count);
     }
 
     /// <summary>Writes the gated SPM to <paramref name="path"/> (atomically, in the file's storage type).</summary>

@@ -171,6 +171,24 @@ public sealed record LatentAnchoringOptions
     /// </summary>
     public IReadOnlyList<string>? FamilyPrompts { get; init; }
 
+    /// <summary>
+    /// Paired erasure (<c>spm train --pairs</c>): the concept in context, each phrasing with its own surrogate ("a red
+    /// striped circle" towards "a red plain circle"). Each iteration draws one pair uniformly; x is sampled with its
+    /// target, and <c>eps(s) - eta (eps(t) - eps(s))</c> of the pair is matched on the target. The membrane then learns
+    /// what the concept does inside the prompts it appears in, not only the bare word against the bare surrogate, which
+    /// matters for a pattern or a colour that is always drawn on something. The SPM file still names <see cref="Concept"/>
+    /// (the gate opens on the concept, the pairs are its contexts). Null: the concept against <see cref="Surrogate"/>.
+    /// </summary>
+    public IReadOnlyList<ErasurePair>? Pairs { get; init; }
+
+    /// <summary>
+    /// Robust mode on a paired run: for each of <see cref="AdversarialPrompts"/>, the index in <see cref="Pairs"/> of the
+    /// pair it attacks. An iteration that trains on an adversarial prompt samples x with that pair's target and matches
+    /// that pair's erasure target, so a prompt found against "a red striped circle" is erased towards "a red plain
+    /// circle", not towards whichever pair was drawn. Required (one per adversarial prompt) when both are given.
+    /// </summary>
+    public IReadOnlyList<int>? AdversarialGoals { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {
@@ -196,6 +214,20 @@ public sealed record LatentAnchoringOptions
             if (AnchorPrompts.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("An anchor prompt is empty.");
             if (ReferenceQuirk) throw new ArgumentException("--reference-quirk shapes the spec's random anchors; it does not combine with anchor prompts from an atlas.");
         }
+        if (Pairs is not null)
+        {
+            if (Pairs.Count == 0) throw new ArgumentException("The list of erasure pairs is empty.");
+            if (Pairs.FirstOrDefault(p => string.IsNullOrWhiteSpace(p.Target) || p.Surrogate is null) is { } bad)
+                throw new ArgumentException($"An erasure pair has an empty target ('{bad.Target}' => '{bad.Surrogate}').");
+            if (FamilyPrompts is not null) throw new ArgumentException("Erasure pairs and a concept family do not combine: a family erases every member towards one surrogate.");
+            if (Positive is not null) throw new ArgumentException("Each erasure pair is erased along its own target; a separate positive prompt does not apply.");
+            int adversarial = AdversarialPrompts?.Count ?? 0;
+            if (adversarial > 0 && (AdversarialGoals is null || AdversarialGoals.Count != adversarial))
+                throw new ArgumentException($"A paired run with {adversarial} adversarial prompts needs the pair each one attacks ({AdversarialGoals?.Count ?? 0} given).");
+            if (AdversarialGoals is not null && AdversarialGoals.Any(g => g < 0 || g >= Pairs.Count))
+                throw new ArgumentException($"An adversarial goal is not an index of the {Pairs.Count} erasure pairs.");
+        }
+        else if (AdversarialGoals is not null) throw new ArgumentException("Adversarial goals index erasure pairs; this run has none.");
         if (FamilyPrompts is not null)
         {
             if (FamilyPrompts.Count == 0 || FamilyPrompts.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("A concept family needs at least one non-empty prompt.");
@@ -206,6 +238,11 @@ public sealed record LatentAnchoringOptions
         }
     }
 }
+
+/// <summary>One phrasing of the erased concept and the phrasing it is moved towards (<see cref="LatentAnchoringOptions.Pairs"/>).</summary>
+/// <param name="Target">A prompt with the concept ("a red striped circle").</param>
+/// <param name="Surrogate">The same prompt with the surrogate in its place ("a red plain circle").</param>
+public sealed record ErasurePair(string Target, string Surrogate);
 
 /// <summary>How the timestep used for the erasure and anchoring predictions is derived from the sampled step count.</summary>
 public enum QueryTimestepMode

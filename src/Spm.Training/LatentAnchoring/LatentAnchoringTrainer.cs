@@ -71,6 +71,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
     private readonly string _baseModelId;
     private readonly bool _positiveIsTarget;
     private readonly float[][] _previewEmbeddings, _adversarialEmbeddings, _libraryAnchors, _familyEmbeddings, _anchorPromptEmbeddings;
+    private readonly float[][] _pairTargets, _pairSurrogates;
     // Growing a library: the frozen library SPMs' gates for each fixed conditioning row (by reference; rows not listed,
     // the random anchors, get the library's gates at 0) and the stacked entries the optimizer must leave alone.
     private readonly Dictionary<float[], float[]> _libraryGates = new(ReferenceEqualityComparer.Instance);
@@ -96,11 +97,15 @@ public sealed class LatentAnchoringTrainer : IDisposable
         (_eTarget, _ePositive, _eSurrogate, _eUncond) = (embeddings[0], embeddings[1], embeddings[2], embeddings[3]);
         int previews = options.PreviewEvery > 0 ? options.PreviewRows.Count : 0;
         _previewEmbeddings = embeddings[4..(4 + previews)];
-        // Row order of the encoded prompts (Create): 4 fixed, previews, adversarial, family, anchor prompts, library.
+        // Row order of the encoded prompts (Create): 4 fixed, previews, adversarial, family, pair targets, pair surrogates,
+        // anchor prompts, library.
         int adversarial = options.AdversarialPrompts?.Count ?? 0, family = options.FamilyPrompts?.Count ?? 0, anchorPrompts = options.AnchorPrompts?.Count ?? 0;
+        int pairs = options.Pairs?.Count ?? 0;
         int at = 4 + previews;
         _adversarialEmbeddings = embeddings[at..(at += adversarial)];
         _familyEmbeddings = embeddings[at..(at += family)];
+        _pairTargets = embeddings[at..(at += pairs)];
+        _pairSurrogates = embeddings[at..(at += pairs)];
         _anchorPromptEmbeddings = embeddings[at..(at += anchorPrompts)];
         _libraryAnchors = embeddings[at..];
         if (_libraryAnchors.Length != libraryAnchors) throw new InvalidOperationException($"{embeddings.Length} encoded prompts do not match the options' rows.");
@@ -203,6 +208,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         {
             string[] prompts = [options.Concept, options.Positive ?? options.Concept, options.Surrogate, options.Unconditional,
                 .. options.PreviewEvery > 0 ? options.PreviewRows : [], .. options.AdversarialPrompts ?? [], .. options.FamilyPrompts ?? [],
+                .. (options.Pairs ?? []).Select(p => p.Target), .. (options.Pairs ?? []).Select(p => p.Surrogate),
                 .. options.AnchorPrompts ?? [], .. libraryPrompts];
             var encoded = conditioning.EncodeBatch(prompts);
             rowLayout = conditioning.RowLayout(encoded[0]);
@@ -317,6 +323,22 @@ public sealed class LatentAnchoringTrainer : IDisposable
             // A family: this iteration's member (drawn only in family runs, so single-concept runs keep their stream).
             var eTarget = _familyEmbeddings.Length > 0 ? _familyEmbeddings[rng.NextInt(0, _familyEmbeddings.Length)] : _eTarget;
             var ePositive = _familyEmbeddings.Length > 0 ? eTarget : _ePositive;
+            var eSurrogate = _eSurrogate;
+            // Pairs: this iteration's phrasing and its own surrogate (drawn only in paired runs, as above). In robust mode
+            // an adversarial prompt comes with the pair it was found against, so the choice is made first.
+            int pairedAdversarial = -1;
+            if (_pairTargets.Length > 0)
+            {
+                int k;
+                if (_adversarialEmbeddings.Length > 0 && rng.NextDouble() < o.AdversarialShare)
+                {
+                    pairedAdversarial = rng.NextInt(0, _adversarialEmbeddings.Length);
+                    k = o.AdversarialGoals![pairedAdversarial];
+                }
+                // One pair draws nothing, so it trains exactly as --concept T --surrogate S would.
+                else k = _pairTargets.Length == 1 ? 0 : rng.NextInt(0, _pairTargets.Length);
+                (eTarget, ePositive, eSurrogate) = (_pairTargets[k], _pairTargets[k], _pairSurrogates[k]);
+            }
             var draw = IterationSampler.Draw(rng, o, ddimTimesteps, _folder.VaeScaleFactor);
             var sw = Stopwatch.StartNew();
             var x = SampleX(draw, rng, eTarget, ct);
@@ -329,7 +351,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             anchorEmbeddings.AddRange(_libraryAnchors);
             anchors += _libraryAnchors.Length;
             sw.Restart();
-            var frozenRows = new List<float[]> { ePositive, _eSurrogate };
+            var frozenRows = new List<float[]> { ePositive, eSurrogate };
             frozenRows.AddRange(anchorEmbeddings);
             var frozen = PredictUNet(x, draw, frozenRows, gate: 0f);
             timings = timings with { Frozen = timings.Frozen + sw.Elapsed };
@@ -341,7 +363,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
             float eta = (float)o.Eta;
             for (int i = 0; i < latent; i++) target[i] = eSur[i] - eta * (ePos[i] - eSur[i]);
             // With positive == concept, eps(x,t,c_tar) of the frozen model is ePos: the untrained loss at this draw.
-            double frozenEra = _positiveIsTarget || _familyEmbeddings.Length > 0 ? MeanSquaredDifference(ePos, target.AsSpan(0, latent)) : double.NaN;
+            double frozenEra = _positiveIsTarget || _familyEmbeddings.Length > 0 || _pairTargets.Length > 0 ? MeanSquaredDifference(ePos, target.AsSpan(0, latent)) : double.NaN;
             frozen.AsSpan(2 * latent, anchors * latent).CopyTo(target.AsSpan(latent));
 
             var rowWeights = new float[1 + anchors];
@@ -351,7 +373,8 @@ public sealed class LatentAnchoringTrainer : IDisposable
             sw.Restart();
             // Robust mode: part of the iterations erase an adversarial phrasing instead of the concept's own prompt.
             var erased = eTarget;
-            if (_adversarialEmbeddings.Length > 0 && rng.NextDouble() < o.AdversarialShare)
+            if (pairedAdversarial >= 0) erased = _adversarialEmbeddings[pairedAdversarial];
+            else if (_pairTargets.Length == 0 && _adversarialEmbeddings.Length > 0 && rng.NextDouble() < o.AdversarialShare)
                 erased = _adversarialEmbeddings[rng.NextInt(0, _adversarialEmbeddings.Length)];
             var trainRows = new List<float[]> { erased };
             trainRows.AddRange(anchorEmbeddings);
@@ -934,11 +957,13 @@ public sealed class LatentAnchoringTrainer : IDisposable
         {
             settings["adversarial_prompts"] = adversarial.Count;
             settings["adversarial_share"] = o.AdversarialShare;
+            if (o.AdversarialGoals is { } goals) settings["adversarial_goals"] = goals.ToList();
         }
         if (o.InitialSpm is { } init) settings["initial_spm"] = Path.GetFileName(init);
         // Atlas runs only: the anchor prompts and the family, so ordinary runs' settings stay as before.
         if (o.AnchorPrompts is { } anchorPrompts) settings["anchor_prompts"] = anchorPrompts.ToList();
         if (o.FamilyPrompts is { } family) settings["family"] = family.ToList();
+        if (o.Pairs is { } pairs) settings["pairs"] = pairs.Select(p => $"{p.Target} => {p.Surrogate}").ToList();
         // Growing: the library it was trained against (file names and content hashes), so a checkpoint or a finished
         // file of another library is not taken for this run's.
         if (o.LibrarySpms is { Count: > 0 } library)

@@ -67,6 +67,55 @@ public class RobustTrainingTests
     }
 
     [Test]
+    public void Harden_APairedRun_AttacksItsPairs_AndErasesEachFindTowardsItsOwnPairsSurrogate()
+    {
+        var dir = TestPaths.NewTempDir("spm-robust-pairs");
+        try
+        {
+            ErasurePair[] pairs =
+            [
+                new("a red circle", "a red square"),
+                new("a blue circle on a white background", "a blue square on a white background"),
+                new("circle", "square"),
+            ];
+            var training = CircleTraining with { Pairs = pairs };
+            var output = Path.Combine(dir, "circle-paired-robust.safetensors");
+            var options = new RobustTrainingOptions
+            {
+                Rounds = 1, IterationsPerRound = 2, Goals = 3, ImageSteps = 4,
+                Attack = new GradientAttackOptions { Steps = 1, Candidates = 1, Tokens = 1, BatchSize = 3 },
+            };
+            var result = RobustTraining.Harden(Model, Shipped("circle"), training, options, output, overwrite: false,
+                new Diffusion.Runtime.OnnxRuntimeOptions { IntraOpThreads = 2 });
+
+            // Without goal prompts the goals are the pairs' targets; each find is recorded with the pair it attacks.
+            var settings = JsonNode.Parse(SpmFile.Load(output).Config.Extra["training"])!;
+            var goals = settings["adversarial_goals"]!.AsArray().Select(g => (int)g!).ToList();
+            Assert.That(goals, Has.Count.EqualTo(result.AdversarialPrompts.Count));
+            Assert.That(result.AdversarialPrompts, Has.Count.InRange(1, 3));
+            for (int i = 0; i < goals.Count; i++)
+                Assert.That(result.AdversarialPrompts[i], Does.EndWith(" " + pairs[goals[i]].Target), $"find {i} belongs to pair {goals[i]}");
+            Assert.That(goals, Is.Unique, "three goals walk through three different pairs");
+            Assert.That(settings["pairs"]!.AsArray(), Has.Count.EqualTo(3));
+
+            // A goal prompt must be one of the pairs' targets.
+            Assert.That(() => RobustTraining.Harden(Model, Shipped("circle"), training, options with { GoalPrompts = ["a green circle"] },
+                    Path.Combine(dir, "other.safetensors"), overwrite: false),
+                Throws.ArgumentException.With.Message.Contains("'a green circle' is not the target of any erasure pair"));
+            Assert.That(() => (training with { AdversarialPrompts = ["x circle"] }).Validate(),
+                Throws.ArgumentException.With.Message.Contains("needs the pair each one attacks"));
+            Assert.That(() => (training with { AdversarialPrompts = ["x circle"], AdversarialGoals = [3] }).Validate(),
+                Throws.ArgumentException.With.Message.Contains("not an index of the 3 erasure pairs"));
+            Assert.That(() => (CircleTraining with { AdversarialGoals = [0] }).Validate(),
+                Throws.ArgumentException.With.Message.Contains("this run has none"));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Test]
     public void InitialSpm_OfAnotherRank_IsAMismatchNamingTheFile()
     {
         var options = CircleTraining with { Rank = 2, InitialSpm = Shipped("circle"), Iterations = 1 };
