@@ -2,13 +2,17 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Spm.Cli.Rendering;
+using Spm.Core.IO;
+using Spm.Shapes.Evaluation;
 using Spm.Shapes.World;
+using Spm.Training.LatentAnchoring;
 
 namespace Spm.Cli.Commands;
 
 /// <summary>
-/// <c>spm shapes render|judge</c>: the tiny-shapes world from the command line. <c>render</c> writes random
-/// captioned pictures (a data set, and a contact sheet); <c>judge</c> reads pictures back with the evaluator.
+/// <c>spm shapes render|judge|pairs</c>: the tiny-shapes world from the command line. <c>render</c> writes random
+/// captioned pictures (a data set, and a contact sheet); <c>judge</c> reads pictures back with the evaluator;
+/// <c>pairs</c> writes the erasure pairs of a concept for <c>spm train --pairs</c>.
 /// </summary>
 internal static class ShapesCommand
 {
@@ -17,6 +21,29 @@ internal static class ShapesCommand
         var cmd = new Command("shapes", "The tiny-shapes world: render captioned pictures, or judge pictures with the evaluator.");
         cmd.Subcommands.Add(CreateRender(console));
         cmd.Subcommands.Add(CreateJudge(console));
+        cmd.Subcommands.Add(CreatePairs(console));
+        return cmd;
+    }
+
+    private static Command CreatePairs(CliConsole console)
+    {
+        var concept = new Option<string>("--concept") { Description = "The concept to erase (a tiny-shapes word: circle, red, striped...).", Required = true };
+        var surrogate = new Option<string>("--surrogate") { Description = "Another value of the same attribute the concept is erased towards (square, blue, plain...).", Required = true };
+        var output = new Option<string>("--out") { Description = "Pair file to write (TARGET => SURROGATE lines, for spm train --pairs).", Required = true };
+        var force = new Option<bool>("--force") { Description = "Overwrite an existing file." };
+        var cmd = new Command("pairs", "Write erasure pairs for spm train --pairs: every caption naming the concept (each combination of the other attributes, each value or left open) with the same caption naming the surrogate.") { concept, surrogate, output, force };
+        cmd.SetAction((parse, ct) =>
+        {
+            var c = EvalConcept.Parse(parse.GetValue(concept)!);
+            var s = EvalConcept.Parse(parse.GetValue(surrogate)!);
+            var pairs = ShapePairs.For(c, s);
+            var path = parse.GetValue(output)!;
+            var text = $"# spm shapes pairs --concept {c.Name} --surrogate {s.Name}: {pairs.Count} pairs\n"
+                + string.Concat(pairs.Select(p => $"{p.Target} {ErasurePairFile.Arrow} {p.Surrogate}\n"));
+            AtomicFile.WriteAllText(path, text, parse.GetValue(force));
+            console.Out.WriteLine($"wrote {pairs.Count} pairs to {path}");
+            return Task.FromResult(0);
+        });
         return cmd;
     }
 

@@ -963,7 +963,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         // Atlas runs only: the anchor prompts and the family, so ordinary runs' settings stay as before.
         if (o.AnchorPrompts is { } anchorPrompts) settings["anchor_prompts"] = anchorPrompts.ToList();
         if (o.FamilyPrompts is { } family) settings["family"] = family.ToList();
-        if (o.Pairs is { } pairs) settings["pairs"] = pairs.Select(p => $"{p.Target} => {p.Surrogate}").ToList();
+        if (o.Pairs is { } pairs) settings["pairs"] = pairs.Select(p => new[] { p.Target, p.Surrogate }).ToList();
         // Growing: the library it was trained against (file names and content hashes), so a checkpoint or a finished
         // file of another library is not taken for this run's.
         if (o.LibrarySpms is { Count: > 0 } library)

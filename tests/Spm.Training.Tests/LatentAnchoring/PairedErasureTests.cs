@@ -76,13 +76,18 @@ public class PairedErasureTests
                 using var t = LatentAnchoringTrainer.Create(Model, options, OneThread);
                 t.Train(new TrainingOutput(path));
             }
-            var files = paths.Select(SpmFile.Load).ToArray();
+            var files = paths.Select(p => SpmFile.Load(p)).ToArray();
             static float[] Weights(SpmAdapter a) => a.Membranes.SelectMany(m => m.Down.Data.ToArray().Concat(m.Up.Data.ToArray())).ToArray();
-            Assert.That(Weights(files[1]), Is.EqualTo(Weights(files[0])), "one pair = the concept against its surrogate");
-            Assert.That(Weights(files[2]), Is.Not.EqualTo(Weights(files[1])), "the second pair is trained too");
+            // The same training up to the text encoder's batch (the pair's prompts are encoded with more rows, so the
+            // embeddings differ in the last bits and AdamW's normalisation carries that to ~1e-5); a second pair moves the
+            // weights by ~3e-2.
+            static double MaxDiff(float[] a, float[] b) => a.Zip(b).Max(p => Math.Abs(p.First - (double)p.Second));
+            var plain = Weights(files[0]);
+            Assert.That(MaxDiff(Weights(files[1]), plain), Is.LessThan(1e-4), "one pair = the concept against its surrogate");
+            Assert.That(MaxDiff(Weights(files[2]), plain), Is.GreaterThan(1e-2), "the second pair is trained too");
             Assert.That(files[2].Config.Prompts, Is.EqualTo(new[] { "striped" }), "the file names the concept, not its contexts");
             Assert.That(files[2].Config.Extra[SpmMetadataKeys.Training],
-                Does.Contain("\"pairs\":[\"a striped circle => a plain circle\",\"a red square with stripes => a plain red square\"]"));
+                Does.Contain("\"pairs\":[[\"a striped circle\",\"a plain circle\"],[\"a red square with stripes\",\"a plain red square\"]]"));
             Assert.That(LatentAnchoringTrainer.SettingsJson(Quick), Does.Not.Contain("pairs"), "ordinary runs keep their settings");
         }
         finally
