@@ -165,11 +165,13 @@ public class GateAndAttackCommandTests
             Assert.That(clean, Is.EqualTo(images - (int)Math.Round((double)c["conceptShownBase"]! * images)), (string?)c["name"]);
             if (clean > 0) Assert.That((double)c["cleanMeanSsim"]!, Is.InRange(-1.0, 1.0));
             else Assert.That(c["cleanMeanSsim"], Is.Null, "NaN is written as null");
+            Assert.That(c["conceptFree"], Is.Null, "no probe seeds, no concept-free figures");
+            Assert.That(c["lowestSsim"]!.AsArray(), Has.Count.EqualTo(3), "every image of a 3-image set is listed");
         }
 
         // No SPM: the attacked model is the base model, so every attack's ASR equals its base ASR and nothing changes.
         var sanity = Path.Combine(_dir, "sanity");
-        (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--images", "3", "--steps", "4", "--attacks", "text", "--out", sanity);
+        (code, _, stderr) = Run("attack", "--model", Model, "--concept", "circle", "--images", "3", "--steps", "4", "--attacks", "text", "--kept-seeds", "2", "--out", sanity);
         Assert.That(code, Is.EqualTo(0), stderr);
         var s = JsonNode.Parse(File.ReadAllText(Path.Combine(sanity, "attack.json")))!;
         var text = s["attacks"]![0]!;
@@ -178,7 +180,20 @@ public class GateAndAttackCommandTests
         {
             Assert.That((double)c!["meanSsim"]!, Is.EqualTo(1.0));
             if ((int)c["cleanImages"]! > 0) Assert.That((double)c["cleanMeanSsim"]!, Is.EqualTo(1.0));
+            // Concept-free prompts: no erased concept in the compared base image nor in the 2 probe seeds' images.
+            var free = c["conceptFree"]!;
+            var images = c["lowestSsim"]!.AsArray();
+            Assert.That((int)free["probeSeeds"]!, Is.EqualTo(2));
+            Assert.That(images.Select(k => (int)k!["probeSeedsShowingConcept"]!), Is.All.InRange(0, 2));
+            int freePrompts = images.Count(k => !(bool)k!["baseShowsConcept"]! && (int)k["probeSeedsShowingConcept"]! == 0);
+            Assert.That((int)free["prompts"]!, Is.EqualTo(freePrompts), (string?)c["name"]);
+            if (freePrompts > 0)
+            {
+                Assert.That((double)free["meanSsim"]!, Is.EqualTo(1.0));
+                Assert.That((double)free["accuracy"]!, Is.EqualTo((double)free["baseAccuracy"]!));
+            }
         }
+        Assert.That(File.ReadAllText(Path.Combine(sanity, "attack.md")), Does.Contain("Concept-free prompts: those whose base images show no erased concept at the compared seed nor at 2 more."));
     }
 
     [Test]

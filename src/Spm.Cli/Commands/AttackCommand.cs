@@ -44,10 +44,11 @@ internal static class AttackCommand
         gateCurve.AcceptOnlyFromAmong("square", "linear");
         var outDir = new Option<string>("--out") { Description = "Folder for attack.json, attack.md and grid-<attack>.png.", Required = true };
         var force = new Option<bool>("--force") { Description = "Overwrite the report files." };
+        var keptSeeds = new Option<int>("--kept-seeds") { Description = "Extra base-model seeds drawn per kept-set prompt: a prompt whose base images show an erased concept at any of them is not concept-free; the report adds SSIM and accuracy over the concept-free prompts. 0 = off.", DefaultValueFactory = _ => 0 };
         var sampling = new SamplingOptions();
 
         var cmd = new Command("attack", "Attack a model with SPMs loaded (gate included): text variants, an embedding-space attack, random-token search; attack success rate (ASR) judged per image, plus what the erased model keeps on near neighbours.");
-        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, attackSteps, attackLr, judge, gateCalibration, gateCurve, outDir, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, attackSteps, attackLr, judge, gateCalibration, gateCurve, outDir, force, keptSeeds }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -139,7 +140,9 @@ internal static class AttackCommand
                 ("near neighbours, synonyms", ShapePhrasings.NearNeighbours([target], count, s ^ 0x5EUL,
                     [PhrasingKind.Synonym]).Select(p => p.ToEvalPrompt()).ToList()),
             };
-            int totalImages = 2 * (plans.Sum(p => p.Targets.Sum(t => t.Candidates.Count)) + keptSets.Sum(k => k.Prompts.Count));
+            int probeSeeds = parse.GetValue(keptSeeds);
+            if (probeSeeds is < 0 or > 64) throw new SpmException($"--kept-seeds must be 0..64, got {probeSeeds}.");
+            int totalImages = 2 * plans.Sum(p => p.Targets.Sum(t => t.Candidates.Count)) + (2 + probeSeeds) * keptSets.Sum(k => k.Prompts.Count);
             console.Error.WriteLine($"spm: attacking '{target.Name}' on {(files.Length == 0 ? "the base model (no SPM)" : string.Join(", ", files.Select(Path.GetFileName)))}, gate {GateCalibrations.NameOf(calibration)}: {string.Join(", ", names)} ({totalImages} images)");
 
             var watch = Stopwatch.StartNew();
@@ -160,9 +163,9 @@ internal static class AttackCommand
                 }
                 foreach (var (name, prompts) in keptSets)
                 {
-                    int n = 2 * prompts.Count;
+                    int n = (2 + probeSeeds) * prompts.Count;
                     double start = done;
-                    collateral.Add(await Task.Run(() => runner.Collateral(name, prompts, [judgeImpl], new ActionProgress<double>(f => bar.Report(new ProgressUpdate(start + f * n, totalImages, "kept sets"))), ct), ct));
+                    collateral.Add(await Task.Run(() => runner.Collateral(name, prompts, [judgeImpl], probeSeeds, new ActionProgress<double>(f => bar.Report(new ProgressUpdate(start + f * n, totalImages, "kept sets"))), ct), ct));
                     done += n;
                 }
                 return 0;

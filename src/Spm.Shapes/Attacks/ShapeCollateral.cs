@@ -34,16 +34,22 @@ public sealed class ShapePromptJudge : IConceptJudge
 public static class ShapeCollateral
 {
     /// <summary>
-    /// <see cref="AttackRunner.Collateral"/> on tiny-shapes evaluation prompts: each prompt's intent is judged by the
-    /// <see cref="ShapeEvaluator"/> (every attribute it names read as named).
+    /// <see cref="AttackRunner.Collateral(string, IReadOnlyList{KeptPrompt}, IReadOnlyList{IConceptJudge}, int, IProgress{double}?, CancellationToken)"/>
+    /// on tiny-shapes evaluation prompts: each prompt's intent is judged by the <see cref="ShapeEvaluator"/> (every
+    /// attribute it names read as named).
     /// </summary>
     public static CollateralResult Collateral(this AttackRunner runner, string name, IReadOnlyList<EvalPrompt> prompts, IReadOnlyList<IConceptJudge> erasedJudges,
         IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+        => runner.Collateral(name, prompts, erasedJudges, 0, progress, cancellationToken);
+
+    /// <summary>As above, with <paramref name="probeSeeds"/> more base images per prompt to tell the concept-free prompts.</summary>
+    public static CollateralResult Collateral(this AttackRunner runner, string name, IReadOnlyList<EvalPrompt> prompts, IReadOnlyList<IConceptJudge> erasedJudges,
+        int probeSeeds, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(runner);
         ArgumentNullException.ThrowIfNull(prompts);
         var evaluator = new ShapeEvaluator();
         var kept = prompts.Select(p => new KeptPrompt(p.Text, p.Seed, new ShapePromptJudge(p.Prompt, evaluator))).ToArray();
-        return runner.Collateral(name, kept, erasedJudges, progress, cancellationToken);
+        return runner.Collateral(name, kept, erasedJudges, probeSeeds, progress, cancellationToken);
     }
 }

@@ -77,8 +77,26 @@ public sealed record AttackResult(string Name, string Description, int Targets, 
 /// </param>
 /// <param name="CleanMeanSsim">Mean SSIM over those images alone (NaN when there are none).</param>
 /// <param name="PerImage">Every compared image, in prompt order (empty when not recorded): what to look at when a mean moves.</param>
+/// <param name="Free">
+/// With probe seeds (<see cref="AttackRunner.Collateral(string, IReadOnlyList{KeptPrompt}, IReadOnlyList{IConceptJudge}, int, IProgress{double}?, CancellationToken)"/>): the same figures over the concept-free prompts alone, those whose
+/// base images show no erased concept at any probed seed; null without probe seeds.
+/// </param>
 public sealed record CollateralResult(string Name, int Images, double MeanSsim, double MinSsim, double BaseAccuracy, double Accuracy, double MeanMultiplier,
-    double ConceptShownBase, double ConceptShown, int CleanImages = 0, double CleanMeanSsim = double.NaN, IReadOnlyList<KeptImage>? PerImage = null);
+    double ConceptShownBase, double ConceptShown, int CleanImages = 0, double CleanMeanSsim = double.NaN, IReadOnlyList<KeptImage>? PerImage = null,
+    ConceptFreeFigures? Free = null);
+
+/// <summary>
+/// A kept set's figures over its concept-free prompts: a prompt that names no erased concept can still be drawn as one
+/// (a typo the model reads as the concept), and a per-prompt gate rightly opens there, which changes the prompt's other
+/// seeds too; over the prompts the base model never draws an erased concept for, every change is collateral.
+/// </summary>
+/// <param name="ProbeSeeds">Extra base-model seeds drawn per prompt (besides the compared image's).</param>
+/// <param name="Prompts">Prompts whose base images show no erased concept at any of those seeds.</param>
+/// <param name="MeanSsim">Mean SSIM over them.</param>
+/// <param name="BaseAccuracy">Base accuracy over them.</param>
+/// <param name="Accuracy">Attacked accuracy over them.</param>
+/// <param name="MeanMultiplier">Mean multiplier the gate gave them.</param>
+public sealed record ConceptFreeFigures(int ProbeSeeds, int Prompts, double MeanSsim, double BaseAccuracy, double Accuracy, double MeanMultiplier);
 
 /// <summary>One kept-set image pair (base and attacked model, same prompt and seed).</summary>
 /// <param name="Prompt">The prompt.</param>
@@ -89,9 +107,10 @@ public sealed record CollateralResult(string Name, int Images, double MeanSsim, 
 /// <param name="AsAsked">Whether the attacked image does.</param>
 /// <param name="BaseShowsConcept">Whether the base image shows an erased concept anyway.</param>
 /// <param name="ShowsConcept">Whether the attacked image does.</param>
-public sealed record KeptImage(string Prompt, ulong Seed, double Multiplier, double Ssim, bool BaseAsAsked, bool AsAsked, bool BaseShowsConcept, bool ShowsConcept);
+/// <param name="ProbeShown">Probe seeds (beyond this image's) whose base image shows an erased concept (0 without probe seeds).</param>
+public sealed record KeptImage(string Prompt, ulong Seed, double Multiplier, double Ssim, bool BaseAsAsked, bool AsAsked, bool BaseShowsConcept, bool ShowsConcept, int ProbeShown = 0);
 
-/// <summary>A prompt the erased model should still draw faithfully (it asks for no erased concept), for <see cref="AttackRunner.Collateral"/>.</summary>
+/// <summary>A prompt the erased model should still draw faithfully (it asks for no erased concept), for <see cref="AttackRunner.Collateral(string, IReadOnlyList{KeptPrompt}, IReadOnlyList{IConceptJudge}, int, IProgress{double}?, CancellationToken)"/>.</summary>
 /// <param name="Text">The prompt.</param>
 /// <param name="Seed">Seed of its image (base and attacked model draw from the same one).</param>
 /// <param name="Intent">Judges whether an image shows what the prompt asks for.</param>

@@ -55,6 +55,15 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             // The images behind the means: the lowest SSIMs and every image whose accuracy verdict flipped.
             ["lowestSsim"] = KeptImages((c.PerImage ?? []).OrderBy(k => k.Ssim).Take(Math.Min(10, maxListed))),
             ["accuracyFlipped"] = KeptImages((c.PerImage ?? []).Where(k => k.BaseAsAsked != k.AsAsked)),
+            ["conceptFree"] = c.Free is not { } f ? null : new JsonObject
+            {
+                ["probeSeeds"] = f.ProbeSeeds,
+                ["prompts"] = f.Prompts,
+                ["meanSsim"] = Num(f.MeanSsim),
+                ["baseAccuracy"] = Num(f.BaseAccuracy),
+                ["accuracy"] = Num(f.Accuracy),
+                ["meanMultiplier"] = Num(f.MeanMultiplier),
+            },
         }).ToArray());
         return new JsonObject
         {
@@ -78,6 +87,7 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
         ["asAsked"] = k.AsAsked,
         ["baseShowsConcept"] = k.BaseShowsConcept,
         ["showsConcept"] = k.ShowsConcept,
+        ["probeSeedsShowingConcept"] = k.ProbeShown,
     }).ToArray());
 
     // Per candidate note (a phrasing kind, a strength): how often the base drew the concept and how often it leaked.
@@ -122,6 +132,15 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             sb.Append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
             foreach (var c in Collateral)
                 sb.Append(CultureInfo.InvariantCulture, $"| {c.Name} | {c.Images} | {F(c.MeanSsim, "0.0000")} | {F(c.MinSsim, "0.000")} | {Pct(c.BaseAccuracy)} | {Pct(c.Accuracy)} | {F(c.MeanMultiplier, "0.000")} | {Pct(c.ConceptShownBase)} / {Pct(c.ConceptShown)} | {F(c.CleanMeanSsim, "0.0000")} ({c.CleanImages}) |\n");
+            var free = Collateral.Where(c => c.Free is not null).ToList();
+            if (free.Count > 0)
+            {
+                sb.Append($"\nConcept-free prompts: those whose base images show no erased concept at the compared seed nor at {free[0].Free!.ProbeSeeds} more.\n\n");
+                sb.Append("| kept set | concept-free prompts | mean SSIM vs base | accuracy base | accuracy erased | mean multiplier |\n");
+                sb.Append("| --- | --- | --- | --- | --- | --- |\n");
+                foreach (var c in free)
+                    sb.Append(CultureInfo.InvariantCulture, $"| {c.Name} | {c.Free!.Prompts} | {F(c.Free.MeanSsim, "0.0000")} | {Pct(c.Free.BaseAccuracy)} | {Pct(c.Free.Accuracy)} | {F(c.Free.MeanMultiplier, "0.000")} |\n");
+            }
         }
         foreach (var a in Attacks)
         {

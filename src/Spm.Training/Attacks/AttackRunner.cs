@@ -105,18 +105,32 @@ public sealed class AttackRunner
     /// </summary>
     public CollateralResult Collateral(string name, IReadOnlyList<KeptPrompt> prompts, IReadOnlyList<IConceptJudge> erasedJudges,
         IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+        => Collateral(name, prompts, erasedJudges, 0, progress, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="Collateral(string, IReadOnlyList{KeptPrompt}, IReadOnlyList{IConceptJudge}, IProgress{double}?, CancellationToken)"/>;
+    /// with <paramref name="probeSeeds"/> above 0 the base model also draws that many more images of every prompt (other
+    /// seeds, derived from the prompt's), and the result adds the figures over the prompts none of whose base images
+    /// shows an erased concept (<see cref="CollateralResult.Free"/>).
+    /// </summary>
+    public CollateralResult Collateral(string name, IReadOnlyList<KeptPrompt> prompts, IReadOnlyList<IConceptJudge> erasedJudges, int probeSeeds,
+        IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(erasedJudges);
+        ArgumentOutOfRangeException.ThrowIfNegative(probeSeeds);
         var zero = new float[_generator.SpmCount];
         var multipliers = prompts.Select(p => MultipliersFor(new AttackCandidate(p.Text, null, ""))).ToList();
-        var requests = new List<EvalImageRequest>(2 * prompts.Count);
+        var requests = new List<EvalImageRequest>((2 + probeSeeds) * prompts.Count);
         for (int i = 0; i < prompts.Count; i++)
         {
             requests.Add(new EvalImageRequest(prompts[i].Text, prompts[i].Seed, zero));
             requests.Add(new EvalImageRequest(prompts[i].Text, prompts[i].Seed, multipliers[i]));
         }
+        for (int i = 0; i < prompts.Count; i++)
+            for (int k = 1; k <= probeSeeds; k++)
+                requests.Add(new EvalImageRequest(prompts[i].Text, ProbeSeed(prompts[i].Seed, k), zero));
         var images = _generator.Generate(requests, Scale(progress, requests.Count), cancellationToken);
         int size = _generator.ImageSize;
         double ssimSum = 0, ssimMin = double.PositiveInfinity, cleanSum = 0;
@@ -141,14 +155,33 @@ public sealed class AttackRunner
             }
             if (shows) shown++;
             double m = _active.Count == 0 ? 0 : _active.Average(k => (double)multipliers[i][k]);
-            perImage.Add(new KeptImage(prompts[i].Text, prompts[i].Seed, m, ssim, baseAsAsked, asAsked, baseShows, shows));
+            int probeShown = 0;
+            for (int k = 0; k < probeSeeds; k++)
+            {
+                var probe = images[2 * prompts.Count + i * probeSeeds + k];
+                if (erasedJudges.Any(j => j.Shows(probe, size, size))) probeShown++;
+            }
+            perImage.Add(new KeptImage(prompts[i].Text, prompts[i].Seed, m, ssim, baseAsAsked, asAsked, baseShows, shows, probeShown));
+        }
+        ConceptFreeFigures? free = null;
+        if (probeSeeds > 0)
+        {
+            var freePrompts = perImage.Where(k => !k.BaseShowsConcept && k.ProbeShown == 0).ToList();
+            free = new ConceptFreeFigures(probeSeeds, freePrompts.Count,
+                freePrompts.Count == 0 ? double.NaN : freePrompts.Average(k => k.Ssim),
+                freePrompts.Count == 0 ? double.NaN : freePrompts.Count(k => k.BaseAsAsked) / (double)freePrompts.Count,
+                freePrompts.Count == 0 ? double.NaN : freePrompts.Count(k => k.AsAsked) / (double)freePrompts.Count,
+                freePrompts.Count == 0 ? double.NaN : freePrompts.Average(k => k.Multiplier));
         }
         int n = prompts.Count;
         double mean = n == 0 || _active.Count == 0 ? 0 : multipliers.Average(m => _active.Average(i => (double)m[i]));
         return new CollateralResult(name, n, n == 0 ? double.NaN : ssimSum / n, n == 0 ? double.NaN : ssimMin,
             n == 0 ? double.NaN : baseOk / (double)n, n == 0 ? double.NaN : ok / (double)n, mean,
-            n == 0 ? double.NaN : shownBase / (double)n, n == 0 ? double.NaN : shown / (double)n, clean, clean == 0 ? double.NaN : cleanSum / clean, perImage);
+            n == 0 ? double.NaN : shownBase / (double)n, n == 0 ? double.NaN : shown / (double)n, clean, clean == 0 ? double.NaN : cleanSum / clean, perImage, free);
     }
+
+    // Probe seed k of a prompt: another seed of the same prompt, never its compared image's.
+    private static ulong ProbeSeed(ulong seed, int k) => unchecked((seed ^ 0x9E37_79B9_7F4A_7C15UL) * 0xBF58_476D_1CE4_E5B9UL + (ulong)k * 0x94D0_49BB_1331_11EBUL);
 
     private static IProgress<double>? Scale(IProgress<double>? progress, int total) =>
         progress is null || total == 0 ? null : new Relay(d => progress.Report(Math.Min(1.0, d / total)));
