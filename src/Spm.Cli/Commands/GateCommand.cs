@@ -47,6 +47,7 @@ internal static class GateCommand
         var inPlace = new Option<bool>("--in-place") { Description = "Add the gate to the given SPM files themselves (atomic rewrite; tensors unchanged)." };
         var l2 = new Option<double>("--l2") { Description = "Ridge penalty of the probe.", DefaultValueFactory = _ => ProbeFitOptions.Default.L2 };
         var hidden = new Option<int>("--hidden") { Description = "Hidden units of the per-token probe (0: linear).", DefaultValueFactory = _ => ProbeFitOptions.Default.HiddenUnits };
+        var readLast = new Option<int>("--read-last") { Description = "Positions the probe reads: 0 = every token; k = only the last k positions (the end token and padding, which have read the whole prompt in a causal text encoder, so a prefix such as 'a green t' of 'a green ttriangle' cannot open the gate alone).", DefaultValueFactory = _ => 0 };
         var strength = new Option<string>("--strength") { Description = "The membrane's multiplier when the gate is fully open: a number, or auto (default: the smallest of 1, 1.25, 1.5, 2 that leaves at most 2 % of the concept in images the base model draws it in, measured on up to 60 labelled prompts the model draws it for).", DefaultValueFactory = _ => "auto" };
         var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
         var open = new Option<float>("--open") { Description = "Probability at or above which the gate is fully open (linear in between).", DefaultValueFactory = _ => ConceptProbe.DefaultOpen };
@@ -66,7 +67,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, mine, mineCandidates, mineFrom, mineData, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, mine, mineCandidates, mineFrom, mineData, readLast, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -92,6 +93,7 @@ internal static class GateCommand
                 fixedStrength = sv;
             }
             if (parse.GetValue(hidden) is < 0 or > 256) throw new SpmException($"--hidden must be 0..256, got {parse.GetValue(hidden)}.");
+            if (parse.GetValue(readLast) is < 0 or > ConceptProbe.MaxReadLast) throw new SpmException($"--read-last must be 0..{ConceptProbe.MaxReadLast}, got {parse.GetValue(readLast)}.");
             int augment = parse.GetValue(directionPrompts);
             if (augment is < 0 or > 100_000) throw new SpmException($"--direction-prompts must be 0..100000, got {augment}.");
             var pushStrengths = new List<float>();
@@ -135,7 +137,7 @@ internal static class GateCommand
                 Judges = judges,
                 ImagesPerPrompt = per,
                 Seed = s,
-                Fit = new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: s),
+                Fit = new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: s, ReadLast: parse.GetValue(readLast)),
                 Closed = shut,
                 Open = full,
                 Strength = fixedStrength,

@@ -40,10 +40,13 @@ public sealed class ConceptProbe
     /// <param name="open">The probability at or above which the gate is fully open (gamma 1).</param>
     /// <exception cref="ArgumentException">Empty or non-finite weights, a bad temperature, a signature of another width, or not 0 ≤ closed &lt; open ≤ 1.</exception>
     /// <param name="strength">The membrane's multiplier when the gate is fully open (see <see cref="Strength"/>).</param>
+    /// <param name="readLast">0: read every position; k: only the last k (see <see cref="ReadLast"/>).</param>
     /// <param name="hidden">An optional hidden layer every token goes through first (<c>s_i = w · tanh(W h_i + c) + b</c>); null: linear.</param>
     public ConceptProbe(string concept, ReadOnlySpan<float> weights, float bias, float temperature = 1f, float[]? encoderSignature = null, JsonObject? fit = null,
-        float closed = DefaultClosed, float open = DefaultOpen, ProbeHiddenLayer? hidden = null, float strength = 1f)
+        float closed = DefaultClosed, float open = DefaultOpen, ProbeHiddenLayer? hidden = null, float strength = 1f, int readLast = 0)
     {
+        if (readLast is < 0 or > MaxReadLast) throw new ArgumentException($"The positions read must be 0 (all) or 1..{MaxReadLast} (the last ones), got {readLast}.", nameof(readLast));
+        ReadLast = readLast;
         if (!(strength > 0f && strength <= 16f)) throw new ArgumentException($"The strength must be in (0, 16], got {strength}.", nameof(strength));
         Strength = strength;
         if (hidden is not null && hidden.Units != weights.Length)
@@ -83,6 +86,24 @@ public sealed class ConceptProbe
     /// model the circle membrane at 1 lets a third of circles through in long prompts, at 1.5 almost none.
     /// </summary>
     public float Strength { get; }
+
+    /// <summary>
+    /// Which positions the probe reads: 0, every position after the start token (a concept word lights up where it
+    /// stands); k above 0, only the last k of the L positions. In a causal text encoder (CLIP) the last positions are the
+    /// end token and the padding after it, which have read the whole prompt, so a prefix never decides alone: with every
+    /// position read, the state of "a green t" in "a green ttriangle" (a shape word not known yet) can look like a
+    /// circle prompt although the next token says triangle.
+    /// </summary>
+    public int ReadLast { get; }
+
+    /// <summary>The largest <see cref="ReadLast"/> accepted.</summary>
+    public const int MaxReadLast = 4096;
+
+    /// <summary>The first position read in an embedding of <paramref name="rows"/> positions (position 0, the start token, never).</summary>
+    public int FirstPosition(int rows) => FirstPositionOf(rows, ReadLast);
+
+    /// <summary>The first position a probe reading the last <paramref name="readLast"/> positions (0: all) reads among <paramref name="rows"/>.</summary>
+    public static int FirstPositionOf(int rows, int readLast) => readLast <= 0 ? 1 : Math.Max(1, rows - readLast);
 
     /// <summary>The probability at or below which the gate is shut.</summary>
     public float Closed { get; }
@@ -126,9 +147,10 @@ public sealed class ConceptProbe
         double sum = 0;
         foreach (var s in logits) sum += Math.Exp((s - max) / Temperature);
         var units = Hidden is null ? null : new float[Hidden.Units];
-        for (int i = 1; i <= logits.Length; i++)
+        int first = FirstPosition(RowsOf(embedding));
+        for (int i = first; i < first + logits.Length; i++)
         {
-            float weight = (float)(outer * Math.Exp((logits[i - 1] - max) / Temperature) / sum);
+            float weight = (float)(outer * Math.Exp((logits[i - first] - max) / Temperature) / sum);
             var g = gradient.Slice(i * Width, Width);
             if (Hidden is null)
             {
@@ -174,17 +196,17 @@ public sealed class ConceptProbe
     /// <exception cref="ArgumentException">The embedding is not a whole number of D-wide rows, or has fewer than two.</exception>
     public float[] TokenLogits(ReadOnlySpan<float> embedding)
     {
-        int rows = RowsOf(embedding);
-        var logits = new float[rows - 1];
+        int rows = RowsOf(embedding), first = FirstPosition(rows);
+        var logits = new float[rows - first];
         var units = Hidden is null ? null : new float[Hidden.Units];
-        for (int i = 1; i < rows; i++)
+        for (int i = first; i < rows; i++)
         {
             var h = embedding.Slice(i * Width, Width);
-            if (Hidden is null) logits[i - 1] = TensorPrimitives.Dot(h, _weights) + Bias;
+            if (Hidden is null) logits[i - first] = TensorPrimitives.Dot(h, _weights) + Bias;
             else
             {
                 Hidden.Activate(h, units);
-                logits[i - 1] = TensorPrimitives.Dot(units, _weights) + Bias;
+                logits[i - first] = TensorPrimitives.Dot(units, _weights) + Bias;
             }
         }
         return logits;
@@ -262,6 +284,8 @@ public sealed class ConceptProbe
             ["strength"] = Strength,
             ["weights"] = new JsonArray(_weights.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray()),
         };
+        // Written only when set, so the probes of files written before it read back byte for byte.
+        if (ReadLast > 0) o["read_last"] = ReadLast;
         if (Hidden is not null)
         {
             o["hidden_units"] = Hidden.Units;
@@ -303,7 +327,7 @@ public sealed class ConceptProbe
             var signature = o["encoder_signature"] is null ? null : ReadFloats(o["encoder_signature"], source, "encoder_signature");
             return new ConceptProbe((string?)o["concept"] ?? "", weights, (float?)o["bias"] ?? throw new SpmFormatException(source, MetadataKey, "no bias."),
                 (float?)o["temperature"] ?? 1f, signature, o["fit"] is JsonObject fit ? (JsonObject)JsonNode.Parse(fit.ToJsonString())! : null,
-                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen, hidden, (float?)o["strength"] ?? 1f);
+                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen, hidden, (float?)o["strength"] ?? 1f, (int?)o["read_last"] ?? 0);
         }
         catch (Exception e) when (e is not SpmException && e is JsonException or InvalidOperationException or FormatException or ArgumentException)
         {
@@ -327,11 +351,11 @@ public sealed class ConceptProbe
 
     /// <summary>The same probe with other gate probabilities.</summary>
     public ConceptProbe WithThresholds(float closed, float open) =>
-        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open, Hidden, Strength);
+        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open, Hidden, Strength, ReadLast);
 
     /// <summary>The same probe with another <see cref="Strength"/>.</summary>
     public ConceptProbe WithStrength(float strength) =>
-        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, Closed, Open, Hidden, strength);
+        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, Closed, Open, Hidden, strength, ReadLast);
 }
 
 /// <summary>A hidden layer of a <see cref="ConceptProbe"/>: <c>tanh(W h + c)</c> with W [units, width] row-major.</summary>

@@ -18,7 +18,8 @@ public sealed record ProbeSample(string Prompt, float[] Embedding, float Label, 
 /// <param name="MaxIterations">L-BFGS iteration cap.</param>
 /// <param name="HiddenUnits">Units of a tanh hidden layer every token goes through (0: a linear probe).</param>
 /// <param name="Seed">Seed of the hidden layer's initial weights.</param>
-public sealed record ProbeFitOptions(double L2 = 1e-3, float Temperature = 1f, int MaxIterations = 500, int HiddenUnits = 0, ulong Seed = 0)
+/// <param name="ReadLast">Positions the probe reads: 0 every position after the start token, k the last k (<see cref="ConceptProbe.ReadLast"/>).</param>
+public sealed record ProbeFitOptions(double L2 = 1e-3, float Temperature = 1f, int MaxIterations = 500, int HiddenUnits = 0, ulong Seed = 0, int ReadLast = 0)
 {
     /// <summary>The defaults.</summary>
     public static ProbeFitOptions Default { get; } = new();
@@ -109,7 +110,8 @@ public static class ConceptProbeFitter
         }
         if (options.HiddenUnits < 0) throw new ArgumentOutOfRangeException(nameof(options), "HiddenUnits must not be negative.");
         if (options.HiddenUnits > 0) return FitMlp(concept, samples, width, options, encoderSignature, cancellationToken);
-        int rows = length / width, positions = rows - 1;
+        if (options.ReadLast < 0) throw new ArgumentOutOfRangeException(nameof(options), "ReadLast must not be negative.");
+        int rows = length / width, first = ConceptProbe.FirstPositionOf(rows, options.ReadLast), positions = rows - first;
         float tau = options.Temperature;
         double totalWeight = samples.Sum(s => (double)s.Weight);
         var logits = new float[positions];
@@ -128,7 +130,7 @@ public static class ConceptProbeFitter
             foreach (var s in samples)
             {
                 var e = s.Embedding.AsSpan();
-                for (int i = 0; i < positions; i++) logits[i] = TensorPrimitives.Dot(e.Slice((i + 1) * width, width), wf) + b;
+                for (int i = 0; i < positions; i++) logits[i] = TensorPrimitives.Dot(e.Slice((i + first) * width, width), wf) + b;
                 var (pooled, sampleLoss, g) = PooledLoss(logits, tau, s, totalWeight);
                 loss += sampleLoss;
                 for (int i = 0; i < positions; i++) soft[i] = MathF.Exp((logits[i] - pooled) / tau);
@@ -137,7 +139,7 @@ public static class ConceptProbeFitter
                 {
                     float c = g * soft[i];
                     if (c == 0f) continue;
-                    TensorPrimitives.MultiplyAdd(e.Slice((i + 1) * width, width), c, gw, gw);
+                    TensorPrimitives.MultiplyAdd(e.Slice((i + first) * width, width), c, gw, gw);
                     grad[width] += c;
                 }
                 for (int j = 0; j < width; j++) grad[j] += gw[j];
@@ -163,14 +165,14 @@ public static class ConceptProbeFitter
             ["train_loss"] = Math.Round(finalLoss, 6),
             ["l2"] = options.L2,
         };
-        return new ConceptProbe(concept, weights, (float)theta[width], tau, encoderSignature, fit);
+        return new ConceptProbe(concept, weights, (float)theta[width], tau, encoderSignature, fit, readLast: options.ReadLast);
     }
 
     private static ConceptProbe FitMlp(string concept, IReadOnlyList<ProbeSample> samples, int width, ProbeFitOptions options,
         float[]? encoderSignature, CancellationToken cancellationToken)
     {
         int units = options.HiddenUnits, d = width;
-        int rows = samples[0].Embedding.Length / width, positions = rows - 1;
+        int rows = samples[0].Embedding.Length / width, first = ConceptProbe.FirstPositionOf(rows, options.ReadLast), positions = rows - first;
         float tau = options.Temperature;
         double totalWeight = samples.Sum(s => (double)s.Weight);
         // Parameter layout: W [units, d], c [units], v [units], b.
@@ -204,7 +206,7 @@ public static class ConceptProbeFitter
                 var e = s.Embedding.AsSpan();
                 for (int i = 0; i < positions; i++)
                 {
-                    var h = e.Slice((i + 1) * d, d);
+                    var h = e.Slice((i + first) * d, d);
                     var a = act.AsSpan(i * units, units);
                     for (int u = 0; u < units; u++) a[u] = TensorPrimitives.Dot(h, W.AsSpan(u * d, d)) + c[u];
                     TensorPrimitives.Tanh(a, a);
@@ -217,7 +219,7 @@ public static class ConceptProbeFitter
                     float gs = g * MathF.Exp((logits[i] - pooled) / tau);
                     if (gs == 0f) continue;
                     var a = act.AsSpan(i * units, units);
-                    var h = e.Slice((i + 1) * d, d);
+                    var h = e.Slice((i + first) * d, d);
                     TensorPrimitives.MultiplyAdd(a, gs, gV, gV);
                     gB += gs;
                     for (int u = 0; u < units; u++) dz[u] = gs * v[u] * (1 - a[u] * a[u]);
@@ -250,7 +252,7 @@ public static class ConceptProbeFitter
             ["l2"] = options.L2,
             ["hidden_units"] = units,
         };
-        return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden);
+        return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden, readLast: options.ReadLast);
     }
 
     /// <summary>

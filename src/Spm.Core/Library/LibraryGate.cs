@@ -152,9 +152,11 @@ public sealed class LibraryGate
         {
             var w = new ReadOnlySpan<float>(_probeWeights, p * width, width);
             float bias = _linearProbes[p].Bias;
-            for (int i = 0; i < positions; i++)
-                logits[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(embedding, (i + 1) * width, width), w) + bias;
-            gammas[p] = _linearProbes[p].GammaOfLogits(logits);
+            // A probe that reads only the last positions (ConceptProbe.ReadLast) pools those alone.
+            int first = _linearProbes[p].FirstPosition(positions + 1), read = positions + 1 - first;
+            for (int i = 0; i < read; i++)
+                logits[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(embedding, (i + first) * width, width), w) + bias;
+            gammas[p] = _linearProbes[p].GammaOfLogits(logits.AsSpan(0, read));
         }
         return gammas;
     }

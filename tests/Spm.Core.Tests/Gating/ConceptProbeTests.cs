@@ -140,6 +140,39 @@ public sealed class ConceptProbeTests
         Assert.That(double.IsNaN(ProbeMetrics.RocAuc([0.1, 0.2], [true, true])));
     }
 
+    [Test]
+    public void ReadLast_PoolsOnlyTheLastPositions_RoundTrips_AndItsGradientStaysThere()
+    {
+        var w = new float[] { 1, -1, 0.5f, 0, 0, 0, 0, 2 };
+        var all = new ConceptProbe("c", w, 0.25f, 0.5f, closed: 0.01f, open: 0.99f);
+        var last2 = new ConceptProbe("c", w, 0.25f, 0.5f, closed: 0.01f, open: 0.99f, readLast: 2);
+        var e = Embedding(new SeededRandom(5), null, w, 0);
+        var every = all.TokenLogits(e);
+        Assert.That(every, Has.Length.EqualTo(Rows - 1));
+        Assert.That(last2.TokenLogits(e), Is.EqualTo(every[^2..]), "the logits of positions L-2 and L-1");
+        Assert.That(new ConceptProbe("c", w, 0.25f, readLast: 100).TokenLogits(e), Is.EqualTo(every), "more than L-1: every position but the start token");
+        Assert.That(last2.FirstPosition(Rows), Is.EqualTo(Rows - 2));
+
+        // A concept planted early moves the all-positions probe, not the one that reads the end.
+        var planted = (float[])e.Clone();
+        for (int j = 0; j < Width; j++) planted[1 * Width + j] += 5 * w[j];
+        Assert.That(all.Gamma(planted), Is.GreaterThan(all.Gamma(e)));
+        Assert.That(last2.Gamma(planted), Is.EqualTo(last2.Gamma(e)));
+
+        var g = new float[e.Length];
+        last2.GammaGradient(e, g);
+        Assert.That(g.AsSpan(0, (Rows - 2) * Width).ToArray(), Is.All.EqualTo(0f), "positions not read get no gradient");
+        Assert.That(g.AsSpan((Rows - 2) * Width).ToArray(), Has.Some.Not.EqualTo(0f));
+
+        var back = ConceptProbe.FromJson(last2.ToJson(), "x");
+        Assert.That(back.ReadLast, Is.EqualTo(2));
+        Assert.That(back.ToJson(), Is.EqualTo(last2.ToJson()));
+        Assert.That(all.ToJson(), Does.Not.Contain("read_last"), "probes that read every position are written as before");
+        Assert.That(last2.WithStrength(2f).ReadLast, Is.EqualTo(2));
+        Assert.That(last2.WithThresholds(0.1f, 0.3f).ReadLast, Is.EqualTo(2));
+        Assert.That(() => new ConceptProbe("c", w, 0f, readLast: -1), Throws.ArgumentException.With.Message.Contains("positions read"));
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void GammaGradient_MatchesCentralDifferences_AndIsZeroWhereTheGateIsClamped(bool hiddenLayer)

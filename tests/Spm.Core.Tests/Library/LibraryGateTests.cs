@@ -38,7 +38,7 @@ public class LibraryGateTests
                 probes[i] = new ConceptProbe(names[i], RandomFloats(rng, 4, 1f), -5f, 0.7f, signature, hidden: new ProbeHiddenLayer(RandomFloats(rng, 4 * D, 0.5f), RandomFloats(rng, 4, 0.2f)));
             else if (i % 3 == 0)
                 probes[i] = new ConceptProbe(names[i], RandomFloats(rng, D, 0.6f), -3f - 6f * (float)rng.NextDouble(), 0.5f + (float)rng.NextDouble(), signature,
-                    strength: i % 2 == 0 ? 1.5f : 1f);
+                    strength: i % 2 == 0 ? 1.5f : 1f, readLast: i % 6 == 0 ? 3 : 0); // some read only the last positions
         }
         probes[7] = new ConceptProbe(names[7], RandomFloats(rng, D, 0.6f), 0f, 1f, RandomFloats(rng, D, 5f)); // another encoder
         var prompts = new List<GateText> { RandomText(rng, 4), RandomText(rng, 0), new GateText(new float[Width], [], Specials) };
