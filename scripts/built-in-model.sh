@@ -84,6 +84,16 @@ for step in $steps; do
       spm gate fit --model "$model" --spm "$spms/circle-noanchor.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.25
       # Circle at v3's 1.5 rather than the strength probe's 1.25: the gradient attack's ASR 6 % -> 2 % (docs/gate.md).
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.5
+      # Red's gate with active labelling: circle's and red's first gates read on 6,000 fresh prompts, 300 of those each
+      # opens for labelled (580 prompts, cached in gate-labels.mined.jsonl), red refitted on them, shut below p 0.25 and
+      # open from 0.5: near neighbours and synonyms keep SSIM 1.000 (docs/gate.md, "Active labelling"). Circle is only
+      # read here (its refit goes to a scratch copy).
+      cp "$spms/circle.safetensors" "$out/circle-mining.safetensors"
+      spm gate fit --model "$model" --spm "$out/circle-mining.safetensors" "$spms/red.safetensors" --data "$out/gate-labels.jsonl" \
+        --mine 300 --seed 11 --synonym-share 0.3 --in-place --strength 1.5
+      rm "$out/circle-mining.safetensors"
+      spm gate fit --model "$model" --spm "$spms/red.safetensors" --data "$out/gate-labels.jsonl" --mine 300 --seed 11 \
+        --in-place --strength 2 --closed 0.25 --open 0.5
       ;;
     harden)
       # Robust mode (docs/attacks.md#robust-mode) on the gated files; the gate is kept.
