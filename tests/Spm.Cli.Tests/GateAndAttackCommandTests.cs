@@ -121,6 +121,24 @@ public class GateAndAttackCommandTests
     }
 
     [Test]
+    public void GateShow_Tokens_NamesThePositionThatOpensEachLearnedGate()
+    {
+        var (code, show, stderr) = Run("gate", "show", "--model", Model, "--spm", ShippedSpm("circle"), ShippedSpm("red"),
+            "--prompt", "a red circle", "a green triangle", "--tokens");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var lines = show.Split('\n').Select(l => l.TrimEnd('\r')).ToList();
+        // One line per probe and prompt, each read position with its probability; the soft maximum's winner is starred.
+        var circle = lines.Where(l => l.StartsWith("  tokens   circle.safetensors (p_draw ", StringComparison.Ordinal)).ToList();
+        var red = lines.Where(l => l.StartsWith("  tokens   red.safetensors (p_draw ", StringComparison.Ordinal)).ToList();
+        Assert.That(circle, Has.Count.EqualTo(2), show);
+        Assert.That(red, Has.Count.EqualTo(2), show);
+        Assert.That(circle[0], Does.Match(@"\| circle 0\.9\d\* \| <end\+pad> "), "circle's gate opens at the word circle");
+        Assert.That(red[0], Does.Match(@"\| red 0\.9\d\* \| circle "), "red's at the word red");
+        Assert.That(circle[1], Does.StartWith("  tokens   circle.safetensors (p_draw 0.0"), "a green triangle leaves it shut");
+        Assert.That(circle[1].Count(c => c == '*'), Is.EqualTo(1));
+    }
+
+    [Test]
     public void GateFit_NeedsAnOutput_AndAKnownJudge()
     {
         var (code, _, stderr) = Run("gate", "fit", "--model", Model, "--spm", ShippedSpm("red"));

@@ -56,7 +56,7 @@ internal static class GateCommand
         var directionData = new Option<string?>("--direction-data") { Description = "Cache of the augmented samples (JSON lines, per concept): read when it holds the concept's, else written. Default with --data: DATA's name with .directions.jsonl." };
         var sampling = new SamplingOptions();
         var mine = new Option<int>("--mine") { Description = "Active labelling: fit a first gate, read it on many fresh candidate prompts, label this many of those it opens for (per concept), and fit again with them; corrects where the gate opens wrongly (a typo of another word, a near neighbour). 0 = off.", DefaultValueFactory = _ => 0 };
-        var mineCandidates = new Option<int>("--mine-candidates") { Description = "Candidate prompts the first gate is read on (tiny-shapes: generated at another seed). Default: 20 x --mine." };
+        var mineCandidates = new Option<int>("--mine-candidates") { Description = "Candidate prompts the first gate is read on (tiny-shapes: half the gate data's generator at another seed, half the evaluation's phrasings of each concept and of its near neighbours: typos, plurals, synonyms). Default: 20 x --mine." };
         var mineFrom = new Option<string?>("--mine-from") { Description = "Candidate prompts for --mine, one per line (required with --prompt-file; default with the tiny-shapes judge: generated)." };
         var mineData = new Option<string?>("--mine-data") { Description = "Cache of the mined, labelled prompts (JSON lines): read when it exists, else written. Default with --data: DATA's name with .mined.jsonl." };
         var force = new Option<bool>("--force") { Description = "Overwrite existing output files." };
@@ -220,7 +220,8 @@ internal static class GateCommand
                     if (from is null && file is not null) throw new SpmException("--mine with --prompt-file needs candidate prompts: --mine-from FILE (one per line).");
                     IReadOnlyList<string> candidates = from is not null
                         ? File.ReadAllLines(from).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray()
-                        : ShapeGateData.Prompts(candidateCount, unchecked(s + 0x4D494E45UL), AttackPrimitives.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")), parse.GetValue(synonymShare));
+                        : ShapeGateData.MiningCandidates(conceptNames.Distinct(StringComparer.Ordinal).ToList(), candidateCount, unchecked(s + 0x4D494E45UL),
+                            AttackPrimitives.VocabularyWords(Path.Combine(modelFolder, "tokenizer", "vocab.json")), parse.GetValue(synonymShare));
                     var chosen = new List<string>();
                     var taken = new HashSet<string>(StringComparer.Ordinal);
                     foreach (var c in conceptNames.Distinct(StringComparer.Ordinal))
@@ -275,10 +276,16 @@ internal static class GateCommand
         var model = new Option<string?>("--model") { Description = "Model folder. Default: $SPM_MODEL, else models/tiny-shapes." };
         var spm = new Option<string[]>("--spm") { Description = "SPM file(s).", AllowMultipleArgumentsPerToken = true, Required = true };
         var prompt = new Option<string[]>("--prompt") { Description = "Prompt(s) to read the gates of.", AllowMultipleArgumentsPerToken = true, Required = true };
+        var tokens = new Option<bool>("--tokens")
+        {
+            Description = "Also print, for each SPM with a learned gate, what its probe reads at every position (token and probability; " +
+                          "the position that dominates the pooled read is marked *): which word opened the gate.",
+        };
         var cmd = new Command("show", "Print each SPM's gate for prompts under every way of reading it (auto, learned, empty, none).");
         cmd.Options.Add(model);
         cmd.Options.Add(spm);
         cmd.Options.Add(prompt);
+        cmd.Options.Add(tokens);
         cmd.SetAction((parse, ct) =>
         {
             var modelFolder = DefaultModel.Resolve(parse.GetValue(model));
@@ -297,9 +304,52 @@ internal static class GateCommand
                     var gates = generator.GatesFor(p, Enumerable.Repeat(new GateSettings(Calibration: mode), files.Length).ToList());
                     console.Out.WriteLine($"  {GateCalibrations.NameOf(mode),-8} {string.Join("; ", gates)}");
                 }
+                if (parse.GetValue(tokens)) WriteProbeReadings(console, pipeline, loaded, p);
             }
             return Task.FromResult(0);
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// One line per learned probe: each read position's token and the probe's probability there. The pooled read is a soft
+    /// maximum, so the largest position decides; it is marked. The end token and the padding are summed up as one entry
+    /// (their largest value), since 60-odd padding positions would drown the words.
+    /// </summary>
+    private static void WriteProbeReadings(CliConsole console, StableDiffusionPipeline pipeline, LoadedSpms loaded, string prompt)
+    {
+        var (ids, embedding) = pipeline.EncodePrompt(prompt);
+        var tokenizer = pipeline.Tokenizer;
+        foreach (var set in loaded.Layout.Sets)
+        {
+            if (set.GateProbe is not { } probe) continue;
+            if (embedding.Data.Length % probe.Width != 0 || embedding.Data.Length / probe.Width != ids.Length)
+            {
+                console.Out.WriteLine($"  tokens   {set.Name}: the probe reads {probe.Width}-wide states; this encoder's are not (no per-token view)");
+                continue;
+            }
+            var logits = probe.TokenLogits(embedding.Data);
+            int first = probe.FirstPosition(ids.Length), top = 0;
+            for (int j = 1; j < logits.Length; j++) if (logits[j] > logits[top]) top = j;
+            int end = Array.IndexOf(ids, tokenizer.EosId, 1);
+            if (end < 0) end = ids.Length - 1;
+            var parts = new List<string>();
+            float tailMax = float.NegativeInfinity;
+            int tailTop = -1;
+            for (int j = 0; j < logits.Length; j++)
+            {
+                int position = first + j;
+                if (position >= end)
+                {
+                    if (logits[j] > tailMax) (tailMax, tailTop) = (logits[j], j);
+                    continue;
+                }
+                parts.Add(FormattableString.Invariant($"{tokenizer.Decode([ids[position]])} {ConceptProbe.Sigmoid(logits[j]):0.00}{(j == top ? "*" : "")}"));
+            }
+            if (tailTop >= 0)
+                parts.Add(FormattableString.Invariant($"<end+pad> {ConceptProbe.Sigmoid(tailMax):0.00}{(tailTop == top ? "*" : "")}"));
+            console.Out.WriteLine(FormattableString.Invariant(
+                $"  tokens   {set.Name} (p_draw {probe.Probability(embedding.Data):0.00}): {string.Join(" | ", parts)}"));
+        }
     }
 }

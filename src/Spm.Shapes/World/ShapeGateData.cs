@@ -128,4 +128,38 @@ public static class ShapeGateData
         rng.NextDouble() < 0.85 ? ShapeVocabulary.Colors[rng.NextInt(0, ShapeVocabulary.Colors.Count)] : null,
         rng.NextDouble() < 0.75 ? ShapeVocabulary.Patterns[rng.NextInt(0, ShapeVocabulary.Patterns.Count)] : null,
         rng.NextDouble() < 0.5 ? ShapeVocabulary.Backgrounds[rng.NextInt(0, ShapeVocabulary.Backgrounds.Count)] : null);
+
+    /// <summary>
+    /// Candidate prompts for active labelling (<c>spm gate fit --mine</c>): half are <see cref="Prompts"/> at
+    /// <paramref name="seed"/>; the other half are the evaluation's own phrasing generators at that seed, split evenly
+    /// between the concepts: prompts of the concept's near neighbours written with unknown words (plurals and typos of
+    /// the other values: "a ttriangle", "a dotted oorange star") and with synonyms, and the concept itself re-phrased.
+    /// Those are where a gate fitted on <see cref="Prompts"/> alone opens wrongly: a typo that splits into a one-letter
+    /// token and a real word leaves, at the letter, a causal state the probe cannot tell from the start of the concept's
+    /// own typos. The evaluation uses other seeds, so its prompts stay unseen.
+    /// </summary>
+    /// <param name="concepts">The concepts mined for ("circle", "red", "striped").</param>
+    /// <param name="count">Candidates in all.</param>
+    /// <param name="seed">Seed; give one the evaluation does not use.</param>
+    /// <param name="vocabulary">Vocabulary words for <see cref="Prompts"/>.</param>
+    /// <param name="synonymShare">As for <see cref="Prompts"/>.</param>
+    public static IReadOnlyList<string> MiningCandidates(IReadOnlyList<string> concepts, int count, ulong seed, IReadOnlyList<string> vocabulary, double synonymShare = 0)
+    {
+        ArgumentNullException.ThrowIfNull(concepts);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var targets = concepts.Select(EvalConcept.Parse).ToList();
+        if (targets.Count == 0) return Prompts(count, seed, vocabulary, synonymShare);
+        var list = new List<string>(count);
+        int perConcept = count / 2 / targets.Count;
+        list.AddRange(Prompts(count - perConcept * targets.Count, seed, vocabulary, synonymShare));
+        for (int c = 0; c < targets.Count; c++)
+        {
+            ulong s = unchecked(seed * 0x9E37_79B9_7F4A_7C15UL + (ulong)c * 0x1000_0003UL);
+            int unknown = perConcept / 2, synonyms = perConcept / 4, rephrased = perConcept - unknown - synonyms;
+            list.AddRange(ShapePhrasings.NearNeighbours([targets[c]], unknown, s ^ 0x554EUL, [PhrasingKind.Plural, PhrasingKind.Typo]).Select(p => p.Text));
+            list.AddRange(ShapePhrasings.NearNeighbours([targets[c]], synonyms, s ^ 0x5359UL, [PhrasingKind.Synonym]).Select(p => p.Text));
+            list.AddRange(ShapePhrasings.Targets(targets[c], rephrased, s ^ 0x5245UL).Select(p => p.Text));
+        }
+        return list;
+    }
 }

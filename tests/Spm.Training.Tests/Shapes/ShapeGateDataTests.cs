@@ -16,6 +16,27 @@ public class ShapeGateDataTests
     }
 
     [Test]
+    public void MiningCandidates_HalfGeneratorHalfPhrasingsOfEachConceptAndItsNeighbours_Reproducibly()
+    {
+        var a = ShapeGateData.MiningCandidates(["circle", "red"], 801, 9, Vocabulary);
+        Assert.That(a, Has.Count.EqualTo(801));
+        Assert.That(ShapeGateData.MiningCandidates(["circle", "red"], 801, 9, Vocabulary), Is.EqualTo(a));
+        // The first part is the generator's own prompts at that seed; 200 per concept follow.
+        var generated = ShapeGateData.Prompts(401, 9, Vocabulary);
+        Assert.That(a.Take(401), Is.EqualTo(generated));
+        var circle = a.Skip(401).Take(200).ToList();
+        var red = a.Skip(601).ToList();
+        // Half of each concept's share names a near neighbour (no circle drawn as asked) in plurals and typos; a quarter
+        // re-phrases the concept itself.
+        int NamingCircle(IEnumerable<string> ps) => ps.Count(p => ShapePrompt.Parse(p)?.Shape == ShapeKind.Circle);
+        Assert.That(NamingCircle(circle.Take(100)), Is.Zero, "near neighbours of circle never ask for a circle");
+        Assert.That(NamingCircle(circle.Skip(150)), Is.GreaterThan(10), "the concept re-phrased");
+        Assert.That(red.Take(100).Count(p => ShapePrompt.Parse(p)?.Color == ShapeColor.Red), Is.Zero);
+        Assert.That(ShapeGateData.MiningCandidates([], 50, 9, Vocabulary), Is.EqualTo(ShapeGateData.Prompts(50, 9, Vocabulary)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ShapeGateData.MiningCandidates(["circle"], -1, 9, Vocabulary));
+    }
+
+    [Test]
     public void WithoutSynonyms_OnlyCanonicalWordsNameTheValues()
     {
         var synonyms = AllSynonyms();
