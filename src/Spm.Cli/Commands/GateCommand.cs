@@ -47,6 +47,8 @@ internal static class GateCommand
         var inPlace = new Option<bool>("--in-place") { Description = "Add the gate to the given SPM files themselves (atomic rewrite; tensors unchanged)." };
         var l2 = new Option<double>("--l2") { Description = "Ridge penalty of the probe.", DefaultValueFactory = _ => ProbeFitOptions.Default.L2 };
         var hidden = new Option<int>("--hidden") { Description = "Hidden units of the per-token probe (0: linear).", DefaultValueFactory = _ => ProbeFitOptions.Default.HiddenUnits };
+        var lookAhead = new Option<int>("--look-ahead") { Description = "Following positions the probe reads each position with: 0 = each alone; k = with the next k, so a later token can take back what a prefix suggested (in 'a ttriangle' the state of 'a t' looks like the start of any unknown shape word; the next token says triangle).", DefaultValueFactory = _ => 0 };
+        var skipMidWord = new Option<bool>("--skip-mid-word") { Description = "Leave out the positions inside a word (a token the next one continues, e.g. 't' of 'ttriangle'): the probe reads each word where it is complete, so a word's start cannot open the gate alone." };
         var readLast = new Option<int>("--read-last") { Description = "Positions the probe reads: 0 = every token; k = only the last k positions (the end token and padding, which have read the whole prompt in a causal text encoder, so a prefix such as 'a green t' of 'a green ttriangle' cannot open the gate alone).", DefaultValueFactory = _ => 0 };
         var strength = new Option<string>("--strength") { Description = "The membrane's multiplier when the gate is fully open: a number, or auto (default: the smallest of 1, 1.25, 1.5, 2 that leaves at most 2 % of the concept in images the base model draws it in, measured on up to 60 labelled prompts the model draws it for).", DefaultValueFactory = _ => "auto" };
         var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
@@ -67,7 +69,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, mine, mineCandidates, mineFrom, mineData, readLast, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, mine, mineCandidates, mineFrom, mineData, readLast, lookAhead, skipMidWord, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -93,6 +95,7 @@ internal static class GateCommand
                 fixedStrength = sv;
             }
             if (parse.GetValue(hidden) is < 0 or > 256) throw new SpmException($"--hidden must be 0..256, got {parse.GetValue(hidden)}.");
+            if (parse.GetValue(lookAhead) is < 0 or > ConceptProbe.MaxLookAhead) throw new SpmException($"--look-ahead must be 0..{ConceptProbe.MaxLookAhead}, got {parse.GetValue(lookAhead)}.");
             if (parse.GetValue(readLast) is < 0 or > ConceptProbe.MaxReadLast) throw new SpmException($"--read-last must be 0..{ConceptProbe.MaxReadLast}, got {parse.GetValue(readLast)}.");
             int augment = parse.GetValue(directionPrompts);
             if (augment is < 0 or > 100_000) throw new SpmException($"--direction-prompts must be 0..100000, got {augment}.");
@@ -137,7 +140,7 @@ internal static class GateCommand
                 Judges = judges,
                 ImagesPerPrompt = per,
                 Seed = s,
-                Fit = new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: s, ReadLast: parse.GetValue(readLast)),
+                Fit = new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: s, ReadLast: parse.GetValue(readLast), LookAhead: parse.GetValue(lookAhead), SkipMidWord: parse.GetValue(skipMidWord)),
                 Closed = shut,
                 Open = full,
                 Strength = fixedStrength,
@@ -328,7 +331,8 @@ internal static class GateCommand
                 console.Out.WriteLine($"  tokens   {set.Name}: the probe reads {probe.Width}-wide states; this encoder's are not (no per-token view)");
                 continue;
             }
-            var logits = probe.TokenLogits(embedding.Data);
+            var midWord = tokenizer.MidWordMask(ids);
+            var logits = probe.TokenLogits(embedding.Data, midWord);
             int first = probe.FirstPosition(ids.Length), top = 0;
             for (int j = 1; j < logits.Length; j++) if (logits[j] > logits[top]) top = j;
             int end = Array.IndexOf(ids, tokenizer.EosId, 1);
@@ -344,12 +348,15 @@ internal static class GateCommand
                     if (logits[j] > tailMax) (tailMax, tailTop) = (logits[j], j);
                     continue;
                 }
-                parts.Add(FormattableString.Invariant($"{tokenizer.Decode([ids[position]])} {ConceptProbe.Sigmoid(logits[j]):0.00}{(j == top ? "*" : "")}"));
+                // A position the probe leaves out (inside a word) shows as "-".
+                parts.Add(float.IsNegativeInfinity(logits[j])
+                    ? $"{tokenizer.Decode([ids[position]])} -"
+                    : FormattableString.Invariant($"{tokenizer.Decode([ids[position]])} {ConceptProbe.Sigmoid(logits[j]):0.00}{(j == top ? "*" : "")}"));
             }
             if (tailTop >= 0)
                 parts.Add(FormattableString.Invariant($"<end+pad> {ConceptProbe.Sigmoid(tailMax):0.00}{(tailTop == top ? "*" : "")}"));
             console.Out.WriteLine(FormattableString.Invariant(
-                $"  tokens   {set.Name} (p_draw {probe.Probability(embedding.Data):0.00}): {string.Join(" | ", parts)}"));
+                $"  tokens   {set.Name} (p_draw {probe.Probability(embedding.Data, midWord):0.00}): {string.Join(" | ", parts)}"));
         }
     }
 }

@@ -42,9 +42,18 @@ public sealed class ConceptProbe
     /// <param name="strength">The membrane's multiplier when the gate is fully open (see <see cref="Strength"/>).</param>
     /// <param name="readLast">0: read every position; k: only the last k (see <see cref="ReadLast"/>).</param>
     /// <param name="hidden">An optional hidden layer every token goes through first (<c>s_i = w · tanh(W h_i + c) + b</c>); null: linear.</param>
+    /// <param name="lookAhead">
+    /// 0: each position is read alone; k: with the k positions after it (see <see cref="LookAhead"/>). The weights (or the
+    /// hidden layer's rows) are then (k + 1) · D wide.
+    /// </param>
+    /// <param name="skipMidWord">Whether positions inside a word are left out of the pooled read (see <see cref="SkipsMidWord"/>).</param>
     public ConceptProbe(string concept, ReadOnlySpan<float> weights, float bias, float temperature = 1f, float[]? encoderSignature = null, JsonObject? fit = null,
-        float closed = DefaultClosed, float open = DefaultOpen, ProbeHiddenLayer? hidden = null, float strength = 1f, int readLast = 0)
+        float closed = DefaultClosed, float open = DefaultOpen, ProbeHiddenLayer? hidden = null, float strength = 1f, int readLast = 0, int lookAhead = 0,
+        bool skipMidWord = false)
     {
+        SkipsMidWord = skipMidWord;
+        if (lookAhead is < 0 or > MaxLookAhead) throw new ArgumentException($"The look-ahead must be 0..{MaxLookAhead} positions, got {lookAhead}.", nameof(lookAhead));
+        LookAhead = lookAhead;
         if (readLast is < 0 or > MaxReadLast) throw new ArgumentException($"The positions read must be 0 (all) or 1..{MaxReadLast} (the last ones), got {readLast}.", nameof(readLast));
         ReadLast = readLast;
         if (!(strength > 0f && strength <= 16f)) throw new ArgumentException($"The strength must be in (0, 16], got {strength}.", nameof(strength));
@@ -61,7 +70,10 @@ public sealed class ConceptProbe
         foreach (var w in weights) if (!float.IsFinite(w)) throw new ArgumentException("A concept probe's weights must be finite.", nameof(weights));
         if (!float.IsFinite(bias)) throw new ArgumentException("A concept probe's bias must be finite.", nameof(bias));
         if (!(temperature > 0f) || !float.IsFinite(temperature)) throw new ArgumentException($"The temperature must be positive and finite, got {temperature}.", nameof(temperature));
-        int width = hidden?.InputWidth ?? weights.Length;
+        int inputWidth = hidden?.InputWidth ?? weights.Length;
+        if (inputWidth % (lookAhead + 1) != 0)
+            throw new ArgumentException($"A probe reading {lookAhead + 1} positions at once needs inputs a multiple of {lookAhead + 1} wide, got {inputWidth}.", nameof(weights));
+        int width = inputWidth / (lookAhead + 1);
         if (encoderSignature is not null && encoderSignature.Length != width)
             throw new ArgumentException($"The encoder signature has {encoderSignature.Length} values; the probe reads {width}-wide states.", nameof(encoderSignature));
         Concept = concept;
@@ -96,6 +108,29 @@ public sealed class ConceptProbe
     /// </summary>
     public int ReadLast { get; }
 
+    /// <summary>
+    /// How many following positions each position is read with: 0, alone (<c>s_i = f(h_i)</c>); k, together with the next
+    /// k (<c>s_i = f(h_i, h_{i+1}, …, h_{i+k})</c>, positions past the end repeat the last). A causal encoder's state at a
+    /// position has read only the prompt up to it, so with positions read alone a prefix decides for the whole prompt: in
+    /// "a ttriangle" (tokens "a", "t", "triangle") the state of "a t" is the start of any unknown shape word, which the
+    /// model may draw as a circle, and the soft maximum keeps that reading although the next token says triangle. Reading
+    /// each position with the next lets the probe take such a reading back.
+    /// </summary>
+    public int LookAhead { get; }
+
+    /// <summary>
+    /// Whether the probe leaves out the positions inside a word: a token the tokenizer continues into the next one (in CLIP's
+    /// BPE, one without the word-end mark <c>&lt;/w&gt;</c>). A causal encoder's state there has read part of a word, and a
+    /// word's start says little: "a ttriangle" is "a", "t", "triangle", and the state of "a t" is the start of any unknown
+    /// shape word, which the model may draw as a circle; the soft maximum would keep that reading although the word turns
+    /// out to be "triangle". The state at the word's last token has read all of it. Callers pass which positions are inside
+    /// a word (<see cref="GateText.MidWord"/>); without that every position is read.
+    /// </summary>
+    public bool SkipsMidWord { get; }
+
+    /// <summary>The largest <see cref="LookAhead"/> accepted.</summary>
+    public const int MaxLookAhead = 8;
+
     /// <summary>The largest <see cref="ReadLast"/> accepted.</summary>
     public const int MaxReadLast = 4096;
 
@@ -117,7 +152,9 @@ public sealed class ConceptProbe
     /// erases the images where it does), and not at all where it is unlikely; the probability itself would leave a
     /// prompt the model draws the concept for half the time at a quarter of the membrane (square curve).
     /// </summary>
-    public float Gamma(ReadOnlySpan<float> embedding) => GammaOfLogits(TokenLogits(embedding));
+    /// <param name="embedding">Flattened [L, D] hidden states.</param>
+    /// <param name="midWord">Per position, whether its token continues into the next (<see cref="SkipsMidWord"/>); empty: none.</param>
+    public float Gamma(ReadOnlySpan<float> embedding, ReadOnlySpan<bool> midWord = default) => GammaOfLogits(TokenLogits(embedding, midWord));
 
     /// <summary>
     /// <see cref="Gamma"/> from per-position logits already computed (<see cref="TokenLogits"/>, or the same dots done
@@ -132,13 +169,14 @@ public sealed class ConceptProbe
     /// </summary>
     /// <param name="embedding">Flattened [L, D] hidden states.</param>
     /// <param name="gradient">Receives dγ/d embedding; same length as <paramref name="embedding"/>.</param>
+    /// <param name="midWord">As for <see cref="Gamma"/>: positions left out get no gradient.</param>
     /// <returns>γ.</returns>
-    public float GammaGradient(ReadOnlySpan<float> embedding, Span<float> gradient)
+    public float GammaGradient(ReadOnlySpan<float> embedding, Span<float> gradient, ReadOnlySpan<bool> midWord = default)
     {
         if (gradient.Length != embedding.Length)
             throw new ArgumentException($"The gradient buffer has {gradient.Length} values; the embedding has {embedding.Length}.", nameof(gradient));
         gradient.Clear();
-        var logits = TokenLogits(embedding);
+        var logits = TokenLogits(embedding, midWord);
         float pooled = SoftMax(logits, Temperature), p = Sigmoid(pooled);
         float raw = (p - Closed) / (Open - Closed);
         if (raw <= 0f || raw >= 1f) return Math.Clamp(raw, 0f, 1f);
@@ -147,22 +185,30 @@ public sealed class ConceptProbe
         double sum = 0;
         foreach (var s in logits) sum += Math.Exp((s - max) / Temperature);
         var units = Hidden is null ? null : new float[Hidden.Units];
-        int first = FirstPosition(RowsOf(embedding));
+        int rows = RowsOf(embedding), first = FirstPosition(rows), inputWidth = InputWidth;
+        var window = LookAhead == 0 ? null : new float[inputWidth];
+        var gx = new float[inputWidth];
         for (int i = first; i < first + logits.Length; i++)
         {
             float weight = (float)(outer * Math.Exp((logits[i - first] - max) / Temperature) / sum);
-            var g = gradient.Slice(i * Width, Width);
-            if (Hidden is null)
+            if (weight == 0f) continue; // a position left out (logit −∞), or one too far below the maximum to matter
+            if (Hidden is null) TensorPrimitives.Multiply(_weights, weight, gx);
+            else
             {
-                TensorPrimitives.Multiply(_weights, weight, g);
-                continue;
+                // s_i = w · tanh(W x_i + c) + b, so ds_i/dx_i = Wᵀ (w ⊙ (1 − u²)).
+                gx.AsSpan().Clear();
+                Hidden.Activate(Input(embedding, rows, i, window), units);
+                for (int u = 0; u < units!.Length; u++)
+                {
+                    float coefficient = weight * _weights[u] * (1f - units[u] * units[u]);
+                    TensorPrimitives.MultiplyAdd(Hidden.Weights.Slice(u * inputWidth, inputWidth), coefficient, gx, gx);
+                }
             }
-            // s_i = w · tanh(W h_i + c) + b, so ds_i/dh_i = Wᵀ (w ⊙ (1 − u²)).
-            Hidden.Activate(embedding.Slice(i * Width, Width), units);
-            for (int u = 0; u < units!.Length; u++)
+            // x_i = (h_i, h_i+1, ..., h_i+k): each part's gradient goes back to the row it was read from.
+            for (int k = 0; k <= LookAhead; k++)
             {
-                float coefficient = weight * _weights[u] * (1f - units[u] * units[u]);
-                TensorPrimitives.MultiplyAdd(Hidden.Weights.Slice(u * Width, Width), coefficient, g, g);
+                var g = gradient.Slice(Math.Min(i + k, rows - 1) * Width, Width);
+                TensorPrimitives.Add(g, gx.AsSpan(k * Width, Width), g);
             }
         }
         return raw;
@@ -178,7 +224,31 @@ public sealed class ConceptProbe
     public ProbeHiddenLayer? Hidden { get; }
 
     /// <summary>The encoder width D the probe reads.</summary>
-    public int Width => Hidden?.InputWidth ?? _weights.Length;
+    public int Width => InputWidth / (LookAhead + 1);
+
+    /// <summary>The width of what each position's logit is computed from: D, or (<see cref="LookAhead"/> + 1) · D.</summary>
+    public int InputWidth => Hidden?.InputWidth ?? _weights.Length;
+
+    /// <summary>
+    /// What position <paramref name="i"/>'s logit reads: its row of <paramref name="embedding"/>, or (with
+    /// <see cref="LookAhead"/>) that row and the next ones copied into <paramref name="window"/>.
+    /// </summary>
+    private ReadOnlySpan<float> Input(ReadOnlySpan<float> embedding, int rows, int i, float[]? window)
+    {
+        if (LookAhead == 0) return embedding.Slice(i * Width, Width);
+        WindowOf(embedding, Width, rows, i, LookAhead, window);
+        return window;
+    }
+
+    /// <summary>
+    /// Writes rows <c>i, i+1, …, i+k</c> of a flattened [rows, width] embedding (rows past the end repeat the last) into
+    /// <paramref name="window"/> ((k + 1) · width values): what a probe with look-ahead k reads at position i.
+    /// </summary>
+    public static void WindowOf(ReadOnlySpan<float> embedding, int width, int rows, int i, int lookAhead, Span<float> window)
+    {
+        for (int k = 0; k <= lookAhead; k++)
+            embedding.Slice(Math.Min(i + k, rows - 1) * width, width).CopyTo(window.Slice(k * width, width));
+    }
 
     /// <summary>The per-token bias.</summary>
     public float Bias { get; }
@@ -194,14 +264,28 @@ public sealed class ConceptProbe
 
     /// <summary>The per-position logits <c>s_i = w · h_i + b</c> for positions 1..L−1 of a flattened [L, D] embedding.</summary>
     /// <exception cref="ArgumentException">The embedding is not a whole number of D-wide rows, or has fewer than two.</exception>
-    public float[] TokenLogits(ReadOnlySpan<float> embedding)
+    /// <param name="embedding">Flattened [L, D] hidden states.</param>
+    /// <param name="midWord">
+    /// Per position (length L, or empty), whether its token continues into the next; with <see cref="SkipsMidWord"/> those
+    /// positions get −∞ (they drop out of the soft maximum).
+    /// </param>
+    public float[] TokenLogits(ReadOnlySpan<float> embedding, ReadOnlySpan<bool> midWord = default)
     {
         int rows = RowsOf(embedding), first = FirstPosition(rows);
         var logits = new float[rows - first];
         var units = Hidden is null ? null : new float[Hidden.Units];
+        var window = LookAhead == 0 ? null : new float[InputWidth];
+        if (!midWord.IsEmpty && midWord.Length != rows)
+            throw new ArgumentException($"The mid-word mask has {midWord.Length} entries; the embedding has {rows} positions.", nameof(midWord));
+        bool skip = SkipsMidWord && !midWord.IsEmpty;
         for (int i = first; i < rows; i++)
         {
-            var h = embedding.Slice(i * Width, Width);
+            if (skip && midWord[i])
+            {
+                logits[i - first] = float.NegativeInfinity;
+                continue;
+            }
+            var h = Input(embedding, rows, i, window);
             if (Hidden is null) logits[i - first] = TensorPrimitives.Dot(h, _weights) + Bias;
             else
             {
@@ -213,16 +297,17 @@ public sealed class ConceptProbe
     }
 
     /// <summary>The pooled logit (soft maximum of <see cref="TokenLogits"/>).</summary>
-    public float Logit(ReadOnlySpan<float> embedding) => SoftMax(TokenLogits(embedding), Temperature);
+    public float Logit(ReadOnlySpan<float> embedding, ReadOnlySpan<bool> midWord = default) => SoftMax(TokenLogits(embedding, midWord), Temperature);
 
     /// <summary>The probability that the model draws the concept for a prompt with this embedding.</summary>
-    public float Probability(ReadOnlySpan<float> embedding) => Sigmoid(Logit(embedding));
+    public float Probability(ReadOnlySpan<float> embedding, ReadOnlySpan<bool> midWord = default) => Sigmoid(Logit(embedding, midWord));
 
     /// <summary><c>τ · log Σ exp(s_i / τ)</c>, computed without overflow; −∞ for no logits.</summary>
     public static float SoftMax(ReadOnlySpan<float> logits, float temperature)
     {
         if (logits.IsEmpty) return float.NegativeInfinity;
         float max = TensorPrimitives.Max(logits);
+        if (float.IsNegativeInfinity(max)) return max; // every position left out
         double sum = 0;
         foreach (var s in logits) sum += Math.Exp((s - max) / temperature);
         return max + temperature * (float)Math.Log(sum);
@@ -286,6 +371,8 @@ public sealed class ConceptProbe
         };
         // Written only when set, so the probes of files written before it read back byte for byte.
         if (ReadLast > 0) o["read_last"] = ReadLast;
+        if (LookAhead > 0) o["look_ahead"] = LookAhead;
+        if (SkipsMidWord) o["skip_mid_word"] = true;
         if (Hidden is not null)
         {
             o["hidden_units"] = Hidden.Units;
@@ -322,12 +409,16 @@ public sealed class ConceptProbe
                     throw new SpmFormatException(source, MetadataKey, $"a hidden layer of {hb.Length} units needs {hb.Length} output weights (has {weights.Length}) and a whole number of weight rows (has {hw.Length} values).");
                 hidden = new ProbeHiddenLayer(hw, hb);
             }
-            int width = (int?)o["width"] ?? hidden?.InputWidth ?? weights.Length;
-            if (width != (hidden?.InputWidth ?? weights.Length)) throw new SpmFormatException(source, MetadataKey, $"width {width} but {weights.Length} weights.");
+            int lookAhead = (int?)o["look_ahead"] ?? 0;
+            if (lookAhead is < 0 or > MaxLookAhead) throw new SpmFormatException(source, MetadataKey, $"look_ahead {lookAhead}; it must be 0..{MaxLookAhead}.");
+            int inputWidth = hidden?.InputWidth ?? weights.Length;
+            int width = (int?)o["width"] ?? inputWidth / (lookAhead + 1);
+            if ((long)width * (lookAhead + 1) != inputWidth)
+                throw new SpmFormatException(source, MetadataKey, $"width {width} reading {lookAhead + 1} position(s) at once needs {(long)width * (lookAhead + 1)} inputs per position, but the weights read {inputWidth}.");
             var signature = o["encoder_signature"] is null ? null : ReadFloats(o["encoder_signature"], source, "encoder_signature");
             return new ConceptProbe((string?)o["concept"] ?? "", weights, (float?)o["bias"] ?? throw new SpmFormatException(source, MetadataKey, "no bias."),
                 (float?)o["temperature"] ?? 1f, signature, o["fit"] is JsonObject fit ? (JsonObject)JsonNode.Parse(fit.ToJsonString())! : null,
-                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen, hidden, (float?)o["strength"] ?? 1f, (int?)o["read_last"] ?? 0);
+                (float?)o["closed"] ?? DefaultClosed, (float?)o["open"] ?? DefaultOpen, hidden, (float?)o["strength"] ?? 1f, (int?)o["read_last"] ?? 0, lookAhead, (bool?)o["skip_mid_word"] ?? false);
         }
         catch (Exception e) when (e is not SpmException && e is JsonException or InvalidOperationException or FormatException or ArgumentException)
         {
@@ -351,11 +442,11 @@ public sealed class ConceptProbe
 
     /// <summary>The same probe with other gate probabilities.</summary>
     public ConceptProbe WithThresholds(float closed, float open) =>
-        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open, Hidden, Strength, ReadLast);
+        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, closed, open, Hidden, Strength, ReadLast, LookAhead, SkipsMidWord);
 
     /// <summary>The same probe with another <see cref="Strength"/>.</summary>
     public ConceptProbe WithStrength(float strength) =>
-        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, Closed, Open, Hidden, strength, ReadLast);
+        new(Concept, _weights, Bias, Temperature, EncoderSignatureValues?.ToArray(), (JsonObject)JsonNode.Parse(Fit.ToJsonString())!, Closed, Open, Hidden, strength, ReadLast, LookAhead, SkipsMidWord);
 }
 
 /// <summary>A hidden layer of a <see cref="ConceptProbe"/>: <c>tanh(W h + c)</c> with W [units, width] row-major.</summary>

@@ -10,7 +10,8 @@ namespace Spm.Core.Gating;
 /// <param name="Embedding">Its flattened, padded last hidden state E(prompt), [L, D] row-major.</param>
 /// <param name="Label">How often the model drew the concept for it, in [0, 1] (a share of images, or 0/1).</param>
 /// <param name="Weight">How much the sample counts (e.g. the number of images behind the label); &gt; 0.</param>
-public sealed record ProbeSample(string Prompt, float[] Embedding, float Label, float Weight = 1f);
+/// <param name="MidWord">Per position, whether its token continues into the next (<see cref="ConceptProbe.SkipsMidWord"/>); null: none.</param>
+public sealed record ProbeSample(string Prompt, float[] Embedding, float Label, float Weight = 1f, bool[]? MidWord = null);
 
 /// <summary>How a <see cref="ConceptProbe"/> is fitted.</summary>
 /// <param name="L2">Ridge penalty on the weights (not the bias), relative to the mean loss.</param>
@@ -19,7 +20,10 @@ public sealed record ProbeSample(string Prompt, float[] Embedding, float Label, 
 /// <param name="HiddenUnits">Units of a tanh hidden layer every token goes through (0: a linear probe).</param>
 /// <param name="Seed">Seed of the hidden layer's initial weights.</param>
 /// <param name="ReadLast">Positions the probe reads: 0 every position after the start token, k the last k (<see cref="ConceptProbe.ReadLast"/>).</param>
-public sealed record ProbeFitOptions(double L2 = 1e-3, float Temperature = 1f, int MaxIterations = 500, int HiddenUnits = 0, ulong Seed = 0, int ReadLast = 0)
+/// <param name="LookAhead">Following positions each position is read with (<see cref="ConceptProbe.LookAhead"/>); 0: alone.</param>
+/// <param name="SkipMidWord">Leave the positions inside a word out (<see cref="ConceptProbe.SkipsMidWord"/>; the samples carry their masks).</param>
+public sealed record ProbeFitOptions(double L2 = 1e-3, float Temperature = 1f, int MaxIterations = 500, int HiddenUnits = 0, ulong Seed = 0, int ReadLast = 0,
+    int LookAhead = 0, bool SkipMidWord = false)
 {
     /// <summary>The defaults.</summary>
     public static ProbeFitOptions Default { get; } = new();
@@ -39,7 +43,7 @@ public sealed record ProbeMetrics(int Count, double LogLoss, double Auc, double 
     {
         ArgumentNullException.ThrowIfNull(probe);
         ArgumentNullException.ThrowIfNull(samples);
-        var p = samples.Select(s => (double)probe.Probability(s.Embedding)).ToArray();
+        var p = samples.Select(s => (double)probe.Probability(s.Embedding, s.MidWord)).ToArray();
         double loss = 0, wsum = 0, correct = 0, pos = 0, neg = 0;
         int np = 0, nn = 0;
         for (int i = 0; i < samples.Count; i++)
@@ -107,8 +111,19 @@ public static class ConceptProbeFitter
             if (s.Embedding.Length != length) throw new ArgumentException($"The embedding of \"{s.Prompt}\" has {s.Embedding.Length} values; the first had {length}.", nameof(samples));
             if (!(s.Label >= 0f && s.Label <= 1f)) throw new ArgumentException($"The label of \"{s.Prompt}\" is {s.Label}; labels are shares in [0, 1].", nameof(samples));
             if (!(s.Weight > 0f) || !float.IsFinite(s.Weight)) throw new ArgumentException($"The weight of \"{s.Prompt}\" is {s.Weight}; weights must be positive.", nameof(samples));
+            if (s.MidWord is not null && s.MidWord.Length != length / width)
+                throw new ArgumentException($"The mid-word mask of \"{s.Prompt}\" has {s.MidWord.Length} entries; its embedding has {length / width} positions.", nameof(samples));
         }
         if (options.HiddenUnits < 0) throw new ArgumentOutOfRangeException(nameof(options), "HiddenUnits must not be negative.");
+        if (options.LookAhead is < 0 or > ConceptProbe.MaxLookAhead)
+            throw new ArgumentOutOfRangeException(nameof(options), $"LookAhead must be 0..{ConceptProbe.MaxLookAhead}.");
+        if (options.LookAhead > 0)
+        {
+            // Fit on the windows themselves: row i of a windowed sample is what the probe reads at position i, so the
+            // fitting code below stays the one of a probe reading rows alone, (k + 1) · D wide.
+            samples = Windowed(samples, width, options.LookAhead);
+            width *= options.LookAhead + 1;
+        }
         if (options.HiddenUnits > 0) return FitMlp(concept, samples, width, options, encoderSignature, cancellationToken);
         if (options.ReadLast < 0) throw new ArgumentOutOfRangeException(nameof(options), "ReadLast must not be negative.");
         int rows = length / width, first = ConceptProbe.FirstPositionOf(rows, options.ReadLast), positions = rows - first;
@@ -130,9 +145,11 @@ public static class ConceptProbeFitter
             foreach (var s in samples)
             {
                 var e = s.Embedding.AsSpan();
-                for (int i = 0; i < positions; i++) logits[i] = TensorPrimitives.Dot(e.Slice((i + first) * width, width), wf) + b;
+                for (int i = 0; i < positions; i++)
+                    logits[i] = Skipped(s, i + first, options) ? float.NegativeInfinity : TensorPrimitives.Dot(e.Slice((i + first) * width, width), wf) + b;
                 var (pooled, sampleLoss, g) = PooledLoss(logits, tau, s, totalWeight);
                 loss += sampleLoss;
+                if (float.IsNegativeInfinity(pooled)) continue;
                 for (int i = 0; i < positions; i++) soft[i] = MathF.Exp((logits[i] - pooled) / tau);
                 Array.Clear(gw);
                 for (int i = 0; i < positions; i++)
@@ -165,7 +182,7 @@ public static class ConceptProbeFitter
             ["train_loss"] = Math.Round(finalLoss, 6),
             ["l2"] = options.L2,
         };
-        return new ConceptProbe(concept, weights, (float)theta[width], tau, encoderSignature, fit, readLast: options.ReadLast);
+        return new ConceptProbe(concept, weights, (float)theta[width], tau, encoderSignature, fit, readLast: options.ReadLast, lookAhead: options.LookAhead, skipMidWord: options.SkipMidWord);
     }
 
     private static ConceptProbe FitMlp(string concept, IReadOnlyList<ProbeSample> samples, int width, ProbeFitOptions options,
@@ -206,6 +223,11 @@ public static class ConceptProbeFitter
                 var e = s.Embedding.AsSpan();
                 for (int i = 0; i < positions; i++)
                 {
+                    if (Skipped(s, i + first, options))
+                    {
+                        logits[i] = float.NegativeInfinity;
+                        continue;
+                    }
                     var h = e.Slice((i + first) * d, d);
                     var a = act.AsSpan(i * units, units);
                     for (int u = 0; u < units; u++) a[u] = TensorPrimitives.Dot(h, W.AsSpan(u * d, d)) + c[u];
@@ -214,6 +236,7 @@ public static class ConceptProbeFitter
                 }
                 var (pooled, sampleLoss, g) = PooledLoss(logits, tau, s, totalWeight);
                 loss += sampleLoss;
+                if (float.IsNegativeInfinity(pooled)) continue;
                 for (int i = 0; i < positions; i++)
                 {
                     float gs = g * MathF.Exp((logits[i] - pooled) / tau);
@@ -252,7 +275,21 @@ public static class ConceptProbeFitter
             ["l2"] = options.L2,
             ["hidden_units"] = units,
         };
-        return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden, readLast: options.ReadLast);
+        return new ConceptProbe(concept, outW, (float)th[count - 1], tau, encoderSignature, fit, hidden: hidden, readLast: options.ReadLast, lookAhead: options.LookAhead, skipMidWord: options.SkipMidWord);
+    }
+
+    private static bool Skipped(ProbeSample s, int position, ProbeFitOptions options) => options.SkipMidWord && s.MidWord is { } m && m[position];
+
+    /// <summary>Each sample's [L, D] embedding as [L, (k + 1) · D]: row i holds rows i..i+k (<see cref="ConceptProbe.WindowOf"/>).</summary>
+    private static ProbeSample[] Windowed(IReadOnlyList<ProbeSample> samples, int width, int lookAhead)
+    {
+        int rows = samples[0].Embedding.Length / width, wide = (lookAhead + 1) * width;
+        return samples.Select(s =>
+        {
+            var e = new float[rows * wide];
+            for (int i = 0; i < rows; i++) ConceptProbe.WindowOf(s.Embedding, width, rows, i, lookAhead, e.AsSpan(i * wide, wide));
+            return s with { Embedding = e };
+        }).ToArray();
     }
 
     /// <summary>

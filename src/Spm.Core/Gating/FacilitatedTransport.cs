@@ -150,7 +150,7 @@ public static class FacilitatedTransport
             // The probe, floored by the exact word match: a prompt holding every token of one of the SPM's concepts opens the
             // gate whatever the probe says (a weak probe, e.g. for a concept the model seldom draws, must not shut it on
             // the concept's own name). A partial match does not count: "a van" says nothing about "van gogh".
-            gamma = probe!.Gamma(prompt.Embedding);
+            gamma = probe!.Gamma(prompt.Embedding, prompt.MidWord);
             foreach (var c in concepts)
                 if (TokenUnion(prompt.TokenSet, c.TokenSet) >= 1f) gamma = 1f;
         }

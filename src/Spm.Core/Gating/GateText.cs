@@ -11,8 +11,13 @@ public sealed class GateText
     /// <param name="embedding">The flattened, padded last hidden state E(text) (not copied).</param>
     /// <param name="tokenIds">The token ids of the text, in any order, specials included or not.</param>
     /// <param name="specialTokenIds">Ids to drop (BOS, EOS, PAD: 49406 and 49407 for SD 1.x; SD 2.x pads with 0 too).</param>
-    public GateText(float[] embedding, IEnumerable<int> tokenIds, IEnumerable<int> specialTokenIds)
+    /// <param name="midWord">
+    /// Per position of the embedding, whether its token continues into the next one (inside a word; see
+    /// <see cref="ConceptProbe.SkipsMidWord"/>), or null when unknown. Not copied.
+    /// </param>
+    public GateText(float[] embedding, IEnumerable<int> tokenIds, IEnumerable<int> specialTokenIds, bool[]? midWord = null)
     {
+        MidWord = midWord;
         ArgumentNullException.ThrowIfNull(embedding);
         ArgumentNullException.ThrowIfNull(tokenIds);
         ArgumentNullException.ThrowIfNull(specialTokenIds);
@@ -24,6 +29,9 @@ public sealed class GateText
 
     /// <summary>The flattened, padded embedding.</summary>
     public float[] Embedding { get; }
+
+    /// <summary>Per position, whether its token continues into the next (inside a word); null when not known.</summary>
+    public bool[]? MidWord { get; }
 
     /// <summary>The distinct non-special token ids.</summary>
     public IReadOnlySet<int> TokenSet { get; }

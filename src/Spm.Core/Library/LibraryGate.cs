@@ -21,7 +21,7 @@ public sealed class LibraryGate
     private readonly float[] _probeWeights;          // linear probes stacked, row-major [probes, width]
     private readonly ConceptProbe[] _linearProbes;
     private readonly int[] _linearSpm;               // linear probe index -> SPM index
-    private readonly int[] _mlpSpm;                  // SPMs whose probe has a hidden layer (read one by one)
+    private readonly int[] _mlpSpm;                  // SPMs whose probe has a hidden layer or a look-ahead window (read one by one)
     private readonly ConceptProbe?[] _probes;
     private readonly int _probeWidth;
 
@@ -71,8 +71,10 @@ public sealed class LibraryGate
             cosineCalibration == GateCalibration.EmptyPrompt ? emptyPrompt : null);
 
         var learned = Enumerable.Range(0, names.Count).Where(i => _readBy[i] == GateCalibration.Learned).ToList();
-        _linearSpm = learned.Where(i => _probes[i]!.Hidden is null).ToArray();
-        _mlpSpm = learned.Where(i => _probes[i]!.Hidden is not null).ToArray();
+        // Linear probes that read each position alone and every position go through one batched pass; the others (a hidden
+        // layer, a look-ahead window, mid-word positions left out) are read one by one.
+        _linearSpm = learned.Where(i => IsBatched(_probes[i]!)).ToArray();
+        _mlpSpm = learned.Where(i => !IsBatched(_probes[i]!)).ToArray();
         _linearProbes = _linearSpm.Select(i => _probes[i]!).ToArray();
         _probeWidth = _linearProbes.Length == 0 ? 0 : _linearProbes[0].Width;
         if (_linearProbes.Any(p => p.Width != _probeWidth))
@@ -110,7 +112,7 @@ public sealed class LibraryGate
             var gammas = LinearProbeGammas(prompt.Embedding);
             for (int p = 0; p < _linearSpm.Length; p++) readings[_linearSpm[p]] = Learned(_linearSpm[p], prompt, gammas[p]);
         }
-        foreach (int i in _mlpSpm) readings[i] = Learned(i, prompt, _probes[i]!.Gamma(prompt.Embedding));
+        foreach (int i in _mlpSpm) readings[i] = Learned(i, prompt, _probes[i]!.Gamma(prompt.Embedding, prompt.MidWord));
         return readings;
     }
 
@@ -126,6 +128,8 @@ public sealed class LibraryGate
             .Select(i => new RoutedSpm(i, Names[i], readings[i].Gamma, readings[i].Multiplier))
             .ToList();
     }
+
+    private static bool IsBatched(ConceptProbe probe) => probe.Hidden is null && probe.LookAhead == 0 && !probe.SkipsMidWord;
 
     private GateReading Learned(int spm, GateText prompt, float gamma)
     {

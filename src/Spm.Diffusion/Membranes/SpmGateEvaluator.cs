@@ -35,13 +35,17 @@ public sealed class SpmGateEvaluator
 {
     private readonly Func<string, (IReadOnlyList<int> TokenIds, float[] Embedding)> _encode;
     private readonly int[] _specialIds;
+    private readonly Func<IReadOnlyList<int>, bool[]>? _midWord;
     private readonly ConcurrentDictionary<string, Lazy<GateText>> _concepts = new(StringComparer.Ordinal);
 
     /// <summary>Creates an evaluator.</summary>
     /// <param name="encode">Text -> (padded token ids, flattened padded last hidden state E(text)).</param>
     /// <param name="specialTokenIds">Ids dropped from the token sets (BOS, EOS, PAD).</param>
-    public SpmGateEvaluator(Func<string, (IReadOnlyList<int> TokenIds, float[] Embedding)> encode, IEnumerable<int> specialTokenIds)
+    /// <param name="midWord">Padded ids -> per position, whether the token continues into the next (<see cref="GateText.MidWord"/>); null: unknown.</param>
+    public SpmGateEvaluator(Func<string, (IReadOnlyList<int> TokenIds, float[] Embedding)> encode, IEnumerable<int> specialTokenIds,
+        Func<IReadOnlyList<int>, bool[]>? midWord = null)
     {
+        _midWord = midWord;
         ArgumentNullException.ThrowIfNull(encode);
         ArgumentNullException.ThrowIfNull(specialTokenIds);
         _encode = encode;
@@ -58,18 +62,18 @@ public sealed class SpmGateEvaluator
         {
             var (ids, embedding) = pipeline.EncodePrompt(text);
             return (ids, embedding.Data);
-        }, [tok.BosId, tok.EosId, tok.PadId]);
+        }, [tok.BosId, tok.EosId, tok.PadId], tok.MidWordMask);
     }
 
     /// <summary>The gate view of a text (no caching).</summary>
     public GateText TextOf(string text)
     {
         var (ids, embedding) = _encode(text);
-        return new GateText(embedding, ids, _specialIds);
+        return new GateText(embedding, ids, _specialIds, _midWord?.Invoke(ids));
     }
 
     /// <summary>The gate view of a prompt whose ids and embedding are already known (the pipeline embeds it anyway).</summary>
-    public GateText TextOf(IReadOnlyList<int> tokenIds, float[] embedding) => new(embedding, tokenIds, _specialIds);
+    public GateText TextOf(IReadOnlyList<int> tokenIds, float[] embedding) => new(embedding, tokenIds, _specialIds, _midWord?.Invoke(tokenIds));
 
     private GateText Concept(string text) =>
         _concepts.GetOrAdd(text, t => new Lazy<GateText>(() => TextOf(t))).Value;

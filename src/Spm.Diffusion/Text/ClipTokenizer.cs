@@ -160,6 +160,23 @@ public sealed class ClipTokenizer
         return new PromptTruncation(text, content.Count, keep, Decode(content.Skip(keep)));
     }
 
+    /// <summary>
+    /// Whether token <paramref name="id"/> continues into the next token of the same word: a vocabulary entry without
+    /// CLIP's word-end mark <c>&lt;/w&gt;</c> ("t" in "ttriangle" = "t" + "triangle&lt;/w&gt;"). False for BOS, EOS,
+    /// padding and unknown ids.
+    /// </summary>
+    public bool ContinuesWord(int id) =>
+        id != BosId && id != EosId && id != PadId && _idToToken.TryGetValue(id, out var token) && !token.EndsWith("</w>", StringComparison.Ordinal);
+
+    /// <summary>Per position of <paramref name="ids"/>, <see cref="ContinuesWord"/> (the mask <see cref="Spm.Core.Gating.GateText.MidWord"/> holds).</summary>
+    public bool[] MidWordMask(IReadOnlyList<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var mask = new bool[ids.Count];
+        for (int i = 0; i < mask.Length; i++) mask[i] = ContinuesWord(ids[i]);
+        return mask;
+    }
+
     /// <summary>Decodes ids back to cleaned text as CLIP does (BOS/EOS/padding dropped, word ends become spaces).</summary>
     public string Decode(IEnumerable<int> ids)
     {

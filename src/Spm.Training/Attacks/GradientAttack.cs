@@ -330,7 +330,8 @@ public sealed class GradientAttack : IDisposable
     {
         var sets = _spms!.Layout.Sets;
         var evaluator = GateEvaluator;
-        var values = evaluator.Evaluate(evaluator.TextOf(ids, hidden), sets, settings);
+        var gateText = evaluator.TextOf(ids, hidden);
+        var values = evaluator.Evaluate(gateText, sets, settings);
         var result = new (float, float[]?)[sets.Count];
         for (int s = 0; s < sets.Count; s++)
         {
@@ -340,7 +341,7 @@ public sealed class GradientAttack : IDisposable
             if (!gate.IsFixed && gate.ReadBy == GateCalibration.Learned && sets[s].GateProbe is { } probe)
             {
                 var g = new float[hidden.Length];
-                float gamma = probe.GammaGradient(hidden, g);
+                float gamma = probe.GammaGradient(hidden, g, gateText.MidWord);
                 if (gamma == gate.Gamma && gamma is > 0f and < 1f)
                 {
                     const float h = 1e-3f;

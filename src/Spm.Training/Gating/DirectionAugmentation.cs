@@ -128,7 +128,12 @@ public static class DirectionAugmentation
     }
 
     /// <summary>The samples as probe training data: <c>E(prompt) + strength · direction</c>, weighted by their images.</summary>
-    public static IReadOnlyList<ProbeSample> ToProbeSamples(IReadOnlyList<DirectionSample> samples, float[] direction, Func<string, float[]> encode)
+    /// <param name="samples">The labelled pushes.</param>
+    /// <param name="direction">The concept's direction.</param>
+    /// <param name="encode">Prompt -> E(prompt).</param>
+    /// <param name="midWord">Prompt -> its mid-word mask (<see cref="ProbeSample.MidWord"/>), or null.</param>
+    public static IReadOnlyList<ProbeSample> ToProbeSamples(IReadOnlyList<DirectionSample> samples, float[] direction, Func<string, float[]> encode,
+        Func<string, bool[]?>? midWord = null)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(direction);
@@ -140,7 +145,7 @@ public static class DirectionAugmentation
             if (e.Length != direction.Length) throw new ArgumentException($"The direction has {direction.Length} values; the embedding of \"{s.Prompt}\" has {e.Length}.", nameof(direction));
             var pushed = new float[e.Length];
             TensorPrimitives.MultiplyAdd(direction, s.Strength, e, pushed);
-            list.Add(new ProbeSample(string.Create(CultureInfo.InvariantCulture, $"{s.Prompt} + {s.Strength:0.##} d"), pushed, s.Label, s.Images));
+            list.Add(new ProbeSample(string.Create(CultureInfo.InvariantCulture, $"{s.Prompt} + {s.Strength:0.##} d"), pushed, s.Label, s.Images, midWord?.Invoke(s.Prompt)));
         }
         return list;
     }

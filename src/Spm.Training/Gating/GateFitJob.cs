@@ -195,6 +195,9 @@ public sealed class GateFitJob : IDisposable
 
     private float[] Encode(string text) => Generator.Encode(text).Embedding;
 
+    // Which positions of the prompt sit inside a word (ConceptProbe.SkipsMidWord); the ids come from the generator's cache.
+    private bool[] MidWord(string text) => _pipeline.Tokenizer.MidWordMask(Generator.Encode(text).TokenIds);
+
     /// <summary>
     /// The prompts an automatic strength choice for SPM <paramref name="spm"/> measures on: up to
     /// <see cref="GateFitRequest.StrengthPrompts"/> labelled prompts the base model draws its concept for, surest first.
@@ -281,16 +284,16 @@ public sealed class GateFitJob : IDisposable
             if (directions.FirstOrDefault(d => d.Concept != concept) is { } other)
                 throw new ArgumentException($"A direction sample of '{other.Concept}' was given for the gate of '{concept}'.", nameof(directions));
             direction = DirectionAugmentation.Direction(labelled, judgeIndex, Encode);
-            extra.AddRange(DirectionAugmentation.ToProbeSamples(directions, direction, Encode));
+            extra.AddRange(DirectionAugmentation.ToProbeSamples(directions, direction, Encode, MidWord));
         }
         if (mined is not null)
             foreach (var m in mined)
             {
                 if (judgeIndex >= m.Labels.Count) throw new ArgumentException($"The mined prompt '{m.Prompt}' has {m.Labels.Count} labels; judge {judgeIndex} has none.", nameof(mined));
-                extra.Add(new ProbeSample(m.Prompt, Encode(m.Prompt), m.Labels[judgeIndex], m.Images));
+                extra.Add(new ProbeSample(m.Prompt, Encode(m.Prompt), m.Labels[judgeIndex], m.Images, MidWord(m.Prompt)));
             }
         var fit = GateFitting.Fit(concept, labelled, judgeIndex, Encode, _width, _signature, Request.Fit, cancellationToken: cancellationToken,
-            extraTraining: extra.Count > 0 ? extra : null);
+            extraTraining: extra.Count > 0 ? extra : null, midWord: MidWord);
         return (fit, direction);
     }
 
@@ -316,7 +319,7 @@ public sealed class GateFitJob : IDisposable
         for (int i = 0; i < fresh.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (probe.Gamma(Encode(fresh[i])) > 0f) open.Add(fresh[i]);
+            if (probe.Gamma(Encode(fresh[i]), MidWord(fresh[i])) > 0f) open.Add(fresh[i]);
             if (progress is not null && (i % 256 == 255 || i == fresh.Count - 1)) progress.Report((i + 1) / (double)fresh.Count);
         }
         if (open.Count <= take) return (open, open.Count);

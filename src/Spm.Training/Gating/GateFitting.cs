@@ -72,11 +72,12 @@ public static class GateFitting
     /// Fits the probe of judge <paramref name="judgeIndex"/>'s concept: every <paramref name="heldOutEvery"/>-th prompt is
     /// held out (0: none) and measured after the fit. <paramref name="extraTraining"/> (for example
     /// <see cref="DirectionAugmentation"/>'s pushed conditionings) joins the training samples, never the held-out ones, so
-    /// the held-out figures stay comparable with a fit without it.
+    /// the held-out figures stay comparable with a fit without it. <paramref name="midWord"/> gives each prompt's mid-word
+    /// mask (<see cref="ProbeSample.MidWord"/>) for a probe that leaves those positions out.
     /// </summary>
     public static GateFitResult Fit(string concept, IReadOnlyList<LabelledPrompt> data, int judgeIndex, Func<string, float[]> encode, int width,
         float[] encoderSignature, ProbeFitOptions? options = null, int heldOutEvery = 5, IReadOnlyList<ProbeSample>? extraTraining = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, Func<string, bool[]?>? midWord = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(encode);
@@ -86,7 +87,7 @@ public static class GateFitting
         {
             var d = data[i];
             if (judgeIndex < 0 || judgeIndex >= d.Labels.Count) throw new ArgumentOutOfRangeException(nameof(judgeIndex));
-            var sample = new ProbeSample(d.Prompt, encode(d.Prompt), d.Labels[judgeIndex], d.Images);
+            var sample = new ProbeSample(d.Prompt, encode(d.Prompt), d.Labels[judgeIndex], d.Images, midWord?.Invoke(d.Prompt));
             (heldOutEvery > 0 && i % heldOutEvery == heldOutEvery - 1 ? held : train).Add(sample);
         }
         if (extraTraining is not null) train.AddRange(extraTraining);

@@ -57,7 +57,7 @@ public sealed class ConceptProbeTests
     [TestCase("[1,2]", "not a JSON object")]
     [TestCase("{\"kind\":\"mlp\",\"weights\":[1]}", "kind 'mlp'")]
     [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,\"x\"],\"bias\":0}", "field 'weights'[1] is not a finite number")]
-    [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,2],\"width\":3,\"bias\":0}", "width 3 but 2 weights")]
+    [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,2],\"width\":3,\"bias\":0}", "width 3 reading 1 position(s) at once needs 3 inputs per position, but the weights read 2")]
     [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,2]}", "no bias")]
     [TestCase("{\"kind\":\"token-softmax-logistic\",\"weights\":[1,2],\"bias\":0,\"temperature\":-1}", "temperature must be positive")]
     [TestCase("{\"kind\":", "not a valid gate probe")]
@@ -173,24 +173,125 @@ public sealed class ConceptProbeTests
         Assert.That(() => new ConceptProbe("c", w, 0f, readLast: -1), Throws.ArgumentException.With.Message.Contains("positions read"));
     }
 
-    [TestCase(false)]
-    [TestCase(true)]
-    public void GammaGradient_MatchesCentralDifferences_AndIsZeroWhereTheGateIsClamped(bool hiddenLayer)
+    [Test]
+    public void SkipMidWord_LeavesThosePositionsOutOfThePool_RoundTrips_AndChecksTheMask()
+    {
+        var w = new float[] { 1, -1, 0.5f, 0, 0, 0, 0, 2 };
+        var every = new ConceptProbe("c", w, -2f, closed: 0.01f, open: 0.99f);
+        var skips = new ConceptProbe("c", w, -2f, closed: 0.01f, open: 0.99f, skipMidWord: true);
+        var e = Embedding(new SeededRandom(9), null, w, 0);
+        var planted = (float[])e.Clone();
+        for (int j = 0; j < Width; j++) planted[2 * Width + j] += 6 * w[j];
+        var midWord = new bool[Rows];
+        midWord[2] = true; // "t" of "ttriangle": the concept planted there is a word's start, not the word
+        Assert.That(every.Gamma(planted, midWord), Is.GreaterThan(every.Gamma(e, midWord) + 0.3f), "a probe reading every position sees it");
+        Assert.That(skips.Gamma(planted, midWord), Is.EqualTo(skips.Gamma(e, midWord)), "a probe skipping mid-word positions does not");
+        Assert.That(skips.Gamma(planted), Is.EqualTo(every.Gamma(planted)), "without a mask every position is read");
+        Assert.That(skips.TokenLogits(planted, midWord)[1], Is.EqualTo(float.NegativeInfinity));
+        var allInside = Enumerable.Repeat(true, Rows).ToArray();
+        Assert.That(skips.Probability(e, allInside), Is.EqualTo(0f), "nothing read: the concept is absent");
+        Assert.That(() => skips.Gamma(e, new bool[Rows - 1]), Throws.ArgumentException.With.Message.Contains("mid-word mask has 5 entries"));
+
+        var back = ConceptProbe.FromJson(skips.ToJson(), "x");
+        Assert.That(back.SkipsMidWord, Is.True);
+        Assert.That(back.ToJson(), Is.EqualTo(skips.ToJson()));
+        Assert.That(every.ToJson(), Does.Not.Contain("skip_mid_word").And.Not.Contain("look_ahead"), "probes without them are written as before");
+        Assert.That(skips.WithStrength(2f).SkipsMidWord && skips.WithThresholds(0.1f, 0.3f).SkipsMidWord, Is.True);
+    }
+
+    [Test]
+    public void LookAhead_ReadsEachPositionWithTheNext_RoundTrips_AndRejectsBadWidths()
+    {
+        // Weights on the next row only: position i's logit is w . h_{i+1}; the last position reads itself again.
+        var w = new float[2 * Width];
+        for (int j = 0; j < Width; j++) w[Width + j] = j % 3 - 1;
+        var probe = new ConceptProbe("c", w, 0.5f, lookAhead: 1);
+        Assert.That(probe.Width, Is.EqualTo(Width));
+        Assert.That(probe.InputWidth, Is.EqualTo(2 * Width));
+        var e = Embedding(new SeededRandom(4), null, w, 0);
+        var logits = probe.TokenLogits(e);
+        for (int i = 1; i < Rows; i++)
+        {
+            int next = Math.Min(i + 1, Rows - 1);
+            double expected = 0.5 + Enumerable.Range(0, Width).Sum(j => (double)w[Width + j] * e[next * Width + j]);
+            Assert.That(logits[i - 1], Is.EqualTo(expected).Within(1e-5), $"position {i}");
+        }
+        var back = ConceptProbe.FromJson(probe.ToJson(), "x");
+        Assert.That(back.LookAhead, Is.EqualTo(1));
+        Assert.That(back.TokenLogits(e), Is.EqualTo(logits));
+        Assert.That(() => new ConceptProbe("c", new float[2 * Width + 1], 0f, lookAhead: 1), Throws.ArgumentException.With.Message.Contains("multiple of 2"));
+        Assert.That(() => new ConceptProbe("c", w, 0f, lookAhead: 9), Throws.ArgumentException.With.Message.Contains("look-ahead must be 0..8"));
+        var json = probe.ToJson().Replace("\"look_ahead\":1", "\"look_ahead\":3", StringComparison.Ordinal);
+        Assert.That(() => ConceptProbe.FromJson(json, "f.safetensors"), Throws.TypeOf<SpmFormatException>().With.Message.Contains("f.safetensors").And.Message.Contains("reading 4 position(s)"));
+    }
+
+    [Test]
+    public void Fitter_SkippingMidWordPositions_SeparatesWhatAPrefixWouldConfuse()
+    {
+        // Positives carry the concept at a word's end (row 4); negatives carry the same direction at a word's start
+        // (row 2, inside a word), like "t" of "ttriangle". Only a probe that leaves mid-word positions out can tell them apart.
+        var rng = new SeededRandom(21);
+        var direction = Enumerable.Range(0, Width).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var midWord = new bool[Rows];
+        midWord[2] = true;
+        var samples = Enumerable.Range(0, 160).Select(i =>
+        {
+            bool positive = i % 2 == 0;
+            return new ProbeSample($"p{i}", Embedding(rng, positive ? 4 : 2, direction, 3f), positive ? 1f : 0f, 1f, midWord);
+        }).ToList();
+        var plain = ConceptProbeFitter.Fit("c", samples, Width);
+        var skipping = ConceptProbeFitter.Fit("c", samples, Width, new ProbeFitOptions(SkipMidWord: true));
+        Assert.That(skipping.SkipsMidWord, Is.True);
+        double aucPlain = ProbeMetrics.Measure(plain, samples).Auc, aucSkipping = ProbeMetrics.Measure(skipping, samples).Auc;
+        Assert.That(aucSkipping, Is.GreaterThan(0.97), "the word-end reading separates them");
+        Assert.That(aucPlain, Is.LessThan(0.8), "reading every position cannot");
+
+        // Look-ahead learns the same from the next position: the concept followed by a "this was another word" marker.
+        var marker = Enumerable.Range(0, Width).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var paired = Enumerable.Range(0, 160).Select(i =>
+        {
+            bool positive = i % 2 == 0;
+            var e = Embedding(rng, 2, direction, 3f);
+            if (!positive) for (int j = 0; j < Width; j++) e[3 * Width + j] += 3f * marker[j];
+            return new ProbeSample($"q{i}", e, positive ? 1f : 0f);
+        }).ToList();
+        var alone = ConceptProbeFitter.Fit("c", paired, Width);
+        var ahead = ConceptProbeFitter.Fit("c", paired, Width, new ProbeFitOptions(LookAhead: 1));
+        Assert.That(ahead.LookAhead, Is.EqualTo(1));
+        double aucAhead = ProbeMetrics.Measure(ahead, paired).Auc, aucAlone = ProbeMetrics.Measure(alone, paired).Auc;
+        Assert.That(aucAhead, Is.GreaterThan(0.93), $"look-ahead {aucAhead:0.000}, alone {aucAlone:0.000}");
+        Assert.That(aucAlone, Is.LessThan(aucAhead - 0.2), $"look-ahead {aucAhead:0.000}, alone {aucAlone:0.000}");
+    }
+
+    [TestCase(false, 0, false)]
+    [TestCase(true, 0, false)]
+    [TestCase(false, 1, false)]
+    [TestCase(true, 2, false)]
+    [TestCase(true, 0, true)]
+    [TestCase(false, 1, true)]
+    public void GammaGradient_MatchesCentralDifferences_AndIsZeroWhereTheGateIsClamped(bool hiddenLayer, int lookAhead, bool skipMidWord)
     {
         var rng = new SeededRandom(17);
-        var w = Enumerable.Range(0, hiddenLayer ? 5 : Width).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+        int input = (lookAhead + 1) * Width;
+        var w = Enumerable.Range(0, hiddenLayer ? 5 : input).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
         ProbeHiddenLayer? hidden = null;
         if (hiddenLayer)
         {
-            var hw = Enumerable.Range(0, 5 * Width).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+            var hw = Enumerable.Range(0, 5 * input).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
             hidden = new ProbeHiddenLayer(hw, new float[] { 0.1f, -0.2f, 0f, 0.3f, 0.05f });
         }
         // closed/open wide enough that gamma sits strictly inside (0, 1) for these embeddings.
-        var probe = new ConceptProbe("c", w, 0.1f, 0.7f, closed: 0.05f, open: 0.95f, hidden: hidden);
+        var probe = new ConceptProbe("c", w, 0.1f, 0.7f, closed: 0.05f, open: 0.95f, hidden: hidden, lookAhead: lookAhead, skipMidWord: skipMidWord);
+        Assert.That(probe.Width, Is.EqualTo(Width));
+        // Position 3 sits inside a word: left out of the pool when the probe skips such positions.
+        var midWord = new bool[Rows];
+        midWord[3] = true;
         var e = Embedding(rng, 2, new float[Width], 0);
         var g = new float[e.Length];
-        float gamma = probe.GammaGradient(e, g);
-        Assert.That(gamma, Is.EqualTo(probe.Gamma(e)).Within(1e-6));
+        float gamma = probe.GammaGradient(e, g, midWord);
+        Assert.That(gamma, Is.EqualTo(probe.Gamma(e, midWord)).Within(1e-6));
+        if (skipMidWord && lookAhead == 0)
+            Assert.That(g.AsSpan(3 * Width, Width).ToArray(), Is.All.EqualTo(0f), "a position left out gets no gradient");
         Assert.That(gamma, Is.InRange(0.01f, 0.99f), "the test needs an unclamped gate");
         Assert.That(g.AsSpan(0, Width).ToArray(), Is.All.EqualTo(0f), "position 0 (BOS) does not enter the probe");
         const float h = 1e-2f;
@@ -200,7 +301,7 @@ public sealed class ConceptProbeTests
             var minus = (float[])e.Clone();
             plus[i] += h;
             minus[i] -= h;
-            double fd = (probe.Gamma(plus) - (double)probe.Gamma(minus)) / (2 * h);
+            double fd = (probe.Gamma(plus, midWord) - (double)probe.Gamma(minus, midWord)) / (2 * h);
             Assert.That(g[i], Is.EqualTo(fd).Within(2e-4 + 2e-2 * Math.Abs(fd)), $"coordinate {i}");
         }
 

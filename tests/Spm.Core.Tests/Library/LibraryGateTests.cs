@@ -13,7 +13,9 @@ public class LibraryGateTests
     {
         var e = new float[Width];
         for (int i = 0; i < e.Length; i++) e[i] = scale * ((float)rng.NextDouble() * 2f - 1f);
-        return new GateText(e, Enumerable.Range(0, tokens).Select(_ => rng.Next(1, 60)).Append(49406), Specials);
+        // Some positions sit inside a word (a probe that skips them reads the rest).
+        var midWord = Enumerable.Range(0, L).Select(i => i >= 1 && i <= tokens && rng.Next(4) == 0).ToArray();
+        return new GateText(e, Enumerable.Range(0, tokens).Select(_ => rng.Next(1, 60)).Append(49406), Specials, midWord);
     }
 
     private static float[] RandomFloats(Random rng, int n, float scale) => Enumerable.Range(0, n).Select(_ => scale * ((float)rng.NextDouble() * 2f - 1f)).ToArray();
@@ -34,7 +36,9 @@ public class LibraryGateTests
         for (int i = 0; i < n; i++)
         {
             concepts.Add(i % 7 == 3 ? [RandomText(rng, 2), RandomText(rng, 3)] : [RandomText(rng, 2)]);
-            if (i % 10 == 9)
+            if (i % 20 == 19)
+                probes[i] = new ConceptProbe(names[i], RandomFloats(rng, 2 * D, 0.6f), -2f, 0.7f, signature, lookAhead: 1, skipMidWord: true);
+            else if (i % 10 == 9)
                 probes[i] = new ConceptProbe(names[i], RandomFloats(rng, 4, 1f), -5f, 0.7f, signature, hidden: new ProbeHiddenLayer(RandomFloats(rng, 4 * D, 0.5f), RandomFloats(rng, 4, 0.2f)));
             else if (i % 3 == 0)
                 probes[i] = new ConceptProbe(names[i], RandomFloats(rng, D, 0.6f), -3f - 6f * (float)rng.NextDouble(), 0.5f + (float)rng.NextDouble(), signature,
@@ -62,7 +66,7 @@ public class LibraryGateTests
         var gate = new LibraryGate(names, concepts, probes, settings, empty);
         if (calibration == GateCalibration.Auto)
         {
-            Assert.That(gate.BatchedProbes, Is.EqualTo(probes.Count(p => p is { Hidden: null }) - 1), "linear probes are batched; the other encoder's probe is not read");
+            Assert.That(gate.BatchedProbes, Is.EqualTo(probes.Count(p => p is { Hidden: null, LookAhead: 0, SkipsMidWord: false }) - 1), "linear probes are batched; the other encoder's probe is not read");
             Assert.That(gate.ReadBy[7], Is.EqualTo(GateCalibration.EmptyPrompt));
             Assert.That(gate.ReadBy[9], Is.EqualTo(GateCalibration.Learned));
         }

@@ -62,6 +62,21 @@ public class ClipTokenizerTests
     ];
 
     [Test]
+    public void MidWordMask_MarksTheTokensTheNextOneContinues()
+    {
+        // "ttriangle" is "t" + "triangle</w>": the "t" continues into the next token; BOS, EOS and padding never do.
+        var ids = _tok.Encode("a ttriangle");
+        var mask = _tok.MidWordMask(ids);
+        Assert.That(mask, Has.Length.EqualTo(ids.Length));
+        var content = _tok.EncodeContent("a ttriangle");
+        Assert.That(content.Select(id => _tok.Decode([id])), Is.EqualTo(new[] { "a", "t", "triangle" }));
+        Assert.That(mask.Take(5), Is.EqualTo(new[] { false, false, true, false, false }));
+        Assert.That(mask.Skip(5), Is.All.False);
+        Assert.That(_tok.ContinuesWord(_tok.BosId) || _tok.ContinuesWord(_tok.EosId) || _tok.ContinuesWord(-1), Is.False);
+        Assert.That(_tok.MidWordMask(_tok.Encode("a red circle")), Is.All.False, "whole words only");
+    }
+
+    [Test]
     public void PhotoOfACat_GivesTheKnownClipIds()
     {
         var ids = _tok.Encode("a photo of a cat");
