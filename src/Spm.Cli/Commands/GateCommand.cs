@@ -48,7 +48,7 @@ internal static class GateCommand
         var l2 = new Option<double>("--l2") { Description = "Ridge penalty of the probe.", DefaultValueFactory = _ => ProbeFitOptions.Default.L2 };
         var hidden = new Option<int>("--hidden") { Description = "Hidden units of the per-token probe (0: linear).", DefaultValueFactory = _ => ProbeFitOptions.Default.HiddenUnits };
         var lookAhead = new Option<int>("--look-ahead") { Description = "Following positions the probe reads each position with: 0 = each alone; k = with the next k, so a later token can take back what a prefix suggested (in 'a ttriangle' the state of 'a t' looks like the start of any unknown shape word; the next token says triangle).", DefaultValueFactory = _ => 0 };
-        var skipMidWord = new Option<bool>("--skip-mid-word") { Description = "Leave out the positions inside a word (a token the next one continues, e.g. 't' of 'ttriangle'): the probe reads each word where it is complete, so a word's start cannot open the gate alone." };
+        var readMidWord = new Option<bool>("--read-mid-word") { Description = "Also read the positions inside a word (a token the next one continues, e.g. 't' of 'ttriangle'). By default the probe reads each word where it is complete, so a word's start cannot open the gate alone." };
         var readLast = new Option<int>("--read-last") { Description = "Positions the probe reads: 0 = every token; k = only the last k positions (the end token and padding, which have read the whole prompt in a causal text encoder, so a prefix such as 'a green t' of 'a green ttriangle' cannot open the gate alone).", DefaultValueFactory = _ => 0 };
         var strength = new Option<string>("--strength") { Description = "The membrane's multiplier when the gate is fully open: a number, or auto (default: the smallest of 1, 1.25, 1.5, 2 that leaves at most 2 % of the concept in images the base model draws it in, measured on up to 60 labelled prompts the model draws it for).", DefaultValueFactory = _ => "auto" };
         var closed = new Option<float>("--closed") { Description = "Probability (that the model draws the concept) at or below which the gate stays shut.", DefaultValueFactory = _ => ConceptProbe.DefaultClosed };
@@ -69,7 +69,7 @@ internal static class GateCommand
                 r.AddError($"--judge must be tiny-shapes or onnx:PATH[:CLASS[:THRESHOLD[:softmax]]], got '{v}'.");
         });
         var cmd = new Command("fit", "Fit each SPM's learned gate: draw base-model images for many prompts, let the judge label them, fit a per-token probe on the text encoder's states, and store it in the SPM file (metadata 'gate_probe').");
-        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, mine, mineCandidates, mineFrom, mineData, readLast, lookAhead, skipMidWord, force }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concepts, judge, promptFile, prompts, imagesPerPrompt, synonymShare, data, seed, outDir, inPlace, l2, hidden, closed, open, strength, directionPrompts, directionStrengths, directionData, mine, mineCandidates, mineFrom, mineData, readLast, lookAhead, readMidWord, force }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -140,7 +140,7 @@ internal static class GateCommand
                 Judges = judges,
                 ImagesPerPrompt = per,
                 Seed = s,
-                Fit = new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: s, ReadLast: parse.GetValue(readLast), LookAhead: parse.GetValue(lookAhead), SkipMidWord: parse.GetValue(skipMidWord)),
+                Fit = new ProbeFitOptions(L2: parse.GetValue(l2), HiddenUnits: parse.GetValue(hidden), Seed: s, ReadLast: parse.GetValue(readLast), LookAhead: parse.GetValue(lookAhead), SkipMidWord: !parse.GetValue(readMidWord)),
                 Closed = shut,
                 Open = full,
                 Strength = fixedStrength,

@@ -239,8 +239,8 @@ public sealed class ConceptProbeTests
             bool positive = i % 2 == 0;
             return new ProbeSample($"p{i}", Embedding(rng, positive ? 4 : 2, direction, 3f), positive ? 1f : 0f, 1f, midWord);
         }).ToList();
-        var plain = ConceptProbeFitter.Fit("c", samples, Width);
-        var skipping = ConceptProbeFitter.Fit("c", samples, Width, new ProbeFitOptions(SkipMidWord: true));
+        var plain = ConceptProbeFitter.Fit("c", samples, Width, new ProbeFitOptions(SkipMidWord: false));
+        var skipping = ConceptProbeFitter.Fit("c", samples, Width); // the default
         Assert.That(skipping.SkipsMidWord, Is.True);
         double aucPlain = ProbeMetrics.Measure(plain, samples).Auc, aucSkipping = ProbeMetrics.Measure(skipping, samples).Auc;
         Assert.That(aucSkipping, Is.GreaterThan(0.97), "the word-end reading separates them");

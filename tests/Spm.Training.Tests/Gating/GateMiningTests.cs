@@ -43,7 +43,14 @@ public class GateMiningTests
         var first = job.Fit(0, labelled);
         var probe = ConceptProbe.FromJson(first.Gated.Config.Extra[ConceptProbe.MetadataKey], "first");
         var known = labelled.Select(l => l.Prompt).ToHashSet();
-        var open = candidates.Where(c => !known.Contains(c)).Distinct().Where(c => probe.Gamma(job.Generator.Encode(c).Embedding) > 0f).ToList();
+        // It reads each word where it is complete (the default), so the prompt's mid-word mask goes with its embedding.
+        var tokenizer = Spm.Diffusion.Text.ClipTokenizer.Load(Path.Combine(Model, "tokenizer"));
+        Assert.That(probe.SkipsMidWord, Is.True);
+        var open = candidates.Where(c => !known.Contains(c)).Distinct().Where(c =>
+        {
+            var (ids, embedding) = job.Generator.Encode(c);
+            return probe.Gamma(embedding, tokenizer.MidWordMask(ids)) > 0f;
+        }).ToList();
         Assert.That(opened, Is.EqualTo(open.Count));
         Assert.That(open, Does.Contain("a red circle"), "the first gate opens for a plain circle prompt");
         Assert.That(picked, Has.Count.EqualTo(Math.Min(5, open.Count)));
