@@ -84,14 +84,14 @@ for step in $steps; do
       spm gate fit --model "$model" --spm "$spms/circle-noanchor.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.25
       # Circle at v3's 1.5 rather than the strength probe's 1.25: the gradient attack's ASR 6 % -> 2 % (docs/gate.md).
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.5
-      # Red's gate with active labelling: circle's and red's first gates read on 6,000 fresh prompts, 300 of those each
-      # opens for labelled (580 prompts, cached in gate-labels.mined.jsonl), red refitted on them, shut below p 0.25 and
-      # open from 0.5: near neighbours and synonyms keep SSIM 1.000 (docs/gate.md, "Active labelling"). Circle is only
-      # read here (its refit goes to a scratch copy).
-      cp "$spms/circle.safetensors" "$out/circle-mining.safetensors"
-      spm gate fit --model "$model" --spm "$out/circle-mining.safetensors" "$spms/red.safetensors" --data "$out/gate-labels.jsonl" \
+      # Circle's and red's gates with active labelling, read word by word (docs/gate.md, "Active labelling" and "Words,
+      # not word starts"): both first gates are read on 6,000 fresh candidates (half the gate data's generator, half the
+      # evaluation's phrasings of each concept and of its near neighbours, at another seed), 300 of those each opens for
+      # are labelled (cached in gate-labels.mined.jsonl) and both are refitted on them; red shuts below p 0.25 and opens
+      # fully from 0.5. (The shipped cache holds two such rounds: 580 prompts mined from the generator alone, then 508
+      # from the candidates above; 1,088 prompts.)
+      spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" --data "$out/gate-labels.jsonl" \
         --mine 300 --seed 11 --synonym-share 0.3 --in-place --strength 1.5
-      rm "$out/circle-mining.safetensors"
       spm gate fit --model "$model" --spm "$spms/red.safetensors" --data "$out/gate-labels.jsonl" --mine 300 --seed 11 \
         --in-place --strength 2 --closed 0.25 --open 0.5
       ;;
@@ -122,7 +122,8 @@ for step in $steps; do
       # and plain shapes in long prompts) trained also on 150 prompts pushed along the concept's direction (the
       # embedding attack's way in); 1,500 more images, cached in gate-labels.directions.jsonl (docs/gate.md).
       spm gate fit --model "$model" --spm "$spms/striped.safetensors" --data "$out/gate-labels.jsonl" --in-place \
-        --strength 2 --closed 0.45 --open 0.7 --hidden 64 --direction-prompts 150
+        --strength 2 --closed 0.45 --open 0.7 --hidden 64 --direction-prompts 150 --read-mid-word
+      # (--read-mid-word: the shipped striped gate was fitted before word-by-word reading became the default.)
       ;;
     attack)
       for c in circle red striped; do
