@@ -323,6 +323,7 @@ internal static class GateCommand
     {
         var (ids, embedding) = pipeline.EncodePrompt(prompt);
         var tokenizer = pipeline.Tokenizer;
+        var midWord = tokenizer.MidWordMask(ids);
         foreach (var set in loaded.Layout.Sets)
         {
             if (set.GateProbe is not { } probe) continue;
@@ -331,7 +332,6 @@ internal static class GateCommand
                 console.Out.WriteLine($"  tokens   {set.Name}: the probe reads {probe.Width}-wide states; this encoder's are not (no per-token view)");
                 continue;
             }
-            var midWord = tokenizer.MidWordMask(ids);
             var logits = probe.TokenLogits(embedding.Data, midWord);
             int first = probe.FirstPosition(ids.Length), top = 0;
             for (int j = 1; j < logits.Length; j++) if (logits[j] > logits[top]) top = j;

@@ -110,11 +110,8 @@ public sealed class ConceptProbe
 
     /// <summary>
     /// How many following positions each position is read with: 0, alone (<c>s_i = f(h_i)</c>); k, together with the next
-    /// k (<c>s_i = f(h_i, h_{i+1}, …, h_{i+k})</c>, positions past the end repeat the last). A causal encoder's state at a
-    /// position has read only the prompt up to it, so with positions read alone a prefix decides for the whole prompt: in
-    /// "a ttriangle" (tokens "a", "t", "triangle") the state of "a t" is the start of any unknown shape word, which the
-    /// model may draw as a circle, and the soft maximum keeps that reading although the next token says triangle. Reading
-    /// each position with the next lets the probe take such a reading back.
+    /// k (<c>s_i = f(h_i, h_{i+1}, …, h_{i+k})</c>, positions past the end repeat the last), so a later token can take
+    /// back what a prefix suggested (the problem <see cref="SkipsMidWord"/> describes).
     /// </summary>
     public int LookAhead { get; }
 

@@ -52,6 +52,16 @@ public sealed class SpmGateEvaluator
         _specialIds = specialTokenIds.Distinct().ToArray();
     }
 
+    /// <summary>
+    /// An evaluator whose special ids (BOS, EOS, padding) and mid-word masks come from <paramref name="tokenizer"/>, the
+    /// tokenizer of the ids <paramref name="encode"/> returns: a learned gate that reads words where they are complete
+    /// (<see cref="ConceptProbe.SkipsMidWord"/>) needs both.
+    /// </summary>
+    public SpmGateEvaluator(Func<string, (IReadOnlyList<int> TokenIds, float[] Embedding)> encode, Text.ClipTokenizer tokenizer)
+        : this(encode, [(tokenizer ?? throw new ArgumentNullException(nameof(tokenizer))).BosId, tokenizer.EosId, tokenizer.PadId], tokenizer.MidWordMask)
+    {
+    }
+
     /// <summary>An evaluator reading prompts through <paramref name="pipeline"/>'s own conditioning (its
     /// <see cref="Pipelines.StableDiffusionPipeline.EncodePrompt"/> row and tokenizer; BOS, EOS and padding are the special ids).</summary>
     public static SpmGateEvaluator For(Pipelines.StableDiffusionPipeline pipeline)
@@ -62,7 +72,7 @@ public sealed class SpmGateEvaluator
         {
             var (ids, embedding) = pipeline.EncodePrompt(text);
             return (ids, embedding.Data);
-        }, [tok.BosId, tok.EosId, tok.PadId], tok.MidWordMask);
+        }, tok);
     }
 
     /// <summary>The gate view of a text (no caching).</summary>

@@ -119,7 +119,7 @@ public sealed class EvalImageGenerator
         {
             var (ids, embedding) = Embed(text, CancellationToken.None);
             return (ids, embedding);
-        }, [tok.BosId, tok.EosId, tok.PadId], tok.MidWordMask);
+        }, tok);
     }
 
     /// <summary>The settings.</summary>

@@ -218,8 +218,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
                 // Each library SPM at the gate spm generate would give it for the row's prompt (default gate settings);
                 // the gate reads the prompt's encoder_hidden_states row, as in generation.
                 var tokenizer = conditioning.Tokenizers[0];
-                var gate = new SpmGateEvaluator(t => { var p = conditioning.Encode(t); return (p.TokenIds, p.HiddenStates.Data); },
-                    [tokenizer.BosId, tokenizer.EosId, tokenizer.PadId], tokenizer.MidWordMask);
+                var gate = new SpmGateEvaluator(t => { var p = conditioning.Encode(t); return (p.TokenIds, p.HiddenStates.Data); }, tokenizer);
                 var settings = Enumerable.Repeat(GateSettings.Default, library.Count).ToList();
                 libraryGates = encoded.Select(p =>
                     gate.Evaluate(gate.TextOf(p.TokenIds, p.HiddenStates.Data), library, settings).Select(g => g.Multiplier).ToArray()).ToArray();
