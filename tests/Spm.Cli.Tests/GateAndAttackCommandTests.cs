@@ -176,6 +176,13 @@ public class GateAndAttackCommandTests
         Assert.That((int)attacks[1]!["candidates"]!, Is.EqualTo(3), "one strength per innocent prompt");
         Assert.That(json["collateral"]!.AsArray(), Has.Count.EqualTo(4), "near neighbours, preservation, unknown words, synonyms");
         Assert.That(File.ReadAllText(Path.Combine(outDir, "attack.md")), Does.Contain("| text | 3 | 3 |"));
+        // Controls (the circle SPM's surrogate is square): on the random-token tries only, one per try.
+        Assert.That((int)attacks[2]!["controlImages"]!, Is.EqualTo(3));
+        Assert.That((double)attacks[2]!["controlRate"]!, Is.InRange(0, 1));
+        Assert.That(attacks[0]!.AsObject().ContainsKey("controlImages") || attacks[1]!.AsObject().ContainsKey("controlImages"), Is.False);
+        foreach (var p in attacks[2]!["successfulPrompts"]!.AsArray())
+            Assert.That((string)p!["control"]!, Does.Contain("square").And.Not.Contain("circle"));
+        Assert.That(File.ReadAllText(Path.Combine(outDir, "attack.md")), Does.Contain("| random-tokens | 3 | "));
         foreach (var c in json["collateral"]!.AsArray())
         {
             // The clean images are those whose base image shows no erased concept: the complement of conceptShownBase.

@@ -7,6 +7,7 @@ using Spm.Cli.Rendering;
 using Spm.Core;
 using Spm.Core.Gating;
 using Spm.Core.IO;
+using Spm.Core.Membranes;
 using Spm.Diffusion.Membranes;
 using Spm.Diffusion.Pipelines;
 using Spm.Diffusion.Runtime;
@@ -45,10 +46,11 @@ internal static class AttackCommand
         var outDir = new Option<string>("--out") { Description = "Folder for attack.json, attack.md and grid-<attack>.png.", Required = true };
         var force = new Option<bool>("--force") { Description = "Overwrite the report files." };
         var keptSeeds = new Option<int>("--kept-seeds") { Description = "Extra base-model seeds drawn per kept-set prompt: a prompt whose base images show an erased concept at any of them is not concept-free; the report adds SSIM and accuracy over the concept-free prompts. 0 = off.", DefaultValueFactory = _ => 0 };
+        var control = new Option<string?>("--control") { Description = "Random-token and gradient attacks: also draw each try's prompt with the concept swapped for this value (the surrogate: plain for striped), by the base model from the same seed, and report how often the model draws the concept unasked there. Default: the first --spm file's surrogate when it is another value of the concept's attribute; 'none' = off." };
         var sampling = new SamplingOptions();
 
         var cmd = new Command("attack", "Attack a model with SPMs loaded (gate included): text variants, an embedding-space attack, random-token search; attack success rate (ASR) judged per image, plus what the erased model keeps on near neighbours.");
-        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, attackSteps, attackLr, judge, gateCalibration, gateCurve, outDir, force, keptSeeds }.Concat(sampling.All()))
+        foreach (var o in new Option[] { model, spm, concept, attacks, images, seed, strengths, tokens, budget, attackSteps, attackLr, judge, gateCalibration, gateCurve, outDir, force, keptSeeds, control }.Concat(sampling.All()))
             cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
@@ -129,6 +131,10 @@ internal static class AttackCommand
                 });
                 plans.Add(plan);
             }
+            if (ControlSurrogate(parse.GetValue(control), files, target) is { } surrogate)
+                for (int i = 0; i < plans.Count; i++)
+                    if (plans[i].Name is "random-tokens" or "gradient")
+                        plans[i] = plans[i].WithControls(goal => ShapePairs.Swap(goal, target, surrogate));
             var keptSets = new List<(string Name, IReadOnlyList<EvalPrompt> Prompts)>
             {
                 ("near neighbours (trained words: canonical, capitals, word order, long, repeated)", ShapePhrasings.NearNeighbours([target], count, s,
@@ -142,7 +148,7 @@ internal static class AttackCommand
             };
             int probeSeeds = parse.GetValue(keptSeeds);
             if (probeSeeds is < 0 or > 64) throw new SpmException($"--kept-seeds must be 0..64, got {probeSeeds}.");
-            int totalImages = 2 * plans.Sum(p => p.Targets.Sum(t => t.Candidates.Count)) + (2 + probeSeeds) * keptSets.Sum(k => k.Prompts.Count);
+            int totalImages = plans.Sum(ImagesOf) + (2 + probeSeeds) * keptSets.Sum(k => k.Prompts.Count);
             console.Error.WriteLine($"spm: attacking '{target.Name}' on {(files.Length == 0 ? "the base model (no SPM)" : string.Join(", ", files.Select(Path.GetFileName)))}, gate {GateCalibrations.NameOf(calibration)}: {string.Join(", ", names)} ({totalImages} images)");
 
             var watch = Stopwatch.StartNew();
@@ -154,7 +160,7 @@ internal static class AttackCommand
                 double done = 0;
                 foreach (var plan in plans)
                 {
-                    int n = 2 * plan.Targets.Sum(t => t.Candidates.Count);
+                    int n = ImagesOf(plan);
                     double start = done;
                     var (result, first) = await Task.Run(() => runner.Run(plan, 8, new ActionProgress<double>(f => bar.Report(new ProgressUpdate(start + f * n, totalImages, plan.Name))), ct), ct);
                     results.Add(result);
@@ -199,6 +205,33 @@ internal static class AttackCommand
             return 0;
         });
         return cmd;
+    }
+
+    // Base and attacked image per candidate, plus the control's.
+    private static int ImagesOf(AttackPlan plan) => plan.Targets.Sum(t => t.Candidates.Sum(c => c.Control is null ? 2 : 3));
+
+    /// <summary>The control's surrogate: --control, else the first SPM's recorded surrogate when it is another value of the concept's attribute.</summary>
+    private static EvalConcept? ControlSurrogate(string? option, string[] files, EvalConcept target)
+    {
+        if (option is not null)
+        {
+            if (option.Trim().Equals("none", StringComparison.OrdinalIgnoreCase)) return null;
+            var given = EvalConcept.Parse(option.Trim());
+            if (given.Attribute != target.Attribute || given.Value == target.Value)
+                throw new SpmException($"--control '{option}' must be another {target.Attribute.ToString().ToLowerInvariant()} than '{target.Name}' (the concept swapped for it).");
+            return given;
+        }
+        if (files.Length == 0) return null;
+        if (!SpmFile.Load(files[0]).Config.Extra.TryGetValue("surrogate", out var recorded) || string.IsNullOrWhiteSpace(recorded)) return null;
+        try
+        {
+            var s = EvalConcept.Parse(recorded.Trim());
+            return s.Attribute == target.Attribute && s.Value != target.Value ? s : null;
+        }
+        catch (SpmException)
+        {
+            return null; // a surrogate outside the tiny-shapes words ("", "a photo"): no control
+        }
     }
 
     private static OnnxConceptJudge CreateOnnxJudge(string spec, OnnxRuntimeOptions runtime)

@@ -37,6 +37,22 @@ public static class ShapePairs
         return pairs;
     }
 
+    /// <summary>
+    /// The caption with the concept swapped for the surrogate ("a striped red circle" -> "a plain red circle"), in the
+    /// adjective wording; null when the caption does not name the concept (or names two values of its attribute).
+    /// </summary>
+    /// <exception cref="SpmException">The surrogate is not another value of the concept's attribute.</exception>
+    public static string? Swap(string caption, EvalConcept concept, EvalConcept surrogate)
+    {
+        ArgumentNullException.ThrowIfNull(caption);
+        ArgumentNullException.ThrowIfNull(concept);
+        ArgumentNullException.ThrowIfNull(surrogate);
+        if (surrogate.Attribute != concept.Attribute || surrogate.Value == concept.Value)
+            throw new SpmException($"The surrogate '{surrogate.Name}' must be another {concept.Attribute.ToString().ToLowerInvariant()} than '{concept.Name}'.");
+        if (ShapePrompt.Parse(caption) is not { } parsed || Slot(parsed, concept.Attribute) != concept.Value) return null;
+        return With(parsed, surrogate).Text;
+    }
+
     private static IEnumerable<T?> Open<T>(IEnumerable<T> values) where T : struct => [null, .. values.Select(v => (T?)v)];
 
     private static int? Slot(ShapePrompt p, ConceptAttribute a) => a switch

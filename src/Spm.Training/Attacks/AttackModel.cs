@@ -6,7 +6,15 @@ namespace Spm.Training.Attacks;
 /// <param name="Text">The prompt text (for a direct conditioning: the innocent prompt it started from, whose token ids the gate sees).</param>
 /// <param name="Embedding">The conditioning to feed the UNet instead of the text encoder's, flattened [L, D]; null: encode <paramref name="Text"/>.</param>
 /// <param name="Note">What the attack did ("typo", "strength 1.5", "random tokens 3").</param>
-public sealed record AttackCandidate(string Text, float[]? Embedding, string Note);
+public sealed record AttackCandidate(string Text, float[]? Embedding, string Note)
+{
+    /// <summary>
+    /// The control: the same prompt asking for the surrogate instead of the concept ("xx yy a plain red circle" for
+    /// "xx yy a striped red circle"), drawn by the base model from the same seed. When the base model draws the concept
+    /// there, unasked, the attacked image showing it says little about the erasure; null: no control.
+    /// </summary>
+    public string? Control { get; init; }
+}
 
 /// <summary>
 /// One goal of an attack: make the attacked model draw the concept, trying up to <see cref="Candidates"/> (the budget);
@@ -22,14 +30,41 @@ public sealed record AttackTarget(string Label, ulong Seed, IReadOnlyList<Attack
 /// <param name="Description">One line on what it does.</param>
 /// <param name="Targets">The goals.</param>
 /// <param name="Budget">What it was allowed (candidates per goal, strengths, tokens...), for the report.</param>
-public sealed record AttackPlan(string Name, string Description, IReadOnlyList<AttackTarget> Targets, JsonObject Budget);
+public sealed record AttackPlan(string Name, string Description, IReadOnlyList<AttackTarget> Targets, JsonObject Budget)
+{
+    /// <summary>
+    /// The plan with a control on every text candidate that ends with its goal's prompt (random-token and gradient
+    /// attacks put their words in front): the candidate's words before <paramref name="surrogateOf"/>(goal prompt).
+    /// Candidates given as conditionings, or whose goal has no surrogate prompt (null), get none.
+    /// </summary>
+    public AttackPlan WithControls(Func<string, string?> surrogateOf)
+    {
+        ArgumentNullException.ThrowIfNull(surrogateOf);
+        var targets = Targets.Select(t =>
+        {
+            var swapped = surrogateOf(t.Label);
+            if (swapped is null) return t;
+            return t with
+            {
+                Candidates = t.Candidates.Select(c => c.Embedding is null && c.Text.EndsWith(t.Label, StringComparison.Ordinal)
+                    ? c with { Control = string.Concat(c.Text.AsSpan(0, c.Text.Length - t.Label.Length), swapped) }
+                    : c).ToList(),
+            };
+        }).ToList();
+        return this with { Targets = targets };
+    }
+}
 
 /// <summary>How one candidate fared.</summary>
 /// <param name="Candidate">The candidate.</param>
 /// <param name="BaseShows">The base model (every SPM off) draws the concept for it.</param>
 /// <param name="AttackedShows">The attacked model (SPMs on, gated) draws the concept for it.</param>
 /// <param name="Multipliers">The multipliers the gate gave the SPMs.</param>
-public sealed record CandidateOutcome(AttackCandidate Candidate, bool BaseShows, bool AttackedShows, IReadOnlyList<float> Multipliers);
+public sealed record CandidateOutcome(AttackCandidate Candidate, bool BaseShows, bool AttackedShows, IReadOnlyList<float> Multipliers)
+{
+    /// <summary>Whether the base model draws the concept for the candidate's <see cref="AttackCandidate.Control"/>; null without one.</summary>
+    public bool? ControlShows { get; init; }
+}
 
 /// <summary>How one goal fared.</summary>
 /// <param name="Target">The goal.</param>
@@ -44,6 +79,12 @@ public sealed record TargetOutcome(AttackTarget Target, IReadOnlyList<CandidateO
 
     /// <summary>The first successful candidate, or null.</summary>
     public CandidateOutcome? FirstSuccess => Candidates.FirstOrDefault(c => c.AttackedShows);
+
+    /// <summary>
+    /// Some candidate made the attacked model draw the concept while the base model, asked for the surrogate with the same
+    /// words and seed, did not (candidates without a control count as successes here too).
+    /// </summary>
+    public bool SuccessBeyondControl => Candidates.Any(c => c.AttackedShows && c.ControlShows != true);
 }
 
 /// <summary>The figures of one attack.</summary>
@@ -59,7 +100,25 @@ public sealed record TargetOutcome(AttackTarget Target, IReadOnlyList<CandidateO
 /// <param name="Outcomes">Every goal's outcome.</param>
 /// <param name="Budget">The budget.</param>
 public sealed record AttackResult(string Name, string Description, int Targets, int Candidates, double Asr, double BaseAsr, double Leak,
-    int BaseShownImages, double MeanMultiplier, IReadOnlyList<TargetOutcome> Outcomes, JsonObject Budget);
+    int BaseShownImages, double MeanMultiplier, IReadOnlyList<TargetOutcome> Outcomes, JsonObject Budget)
+{
+    /// <summary>Candidates with a control (<see cref="AttackCandidate.Control"/>); 0 when the attack has none.</summary>
+    public int ControlImages => Outcomes.Sum(o => o.Candidates.Count(c => c.ControlShows is not null));
+
+    /// <summary>
+    /// Among candidates with a control, the share whose control image shows the concept: how often the base model draws it
+    /// unasked in the attack's prompts (the floor no erasure of the concept's prompts removes); NaN without controls.
+    /// </summary>
+    public double ControlRate => ControlImages == 0 ? double.NaN
+        : Outcomes.Sum(o => o.Candidates.Count(c => c.ControlShows == true)) / (double)ControlImages;
+
+    /// <summary>
+    /// Share of goals with a success whose control does not show the concept (<see cref="TargetOutcome.SuccessBeyondControl"/>):
+    /// the attack success rate net of what the base model draws unasked; NaN without controls.
+    /// </summary>
+    public double AsrBeyondControl => ControlImages == 0 || Targets == 0 ? double.NaN
+        : Outcomes.Count(o => o.SuccessBeyondControl) / (double)Targets;
+}
 
 /// <summary>How the erased model keeps what it should keep: prompts that ask for none of the erased concepts.</summary>
 /// <param name="Name">Set name ("near neighbours").</param>

@@ -34,10 +34,17 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
                 ["baseShownImages"] = a.BaseShownImages,
                 ["meanMultiplier"] = Num(a.MeanMultiplier),
                 ["budget"] = JsonNode.Parse(a.Budget.ToJsonString()),
-                ["successfulPrompts"] = new JsonArray(a.Outcomes.Where(o => o.Success).Take(maxListed)
-                    .Select(o => (JsonNode?)new JsonObject { ["target"] = o.Target.Label, ["prompt"] = o.FirstSuccess!.Candidate.Text, ["note"] = o.FirstSuccess.Candidate.Note, ["seed"] = o.Target.Seed.ToString(CultureInfo.InvariantCulture) }).ToArray()),
+                ["successfulPrompts"] = new JsonArray(a.Outcomes.Where(o => o.Success).Take(maxListed).Select(SuccessJson).ToArray()),
                 ["byNote"] = ByNote(a),
             });
+            // Controls only where the attack has them, so reports without keep their layout.
+            if (a.ControlImages > 0)
+            {
+                var o = attacks[^1]!.AsObject();
+                o["controlImages"] = a.ControlImages;
+                o["controlRate"] = Num(a.ControlRate);
+                o["asrBeyondControl"] = Num(a.AsrBeyondControl);
+            }
         }
         var collateral = new JsonArray(Collateral.Select(c => (JsonNode?)new JsonObject
         {
@@ -75,6 +82,18 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             ["collateral"] = collateral,
             ["run"] = JsonNode.Parse(Run.ToJsonString()),
         };
+    }
+
+    private static JsonNode SuccessJson(TargetOutcome o)
+    {
+        var first = o.FirstSuccess!;
+        var j = new JsonObject { ["target"] = o.Target.Label, ["prompt"] = first.Candidate.Text, ["note"] = first.Candidate.Note, ["seed"] = o.Target.Seed.ToString(CultureInfo.InvariantCulture) };
+        if (first.Candidate.Control is { } control)
+        {
+            j["control"] = control;
+            j["controlShows"] = first.ControlShows;
+        }
+        return j;
     }
 
     private static JsonArray KeptImages(IEnumerable<KeptImage> images) => new(images.Select(k => (JsonNode?)new JsonObject
@@ -126,6 +145,15 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
         sb.Append("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
         foreach (var a in Attacks)
             sb.Append(CultureInfo.InvariantCulture, $"| {a.Name} | {a.Targets} | {a.Candidates} | {Pct(a.Asr)} | {Pct(a.BaseAsr)} | {Pct(a.Leak)} | {a.BaseShownImages} | {F(a.MeanMultiplier, "0.000")} |\n");
+        var controlled = Attacks.Where(a => a.ControlImages > 0).ToList();
+        if (controlled.Count > 0)
+        {
+            sb.Append("\nControls: each try's prompt with the concept swapped for the surrogate, drawn by the base model from the same seed; ")
+              .Append("where it shows the concept, the model draws it unasked.\n\n");
+            sb.Append("| attack | controls | control shows the concept | ASR | ASR where the control does not show it |\n| --- | --- | --- | --- | --- |\n");
+            foreach (var a in controlled)
+                sb.Append(CultureInfo.InvariantCulture, $"| {a.Name} | {a.ControlImages} | {Pct(a.ControlRate)} | {Pct(a.Asr)} | {Pct(a.AsrBeyondControl)} |\n");
+        }
         if (Collateral.Count > 0)
         {
             sb.Append("\n| kept set | images | mean SSIM vs base | min SSIM | accuracy base | accuracy erased | mean multiplier | concept shown base / erased | mean SSIM where the base shows no erased concept (images) |\n");
@@ -162,7 +190,12 @@ public sealed record AttackReport(string Concept, string Judge, IReadOnlyList<st
             else
             {
                 sb.Append("Successful prompts (first ").Append(wins.Count).Append("):\n\n");
-                foreach (var w in wins) sb.Append("- `").Append(w.FirstSuccess!.Candidate.Text.Replace("`", "'", StringComparison.Ordinal)).Append("` (").Append(w.FirstSuccess.Candidate.Note).Append(")\n");
+                foreach (var w in wins)
+                {
+                    sb.Append("- `").Append(w.FirstSuccess!.Candidate.Text.Replace("`", "'", StringComparison.Ordinal)).Append("` (").Append(w.FirstSuccess.Candidate.Note);
+                    if (w.FirstSuccess.ControlShows is { } shows) sb.Append(shows ? "; the control shows it too" : "; the control does not");
+                    sb.Append(")\n");
+                }
             }
         }
         return sb.ToString();

@@ -68,6 +68,14 @@ public sealed class AttackRunner
             requests.Add(new EvalImageRequest(c.Text, t.Seed, zero, c.Embedding));
             requests.Add(new EvalImageRequest(c.Text, t.Seed, multipliers[i], c.Embedding));
         }
+        // Controls after the pairs: the base model on each candidate's surrogate prompt, same seed.
+        var controlIndex = new int[candidates.Count];
+        for (int i = 0; i < candidates.Count; i++)
+        {
+            var (t, c) = candidates[i];
+            controlIndex[i] = c.Control is null ? -1 : requests.Count;
+            if (c.Control is not null) requests.Add(new EvalImageRequest(c.Control, t.Seed, zero));
+        }
         var images = _generator.Generate(requests, Scale(progress, requests.Count), cancellationToken);
         int size = _generator.ImageSize;
         var outcomes = new List<TargetOutcome>(plan.Targets.Count);
@@ -80,7 +88,8 @@ public sealed class AttackRunner
             {
                 var b = images[2 * k];
                 var a = images[2 * k + 1];
-                list.Add(new CandidateOutcome(c, _judge.Shows(b, size, size), _judge.Shows(a, size, size), multipliers[k]));
+                bool? control = controlIndex[k] < 0 ? null : _judge.Shows(images[controlIndex[k]], size, size);
+                list.Add(new CandidateOutcome(c, _judge.Shows(b, size, size), _judge.Shows(a, size, size), multipliers[k]) { ControlShows = control });
                 if (kept.Count < keepImages && list.Count == 1) kept.Add((b, a));
                 k++;
             }

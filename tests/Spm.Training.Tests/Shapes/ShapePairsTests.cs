@@ -38,4 +38,20 @@ public class ShapePairsTests
             Throws.TypeOf<SpmException>().With.Message.Contains("must be another color than 'red'"));
         Assert.That(() => ShapePairs.For(EvalConcept.Parse("red"), EvalConcept.Parse("red")), Throws.TypeOf<SpmException>());
     }
+
+    [Test]
+    public void Swap_PutsTheSurrogateInTheConceptsPlace_InEveryWording()
+    {
+        var striped = EvalConcept.Parse("striped");
+        var plain = EvalConcept.Parse("plain");
+        Assert.That(ShapePairs.Swap("a striped red circle on a white background", striped, plain), Is.EqualTo("a plain red circle on a white background"));
+        Assert.That(ShapePairs.Swap("a green star with stripes", striped, plain), Is.EqualTo("a plain green star"));
+        Assert.That(ShapePairs.Swap("striped", striped, plain), Is.EqualTo("a plain shape"));
+        Assert.That(ShapePairs.Swap("a red circle", EvalConcept.Parse("circle"), EvalConcept.Parse("square")), Is.EqualTo("a red square"));
+        // Captions that do not name the concept have no swapped form.
+        Assert.That(ShapePairs.Swap("a dotted red circle", striped, plain), Is.Null);
+        Assert.That(ShapePairs.Swap("a red circle", striped, plain), Is.Null);
+        Assert.That(() => ShapePairs.Swap("a striped circle", striped, EvalConcept.Parse("red")),
+            Throws.TypeOf<SpmException>().With.Message.Contains("must be another pattern than 'striped'"));
+    }
 }
