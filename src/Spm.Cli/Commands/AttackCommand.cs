@@ -213,16 +213,20 @@ internal static class AttackCommand
     /// <summary>The control's surrogate: --control, else the first SPM's recorded surrogate when it is another value of the concept's attribute.</summary>
     private static EvalConcept? ControlSurrogate(string? option, string[] files, EvalConcept target)
     {
-        if (option is not null)
+        if (option?.Trim() is { } value)
         {
-            if (option.Trim().Equals("none", StringComparison.OrdinalIgnoreCase)) return null;
-            var given = EvalConcept.Parse(option.Trim());
+            if (value.Equals("none", StringComparison.OrdinalIgnoreCase)) return null;
+            var given = EvalConcept.Parse(value);
             if (given.Attribute != target.Attribute || given.Value == target.Value)
                 throw new SpmException($"--control '{option}' must be another {target.Attribute.ToString().ToLowerInvariant()} than '{target.Name}' (the concept swapped for it).");
             return given;
         }
         if (files.Length == 0) return null;
-        if (!SpmFile.Load(files[0]).Config.Extra.TryGetValue("surrogate", out var recorded) || string.IsNullOrWhiteSpace(recorded)) return null;
+        // The header alone: the surrogate is metadata, the membranes are loaded (and checked) with the pipeline.
+        string? recorded;
+        using (var header = Spm.Core.SafeTensors.SafeTensorsFile.Open(files[0]))
+            header.Metadata.TryGetValue(SpmMetadataKeys.Surrogate, out recorded);
+        if (string.IsNullOrWhiteSpace(recorded)) return null;
         try
         {
             var s = EvalConcept.Parse(recorded.Trim());

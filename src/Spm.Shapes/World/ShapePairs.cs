@@ -15,10 +15,7 @@ public static class ShapePairs
     /// <exception cref="SpmException">The surrogate is not another value of the concept's attribute.</exception>
     public static IReadOnlyList<(string Target, string Surrogate)> For(EvalConcept concept, EvalConcept surrogate)
     {
-        ArgumentNullException.ThrowIfNull(concept);
-        ArgumentNullException.ThrowIfNull(surrogate);
-        if (surrogate.Attribute != concept.Attribute || surrogate.Value == concept.Value)
-            throw new SpmException($"The surrogate '{surrogate.Name}' must be another {concept.Attribute.ToString().ToLowerInvariant()} than '{concept.Name}': a pair swaps one value for another.");
+        CheckSurrogate(concept, surrogate);
         var pairs = new List<(string, string)> { (concept.Name, surrogate.Name) };
         foreach (var shape in Open(ShapeVocabulary.Shapes))
             foreach (var color in Open(ShapeVocabulary.Colors))
@@ -45,12 +42,17 @@ public static class ShapePairs
     public static string? Swap(string caption, EvalConcept concept, EvalConcept surrogate)
     {
         ArgumentNullException.ThrowIfNull(caption);
+        CheckSurrogate(concept, surrogate);
+        if (ShapePrompt.Parse(caption) is not { } parsed || Slot(parsed, concept.Attribute) != concept.Value) return null;
+        return With(parsed, surrogate).Text;
+    }
+
+    private static void CheckSurrogate(EvalConcept concept, EvalConcept surrogate)
+    {
         ArgumentNullException.ThrowIfNull(concept);
         ArgumentNullException.ThrowIfNull(surrogate);
         if (surrogate.Attribute != concept.Attribute || surrogate.Value == concept.Value)
-            throw new SpmException($"The surrogate '{surrogate.Name}' must be another {concept.Attribute.ToString().ToLowerInvariant()} than '{concept.Name}'.");
-        if (ShapePrompt.Parse(caption) is not { } parsed || Slot(parsed, concept.Attribute) != concept.Value) return null;
-        return With(parsed, surrogate).Text;
+            throw new SpmException($"The surrogate '{surrogate.Name}' must be another {concept.Attribute.ToString().ToLowerInvariant()} than '{concept.Name}': a pair swaps one value for another.");
     }
 
     private static IEnumerable<T?> Open<T>(IEnumerable<T> values) where T : struct => [null, .. values.Select(v => (T?)v)];

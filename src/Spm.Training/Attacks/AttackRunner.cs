@@ -61,19 +61,15 @@ public sealed class AttackRunner
         var candidates = plan.Targets.SelectMany(t => t.Candidates.Select(c => (Target: t, Candidate: c))).ToList();
         var multipliers = candidates.Select(c => MultipliersFor(c.Candidate)).ToList();
         var zero = new float[_generator.SpmCount];
-        var requests = new List<EvalImageRequest>(2 * candidates.Count);
+        var requests = new List<EvalImageRequest>(3 * candidates.Count);
+        // Per candidate: base and attacked image, then (with a control) the base model on the surrogate prompt, same seed.
+        var first = new int[candidates.Count];
         for (int i = 0; i < candidates.Count; i++)
         {
             var (t, c) = candidates[i];
+            first[i] = requests.Count;
             requests.Add(new EvalImageRequest(c.Text, t.Seed, zero, c.Embedding));
             requests.Add(new EvalImageRequest(c.Text, t.Seed, multipliers[i], c.Embedding));
-        }
-        // Controls after the pairs: the base model on each candidate's surrogate prompt, same seed.
-        var controlIndex = new int[candidates.Count];
-        for (int i = 0; i < candidates.Count; i++)
-        {
-            var (t, c) = candidates[i];
-            controlIndex[i] = c.Control is null ? -1 : requests.Count;
             if (c.Control is not null) requests.Add(new EvalImageRequest(c.Control, t.Seed, zero));
         }
         var images = _generator.Generate(requests, Scale(progress, requests.Count), cancellationToken);
@@ -86,9 +82,9 @@ public sealed class AttackRunner
             var list = new List<CandidateOutcome>(t.Candidates.Count);
             foreach (var c in t.Candidates)
             {
-                var b = images[2 * k];
-                var a = images[2 * k + 1];
-                bool? control = controlIndex[k] < 0 ? null : _judge.Shows(images[controlIndex[k]], size, size);
+                var b = images[first[k]];
+                var a = images[first[k] + 1];
+                bool? control = c.Control is null ? null : _judge.Shows(images[first[k] + 2], size, size);
                 list.Add(new CandidateOutcome(c, _judge.Shows(b, size, size), _judge.Shows(a, size, size), multipliers[k]) { ControlShows = control });
                 if (kept.Count < keepImages && list.Count == 1) kept.Add((b, a));
                 k++;
