@@ -115,6 +115,11 @@ public class AtlasUsesCommandTests
             (["--prompts", prompts, "--guidance-weight", "0.3"], "--guidance-weight goes with --edges combined."),
             (["--prompts", prompts, "--edges", "combined", "--guidance-weight", "1.5"], "--guidance-weight must be between 0 and 1, got 1.5."),
             (["--spm", "circle", "--spm", "red", "--edges", "cross-effects"], "a cross-effect atlas needs at least 3 SPMs (got 2)"),
+            (["--spm", "circle", "--spm", "red", "--spm", "striped", "--edges", "cross-effects", "--merge-edges", "embedding"], "--merge-edges goes with --edges embedding, guidance or combined"),
+            (["--prompts", prompts, "--merge-guidance-weight", "0.2"], "--merge-guidance-weight goes with --merge-edges combined."),
+            (["--prompts", prompts, "--merge-edges", "embedding", "--merge-guidance-weight", "0.2"], "--merge-guidance-weight goes with --merge-edges combined."),
+            (["--prompts", prompts, "--merge-edges", "combined", "--merge-guidance-weight", "-0.1"], "--merge-guidance-weight must be between 0 and 1, got -0.1."),
+            (["--prompts", prompts, "--merge-neighbours", "3"], "--merge-neighbours goes with --merge-edges."),
         };
         foreach (var (args, message) in cases)
         {
@@ -167,6 +172,48 @@ public class AtlasUsesCommandTests
         Assert.That(half.Similarity, Does.StartWith("0.5 x cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean over the concepts + 0.5 x cosine of the UNet's guidance direction"));
         Assert.That(half.Metadata["guidance_weight"], Is.EqualTo("0.5"));
         Assert.That(Edges(half), Is.Not.EqualTo(Edges(guidance)));
+    }
+
+    [Test]
+    public void BuildSplit_FindsCommunitiesOnTheEdges_AndMergesThemOnTheMergeEdges()
+    {
+        // --edges guidance --merge-edges embedding: the communities (and the graph saved as "edges") are the guidance
+        // atlas's, the merge graph is the text embedding's with every positive similarity, and every merge height is the
+        // average-linkage density of the merge graph between the communities it joins.
+        var prompts = Path.Combine(_dir, "p.txt");
+        File.WriteAllText(prompts, "a red shape\na red circle\na blue shape\na blue square\na green shape\na green triangle\n");
+        ConceptAtlas Build(string name, params string[] extra)
+        {
+            var json = Path.Combine(_dir, name + ".json");
+            var (code, _, err) = Root(["atlas", "build", "--model", Model, "--prompts", prompts, "--communities", "3", .. extra, "--out", json]);
+            Assert.That(code, Is.EqualTo(0), $"{name}: {err}");
+            return ConceptAtlas.Load(json);
+        }
+        static (int, int, double)[] Edges(WeightedGraph g) =>
+            g.Edges().Select(e => (Math.Min(e.Source, e.Target), Math.Max(e.Source, e.Target), Math.Round(e.Weight, 5))).Distinct().Order().ToArray();
+        var guidance = Build("guidance", "--edges", "guidance", "--neighbours", "1", "--images", "1");
+        var text = Build("text", "--neighbours", "0");
+        var split = Build("split", "--edges", "guidance", "--neighbours", "1", "--images", "1", "--merge-edges", "embedding");
+        Assert.That(split.Hierarchy.Communities, Is.EqualTo(guidance.Hierarchy.Communities));
+        Assert.That(Edges(split.Graph), Is.EqualTo(Edges(guidance.Graph)));
+        Assert.That(split.MergeGraph, Is.Not.Null);
+        Assert.That(Edges(split.MergeGraph!), Is.EqualTo(Edges(text.Graph)));
+        Assert.That(split.Similarity, Does.StartWith("cosine of the UNet's guidance direction"));
+        Assert.That(split.MergeSimilarity, Does.StartWith("cosine of the text encoder's padded last hidden state E(prompt), after subtracting the mean"));
+        Assert.That(split.Metadata["merge_edges"], Is.EqualTo("embedding"));
+        Assert.That(split.Metadata["merge_neighbours"], Is.EqualTo("0"));
+        Assert.That(split.Metadata.ContainsKey("merge_guidance_weight"), Is.False);
+        var (weights, sizes) = SpectralClustering.BlockWeights(split.MergeGraph!, split.Hierarchy.Communities, 3);
+        var expected = BottomUpClustering.Agglomerate(weights, sizes);
+        Assert.That(split.Hierarchy.Tree.Merges.Select(m => (m.Left, m.Right, Math.Round(m.Similarity, 6))),
+            Is.EqualTo(expected.Merges.Select(m => (m.Left, m.Right, Math.Round(m.Similarity, 6)))));
+        // The same communities merged on the guidance graph itself give other heights.
+        Assert.That(split.Hierarchy.Tree.Merges.Select(m => m.Similarity), Is.Not.EqualTo(guidance.Hierarchy.Tree.Merges.Select(m => m.Similarity)));
+
+        var combined = Build("combined", "--edges", "guidance", "--neighbours", "1", "--images", "1", "--merge-edges", "combined", "--merge-neighbours", "2");
+        Assert.That(combined.Metadata["merge_guidance_weight"], Is.EqualTo("0.3"));
+        Assert.That(combined.MergeSimilarity, Does.StartWith("0.7 x cosine of the text encoder's").And.Contain("+ 0.3 x cosine of the UNet's guidance direction"));
+        Assert.That(combined.Metadata["merge_neighbours"], Is.EqualTo("2"));
     }
 
     [Test]

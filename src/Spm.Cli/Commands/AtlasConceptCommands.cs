@@ -20,6 +20,10 @@ internal static class AtlasConceptCommands
         var edges = new Option<string>("--edges") { Description = "Edge weights: embedding (cosine of the text encoder's embeddings), guidance (cosine of the UNet's guidance directions: what the model draws for each prompt, so synonyms the UNet learned meet even where the text encoder keeps them apart) combined (the mean of the two: attributes kept apart by the text encoder, synonyms brought together by the UNet; --guidance-weight sets the UNet's share) or cross-effects (measured: how much each concept's SPM changes the other concepts' images; needs --library or --spm).", DefaultValueFactory = _ => "embedding" };
         edges.AcceptOnlyFromAmong("embedding", "guidance", "combined", "cross-effects");
         var guidanceWeight = new Option<double>("--guidance-weight") { Description = "With --edges combined: the guidance directions' share of each edge weight, 0 to 1 (the text embedding has the rest).", DefaultValueFactory = _ => 0.5 };
+        var mergeEdges = new Option<string?>("--merge-edges") { Description = "Weigh the merges of the finest communities into the tree on other edges than the ones the communities are found on: embedding, guidance or combined (--merge-guidance-weight sets the UNet's share). The communities come from --edges, the tree above them from these (e.g. --edges combined --merge-edges embedding: synonyms by what the model draws, attributes by how they are phrased). Default: the --edges graph for both." };
+        mergeEdges.AcceptOnlyFromAmong("embedding", "guidance", "combined");
+        var mergeGuidanceWeight = new Option<double>("--merge-guidance-weight") { Description = "With --merge-edges combined: the guidance directions' share of each merge edge weight, 0 to 1 (default 0.3: the text embedding, which keeps the attributes apart, has the larger say over the merges).", DefaultValueFactory = _ => 0.3 };
+        var mergeNeighbours = new Option<int>("--merge-neighbours") { Description = "With --merge-edges: keep each concept's k most similar concepts as merge edges (0: all positive similarities, so the linkage averages over every concept pair of two groups).", DefaultValueFactory = _ => 0 }.InRange(0, 100_000);
         var images = new Option<int>("--images") { Description = "Cross-effects: seeds per concept prompt (base image and one per SPM for each). Guidance and combined: noise latents per prompt.", DefaultValueFactory = _ => 4 }.InRange(1, 10_000);
         var imageSeed = new Option<ulong>("--image-seed") { Description = "Cross-effects, guidance and combined: first image seed.", DefaultValueFactory = _ => 0 };
         var model = new Option<string?>("--model") { Description = CliGlobals.ModelHelp };
@@ -36,7 +40,7 @@ internal static class AtlasConceptCommands
         var sampling = new SamplingOptions();
         var cmd = new Command("build", "Build a concept atlas: join similar concepts (text-encoder embeddings, or measured membrane cross-effects of SPMs), find communities bottom-up and merge them into a tree.")
         {
-            prompts, library, spms, edges, guidanceWeight, images, imageSeed, model, neighbours, threshold, communities, linkage, seed, center, output, svg, png, force,
+            prompts, library, spms, edges, guidanceWeight, mergeEdges, mergeGuidanceWeight, mergeNeighbours, images, imageSeed, model, neighbours, threshold, communities, linkage, seed, center, output, svg, png, force,
         };
         foreach (var o in sampling.All()) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
@@ -51,10 +55,16 @@ internal static class AtlasConceptCommands
             int sources = (promptFile is null ? 0 : 1) + (libraryDir is null ? 0 : 1) + (spmArgs.Length == 0 ? 0 : 1);
             if (sources != 1) throw new SpmException("give the concepts with exactly one of --prompts FILE, --library DIR or --spm FILE (repeatable).");
             string edgeKind = parse.GetValue(edges)!;
-            bool crossEffects = edgeKind == "cross-effects", combined = edgeKind == "combined", guidance = edgeKind == "guidance" || combined;
-            double unetShare = parse.GetValue(guidanceWeight);
+            string? mergeKind = parse.GetValue(mergeEdges);
+            bool crossEffects = edgeKind == "cross-effects", combined = edgeKind == "combined";
+            bool guidance = edgeKind is "guidance" or "combined" || mergeKind is "guidance" or "combined";
+            double unetShare = parse.GetValue(guidanceWeight), mergeUnetShare = parse.GetValue(mergeGuidanceWeight);
             if (parse.GetResult(guidanceWeight) is { Implicit: false } && !combined) throw new SpmException("--guidance-weight goes with --edges combined.");
             if (!(unetShare >= 0 && unetShare <= 1)) throw new SpmException($"--guidance-weight must be between 0 and 1, got {unetShare}.");
+            if (mergeKind is not null && crossEffects) throw new SpmException("--merge-edges goes with --edges embedding, guidance or combined (a cross-effect atlas has one measured graph).");
+            if (parse.GetResult(mergeGuidanceWeight) is { Implicit: false } && mergeKind != "combined") throw new SpmException("--merge-guidance-weight goes with --merge-edges combined.");
+            if (!(mergeUnetShare >= 0 && mergeUnetShare <= 1)) throw new SpmException($"--merge-guidance-weight must be between 0 and 1, got {mergeUnetShare}.");
+            if (parse.GetResult(mergeNeighbours) is { Implicit: false } && mergeKind is null) throw new SpmException("--merge-neighbours goes with --merge-edges.");
             if (crossEffects && promptFile is not null) throw new SpmException("--edges cross-effects measures SPMs: give them with --library DIR or --spm FILE (a prompt file has no membranes).");
             if (!crossEffects && !guidance && (parse.GetResult(images) is { Implicit: false } || parse.GetResult(imageSeed) is { Implicit: false }))
                 throw new SpmException("--images and --image-seed go with --edges cross-effects, guidance or combined.");
@@ -64,7 +74,8 @@ internal static class AtlasConceptCommands
             var files = libraryDir is not null ? TrainCommand.LibraryFiles(libraryDir)
                 : spmArgs.Select(a => SpmFileArgument.Parse(a, folder, "--spm", allowMultiplier: false).Path).ToList();
             var options = new ConceptAtlasOptions(new SparsifyOptions(parse.GetValue(neighbours), parse.GetValue(threshold)),
-                parse.GetValue(communities), AtlasCommand.ParseLinkage(parse.GetValue(linkage)!), parse.GetValue(seed), !parse.GetValue(center));
+                parse.GetValue(communities), AtlasCommand.ParseLinkage(parse.GetValue(linkage)!), parse.GetValue(seed), !parse.GetValue(center),
+                new SparsifyOptions(parse.GetValue(mergeNeighbours)));
             var meta = new Dictionary<string, string>
             {
                 ["model"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)),
@@ -80,37 +91,58 @@ internal static class AtlasConceptCommands
             {
                 var concepts = promptFile is not null ? ReadPrompts(promptFile) : SpmConcepts(files);
                 string centering = !parse.GetValue(center) ? ", after subtracting the mean over the concepts" : "";
+                var probe = new GuidanceDirectionOptions(parse.GetValue(images), Seed: parse.GetValue(imageSeed));
+                string timesteps = string.Join(",", GuidanceDirectionOptions.DefaultTimesteps);
+                string guidanceReading = $"cosine of the UNet's guidance direction eps(x_t, E(prompt)) - eps(x_t, E(\"\")) on {probe.Latents} noise latents at timesteps {timesteps}{centering}";
                 if (guidance)
                 {
-                    var probe = new GuidanceDirectionOptions(parse.GetValue(images), Seed: parse.GetValue(imageSeed));
                     meta["latents"] = probe.Latents.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     meta["image_seed"] = probe.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                    meta["timesteps"] = string.Join(",", GuidanceDirectionOptions.DefaultTimesteps);
-                    if (combined) meta["guidance_weight"] = unetShare.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    meta["timesteps"] = timesteps;
+                }
+                if (combined) meta["guidance_weight"] = unetShare.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                if (mergeKind is not null)
+                {
+                    meta["edges"] = edgeKind;
+                    meta["merge_edges"] = mergeKind;
+                    meta["merge_neighbours"] = parse.GetValue(mergeNeighbours).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    if (mergeKind == "combined") meta["merge_guidance_weight"] = mergeUnetShare.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                }
+                // One reading per edge kind: its similarity matrix and what it measures. The text embedding separates the
+                // attributes by their phrasing, the guidance directions join synonyms; combined is their weighted mean.
+                ConceptAtlas Cluster(StableDiffusionPipeline pipeline, float[][]? directions)
+                {
+                    float[][]? embeddings = null;
+                    float[][] Embeddings() => embeddings ??= TextEmbeddings(pipeline, concepts, ct);
+                    (double[,] Similarity, string Reading) Reading(string kind, double share) => kind switch
+                    {
+                        "embedding" => (SimilarityGraph.Cosine(Embeddings(), options.Center),
+                            centering.Length > 0 ? TextReading + centering : TextReading + " (the gate's clipcos)"),
+                        "guidance" => (SimilarityGraph.Cosine(directions!, options.Center), guidanceReading),
+                        _ => (SimilarityGraph.Blend([
+                                (SimilarityGraph.Cosine(Embeddings(), options.Center), 1 - share),
+                                (SimilarityGraph.Cosine(directions!, options.Center), share)]),
+                            string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                                $"{1 - share:0.##} x {TextReading}{centering} + {share:0.##} x {guidanceReading}")),
+                    };
+                    var (similarity, reading) = Reading(edgeKind, unetShare);
+                    if (mergeKind is null) return ConceptAtlas.FromSimilarity(concepts, similarity, options, reading, meta, ct);
+                    var (mergeSimilarity, mergeReading) = Reading(mergeKind, mergeUnetShare);
+                    return ConceptAtlas.FromSimilarities(concepts, similarity, mergeSimilarity, options, reading, mergeReading, meta, ct);
+                }
+                if (guidance)
                     atlas = await ProgressBars.RunAsync(cli, "probing the UNet", concepts.Count, "prompt", bar => Task.Run(() =>
                     {
                         using var pipeline = StableDiffusionPipeline.Load(folder);
                         var directions = GuidanceDirections.Compute(pipeline, concepts, probe,
                             new ActionProgress<double>(f => bar.Report(new ProgressUpdate(f * concepts.Count, concepts.Count, ""))), ct);
-                        string reading = $"cosine of the UNet's guidance direction eps(x_t, E(prompt)) - eps(x_t, E(\"\")) on {probe.Latents} noise latents at timesteps {meta["timesteps"]}{centering}";
-                        if (!combined) return ConceptAtlas.Build(concepts, directions, options, reading, meta, ct);
-                        // Both readings, each centred (or not) as asked, then their weighted mean: the text embedding
-                        // separates the attributes by their phrasing, the guidance directions join synonyms.
-                        var embeddings = TextEmbeddings(pipeline, concepts, ct);
-                        var similarity = SimilarityGraph.Blend([
-                            (SimilarityGraph.Cosine(embeddings, options.Center), 1 - unetShare),
-                            (SimilarityGraph.Cosine(directions, options.Center), unetShare)]);
-                        return ConceptAtlas.FromSimilarity(concepts, similarity, options,
-                            string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                                $"{1 - unetShare:0.##} x {TextReading}{centering} + {unetShare:0.##} x {reading}"), meta, ct);
+                        return Cluster(pipeline, directions);
                     }, ct));
-                }
                 else
                     atlas = await Task.Run(() =>
                     {
                         using var pipeline = StableDiffusionPipeline.Load(folder);
-                        return ConceptAtlas.Build(concepts, TextEmbeddings(pipeline, concepts, ct), options,
-                            centering.Length > 0 ? TextReading + centering : TextReading + " (the gate's clipcos)", meta, ct);
+                        return Cluster(pipeline, null);
                     }, ct);
             }
             atlas.Save(outPath, overwrite);
@@ -202,6 +234,8 @@ internal static class AtlasConceptCommands
     internal static void Render(ConceptAtlas atlas, IAnsiConsole console)
     {
         console.WriteLine($"{atlas.Concepts.Count} concepts, {atlas.Graph.EdgeCount} edges, {atlas.Hierarchy.CommunityCount} finest communities; edge weights: {atlas.Similarity}");
+        if (atlas.MergeGraph is { } merge)
+            console.WriteLine($"merged on {merge.EdgeCount} other edges; their weights: {atlas.MergeSimilarity}");
         foreach (var line in atlas.TreeLines()) console.WriteLine(line);
     }
 

@@ -65,8 +65,29 @@ public static class BottomUpClustering
     /// <param name="progress">Receives one line per step.</param>
     /// <param name="cancellationToken">Cancels the eigensolvers and refinement.</param>
     public static HierarchyResult Run(WeightedGraph graph, BottomUpOptions? options = null, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+        => RunSplit(graph, graph, options, progress, cancellationToken);
+
+    /// <summary>
+    /// The bottom-up algorithm with its two levels read from two graphs on the same nodes: the finest communities
+    /// (step 1, and the community count when it is estimated) from <paramref name="communityGraph"/>, the connection
+    /// weights between communities (step 2), and so every merge of the tree, from <paramref name="mergeGraph"/>. For
+    /// two readings of the same concepts that see different levels: one that tells which nodes are the same thing
+    /// (the finest level) and one that tells which group a node belongs to (the levels above). With the same graph
+    /// twice this is <see cref="Run"/>.
+    /// </summary>
+    /// <param name="communityGraph">The graph the finest communities are found on.</param>
+    /// <param name="mergeGraph">The graph whose edge densities between those communities are merged on (same node count).</param>
+    /// <param name="options">Settings, as for <see cref="Run"/>.</param>
+    /// <param name="progress">Receives one line per step.</param>
+    /// <param name="cancellationToken">Cancels the eigensolvers and refinement.</param>
+    /// <exception cref="ArgumentException">The graphs differ in node count.</exception>
+    public static HierarchyResult RunSplit(WeightedGraph communityGraph, WeightedGraph mergeGraph, BottomUpOptions? options = null, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(graph);
+        ArgumentNullException.ThrowIfNull(communityGraph);
+        ArgumentNullException.ThrowIfNull(mergeGraph);
+        if (mergeGraph.NodeCount != communityGraph.NodeCount)
+            throw new ArgumentException($"The merge graph has {mergeGraph.NodeCount} nodes, the community graph {communityGraph.NodeCount}.", nameof(mergeGraph));
+        var graph = communityGraph;
         options ??= new BottomUpOptions();
         var spectral = options.Spectral ?? SpectralOptions.Default;
         int k = options.Communities ?? SpectralClustering.EstimateCommunityCount(graph, options.CountMethod, options.MaxCommunities, spectral.Seed, cancellationToken);
@@ -75,9 +96,9 @@ public static class BottomUpClustering
         var labels = SpectralClustering.Cluster(graph, k, spectral, cancellationToken);
         int found = labels.Length == 0 ? 0 : labels.Max() + 1;
         progress?.Report($"spectral clustering: {found} communities");
-        var (weights, sizes) = SpectralClustering.BlockWeights(graph, labels, found);
+        var (weights, sizes) = SpectralClustering.BlockWeights(mergeGraph, labels, found);
         var tree = Agglomerate(weights, sizes, options.Linkage);
-        progress?.Report($"merged with {options.Linkage.ToString().ToLowerInvariant()} linkage");
+        progress?.Report($"merged with {options.Linkage.ToString().ToLowerInvariant()} linkage{(ReferenceEquals(mergeGraph, communityGraph) ? "" : " on the merge graph")}");
         return new HierarchyResult(labels, tree);
     }
 
