@@ -173,4 +173,29 @@ public class LibraryCommandTests
         Assert.That(stderr, Does.Not.Contain("dots.safetensors"));
         Assert.That(stderr, Does.Contain("3 problem(s)"));
     }
+
+    [Test]
+    public void VerifyWithModel_ChecksEverySpmFitsItsLayers_NamingTheFileAndLayer()
+    {
+        var builtIn = Path.Combine(TestPaths.RepoRoot, "models", "tiny-shapes");
+        Run("library", "init", _lib);
+        // The shipped circle file fits the built-in model; the hand-made one names a real layer with the wrong width.
+        Run("library", "add", _lib, Path.Combine(builtIn, "spm", "circle.safetensors"));
+        var (code, stdout, stderr) = Run("library", "verify", _lib, "--model", builtIn);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        Assert.That(stdout, Does.Contain($"OK: 1 SPM(s) verified in '{_lib}' and fit '{builtIn}'.").And.Contain("circle: fits; trained on"));
+
+        Run("library", "add", _lib, WriteSpm("narrow.safetensors", "narrow"));
+        (code, stdout, stderr) = Run("library", "verify", _lib, "--model", builtIn);
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput));
+        Assert.That(stdout, Is.Empty);
+        Assert.That(stderr, Does.Contain("narrow.safetensors' (concept 'narrow'): does not fit the model")
+            .And.Contain("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k").And.Contain("1 problem(s)"));
+        Assert.That(stderr, Does.Not.Contain("circle"));
+
+        // Another model family's layers: every file is named.
+        (code, _, stderr) = Run("library", "verify", _lib, "--model", TestPaths.TinySd1);
+        Assert.That(code, Is.EqualTo(ExitCodes.BadInput));
+        Assert.That(stderr, Does.Contain("circle.safetensors' (concept 'circle'): does not fit").And.Contain("2 problem(s)"));
+    }
 }

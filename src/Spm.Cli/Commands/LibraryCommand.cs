@@ -4,6 +4,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spm.Core;
 using Spm.Core.Library;
+using Spm.Diffusion.Membranes;
+using Spm.Diffusion.Onnx;
 
 using Spm.Cli.Rendering;
 
@@ -224,18 +226,30 @@ internal static class LibraryCommand
     private static Command Verify(CliConsole console)
     {
         var dir = DirArgument();
-        var cmd = new Command("verify", "Check every entry: the file exists, its SHA-256 matches, it loads, its prompts, rank and alpha match the index.") { dir };
+        var model = new Option<string?>("--model") { Description = "Also check that every SPM fits this model (a pipeline folder or UNet .onnx): each membrane's layer exists with the same shape, as generation would load it." };
+        var cmd = new Command("verify", "Check every entry: the file exists, its SHA-256 matches, it loads, its prompts, rank and alpha match the index; with --model, that it fits the model.") { dir, model };
         cmd.SetAction(parse =>
         {
             var lib = SpmLibrary.Open(parse.GetValue(dir)!);
-            var problems = lib.Verify();
+            var problems = lib.Verify().ToList();
+            string? fitted = null;
+            if (parse.GetValue(model) is { } modelPath)
+            {
+                var layers = AdaptableLayerFinder.FindAll(OnnxModel.Load(modelPath));
+                problems.AddRange(LibraryModelCheck.Verify(lib, layers, modelPath));
+                fitted = $" and fit '{modelPath}'";
+            }
             foreach (var p in problems) console.Error.WriteLine($"spm: error: {p.Message}");
             if (problems.Count > 0)
             {
                 console.Error.WriteLine($"spm: {problems.Count} problem(s) in library '{lib.Directory}'.");
                 return ExitCodes.BadInput;
             }
-            console.Out.WriteLine($"OK: {lib.Entries.Count} SPM(s) verified in '{lib.Directory}'.");
+            // The base model is recorded, not required: SPMs carry across a model family (SD 1.4 -> 1.5 fine-tunes).
+            if (fitted is not null)
+                foreach (var e in lib.Entries.Where(e => e.BaseModel is not null))
+                    console.Out.WriteLine($"{e.Concept}: fits; trained on {e.BaseModel}");
+            console.Out.WriteLine($"OK: {lib.Entries.Count} SPM(s) verified in '{lib.Directory}'{fitted}.");
             return ExitCodes.Ok;
         });
         return cmd;
