@@ -193,8 +193,8 @@ internal static class LibraryCommand
             var rows = lib.Entries.Select(e => new[]
             {
                 e.Concept, "v" + e.Version.ToString(CultureInfo.InvariantCulture), e.Rank.ToString(CultureInfo.InvariantCulture),
-                e.Alpha.ToString(CultureInfo.InvariantCulture), e.GateCalibration, e.BaseModel ?? "-", e.Sha256[..12], e.File,
-            }).Prepend(["concept", "version", "rank", "alpha", "gate", "base model", "sha256", "file"]).ToList();
+                e.Alpha.ToString(CultureInfo.InvariantCulture), e.GateCalibration, e.ModelFamily ?? "-", e.BaseModel ?? "-", e.Sha256[..12], e.File,
+            }).Prepend(["concept", "version", "rank", "alpha", "gate", "family", "base model", "sha256", "file"]).ToList();
             var widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(r => r[c].Length)).ToArray();
             foreach (var r in rows)
                 console.Out.WriteLine(string.Join("  ", r.Select((v, c) => c == r.Length - 1 ? v : v.PadRight(widths[c]))));

@@ -14,6 +14,7 @@ namespace Spm.Core.Library;
 /// <param name="Version">1 when first added; one more each time the concept is replaced.</param>
 /// <param name="Referenced">True when <paramref name="File"/> is a reference to a file outside the folder (not copied).</param>
 /// <param name="Training">The SPM's training settings (its metadata 'training', a JSON object string), if recorded.</param>
+/// <param name="ModelFamily">The model family the SPM's layers belong to (<see cref="Membranes.SpmModelFamily"/>: sd1, sd2, sdxl), if known.</param>
 public sealed record LibraryEntry(
     [property: JsonPropertyName("concept")] string Concept,
     [property: JsonPropertyName("prompts")] IReadOnlyList<string> Prompts,
@@ -25,7 +26,8 @@ public sealed record LibraryEntry(
     [property: JsonPropertyName("gate_calibration")] string GateCalibration,
     [property: JsonPropertyName("version")] int Version,
     [property: JsonPropertyName("referenced")] bool Referenced = false,
-    [property: JsonPropertyName("training"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Training = null);
+    [property: JsonPropertyName("training"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Training = null,
+    [property: JsonPropertyName("model_family"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ModelFamily = null);
 
 /// <summary>The library's index file, as stored.</summary>
 /// <param name="Format">Always <see cref="SpmLibrary.FormatName"/>.</param>

@@ -142,6 +142,7 @@ public sealed class SpmLibrary
             Compare("alpha", F(old.Alpha), F(e.Alpha));
             Compare("prompts", string.Join(", ", old.Prompts), string.Join(", ", e.Prompts));
             Compare("base_model", old.BaseModel, e.BaseModel);
+            Compare("model_family", old.ModelFamily, e.ModelFamily);
             Compare("gate_calibration", old.GateCalibration, e.GateCalibration);
             Compare("training", old.Training, e.Training);
             Compare("referenced", old.Referenced ? "true" : "false", e.Referenced ? "true" : "false");
@@ -227,7 +228,7 @@ public sealed class SpmLibrary
         var entry = new LibraryEntry(concept, adapter.Config.Prompts.ToArray(), file, sha, adapter.Config.Rank, adapter.Config.Alpha,
             extra.GetValueOrDefault(SpmMetadataKeys.BaseModel),
             extra.ContainsKey(SpmMetadataKeys.GateProbe) ? LearnedCalibration : CosineCalibration,
-            (old?.Version ?? 0) + 1, reference, extra.GetValueOrDefault(SpmMetadataKeys.Training));
+            (old?.Version ?? 0) + 1, reference, extra.GetValueOrDefault(SpmMetadataKeys.Training), SpmModelFamily.Of(adapter));
         if (at >= 0) entries[at] = entry; else entries.Add(entry);
         // The replaced entry is kept in the history (its file is deleted below unless referenced): what was erased, when
         // at which version, stays on record.

@@ -304,6 +304,8 @@ public static class SpmMerge
         var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [MetadataKey] = record.ToJsonString() };
         var bases = components.Select(c => c.Adapter.Config.Extra.GetValueOrDefault(SpmMetadataKeys.BaseModel)).Distinct().ToList();
         if (bases.Count == 1 && bases[0] is { } b) extra[SpmMetadataKeys.BaseModel] = b;
+        var families = components.Select(c => SpmModelFamily.Of(c.Adapter)).Distinct().ToList();
+        if (families.Count == 1 && families[0] is { } f) extra[SpmMetadataKeys.ModelFamily] = f;
         return new SpmConfig(prompts, rank, alpha, extra);
     }
 

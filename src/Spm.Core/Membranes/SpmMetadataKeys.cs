@@ -21,6 +21,12 @@ public static class SpmMetadataKeys
     /// <summary>The base model the SPM was trained on (folder name or identifier).</summary>
     public const string BaseModel = "base_model";
 
+    /// <summary>
+    /// The model family the SPM's layers belong to: <c>sd1</c>, <c>sd2</c> or <c>sdxl</c> (written by the trainer;
+    /// <see cref="SpmModelFamily.Of"/> reads it, or infers it from the cross-attention width for files without it).
+    /// </summary>
+    public const string ModelFamily = "model_family";
+
     /// <summary>Training settings as a compact JSON object string.</summary>
     public const string Training = "training";
 

@@ -924,6 +924,7 @@ public sealed class LatentAnchoringTrainer : IDisposable
         {
             [SpmMetadataKeys.Surrogate] = o.Surrogate,
             [SpmMetadataKeys.BaseModel] = _baseModelId,
+            [SpmMetadataKeys.ModelFamily] = _folder.Family.Id(),
             [SpmMetadataKeys.Training] = SettingsJson(),
             [SpmMetadataKeys.Writer] = SpmMetadataKeys.CurrentWriter,
         };

@@ -68,6 +68,28 @@ public class SpmLibraryTests
     }
 
     [Test]
+    public void Add_RecordsTheModelFamily_FromTheMetadataOrTheCrossAttentionWidth()
+    {
+        SpmLibrary.Init(_dir);
+        var lib = SpmLibrary.Open(_dir);
+        // Written by the trainer: taken as recorded.
+        var recorded = lib.Add(WriteSpm(_src, "xl.safetensors", ["xl"], extra: new() { [SpmMetadataKeys.ModelFamily] = SpmModelFamily.Sdxl }));
+        Assert.That(recorded.ModelFamily, Is.EqualTo("sdxl"));
+        // Without it (the official release, other tools): the width an attn2 to_k membrane reads, 768 = SD 1.x's CLIP.
+        var sd1 = new SpmAdapter(new SpmConfig(["cat"], 1, 1f),
+            [new Membrane(SpmKeys.KeyFor("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"), new FloatTensor([1, 768]), new FloatTensor([320, 1]), 1f)]);
+        SpmFile.Save(Path.Combine(_src, "cat.safetensors"), sd1);
+        Assert.That(lib.Add(Path.Combine(_src, "cat.safetensors")).ModelFamily, Is.EqualTo("sd1"));
+        // An 8-wide toy layer tells nothing: no family, and the index leaves the field out.
+        var toy = lib.Add(WriteSpm(_src, "toy.safetensors", ["toy"]));
+        Assert.That(toy.ModelFamily, Is.Null);
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, SpmLibrary.IndexFileName)))!["entries"]!.AsArray();
+        Assert.That(json.Select(e => (string?)e!["model_family"]), Is.EqualTo(new[] { "sdxl", "sd1", null }));
+        Assert.That(json[2]!.AsObject().ContainsKey("model_family"), Is.False);
+        Assert.That(SpmLibrary.Open(_dir).Entries.Select(e => e.ModelFamily), Is.EqualTo(new[] { "sdxl", "sd1", null }));
+    }
+
+    [Test]
     public void InitRefusesExistingLibrary()
     {
         SpmLibrary.Init(_dir);

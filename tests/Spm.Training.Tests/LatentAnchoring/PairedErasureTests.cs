@@ -86,6 +86,7 @@ public class PairedErasureTests
             Assert.That(MaxDiff(Weights(files[1]), plain), Is.LessThan(1e-4), "one pair = the concept against its surrogate");
             Assert.That(MaxDiff(Weights(files[2]), plain), Is.GreaterThan(1e-2), "the second pair is trained too");
             Assert.That(files[2].Config.Prompts, Is.EqualTo(new[] { "striped" }), "the file names the concept, not its contexts");
+            Assert.That(files[2].Config.Extra[SpmMetadataKeys.ModelFamily], Is.EqualTo(SpmModelFamily.Sd1), "the built-in model is an SD 1.x pipeline");
             Assert.That(files[2].Config.Extra[SpmMetadataKeys.Training],
                 Does.Contain("\"pairs\":[[\"a striped circle\",\"a plain circle\"],[\"a red square with stripes\",\"a plain red square\"]]"));
             Assert.That(LatentAnchoringTrainer.SettingsJson(Quick), Does.Not.Contain("pairs"), "ordinary runs keep their settings");

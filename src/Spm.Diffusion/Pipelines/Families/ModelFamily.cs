@@ -43,6 +43,15 @@ public static class ModelFamilies
         _ => family.ToString(),
     };
 
+    /// <summary>The family's short id as SPM files and libraries record it (<see cref="Spm.Core.Membranes.SpmModelFamily"/>).</summary>
+    public static string Id(this ModelFamily family) => family switch
+    {
+        ModelFamily.StableDiffusion1 => Spm.Core.Membranes.SpmModelFamily.Sd1,
+        ModelFamily.StableDiffusion2 => Spm.Core.Membranes.SpmModelFamily.Sd2,
+        ModelFamily.StableDiffusionXL => Spm.Core.Membranes.SpmModelFamily.Sdxl,
+        _ => family.ToString().ToLowerInvariant(),
+    };
+
     /// <summary>
     /// The family named by a pipeline class (<c>_class_name</c> of <c>model_index.json</c>); null class: decided by
     /// <paramref name="hasSecondTextEncoder"/>. SD 1.x and 2.x share class names and are told apart by
