@@ -24,3 +24,11 @@ $S train --concept red --surrogate blue --pairs $O/red-pairs.txt --seed 1 --init
 python3 docs/figures/v4/library6/copy-gate.py $M/spm/red.safetensors $O/red-p.safetensors $L/red-pairs.safetensors
 $S eval --spm $L/circle-pairs.safetensors $L/red-pairs.safetensors $M/spm/striped.safetensors $L/green-pairs.safetensors $L/triangle.safetensors $L/star.safetensors \
   --images 100 --json $O/eval6r.json --markdown $O/eval6r.md --force
+# triangle, from the session-17 file, against the library holding the three pair-trained files
+$S shapes pairs --concept triangle --surrogate star --out $O/triangle-pairs.txt --force  # 141 pairs
+$S library init $O/libT
+$S library add $O/libT $L/circle-pairs.safetensors $L/red-pairs.safetensors $M/spm/striped.safetensors $L/green-pairs.safetensors $L/star.safetensors
+$S train --concept triangle --surrogate star --pairs $O/triangle-pairs.txt --seed 1 --init-spm $L/triangle.safetensors --iterations 400 --library $O/libT --out $O/triangle-p.safetensors --force
+python3 docs/figures/v4/library6/copy-gate.py $L/triangle.safetensors $O/triangle-p.safetensors $L/triangle-pairs.safetensors
+$S eval --spm $L/circle-pairs.safetensors $L/red-pairs.safetensors $M/spm/striped.safetensors $L/green-pairs.safetensors $L/triangle-pairs.safetensors $L/star.safetensors \
+  --images 100 --json $O/eval6t.json --markdown $O/eval6t.md --force
