@@ -149,21 +149,27 @@ public class AtlasUsesCommandTests
         Assert.That(pairs, Is.EqualTo(new[] { (0, 1), (2, 3), (4, 5) }), stdout);
     }
 
+    /// <summary>
+    /// <c>spm atlas build</c> on the built-in model over six prompts (three colours, each as "a COLOUR shape" and with a
+    /// shape), with <paramref name="args"/>; the atlas written to NAME.json, loaded.
+    /// </summary>
+    private ConceptAtlas BuildColourShapeAtlas(string name, string[] args)
+    {
+        var prompts = Path.Combine(_dir, "p.txt");
+        File.WriteAllText(prompts, "a red shape\na red circle\na blue shape\na blue square\na green shape\na green triangle\n");
+        var json = Path.Combine(_dir, name + ".json");
+        var (code, _, err) = Root(["atlas", "build", "--model", Model, "--prompts", prompts, .. args, "--out", json]);
+        Assert.That(code, Is.EqualTo(0), $"{name}: {err}");
+        return ConceptAtlas.Load(json);
+    }
+
     [Test]
     public void BuildCombined_WeighsTheTextEmbeddingAgainstTheGuidanceDirections()
     {
         // At guidance weight 1 the combined atlas is the guidance atlas, edge for edge (so the weight goes to the UNet's
         // reading, not the text encoder's); at the default it is neither, and says both readings and the weight (the
         // blend itself: SimilarityBlendTests).
-        var prompts = Path.Combine(_dir, "p.txt");
-        File.WriteAllText(prompts, "a red shape\na red circle\na blue shape\na blue square\na green shape\na green triangle\n");
-        ConceptAtlas Build(string name, params string[] extra)
-        {
-            var json = Path.Combine(_dir, name + ".json");
-            var (code, _, err) = Root(["atlas", "build", "--model", Model, "--prompts", prompts, "--neighbours", "2", "--images", "1", .. extra, "--out", json]);
-            Assert.That(code, Is.EqualTo(0), $"{name}: {err}");
-            return ConceptAtlas.Load(json);
-        }
+        ConceptAtlas Build(string name, params string[] extra) => BuildColourShapeAtlas(name, ["--neighbours", "2", "--images", "1", .. extra]);
         static (int, int, double)[] Edges(ConceptAtlas a) =>
             a.Graph.Edges().Select(e => (Math.Min(e.Source, e.Target), Math.Max(e.Source, e.Target), Math.Round(e.Weight, 5))).Distinct().Order().ToArray();
         var guidance = Build("guidance", "--edges", "guidance");
@@ -180,15 +186,7 @@ public class AtlasUsesCommandTests
         // --edges guidance --merge-edges embedding: the communities (and the graph saved as "edges") are the guidance
         // atlas's, the merge graph is the text embedding's with every positive similarity, and every merge height is the
         // average-linkage density of the merge graph between the communities it joins.
-        var prompts = Path.Combine(_dir, "p.txt");
-        File.WriteAllText(prompts, "a red shape\na red circle\na blue shape\na blue square\na green shape\na green triangle\n");
-        ConceptAtlas Build(string name, params string[] extra)
-        {
-            var json = Path.Combine(_dir, name + ".json");
-            var (code, _, err) = Root(["atlas", "build", "--model", Model, "--prompts", prompts, "--communities", "3", .. extra, "--out", json]);
-            Assert.That(code, Is.EqualTo(0), $"{name}: {err}");
-            return ConceptAtlas.Load(json);
-        }
+        ConceptAtlas Build(string name, params string[] extra) => BuildColourShapeAtlas(name, ["--communities", "3", .. extra]);
         static (int, int, double)[] Edges(WeightedGraph g) =>
             g.Edges().Select(e => (Math.Min(e.Source, e.Target), Math.Max(e.Source, e.Target), Math.Round(e.Weight, 5))).Distinct().Order().ToArray();
         var guidance = Build("guidance", "--edges", "guidance", "--neighbours", "1", "--images", "1");
