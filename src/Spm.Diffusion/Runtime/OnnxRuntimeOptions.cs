@@ -44,6 +44,23 @@ public sealed record OnnxRuntimeOptions
     /// </summary>
     public string? OptimizedModelCacheFolder { get; init; }
 
+    /// <summary>
+    /// Whether ONNX Runtime's worker threads spin while they wait for work. Spinning lowers latency on a machine the
+    /// process has to itself, and burns the cores other processes need when there are more busy threads than cores
+    /// (several sessions or processes at once on a small machine). Null (the default) reads the <c>SPM_ORT_SPIN</c>
+    /// environment variable (<c>0</c> turns spinning off, <c>1</c> on), else keeps ONNX Runtime's default (on).
+    /// </summary>
+    public bool? AllowSpinning { get; init; }
+
+    /// <summary>The spinning choice in effect: <see cref="AllowSpinning"/>, else <c>SPM_ORT_SPIN</c>; null keeps ONNX Runtime's default.</summary>
+    public bool? EffectiveAllowSpinning
+        => AllowSpinning ?? Environment.GetEnvironmentVariable("SPM_ORT_SPIN") switch
+        {
+            "0" or "false" or "off" => false,
+            "1" or "true" or "on" => true,
+            _ => null,
+        };
+
     /// <summary>The profiling prefix in effect: <see cref="ProfileOutputPrefix"/>, else <c>SPM_ORT_PROFILE</c>; null when off.</summary>
     public string? EffectiveProfilePrefix
         => (ProfileOutputPrefix ?? Environment.GetEnvironmentVariable("SPM_ORT_PROFILE")) is { Length: > 0 } p ? p : null;

@@ -29,6 +29,8 @@ public static class OnnxSessionFactory
 {
     // ORT's session config key for resolving external data of a model loaded from bytes.
     private const string ExternalFolderKey = "session.model_external_initializers_file_folder_path";
+    private const string IntraOpSpinningKey = "session.intra_op.allow_spinning";
+    private const string InterOpSpinningKey = "session.inter_op.allow_spinning";
     // ORT's session config keys for skipping named graph transformers and for where a saved optimized model's weights go.
     private const string DisabledOptimizersKey = "optimization.disable_specified_optimizers";
     private const string OptimizedWeightsFileKey = "session.optimized_model_external_initializers_file_name";
@@ -149,6 +151,11 @@ public static class OnnxSessionFactory
         };
         if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
         if (options.InterOpThreads > 0) so.InterOpNumThreads = options.InterOpThreads;
+        if (options.EffectiveAllowSpinning is bool spin)
+        {
+            so.AddSessionConfigEntry(IntraOpSpinningKey, spin ? "1" : "0");
+            so.AddSessionConfigEntry(InterOpSpinningKey, spin ? "1" : "0");
+        }
         if (source?.Bytes is not null && source.ExternalDataFolder is not null)
             so.AddSessionConfigEntry(ExternalFolderKey, source.ExternalDataFolder);
         if (tuning.DisabledOptimizers.Count > 0)

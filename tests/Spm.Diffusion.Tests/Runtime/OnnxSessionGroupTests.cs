@@ -33,6 +33,42 @@ public class OnnxSessionGroupTests
     }
 
     [Test]
+    public void Spinning_IsTheOptionElseSpmOrtSpin_AndDoesNotChangeResults()
+    {
+        var saved = Environment.GetEnvironmentVariable("SPM_ORT_SPIN");
+        try
+        {
+            Environment.SetEnvironmentVariable("SPM_ORT_SPIN", "0");
+            Assert.That(new OnnxRuntimeOptions().EffectiveAllowSpinning, Is.False);
+            Assert.That(new OnnxRuntimeOptions { AllowSpinning = true }.EffectiveAllowSpinning, Is.True, "the option wins");
+            Environment.SetEnvironmentVariable("SPM_ORT_SPIN", "on");
+            Assert.That(new OnnxRuntimeOptions().EffectiveAllowSpinning, Is.True);
+            Environment.SetEnvironmentVariable("SPM_ORT_SPIN", null);
+            Assert.That(new OnnxRuntimeOptions().EffectiveAllowSpinning, Is.Null, "unset: ONNX Runtime's default");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("SPM_ORT_SPIN", saved);
+        }
+
+        // Two threads, spinning or not: the same latents decode to the same bits.
+        var latents = new float[1 * 4 * 8 * 8];
+        new Spm.Core.Randomness.SeededRandom(3).FillGaussian(latents);
+        float[] Decode(bool spin)
+        {
+            using var created = OnnxSessionFactory.Create(OnnxModelSource.FromFile(Vae), new OnnxRuntimeOptions { IntraOpThreads = 2, AllowSpinning = spin });
+            var input = created.Session.InputMetadata.Keys.Single();
+            using var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(latents, [1, 4, 8, 8]);
+            using var ro = new Microsoft.ML.OnnxRuntime.RunOptions();
+            using var results = created.Session.Run(ro, [input], [value], created.Session.OutputNames);
+            return results[0].GetTensorDataAsSpan<float>().ToArray();
+        }
+        var spinning = Decode(true);
+        Assert.That(spinning.Any(v => v != 0), Is.True);
+        Assert.That(Decode(false), Is.EqualTo(spinning));
+    }
+
+    [Test]
     public void ProfilingOption_WritesOnnxRuntimesTimingFile_WhenTheSessionEnds()
     {
         var dir = TestPaths.NewTempDir();
