@@ -42,6 +42,7 @@ internal static class EvalCommand
         public readonly Option<string> GateCurve = new("--gate-curve") { Description = "Facilitated transport curve: square (default) or linear.", DefaultValueFactory = _ => "square" };
         public readonly Option<float> FacilitateFactor = new("--facilitate-factor") { Description = "Scales each SPM's gamma before the curve.", DefaultValueFactory = _ => 1f };
         public readonly Option<string?> Json = new("--json") { Description = "Write the report as JSON to this file." };
+        public readonly Option<string?> ImagesJsonl = new("--images-jsonl") { Description = "Write every image of the erasure evaluation as one JSON line (case, variant, set, prompt, seed, what the evaluator read, SSIM against the base) to this file: where each rate's misses are." };
         public readonly Option<string?> GridDir = new("--grid-dir") { Description = "Write a comparison grid per case (base | variants) into this folder." };
         public readonly Option<int> GridPrompts = new("--grid-prompts") { Description = "Prompts of each set shown in the grids.", DefaultValueFactory = _ => 4 };
         public readonly Option<bool> Force = new("--force") { Description = "Overwrite existing output files." };
@@ -65,7 +66,7 @@ internal static class EvalCommand
         }
 
         public IEnumerable<Option> All() =>
-            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, GridDir, GridPrompts, Force, Provider, Threads, Parallel, Wording, Markdown, Style];
+            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, ImagesJsonl, GridDir, GridPrompts, Force, Provider, Threads, Parallel, Wording, Markdown, Style];
     }
 
     public static Command Create(CliConsole console)
@@ -82,6 +83,9 @@ internal static class EvalCommand
     {
         /// <summary>Where the Markdown table goes, or null.</summary>
         public string? Markdown { get; init; }
+
+        /// <summary>Where the per-image JSON lines go, or null.</summary>
+        public string? ImagesJsonl { get; init; }
     }
 
     internal static Request Read(CliConsole console, ParseResult parse, Options o)
@@ -146,7 +150,11 @@ internal static class EvalCommand
         };
         var markdown = parse.GetValue(o.Markdown);
         if (markdown is not null && !force && File.Exists(markdown)) throw new IOException($"'{markdown}' already exists (use --force to overwrite).");
-        return new Request(evaluation, json, gridDir, force) { Markdown = markdown };
+        var imagesJsonl = parse.GetValue(o.ImagesJsonl);
+        if (imagesJsonl is not null && fidelity) throw new SpmException("--images-jsonl lists the images of an erasure evaluation; leave it out with --fidelity.");
+        if (imagesJsonl is not null && !force && File.Exists(imagesJsonl)) throw new IOException($"'{imagesJsonl}' already exists (use --force to overwrite).");
+        if (imagesJsonl is not null) evaluation = evaluation with { RecordImages = true };
+        return new Request(evaluation, json, gridDir, force) { Markdown = markdown, ImagesJsonl = imagesJsonl };
     }
 
     private static async Task<int> RunAsync(CliConsole console, ParseResult parse, Options o, CancellationToken ct)
@@ -176,6 +184,11 @@ internal static class EvalCommand
         {
             AtomicFile.WriteAllText(r.Markdown, EvalReportWriter.ToMarkdown(report), overwrite: r.Force);
             console.Error.WriteLine($"spm: wrote {r.Markdown}");
+        }
+        if (r.ImagesJsonl is not null)
+        {
+            AtomicFile.WriteAllText(r.ImagesJsonl, EvalReportWriter.ToJsonLines(report), overwrite: r.Force);
+            console.Error.WriteLine($"spm: wrote {r.ImagesJsonl} ({report.Images.Count} images)");
         }
         if (r.GridDir is not null)
             foreach (var path in EvalReportWriter.WriteGrids(report, r.GridDir)) console.Error.WriteLine($"spm: wrote {path}");

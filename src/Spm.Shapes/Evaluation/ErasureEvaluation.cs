@@ -31,6 +31,9 @@ public sealed record EvalOptions(int ImagesPerSet = 50, ulong Seed = 0, int Imag
     /// <summary>How the prompts are worded (same intents and seeds for every wording).</summary>
     public PromptWording Wording { get; init; } = PromptWording.Canonical;
 
+    /// <summary>Also list every image with what the evaluator read in it (<see cref="EvalReport.Images"/>); off by default.</summary>
+    public bool RecordImages { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> for unusable settings.</summary>
     public void Validate()
     {
@@ -144,7 +147,33 @@ public sealed record EvalGrid(string Case, IReadOnlyList<string> Columns, IReadO
 /// <param name="Options">The settings used.</param>
 /// <param name="Rows">The table, case by case, base row first within each concept.</param>
 /// <param name="Grids">One comparison sheet per case.</param>
-public sealed record EvalReport(EvalOptions Options, IReadOnlyList<EvalRow> Rows, IReadOnlyList<EvalGrid> Grids);
+public sealed record EvalReport(EvalOptions Options, IReadOnlyList<EvalRow> Rows, IReadOnlyList<EvalGrid> Grids)
+{
+    /// <summary>Every image read, when <see cref="EvalOptions.RecordImages"/> is set (else empty): where a rate's misses are.</summary>
+    public IReadOnlyList<EvalImageRecord> Images { get; init; } = [];
+}
+
+/// <summary>
+/// One image of an evaluation and what the evaluator read in it: the per-image detail behind a row's rates.
+/// </summary>
+/// <param name="Case">Case label.</param>
+/// <param name="Variant">Variant label ("base" for the base model).</param>
+/// <param name="Set">"target" (a prompt asking for <paramref name="Concept"/>) or "preservation" (asking for none of the case's concepts).</param>
+/// <param name="Concept">The concept a target prompt asks for; null for preservation prompts.</param>
+/// <param name="Prompt">The prompt text.</param>
+/// <param name="Seed">The image seed.</param>
+/// <param name="FoundObject">Whether the evaluator found an object.</param>
+/// <param name="Shape">The shape read.</param>
+/// <param name="Colour">The colour read.</param>
+/// <param name="Pattern">The pattern read.</param>
+/// <param name="Background">The background read.</param>
+/// <param name="MatchesPrompt">Every attribute the prompt names was read as named.</param>
+/// <param name="Detected">The case's concepts read in the image.</param>
+/// <param name="Ssim">SSIM against the base model's image of the same prompt and seed; null for the base.</param>
+public sealed record EvalImageRecord(
+    string Case, string Variant, string Set, string? Concept, string Prompt, ulong Seed, bool FoundObject,
+    ShapeKind Shape, ShapeColor Colour, FillPattern Pattern, ShapeBackground Background, bool MatchesPrompt,
+    IReadOnlyList<string> Detected, double? Ssim);
 
 /// <summary>
 /// Measures concept erasure the way the SPM paper does, on the tiny-shapes world: per case, images of the base
@@ -211,6 +240,7 @@ public sealed class ErasureEvaluation
         var baseCache = new Dictionary<(string, ulong), Judged>();
         var rows = new List<EvalRow>();
         var grids = new List<EvalGrid>();
+        var records = new List<EvalImageRecord>();
 
         foreach (var plan in plans)
         {
@@ -273,10 +303,26 @@ public sealed class ErasureEvaluation
                 }
             }
 
+            if (options.RecordImages)
+                foreach (var variant in variants)
+                {
+                    bool isBase = ReferenceEquals(variant, baseline);
+                    var judged = images[variant.Name];
+                    for (int i = 0; i < allPrompts.Length; i++)
+                    {
+                        var j = judged[i].Judgement;
+                        var target = i < preservationStart ? c.Concepts[i / n] : null;
+                        records.Add(new EvalImageRecord(c.Name, variant.Name, target is null ? "preservation" : "target", target?.Name,
+                            allPrompts[i].Text, allPrompts[i].Seed, j.FoundObject, j.Shape.Value, j.Color.Value, j.Pattern.Value, j.Background.Value,
+                            j.Matches(allPrompts[i].Prompt), c.Concepts.Where(k => k.IsDetectedIn(j)).Select(k => k.Name).ToArray(),
+                            isBase ? null : ImageMetrics.Ssim(judged[i].Image, baseJudged[i].Image, 3, options.ImageSize, options.ImageSize)));
+                    }
+                }
+
             if (options.GridPromptsPerSet > 0)
                 grids.Add(BuildGrid(c, variants, images, plan.Targets, plan.Preservation, preservationStart, options));
         }
-        return new EvalReport(options, rows, grids);
+        return new EvalReport(options, rows, grids) { Images = records };
     }
 
     private static EvalGrid BuildGrid(

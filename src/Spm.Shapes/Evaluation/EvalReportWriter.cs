@@ -75,6 +75,20 @@ public static class EvalReportWriter
         return JsonSerializer.Serialize(doc, Json);
     }
 
+    private static readonly JsonSerializerOptions JsonLine = new(Json) { WriteIndented = false };
+
+    /// <summary>
+    /// The report's per-image records (<see cref="EvalReport.Images"/>) as JSON Lines, one image per line, in the order
+    /// the evaluation read them: filter them to find which prompts and seeds a rate's misses come from.
+    /// </summary>
+    public static string ToJsonLines(EvalReport report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        var sb = new StringBuilder();
+        foreach (var image in report.Images) sb.Append(JsonSerializer.Serialize(image, JsonLine)).Append('\n');
+        return sb.ToString();
+    }
+
     /// <summary>Writes the JSON report atomically.</summary>
     public static void WriteJson(EvalReport report, string path) => AtomicFile.WriteAllText(path, ToJson(report) + "\n");
 

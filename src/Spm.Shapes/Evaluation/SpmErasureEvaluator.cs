@@ -199,6 +199,7 @@ public sealed class SpmErasureEvaluator
         var reading = new Stopwatch();
         var rows = new List<EvalRow>();
         var grids = new List<EvalGrid>();
+        var records = new List<EvalImageRecord>();
         foreach (var (evalCase, keys) in caseJobs)
         {
             generation.Start();
@@ -217,10 +218,11 @@ public sealed class SpmErasureEvaluator
             var report = _evaluation.Run([evalCase], baseline, options, null, cancellationToken);
             rows.AddRange(report.Rows);
             grids.AddRange(report.Grids);
+            records.AddRange(report.Images);
             reading.Stop();
         }
         LastCost = new SpmEvalCost(total, cache.Requested, generation.Elapsed, reading.Elapsed);
-        return new EvalReport(options, rows, grids);
+        return new EvalReport(options, rows, grids) { Images = records };
     }
 
     /// <summary>Base-model fidelity on <paramref name="count"/> random captions (<see cref="FidelityEvaluation"/>), generated in batches with every SPM off.</summary>

@@ -53,6 +53,9 @@ public sealed record SpmEvaluationRequest
     /// <summary>How the erasure prompts are worded (canonical, synonyms, held-out; same intents and seeds).</summary>
     public PromptWording Wording { get; init; } = PromptWording.Canonical;
 
+    /// <summary>Also list every image with what the evaluator read in it (<see cref="EvalReport.Images"/>).</summary>
+    public bool RecordImages { get; init; }
+
     /// <summary>The style the model draws in (a derived model's world), so the evaluator reads it right.</summary>
     public ShapeStyle Style { get; init; } = ShapeStyle.Flat;
 
@@ -202,7 +205,7 @@ public sealed class SpmEvaluationRun : IDisposable
     public EvalReport Evaluate(IProgress<SpmEvalProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (Request.Fidelity) throw new InvalidOperationException("This run measures fidelity; it has no erasure cases.");
-        var options = new EvalOptions(Request.Images, Request.Seed, Generator.ImageSize, Request.GridPrompts) { Wording = Request.Wording };
+        var options = new EvalOptions(Request.Images, Request.Seed, Generator.ImageSize, Request.GridPrompts) { Wording = Request.Wording, RecordImages = Request.RecordImages };
         return _evaluator.Evaluate(Cases, options, progress, cancellationToken);
     }
 

@@ -88,6 +88,45 @@ public class ErasureEvaluationTests
     }
 
     [Test]
+    public void RecordedImages_AreTheRowsMissesOneByOne_AndWriteAsJsonLines()
+    {
+        var baseline = new EvalVariant("base", Draw(s => s));
+        var leaky = new EvalVariant("leaky", Draw(s => NoRed(NoCircles(s))));
+        var cases = new[] { new EvalCase("circle", [EvalConcept.Of(ShapeKind.Circle)], [leaky]) };
+        var off = new ErasureEvaluation().Run(cases, baseline, new EvalOptions(ImagesPerSet: 20, Seed: 3));
+        Assert.That(off.Images, Is.Empty, "not recorded unless asked for");
+
+        var report = new ErasureEvaluation().Run(cases, baseline, new EvalOptions(ImagesPerSet: 20, Seed: 3) { RecordImages = true });
+        Assert.That(report.Rows, Is.EqualTo(off.Rows), "recording does not change the table");
+        Assert.That(report.Images, Has.Count.EqualTo(2 * (20 + 20)), "base and leaky, 20 target and 20 preservation images each");
+        var leakyImages = report.Images.Where(r => r.Variant == "leaky").ToArray();
+        var row = report.Rows.Single(r => r.Variant == "leaky");
+
+        // Each rate is the share of its records: preservation misses are exactly the red prompts (recoloured blue).
+        var preservation = leakyImages.Where(r => r.Set == "preservation").ToArray();
+        Assert.That(preservation.Count(r => r.MatchesPrompt) / 20.0, Is.EqualTo(row.PreservationAccuracy));
+        Assert.That(preservation.Where(r => !r.MatchesPrompt).Select(r => r.Colour).Distinct(), Is.EqualTo(new[] { ShapeColor.Blue }));
+        Assert.That(preservation.Where(r => !r.MatchesPrompt).All(r => r.Prompt.Contains("red", StringComparison.Ordinal)), Is.True);
+        var targets = leakyImages.Where(r => r.Set == "target").ToArray();
+        Assert.That(targets.All(r => r.Concept == "circle" && r.Shape == ShapeKind.Square && r.Detected.Count == 0), Is.True);
+        Assert.That(report.Images.Where(r => r.Variant == "base" && r.Set == "target").All(r => r.Detected.SequenceEqual(["circle"])), Is.True);
+        Assert.That(report.Images.Where(r => r.Variant == "base").All(r => r.Ssim is null), Is.True);
+        Assert.That(preservation.Where(r => r.MatchesPrompt).All(r => r.Ssim == 1.0), Is.True, "untouched images equal the base's");
+        Assert.That(preservation.Select(r => (r.Prompt, r.Seed)),
+            Is.EqualTo(EvalPromptSets.Preservation([EvalConcept.Of(ShapeKind.Circle)], 20, 3).Select(p => (p.Text, p.Seed))));
+
+        var lines = EvalReportWriter.ToJsonLines(report).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(report.Images.Count));
+        using var first = JsonDocument.Parse(lines[^1]);
+        var last = report.Images[^1];
+        Assert.That(first.RootElement.GetProperty("variant").GetString(), Is.EqualTo(last.Variant));
+        Assert.That(first.RootElement.GetProperty("prompt").GetString(), Is.EqualTo(last.Prompt));
+        Assert.That(first.RootElement.GetProperty("seed").GetUInt64(), Is.EqualTo(last.Seed));
+        Assert.That(first.RootElement.GetProperty("colour").GetString(), Is.EqualTo(JsonNamingPolicy.CamelCase.ConvertName(last.Colour.ToString())));
+        Assert.That(first.RootElement.GetProperty("matchesPrompt").GetBoolean(), Is.EqualTo(last.MatchesPrompt));
+    }
+
+    [Test]
     public void ReportRendersAsTableJsonAndPngGrids()
     {
         var baseline = new EvalVariant("base", Draw(s => s));
