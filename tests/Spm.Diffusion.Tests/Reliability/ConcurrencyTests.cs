@@ -64,6 +64,12 @@ public class ConcurrencyTests
         }).ToArray();
     }
 
+    /// <summary>
+    /// The eight requests run one by one: the expected results of both tests below (requests are deterministic, so one
+    /// run serves both; each test still builds its own requests and runs them concurrently).
+    /// </summary>
+    private static readonly Lazy<Task<GenerationResult[]>> SequentialResults = new(() => Sequential(Requests()));
+
     private static async Task<GenerationResult[]> Sequential(GenerationRequest[] requests)
     {
         var results = new GenerationResult[requests.Length];
@@ -123,7 +129,7 @@ public class ConcurrencyTests
     public async Task EightThreadsWithDifferentSpmSets_EqualTheSameRequestsOneByOne()
     {
         var requests = Requests();
-        var expected = await Sequential(requests);
+        var expected = await SequentialResults.Value;
 
         // The SPM sets really make a difference (so the equality below is not trivially met): the same prompt and
         // seed with another active set gives other latents.
@@ -140,7 +146,7 @@ public class ConcurrencyTests
     public async Task CancellationAmongConcurrentRequests_LeavesThePipelineUsable()
     {
         var requests = Requests();
-        var expected = await Sequential(requests);
+        var expected = await SequentialResults.Value;
         await Round(requests, expected, cancelIndex: 5);
         // After the cancelled request: the same request again equals its sequential result, and so does every other.
         AssertSame(await P.GenerateAsync(requests[5]), expected[5], "request 5 after cancellation");
