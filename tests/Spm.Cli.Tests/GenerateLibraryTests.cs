@@ -51,6 +51,27 @@ public class GenerateLibraryTests
         return f.ReadFloat("latents");
     }
 
+    // Generations depend only on their arguments (the seed and sizes are fixed), so each distinct one runs once for the
+    // fixture and every test that needs it reads the same latents: the routed run of a prompt and route, and the run
+    // with exactly some SPMs loaded by hand (none: the plain model).
+    private readonly Dictionary<string, (string Out, FloatTensor Latents)> _generated = [];
+
+    private (string Out, FloatTensor Latents) GenerateOnce(string prompt, string[] extra)
+    {
+        var key = prompt + "\n" + string.Join("\n", extra);
+        if (_generated.TryGetValue(key, out var done)) return done;
+        var dir = Path.Combine(_dir, "generated-" + _generated.Count);
+        Directory.CreateDirectory(dir);
+        var (code, stdout, stderr) = Run(Generate(prompt, "g", dir, extra));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        return _generated[key] = (stdout, Latents(dir, "g"));
+    }
+
+    private (string Out, FloatTensor Latents) Routed(string prompt, params string[] routeArgs) => GenerateOnce(prompt, ["--library", _lib, .. routeArgs]);
+
+    /// <summary>The prompt with exactly these shipped SPMs loaded, in this order; none: the plain model.</summary>
+    private FloatTensor ByHand(string prompt, IEnumerable<string> concepts) => GenerateOnce(prompt, concepts.SelectMany(c => new[] { "--spm", Shipped(c) }).ToArray()).Latents;
+
     [TestCase("a red circle on a white background", "")]
     [TestCase("a red circle on a white background", "--route-top-k 1")]
     [TestCase("a blue striped triangle on a black background", "")]
@@ -60,30 +81,17 @@ public class GenerateLibraryTests
     {
         var routeArgs = route.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         string? topK = routeArgs.Length == 2 && routeArgs[0] == "--route-top-k" ? routeArgs[1] : null;
-        var dir = TestPaths.NewTempDir("spm-routed");
-        try
-        {
-            var (code, stdout, stderr) = Run(Generate(prompt, "routed", dir, ["--library", _lib, .. routeArgs]));
-            Assert.That(code, Is.EqualTo(0), stderr);
-            var chosen = Regex.Matches(stdout, @"^gate: (\w+) gate", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
-            Assert.That(stdout, Does.Contain($"route: {chosen.Count} of 3 SPMs"));
-            if (topK is not null) Assert.That(chosen, Has.Count.LessThanOrEqualTo(int.Parse(topK)));
+        var (stdout, routed) = Routed(prompt, routeArgs);
+        var chosen = Regex.Matches(stdout, @"^gate: (\w+) gate", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
+        Assert.That(stdout, Does.Contain($"route: {chosen.Count} of 3 SPMs"));
+        if (topK is not null) Assert.That(chosen, Has.Count.LessThanOrEqualTo(int.Parse(topK)));
 
-            // By hand: exactly the chosen SPMs, in library order, gated the same way.
-            var byHand = Concepts.Where(chosen.Contains).SelectMany(c => new[] { "--spm", Shipped(c) }).ToArray();
-            (code, _, stderr) = Run(Generate(prompt, "by-hand", dir, byHand));
-            Assert.That(code, Is.EqualTo(0), stderr);
-            (code, _, stderr) = Run(Generate(prompt, "plain", dir));
-            Assert.That(code, Is.EqualTo(0), stderr);
-
-            var routed = Latents(dir, "routed");
-            Assert.That(routed.Data, Is.EqualTo(Latents(dir, "by-hand").Data), $"routed {string.Join(",", chosen)}: the same latents, image for image");
-            if (chosen.Count > 0)
-                Assert.That(routed.Data, Is.Not.EqualTo(Latents(dir, "plain").Data), "the routed SPMs change the images");
-            if (route.Contains("threshold")) Assert.That(chosen, Is.Empty, "this prompt's weak striped gate stays below 0.5: the empty route is the plain model");
-            TestContext.Out.WriteLine($"{prompt} ({route}): routed {string.Join(", ", chosen)}");
-        }
-        finally { Directory.Delete(dir, true); }
+        // By hand: exactly the chosen SPMs, in library order, gated the same way (none chosen: the plain model).
+        Assert.That(routed.Data, Is.EqualTo(ByHand(prompt, Concepts.Where(chosen.Contains)).Data), $"routed {string.Join(",", chosen)}: the same latents, image for image");
+        if (chosen.Count > 0)
+            Assert.That(routed.Data, Is.Not.EqualTo(ByHand(prompt, []).Data), "the routed SPMs change the images");
+        if (route.Contains("threshold")) Assert.That(chosen, Is.Empty, "this prompt's weak striped gate stays below 0.5: the empty route is the plain model");
+        TestContext.Out.WriteLine($"{prompt} ({route}): routed {string.Join(", ", chosen)}");
     }
 
     [Test]
@@ -100,12 +108,8 @@ public class GenerateLibraryTests
             (code, stdout, stderr) = Run(Generate(prompt, "merged", dir, "--spm", merged));
             Assert.That(code, Is.EqualTo(0), stderr);
             foreach (var c in Concepts) Assert.That(stdout, Does.Contain($"gate: lib-merged.safetensors#{c} gate"), "one gate per concept inside the merged file");
-            (code, _, stderr) = Run(Generate(prompt, "separate", dir, Concepts.SelectMany(c => new[] { "--spm", Shipped(c) }).ToArray()));
-            Assert.That(code, Is.EqualTo(0), stderr);
-            (code, _, stderr) = Run(Generate(prompt, "routed", dir, "--library", _lib));
-            Assert.That(code, Is.EqualTo(0), stderr);
-            Assert.That(Latents(dir, "merged").Data, Is.EqualTo(Latents(dir, "separate").Data), "merged exactly = the three files side by side");
-            Assert.That(Latents(dir, "merged").Data, Is.EqualTo(Latents(dir, "routed").Data), "= the routed library (all three open for this prompt)");
+            Assert.That(Latents(dir, "merged").Data, Is.EqualTo(ByHand(prompt, Concepts).Data), "merged exactly = the three files side by side");
+            Assert.That(Latents(dir, "merged").Data, Is.EqualTo(Routed(prompt).Latents.Data), "= the routed library (all three open for this prompt)");
 
             // A fixed multiplier on the merged file applies to each of its concepts.
             (code, stdout, stderr) = Run(Generate(prompt, "fixed", dir, "--spm", merged + ":0.5"));
