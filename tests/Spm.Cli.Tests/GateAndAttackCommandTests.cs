@@ -30,14 +30,32 @@ public class GateAndAttackCommandTests
     private static (int Code, string Out, string Err) Run(params string[] args)
         => CliHarness.Run(c => [GateCommand.Create(c), AttackCommand.Create(c)], args);
 
-    [Test]
-    public void GateFit_WritesAProbe_KeepsTheTensors_AndReusesTheLabelCache()
+    /// <summary>
+    /// The first <c>gate fit</c> of red (24 prompts labelled into a fresh cache), run once for the fixture: the label
+    /// cache test checks it, and the direction test starts from a copy of its labels (the same 24 prompts).
+    /// </summary>
+    private static readonly Lazy<(string[] Args, string Cache, string OutDir, int Code, string Out, string Err)> FirstFit = new(() =>
     {
-        var cache = Path.Combine(_dir, "labels.jsonl");
-        var outDir = Path.Combine(_dir, "gated");
+        var dir = TestPaths.NewTempDir("spm-gate-fit");
+        var cache = Path.Combine(dir, "labels.jsonl");
+        var outDir = Path.Combine(dir, "gated");
         string[] args = ["gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--prompts", "24", "--images-per-prompt", "1",
             "--steps", "4", "--data", cache, "--out-dir", outDir, "--strength", "1"];
         var (code, stdout, stderr) = Run(args);
+        return (args, cache, outDir, code, stdout, stderr);
+    });
+
+    [OneTimeTearDown]
+    public void DeleteFirstFit()
+    {
+        if (!FirstFit.IsValueCreated) return;
+        try { Directory.Delete(Path.GetDirectoryName(FirstFit.Value.Cache)!, true); } catch (IOException) { }
+    }
+
+    [Test]
+    public void GateFit_WritesAProbe_KeepsTheTensors_AndReusesTheLabelCache()
+    {
+        var (args, cache, outDir, code, stdout, stderr) = FirstFit.Value;
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stderr, Does.Contain("labelling 24 prompts x 1 images"));
         Assert.That(stdout, Does.Contain("red.safetensors | red | 24 |"));
@@ -78,6 +96,9 @@ public class GateAndAttackCommandTests
     {
         var cache = Path.Combine(_dir, "labels.jsonl");
         var outDir = Path.Combine(_dir, "gated");
+        // The 24 prompts' labels as the first fit of the label cache test wrote them (that test checks the labelling).
+        Assert.That(FirstFit.Value.Code, Is.EqualTo(0), FirstFit.Value.Err);
+        File.Copy(FirstFit.Value.Cache, cache);
         string[] args = ["gate", "fit", "--model", Model, "--spm", ShippedSpm("red"), "--prompts", "24", "--images-per-prompt", "1",
             "--steps", "4", "--data", cache, "--out-dir", outDir, "--strength", "1", "--direction-prompts", "3", "--direction-strengths", "1,3", "--force"];
         var (code, _, stderr) = Run(args);
