@@ -21,9 +21,9 @@ public class ScaleOutTests
     private const string Manifest = """
         # scale-out test manifest
         defaults:
-          iterations: 3
+          iterations: 2
           warmup: 1
-          checkpoint_every: 2
+          checkpoint_every: 1
         concepts:
           - concept: circle
             surrogate: square
