@@ -56,10 +56,11 @@ public class EvalCommandTests
     {
         var json = Path.Combine(_dir, "out.json");
         var grids = Path.Combine(_dir, "grids");
+        var imagesJsonl = Path.Combine(_dir, "images.jsonl");
         // The spec's raw gate: every variant's multipliers differ from the base's on every prompt, so the image count below is
         // exact (a calibrated gate of 0 makes an erased image the base image, generated once).
         var (code, stdout, stderr) = Run(Eval("--spm", _circle, _red, "--concepts", "circle", "red", "circle", "--no-anchoring-spm", _circleNoLa,
-            "--json", json, "--grid-dir", grids, "--seed", "4", "--gate-calibration", "none"));
+            "--json", json, "--grid-dir", grids, "--seed", "4", "--gate-calibration", "none", "--images-jsonl", imagesJsonl));
         Assert.That(code, Is.EqualTo(0), stderr);
 
         // The table: a header, then one line per (case, concept, variant).
@@ -100,6 +101,18 @@ public class EvalCommandTests
         // 2 target + 2 preservation prompts per single case, 2 + 2 + 2 for both: base once per distinct prompt, every variant per prompt.
         int generated = run.GetProperty("imagesGenerated").GetInt32();
         Assert.That(generated, Is.InRange(4 * 3 + 4 * 2 + 6 * 2 + 8, 4 * 3 + 4 * 2 + 6 * 2 + 12));
+
+        // Every image read, one JSON line each: per case (target sets + preservation) x (base + variants) = 4 x 4 + 4 x 3 + 6 x 3;
+        // each row's preservation accuracy is the share of its case's and variant's preservation lines that match their prompt.
+        var images = File.ReadAllLines(imagesJsonl).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        Assert.That(images, Has.Length.EqualTo(46));
+        Assert.That(stderr, Does.Contain("(46 images)"));
+        foreach (var r in jsonRows)
+        {
+            var mine = images.Where(i => i.GetProperty("case").GetString() == r.GetProperty("case").GetString()
+                && i.GetProperty("variant").GetString() == r.GetProperty("variant").GetString() && i.GetProperty("set").GetString() == "preservation").ToArray();
+            Assert.That(mine.Count(i => i.GetProperty("matchesPrompt").GetBoolean()) / (double)mine.Length, Is.EqualTo(r.GetProperty("preservationAccuracy").GetDouble()));
+        }
 
         // One grid per case: rows = 1 prompt per set, columns = base + variants, 64 px cells with 2 px gaps.
         var gridFiles = root.GetProperty("grids").EnumerateArray().Select(g => g.GetProperty("file").GetString()).ToArray();
@@ -173,6 +186,7 @@ public class EvalCommandTests
 
     [TestCase(new string[0], "nothing to evaluate")]
     [TestCase(new[] { "--fidelity", "--spm", "{circle}" }, "--fidelity measures the base model")]
+    [TestCase(new[] { "--fidelity", "--images-jsonl", "{dir}/images.jsonl" }, "--images-jsonl lists the images of an erasure evaluation")]
     [TestCase(new[] { "--spm", "{circle}", "{red}", "--concepts", "circle" }, "--concepts names 1 concept(s) for 2 --spm file(s)")]
     [TestCase(new[] { "--spm", "{circle}", "--concepts", "dog" }, "Unknown concept 'dog'")]
     [TestCase(new[] { "--spm", "{circle}" }, "cannot tell which tiny-shapes concept")]
