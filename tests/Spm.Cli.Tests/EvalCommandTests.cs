@@ -51,6 +51,28 @@ public class EvalCommandTests
     }
 
     [Test]
+    public void CasesTogether_WithoutAblations_RunsOnlyTheErasedVariantOfTheCombinedCase()
+    {
+        var json = Path.Combine(_dir, "together.json");
+        var (code, stdout, stderr) = Run(Eval("--spm", _circle, _red, "--concepts", "circle", "red", "--cases", "together", "--no-ablations",
+            "--json", json, "--seed", "4", "--gate-calibration", "none"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var rows = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(2)
+            .Select(l => l.Split("  ", StringSplitOptions.RemoveEmptyEntries).Select(x => x.Trim()).ToArray()).Select(r => $"{r[0]}|{r[1]}|{r[2]}");
+        Assert.That(rows, Is.EqualTo(new[] { "circle + red|circle|base", "circle + red|circle|erased", "circle + red|red|base", "circle + red|red|erased" }));
+        Assert.That(stderr, Does.Contain("1 case(s): circle + red [erased]"));
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var run = doc.RootElement.GetProperty("run");
+        Assert.That((run.GetProperty("cases").GetString(), run.GetProperty("ablations").GetBoolean()), Is.EqualTo(("together", false)));
+        // Base and erased images of 2 + 2 target and 2 preservation prompts: the raw gate differs from 0 on every prompt.
+        Assert.That(run.GetProperty("imagesGenerated").GetInt32(), Is.EqualTo(2 * 6));
+
+        (code, stdout, stderr) = Run(Eval("--spm", _circle, _red, "--concepts", "circle", "red", "--cases", "each", "--no-ablations", "--seed", "4", "--gate-calibration", "none"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Contain("2 case(s): circle [erased]; red [erased]"));
+    }
+
+    [Test]
     [Category(TestCategories.Slow)]
     public void TwoSpmsAndAnAblation_TableJsonAndGrids()
     {
@@ -187,6 +209,8 @@ public class EvalCommandTests
     [TestCase(new string[0], "nothing to evaluate")]
     [TestCase(new[] { "--fidelity", "--spm", "{circle}" }, "--fidelity measures the base model")]
     [TestCase(new[] { "--fidelity", "--images-jsonl", "{dir}/images.jsonl" }, "--images-jsonl lists the images of an erasure evaluation")]
+    [TestCase(new[] { "--fidelity", "--cases", "together" }, "--cases and --no-ablations choose erasure cases")]
+    [TestCase(new[] { "--spm", "{circle}", "--concepts", "circle", "circle", "--no-anchoring-spm", "{red}", "--no-ablations" }, "--no-ablations leaves out the \"no anchoring\" rows")]
     [TestCase(new[] { "--spm", "{circle}", "{red}", "--concepts", "circle" }, "--concepts names 1 concept(s) for 2 --spm file(s)")]
     [TestCase(new[] { "--spm", "{circle}", "--concepts", "dog" }, "Unknown concept 'dog'")]
     [TestCase(new[] { "--spm", "{circle}" }, "cannot tell which tiny-shapes concept")]

@@ -43,6 +43,8 @@ internal static class EvalCommand
         public readonly Option<float> FacilitateFactor = new("--facilitate-factor") { Description = "Scales each SPM's gamma before the curve.", DefaultValueFactory = _ => 1f };
         public readonly Option<string?> Json = new("--json") { Description = "Write the report as JSON to this file." };
         public readonly Option<string?> ImagesJsonl = new("--images-jsonl") { Description = "Write every image of the erasure evaluation as one JSON line (case, variant, set, prompt, seed, what the evaluator read, SSIM against the base) to this file: where each rate's misses are." };
+        public readonly Option<string> Cases = new("--cases") { Description = "Which cases run: all (default: each SPM alone, then all together), each, or together (all loaded at once, as a routed library).", DefaultValueFactory = _ => "all" };
+        public readonly Option<bool> NoAblations = new("--no-ablations") { Description = "Measure only the \"erased\" variant (leave out \"no transport\" and \"no anchoring\"): about half the images." };
         public readonly Option<string?> GridDir = new("--grid-dir") { Description = "Write a comparison grid per case (base | variants) into this folder." };
         public readonly Option<int> GridPrompts = new("--grid-prompts") { Description = "Prompts of each set shown in the grids.", DefaultValueFactory = _ => 4 };
         public readonly Option<bool> Force = new("--force") { Description = "Overwrite existing output files." };
@@ -61,12 +63,13 @@ internal static class EvalCommand
         {
             Style.AcceptOnlyFromAmong("flat", "outlined");
             Wording.AcceptOnlyFromAmong("canonical", "synonyms", "held-out");
+            Cases.AcceptOnlyFromAmong("all", "each", "together");
             GateCurve.AcceptOnlyFromAmong("square", "linear");
             GateCalibration.AcceptOnlyFromAmong([.. global::Spm.Core.Gating.GateCalibrations.Names]);
         }
 
         public IEnumerable<Option> All() =>
-            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, ImagesJsonl, GridDir, GridPrompts, Force, Provider, Threads, Parallel, Wording, Markdown, Style];
+            [Model, Spm, Concepts, NoAnchoringSpm, Fidelity, Images, Seed, Steps, Guidance, Scheduler, Size, Batch, GateCurve, FacilitateFactor, GateCalibration, Json, ImagesJsonl, Cases, NoAblations, GridDir, GridPrompts, Force, Provider, Threads, Parallel, Wording, Markdown, Style];
     }
 
     public static Command Create(CliConsole console)
@@ -154,6 +157,13 @@ internal static class EvalCommand
         if (imagesJsonl is not null && fidelity) throw new SpmException("--images-jsonl lists the images of an erasure evaluation; leave it out with --fidelity.");
         if (imagesJsonl is not null && !force && File.Exists(imagesJsonl)) throw new IOException($"'{imagesJsonl}' already exists (use --force to overwrite).");
         if (imagesJsonl is not null) evaluation = evaluation with { RecordImages = true };
+        var cases = parse.GetValue(o.Cases) switch { "each" => EvalCaseSelection.Each, "together" => EvalCaseSelection.Together, _ => EvalCaseSelection.All };
+        bool ablations = !parse.GetValue(o.NoAblations);
+        if (fidelity && (cases != EvalCaseSelection.All || !ablations))
+            throw new SpmException("--cases and --no-ablations choose erasure cases; leave them out with --fidelity.");
+        if (noAnchoring.Length > 0 && !ablations)
+            throw new SpmException("--no-ablations leaves out the \"no anchoring\" rows that --no-anchoring-spm asks for; give one or the other.");
+        evaluation = evaluation with { Cases = cases, Ablations = ablations };
         return new Request(evaluation, json, gridDir, force) { Markdown = markdown, ImagesJsonl = imagesJsonl };
     }
 

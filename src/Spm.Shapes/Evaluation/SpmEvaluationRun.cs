@@ -13,6 +13,19 @@ using Spm.Training.LatentAnchoring;
 
 namespace Spm.Shapes.Evaluation;
 
+/// <summary>Which standard cases an erasure evaluation runs.</summary>
+public enum EvalCaseSelection
+{
+    /// <summary>Each SPM alone, then all together (with several).</summary>
+    All,
+
+    /// <summary>Each SPM alone.</summary>
+    Each,
+
+    /// <summary>All SPMs together (what a routed library does); with one SPM, its own case.</summary>
+    Together,
+}
+
 /// <summary>What an evaluation run (<c>spm eval</c>) is asked to do: files resolved, settings checked.</summary>
 public sealed record SpmEvaluationRequest
 {
@@ -55,6 +68,15 @@ public sealed record SpmEvaluationRequest
 
     /// <summary>Also list every image with what the evaluator read in it (<see cref="EvalReport.Images"/>).</summary>
     public bool RecordImages { get; init; }
+
+    /// <summary>Which of the standard cases run: each SPM alone, all together, or both (the default).</summary>
+    public EvalCaseSelection Cases { get; init; } = EvalCaseSelection.All;
+
+    /// <summary>
+    /// Also run the ablation variants ("erased, no transport" and, with no-anchoring SPMs, "erased, no anchoring"); true by
+    /// default. Without them only "erased" is measured against the base, at about half the images.
+    /// </summary>
+    public bool Ablations { get; init; } = true;
 
     /// <summary>The style the model draws in (a derived model's world), so the evaluator reads it right.</summary>
     public ShapeStyle Style { get; init; } = ShapeStyle.Flat;
@@ -139,7 +161,8 @@ public sealed class SpmEvaluationRun : IDisposable
         foreach (var w in loaded.Layout.Warnings) warnings?.Report(w);
         var concepts = ResolveConcepts(request, loaded.Layout.Sets);
         foreach (var w in TrainingWarnings(request)) warnings?.Report(w);
-        var cases = SpmErasureEvaluator.StandardCasesBySpm(concepts.Take(request.Spms.Count).ToArray(), concepts.Skip(request.Spms.Count).ToArray());
+        var cases = Select(SpmErasureEvaluator.StandardCasesBySpm(concepts.Take(request.Spms.Count).ToArray(), concepts.Skip(request.Spms.Count).ToArray()),
+            request.Spms.Count, request.Cases, request.Ablations);
         var pipeline = StableDiffusionPipeline.Load(request.Model, new PipelineOptions { UNetSource = loaded.UNetSource, Runtime = request.Runtime });
         try
         {
@@ -151,6 +174,22 @@ public sealed class SpmEvaluationRun : IDisposable
             pipeline.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The standard cases (each eraser alone, then all together when there are several) narrowed to
+    /// <paramref name="selection"/>, each case keeping only its "erased" variant when <paramref name="ablations"/> is off.
+    /// With one eraser, its own case is both "each" and "together".
+    /// </summary>
+    internal static IReadOnlyList<SpmCaseSpec> Select(IReadOnlyList<SpmCaseSpec> standard, int erasers, EvalCaseSelection selection, bool ablations)
+    {
+        var chosen = selection switch
+        {
+            EvalCaseSelection.Each => standard.Take(erasers),
+            EvalCaseSelection.Together => standard.Skip(erasers == 1 ? 0 : erasers),
+            _ => standard,
+        };
+        return chosen.Select(c => ablations ? c : c with { Variants = c.Variants.Where(v => v.Name == SpmErasureEvaluator.Erased).ToArray() }).ToArray();
     }
 
     /// <summary>
@@ -264,6 +303,8 @@ public sealed class SpmEvaluationRun : IDisposable
             ["gateCalibration"] = GateCalibrations.NameOf(r.Transport.Calibration),
             ["facilitateFactor"] = r.Transport.FacilitateFactor,
             ["spms"] = spms,
+            ["cases"] = r.Cases.ToString().ToLowerInvariant(),
+            ["ablations"] = r.Ablations,
             ["imagesGenerated"] = cost.ImagesGenerated,
             ["imagesRead"] = cost.ImagesRequested,
             ["generationSeconds"] = Math.Round(cost.Generation.TotalSeconds, 3),
