@@ -131,6 +131,14 @@ public sealed record PipelineWriteOptions
     /// from a pipeline with the encoder its UNet was trained on.
     /// </summary>
     public GraphBuilder? VaeEncoder { get; init; }
+
+    /// <summary>
+    /// A pipeline folder whose sampling choices the written one keeps: its scheduler (<c>scheduler/scheduler_config.json</c>
+    /// and the scheduler entry of <c>model_index.json</c>) and the project's <c>spm_generate_defaults.json</c> and
+    /// <c>spm_train_defaults.json</c>, each when it has one. A model continued from a shipped one then samples as its base
+    /// did; null writes the preset's scheduler and no defaults files.
+    /// </summary>
+    public string? SamplingFrom { get; init; }
 }
 
 /// <summary>Progress of a pipeline write.</summary>
@@ -220,6 +228,7 @@ public static class PipelineWriter
                 WriteJson(Path.Combine(staging, "scheduler", "scheduler_config.json"), preset.IsSdxl ? SdxlScheduler() : Sd1Scheduler());
                 var index = preset.IsSdxl ? SdxlIndex() : Sd1Index();
                 if (options.VaeEncoder is not null) index["vae_encoder"] = new JsonArray("diffusers", "OnnxRuntimeModel");
+                if (options.SamplingFrom is { } from) CarrySampling(from, staging, index);
                 WriteJson(Path.Combine(staging, "model_index.json"), index);
             }
             cancellationToken.ThrowIfCancellationRequested();
@@ -230,6 +239,21 @@ public static class PipelineWriter
             TryDelete(staging);
             throw;
         }
+    }
+
+    /// <summary>Copies <paramref name="from"/>'s scheduler and spm_*_defaults.json into <paramref name="staging"/> (see <see cref="PipelineWriteOptions.SamplingFrom"/>).</summary>
+    private static void CarrySampling(string from, string staging, JsonObject index)
+    {
+        var scheduler = Path.Combine(from, "scheduler", "scheduler_config.json");
+        if (File.Exists(scheduler))
+        {
+            File.Copy(scheduler, Path.Combine(staging, "scheduler", "scheduler_config.json"), overwrite: true);
+            var baseIndex = Path.Combine(from, "model_index.json");
+            if (File.Exists(baseIndex) && JsonNode.Parse(File.ReadAllText(baseIndex))?["scheduler"] is JsonArray entry)
+                index["scheduler"] = entry.DeepClone();
+        }
+        foreach (var name in new[] { "spm_generate_defaults.json", "spm_train_defaults.json" })
+            if (File.Exists(Path.Combine(from, name))) File.Copy(Path.Combine(from, name), Path.Combine(staging, name), overwrite: true);
     }
 
     private static void WriteTextEncoder(string staging, string name, GraphBuilder g, ClipTextConfig config,

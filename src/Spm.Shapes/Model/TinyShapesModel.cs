@@ -701,6 +701,8 @@ public static class TinyShapesModel
             TokenizerFolder = tokenizerFolder,
             VaeEncoder = shippedEncoderGraph,
             Overwrite = overwrite,
+            // A continuation samples as its base did (the shipped model's DPM-Solver++ and guidance 3, not the preset's PNDM).
+            SamplingFrom = o.BaseModel,
             Customize = (component, g) =>
             {
                 if (component == "unet") WeightTransfer.CopyByConsumer(unetBuilder, g);

@@ -205,6 +205,15 @@ public class TinyShapesModelTests
                 Assert.That(session.OutputMetadata.Keys, Is.EqualTo(new[] { "latent_sample" }));
             }
 
+            // The base's sampling choices, as a shipped model has them (another scheduler, defaults files).
+            Assert.That(File.Exists(Path.Combine(first, "spm_generate_defaults.json")), Is.False, "a build from scratch writes none");
+            var dpm = """{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver++", "num_train_timesteps": 1000}""";
+            File.WriteAllText(Path.Combine(first, "scheduler", "scheduler_config.json"), dpm);
+            var baseIndex = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(first, "model_index.json")))!;
+            baseIndex["scheduler"] = new System.Text.Json.Nodes.JsonArray("diffusers", "DPMSolverMultistepScheduler");
+            File.WriteAllText(Path.Combine(first, "model_index.json"), baseIndex.ToJsonString());
+            File.WriteAllText(Path.Combine(first, "spm_generate_defaults.json"), """{"guidance_scale": 3, "steps": 30}""");
+
             var phases = new List<string>();
             var continued = await TinyShapesModel.TrainAsync(second, Tokenizer, options with { BaseModel = first, DecoderSteps = 0, AutoencoderCheckImages = 0 },
                 progress: new SyncProgress<TinyShapesProgress>(p => phases.Add(p.Phase)));
@@ -213,6 +222,13 @@ public class TinyShapesModelTests
             Assert.That(continued.ReconstructionFidelity, Is.Null);
             Assert.That(File.ReadAllBytes(Path.Combine(second, "vae_encoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_encoder", "model.onnx"))));
             Assert.That(File.ReadAllBytes(Path.Combine(second, "vae_decoder", "model.onnx")), Is.EqualTo(File.ReadAllBytes(Path.Combine(first, "vae_decoder", "model.onnx"))));
+            // The continuation samples as its base did.
+            Assert.That(File.ReadAllText(Path.Combine(second, "scheduler", "scheduler_config.json")), Is.EqualTo(dpm));
+            Assert.That(File.ReadAllText(Path.Combine(second, "spm_generate_defaults.json")), Is.EqualTo(File.ReadAllText(Path.Combine(first, "spm_generate_defaults.json"))));
+            var index = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(second, "model_index.json")))!;
+            Assert.That(index["scheduler"]![1]!.GetValue<string>(), Is.EqualTo("DPMSolverMultistepScheduler"));
+            Assert.That(index["vae_encoder"], Is.Not.Null);
+            Assert.That(File.Exists(Path.Combine(second, "spm_train_defaults.json")), Is.False, "only the files the base has");
 
             // A world in another style trains the shipped encoder further (against the frozen decoder).
             var restyled = await TinyShapesModel.TrainAsync(Path.Combine(root, "third"), Tokenizer, options with
