@@ -27,6 +27,52 @@ internal static class GateCommand
         var cmd = new Command("gate", "The learned facilitated-transport gate: fit it from the model's own drawings (fit), or read gates for prompts (show).");
         cmd.Subcommands.Add(Fit(console));
         cmd.Subcommands.Add(Show(console));
+        cmd.Subcommands.Add(Set(console));
+        return cmd;
+    }
+
+    /// <summary>
+    /// <c>spm gate set FILE --closed P [--open P] [--strength S] (--out FILE | --in-place)</c>: recalibrates a fitted gate
+    /// without refitting it: the probe is kept, only the probabilities at which it shuts and fully opens, or the
+    /// membrane's strength at a fully open gate, change. The tensors are copied unchanged.
+    /// </summary>
+    private static Command Set(CliConsole console)
+    {
+        var file = new Argument<string>("file") { Description = "An SPM file with a learned gate (metadata 'gate_probe', written by spm gate fit)." };
+        var closed = new Option<float?>("--closed") { Description = "Probability at or below which the gate stays shut (default: the file's)." };
+        var open = new Option<float?>("--open") { Description = "Probability at or above which the gate is fully open (default: the file's)." };
+        var strength = new Option<float?>("--strength") { Description = "The membrane's multiplier when the gate is fully open (default: the file's)." };
+        var output = new Option<string?>("--out") { Description = "Write the recalibrated SPM to this file." };
+        var inPlace = new Option<bool>("--in-place") { Description = "Rewrite FILE itself (atomically)." };
+        var force = new Option<bool>("--force") { Description = "Overwrite an existing --out file." };
+        var cmd = new Command("set", "Recalibrate a fitted gate without refitting it: the probability at which it shuts (--closed) or fully opens (--open), or the membrane's strength when open.");
+        cmd.Arguments.Add(file);
+        foreach (var o in new Option[] { closed, open, strength, output, inPlace, force }) cmd.Options.Add(o);
+        cmd.SetAction(parse =>
+        {
+            var path = parse.GetValue(file)!;
+            var target = parse.GetValue(output);
+            bool place = parse.GetValue(inPlace);
+            if ((target is null) == !place) throw new SpmException("say where the recalibrated SPM goes: --out FILE, or --in-place.");
+            float? shut = parse.GetValue(closed), full = parse.GetValue(open), multiplier = parse.GetValue(strength);
+            if (shut is null && full is null && multiplier is null) throw new SpmException("nothing to change: give --closed, --open or --strength.");
+            if (multiplier is { } m && !(m > 0 && float.IsFinite(m))) throw new SpmException($"--strength must be a positive number, got {m}.");
+            var adapter = SpmFile.Load(path);
+            if (!adapter.Config.Extra.TryGetValue(ConceptProbe.MetadataKey, out var json))
+                throw new SpmException($"'{path}' has no learned gate (metadata '{ConceptProbe.MetadataKey}'): fit one with spm gate fit.");
+            var before = ConceptProbe.FromJson(json, path);
+            float c = shut ?? before.Closed, o = full ?? before.Open;
+            if (!(c >= 0 && c < o && o <= 1))
+                throw new SpmException($"the gate thresholds must satisfy 0 <= closed < open <= 1, got closed {c.ToString(CultureInfo.InvariantCulture)} and open {o.ToString(CultureInfo.InvariantCulture)}.");
+            var after = before.WithThresholds(c, o).WithStrength(multiplier ?? before.Strength);
+            var extra = new Dictionary<string, string>(adapter.Config.Extra, StringComparer.Ordinal) { [ConceptProbe.MetadataKey] = after.ToJson() };
+            var written = place ? path : target!;
+            if (!place && !parse.GetValue(force) && File.Exists(written)) throw new IOException($"'{written}' already exists (use --force to overwrite).");
+            SpmFile.Save(written, new SpmAdapter(adapter.Config with { Extra = extra }, adapter.Membranes, adapter.StorageDType), overwrite: true, adapter.StorageDType);
+            console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{Path.GetFileName(written)}: gate '{after.Concept}' shut <= {before.Closed:0.###} -> {after.Closed:0.###}, open >= {before.Open:0.###} -> {after.Open:0.###}, strength {before.Strength:0.###} -> {after.Strength:0.###}"));
+            return 0;
+        });
         return cmd;
     }
 
