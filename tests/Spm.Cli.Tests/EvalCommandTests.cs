@@ -129,6 +129,15 @@ public class EvalCommandTests
         var images = File.ReadAllLines(imagesJsonl).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
         Assert.That(images, Has.Length.EqualTo(46));
         Assert.That(stderr, Does.Contain("(46 images)"));
+        // Each line carries the multiplier every SPM (circle, red, circle without anchoring) drew it at.
+        float[] Multipliers(JsonElement i) => i.GetProperty("multipliers").EnumerateArray().Select(v => v.GetSingle()).ToArray();
+        string Of(JsonElement i, string key) => i.GetProperty(key).GetString()!;
+        Assert.That(images.Where(i => Of(i, "variant") == "base").Select(Multipliers), Is.All.EqualTo(new float[3]));
+        Assert.That(images.Where(i => Of(i, "case") == "circle" && Of(i, "variant") == "erased, no transport").Select(Multipliers), Is.All.EqualTo(new[] { 1f, 0f, 0f }));
+        Assert.That(images.Where(i => Of(i, "case") == "circle + red" && Of(i, "variant") == "erased, no transport").Select(Multipliers), Is.All.EqualTo(new[] { 1f, 1f, 0f }));
+        var noAnchoring = images.Where(i => Of(i, "variant") == "erased, no anchoring").Select(Multipliers).ToArray();
+        Assert.That(noAnchoring, Is.Not.Empty);
+        Assert.That(noAnchoring.All(m => m[0] == 0 && m[1] == 0 && m[2] > 0), Is.True, "the raw gate of the no-anchoring circle SPM alone");
         foreach (var r in jsonRows)
         {
             var mine = images.Where(i => i.GetProperty("case").GetString() == r.GetProperty("case").GetString()

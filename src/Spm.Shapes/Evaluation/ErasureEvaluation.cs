@@ -173,7 +173,15 @@ public sealed record EvalReport(EvalOptions Options, IReadOnlyList<EvalRow> Rows
 public sealed record EvalImageRecord(
     string Case, string Variant, string Set, string? Concept, string Prompt, ulong Seed, bool FoundObject,
     ShapeKind Shape, ShapeColor Colour, FillPattern Pattern, ShapeBackground Background, bool MatchesPrompt,
-    IReadOnlyList<string> Detected, double? Ssim);
+    IReadOnlyList<string> Detected, double? Ssim)
+{
+    /// <summary>
+    /// Each SPM's multiplier for this image (the gate it was drawn at), in the order the SPMs were loaded; null when the
+    /// images came from sources that do not say (<see cref="ErasureEvaluation.Run"/> alone). Which membrane acted on an
+    /// image that went wrong.
+    /// </summary>
+    public IReadOnlyList<float>? Multipliers { get; init; }
+}
 
 /// <summary>
 /// Measures concept erasure the way the SPM paper does, on the tiny-shapes world: per case, images of the base

@@ -218,7 +218,14 @@ public sealed class SpmErasureEvaluator
             var report = _evaluation.Run([evalCase], baseline, options, null, cancellationToken);
             rows.AddRange(report.Rows);
             grids.AddRange(report.Grids);
-            records.AddRange(report.Images);
+            if (report.Images.Count > 0)
+            {
+                var spec = cases.Single(c => c.Name == evalCase.Name);
+                records.AddRange(report.Images.Select(r => r with
+                {
+                    Multipliers = MultipliersFor(r.Variant == Base ? null : spec.Variants.Single(v => v.Name == r.Variant), r.Prompt),
+                }));
+            }
             reading.Stop();
         }
         LastCost = new SpmEvalCost(total, cache.Requested, generation.Elapsed, reading.Elapsed);
