@@ -156,14 +156,13 @@ internal static class EvalCommand
         var imagesJsonl = parse.GetValue(o.ImagesJsonl);
         if (imagesJsonl is not null && fidelity) throw new SpmException("--images-jsonl lists the images of an erasure evaluation; leave it out with --fidelity.");
         if (imagesJsonl is not null && !force && File.Exists(imagesJsonl)) throw new IOException($"'{imagesJsonl}' already exists (use --force to overwrite).");
-        if (imagesJsonl is not null) evaluation = evaluation with { RecordImages = true };
         var cases = parse.GetValue(o.Cases) switch { "each" => EvalCaseSelection.Each, "together" => EvalCaseSelection.Together, _ => EvalCaseSelection.All };
         bool ablations = !parse.GetValue(o.NoAblations);
         if (fidelity && (cases != EvalCaseSelection.All || !ablations))
             throw new SpmException("--cases and --no-ablations choose erasure cases; leave them out with --fidelity.");
         if (noAnchoring.Length > 0 && !ablations)
             throw new SpmException("--no-ablations leaves out the \"no anchoring\" rows that --no-anchoring-spm asks for; give one or the other.");
-        evaluation = evaluation with { Cases = cases, Ablations = ablations };
+        evaluation = evaluation with { RecordImages = imagesJsonl is not null, Cases = cases, Ablations = ablations };
         return new Request(evaluation, json, gridDir, force) { Markdown = markdown, ImagesJsonl = imagesJsonl };
     }
 

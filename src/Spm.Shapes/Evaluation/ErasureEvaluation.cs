@@ -282,6 +282,24 @@ public sealed class ErasureEvaluation
 
             var baseJudged = images[baseline.Name];
             int preservationStart = allPrompts.Length - plan.Preservation.Count;
+            // Each variant's SSIM and PSNR against the base, once per image (every concept's row reads the same
+            // preservation images; the per-image records also read the target images' SSIM).
+            int firstCompared = options.RecordImages ? 0 : preservationStart;
+            var ssimOf = new Dictionary<string, double[]>();
+            var psnrOf = new Dictionary<string, double[]>();
+            foreach (var variant in c.Variants)
+            {
+                var judged = images[variant.Name];
+                var ssims = new double[allPrompts.Length];
+                var psnrs = new double[allPrompts.Length];
+                for (int i = firstCompared; i < allPrompts.Length; i++)
+                {
+                    ssims[i] = ImageMetrics.Ssim(judged[i].Image, baseJudged[i].Image, 3, options.ImageSize, options.ImageSize);
+                    if (i >= preservationStart) psnrs[i] = Math.Min(options.PsnrCapDb, ImageMetrics.Psnr(judged[i].Image, baseJudged[i].Image));
+                }
+                ssimOf[variant.Name] = ssims;
+                psnrOf[variant.Name] = psnrs;
+            }
             for (int k = 0; k < c.Concepts.Count; k++)
             {
                 var concept = c.Concepts[k];
@@ -297,8 +315,8 @@ public sealed class ErasureEvaluation
                     {
                         if (judged[i].Judgement.Matches(allPrompts[i].Prompt)) preserved++;
                         if (isBase) continue;
-                        ssim += ImageMetrics.Ssim(judged[i].Image, baseJudged[i].Image, 3, options.ImageSize, options.ImageSize);
-                        psnr += Math.Min(options.PsnrCapDb, ImageMetrics.Psnr(judged[i].Image, baseJudged[i].Image));
+                        ssim += ssimOf[variant.Name][i];
+                        psnr += psnrOf[variant.Name][i];
                     }
                     int m = plan.Preservation.Count;
                     var kept = Enumerable.Range(preservationStart, m).Select(i => (allPrompts[i].Prompt, judged[i].Judgement)).ToArray();
@@ -323,7 +341,7 @@ public sealed class ErasureEvaluation
                         records.Add(new EvalImageRecord(c.Name, variant.Name, target is null ? "preservation" : "target", target?.Name,
                             allPrompts[i].Text, allPrompts[i].Seed, j.FoundObject, j.Shape.Value, j.Color.Value, j.Pattern.Value, j.Background.Value,
                             j.Matches(allPrompts[i].Prompt), c.Concepts.Where(k => k.IsDetectedIn(j)).Select(k => k.Name).ToArray(),
-                            isBase ? null : ImageMetrics.Ssim(judged[i].Image, baseJudged[i].Image, 3, options.ImageSize, options.ImageSize)));
+                            isBase ? null : ssimOf[variant.Name][i]));
                     }
                 }
 

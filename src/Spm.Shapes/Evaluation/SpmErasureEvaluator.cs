@@ -178,6 +178,8 @@ public sealed class SpmErasureEvaluator
         // within a case), so each distinct image is generated once and dropped from memory after its last use.
         var cache = new ImageCache();
         var caseJobs = new List<(EvalCase Case, List<ImageKey> Keys)>();
+        // Each (case, variant, prompt)'s multipliers as planned, for the per-image records (no second read of the gates).
+        var planned = new Dictionary<(string Case, string Variant, string Prompt), float[]>();
         foreach (var spec in cases)
         {
             var keys = new List<ImageKey>();
@@ -187,7 +189,12 @@ public sealed class SpmErasureEvaluator
             foreach (var p in prompts)
                 if (baseSeen.Add((p.Text, p.Seed))) keys.Add(cache.Plan(p, MultipliersFor(null, p.Text)));
             foreach (var v in spec.Variants)
-                foreach (var p in prompts) keys.Add(cache.Plan(p, MultipliersFor(v, p.Text)));
+                foreach (var p in prompts)
+                {
+                    var multipliers = MultipliersFor(v, p.Text);
+                    if (options.RecordImages) planned[(spec.Name, v.Name, p.Text)] = multipliers;
+                    keys.Add(cache.Plan(p, multipliers));
+                }
             var variants = spec.Variants.Select(v => new EvalVariant(v.Name, Source(cache, v))).ToArray();
             caseJobs.Add((new EvalCase(spec.Name, spec.Concepts, variants), keys));
         }
@@ -218,14 +225,10 @@ public sealed class SpmErasureEvaluator
             var report = _evaluation.Run([evalCase], baseline, options, null, cancellationToken);
             rows.AddRange(report.Rows);
             grids.AddRange(report.Grids);
-            if (report.Images.Count > 0)
+            records.AddRange(report.Images.Select(r => r with
             {
-                var spec = cases.Single(c => c.Name == evalCase.Name);
-                records.AddRange(report.Images.Select(r => r with
-                {
-                    Multipliers = MultipliersFor(r.Variant == Base ? null : spec.Variants.Single(v => v.Name == r.Variant), r.Prompt),
-                }));
-            }
+                Multipliers = r.Variant == Base ? new float[_generator.SpmCount] : planned[(r.Case, r.Variant, r.Prompt)],
+            }));
             reading.Stop();
         }
         LastCost = new SpmEvalCost(total, cache.Requested, generation.Elapsed, reading.Elapsed);
