@@ -21,6 +21,10 @@ else
   spm() { dotnet src/Spm.Cli/bin/Release/net10.0/spm.dll "$@"; }
 fi
 model=$out/model; spms=$out/spm; reports=$out/reports
+# The world the model and its derived fine-tune are trained on: varied captions (synonyms, templates, plurals, capitals),
+# horizontal stripes and a dot lattice fixed in image space (the autoencoder cannot draw dots that turn with the shape:
+# the round-trip check prints it before any UNet time).
+world=(--captions varied --stripe-angle 0 --dot-spacing 8 --dot-angle 0)
 mkdir -p "$out" "$spms" "$reports"
 done_mark() { [ -f "$out/.done-$1" ]; }
 mark() { touch "$out/.done-$1"; echo "== $1: done"; }
@@ -30,12 +34,9 @@ for step in $steps; do
   echo "== $step"
   case $step in
     model)
-      # Model v4g's recipe (docs/tiny-shapes.md, "Model v4"): varied captions (synonyms, templates, plurals, capitals),
-      # horizontal stripes and a dot lattice fixed in image space (the autoencoder cannot draw dots that turn with the
-      # shape: the round-trip check prints it before any UNet time), v3's four UNet stages (v4d, about 85 min on 2 idle
-      # cores), then three continuations on the same world (1,500 + 1,500 + 3,000 steps, the last with plain and dotted
+      # Model v4g's recipe (docs/tiny-shapes.md, "Model v4"): the world above, v3's four UNet stages (v4d, about 85 min
+      # on 2 idle cores), then three continuations on the same world (1,500 + 1,500 + 3,000 steps, the last with plain and dotted
       # pictures 1.5 times as frequent; about 45 min). Each continuation starts from the previous pipeline and its encoder.
-      world=(--captions varied --stripe-angle 0 --dot-spacing 8 --dot-angle 0)
       spm build-model --preset tiny-shapes --work-dir "$out/work" --out "$out/v4d" "${world[@]}" --check-autoencoder 300 \
         --unet-stages 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3 --snapshot-every 500 --resume --force
       prev=$out/v4d
@@ -144,7 +145,7 @@ for step in $steps; do
       # A fine-tune of the model on the outlined world: its encoder trained further against the frozen decoder, the decoder kept,
       # the UNet trained further on outlined pictures (same architecture, text encoder frozen).
       spm build-model --preset tiny-shapes --base-model "$model" --train-encoder --style outlined --work-dir "$out/derived-work" \
-        --out "$out/derived" --captions varied --stripe-angle 0 --dot-spacing 8 --dot-angle 0 --decoder-steps 0 --ae-steps 400 --unet-stages 3000:1e-3 \
+        --out "$out/derived" "${world[@]}" --decoder-steps 0 --ae-steps 400 --unet-stages 3000:1e-3 \
         --snapshot-every 500 --resume --force
       # The model's sampler travels with it (DPM-Solver++ 2M; build-model writes PNDM).
       cp "$model/spm_generate_defaults.json" "$model/spm_train_defaults.json" "$model/model_index.json" "$out/derived/"
