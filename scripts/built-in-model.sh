@@ -23,8 +23,9 @@ fi
 model=$out/model; spms=$out/spm; reports=$out/reports
 # The world the model and its derived fine-tune are trained on: varied captions (synonyms, templates, plurals, capitals),
 # horizontal stripes and a dot lattice fixed in image space (the autoencoder cannot draw dots that turn with the shape:
-# the round-trip check prints it before any UNet time).
-world=(--captions varied --stripe-angle 0 --dot-spacing 8 --dot-angle 0)
+# the round-trip check prints it before any UNet time) 12 px apart, three latent cells (at v4g's 8 px, two cells, the
+# autoencoder itself returned dots as dots 88.5 % of the time; at 12 px 100 %: docs/tiny-shapes.md, sessions 22 and 23).
+world=(--captions varied --stripe-angle 0 --dot-spacing 12 --dot-angle 0)
 mkdir -p "$out" "$spms" "$reports"
 done_mark() { [ -f "$out/.done-$1" ]; }
 mark() { touch "$out/.done-$1"; echo "== $1: done"; }
@@ -34,17 +35,20 @@ for step in $steps; do
   echo "== $step"
   case $step in
     model)
-      # Model v4g's recipe (docs/tiny-shapes.md, "Model v4"): the world above, v3's four UNet stages (v4d, about 85 min
-      # on 2 idle cores), then three continuations on the same world (1,500 + 1,500 + 3,000 steps, the last with plain and dotted
-      # pictures 1.5 times as frequent; about 45 min). Each continuation starts from the previous pipeline and its encoder.
+      # Model v4's recipe (docs/tiny-shapes.md, "Model v4"; candidate v4m, session 23): the world above, a fresh
+      # autoencoder and decoder (24 min), v3's four UNet stages (v4d, about 75 min on 2 idle cores), then four
+      # continuations on the same world (1,500 + 1,500 + 3,000 steps, the third with plain and dotted pictures 1.5 times as
+      # frequent, the fourth 3,000 steps on a pool of 32,000 pictures and captions instead of 8,000; about 76 min): about
+      # 2 h 55 min in all. Each continuation starts from the previous pipeline and its encoder, and resumes from its own
+      # snapshots after an interruption.
       spm build-model --preset tiny-shapes --work-dir "$out/work" --out "$out/v4d" "${world[@]}" --check-autoencoder 300 \
         --unet-stages 2600:2e-3:0.02,3000:1e-3:0.02,3000:1.5e-3,2000:1e-3 --snapshot-every 500 --resume --force
       prev=$out/v4d
-      for c in "e 1500:1e-3" "f 1500:1e-3" "g 3000:1e-3 --pattern-weights 1.5,1,1.5"; do
+      for c in "e 1500:1e-3" "f 1500:1e-3" "g 3000:1e-3 --pattern-weights 1.5,1,1.5" "m 3000:1e-3 --latent-pool 32000"; do
         set -- $c
         name=$1; shift
         spm build-model --preset tiny-shapes --base-model "$prev" --work-dir "$out/work-v4$name" --out "$out/v4$name" "${world[@]}" \
-          --decoder-steps 0 --unet-stages "$@" --force
+          --decoder-steps 0 --unet-stages "$@" --snapshot-every 500 --resume --force
         prev=$out/v4$name
       done
       rm -rf "$model"; cp -r "$prev" "$model"
