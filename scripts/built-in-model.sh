@@ -70,65 +70,58 @@ for step in $steps; do
         --out "$reports/atlas-synonyms-17.json" --force
       ;;
     spms)
-      spm train --model "$model" --concept circle --surrogate square --seed 1 --out "$spms/circle.safetensors" --force
-      spm train --model "$model" --concept red --surrogate blue --seed 1 --out "$spms/red.safetensors" --force
-      # Patterns need more iterations and a weaker anchor (docs/tiny-shapes.md, "Model v4").
-      spm train --model "$model" --concept striped --surrogate plain --seed 1 --iterations 800 --anchor-strength 3 \
-        --out "$spms/striped.safetensors" --force
-      spm train --model "$model" --concept circle --surrogate square --seed 1 --no-anchoring \
-        --out "$spms/circle-noanchor.safetensors" --force
+      # Each concept erased in context (docs/training.md, "Paired erasure"): every caption naming it against the same caption
+      # naming the surrogate, 800 iterations at anchor strength 3. On v4m the bare words (circle -> square, 200 iterations at
+      # strength 10, v4g's recipe) left circles in 60 % and red in 70 % of the images where the base drew them at multiplier 1
+      # (docs/built-in-model.md, "Erasure").
+      mkdir -p "$out/pairs"
+      # Red at anchor strength 1: at 3 it kept red in 21 % of the images at multiplier 2 (1.8 % at 1; rank 4 at 3: 14.5 %).
+      for cs in circle:square:3 red:blue:1 striped:plain:3; do
+        IFS=: read -r c s a <<< "$cs"
+        spm shapes pairs --concept "$c" --surrogate "$s" --out "$out/pairs/$c.txt" --force
+        spm train --model "$model" --concept "$c" --surrogate "$s" --pairs "$out/pairs/$c.txt" --seed 1 --iterations 800 \
+          --anchor-strength "$a" --out "$spms/$c.safetensors" --force
+      done
+      spm train --model "$model" --concept circle --surrogate square --pairs "$out/pairs/circle.txt" --seed 1 --iterations 800 \
+        --no-anchoring --out "$spms/circle-noanchor.safetensors" --force
       ;;
     gate)
-      # The learned gate of all three, on prompts labelled by the evaluator (the labels are cached for reruns).
+      # The learned gate of all three, on prompts labelled by the evaluator (the labels are cached for reruns). Each file's
+      # strength from the fit's probe of what it leaves where the base drew its concept (docs/built-in-model.md, "Erasure").
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" "$spms/striped.safetensors" \
         --prompts 2200 --seed 11 --synonym-share 0.3 --data "$out/gate-labels.jsonl" --in-place
       # A prompt that names no pattern is drawn striped a third of the time, which the default levels (open from p = 0.35)
       # read as "open": striped shuts below p = 0.45 and opens fully from 0.7 (docs/built-in-model.md).
       spm gate fit --model "$model" --spm "$spms/striped.safetensors" --data "$out/gate-labels.jsonl" --in-place \
-        --strength 2 --closed 0.45 --open 0.7
-      spm gate fit --model "$model" --spm "$spms/circle-noanchor.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.25
-      # Circle at v3's 1.5 rather than the strength probe's 1.25: the gradient attack's ASR 6 % -> 2 % (docs/gate.md).
-      spm gate fit --model "$model" --spm "$spms/circle.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 1.5
+        --strength 1.5 --closed 0.45 --open 0.7
+      spm gate fit --model "$model" --spm "$spms/circle-noanchor.safetensors" --data "$out/gate-labels.jsonl" --in-place --strength 2
       # Circle's and red's gates with active labelling, read word by word (docs/gate.md, "Active labelling" and "Words,
-      # not word starts"): both first gates are read on 6,000 fresh candidates (half the gate data's generator, half the
-      # evaluation's phrasings of each concept and of its near neighbours, at another seed), 300 of those each opens for
-      # are labelled (cached in gate-labels.mined.jsonl) and both are refitted on them; red shuts below p 0.25 and opens
-      # fully from 0.5. (The shipped cache holds two such rounds: 580 prompts mined from the generator alone, then 508
-      # from the candidates above; 1,088 prompts.)
-      spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" --data "$out/gate-labels.jsonl" \
-        --mine 300 --seed 11 --synonym-share 0.3 --in-place --strength 1.5
-      spm gate fit --model "$model" --spm "$spms/red.safetensors" --data "$out/gate-labels.jsonl" --mine 300 --seed 11 \
-        --in-place --strength 2 --closed 0.25 --open 0.5
+      # not word starts"): each first gate is read on 6,000 fresh candidates (half the gate data's generator, half the
+      # evaluation's phrasings of each concept and of its near neighbours, at another seed), 300 of those it opens for are
+      # labelled (cached in gate-labels.mined.jsonl) and the gate is refitted on them; red shuts below p 0.25 and opens
+      # fully from 0.5.
+      spm gate fit --model "$model" --spm "$spms/circle.safetensors" --data "$out/gate-labels.jsonl" \
+        --mine 300 --seed 11 --synonym-share 0.3 --in-place --strength 2
+      # Red mines into a cache of its own: a mined cache holds the judges of the run that made it (circle's here).
+      mkdir -p "$out/red"; cp "$out/gate-labels.jsonl" "$out/red/gate-labels.jsonl"
+      spm gate fit --model "$model" --spm "$spms/red.safetensors" --data "$out/red/gate-labels.jsonl" --mine 300 --seed 11 \
+        --synonym-share 0.3 --in-place --strength 2 --closed 0.25 --open 0.5
       ;;
     harden)
-      # Robust mode (docs/attacks.md#robust-mode) on the gated files; the gate is kept.
-      spm train --model "$model" --concept circle --surrogate square --seed 1 --init-spm "$spms/circle.safetensors" \
-        --iterations 0 --robust-rounds 4 --robust-goals 24 \
-        --robust-prompt "a red circle on a white background" --robust-prompt "an orange circle on a black background" \
-        --robust-prompt "a blue striped circle on a gray background" --robust-prompt "a green dotted circle on a white background" \
-        --robust-prompt "a purple circle on a yellow background" --robust-prompt "a circle" \
-        --out "$spms/circle-robust.safetensors" --force
-      spm train --model "$model" --concept red --surrogate blue --seed 1 --init-spm "$spms/red.safetensors" \
-        --iterations 0 --robust-rounds 4 --robust-goals 24 \
-        --robust-prompt "a red circle on a white background" --robust-prompt "a red square on a black background" \
-        --robust-prompt "a striped red triangle on a gray background" --robust-prompt "a dotted red star on a white background" \
-        --robust-prompt "a red square on a light blue background" --robust-prompt "a red triangle" \
-        --out "$spms/red-robust.safetensors" --force
-      spm train --model "$model" --concept striped --surrogate plain --seed 1 --init-spm "$spms/striped.safetensors" \
-        --iterations 0 --robust-rounds 4 --robust-goals 24 --anchor-strength 3 \
-        --robust-prompt "a red striped circle on a white background" --robust-prompt "a striped blue square on a black background" \
-        --robust-prompt "a green triangle with stripes on a gray background" --robust-prompt "a striped yellow star on a white background" \
-        --robust-prompt "a purple striped square on a light blue background" --robust-prompt "a striped shape" \
-        --out "$spms/striped-robust.safetensors" --force
-      mv "$spms/circle-robust.safetensors" "$spms/circle.safetensors"
-      mv "$spms/red-robust.safetensors" "$spms/red.safetensors"
-      mv "$spms/striped-robust.safetensors" "$spms/striped.safetensors"
+      # Robust mode (docs/attacks.md#robust-mode) on the gated files, in context: the attack's goals are the pairs'
+      # targets and what it finds is erased towards their surrogates (docs/training.md); the gate is kept.
+      for cs in circle:square:3 red:blue:1 striped:plain:3; do
+        IFS=: read -r c s a <<< "$cs"
+        spm train --model "$model" --concept "$c" --surrogate "$s" --pairs "$out/pairs/$c.txt" --seed 1 \
+          --init-spm "$spms/$c.safetensors" --iterations 0 --robust-rounds 4 --robust-goals 24 --anchor-strength "$a" \
+          --out "$spms/$c-robust.safetensors" --force
+        mv "$spms/$c-robust.safetensors" "$spms/$c.safetensors"
+      done
       # Striped's gate again, hardened membrane kept: a probe with a 64-unit hidden layer (the linear one opened on dotted
       # and plain shapes in long prompts) trained also on 150 prompts pushed along the concept's direction (the
       # embedding attack's way in); 1,500 more images, cached in gate-labels.directions.jsonl (docs/gate.md).
       spm gate fit --model "$model" --spm "$spms/striped.safetensors" --data "$out/gate-labels.jsonl" --in-place \
-        --strength 2 --closed 0.45 --open 0.7 --hidden 64 --direction-prompts 150 --read-mid-word
-      # (--read-mid-word: the shipped striped gate was fitted before word-by-word reading became the default.)
+        --strength 1.5 --closed 0.45 --open 0.7 --hidden 64 --direction-prompts 150
       ;;
     attack)
       for c in circle red striped; do

@@ -30,7 +30,9 @@ public sealed record ShapeEvaluatorOptions(
     /// <summary>The defaults for pictures drawn in <paramref name="style"/>.</summary>
     public static ShapeEvaluatorOptions For(ShapeStyle style) => style switch
     {
-        ShapeStyle.Outlined => Default with { ExtraClearance = (int)MathF.Ceiling(ShapeRasterizer.OutlineWidth) + 1 },
+        // The outline's width and no more: one pixel further left a triangle's or a star's inside on 12-px dots (the v4m
+        // world) too small to tell dots from stripes (dotted read 96.1 % on clean renders, 98.6 % with this clearance).
+        ShapeStyle.Outlined => Default with { ExtraClearance = (int)MathF.Ceiling(ShapeRasterizer.OutlineWidth) },
         _ => Default,
     };
 }
