@@ -75,12 +75,13 @@ for step in $steps; do
       # strength 10, v4g's recipe) left circles in 60 % and red in 70 % of the images where the base drew them at multiplier 1
       # (docs/built-in-model.md, "Erasure").
       mkdir -p "$out/pairs"
-      # Red at anchor strength 1: at 3 it kept red in 21 % of the images at multiplier 2 (1.8 % at 1; rank 4 at 3: 14.5 %).
-      for cs in circle:square:3 red:blue:1 striped:plain:3; do
-        IFS=: read -r c s a <<< "$cs"
+      # Red at erasing guidance eta 4: at eta 1 it kept red in 21 % of the images at multiplier 2 (anchor strength 1: 1.8 %,
+      # rank 4: 14.5 %; eta 4: 0 % from multiplier 1.5).
+      for cse in circle:square:1 red:blue:4 striped:plain:1; do
+        IFS=: read -r c s e <<< "$cse"
         spm shapes pairs --concept "$c" --surrogate "$s" --out "$out/pairs/$c.txt" --force
         spm train --model "$model" --concept "$c" --surrogate "$s" --pairs "$out/pairs/$c.txt" --seed 1 --iterations 800 \
-          --anchor-strength "$a" --out "$spms/$c.safetensors" --force
+          --anchor-strength 3 --eta "$e" --out "$spms/$c.safetensors" --force
       done
       spm train --model "$model" --concept circle --surrogate square --pairs "$out/pairs/circle.txt" --seed 1 --iterations 800 \
         --no-anchoring --out "$spms/circle-noanchor.safetensors" --force
@@ -105,15 +106,15 @@ for step in $steps; do
       # Red mines into a cache of its own: a mined cache holds the judges of the run that made it (circle's here).
       mkdir -p "$out/red"; cp "$out/gate-labels.jsonl" "$out/red/gate-labels.jsonl"
       spm gate fit --model "$model" --spm "$spms/red.safetensors" --data "$out/red/gate-labels.jsonl" --mine 300 --seed 11 \
-        --synonym-share 0.3 --in-place --strength 2 --closed 0.25 --open 0.5
+        --synonym-share 0.3 --in-place --strength 1.5 --closed 0.25 --open 0.5
       ;;
     harden)
       # Robust mode (docs/attacks.md#robust-mode) on the gated files, in context: the attack's goals are the pairs'
       # targets and what it finds is erased towards their surrogates (docs/training.md); the gate is kept.
-      for cs in circle:square:3 red:blue:1 striped:plain:3; do
-        IFS=: read -r c s a <<< "$cs"
+      for cse in circle:square:1 red:blue:4 striped:plain:1; do
+        IFS=: read -r c s e <<< "$cse"
         spm train --model "$model" --concept "$c" --surrogate "$s" --pairs "$out/pairs/$c.txt" --seed 1 \
-          --init-spm "$spms/$c.safetensors" --iterations 0 --robust-rounds 4 --robust-goals 24 --anchor-strength "$a" \
+          --init-spm "$spms/$c.safetensors" --iterations 0 --robust-rounds 4 --robust-goals 24 --anchor-strength 3 --eta "$e" \
           --out "$spms/$c-robust.safetensors" --force
         mv "$spms/$c-robust.safetensors" "$spms/$c.safetensors"
       done
