@@ -72,11 +72,10 @@ for step in $steps; do
     spms)
       # Each concept erased in context (docs/training.md, "Paired erasure"): every caption naming it against the same caption
       # naming the surrogate, 800 iterations at anchor strength 3. On v4m the bare words (circle -> square, 200 iterations at
-      # strength 10, v4g's recipe) left circles in 60 % and red in 70 % of the images where the base drew them at multiplier 1
-      # (docs/built-in-model.md, "Erasure").
-      mkdir -p "$out/pairs"
+      # strength 10, v4g's recipe) left circles in 60 % and red in 70 % of the images where the base drew them at multiplier 1.
       # Red at erasing guidance eta 4: at eta 1 it kept red in 21 % of the images at multiplier 2 (anchor strength 1: 1.8 %,
-      # rank 4: 14.5 %; eta 4: 0 % from multiplier 1.5).
+      # rank 4: 14.5 %; eta 4: 0 % from multiplier 1.5). Figures: docs/tiny-shapes.md, "Session 24".
+      mkdir -p "$out/pairs"
       for cse in circle:square:1 red:blue:4 striped:plain:1; do
         IFS=: read -r c s e <<< "$cse"
         spm shapes pairs --concept "$c" --surrogate "$s" --out "$out/pairs/$c.txt" --force
@@ -88,7 +87,7 @@ for step in $steps; do
       ;;
     gate)
       # The learned gate of all three, on prompts labelled by the evaluator (the labels are cached for reruns). Each file's
-      # strength from the fit's probe of what it leaves where the base drew its concept (docs/built-in-model.md, "Erasure").
+      # strength from the fit's probe of what it leaves where the base drew its concept (docs/tiny-shapes.md, "Session 24").
       spm gate fit --model "$model" --spm "$spms/circle.safetensors" "$spms/red.safetensors" "$spms/striped.safetensors" \
         --prompts 2200 --seed 11 --synonym-share 0.3 --data "$out/gate-labels.jsonl" --in-place
       # A prompt that names no pattern is drawn striped a third of the time, which the default levels (open from p = 0.35)
