@@ -40,6 +40,17 @@ public class ShapeEvaluatorTests
         return new Accuracy(s / (double)count, c / (double)count, p / (double)count, b / (double)count);
     }
 
+    private static void AssertEachAttributeAtLeast98Percent(params Accuracy[] measured)
+    {
+        foreach (var a in measured)
+        {
+            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
+            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
+        }
+    }
+
     [Test]
     public void AtLeast98PercentOnEachAttributeOfCleanRenderedScenes()
     {
@@ -59,13 +70,7 @@ public class ShapeEvaluatorTests
         var clean = Measure(1000, 2025, 0f, 0f, ShapeStyle.Outlined);
         var soft = Measure(1000, 78, 0.7f, 0.05f, ShapeStyle.Outlined);
         TestContext.Out.WriteLine($"outlined, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
-        foreach (var a in new[] { clean, soft })
-        {
-            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
-        }
+        AssertEachAttributeAtLeast98Percent(clean, soft);
     }
 
     [TestCase(12f, null)]
@@ -80,13 +85,7 @@ public class ShapeEvaluatorTests
         var clean = Measure(1000, 2026, 0f, 0f, ShapeStyle.Flat, period, angle);
         var soft = Measure(1000, 79, 0.7f, 0.05f, ShapeStyle.Flat, period, angle);
         TestContext.Out.WriteLine($"stripes {period} px, angle {angle?.ToString() ?? "with the shape"}, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
-        foreach (var a in new[] { clean, soft })
-        {
-            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
-        }
+        AssertEachAttributeAtLeast98Percent(clean, soft);
     }
 
     [TestCase(7f, null)]
@@ -103,13 +102,7 @@ public class ShapeEvaluatorTests
         var clean = Measure(1000, 2027, 0f, 0f, options);
         var soft = Measure(1000, 80, 0.7f, 0.05f, options);
         TestContext.Out.WriteLine($"dots {spacing} px, angle {degrees?.ToString() ?? "with the shape"}, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
-        foreach (var a in new[] { clean, soft })
-        {
-            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
-        }
+        AssertEachAttributeAtLeast98Percent(clean, soft);
     }
 
     [Test]
@@ -123,13 +116,7 @@ public class ShapeEvaluatorTests
         var clean = Measure(1000, 2028, 0f, 0f, options);
         var soft = Measure(1000, 81, 0.7f, 0.05f, options);
         TestContext.Out.WriteLine($"outlined, dots 12 px, clean: {clean}; blur 0.7 + noise 0.05: {soft}");
-        foreach (var a in new[] { clean, soft })
-        {
-            Assert.That(a.Shape, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Color, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Pattern, Is.GreaterThanOrEqualTo(0.98));
-            Assert.That(a.Background, Is.GreaterThanOrEqualTo(0.98));
-        }
+        AssertEachAttributeAtLeast98Percent(clean, soft);
     }
 
     [Test]
